@@ -1,0 +1,47 @@
+# xvs — two commands do everything on a fresh machine:
+#   make demo   the main job (a replay demo until the AF_XDP lab lands)
+#   make test   every test (unit, property, golden, end-to-end)
+# Each installs what it needs, idempotently.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+# Debian packages the build and the tests need:
+#   clang llvm libelf-dev zlib1g-dev pkg-config m4 libpcap-dev: XDP program
+#     and libxdp/libbpf (AF_XDP driver)
+#   tshark: golden tests dissect every output frame with checksum validation
+#   iproute2 iputils-ping nftables ethtool curl python3: namespace labs
+APT_PKGS := clang llvm libelf-dev zlib1g-dev pkg-config m4 libpcap-dev \
+            tshark iproute2 iputils-ping nftables ethtool curl python3 ca-certificates
+
+.PHONY: all deps build test demo bench clean
+
+all: build
+
+# Installs only what is missing; a no-op when everything is there.
+deps:
+	@missing=""; for p in $(APT_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
+	    || { echo "deps: apt-get install failed for:$$missing" >&2; exit 1; }; \
+	fi
+	@command -v $(CARGO) >/dev/null || { echo "deps: cargo not found (install Rust with rustup)" >&2; exit 1; }
+
+build: deps
+	$(CARGO) build --release
+
+test: deps
+	$(CARGO) test -- --test-threads=2
+
+demo: build
+	@tests/demo/replay_demo.sh
+
+bench: build
+	$(CARGO) bench
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,106 @@
+//! The validated model: services, real servers, local addresses, groups,
+//! timeouts and (for replay) the L2 neighbourhood. Both the config file and
+//! the ipvsadm command forms produce one; [`crate::ctl::snapshot`] compiles
+//! it for the workers.
+
+use crate::ipvs::proto::Timeouts;
+use crate::ipvs::service::{Group, Service};
+use std::net::IpAddr;
+
+/// A MAC address.
+pub type Mac = [u8; 6];
+
+/// Formats a MAC as `aa:bb:cc:dd:ee:ff`.
+pub fn fmt_mac(m: &Mac) -> String {
+    format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff` (or with `-`).
+///
+/// # Errors
+/// A message saying what is wrong with the text.
+pub fn parse_mac(s: &str) -> Result<Mac, String> {
+    let parts: Vec<&str> = s.split([':', '-']).collect();
+    if parts.len() != 6 {
+        return Err(format!("'{s}' is not a MAC address (want six hex bytes like 02:00:00:00:00:01)"));
+    }
+    let mut m = [0u8; 6];
+    for (i, p) in parts.iter().enumerate() {
+        if p.len() != 2 {
+            return Err(format!("'{s}' is not a MAC address (byte '{p}' is not two hex digits)"));
+        }
+        m[i] = u8::from_str_radix(p, 16).map_err(|_| format!("'{s}' is not a MAC address (byte '{p}' is not hex)"))?;
+    }
+    Ok(m)
+}
+
+/// A network interface of the director ("port", as DPDK names them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortConf {
+    pub name: String,
+    pub mac: Mac,
+    pub mtu: u16,
+    /// Connected prefixes: address of the director on this link + length.
+    pub addrs: Vec<(IpAddr, u8)>,
+    /// Default gateways (one per family) reachable on this port.
+    pub gateways: Vec<IpAddr>,
+}
+
+/// A neighbour: an IP on a connected link and its MAC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Neighbour {
+    pub addr: IpAddr,
+    pub mac: Mac,
+}
+
+/// The director's links. In replay they come from the config; the live
+/// driver fills them from the kernel (netlink).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetConf {
+    pub ports: Vec<PortConf>,
+    pub neighbours: Vec<Neighbour>,
+}
+
+/// Default bound on connections per worker.
+pub const DEFAULT_MAX_CONNS: usize = 4 << 20;
+
+/// Everything the data path is configured with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Model {
+    pub services: Vec<Service>,
+    pub groups: Vec<Group>,
+    pub timeouts: Timeouts,
+    /// IPVS `expire_nodest_conn`: drop packets of (and expire) connections
+    /// whose real server was removed, instead of forwarding them on.
+    pub expire_nodest_conn: bool,
+    pub net: NetConf,
+    /// Connection table bound per worker.
+    pub max_conns: usize,
+}
+
+impl Default for Model {
+    fn default() -> Self {
+        Model {
+            services: Vec::new(),
+            groups: Vec::new(),
+            timeouts: Timeouts::default(),
+            expire_nodest_conn: false,
+            net: NetConf::default(),
+            max_conns: DEFAULT_MAX_CONNS,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_roundtrip_and_errors() {
+        let m = parse_mac("02:aB:00:00:00:ff").unwrap();
+        assert_eq!(fmt_mac(&m), "02:ab:00:00:00:ff");
+        assert!(parse_mac("02:00:00:00:00").unwrap_err().contains("six hex bytes"));
+        assert!(parse_mac("02:00:00:00:00:zz").unwrap_err().contains("'zz'"));
+        assert!(parse_mac("02:00:00:00:00:0").unwrap_err().contains("two hex digits"));
+    }
+}

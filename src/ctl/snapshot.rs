@@ -1,0 +1,537 @@
+//! The immutable snapshot the workers forward with.
+//!
+//! The control plane validates a [`Model`] whole and compiles it into a
+//! `Snapshot`: flat arrays of services and dests, a service lookup map
+//! (with port-0 and service-group entries), scheduler tables, next hops.
+//! Workers read the current snapshot once per burst and never write it.
+//!
+//! Every service and dest carries a `uid` that stays the same across
+//! snapshots for the same service key / (service, address, port), so a
+//! worker can carry its counters and its connections' dest bindings over a
+//! change; uids are never reused.
+
+use super::model::{Mac, Model};
+use crate::ipvs::dest::MAX_WEIGHT;
+use crate::ipvs::proto::Timeouts;
+use crate::ipvs::sched::{SchedFlags, SchedKind, SchedTable};
+use crate::ipvs::service::{Persistence, ServiceKey};
+use crate::ipvs::{FwdMethod, Proto};
+use hashbrown::{HashMap, HashSet};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
+
+/// Where to send a frame for a neighbour: egress port and the MAC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hop {
+    pub port: u8,
+    pub mac: Mac,
+}
+
+/// A real server, compiled.
+#[derive(Clone, Debug)]
+pub struct DestEntry {
+    pub uid: u32,
+    /// Index of its service in [`Snapshot::services`].
+    pub svc: u32,
+    pub addr: IpAddr,
+    /// 0 = the packet's destination port.
+    pub port: u16,
+    pub weight: i32,
+    pub fwd: FwdMethod,
+    pub u_threshold: u32,
+    pub l_threshold: u32,
+    /// Next hop towards it (`None`: no neighbour known yet).
+    pub hop: Option<Hop>,
+}
+
+/// A virtual service, compiled.
+#[derive(Debug)]
+pub struct SvcEntry {
+    pub uid: u32,
+    pub key: ServiceKey,
+    pub sched: SchedKind,
+    pub table: SchedTable,
+    pub flags: SchedFlags,
+    pub persistence: Option<Persistence>,
+    /// Its dests: a range of [`Snapshot::dests`].
+    pub dests: Range<usize>,
+    /// FULLNAT local addresses.
+    pub laddrs: Vec<IpAddr>,
+}
+
+/// A port (interface) of the director, compiled.
+#[derive(Clone, Debug)]
+pub struct Port {
+    pub name: String,
+    pub mac: Mac,
+    pub mtu: u16,
+    /// The director's first address of each family on this port (the
+    /// source of tunnels and of ICMP errors we originate).
+    pub v4: Option<Ipv4Addr>,
+    pub v6: Option<Ipv6Addr>,
+    prefixes: Vec<(IpAddr, u8)>,
+    gateways: Vec<IpAddr>,
+}
+
+/// Why a model cannot be compiled: which object, and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{what}: {why}")]
+pub struct ModelError {
+    /// The object at fault, e.g. `service TCP 10.0.0.1:80, real server 10.0.1.1:80`.
+    pub what: String,
+    pub why: String,
+}
+
+fn err(what: impl fmt::Display, why: impl Into<String>) -> ModelError {
+    ModelError { what: what.to_string(), why: why.into() }
+}
+
+/// Lookup key of the service map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct SvcMapKey {
+    proto: u8,
+    addr: IpAddr,
+    port: u16,
+}
+
+/// Identity of a service or dest across snapshots.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum UidKey {
+    Svc(ServiceKey),
+    Dest(ServiceKey, IpAddr, u16),
+}
+
+/// The compiled configuration. See the module docs.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases by one with every published snapshot.
+    pub generation: u64,
+    pub services: Vec<SvcEntry>,
+    pub dests: Vec<DestEntry>,
+    pub timeouts: Timeouts,
+    pub expire_nodest_conn: bool,
+    pub ports: Vec<Port>,
+    pub max_conns: usize,
+    svc_map: HashMap<SvcMapKey, u32>,
+    vips: HashSet<IpAddr>,
+    laddrs: HashSet<IpAddr>,
+    neigh: HashMap<IpAddr, Mac>,
+    dest_uid: HashMap<u32, u32>,
+    svc_uid: HashMap<u32, u32>,
+    uids: HashMap<UidKey, u32>,
+    next_uid: u32,
+}
+
+fn same_prefix(a: IpAddr, b: IpAddr, len: u8) -> bool {
+    use crate::wire::Ip;
+    match (a, b) {
+        (IpAddr::V4(x), IpAddr::V4(y)) => x.mask(len) == y.mask(len),
+        (IpAddr::V6(x), IpAddr::V6(y)) => x.mask(len) == y.mask(len),
+        _ => false,
+    }
+}
+
+impl Snapshot {
+    /// An empty snapshot (no services): everything is passed to the kernel.
+    pub fn empty() -> Snapshot {
+        Snapshot::build(&Model::default(), None).expect("the empty model is valid")
+    }
+
+    /// Validates `model` whole and compiles it. `prev` (the snapshot now in
+    /// use) keeps uids stable; the generation is `prev`'s + 1.
+    ///
+    /// # Errors
+    /// The first problem found, naming the service / real server / address.
+    pub fn build(model: &Model, prev: Option<&Snapshot>) -> Result<Snapshot, ModelError> {
+        let mut s = Snapshot {
+            generation: prev.map_or(1, |p| p.generation + 1),
+            services: Vec::with_capacity(model.services.len()),
+            dests: Vec::new(),
+            timeouts: model.timeouts,
+            expire_nodest_conn: model.expire_nodest_conn,
+            ports: Vec::new(),
+            max_conns: model.max_conns.max(1),
+            svc_map: HashMap::new(),
+            vips: HashSet::new(),
+            laddrs: HashSet::new(),
+            neigh: HashMap::new(),
+            dest_uid: HashMap::new(),
+            svc_uid: HashMap::new(),
+            uids: HashMap::new(),
+            next_uid: prev.map_or(1, |p| p.next_uid),
+        };
+        s.build_net(model)?;
+        for g in &model.groups {
+            if g.members.is_empty() {
+                return Err(err(format!("group {}", g.id), "has no members"));
+            }
+        }
+        for svc in &model.services {
+            s.add_service(model, svc, prev)?;
+        }
+        Ok(s)
+    }
+
+    fn build_net(&mut self, model: &Model) -> Result<(), ModelError> {
+        if model.net.ports.len() > u8::MAX as usize {
+            return Err(err("interfaces", "more than 255"));
+        }
+        for p in &model.net.ports {
+            if p.mtu < 576 {
+                return Err(err(format!("interface {}", p.name), format!("mtu {} is below 576", p.mtu)));
+            }
+            let v4 = p.addrs.iter().find_map(|(a, _)| match a {
+                IpAddr::V4(x) => Some(*x),
+                _ => None,
+            });
+            let v6 = p.addrs.iter().find_map(|(a, _)| match a {
+                IpAddr::V6(x) => Some(*x),
+                _ => None,
+            });
+            for (a, len) in &p.addrs {
+                let max = if a.is_ipv4() { 32 } else { 128 };
+                if *len > max {
+                    return Err(err(format!("interface {} address {a}", p.name), format!("prefix length {len} exceeds {max}")));
+                }
+            }
+            self.ports.push(Port {
+                name: p.name.clone(),
+                mac: p.mac,
+                mtu: p.mtu,
+                v4,
+                v6,
+                prefixes: p.addrs.clone(),
+                gateways: p.gateways.clone(),
+            });
+        }
+        for n in &model.net.neighbours {
+            if self.neigh.insert(n.addr, n.mac).is_some() {
+                return Err(err(format!("neighbour {}", n.addr), "listed twice"));
+            }
+        }
+        Ok(())
+    }
+
+    fn uid(&mut self, key: UidKey, prev: Option<&Snapshot>) -> u32 {
+        if let Some(u) = prev.and_then(|p| p.uids.get(&key)) {
+            self.uids.insert(key, *u);
+            return *u;
+        }
+        let u = self.next_uid;
+        self.next_uid = self.next_uid.wrapping_add(1).max(1);
+        self.uids.insert(key, u);
+        u
+    }
+
+    fn add_service(&mut self, model: &Model, svc: &crate::ipvs::service::Service, prev: Option<&Snapshot>) -> Result<(), ModelError> {
+        let name = format!("service {}", svc.key);
+        let sched = SchedKind::from_name(&svc.sched).ok_or_else(|| {
+            err(&name, format!("unknown scheduler '{}' (known: {})", svc.sched, crate::ipvs::sched::names().join(", ")))
+        })?;
+        // The (proto, addr, port) entries this service answers for.
+        let members: Vec<SvcMapKey> = match &svc.key {
+            ServiceKey::Addr { proto, addr, port } => vec![SvcMapKey { proto: proto.number(), addr: *addr, port: *port }],
+            ServiceKey::Group(id) => {
+                let g = model
+                    .groups
+                    .iter()
+                    .find(|g| g.id == *id)
+                    .ok_or_else(|| err(&name, format!("group {id} is not defined")))?;
+                g.members.iter().map(|m| SvcMapKey { proto: m.proto.number(), addr: m.addr, port: m.port }).collect()
+            }
+        };
+        let family_v4 = members[0].addr.is_ipv4();
+        if members.iter().any(|m| m.addr.is_ipv4() != family_v4) {
+            return Err(err(&name, "mixes IPv4 and IPv6 addresses"));
+        }
+        if let Some(p) = svc.persistence {
+            let max = if family_v4 { 32 } else { 128 };
+            if p.netmask > max {
+                return Err(err(&name, format!("persistence netmask /{} exceeds /{max}", p.netmask)));
+            }
+        }
+        let idx = self.services.len() as u32;
+        for m in &members {
+            if self.svc_map.insert(*m, idx).is_some() {
+                let proto = Proto::from_number(m.proto).map_or("?", |p| p.name());
+                return Err(err(&name, format!("{proto} {}:{} is already a service", m.addr, m.port)));
+            }
+            self.vips.insert(m.addr);
+        }
+        for l in &svc.laddrs {
+            if l.is_ipv4() != family_v4 {
+                return Err(err(&name, format!("local address {l} is not of the service's address family")));
+            }
+            self.laddrs.insert(*l);
+        }
+        let start = self.dests.len();
+        let svc_port = match &svc.key {
+            ServiceKey::Addr { port, .. } => *port,
+            ServiceKey::Group(_) => 0,
+        };
+        let mut seen = HashSet::new();
+        for d in &svc.dests {
+            let dname = format!("{name}, real server {}", fmt_sock(d.addr, d.port));
+            if !seen.insert((d.addr, d.port)) {
+                return Err(err(&dname, "listed twice"));
+            }
+            if d.weight > MAX_WEIGHT {
+                return Err(err(&dname, format!("weight {} exceeds {MAX_WEIGHT}", d.weight)));
+            }
+            if d.addr.is_ipv4() != family_v4 {
+                return Err(err(&dname, "is not of the service's address family"));
+            }
+            if d.l_threshold > 0 && d.u_threshold > 0 && d.l_threshold > d.u_threshold {
+                return Err(err(&dname, format!("lower threshold {} is above upper threshold {}", d.l_threshold, d.u_threshold)));
+            }
+            match d.fwd {
+                FwdMethod::Dr | FwdMethod::Tun if d.port != 0 && d.port != svc_port => {
+                    return Err(err(
+                        &dname,
+                        format!("{} forwarding cannot change the port ({} -> {}); use nat or fullnat", d.fwd, svc_port, d.port),
+                    ));
+                }
+                FwdMethod::FullNat if svc.laddrs.is_empty() => {
+                    return Err(err(&dname, "fullnat needs local addresses on the service (laddrs)"));
+                }
+                _ => {}
+            }
+            let key = UidKey::Dest(svc.key.clone(), d.addr, d.port);
+            let uid = self.uid(key, prev);
+            let hop = self.next_hop(d.addr);
+            self.dest_uid.insert(uid, self.dests.len() as u32);
+            self.dests.push(DestEntry {
+                uid,
+                svc: idx,
+                addr: d.addr,
+                port: if matches!(d.fwd, FwdMethod::Dr | FwdMethod::Tun) { 0 } else { d.port },
+                weight: d.weight as i32,
+                fwd: d.fwd,
+                u_threshold: d.u_threshold,
+                l_threshold: d.l_threshold,
+                hop,
+            });
+        }
+        let dests = start..self.dests.len();
+        let table = sched.build(&self.dests[dests.clone()], svc.sched_flags);
+        let uid = self.uid(UidKey::Svc(svc.key.clone()), prev);
+        self.svc_uid.insert(uid, idx);
+        self.services.push(SvcEntry {
+            uid,
+            key: svc.key.clone(),
+            sched,
+            table,
+            flags: svc.sched_flags,
+            persistence: svc.persistence,
+            dests,
+            laddrs: svc.laddrs.clone(),
+        });
+        Ok(())
+    }
+
+    /// The service for a packet to `addr:port` over `proto` (an exact
+    /// match first, then the VIP's port-0 service).
+    #[inline]
+    pub fn lookup(&self, proto: u8, addr: IpAddr, port: u16) -> Option<u32> {
+        if self.svc_map.is_empty() {
+            return None;
+        }
+        self.svc_map
+            .get(&SvcMapKey { proto, addr, port })
+            .or_else(|| self.svc_map.get(&SvcMapKey { proto, addr, port: 0 }))
+            .copied()
+    }
+
+    /// `addr` is the address of some service.
+    #[inline]
+    pub fn is_vip(&self, addr: IpAddr) -> bool {
+        self.vips.contains(&addr)
+    }
+
+    /// `addr` is a FULLNAT local address.
+    #[inline]
+    pub fn is_laddr(&self, addr: IpAddr) -> bool {
+        !self.laddrs.is_empty() && self.laddrs.contains(&addr)
+    }
+
+    /// The dests of service `svc`.
+    #[inline]
+    pub fn svc_dests(&self, svc: u32) -> &[DestEntry] {
+        &self.dests[self.services[svc as usize].dests.clone()]
+    }
+
+    /// Index of the dest with `uid` in this snapshot.
+    #[inline]
+    pub fn dest_index(&self, uid: u32) -> Option<u32> {
+        self.dest_uid.get(&uid).copied()
+    }
+
+    /// Index of the service with `uid` in this snapshot.
+    pub fn svc_index(&self, uid: u32) -> Option<u32> {
+        self.svc_uid.get(&uid).copied()
+    }
+
+    /// Next hop for `ip`: its own neighbour entry when it has one (on the
+    /// port whose prefix holds it), else a gateway of its family.
+    pub fn next_hop(&self, ip: IpAddr) -> Option<Hop> {
+        if let Some(mac) = self.neigh.get(&ip) {
+            let port = self
+                .ports
+                .iter()
+                .position(|p| p.prefixes.iter().any(|(a, l)| same_prefix(*a, ip, *l)))
+                .unwrap_or(0);
+            return Some(Hop { port: port as u8, mac: *mac });
+        }
+        for (i, p) in self.ports.iter().enumerate() {
+            for gw in p.gateways.iter().filter(|g| g.is_ipv4() == ip.is_ipv4()) {
+                if let Some(mac) = self.neigh.get(gw) {
+                    return Some(Hop { port: i as u8, mac: *mac });
+                }
+            }
+        }
+        None
+    }
+}
+
+/// `addr:port` with brackets for IPv6.
+pub fn fmt_sock(addr: IpAddr, port: u16) -> String {
+    match addr {
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+        IpAddr::V4(a) => format!("{a}:{port}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ctl::model::{Neighbour, NetConf, PortConf};
+    use crate::ipvs::dest::Dest;
+    use crate::ipvs::service::{Group, GroupMember, Service};
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn svc(addr: &str, port: u16, dests: &[(&str, u16, FwdMethod)]) -> Service {
+        Service {
+            key: ServiceKey::Addr { proto: Proto::Tcp, addr: ip(addr), port },
+            sched: "wrr".into(),
+            sched_flags: SchedFlags::default(),
+            persistence: None,
+            dests: dests
+                .iter()
+                .map(|(a, p, f)| Dest { addr: ip(a), port: *p, weight: 1, fwd: *f, u_threshold: 0, l_threshold: 0 })
+                .collect(),
+            laddrs: vec![],
+        }
+    }
+
+    fn model(services: Vec<Service>) -> Model {
+        Model {
+            services,
+            net: NetConf {
+                ports: vec![PortConf {
+                    name: "eth0".into(),
+                    mac: [2, 0, 0, 0, 0, 0x10],
+                    mtu: 1500,
+                    addrs: vec![(ip("10.0.0.1"), 24)],
+                    gateways: vec![ip("10.0.0.254")],
+                }],
+                neighbours: vec![
+                    Neighbour { addr: ip("10.0.0.2"), mac: [2, 0, 0, 0, 0, 2] },
+                    Neighbour { addr: ip("10.0.0.254"), mac: [2, 0, 0, 0, 0, 0xfe] },
+                ],
+            },
+            ..Model::default()
+        }
+    }
+
+    #[test]
+    fn lookup_exact_then_port_zero() {
+        let m = model(vec![
+            svc("10.0.0.100", 80, &[("10.0.0.2", 80, FwdMethod::Dr)]),
+            svc("10.0.0.100", 0, &[("10.0.0.2", 0, FwdMethod::Nat)]),
+        ]);
+        let s = Snapshot::build(&m, None).unwrap();
+        assert_eq!(s.lookup(6, ip("10.0.0.100"), 80), Some(0));
+        assert_eq!(s.lookup(6, ip("10.0.0.100"), 443), Some(1));
+        assert_eq!(s.lookup(17, ip("10.0.0.100"), 80), None);
+        assert!(s.is_vip(ip("10.0.0.100")) && !s.is_vip(ip("10.0.0.2")));
+    }
+
+    #[test]
+    fn next_hop_neighbour_then_gateway() {
+        let s = Snapshot::build(&model(vec![]), None).unwrap();
+        assert_eq!(s.next_hop(ip("10.0.0.2")).unwrap().mac, [2, 0, 0, 0, 0, 2]);
+        assert_eq!(s.next_hop(ip("192.0.2.7")).unwrap().mac, [2, 0, 0, 0, 0, 0xfe]);
+        assert_eq!(s.next_hop(ip("2001:db8::1")), None);
+    }
+
+    #[test]
+    fn uids_survive_rebuilds_and_new_ones_are_fresh() {
+        let m1 = model(vec![svc("10.0.0.100", 80, &[("10.0.0.2", 80, FwdMethod::Dr), ("10.0.0.3", 80, FwdMethod::Dr)])]);
+        let s1 = Snapshot::build(&m1, None).unwrap();
+        let m2 = model(vec![svc("10.0.0.100", 80, &[("10.0.0.3", 80, FwdMethod::Dr), ("10.0.0.4", 80, FwdMethod::Dr)])]);
+        let s2 = Snapshot::build(&m2, Some(&s1)).unwrap();
+        assert_eq!(s2.generation, 2);
+        assert_eq!(s2.dests[0].uid, s1.dests[1].uid, "10.0.0.3 keeps its uid");
+        assert!(s2.dests[1].uid > s1.dests[1].uid.max(s1.services[0].uid), "10.0.0.4 is new");
+        assert_eq!(s2.services[0].uid, s1.services[0].uid);
+        assert_eq!(s2.dest_index(s1.dests[0].uid), None, "10.0.0.2 is gone");
+    }
+
+    #[test]
+    fn groups_map_every_member() {
+        let mut m = model(vec![]);
+        m.groups.push(Group {
+            id: 7,
+            members: vec![
+                GroupMember { proto: Proto::Tcp, addr: ip("10.0.0.100"), port: 80 },
+                GroupMember { proto: Proto::Tcp, addr: ip("10.0.0.100"), port: 443 },
+            ],
+        });
+        let mut g = svc("10.0.0.100", 80, &[("10.0.0.2", 0, FwdMethod::Dr)]);
+        g.key = ServiceKey::Group(7);
+        m.services.push(g);
+        let s = Snapshot::build(&m, None).unwrap();
+        assert_eq!(s.lookup(6, ip("10.0.0.100"), 443), Some(0));
+        assert_eq!(s.lookup(6, ip("10.0.0.100"), 80), Some(0));
+        assert_eq!(s.lookup(6, ip("10.0.0.100"), 22), None);
+    }
+
+    #[test]
+    fn invalid_models_name_the_culprit() {
+        let cases: Vec<(Model, &str)> = vec![
+            (
+                {
+                    let mut s = svc("10.0.0.100", 80, &[]);
+                    s.sched = "bogus".into();
+                    model(vec![s])
+                },
+                "unknown scheduler 'bogus'",
+            ),
+            (model(vec![svc("10.0.0.100", 80, &[]), svc("10.0.0.100", 80, &[])]), "already a service"),
+            (model(vec![svc("10.0.0.100", 80, &[("10.0.0.2", 8080, FwdMethod::Dr)])]), "cannot change the port"),
+            (model(vec![svc("10.0.0.100", 80, &[("10.0.0.2", 80, FwdMethod::FullNat)])]), "needs local addresses"),
+            (model(vec![svc("10.0.0.100", 80, &[("2001:db8::2", 80, FwdMethod::Nat)])]), "address family"),
+            (
+                model(vec![svc("10.0.0.100", 80, &[("10.0.0.2", 80, FwdMethod::Nat), ("10.0.0.2", 80, FwdMethod::Nat)])]),
+                "listed twice",
+            ),
+            (
+                {
+                    let mut s = svc("10.0.0.100", 80, &[]);
+                    s.key = ServiceKey::Group(3);
+                    model(vec![s])
+                },
+                "group 3 is not defined",
+            ),
+        ];
+        for (m, want) in cases {
+            let e = Snapshot::build(&m, None).unwrap_err();
+            assert!(e.to_string().contains(want), "{e} should contain {want}");
+            assert!(e.to_string().starts_with("service "), "{e} should name the service");
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Traffic generation: frames and captures for tests, golden files and
+//! benchmarks. Deterministic: the same arguments give the same bytes.
+//!
+//! [`packet`] builds single frames (with etherparse's `PacketBuilder`, an
+//! implementation independent of the rewrite code under test) and verifies
+//! every checksum of a frame from scratch.
+
+pub mod packet;

@@ -1,0 +1,325 @@
+//! Single-frame builders and a from-scratch checksum verifier.
+
+use crate::wire::checksum::{checksum, fold, pseudo_v4, pseudo_v6, sum};
+use crate::wire::{be16, proto, tcp_flags, Reject};
+use crate::stats::DropReason;
+use etherparse::PacketBuilder;
+
+/// MAC of the client side (source of generated client frames).
+pub const MAC_CLIENT: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+/// MAC of the director (destination of generated client frames).
+pub const MAC_DIRECTOR: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
+/// Two IPv6 test addresses.
+pub const V6A: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+pub const V6B: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+
+fn builder4(src: [u8; 4], dst: [u8; 4]) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
+    PacketBuilder::ethernet2(MAC_CLIENT, MAC_DIRECTOR).ipv4(src, dst, 64)
+}
+
+fn builder6(src: [u8; 16], dst: [u8; 16]) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
+    PacketBuilder::ethernet2(MAC_CLIENT, MAC_DIRECTOR).ipv6(src, dst, 64)
+}
+
+fn with_flags(
+    mut b: etherparse::PacketBuilderStep<etherparse::TcpHeader>,
+    flags: u8,
+) -> etherparse::PacketBuilderStep<etherparse::TcpHeader> {
+    if flags & tcp_flags::SYN != 0 {
+        b = b.syn();
+    }
+    if flags & tcp_flags::FIN != 0 {
+        b = b.fin();
+    }
+    if flags & tcp_flags::RST != 0 {
+        b = b.rst();
+    }
+    if flags & tcp_flags::PSH != 0 {
+        b = b.psh();
+    }
+    if flags & tcp_flags::ACK != 0 {
+        b = b.ack(1);
+    }
+    b
+}
+
+/// An Ethernet/IPv4/TCP frame with the given flags (`ACK` sets ack number 1).
+pub fn tcp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let b = with_flags(builder4(src, dst).tcp(sport, dport, 1000, 65535), flags);
+    let mut v = Vec::new();
+    b.write(&mut v, payload).expect("tcp4 builds");
+    set_df(&mut v, 14);
+    v
+}
+
+/// An Ethernet/IPv6/TCP frame.
+pub fn tcp6(src: [u8; 16], sport: u16, dst: [u8; 16], dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let b = with_flags(builder6(src, dst).tcp(sport, dport, 1000, 65535), flags);
+    let mut v = Vec::new();
+    b.write(&mut v, payload).expect("tcp6 builds");
+    v
+}
+
+/// An Ethernet/IPv4/UDP frame.
+pub fn udp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    builder4(src, dst).udp(sport, dport).write(&mut v, payload).expect("udp4 builds");
+    v
+}
+
+/// An Ethernet/IPv6/UDP frame.
+pub fn udp6(src: [u8; 16], sport: u16, dst: [u8; 16], dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    builder6(src, dst).udp(sport, dport).write(&mut v, payload).expect("udp6 builds");
+    v
+}
+
+/// An ICMP echo request.
+pub fn icmp4_echo(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+    let mut v = Vec::new();
+    builder4(src, dst).icmpv4_echo_request(1, 1).write(&mut v, b"ping").expect("icmp builds");
+    v
+}
+
+/// Sets the IPv4 DF bit of the header at `l3` and fixes its checksum.
+pub fn set_df(f: &mut [u8], l3: usize) {
+    f[l3 + 6] |= 0x40;
+    refresh_ipv4_checksum(f, l3);
+}
+
+/// Recomputes the IPv4 header checksum at `l3` from scratch.
+pub fn refresh_ipv4_checksum(f: &mut [u8], l3: usize) {
+    let ihl = ((f[l3] & 0x0f) as usize) * 4;
+    f[l3 + 10] = 0;
+    f[l3 + 11] = 0;
+    let c = checksum(&f[l3..l3 + ihl]);
+    f[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Inserts an 802.1Q tag with VLAN id `vid`.
+pub fn vlan(f: Vec<u8>, vid: u16) -> Vec<u8> {
+    let mut v = Vec::with_capacity(f.len() + 4);
+    v.extend_from_slice(&f[..12]);
+    v.extend_from_slice(&0x8100u16.to_be_bytes());
+    v.extend_from_slice(&(vid & 0x0fff).to_be_bytes());
+    v.extend_from_slice(&f[12..]);
+    v
+}
+
+/// Verifies every checksum in an Ethernet frame from scratch: the IPv4
+/// header, the TCP/UDP/ICMP/ICMPv6 checksum, and recursively the inner
+/// packet of IPIP / IPv6-in-IP and the IP header quoted in ICMP errors.
+/// Returns false on any mismatch or unparseable frame.
+pub fn verify(f: &[u8]) -> bool {
+    if f.len() < 14 {
+        return false;
+    }
+    let (mut et, mut l3) = (be16(f, 12), 14);
+    if et == 0x8100 {
+        if f.len() < 18 {
+            return false;
+        }
+        et = be16(f, 16);
+        l3 = 18;
+    }
+    match et {
+        0x0800 => verify_ip(&f[l3..], false, false),
+        0x86dd => verify_ip(&f[l3..], true, false),
+        _ => true,
+    }
+}
+
+/// Verifies an IP packet starting at `p[0]`. `quoted`: the packet is quoted
+/// inside an ICMP error and may be truncated; only its IPv4 header checksum
+/// is checked then.
+pub fn verify_ip(p: &[u8], v6: bool, quoted: bool) -> bool {
+    if !v6 {
+        if p.len() < 20 || p[0] >> 4 != 4 {
+            return false;
+        }
+        let ihl = ((p[0] & 0xf) as usize) * 4;
+        if p.len() < ihl || checksum(&p[..ihl]) != 0 {
+            return false;
+        }
+        if quoted {
+            return true;
+        }
+        let total = be16(p, 2) as usize;
+        if total > p.len() || total < ihl {
+            return false;
+        }
+        let (src, dst) = (arr4(&p[12..16]), arr4(&p[16..20]));
+        let seg = &p[ihl..total];
+        let pseudo = pseudo_v4(&src, &dst, p[9], seg.len() as u16);
+        verify_l4(p[9], seg, pseudo, false)
+    } else {
+        if p.len() < 40 || p[0] >> 4 != 6 {
+            return false;
+        }
+        if quoted {
+            return true;
+        }
+        let total = 40 + be16(p, 4) as usize;
+        if total > p.len() {
+            return false;
+        }
+        let (src, dst) = (arr16(&p[8..24]), arr16(&p[24..40]));
+        let seg = &p[40..total];
+        let pseudo = pseudo_v6(&src, &dst, p[6], seg.len() as u32);
+        verify_l4(p[6], seg, pseudo, true)
+    }
+}
+
+fn verify_l4(pr: u8, seg: &[u8], pseudo: u64, v6: bool) -> bool {
+    match pr {
+        proto::TCP => seg.len() >= 20 && fold(sum(pseudo, seg)) == 0xffff,
+        proto::UDP => {
+            if seg.len() < 8 {
+                return false;
+            }
+            // IPv4 UDP may omit its checksum.
+            (!v6 && be16(seg, 6) == 0) || fold(sum(pseudo, seg)) == 0xffff
+        }
+        proto::ICMP => {
+            if seg.len() < 8 || checksum(seg) != 0 {
+                return false;
+            }
+            // errors quote an IP packet: check its header too
+            match seg[0] {
+                3 | 4 | 5 | 11 | 12 => verify_ip(&seg[8..], false, true),
+                _ => true,
+            }
+        }
+        proto::ICMPV6 => {
+            if seg.len() < 8 || fold(sum(pseudo, seg)) != 0xffff {
+                return false;
+            }
+            match seg[0] {
+                1..=4 => verify_ip(&seg[8..], true, true),
+                _ => true,
+            }
+        }
+        proto::IPIP => verify_ip(seg, false, false),
+        proto::IPV6 => verify_ip(seg, true, false),
+        _ => true,
+    }
+}
+
+fn arr4(b: &[u8]) -> [u8; 4] {
+    [b[0], b[1], b[2], b[3]]
+}
+
+fn arr16(b: &[u8]) -> [u8; 16] {
+    let mut a = [0; 16];
+    a.copy_from_slice(b);
+    a
+}
+
+/// A corpus of malformed frames, each with the one reason the parser must
+/// give. Used by the parser's unit tests and the replay tests.
+pub fn bad_corpus() -> Vec<(&'static str, Vec<u8>, Reject)> {
+    let good = tcp4([10, 0, 0, 1], 1234, [10, 0, 0, 100], 80, tcp_flags::SYN, b"data");
+    let d = |r: DropReason| Reject::Drop(r);
+    let mut v = Vec::new();
+    v.push(("empty", vec![], d(DropReason::Truncated)));
+    v.push(("eth only", good[..14].to_vec(), d(DropReason::Truncated)));
+    v.push(("half ip header", good[..24].to_vec(), d(DropReason::Truncated)));
+    v.push(("vlan tag cut", {
+        let mut f = good[..15].to_vec();
+        f[12] = 0x81;
+        f[13] = 0;
+        f
+    }, d(DropReason::Truncated)));
+    let mut f = good.clone();
+    f[14] = 0x65; // version 6 in an IPv4 ethertype
+    v.push(("wrong ip version", f, d(DropReason::BadIpHeader)));
+    let mut f = good.clone();
+    f[14] = 0x44; // IHL 4
+    v.push(("ihl below 5", f, d(DropReason::BadIpHeader)));
+    let mut f = good.clone();
+    f[16..18].copy_from_slice(&10u16.to_be_bytes()); // total length < IHL
+    refresh_ipv4_checksum(&mut f, 14);
+    v.push(("total length below header", f, d(DropReason::BadIpLength)));
+    let mut f = good.clone();
+    f[16..18].copy_from_slice(&1500u16.to_be_bytes()); // longer than the frame
+    refresh_ipv4_checksum(&mut f, 14);
+    v.push(("total length beyond frame", f, d(DropReason::Truncated)));
+    let mut f = good.clone();
+    f[24] ^= 0xff; // break the header checksum
+    v.push(("bad ip checksum", f, d(DropReason::BadIpChecksum)));
+    let mut f = good.clone();
+    f[20] |= 0x20; // more fragments
+    refresh_ipv4_checksum(&mut f, 14);
+    v.push(("first fragment", f, d(DropReason::Fragment)));
+    let mut f = good.clone();
+    f[21] = 0x10; // fragment offset
+    refresh_ipv4_checksum(&mut f, 14);
+    v.push(("later fragment", f, d(DropReason::Fragment)));
+    v.push(("ip options", with_ipv4_options(&good), d(DropReason::IpOptions)));
+    let mut f = good.clone();
+    f[14 + 20 + 12] = 0x40; // TCP data offset 4
+    v.push(("tcp data offset below 5", f, d(DropReason::BadL4Header)));
+    let mut f = good.clone();
+    f[14 + 20 + 12] = 0xf0; // data offset 15: longer than the segment
+    v.push(("tcp data offset beyond segment", f, d(DropReason::BadL4Header)));
+    let u = udp4([10, 0, 0, 1], 1, [10, 0, 0, 100], 53, b"abcd");
+    let mut f = u.clone();
+    f[14 + 20 + 4..14 + 20 + 6].copy_from_slice(&4u16.to_be_bytes());
+    v.push(("udp length below 8", f, d(DropReason::BadL4Header)));
+    let mut f = u.clone();
+    f[14 + 20 + 4..14 + 20 + 6].copy_from_slice(&400u16.to_be_bytes());
+    v.push(("udp length beyond datagram", f, d(DropReason::BadL4Header)));
+    // an IP datagram that ends inside the TCP header
+    let mut f = good[..14 + 20 + 10].to_vec();
+    f[16..18].copy_from_slice(&30u16.to_be_bytes());
+    refresh_ipv4_checksum(&mut f, 14);
+    v.push(("tcp header truncated", f, d(DropReason::BadL4Header)));
+    let e = icmp4_echo([1, 1, 1, 1], [2, 2, 2, 2]);
+    let mut f = e[..14 + 20 + 4].to_vec();
+    f[16..18].copy_from_slice(&24u16.to_be_bytes());
+    refresh_ipv4_checksum(&mut f, 14);
+    v.push(("icmp header truncated", f, d(DropReason::BadL4Header)));
+    let g6 = tcp6(V6A, 1, V6B, 80, tcp_flags::SYN, b"");
+    v.push(("ipv6 header cut", g6[..14 + 30].to_vec(), d(DropReason::Truncated)));
+    let mut f = g6.clone();
+    f[18..20].copy_from_slice(&500u16.to_be_bytes());
+    v.push(("ipv6 payload beyond frame", f, d(DropReason::Truncated)));
+    let mut f = g6.clone();
+    f[14 + 6] = 44; // fragment header
+    v.push(("ipv6 fragment", f, d(DropReason::Fragment)));
+    let mut f = g6.clone();
+    f[14 + 6] = 0; // hop-by-hop whose length runs past the end
+    f[14 + 40 + 1] = 200;
+    v.push(("ipv6 ext beyond end", f, d(DropReason::BadIpv6Ext)));
+    v
+}
+
+/// Returns `f` (Ethernet/IPv4, no options) with 4 bytes of IPv4 options
+/// (NOP NOP NOP EOL) inserted, lengths and header checksum fixed.
+pub fn with_ipv4_options(f: &[u8]) -> Vec<u8> {
+    let mut v = f[..34].to_vec();
+    v.extend_from_slice(&[1, 1, 1, 0]);
+    v.extend_from_slice(&f[34..]);
+    v[14] = 0x46;
+    let tl = be16(&v, 16) + 4;
+    v[16..18].copy_from_slice(&tl.to_be_bytes());
+    refresh_ipv4_checksum(&mut v, 14);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_frames_verify() {
+        assert!(verify(&tcp4([1, 2, 3, 4], 1, [5, 6, 7, 8], 2, tcp_flags::SYN | tcp_flags::ACK, b"x")));
+        assert!(verify(&udp6(V6A, 1, V6B, 2, b"hello")));
+        assert!(verify(&icmp4_echo([1, 2, 3, 4], [5, 6, 7, 8])));
+        assert!(verify(&vlan(udp4([1, 2, 3, 4], 1, [5, 6, 7, 8], 2, b"q"), 3)));
+        let mut f = tcp4([1, 2, 3, 4], 1, [5, 6, 7, 8], 2, tcp_flags::ACK, b"x");
+        let n = f.len();
+        f[n - 1] ^= 1;
+        assert!(!verify(&f), "a flipped payload bit must fail the TCP checksum");
+    }
+}

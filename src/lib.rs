@@ -1,0 +1,22 @@
+//! xvs — Linux Virtual Server as a userspace, kernel-bypass L4 load balancer.
+//!
+//! The crate is laid out along the data path (see `docs/architecture.md`):
+//!
+//! - [`wire`]   packet views over frame buffers, parsing, checksums (RFC 1624)
+//! - [`ipvs`]   the IPVS domain: services, dests (real servers), connections,
+//!              the TCP state machine, schedulers and the transmit functions
+//!              of the four forwarding methods
+//! - [`worker`] the run-to-completion burst loop, which does not know its I/O
+//! - [`io`]     I/O drivers: pcap replay, in-memory (AF_XDP follows)
+//! - [`ctl`]    configuration, validation and the immutable snapshot that the
+//!              control plane publishes to the workers
+//! - [`stats`]  counters and drop reasons
+//! - [`gen`]    traffic generation for tests, golden captures and benchmarks
+
+pub mod ctl;
+pub mod gen;
+pub mod io;
+pub mod ipvs;
+pub mod stats;
+pub mod wire;
+pub mod worker;

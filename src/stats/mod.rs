@@ -1,0 +1,202 @@
+//! Counters: why each frame was dropped or passed, what was forwarded.
+//!
+//! Every outcome of the data path has a counter. Reasons are small `Copy`
+//! enums (no payload) so a verdict costs nothing to carry; each has a stable
+//! snake_case name used in `xvs replay` output and the metrics endpoint.
+//! Counters are plain `u64` owned by one worker: no atomics on the hot path;
+//! the control plane reads published copies.
+
+macro_rules! reasons {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident => $s:literal,)* }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum $name { $($(#[$vm])* $v,)* }
+        impl $name {
+            /// All variants, in counter order.
+            pub const ALL: &'static [$name] = &[$($name::$v,)*];
+            /// Number of variants (size of a counter array).
+            pub const COUNT: usize = $name::ALL.len();
+            /// Stable snake_case name (counters, metrics, logs).
+            pub const fn name(self) -> &'static str {
+                match self { $($name::$v => $s,)* }
+            }
+        }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+}
+
+reasons! {
+    /// Why a frame was dropped. Nothing dropped is transmitted.
+    DropReason {
+        /// Frame shorter than the headers it claims (Ethernet, VLAN, IP, L4).
+        Truncated => "truncated",
+        /// IP version field does not match the EtherType, or IHL < 5.
+        BadIpHeader => "bad_ip_header",
+        /// IP total / payload length disagrees with the header or the frame.
+        BadIpLength => "bad_ip_length",
+        /// IPv4 header checksum does not verify.
+        BadIpChecksum => "bad_ip_checksum",
+        /// IPv4 options present (not forwarded by xvs).
+        IpOptions => "ip_options",
+        /// IPv4 fragment or IPv6 fragment header (no reassembly in xvs).
+        Fragment => "fragment",
+        /// TTL / hop limit would reach zero.
+        TtlExceeded => "ttl_exceeded",
+        /// TCP data offset, UDP length or ICMP header invalid or truncated.
+        BadL4Header => "bad_l4_header",
+        /// A TCP segment other than SYN for a flow with no connection entry.
+        NoConn => "no_conn",
+        /// The scheduler found no available real server.
+        NoDest => "no_dest",
+        /// The connection's real server was removed (expire_nodest_conn).
+        DestGone => "dest_gone",
+        /// FULLNAT: no free local address/port.
+        NoLocalPort => "no_local_port",
+        /// No MAC known for the next hop.
+        NoNeighbour => "no_neighbour",
+        /// Encapsulated packet would exceed the egress MTU and cannot be fragmented.
+        TooBig => "too_big",
+        /// No headroom in the frame for the encapsulation header.
+        NoHeadroom => "no_headroom",
+        /// Connection table is full and nothing could be evicted.
+        TableFull => "table_full",
+        /// ICMP error whose quoted packet is malformed.
+        BadIcmp => "bad_icmp",
+        /// The IPv6 extension header chain is too long or malformed.
+        BadIpv6Ext => "bad_ipv6_ext",
+        /// Packet addressed to a VIP with a protocol xvs does not balance.
+        UnsupportedProto => "unsupported_proto",
+        /// Hand-off queue to the owning worker is full.
+        HandoffFull => "handoff_full",
+        /// Transmit ring is full.
+        TxFull => "tx_full",
+        /// Packet family (IPv4/IPv6) differs from its real server's (e.g. TUN
+        /// with an IPv6 real server for an IPv4 VIP).
+        FamilyMismatch => "family_mismatch",
+    }
+}
+
+reasons! {
+    /// Why a frame was handed to the kernel (XDP_PASS) instead of forwarded.
+    PassReason {
+        /// Not IPv4/IPv6 (ARP, LLDP, ...).
+        NonIp => "non_ip",
+        /// Not addressed to a service, a local address, or a tracked flow.
+        NotService => "not_service",
+        /// ICMP that is not an error about a tracked connection (e.g. echo).
+        Icmp => "icmp",
+    }
+}
+
+/// Forwarding direction of a connection packet, as IPVS names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Dir {
+    /// Client → real server (through the VIP).
+    In = 0,
+    /// Real server → client (NAT/FULLNAT replies).
+    Out = 1,
+}
+
+/// Per-worker counters. Plain integers: only the owning worker writes them.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerCounters {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Forwarded packets per forwarding method (DR, TUN, NAT, FULLNAT) and
+    /// direction (in, out).
+    pub fwd: [[u64; 2]; 4],
+    pub new_conns: u64,
+    pub expired_conns: u64,
+    pub templates_created: u64,
+    pub templates_expired: u64,
+    /// ICMP errors about a connection translated and relayed.
+    pub icmp_relayed: u64,
+    /// ICMP errors generated by xvs (fragmentation needed, unreachable).
+    pub icmp_sent: u64,
+    /// Frames handed to another worker.
+    pub handoffs: u64,
+    pub drops: [u64; DropReason::COUNT],
+    pub passes: [u64; PassReason::COUNT],
+}
+
+impl WorkerCounters {
+    #[inline]
+    pub fn drop(&mut self, r: DropReason) {
+        self.drops[r as usize] += 1;
+    }
+    #[inline]
+    pub fn pass(&mut self, r: PassReason) {
+        self.passes[r as usize] += 1;
+    }
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+    pub fn total_passes(&self) -> u64 {
+        self.passes.iter().sum()
+    }
+    /// Adds `o` into `self` (aggregating workers).
+    pub fn merge(&mut self, o: &WorkerCounters) {
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+        for (a, b) in self.fwd.iter_mut().zip(o.fwd.iter()) {
+            a[0] += b[0];
+            a[1] += b[1];
+        }
+        self.new_conns += o.new_conns;
+        self.expired_conns += o.expired_conns;
+        self.templates_created += o.templates_created;
+        self.templates_expired += o.templates_expired;
+        self.icmp_relayed += o.icmp_relayed;
+        self.icmp_sent += o.icmp_sent;
+        self.handoffs += o.handoffs;
+        for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
+            *a += b;
+        }
+        for (a, b) in self.passes.iter_mut().zip(o.passes.iter()) {
+            *a += b;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_names_unique_and_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for r in DropReason::ALL {
+            assert!(seen.insert(r.name()), "duplicate {}", r.name());
+            assert!(r.name().chars().all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit()));
+        }
+        for r in PassReason::ALL {
+            assert!(seen.insert(r.name()));
+        }
+        assert_eq!(DropReason::COUNT, DropReason::ALL.len());
+        assert_eq!(DropReason::ALL[DropReason::TxFull as usize], DropReason::TxFull);
+    }
+
+    #[test]
+    fn merge_adds() {
+        let mut a = WorkerCounters::default();
+        let mut b = WorkerCounters::default();
+        a.drop(DropReason::Fragment);
+        b.drop(DropReason::Fragment);
+        b.fwd[2][1] = 5;
+        b.pass(PassReason::NonIp);
+        a.merge(&b);
+        assert_eq!(a.drops[DropReason::Fragment as usize], 2);
+        assert_eq!(a.fwd[2][1], 5);
+        assert_eq!(a.total_passes(), 1);
+    }
+}

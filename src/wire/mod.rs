@@ -1,0 +1,411 @@
+//! Packet views over frame buffers: parsing, in-place rewrites, checksums.
+//!
+//! # Contract
+//!
+//! - A frame is a `&[u8]` / `&mut [u8]` starting at the Ethernet header.
+//!   [`parse`] validates it once and returns a [`Meta`] of offsets and the few
+//!   fields every stage needs; after a successful parse every accessor in this
+//!   module that takes the same frame and `Meta` stays in bounds, so nothing
+//!   reachable from packet bytes panics.
+//! - Bad input is a [`Reject`]: a counted drop or a pass to the kernel, never
+//!   a panic and never a transmitted frame.
+//! - Rewrites are in place and keep every checksum valid by RFC 1624
+//!   incremental updates ([`checksum`]); no payload is summed and nothing is
+//!   allocated.
+//! - Headers are parsed with etherparse's slices (validation); writes go
+//!   through the small helpers here, which know only offsets.
+
+pub mod checksum;
+pub mod frame;
+pub mod icmp;
+pub mod ip;
+
+use crate::stats::{DropReason, PassReason};
+use etherparse::{Ipv4HeaderSlice, Ipv6HeaderSlice, TcpHeaderSlice};
+
+pub use frame::Frame;
+pub use ip::Ip;
+
+/// Ethernet header length (no VLAN tag).
+pub const ETH_HLEN: usize = 14;
+/// One 802.1Q tag.
+pub const VLAN_HLEN: usize = 4;
+pub const ETHERTYPE_IPV4: u16 = 0x0800;
+pub const ETHERTYPE_IPV6: u16 = 0x86dd;
+pub const ETHERTYPE_VLAN: u16 = 0x8100;
+pub const ETHERTYPE_QINQ: u16 = 0x88a8;
+pub const IPV4_HLEN: usize = 20;
+pub const IPV6_HLEN: usize = 40;
+
+/// IP protocol numbers xvs knows.
+pub mod proto {
+    pub const ICMP: u8 = 1;
+    pub const IPIP: u8 = 4;
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+    pub const IPV6: u8 = 41;
+    pub const ICMPV6: u8 = 58;
+}
+
+/// TCP flag bits (byte 13 of the header).
+pub mod tcp_flags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+}
+
+/// Why a frame is not forwarded: dropped (counted) or passed to the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reject {
+    Drop(DropReason),
+    Pass(PassReason),
+}
+
+impl From<DropReason> for Reject {
+    fn from(r: DropReason) -> Self {
+        Reject::Drop(r)
+    }
+}
+
+/// What [`parse`] learned about a frame. Offsets are from the frame start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// Offset of the IP header.
+    pub l3: u16,
+    /// Offset of the L4 (TCP/UDP/ICMP) header.
+    pub l4: u16,
+    /// End of the IP datagram (`l3` + IP total length). Bytes after it are
+    /// Ethernet padding and are not forwarded.
+    pub end: u16,
+    /// IPv6 (else IPv4).
+    pub v6: bool,
+    /// The frame carries one 802.1Q tag.
+    pub vlan: bool,
+    /// IPv4 Don't Fragment (always true for IPv6: routers never fragment).
+    pub df: bool,
+    /// L4 protocol (after IPv6 extension headers).
+    pub proto: u8,
+    /// TTL / hop limit.
+    pub ttl: u8,
+    /// TCP/UDP ports (zero for ICMP).
+    pub sport: u16,
+    pub dport: u16,
+    /// TCP flags (zero otherwise).
+    pub tcp_flags: u8,
+    /// ICMP / ICMPv6 type and code (zero otherwise).
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+}
+
+impl Meta {
+    /// Length of the IP datagram.
+    #[inline]
+    pub fn ip_len(&self) -> usize {
+        (self.end - self.l3) as usize
+    }
+    /// Offset of the L4 checksum field, if the protocol has one we maintain.
+    #[inline]
+    pub fn l4_csum_off(&self) -> Option<usize> {
+        let l4 = self.l4 as usize;
+        match self.proto {
+            proto::TCP => Some(l4 + 16),
+            proto::UDP => Some(l4 + 6),
+            // ICMPv6's checksum covers a pseudo header, ICMPv4's does not.
+            proto::ICMPV6 => Some(l4 + 2),
+            _ => None,
+        }
+    }
+    /// True for ICMP(v6) error messages that quote the packet they concern.
+    #[inline]
+    pub fn is_icmp_error(&self) -> bool {
+        match (self.v6, self.proto) {
+            (false, proto::ICMP) => icmp::v4_is_error(self.icmp_type),
+            (true, proto::ICMPV6) => icmp::v6_is_error(self.icmp_type),
+            _ => false,
+        }
+    }
+}
+
+/// Reads a big-endian u16. Callers guarantee bounds (after [`parse`]).
+#[inline]
+pub fn be16(b: &[u8], off: usize) -> u16 {
+    u16::from_be_bytes([b[off], b[off + 1]])
+}
+
+/// Writes a big-endian u16.
+#[inline]
+pub fn put16(b: &mut [u8], off: usize, v: u16) {
+    b[off..off + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Parses and validates a frame (Ethernet, at most one 802.1Q tag, IPv4 or
+/// IPv6, then TCP/UDP/ICMP/ICMPv6 headers).
+///
+/// # Errors
+/// A [`Reject`] naming why the frame cannot be forwarded: truncation, bad
+/// header fields or lengths, IPv4 options and fragments are drops; non-IP
+/// frames are passes. TTL is the forwarding stage's business. Unknown L4 protocols parse fine (`proto` tells)
+/// and are the caller's decision.
+#[inline]
+pub fn parse(f: &[u8]) -> Result<Meta, Reject> {
+    if f.len() < ETH_HLEN {
+        return Err(DropReason::Truncated.into());
+    }
+    let mut et = be16(f, 12);
+    let mut l3 = ETH_HLEN;
+    let mut vlan = false;
+    if et == ETHERTYPE_VLAN {
+        if f.len() < ETH_HLEN + VLAN_HLEN {
+            return Err(DropReason::Truncated.into());
+        }
+        et = be16(f, 16);
+        l3 += VLAN_HLEN;
+        vlan = true;
+    }
+    if f.len() > u16::MAX as usize {
+        return Err(DropReason::BadIpLength.into());
+    }
+    match et {
+        ETHERTYPE_IPV4 => parse_v4(f, l3, vlan),
+        ETHERTYPE_IPV6 => parse_v6(f, l3, vlan),
+        _ => Err(Reject::Pass(PassReason::NonIp)),
+    }
+}
+
+#[inline]
+fn parse_v4(f: &[u8], l3: usize, vlan: bool) -> Result<Meta, Reject> {
+    let h = Ipv4HeaderSlice::from_slice(&f[l3..]).map_err(|e| match e {
+        etherparse::err::ipv4::HeaderSliceError::Len(_) => DropReason::Truncated,
+        etherparse::err::ipv4::HeaderSliceError::Content(_) => DropReason::BadIpHeader,
+    })?;
+    let ihl = h.slice().len();
+    let total = h.total_len() as usize;
+    if total < ihl {
+        return Err(DropReason::BadIpLength.into());
+    }
+    if l3 + total > f.len() {
+        return Err(DropReason::Truncated.into());
+    }
+    if checksum::checksum(h.slice()) != 0 {
+        return Err(DropReason::BadIpChecksum.into());
+    }
+    if h.more_fragments() || h.fragments_offset().value() != 0 {
+        return Err(DropReason::Fragment.into());
+    }
+    if ihl != IPV4_HLEN {
+        return Err(DropReason::IpOptions.into());
+    }
+    let mut m = Meta {
+        l3: l3 as u16,
+        l4: (l3 + ihl) as u16,
+        end: (l3 + total) as u16,
+        v6: false,
+        vlan,
+        df: h.dont_fragment(),
+        proto: h.protocol().0,
+        ttl: h.ttl(),
+        ..Meta::default()
+    };
+    parse_l4(f, &mut m)?;
+    Ok(m)
+}
+
+/// Most extension headers xvs walks before giving up (counted drop).
+const MAX_V6_EXT: usize = 4;
+
+#[inline]
+fn parse_v6(f: &[u8], l3: usize, vlan: bool) -> Result<Meta, Reject> {
+    let h = Ipv6HeaderSlice::from_slice(&f[l3..]).map_err(|e| match e {
+        etherparse::err::ipv6::HeaderSliceError::Len(_) => DropReason::Truncated,
+        etherparse::err::ipv6::HeaderSliceError::Content(_) => DropReason::BadIpHeader,
+    })?;
+    let end = l3 + IPV6_HLEN + h.payload_length() as usize;
+    if end > f.len() {
+        return Err(DropReason::Truncated.into());
+    }
+    let mut nh = h.next_header().0;
+    let mut off = l3 + IPV6_HLEN;
+    let mut n = 0;
+    loop {
+        match nh {
+            // hop-by-hop, routing, destination options: skip
+            0 | 43 | 60 => {
+                n += 1;
+                if n > MAX_V6_EXT || off + 8 > end {
+                    return Err(DropReason::BadIpv6Ext.into());
+                }
+                let len = (f[off + 1] as usize + 1) * 8;
+                nh = f[off];
+                off += len;
+                if off > end {
+                    return Err(DropReason::BadIpv6Ext.into());
+                }
+            }
+            44 => return Err(DropReason::Fragment.into()),
+            _ => break,
+        }
+    }
+    let mut m = Meta {
+        l3: l3 as u16,
+        l4: off as u16,
+        end: end as u16,
+        v6: true,
+        vlan,
+        df: true,
+        proto: nh,
+        ttl: h.hop_limit(),
+        ..Meta::default()
+    };
+    parse_l4(f, &mut m)?;
+    Ok(m)
+}
+
+#[inline]
+fn parse_l4(f: &[u8], m: &mut Meta) -> Result<(), Reject> {
+    let l4 = m.l4 as usize;
+    let seg = &f[l4..m.end as usize];
+    match m.proto {
+        proto::TCP => {
+            let t = TcpHeaderSlice::from_slice(seg).map_err(|_| DropReason::BadL4Header)?;
+            m.sport = t.source_port();
+            m.dport = t.destination_port();
+            m.tcp_flags = seg[13];
+        }
+        proto::UDP => {
+            if seg.len() < 8 {
+                return Err(DropReason::BadL4Header.into());
+            }
+            let ulen = be16(seg, 4) as usize;
+            // IPv6 jumbograms (ulen 0) are not supported: a counted drop.
+            if ulen < 8 || ulen > seg.len() {
+                return Err(DropReason::BadL4Header.into());
+            }
+            m.sport = be16(seg, 0);
+            m.dport = be16(seg, 2);
+        }
+        proto::ICMP | proto::ICMPV6 => {
+            if seg.len() < 8 {
+                return Err(DropReason::BadL4Header.into());
+            }
+            m.icmp_type = seg[0];
+            m.icmp_code = seg[1];
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Sets destination and source MAC.
+#[inline]
+pub fn set_macs(f: &mut [u8], dst: &[u8; 6], src: &[u8; 6]) {
+    f[0..6].copy_from_slice(dst);
+    f[6..12].copy_from_slice(src);
+}
+
+/// Reads the source MAC.
+#[inline]
+pub fn src_mac(f: &[u8]) -> [u8; 6] {
+    let mut m = [0; 6];
+    m.copy_from_slice(&f[6..12]);
+    m
+}
+
+/// Reads the destination MAC.
+#[inline]
+pub fn dst_mac(f: &[u8]) -> [u8; 6] {
+    let mut m = [0; 6];
+    m.copy_from_slice(&f[0..6]);
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::gen::packet::*;
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn parses_tcp_v4() {
+        let f = tcp4([10, 0, 0, 1], 1234, [10, 0, 0, 100], 80, tcp_flags::SYN, b"");
+        let m = parse(&f).unwrap();
+        assert_eq!((m.l3, m.l4, m.end as usize), (14, 34, f.len()));
+        assert_eq!((m.sport, m.dport, m.proto, m.tcp_flags), (1234, 80, 6, tcp_flags::SYN));
+        assert!(!m.v6);
+        assert_eq!(Ipv4Addr::src(&f, &m), Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(Ipv4Addr::dst(&f, &m), Ipv4Addr::new(10, 0, 0, 100));
+    }
+
+    #[test]
+    fn parses_vlan_udp_v6() {
+        let f = vlan(udp6(V6A, 53, V6B, 5353, b"hello"), 42);
+        let m = parse(&f).unwrap();
+        assert!(m.vlan && m.v6);
+        assert_eq!((m.l3, m.l4), (18, 58));
+        assert_eq!((m.sport, m.dport, m.proto), (53, 5353, 17));
+        assert_eq!(Ipv6Addr::src(&f, &m), Ipv6Addr::from(V6A));
+    }
+
+    #[test]
+    fn strips_ethernet_padding() {
+        let mut f = udp4([1, 1, 1, 1], 1, [2, 2, 2, 2], 2, b"");
+        let ip_end = f.len();
+        f.resize(60, 0);
+        let m = parse(&f).unwrap();
+        assert_eq!(m.end as usize, ip_end);
+    }
+
+    #[test]
+    fn non_ip_passes() {
+        let mut f = tcp4([1, 1, 1, 1], 1, [2, 2, 2, 2], 2, 0, b"");
+        f[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+        assert_eq!(parse(&f), Err(Reject::Pass(PassReason::NonIp)));
+    }
+
+    /// The bad-input corpus: each malformed frame has exactly one reason.
+    #[test]
+    fn bad_frames_are_counted_drops() {
+        for (name, f, want) in bad_corpus() {
+            assert_eq!(parse(&f), Err(want), "{name}");
+        }
+    }
+
+    #[test]
+    fn every_prefix_of_a_good_frame_is_rejected_without_panic() {
+        for f in [
+            tcp4([10, 0, 0, 1], 1234, [10, 0, 0, 100], 80, tcp_flags::ACK, b"payload"),
+            vlan(udp6(V6A, 53, V6B, 5353, b"x"), 7),
+            icmp4_echo([1, 2, 3, 4], [5, 6, 7, 8]),
+        ] {
+            for n in 0..f.len() {
+                assert!(parse(&f[..n]).is_err(), "prefix {n} parsed");
+            }
+            assert!(parse(&f).is_ok());
+        }
+    }
+
+    proptest::proptest! {
+        /// Arbitrary bytes never panic the parser, and whatever parses has
+        /// in-bounds offsets.
+        #[test]
+        fn parse_never_panics(f in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            if let Ok(m) = parse(&f) {
+                proptest::prop_assert!(m.l3 < m.l4 && m.l4 <= m.end && m.end as usize <= f.len());
+            }
+        }
+
+        /// Mutating one byte of a valid frame never panics.
+        #[test]
+        fn mutated_frames_never_panic(at in 0usize..80, v in proptest::prelude::any::<u8>()) {
+            let mut f = tcp4([10, 0, 0, 1], 1234, [10, 0, 0, 100], 80, tcp_flags::ACK, b"0123456789abcdefghijklmnopqrstuv");
+            let at = at % f.len();
+            f[at] = v;
+            let _ = parse(&f);
+            let mut g = udp6(V6A, 1, V6B, 2, b"0123456789");
+            let at2 = at % g.len();
+            g[at2] = v;
+            let _ = parse(&g);
+        }
+    }
+}
