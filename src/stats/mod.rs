@@ -103,6 +103,32 @@ pub enum Dir {
     Out = 1,
 }
 
+/// Traffic counters of one real server (IPVS's `ip_vs_stats`), kept per
+/// worker and summed by the control plane. A service's figures are the sum
+/// of its real servers'.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DestStats {
+    /// Connections scheduled to it.
+    pub conns: u64,
+    /// Packets and bytes client → real server.
+    pub inpkts: u64,
+    pub inbytes: u64,
+    /// Packets and bytes real server → client (NAT/FULLNAT only: DR/TUN
+    /// replies bypass the director).
+    pub outpkts: u64,
+    pub outbytes: u64,
+}
+
+impl DestStats {
+    pub fn merge(&mut self, o: &DestStats) {
+        self.conns += o.conns;
+        self.inpkts += o.inpkts;
+        self.inbytes += o.inbytes;
+        self.outpkts += o.outpkts;
+        self.outbytes += o.outbytes;
+    }
+}
+
 /// Per-worker counters. Plain integers: only the owning worker writes them.
 #[derive(Clone, Debug, Default)]
 pub struct WorkerCounters {

@@ -95,6 +95,9 @@ pub struct SchedCtx<'a> {
     pub sport: u16,
     pub daddr: IpAddr,
     pub dport: u16,
+    /// The worker's clock (monotonic nanoseconds, read once per burst), for
+    /// schedulers whose state ages (lblc, lblcr).
+    pub now: u64,
 }
 
 impl SchedCtx<'_> {
@@ -253,6 +256,7 @@ pub(crate) mod testutil {
             sport: 40000,
             daddr: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)),
             dport: 80,
+            now: 0,
         }
     }
 
