@@ -1,1 +1,224 @@
-//! (in progress)
+//! Connection expiry by a timer wheel, never a full scan.
+//!
+//! Time is counted in ticks of [`TICK_NS`]. Every entry sits in exactly one
+//! slot, the one of its expiry tick modulo the wheel size. Refreshing a
+//! connection on a packet only writes its new expiry (no wheel operation):
+//! when the slot comes round, the owner looks at the entry's current expiry
+//! and either expires it or puts it back in the slot of the new time — the
+//! lazy scheme keeps the per-packet cost at one store. Expiries beyond the
+//! wheel's span simply go round again.
+
+/// Length of a tick: 100 ms. IPVS timeouts are whole seconds.
+pub const TICK_NS: u64 = 100_000_000;
+/// Ticks per second.
+pub const TICKS_PER_SEC: u32 = (1_000_000_000 / TICK_NS) as u32;
+/// Slots in the wheel (a power of two): 4096 ticks = 409.6 s per turn.
+const SLOTS: usize = 4096;
+
+/// Converts a monotonic time in ns to ticks. Tick numbers are `u32` and
+/// compared with wrapping arithmetic (they wrap after 13 years).
+#[inline]
+pub fn ticks(now_ns: u64) -> u32 {
+    (now_ns / TICK_NS) as u32
+}
+
+/// Converts seconds to ticks.
+#[inline]
+pub fn secs(s: u32) -> u32 {
+    s.saturating_mul(TICKS_PER_SEC)
+}
+
+/// `a` is at or after `b` in wrapping tick arithmetic.
+#[inline]
+pub fn reached(a: u32, b: u32) -> bool {
+    a.wrapping_sub(b) < u32::MAX / 2
+}
+
+/// The wheel. Entries are `u32` ids (connection slab indexes).
+pub struct Wheel {
+    slots: Vec<Vec<u32>>,
+    /// The next tick to process.
+    next: u32,
+    /// Position inside the slot of `next` when a budget ran out.
+    cursor: usize,
+    len: usize,
+}
+
+impl Wheel {
+    /// An empty wheel whose clock starts at `now` (ticks).
+    pub fn new(now: u32) -> Wheel {
+        Wheel { slots: (0..SLOTS).map(|_| Vec::new()).collect(), next: now, cursor: 0, len: 0 }
+    }
+
+    /// Entries in the wheel.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Puts `id` in the slot of tick `at`. An expiry already due lands in
+    /// the slot processed next.
+    #[inline]
+    pub fn insert(&mut self, id: u32, at: u32) {
+        let at = if reached(self.next, at) { self.next } else { at };
+        self.slots[at as usize % SLOTS].push(id);
+        self.len += 1;
+    }
+
+    /// Processes every slot up to and including tick `now`, handing each
+    /// entry to `visit`, at most `budget` entries in all. `visit` returns
+    /// `Some(tick)` to keep the entry (re-inserted at that tick) or `None`
+    /// when it expired. Returns the number of entries visited; when the
+    /// budget runs out the rest is visited by the next call.
+    pub fn advance(&mut self, now: u32, budget: usize, mut visit: impl FnMut(u32) -> Option<u32>) -> usize {
+        let mut done = 0;
+        // After a jump of more than a turn, visiting every slot once is
+        // enough: each visit reads the entry's real expiry.
+        let behind = now.wrapping_sub(self.next);
+        if reached(now, self.next) && behind as usize >= SLOTS {
+            self.next = now.wrapping_sub(SLOTS as u32 - 1);
+            self.cursor = 0;
+        }
+        while reached(now, self.next) {
+            let s = self.next as usize % SLOTS;
+            while self.cursor < self.slots[s].len() {
+                if done == budget {
+                    return done;
+                }
+                let id = self.slots[s][self.cursor];
+                done += 1;
+                match visit(id) {
+                    None => {
+                        self.slots[s].swap_remove(self.cursor);
+                        self.len -= 1;
+                    }
+                    Some(at) => {
+                        // Still alive. Due already (the owner kept it
+                        // without moving it on): look again next tick.
+                        let at = if reached(self.next, at) { self.next.wrapping_add(1) } else { at };
+                        if at as usize % SLOTS == s {
+                            // A later turn of this same slot: leave it.
+                            self.cursor += 1;
+                        } else {
+                            self.slots[s].swap_remove(self.cursor);
+                            self.len -= 1;
+                            self.insert(id, at);
+                        }
+                    }
+                }
+            }
+            self.next = self.next.wrapping_add(1);
+            self.cursor = 0;
+        }
+        done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn expires_at_the_right_tick() {
+        let mut w = Wheel::new(0);
+        let mut exp: HashMap<u32, u32> = HashMap::new();
+        for (id, at) in [(1, 5), (2, 10), (3, 5000), (4, 0)] {
+            exp.insert(id, at);
+            w.insert(id, at);
+        }
+        let mut gone = Vec::new();
+        for t in 0..6000u32 {
+            w.advance(t, usize::MAX, |id| {
+                if reached(t, exp[&id]) {
+                    gone.push((id, t));
+                    None
+                } else {
+                    Some(exp[&id])
+                }
+            });
+        }
+        assert_eq!(gone, vec![(4, 0), (1, 5), (2, 10), (3, 5000)]);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn refreshed_entries_move_instead_of_expiring() {
+        let mut w = Wheel::new(0);
+        let mut exp = 10u32;
+        w.insert(7, exp);
+        let mut expired_at = None;
+        for t in 0..100u32 {
+            if t == 8 {
+                exp = 50; // a packet refreshed it
+            }
+            w.advance(t, usize::MAX, |_| if reached(t, exp) { expired_at = Some(t); None } else { Some(exp) });
+        }
+        assert_eq!(expired_at, Some(50));
+    }
+
+    #[test]
+    fn budget_defers_the_rest() {
+        let mut w = Wheel::new(0);
+        for id in 0..10 {
+            w.insert(id, 1);
+        }
+        let mut n = 0;
+        assert_eq!(w.advance(1, 4, |_| { n += 1; None }), 4);
+        assert_eq!(w.len(), 6);
+        assert_eq!(w.advance(1, 100, |_| { n += 1; None }), 6);
+        assert_eq!((n, w.len()), (10, 0));
+    }
+
+    #[test]
+    fn clock_jump_processes_every_slot_once() {
+        let mut w = Wheel::new(0);
+        w.insert(1, 100);
+        w.insert(2, 9000); // beyond one turn
+        let mut seen = Vec::new();
+        w.advance(20_000, usize::MAX, |id| {
+            seen.push(id);
+            None
+        });
+        seen.sort();
+        assert_eq!(seen, vec![1, 2]);
+    }
+
+    #[test]
+    fn huge_jump_costs_one_turn() {
+        let mut w = Wheel::new(0);
+        w.insert(1, 3);
+        let mut n = 0;
+        w.advance(1_000_000_000, usize::MAX, |_| {
+            n += 1;
+            None
+        });
+        assert_eq!((n, w.len()), (1, 0));
+        // and the clock now follows the new time
+        w.insert(2, 1_000_000_005);
+        let mut hit = false;
+        w.advance(1_000_000_005, usize::MAX, |_| {
+            hit = true;
+            None
+        });
+        assert!(hit);
+    }
+
+    #[test]
+    fn wrapping_ticks() {
+        assert!(reached(5, u32::MAX - 3));
+        assert!(!reached(u32::MAX - 3, 5));
+        let start = u32::MAX - 2;
+        let mut w = Wheel::new(start);
+        w.insert(1, start.wrapping_add(5));
+        let mut out = None;
+        for i in 0..10u32 {
+            let t = start.wrapping_add(i);
+            w.advance(t, usize::MAX, |_| if reached(t, start.wrapping_add(5)) { out = Some(i); None } else { Some(start.wrapping_add(5)) });
+        }
+        assert_eq!(out, Some(5));
+    }
+}

@@ -35,6 +35,8 @@ reasons! {
     DropReason {
         /// Frame shorter than the headers it claims (Ethernet, VLAN, IP, L4).
         Truncated => "truncated",
+        /// Frame longer than a frame buffer holds (driver).
+        FrameTooLong => "frame_too_long",
         /// IP version field does not match the EtherType, or IHL < 5.
         BadIpHeader => "bad_ip_header",
         /// IP total / payload length disagrees with the header or the frame.
@@ -65,6 +67,8 @@ reasons! {
         NoHeadroom => "no_headroom",
         /// Connection table is full and nothing could be evicted.
         TableFull => "table_full",
+        /// A new connection's key (or reply key) is already another's.
+        ConnClash => "conn_clash",
         /// ICMP error whose quoted packet is malformed.
         BadIcmp => "bad_icmp",
         /// The IPv6 extension header chain is too long or malformed.

@@ -9,20 +9,31 @@
 /// outer IPv6 header (40) and for an ICMPv6 error built in place (48).
 pub const HEADROOM: usize = 64;
 
-/// A frame occupying `buf[head..head + len]`.
+/// A frame occupying `buf[head..head + len]`, received on port `port`.
 #[derive(Debug)]
 pub struct Frame<'a> {
     pub buf: &'a mut [u8],
     pub head: usize,
     pub len: usize,
+    /// The port (interface index in the snapshot) it arrived on; errors we
+    /// send back to its sender leave through the same port.
+    pub port: u8,
 }
 
 impl<'a> Frame<'a> {
-    /// A frame of `len` bytes at `head`. `head + len` must be within `buf`.
+    /// A frame of `len` bytes at `head`, from port 0. `head + len` must be
+    /// within `buf`.
     #[inline]
     pub fn new(buf: &'a mut [u8], head: usize, len: usize) -> Self {
         debug_assert!(head + len <= buf.len());
-        Frame { buf, head, len }
+        Frame { buf, head, len, port: 0 }
+    }
+
+    /// A frame received on `port`.
+    #[inline]
+    pub fn on_port(buf: &'a mut [u8], head: usize, len: usize, port: u8) -> Self {
+        debug_assert!(head + len <= buf.len());
+        Frame { buf, head, len, port }
     }
 
     /// The frame bytes.

@@ -1,1 +1,618 @@
-//! placeholder
+//! The worker: a run-to-completion loop over bursts of frames.
+//!
+//! A worker owns its connection tables, scheduler states, per-dest load and
+//! counters; nothing on its path is shared or locked. It does not know its
+//! I/O driver: a driver hands it a burst of [`Frame`]s and gets one
+//! [`Verdict`] per frame back. The control plane publishes new
+//! [`Snapshot`]s; the driver gives the current one to the worker between
+//! bursts ([`Worker::set_snapshot`]).
+//!
+//! Per frame (Katran's `process_packet` shape, early returns):
+//!
+//! 1. parse and validate (`wire::parse`) — bad frames are counted drops;
+//! 2. ICMP errors about a tracked connection go to the cold relay path;
+//! 3. ownership — with several workers, a frame whose flow another worker
+//!    owns is handed over (the client side of the flow, or for FULLNAT
+//!    replies the local port, names the owner);
+//! 4. connection lookup: one hash lookup finds both directions;
+//! 5. on a miss: service lookup, scheduling, a new connection;
+//! 6. TCP state machine, timeout refresh, accounting;
+//! 7. transmit by the connection's forwarding method (a single `match`).
+
+use crate::ctl::snapshot::{Hop, Snapshot};
+use crate::ipvs::conn::{flags, Conn, ConnTable, Key};
+use crate::ipvs::dest::DestLoad;
+use crate::ipvs::laddr::{port_owner, LocalPorts};
+use crate::ipvs::proto::{tcp_next, TcpDir, TcpState, Timeouts};
+use crate::ipvs::sched::{SchedCtx, SchedState};
+use crate::ipvs::timer;
+use crate::ipvs::xmit::{self, tun::TunError};
+use crate::ipvs::FwdMethod;
+use crate::stats::{DestStats, Dir, DropReason, PassReason, WorkerCounters};
+use crate::wire::icmp::{self, ErrorKind};
+use crate::wire::{parse, proto, src_mac, tcp_flags, Frame, Ip, Meta, Reject};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+/// Frames per burst the drivers use.
+pub const BURST: usize = 32;
+
+/// Connections the wheel looks at per burst at most (bounds the time a
+/// burst can spend expiring).
+const EXPIRE_BUDGET: usize = 256;
+
+/// `Conn::dest` value when the real server no longer exists.
+const NO_DEST: u32 = u32::MAX;
+
+/// What to do with a frame after processing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Transmit the (rewritten) frame on port `port`.
+    Tx { port: u8 },
+    /// Drop it (counted under the reason).
+    Drop(DropReason),
+    /// Not ours: give it to the kernel (counted under the reason).
+    Pass(PassReason),
+    /// Another worker owns its flow: hand the frame to it.
+    Handoff { worker: u16 },
+}
+
+/// The connection tables, one per address family.
+struct Tables {
+    v4: ConnTable<Ipv4Addr>,
+    v6: ConnTable<Ipv6Addr>,
+}
+
+/// Selects a family's table: lets the pipeline be generic over [`Ip`].
+trait Family: Ip {
+    fn table(t: &mut Tables) -> &mut ConnTable<Self>;
+}
+
+impl Family for Ipv4Addr {
+    #[inline]
+    fn table(t: &mut Tables) -> &mut ConnTable<Self> {
+        &mut t.v4
+    }
+}
+
+impl Family for Ipv6Addr {
+    #[inline]
+    fn table(t: &mut Tables) -> &mut ConnTable<Self> {
+        &mut t.v6
+    }
+}
+
+/// A deterministic hash of the client side of a flow, the same in every
+/// worker (and every run), so ownership is computable from any packet.
+#[inline]
+pub fn flow_hash(addr: &[u8], port: u16) -> u32 {
+    // FNV-1a over the bytes, then a murmur3 finaliser to spread low bits.
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in addr.iter().chain(port.to_be_bytes().iter()) {
+        h = (h ^ b as u32).wrapping_mul(0x0100_0193);
+    }
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+/// One worker. See the module docs.
+pub struct Worker {
+    id: u16,
+    workers: u16,
+    snap: Arc<Snapshot>,
+    tables: Tables,
+    /// Per service (snapshot index): this worker's scheduler state.
+    sched: Vec<SchedState>,
+    /// Per dest (snapshot index): this worker's load and traffic.
+    load: Vec<DestLoad>,
+    dstats: Vec<DestStats>,
+    lports: LocalPorts,
+    counters: WorkerCounters,
+    now_ns: u64,
+    now: u32,
+    ip_id: u16,
+}
+
+impl Worker {
+    /// Worker `id` of `workers`, forwarding with `snap`, its clock at
+    /// `now_ns` (monotonic nanoseconds).
+    pub fn new(id: u16, workers: u16, snap: Arc<Snapshot>, now_ns: u64) -> Worker {
+        let now = timer::ticks(now_ns);
+        let mut w = Worker {
+            id,
+            workers: workers.max(1),
+            tables: Tables { v4: ConnTable::new(snap.max_conns, now), v6: ConnTable::new(snap.max_conns, now) },
+            sched: Vec::new(),
+            load: Vec::new(),
+            dstats: Vec::new(),
+            lports: LocalPorts::new(id, workers.max(1)),
+            counters: WorkerCounters::default(),
+            now_ns,
+            now,
+            ip_id: 0,
+            snap: Arc::new(Snapshot::empty()),
+        };
+        w.set_snapshot(snap);
+        w
+    }
+
+    /// This worker's index.
+    pub fn id(&self) -> u16 {
+        self.id
+    }
+
+    /// The snapshot in use.
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snap
+    }
+
+    /// Switches to a new snapshot (between bursts). Counters, loads and
+    /// scheduler states follow their services and dests by uid;
+    /// connections re-bind lazily on their next packet.
+    pub fn set_snapshot(&mut self, new: Arc<Snapshot>) {
+        let old = std::mem::replace(&mut self.snap, new);
+        let new = &self.snap;
+        let mut load = vec![DestLoad::default(); new.dests.len()];
+        let mut dstats = vec![DestStats::default(); new.dests.len()];
+        for (i, d) in new.dests.iter().enumerate() {
+            if let Some(j) = old.dest_index(d.uid) {
+                load[i] = self.load[j as usize];
+                dstats[i] = self.dstats[j as usize];
+            }
+        }
+        let mut old_sched = std::mem::take(&mut self.sched);
+        let mut sched = Vec::with_capacity(new.services.len());
+        for s in &new.services {
+            let kept = old.svc_index(s.uid).and_then(|j| {
+                let o = &old.services[j as usize];
+                let st = std::mem::replace(&mut old_sched[j as usize], s.table.new_state());
+                let same = o.sched == s.sched
+                    && o.dests.len() == s.dests.len()
+                    && old.dests[o.dests.clone()]
+                        .iter()
+                        .zip(&new.dests[s.dests.clone()])
+                        .all(|(a, b)| a.uid == b.uid && a.weight == b.weight);
+                Some((st, same))
+            });
+            sched.push(match kept {
+                Some((st, true)) => st,
+                Some((mut st, false)) => {
+                    s.table.changed(&mut st);
+                    st
+                }
+                None => s.table.new_state(),
+            });
+        }
+        self.load = load;
+        self.dstats = dstats;
+        self.sched = sched;
+        self.lports.sync(new.services.iter().flat_map(|s| s.laddrs.iter()));
+        self.tables.v4.set_max(new.max_conns);
+        self.tables.v6.set_max(new.max_conns);
+    }
+
+    /// Counts a frame its driver dropped before the worker saw it.
+    pub fn count_drop(&mut self, r: DropReason) {
+        self.counters.rx_packets += 1;
+        self.counters.drop(r);
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> &WorkerCounters {
+        &self.counters
+    }
+
+    /// Per-dest (snapshot index) load.
+    pub fn loads(&self) -> &[DestLoad] {
+        &self.load
+    }
+
+    /// Per-dest (snapshot index) traffic.
+    pub fn dest_stats(&self) -> &[DestStats] {
+        &self.dstats
+    }
+
+    /// Connections and templates tracked (both families).
+    pub fn conns(&self) -> usize {
+        self.tables.v4.len() + self.tables.v6.len()
+    }
+
+    /// Approximate bytes held by the connection tables.
+    pub fn conn_memory(&self) -> usize {
+        self.tables.v4.memory() + self.tables.v6.memory()
+    }
+
+    /// Visits every IPv4 / IPv6 connection (listings).
+    pub fn for_each_conn(&self, mut v4: impl FnMut(&Conn<Ipv4Addr>), mut v6: impl FnMut(&Conn<Ipv6Addr>)) {
+        self.tables.v4.for_each(|_, c| v4(c));
+        self.tables.v6.for_each(|_, c| v6(c));
+    }
+
+    /// Sets the clock (monotonic ns); drivers call it once per burst.
+    #[inline]
+    pub fn set_clock(&mut self, now_ns: u64) {
+        self.now_ns = now_ns;
+        self.now = timer::ticks(now_ns);
+    }
+
+    /// Processes a burst: one verdict per frame (`verdicts` at least as
+    /// long as `frames`), then a bounded slice of connection expiry.
+    pub fn process_burst(&mut self, frames: &mut [Frame<'_>], verdicts: &mut [Verdict], now_ns: u64) {
+        self.set_clock(now_ns);
+        for (fr, v) in frames.iter_mut().zip(verdicts.iter_mut()) {
+            *v = self.process(fr);
+        }
+        self.expire(EXPIRE_BUDGET);
+    }
+
+    /// Expires due connections, looking at most at `budget` entries per
+    /// family. Returns how many were freed.
+    pub fn expire(&mut self, budget: usize) -> usize {
+        let now = self.now;
+        let snap = &self.snap;
+        let load = &mut self.load;
+        let lports = &mut self.lports;
+        let counters = &mut self.counters;
+        let a = self.tables.v4.expire(now, budget, |c| release(c, snap, load, lports, counters));
+        let b = self.tables.v6.expire(now, budget, |c| release(c, snap, load, lports, counters));
+        a + b
+    }
+
+    /// Processes one frame (the clock must have been set).
+    #[inline]
+    pub fn process(&mut self, fr: &mut Frame<'_>) -> Verdict {
+        self.counters.rx_packets += 1;
+        self.counters.rx_bytes += fr.len as u64;
+        let v = match parse(fr.data()) {
+            Ok(m) if m.v6 => self.process_af::<Ipv6Addr>(fr, m),
+            Ok(m) => self.process_af::<Ipv4Addr>(fr, m),
+            Err(Reject::Drop(r)) => Verdict::Drop(r),
+            Err(Reject::Pass(r)) => Verdict::Pass(r),
+        };
+        match v {
+            Verdict::Tx { .. } => {
+                self.counters.tx_packets += 1;
+                self.counters.tx_bytes += fr.len as u64;
+            }
+            Verdict::Drop(r) => self.counters.drop(r),
+            Verdict::Pass(r) => self.counters.pass(r),
+            Verdict::Handoff { .. } => self.counters.handoffs += 1,
+        }
+        v
+    }
+
+    /// The worker that owns the flow of the packet `key` describes.
+    #[inline]
+    fn owner<A: Ip>(&self, k: &Key<A>) -> u16 {
+        let n = self.workers;
+        let d: IpAddr = k.daddr.into();
+        if self.snap.is_laddr(d) {
+            return port_owner(k.dport, n);
+        }
+        // To a VIP: the client is the source; otherwise (a NAT reply) the
+        // client is the destination.
+        let (addr, port) = if self.snap.is_vip(d) { (k.saddr, k.sport) } else { (k.daddr, k.dport) };
+        (flow_hash(addr.bytes().as_ref(), port) % n as u32) as u16
+    }
+
+    #[inline]
+    fn process_af<A: Family>(&mut self, fr: &mut Frame<'_>, mut m: Meta) -> Verdict {
+        let f = fr.data();
+        if m.proto != proto::TCP && m.proto != proto::UDP {
+            if m.is_icmp_error() {
+                return self.icmp_error::<A>(fr, m);
+            }
+            if m.proto == proto::ICMP || m.proto == proto::ICMPV6 {
+                return Verdict::Pass(PassReason::Icmp);
+            }
+            return Verdict::Pass(PassReason::NotService);
+        }
+        let key = Key { saddr: A::src(f, &m), daddr: A::dst(f, &m), sport: m.sport, dport: m.dport, proto: m.proto };
+        if self.workers > 1 {
+            let o = self.owner(&key);
+            if o != self.id {
+                return Verdict::Handoff { worker: o };
+            }
+        }
+        match A::table(&mut self.tables).lookup(&key) {
+            Some((idx, dir)) => self.forward::<A>(fr, &mut m, idx, dir),
+            None => self.new_conn::<A>(fr, &mut m, &key),
+        }
+    }
+
+    /// Re-binds a connection to the current snapshot's dest index after a
+    /// snapshot change (by uid; `NO_DEST` when its real server is gone).
+    #[inline]
+    fn rebind<A: Ip>(snap: &Snapshot, c: &mut Conn<A>) {
+        let gen = snap.generation as u32;
+        if c.snap_gen == gen {
+            return;
+        }
+        c.snap_gen = gen;
+        match snap.dest_index(c.dest_uid) {
+            Some(i) => {
+                c.dest = i;
+                if let Some(h) = snap.dests[i as usize].hop {
+                    c.dest_hop = h;
+                }
+            }
+            None => c.dest = NO_DEST,
+        }
+    }
+
+    fn timeout(t: &Timeouts, c_proto: u8, state: u8) -> u32 {
+        if c_proto == proto::TCP {
+            t.tcp[state as usize % TcpState::COUNT]
+        } else {
+            t.udp
+        }
+    }
+
+    /// Steps 6 and 7 for a packet of connection `idx`.
+    #[inline]
+    fn forward<A: Family>(&mut self, fr: &mut Frame<'_>, m: &mut Meta, idx: u32, dir: Dir) -> Verdict {
+        let snap = &self.snap;
+        let now = self.now;
+        let c = A::table(&mut self.tables).get_mut(idx);
+        Self::rebind(snap, c);
+        if c.dest == NO_DEST && snap.expire_nodest_conn {
+            A::table(&mut self.tables).unlink(idx);
+            return Verdict::Drop(DropReason::DestGone);
+        }
+        if c.proto == proto::TCP {
+            let tdir = match dir {
+                Dir::Out => TcpDir::Output,
+                Dir::In if c.flags & flags::NOOUTPUT != 0 => TcpDir::InputOnly,
+                Dir::In => TcpDir::Input,
+            };
+            let new = tcp_next(TcpState::from_u8(c.state), tdir, m.tcp_flags);
+            if new as u8 != c.state {
+                c.state = new as u8;
+                if c.flags & flags::BOUND != 0 && c.dest != NO_DEST {
+                    let l = &mut self.load[c.dest as usize];
+                    let inactive = c.flags & flags::INACTIVE != 0;
+                    if !inactive && new != TcpState::Established {
+                        l.active = l.active.saturating_sub(1);
+                        l.inactive += 1;
+                        c.flags |= flags::INACTIVE;
+                    } else if inactive && new == TcpState::Established {
+                        l.inactive = l.inactive.saturating_sub(1);
+                        l.active += 1;
+                        c.flags &= !flags::INACTIVE;
+                    }
+                }
+            }
+        }
+        c.expires = now.wrapping_add(timer::secs(Self::timeout(&snap.timeouts, c.proto, c.state)));
+        let c = *c;
+        let bytes = fr.len as u64;
+        let res = match (c.fwd, dir) {
+            (FwdMethod::Dr, Dir::In) => xmit::dr::xmit(fr, &c.dest_hop, &snap.ports),
+            (FwdMethod::Nat, Dir::In) => xmit::nat::xmit_in(fr, m, &c, &snap.ports),
+            (FwdMethod::Nat, Dir::Out) => xmit::nat::xmit_out(fr, m, &c, &snap.ports),
+            (FwdMethod::FullNat, Dir::In) => xmit::fullnat::xmit_in(fr, m, &c, &snap.ports),
+            (FwdMethod::FullNat, Dir::Out) => xmit::fullnat::xmit_out(fr, m, &c, &snap.ports),
+            (FwdMethod::Tun, Dir::In) => match xmit::tun::xmit(fr, m, &c, &snap.ports, &mut self.ip_id) {
+                Ok(p) => Ok(p),
+                Err(TunError::Drop(r)) => Err(r),
+                Err(TunError::NeedFrag { mtu }) => return self.send_error::<A>(fr, m, ErrorKind::TooBig { mtu }, DropReason::TooBig),
+            },
+            // DR/TUN replies bypass the director; no out key exists for them.
+            (FwdMethod::Dr | FwdMethod::Tun, Dir::Out) => Err(DropReason::NoConn),
+        };
+        match res {
+            Ok(port) => {
+                self.counters.fwd[c.fwd.idx()][dir as usize] += 1;
+                if c.dest != NO_DEST {
+                    let s = &mut self.dstats[c.dest as usize];
+                    if dir == Dir::In {
+                        s.inpkts += 1;
+                        s.inbytes += bytes;
+                    } else {
+                        s.outpkts += 1;
+                        s.outbytes += bytes;
+                    }
+                }
+                Verdict::Tx { port }
+            }
+            Err(r) => Verdict::Drop(r),
+        }
+    }
+
+    /// Step 5: a packet with no connection.
+    fn new_conn<A: Family>(&mut self, fr: &mut Frame<'_>, m: &mut Meta, k: &Key<A>) -> Verdict {
+        let daddr: IpAddr = k.daddr.into();
+        let Some(si) = self.snap.lookup(m.proto, daddr, m.dport) else {
+            return if self.snap.is_laddr(daddr) {
+                Verdict::Drop(DropReason::NoConn)
+            } else {
+                Verdict::Pass(PassReason::NotService)
+            };
+        };
+        // IPVS schedules TCP only on a SYN (without RST).
+        if m.proto == proto::TCP && (m.tcp_flags & tcp_flags::SYN == 0 || m.tcp_flags & tcp_flags::RST != 0) {
+            return Verdict::Drop(DropReason::NoConn);
+        }
+        let snap = Arc::clone(&self.snap);
+        let svc = &snap.services[si as usize];
+        let ctx = SchedCtx {
+            dests: &snap.dests[svc.dests.clone()],
+            load: &self.load[svc.dests.clone()],
+            saddr: k.saddr.into(),
+            sport: k.sport,
+            daddr,
+            dport: k.dport,
+            now: self.now_ns,
+        };
+        let Some(pick) = svc.table.schedule(&mut self.sched[si as usize], &ctx) else {
+            return self.send_error::<A>(fr, m, ErrorKind::PortUnreachable, DropReason::NoDest);
+        };
+        let di = svc.dests.start + pick;
+        let dest = &snap.dests[di];
+        let Some(daddr_rs) = A::from_ip(dest.addr) else {
+            return Verdict::Drop(DropReason::FamilyMismatch);
+        };
+        let Some(dest_hop) = dest.hop else {
+            return Verdict::Drop(DropReason::NoNeighbour);
+        };
+        let client_hop = if dest.fwd.sees_replies() {
+            snap.next_hop(k.saddr.into()).unwrap_or(Hop { port: fr.port, mac: src_mac(fr.data()) })
+        } else {
+            dest_hop
+        };
+        let (laddr, lport) = if dest.fwd == FwdMethod::FullNat {
+            match self.lports.alloc(&svc.laddrs).and_then(|(a, p)| A::from_ip(a).map(|a| (a, p))) {
+                Some(x) => x,
+                None => return Verdict::Drop(DropReason::NoLocalPort),
+            }
+        } else {
+            (A::UNSPECIFIED, 0)
+        };
+        let udp = m.proto == proto::UDP;
+        let mut cflags = flags::BOUND;
+        if !dest.fwd.sees_replies() {
+            cflags |= flags::NOOUTPUT;
+        }
+        if udp {
+            cflags |= flags::INACTIVE;
+        }
+        let c = Conn {
+            caddr: k.saddr,
+            vaddr: k.daddr,
+            daddr: daddr_rs,
+            laddr,
+            cport: k.sport,
+            vport: k.dport,
+            dport: if dest.port == 0 { k.dport } else { dest.port },
+            lport,
+            expires: self.now.wrapping_add(timer::secs(Self::timeout(&snap.timeouts, m.proto, 0))),
+            dest_uid: dest.uid,
+            dest: di as u32,
+            snap_gen: snap.generation as u32,
+            control: 0,
+            dest_hop,
+            client_hop,
+            proto: m.proto,
+            state: TcpState::None as u8,
+            fwd: dest.fwd,
+            flags: cflags,
+        };
+        let idx = match A::table(&mut self.tables).insert(c) {
+            Ok(i) => i,
+            Err(r) => {
+                if dest.fwd == FwdMethod::FullNat {
+                    self.lports.release(laddr.into(), lport);
+                }
+                return Verdict::Drop(r);
+            }
+        };
+        let l = &mut self.load[di];
+        if udp {
+            l.inactive += 1;
+        } else {
+            l.active += 1;
+        }
+        l.update_overload(dest.u_threshold, dest.l_threshold);
+        self.dstats[di].conns += 1;
+        self.counters.new_conns += 1;
+        self.forward::<A>(fr, m, idx, Dir::In)
+    }
+
+    /// Answers the packet's sender with an ICMP error built in place;
+    /// the original packet counts as dropped for `why`.
+    #[cold]
+    fn send_error<A: Ip>(&mut self, fr: &mut Frame<'_>, m: &Meta, kind: ErrorKind, why: DropReason) -> Verdict {
+        self.counters.drop(why);
+        match icmp::build_error::<A>(fr, m, kind) {
+            Ok(()) => {
+                self.counters.icmp_sent += 1;
+                let p = fr.port;
+                if let Some(port) = self.snap.ports.get(p as usize) {
+                    let mac = port.mac;
+                    fr.data_mut()[6..12].copy_from_slice(&mac);
+                }
+                Verdict::Tx { port: p }
+            }
+            Err(r) => Verdict::Drop(r),
+        }
+    }
+
+    /// Step 2: an ICMP error; relayed when it is about a connection.
+    #[cold]
+    fn icmp_error<A: Family>(&mut self, fr: &mut Frame<'_>, mut m: Meta) -> Verdict {
+        let f = fr.data();
+        let mut q = match icmp::quoted(f, &m) {
+            Ok(q) => q,
+            Err(r) => return Verdict::Drop(r),
+        };
+        let (qs, qd) = q.addrs::<A>(f);
+        // The quoted packet went through us: its reverse is our key.
+        let key = Key { saddr: qd, daddr: qs, sport: q.dport, dport: q.sport, proto: q.proto };
+        if self.workers > 1 {
+            let o = self.owner(&key);
+            if o != self.id {
+                return Verdict::Handoff { worker: o };
+            }
+        }
+        let snap = &self.snap;
+        let table = A::table(&mut self.tables);
+        let Some((idx, dir)) = table.lookup(&key) else {
+            return Verdict::Pass(PassReason::Icmp);
+        };
+        let c = table.get_mut(idx);
+        Self::rebind(snap, c);
+        let c = *c;
+        let res = match dir {
+            Dir::Out => xmit::icmp::relay_out(fr, &mut m, &mut q, &c, &snap.ports),
+            Dir::In => match xmit::icmp::relay_in(fr, &mut m, &mut q, &c, &snap.ports, &mut self.ip_id) {
+                Ok(p) => Ok(p),
+                Err(TunError::Drop(r)) => Err(r),
+                // An error about an error is never sent.
+                Err(TunError::NeedFrag { .. }) => Err(DropReason::TooBig),
+            },
+        };
+        match res {
+            Ok(port) => {
+                self.counters.icmp_relayed += 1;
+                Verdict::Tx { port }
+            }
+            Err(r) => Verdict::Drop(r),
+        }
+    }
+}
+
+/// Releases what an expiring connection holds: its place in its dest's
+/// load and its FULLNAT local port. Always frees it (templates come with
+/// persistence).
+fn release<A: Ip>(
+    c: &mut Conn<A>,
+    snap: &Snapshot,
+    load: &mut [DestLoad],
+    lports: &mut LocalPorts,
+    counters: &mut WorkerCounters,
+) -> bool {
+    if c.flags & flags::BOUND != 0 {
+        if let Some(i) = snap.dest_index(c.dest_uid) {
+            let d = &snap.dests[i as usize];
+            let l = &mut load[i as usize];
+            if c.flags & flags::INACTIVE != 0 {
+                l.inactive = l.inactive.saturating_sub(1);
+            } else {
+                l.active = l.active.saturating_sub(1);
+            }
+            l.update_overload(d.u_threshold, d.l_threshold);
+        }
+        c.flags &= !flags::BOUND;
+    }
+    if c.fwd == FwdMethod::FullNat {
+        lports.release(c.laddr.into(), c.lport);
+    }
+    counters.expired_conns += 1;
+    true
+}
+
+#[cfg(test)]
+mod tests;

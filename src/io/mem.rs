@@ -1,0 +1,91 @@
+//! An in-memory burst: up to [`BURST`] frames copied into chunks with
+//! [`HEADROOM`] in front, processed by a worker in one call. The arena is
+//! allocated once and reused; pushing and processing allocate nothing.
+
+use super::CHUNK;
+use crate::stats::DropReason;
+use crate::wire::frame::HEADROOM;
+use crate::wire::Frame;
+use crate::worker::{Verdict, Worker, BURST};
+use arrayvec::ArrayVec;
+
+/// Longest frame a chunk takes (room is kept for encapsulation).
+pub const MAX_FRAME: usize = CHUNK - HEADROOM - 64;
+
+/// A reusable burst of frames. See the module docs.
+pub struct Batch {
+    arena: Vec<u8>,
+    /// (head, len, port) of each frame.
+    meta: [(usize, usize, u8); BURST],
+    n: usize,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        Batch { arena: vec![0u8; CHUNK * BURST], meta: [(0, 0, 0); BURST], n: 0 }
+    }
+
+    /// Frames in the batch.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.n == BURST
+    }
+
+    /// Copies `frame`, received on `port`, into the next chunk.
+    ///
+    /// # Errors
+    /// A frame longer than [`MAX_FRAME`] is refused with
+    /// [`DropReason::FrameTooLong`]. The batch must not be full (check
+    /// [`Batch::is_full`]).
+    pub fn push(&mut self, frame: &[u8], port: u8) -> Result<(), DropReason> {
+        assert!(self.n < BURST, "push into a full batch");
+        if frame.len() > MAX_FRAME {
+            return Err(DropReason::FrameTooLong);
+        }
+        let base = self.n * CHUNK + HEADROOM;
+        self.arena[base..base + frame.len()].copy_from_slice(frame);
+        self.meta[self.n] = (HEADROOM, frame.len(), port);
+        self.n += 1;
+        Ok(())
+    }
+
+    /// Runs the batch through `w` at `now_ns`, then calls `out` with each
+    /// frame's verdict and its (possibly rewritten) bytes, in order, and
+    /// empties the batch.
+    pub fn process(&mut self, w: &mut Worker, now_ns: u64, mut out: impl FnMut(Verdict, &[u8])) {
+        let n = self.n;
+        let mut verdicts = [Verdict::Drop(DropReason::Truncated); BURST];
+        {
+            let mut frames: ArrayVec<Frame<'_>, BURST> = self
+                .arena
+                .chunks_exact_mut(CHUNK)
+                .zip(self.meta.iter())
+                .take(n)
+                .map(|(buf, &(h, l, p))| Frame::on_port(buf, h, l, p))
+                .collect();
+            w.process_burst(&mut frames, &mut verdicts[..n], now_ns);
+            for (i, f) in frames.iter().enumerate() {
+                self.meta[i] = (f.head, f.len, f.port);
+            }
+        }
+        for i in 0..n {
+            let (h, l, _) = self.meta[i];
+            let base = i * CHUNK;
+            out(verdicts[i], &self.arena[base + h..base + h + l]);
+        }
+        self.n = 0;
+    }
+}

@@ -1,0 +1,17 @@
+//! DR — direct routing (`ipvsadm -g`, IPVS `ip_vs_dr_xmit`): the frame
+//! goes to the real server's MAC unchanged above L2; the real server holds
+//! the VIP on a loopback and answers the client directly.
+
+use super::to_hop;
+use crate::ctl::snapshot::{Hop, Port};
+use crate::stats::DropReason;
+use crate::wire::Frame;
+
+/// Sends the frame to `hop` (the real server's MAC).
+///
+/// # Errors
+/// [`DropReason::NoNeighbour`] for a hop on a port that does not exist.
+#[inline]
+pub fn xmit(fr: &mut Frame<'_>, hop: &Hop, ports: &[Port]) -> Result<u8, DropReason> {
+    to_hop(fr.data_mut(), hop, ports)
+}

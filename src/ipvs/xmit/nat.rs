@@ -1,0 +1,37 @@
+//! NAT — masquerading (`ipvsadm -m`, IPVS `ip_vs_nat_xmit` and the SNAT of
+//! replies in `ip_vs_out`): VIP:vport ↔ RIP:rport; the real server's
+//! default route points at the director so replies come back through it.
+
+use super::{route, to_hop, trim};
+use crate::ctl::snapshot::Port;
+use crate::ipvs::conn::Conn;
+use crate::stats::DropReason;
+use crate::wire::{ip, Frame, Ip, Meta};
+
+/// Client → real server: destination becomes RIP:rport.
+///
+/// # Errors
+/// TTL exceeded, or no such egress port.
+#[inline]
+pub fn xmit_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Port]) -> Result<u8, DropReason> {
+    trim(fr, m);
+    let f = fr.data_mut();
+    route(f, m)?;
+    ip::set_dst(f, m, c.daddr);
+    ip::set_dport(f, m, c.dport);
+    to_hop(f, &c.dest_hop, ports)
+}
+
+/// Real server → client: source becomes VIP:vport.
+///
+/// # Errors
+/// TTL exceeded, or no such egress port.
+#[inline]
+pub fn xmit_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Port]) -> Result<u8, DropReason> {
+    trim(fr, m);
+    let f = fr.data_mut();
+    route(f, m)?;
+    ip::set_src(f, m, c.vaddr);
+    ip::set_sport(f, m, c.vport);
+    to_hop(f, &c.client_hop, ports)
+}

@@ -1,0 +1,116 @@
+//! TUN — IP-in-IP (`ipvsadm -i`, IPVS `ip_vs_tunnel_xmit`): an outer IP
+//! header addressed to the real server goes in front of the untouched
+//! client packet, written into the frame's headroom (no copy). The real
+//! server decapsulates and, holding the VIP locally, answers the client
+//! directly. IPv4 services use IPIP (protocol 4), IPv6 services
+//! IPv6-in-IPv6 (next header 41).
+//!
+//! The outer header makes the packet longer: one that no longer fits the
+//! egress MTU and may not be fragmented (IPv4 DF, or any IPv6 packet) is
+//! answered with ICMP fragmentation-needed / packet-too-big carrying the
+//! MTU the client must use (the caller sends it); one without DF is
+//! dropped, counted (xvs does not fragment).
+
+use super::to_hop;
+use crate::ctl::snapshot::Port;
+use crate::ipvs::conn::Conn;
+use crate::stats::DropReason;
+use crate::wire::checksum::checksum;
+use crate::wire::{proto, put16, Frame, Ip, Meta, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
+
+/// Why a packet could not be encapsulated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TunError {
+    Drop(DropReason),
+    /// Too big for the egress MTU with DF set: tell the client to use `mtu`.
+    NeedFrag { mtu: u16 },
+}
+
+impl From<DropReason> for TunError {
+    fn from(r: DropReason) -> Self {
+        TunError::Drop(r)
+    }
+}
+
+/// Encapsulates towards the connection's real server. `ip_id` is the
+/// worker's IPv4 identification counter (used when the inner packet may
+/// be fragmented, so the outer may be too).
+///
+/// # Errors
+/// [`TunError::NeedFrag`] when the result would exceed the egress MTU and
+/// fragmentation is not allowed; a drop for no headroom, no tunnel source
+/// address on the egress port, a packet too big without DF.
+pub fn xmit<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Port], ip_id: &mut u16) -> Result<u8, TunError> {
+    let port = ports.get(c.dest_hop.port as usize).ok_or(DropReason::NoNeighbour)?;
+    let outer = A::HLEN;
+    let inner_len = m.ip_len();
+    if inner_len + outer > port.mtu as usize {
+        return if m.df {
+            Err(TunError::NeedFrag { mtu: port.mtu - outer as u16 })
+        } else {
+            Err(DropReason::TooBig.into())
+        };
+    }
+    let src: A = match (A::V6, port.v4, port.v6) {
+        (false, Some(a), _) => A::from_ip(a.into()),
+        (true, _, Some(a)) => A::from_ip(a.into()),
+        _ => None,
+    }
+    .ok_or(DropReason::NoNeighbour)?;
+    let l2 = m.l3 as usize;
+    fr.truncate(m.end as usize);
+    if !fr.push_front(outer) {
+        return Err(DropReason::NoHeadroom.into());
+    }
+    let f = fr.data_mut();
+    // Move the Ethernet (+VLAN) header to the new front.
+    f.copy_within(outer..outer + l2, 0);
+    let inner = l2 + outer;
+    let (tos, inner_proto) = if m.v6 {
+        (((f[inner] & 0x0f) << 4) | (f[inner + 1] >> 4), proto::IPV6)
+    } else {
+        (f[inner + 1], proto::IPIP)
+    };
+    if A::V6 {
+        put16(f, l2 - 2, ETHERTYPE_IPV6);
+        let h = &mut f[l2..l2 + 40];
+        h[0] = 0x60 | (tos >> 4);
+        h[1] = tos << 4;
+        h[2] = 0;
+        h[3] = 0;
+        h[4..6].copy_from_slice(&(inner_len as u16).to_be_bytes());
+        h[6] = inner_proto;
+        h[7] = 64;
+        h[8..24].copy_from_slice(src.bytes().as_ref());
+        h[24..40].copy_from_slice(c.daddr.bytes().as_ref());
+    } else {
+        put16(f, l2 - 2, ETHERTYPE_IPV4);
+        let id = if m.df {
+            0
+        } else {
+            *ip_id = ip_id.wrapping_add(1);
+            *ip_id
+        };
+        let h = &mut f[l2..l2 + 20];
+        h[0] = 0x45;
+        h[1] = tos;
+        h[2..4].copy_from_slice(&((inner_len + 20) as u16).to_be_bytes());
+        h[4..6].copy_from_slice(&id.to_be_bytes());
+        h[6] = if m.df { 0x40 } else { 0 };
+        h[7] = 0;
+        h[8] = 64;
+        h[9] = inner_proto;
+        h[10] = 0;
+        h[11] = 0;
+        h[12..16].copy_from_slice(src.bytes().as_ref());
+        h[16..20].copy_from_slice(c.daddr.bytes().as_ref());
+        let cs = checksum(h);
+        h[10..12].copy_from_slice(&cs.to_be_bytes());
+    }
+    // The frame now starts `outer` bytes earlier; offsets in `m` shift.
+    m.l3 = l2 as u16;
+    m.l4 = (inner) as u16;
+    m.end = (inner + inner_len) as u16;
+    m.proto = inner_proto;
+    Ok(to_hop(f, &c.dest_hop, ports)?)
+}

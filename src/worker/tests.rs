@@ -1,0 +1,472 @@
+//! Worker tests: every forwarding method in both directions, checked field
+//! by field and by a from-scratch checksum verification; state, load,
+//! expiry, snapshot changes, ownership and bad input.
+
+use super::*;
+use crate::ctl::model::{Model, Neighbour, NetConf, PortConf};
+use crate::gen::packet::*;
+use crate::io::mem::Batch;
+use crate::ipvs::dest::Dest;
+use crate::ipvs::sched::SchedFlags;
+use crate::ipvs::service::{Service, ServiceKey};
+use crate::ipvs::Proto;
+use crate::wire::tcp_flags::*;
+use crate::wire::{be16, dst_mac};
+
+const RS1_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
+const RS2_MAC: [u8; 6] = [2, 0, 0, 0, 1, 2];
+const GW_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
+const VIP: [u8; 4] = [10, 0, 0, 100];
+const LIP: [u8; 4] = [10, 0, 0, 200];
+const CIP: [u8; 4] = [192, 0, 2, 1];
+const RS1: [u8; 4] = [10, 0, 1, 1];
+const RS2: [u8; 4] = [10, 0, 1, 2];
+const SEC: u64 = 1_000_000_000;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn net() -> NetConf {
+    NetConf {
+        ports: vec![PortConf {
+            name: "eth0".into(),
+            mac: MAC_DIRECTOR,
+            mtu: 1500,
+            addrs: vec![(ip("10.0.0.1"), 24), (ip("10.0.1.254"), 24), (ip("2001:db8::1"), 64)],
+            gateways: vec![ip("10.0.0.254"), ip("2001:db8::fe")],
+        }],
+        neighbours: vec![
+            Neighbour { addr: ip("10.0.1.1"), mac: RS1_MAC },
+            Neighbour { addr: ip("10.0.1.2"), mac: RS2_MAC },
+            Neighbour { addr: ip("10.0.0.254"), mac: GW_MAC },
+            Neighbour { addr: ip("2001:db8:1::1"), mac: RS1_MAC },
+            Neighbour { addr: ip("2001:db8::fe"), mac: GW_MAC },
+        ],
+    }
+}
+
+/// TCP and UDP services on VIP:80 (port 53 for UDP), two real servers with
+/// weights 1 and 2, the given method and scheduler.
+fn model(fwd: FwdMethod, sched: &str) -> Model {
+    let rport = if matches!(fwd, FwdMethod::Nat | FwdMethod::FullNat) { 8080 } else { 0 };
+    let svc = |proto, port| Service {
+        key: ServiceKey::Addr { proto, addr: ip("10.0.0.100"), port },
+        sched: sched.into(),
+        sched_flags: SchedFlags::default(),
+        persistence: None,
+        dests: vec![
+            Dest { addr: ip("10.0.1.1"), port: rport, weight: 1, fwd, u_threshold: 0, l_threshold: 0 },
+            Dest { addr: ip("10.0.1.2"), port: rport, weight: 2, fwd, u_threshold: 0, l_threshold: 0 },
+        ],
+        laddrs: if fwd == FwdMethod::FullNat { vec![ip("10.0.0.200")] } else { vec![] },
+    };
+    Model { services: vec![svc(Proto::Tcp, 80), svc(Proto::Udp, 53)], net: net(), ..Model::default() }
+}
+
+fn worker(m: &Model) -> Worker {
+    Worker::new(0, 1, Arc::new(Snapshot::build(m, None).unwrap()), SEC)
+}
+
+/// Runs frames through `w` at `now` (ns), returning verdicts and bytes.
+fn run(w: &mut Worker, now: u64, frames: &[Vec<u8>]) -> Vec<(Verdict, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut b = Batch::new();
+    for f in frames {
+        if b.is_full() {
+            b.process(w, now, |v, d| out.push((v, d.to_vec())));
+        }
+        b.push(f, 0).unwrap();
+    }
+    b.process(w, now, |v, d| out.push((v, d.to_vec())));
+    out
+}
+
+fn one(w: &mut Worker, now: u64, f: Vec<u8>) -> (Verdict, Vec<u8>) {
+    run(w, now, &[f]).pop().unwrap()
+}
+
+const TX: Verdict = Verdict::Tx { port: 0 };
+
+fn addr4(f: &[u8], off: usize) -> [u8; 4] {
+    [f[off], f[off + 1], f[off + 2], f[off + 3]]
+}
+
+#[test]
+fn dr_rewrites_macs_only_and_follows_wrr() {
+    let mut w = worker(&model(FwdMethod::Dr, "wrr"));
+    let syn = tcp4(CIP, 40000, VIP, 80, SYN, b"");
+    let (v, out) = one(&mut w, SEC, syn.clone());
+    assert_eq!(v, TX);
+    assert_eq!(dst_mac(&out), RS2_MAC, "wrr 1:2 picks the weight-2 server first");
+    assert_eq!(src_mac(&out), MAC_DIRECTOR);
+    assert_eq!(&out[12..], &syn[12..], "nothing above L2 changes");
+    // the rest of the flow sticks to it
+    let (v, out) = one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, ACK, b"GET /"));
+    assert_eq!((v, dst_mac(&out)), (TX, RS2_MAC));
+    // the next connection goes to rs1 (wrr: rs2, rs1, rs2, rs2, rs1, rs2)
+    let (_, out) = one(&mut w, SEC, tcp4(CIP, 40001, VIP, 80, SYN, b""));
+    assert_eq!(dst_mac(&out), RS1_MAC);
+    assert_eq!(w.counters().new_conns, 2);
+    assert_eq!(w.counters().fwd[FwdMethod::Dr.idx()][0], 3);
+    assert_eq!(w.conns(), 2);
+}
+
+#[test]
+fn nat_both_directions() {
+    let mut w = worker(&model(FwdMethod::Nat, "rr"));
+    let (v, out) = one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, SYN, b""));
+    assert_eq!(v, TX);
+    assert!(verify(&out));
+    let m = parse(&out).unwrap();
+    assert_eq!(addr4(&out, 14 + 16), RS1, "rr starts with the first server");
+    assert_eq!(m.dport, 8080);
+    assert_eq!((addr4(&out, 14 + 12), m.sport), (CIP, 40000), "the client address is kept");
+    assert_eq!(m.ttl, 63);
+    assert_eq!(dst_mac(&out), RS1_MAC);
+    // the real server answers the client
+    let (v, out) = one(&mut w, SEC, tcp4(RS1, 8080, CIP, 40000, SYN | ACK, b""));
+    assert_eq!(v, TX);
+    assert!(verify(&out));
+    let m = parse(&out).unwrap();
+    assert_eq!((addr4(&out, 14 + 12), m.sport), (VIP, 80));
+    assert_eq!((addr4(&out, 14 + 16), m.dport), (CIP, 40000));
+    assert_eq!(dst_mac(&out), GW_MAC, "the client is behind the gateway");
+    assert_eq!(w.counters().fwd[FwdMethod::Nat.idx()], [1, 1]);
+    let s = w.dest_stats()[0];
+    assert_eq!((s.conns, s.inpkts, s.outpkts), (1, 1, 1));
+}
+
+#[test]
+fn fullnat_both_directions_and_port_release() {
+    let mut w = worker(&model(FwdMethod::FullNat, "rr"));
+    let (v, out) = one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, SYN, b"hi"));
+    assert_eq!(v, TX);
+    assert!(verify(&out));
+    let m = parse(&out).unwrap();
+    assert_eq!(addr4(&out, 14 + 12), LIP, "source is the local address");
+    let lport = m.sport;
+    assert!(lport >= crate::ipvs::laddr::PORT_MIN);
+    assert_eq!((addr4(&out, 14 + 16), m.dport), (RS1, 8080));
+    let (v, back) = one(&mut w, SEC, tcp4(RS1, 8080, LIP, lport, SYN | ACK, b""));
+    assert_eq!(v, TX);
+    assert!(verify(&back));
+    let m = parse(&back).unwrap();
+    assert_eq!((addr4(&back, 14 + 12), m.sport, addr4(&back, 14 + 16), m.dport), (VIP, 80, CIP, 40000));
+    // a reply to a local port nobody holds is a counted drop
+    let (v, _) = one(&mut w, SEC, tcp4(RS1, 8080, LIP, lport.wrapping_add(1), ACK, b""));
+    assert_eq!(v, Verdict::Drop(DropReason::NoConn));
+    // after the SYN_RECV timeout the connection and its port are gone
+    let (v, _) = one(&mut w, 200 * SEC, tcp4(CIP, 1, [10, 0, 0, 9], 1, ACK, b""));
+    assert_eq!(v, Verdict::Pass(PassReason::NotService));
+    assert_eq!(w.conns(), 0);
+    assert_eq!(w.lports.in_use(ip("10.0.0.200")), 0);
+}
+
+#[test]
+fn tun_encapsulates_and_answers_too_big() {
+    let mut w = worker(&model(FwdMethod::Tun, "rr"));
+    let syn = tcp4(CIP, 40000, VIP, 80, SYN, b"");
+    let (v, out) = one(&mut w, SEC, syn.clone());
+    assert_eq!(v, TX);
+    assert!(verify(&out), "outer and inner checksums");
+    assert_eq!(out.len(), syn.len() + 20);
+    assert_eq!(dst_mac(&out), RS1_MAC);
+    let outer = parse(&out).unwrap();
+    assert_eq!(outer.proto, crate::wire::proto::IPIP);
+    assert_eq!(addr4(&out, 14 + 16), RS1);
+    assert_eq!(addr4(&out, 14 + 12), [10, 0, 0, 1], "tunnel source is the port's address");
+    assert_eq!(&out[34..], &syn[14..], "inner packet untouched");
+    // 1481 bytes of IP with DF do not fit in 1500 after 20 more
+    let fits = tcp4(CIP, 40000, VIP, 80, ACK, &[0u8; 1440]);
+    assert_eq!(one(&mut w, SEC, fits).0, TX, "1480 + 20 fits exactly");
+    let big = tcp4(CIP, 40000, VIP, 80, ACK, &[0u8; 1441]);
+    assert_eq!(big.len() - 14, 1481);
+    let (v, err) = one(&mut w, SEC, big);
+    assert_eq!(v, TX, "an ICMP error goes back");
+    assert!(verify(&err));
+    let e = parse(&err).unwrap();
+    assert_eq!((e.icmp_type, e.icmp_code), (3, 4));
+    assert_eq!(be16(&err, e.l4 as usize + 6), 1480, "next-hop MTU = 1500 - 20");
+    assert_eq!(addr4(&err, 14 + 16), CIP);
+    assert_eq!(dst_mac(&err), MAC_CLIENT);
+    assert_eq!(w.counters().drops[DropReason::TooBig as usize], 1);
+    assert_eq!(w.counters().icmp_sent, 1);
+    // without DF it is dropped, counted
+    let mut big = tcp4(CIP, 40000, VIP, 80, ACK, &[0u8; 1441]);
+    big[20] &= !0x40;
+    refresh_ipv4_checksum(&mut big, 14);
+    assert_eq!(one(&mut w, SEC, big).0, Verdict::Drop(DropReason::TooBig));
+}
+
+#[test]
+fn udp_nat_and_inactive_accounting() {
+    let mut w = worker(&model(FwdMethod::Nat, "rr"));
+    let (v, out) = one(&mut w, SEC, udp4(CIP, 5353, VIP, 53, b"q"));
+    assert_eq!(v, TX);
+    assert!(verify(&out));
+    let (v, back) = one(&mut w, SEC, udp4(RS1, 8080, CIP, 5353, b"a"));
+    assert_eq!(v, TX);
+    assert!(verify(&back));
+    assert_eq!(parse(&back).unwrap().sport, 53);
+    // UDP services are dests 2 and 3 of the snapshot
+    assert_eq!(w.loads()[2], DestLoad { active: 0, inactive: 1, persist: 0, overloaded: false });
+    // UDP timeout 300 s
+    one(&mut w, 299 * SEC, tcp4(CIP, 1, [10, 0, 0, 9], 1, ACK, b""));
+    assert_eq!(w.conns(), 1);
+    one(&mut w, 302 * SEC, tcp4(CIP, 1, [10, 0, 0, 9], 1, ACK, b""));
+    assert_eq!(w.conns(), 0);
+    assert_eq!(w.loads()[2].inactive, 0);
+}
+
+#[test]
+fn tcp_state_drives_active_inactive_and_timeouts() {
+    let mut w = worker(&model(FwdMethod::Nat, "rr"));
+    one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, SYN, b""));
+    assert_eq!((w.loads()[0].active, w.loads()[0].inactive), (0, 1), "SYN_RECV is inactive");
+    one(&mut w, SEC, tcp4(RS1, 8080, CIP, 40000, SYN | ACK, b""));
+    one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, ACK, b""));
+    assert_eq!((w.loads()[0].active, w.loads()[0].inactive), (1, 0), "ESTABLISHED is active");
+    // established lives 900 s
+    one(&mut w, 800 * SEC, tcp4(CIP, 1, [10, 0, 0, 9], 1, ACK, b""));
+    assert_eq!(w.conns(), 1);
+    one(&mut w, 800 * SEC, tcp4(CIP, 40000, VIP, 80, FIN | ACK, b""));
+    assert_eq!((w.loads()[0].active, w.loads()[0].inactive), (0, 1));
+    one(&mut w, 800 * SEC, tcp4(RS1, 8080, CIP, 40000, FIN | ACK, b""));
+    // TIME_WAIT 120 s
+    one(&mut w, 915 * SEC, tcp4(CIP, 1, [10, 0, 0, 9], 1, ACK, b""));
+    assert_eq!(w.conns(), 1);
+    one(&mut w, 925 * SEC, tcp4(CIP, 1, [10, 0, 0, 9], 1, ACK, b""));
+    assert_eq!(w.conns(), 0);
+    assert_eq!(w.loads()[0], DestLoad::default());
+    assert_eq!(w.counters().expired_conns, 1);
+}
+
+#[test]
+fn no_dest_answers_port_unreachable() {
+    let mut m = model(FwdMethod::Dr, "wrr");
+    for d in &mut m.services[0].dests {
+        d.weight = 0;
+    }
+    let mut w = worker(&m);
+    let syn = tcp4(CIP, 40000, VIP, 80, SYN, b"");
+    let (v, out) = one(&mut w, SEC, syn);
+    assert_eq!(v, TX);
+    assert!(verify(&out));
+    let e = parse(&out).unwrap();
+    assert_eq!((e.proto, e.icmp_type, e.icmp_code), (1, 3, 3));
+    assert_eq!(addr4(&out, 14 + 12), VIP);
+    assert_eq!(addr4(&out, 14 + 16), CIP);
+    assert_eq!(w.counters().drops[DropReason::NoDest as usize], 1);
+    assert_eq!(w.conns(), 0);
+}
+
+#[test]
+fn misses_and_ttl() {
+    let mut w = worker(&model(FwdMethod::Nat, "rr"));
+    assert_eq!(one(&mut w, SEC, tcp4(CIP, 1, VIP, 80, ACK, b"")).0, Verdict::Drop(DropReason::NoConn));
+    assert_eq!(one(&mut w, SEC, tcp4(CIP, 1, VIP, 80, SYN | RST, b"")).0, Verdict::Drop(DropReason::NoConn));
+    assert_eq!(one(&mut w, SEC, tcp4(CIP, 1, VIP, 22, SYN, b"")).0, Verdict::Pass(PassReason::NotService));
+    assert_eq!(one(&mut w, SEC, icmp4_echo(CIP, VIP)).0, Verdict::Pass(PassReason::Icmp));
+    let mut t1 = tcp4(CIP, 2, VIP, 80, SYN, b"");
+    t1[22] = 1;
+    refresh_ipv4_checksum(&mut t1, 14);
+    assert_eq!(one(&mut w, SEC, t1.clone()).0, Verdict::Drop(DropReason::TtlExceeded));
+    // DR does not route: TTL 1 goes through unchanged
+    let mut d = worker(&model(FwdMethod::Dr, "rr"));
+    let (v, out) = one(&mut d, SEC, t1.clone());
+    assert_eq!(v, TX);
+    assert_eq!(&out[12..], &t1[12..]);
+}
+
+#[test]
+fn bad_corpus_is_counted_and_never_sent() {
+    let mut w = worker(&model(FwdMethod::Nat, "rr"));
+    let corpus = bad_corpus();
+    let frames: Vec<Vec<u8>> = corpus.iter().map(|c| c.1.clone()).collect();
+    let out = run(&mut w, SEC, &frames);
+    for ((name, _, want), (v, _)) in corpus.iter().zip(out) {
+        match want {
+            Reject::Drop(r) => assert_eq!(v, Verdict::Drop(*r), "{name}"),
+            Reject::Pass(r) => assert_eq!(v, Verdict::Pass(*r), "{name}"),
+        }
+    }
+    assert_eq!(w.counters().tx_packets, 0);
+    assert_eq!(w.counters().total_drops() + w.counters().total_passes(), corpus.len() as u64);
+}
+
+#[test]
+fn icmp_errors_are_relayed_nat() {
+    let mut w = worker(&model(FwdMethod::Nat, "rr"));
+    let (_, fwd) = one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, ACK | SYN, &[1u8; 100]));
+    // A router between us and rs1 says the forwarded packet is too big.
+    let mut b = vec![0u8; 64 + fwd.len()];
+    b[64..].copy_from_slice(&fwd);
+    let n = fwd.len();
+    let mut fr = Frame::new(&mut b, 64, n);
+    let m = parse(fr.data()).unwrap();
+    icmp::build_error::<Ipv4Addr>(&mut fr, &m, ErrorKind::TooBig { mtu: 1400 }).unwrap();
+    let mut err = fr.data().to_vec();
+    // it comes from the router 10.0.1.254, addressed to the client
+    let em = parse(&err).unwrap();
+    crate::wire::ip::set_src(&mut err, &em, Ipv4Addr::new(10, 0, 1, 253));
+    let (v, out) = one(&mut w, SEC, err);
+    assert_eq!(v, TX);
+    assert!(verify(&out));
+    let e = parse(&out).unwrap();
+    assert_eq!(addr4(&out, 14 + 12), VIP, "outer source becomes the VIP");
+    assert_eq!(addr4(&out, 14 + 16), CIP);
+    let q = icmp::quoted(&out, &e).unwrap();
+    assert_eq!(q.addrs::<Ipv4Addr>(&out), (Ipv4Addr::from(CIP), Ipv4Addr::from(VIP)));
+    assert_eq!((q.sport, q.dport), (40000, 80));
+    assert_eq!(dst_mac(&out), GW_MAC);
+    assert_eq!(w.counters().icmp_relayed, 1);
+    // an error about nothing we track goes to the kernel
+    let mut b = vec![0u8; 64 + fwd.len()];
+    let stray = tcp4([1, 1, 1, 1], 1, [2, 2, 2, 2], 2, ACK, b"");
+    b[64..64 + stray.len()].copy_from_slice(&stray);
+    let mut fr = Frame::new(&mut b, 64, stray.len());
+    let m = parse(fr.data()).unwrap();
+    icmp::build_error::<Ipv4Addr>(&mut fr, &m, ErrorKind::PortUnreachable).unwrap();
+    assert_eq!(one(&mut w, SEC, fr.data().to_vec()).0, Verdict::Pass(PassReason::Icmp));
+}
+
+#[test]
+fn icmp_errors_are_relayed_fullnat_towards_the_real_server() {
+    let mut w = worker(&model(FwdMethod::FullNat, "rr"));
+    let (_, f1) = one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, SYN, b""));
+    let lport = parse(&f1).unwrap().sport;
+    let (_, reply) = one(&mut w, SEC, tcp4(RS1, 8080, LIP, lport, SYN | ACK, &[2u8; 50]));
+    // the client's side says our reply (VIP:80 -> CIP:40000) was too big
+    let mut b = vec![0u8; 64 + reply.len()];
+    b[64..].copy_from_slice(&reply);
+    let n = reply.len();
+    let mut fr = Frame::new(&mut b, 64, n);
+    let m = parse(fr.data()).unwrap();
+    icmp::build_error::<Ipv4Addr>(&mut fr, &m, ErrorKind::TooBig { mtu: 1280 }).unwrap();
+    let err = fr.data().to_vec();
+    assert_eq!(addr4(&err, 14 + 16), VIP, "sent to the reply's source, the VIP");
+    let (v, out) = one(&mut w, SEC, err);
+    assert_eq!(v, TX);
+    assert!(verify(&out));
+    let e = parse(&out).unwrap();
+    assert_eq!((addr4(&out, 14 + 12), addr4(&out, 14 + 16)), (LIP, RS1));
+    let q = icmp::quoted(&out, &e).unwrap();
+    assert_eq!(q.addrs::<Ipv4Addr>(&out), (Ipv4Addr::from(RS1), Ipv4Addr::from(LIP)));
+    assert_eq!((q.sport, q.dport), (8080, lport));
+    assert_eq!(dst_mac(&out), RS1_MAC);
+}
+
+#[test]
+fn ipv6_nat_both_directions() {
+    let mut m = model(FwdMethod::Nat, "rr");
+    m.services = vec![Service {
+        key: ServiceKey::Addr { proto: Proto::Tcp, addr: ip("2001:db8::100"), port: 80 },
+        sched: "rr".into(),
+        sched_flags: SchedFlags::default(),
+        persistence: None,
+        dests: vec![Dest { addr: ip("2001:db8:1::1"), port: 8080, weight: 1, fwd: FwdMethod::Nat, u_threshold: 0, l_threshold: 0 }],
+        laddrs: vec![],
+    }];
+    let mut w = worker(&m);
+    let vip6 = ip("2001:db8::100");
+    let IpAddr::V6(v6) = vip6 else { unreachable!() };
+    let (v, out) = one(&mut w, SEC, tcp6(V6A, 40000, v6.octets(), 80, SYN, b"x"));
+    assert_eq!(v, TX);
+    assert!(verify(&out));
+    let pm = parse(&out).unwrap();
+    assert_eq!(Ipv6Addr::dst(&out, &pm), "2001:db8:1::1".parse::<Ipv6Addr>().unwrap());
+    assert_eq!((pm.dport, pm.ttl), (8080, 63));
+    let rs: Ipv6Addr = "2001:db8:1::1".parse().unwrap();
+    let (v, back) = one(&mut w, SEC, tcp6(rs.octets(), 8080, V6A, 40000, SYN | ACK, b""));
+    assert_eq!(v, TX);
+    assert!(verify(&back));
+    let pb = parse(&back).unwrap();
+    assert_eq!((Ipv6Addr::src(&back, &pb), pb.sport), (v6, 80));
+}
+
+#[test]
+fn snapshot_changes_keep_connections() {
+    let m1 = model(FwdMethod::Nat, "rr");
+    let s1 = Arc::new(Snapshot::build(&m1, None).unwrap());
+    let mut w = Worker::new(0, 1, s1.clone(), SEC);
+    one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, SYN, b""));
+    one(&mut w, SEC, tcp4(CIP, 40001, VIP, 80, SYN, b"")); // rs2
+    // weights change and a server is added: both connections go on
+    let mut m2 = m1.clone();
+    m2.services[0].dests[0].weight = 5;
+    m2.services[0].dests.push(Dest { addr: ip("10.0.1.3"), port: 8080, weight: 1, fwd: FwdMethod::Nat, u_threshold: 0, l_threshold: 0 });
+    m2.net.neighbours.push(Neighbour { addr: ip("10.0.1.3"), mac: [2, 0, 0, 0, 1, 3] });
+    let s2 = Arc::new(Snapshot::build(&m2, Some(&s1)).unwrap());
+    w.set_snapshot(s2.clone());
+    let (v, out) = one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, ACK, b""));
+    assert_eq!((v, addr4(&out, 30)), (TX, RS1));
+    assert_eq!(w.loads()[0].conns(), 1, "load follows the dest by uid");
+    // rs2 removed: its connection goes on (expire_nodest_conn off)...
+    let mut m3 = m2.clone();
+    m3.services[0].dests.remove(1);
+    let s3 = Arc::new(Snapshot::build(&m3, Some(&s2)).unwrap());
+    w.set_snapshot(s3.clone());
+    let (v, out) = one(&mut w, SEC, tcp4(CIP, 40001, VIP, 80, ACK, b""));
+    assert_eq!((v, addr4(&out, 30)), (TX, RS2));
+    // ...and with expire_nodest_conn it is dropped and forgotten
+    let mut m4 = m3.clone();
+    m4.expire_nodest_conn = true;
+    w.set_snapshot(Arc::new(Snapshot::build(&m4, Some(&s3)).unwrap()));
+    assert_eq!(one(&mut w, SEC, tcp4(CIP, 40001, VIP, 80, ACK, b"")).0, Verdict::Drop(DropReason::DestGone));
+    assert_eq!(one(&mut w, SEC, tcp4(CIP, 40001, VIP, 80, ACK, b"")).0, Verdict::Drop(DropReason::NoConn));
+    assert_eq!(one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, ACK, b"")).0, TX);
+}
+
+#[test]
+fn ownership_is_the_same_for_both_directions() {
+    for fwd in [FwdMethod::Nat, FwdMethod::FullNat] {
+        let snap = Arc::new(Snapshot::build(&model(fwd, "rr"), None).unwrap());
+        let mut ws: Vec<Worker> = (0..3).map(|i| Worker::new(i, 3, snap.clone(), SEC)).collect();
+        for cport in 40000..40030u16 {
+            let syn = tcp4(CIP, cport, VIP, 80, SYN, b"");
+            // ask worker 0 first; follow the hand-off
+            let (mut v, mut out) = one(&mut ws[0], SEC, syn.clone());
+            let mut owner = 0;
+            if let Verdict::Handoff { worker } = v {
+                owner = worker as usize;
+                (v, out) = one(&mut ws[owner], SEC, syn);
+            }
+            assert_eq!(v, TX, "{fwd}");
+            let m = parse(&out).unwrap();
+            let reply = if fwd == FwdMethod::Nat {
+                tcp4(addr4(&out, 30), 8080, CIP, cport, SYN | ACK, b"")
+            } else {
+                tcp4(addr4(&out, 30), m.dport, LIP, m.sport, SYN | ACK, b"")
+            };
+            for (i, wk) in ws.iter_mut().enumerate() {
+                let (v, _) = one(wk, SEC, reply.clone());
+                if i == owner {
+                    assert_eq!(v, TX, "{fwd}: the owner forwards the reply");
+                } else {
+                    assert_eq!(v, Verdict::Handoff { worker: owner as u16 }, "{fwd}");
+                }
+            }
+        }
+        let total: u64 = ws.iter().map(|w| w.counters().new_conns).sum();
+        assert_eq!(total, 30);
+        assert!(ws.iter().all(|w| w.counters().new_conns > 0), "{fwd}: flows spread over every worker");
+    }
+}
+
+#[test]
+fn frame_too_long_is_refused_by_the_batch() {
+    let mut b = Batch::new();
+    assert_eq!(b.push(&vec![0u8; crate::io::mem::MAX_FRAME + 1], 0), Err(DropReason::FrameTooLong));
+    assert!(b.is_empty());
+}
+
+#[test]
+fn flow_hash_is_stable() {
+    // Ownership must not change between runs or builds.
+    assert_eq!(flow_hash(&[192, 0, 2, 1], 40000), flow_hash(&[192, 0, 2, 1], 40000));
+    assert_ne!(flow_hash(&[192, 0, 2, 1], 40000), flow_hash(&[192, 0, 2, 1], 40001));
+    // Pinned: changing the hash would re-shard every flow of a running
+    // cluster on upgrade.
+    assert_eq!(flow_hash(&[192, 0, 2, 1], 40000), 4_012_931_204);
+}
