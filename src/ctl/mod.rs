@@ -3,5 +3,6 @@
 //! immutable [`snapshot::Snapshot`] built from it and published to the
 //! workers. The config file is one way to a model.
 
+pub mod config;
 pub mod model;
 pub mod snapshot;

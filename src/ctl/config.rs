@@ -1,0 +1,1940 @@
+//! The TOML configuration file → [`Model`].
+//!
+//! Contract: [`load_file`] / [`load_str`] either return a model that
+//! [`Snapshot::build`] accepts, or a [`ConfigError`] that names the origin
+//! (file), the line and column, the field path (`service[1].real_server[0]
+//! .weight`) and why. Nothing in the text can make the loader panic.
+//!
+//! Loading goes in three steps, each with its own kind of error:
+//! 1. TOML syntax: parsed once into a spanned tree ([`DeTable`]); a syntax
+//!    error carries a byte span that becomes a line and column (and, in the
+//!    part of the tree the parser could still build, a field path).
+//! 2. Shape: the tree is deserialized into `Raw*` structs with
+//!    `deny_unknown_fields`, so a misspelt key or a wrong type is an error;
+//!    serde reports a span, and the spanned tree turns it into a field path.
+//! 3. Values: every field is checked and converted (addresses, prefixes,
+//!    MACs, names, ranges, duplicates) into the model's types; the field path
+//!    of a bad value is known here, the tree turns it into a line and column.
+//!
+//! Finally the model is compiled once with [`Snapshot::build`] for the
+//! cross-object checks (schedulers, overlapping services, ...); its
+//! [`ModelError`] is kept whole and, where it names a service or real
+//! server, pointed at that object in the file.
+//!
+//! The file format is documented field by field in `docs/config.md`.
+
+use super::model::{parse_mac, Mac, Model, Neighbour, NetConf, PortConf};
+use super::snapshot::{fmt_sock, ModelError, Snapshot};
+use crate::ipvs::dest::{Dest, MAX_WEIGHT};
+use crate::ipvs::proto::{TcpState, Timeouts};
+use crate::ipvs::sched::SchedFlags;
+use crate::ipvs::service::{Group, GroupMember, Persistence, Service, ServiceKey};
+use crate::ipvs::{FwdMethod, Proto};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
+use std::path::Path;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+/// The scheduler of a service that names none (ipvsadm's `DEF_SCHED`).
+pub const DEFAULT_SCHEDULER: &str = "wlc";
+/// The MTU of an interface that gives none.
+pub const DEFAULT_MTU: u16 = 1500;
+/// The smallest MTU accepted: every IPv4 host must take 576-byte datagrams.
+pub const MIN_MTU: u16 = 576;
+/// Largest timeout (connection states, persistence) in seconds: 31 days,
+/// ipvsadm's and keepalived's bound.
+pub const MAX_TIMEOUT: u32 = 31 * 86400;
+/// Largest connection threshold (ipvsadm `-x`/`-y` take 0..INT_MAX).
+pub const MAX_THRESHOLD: u32 = i32::MAX as u32;
+/// Longest interface name (Linux `IFNAMSIZ` less the terminating NUL).
+pub const MAX_IFNAME: usize = 15;
+
+/// A position in the configuration text, both counted from 1. Columns count
+/// characters, not bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}, column {}", self.line, self.column)
+    }
+}
+
+/// Why a configuration was rejected. Every variant names its origin (the
+/// file name, or what the caller of [`load_str`] passed); the display form is
+/// `origin: line L, column C: field.path: why`, with the parts that are
+/// unknown left out.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read (missing, unreadable, not UTF-8).
+    #[error("{origin}: cannot read the configuration: {source}")]
+    Read {
+        origin: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The text is not valid TOML. `path` is the field the error is in,
+    /// when it is in one (often empty).
+    #[error("{}{why}", head(.origin, .at, .path))]
+    Syntax {
+        origin: String,
+        at: Option<Location>,
+        path: String,
+        why: String,
+    },
+    /// A field is unknown, missing, of the wrong type, or its value is bad.
+    #[error("{}{why}", head(.origin, .at, .path))]
+    Invalid {
+        origin: String,
+        at: Option<Location>,
+        /// The field, e.g. `service[1].real_server[0].weight` (indices count
+        /// from 0); empty when serde could not say.
+        path: String,
+        why: String,
+    },
+    /// The fields are fine one by one, but the model does not compile
+    /// ([`Snapshot::build`] refused it). `path` and `at` point at the
+    /// service or real server the model error names, when it names one.
+    #[error("{}{source}", head(.origin, .at, .path))]
+    Model {
+        origin: String,
+        at: Option<Location>,
+        path: String,
+        #[source]
+        source: ModelError,
+    },
+}
+
+/// `origin: line L, column C: path: ` without the parts that are missing.
+fn head(origin: &str, at: &Option<Location>, path: &str) -> String {
+    let mut s = format!("{origin}: ");
+    if let Some(at) = at {
+        s.push_str(&format!("{at}: "));
+    }
+    if !path.is_empty() {
+        s.push_str(path);
+        s.push_str(": ");
+    }
+    s
+}
+
+impl ConfigError {
+    /// The field path the error is about, if known.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            ConfigError::Syntax { path, .. }
+            | ConfigError::Invalid { path, .. }
+            | ConfigError::Model { path, .. }
+                if !path.is_empty() =>
+            {
+                Some(path)
+            }
+            _ => None,
+        }
+    }
+
+    /// Where in the text the error is, if known.
+    pub fn location(&self) -> Option<Location> {
+        match self {
+            ConfigError::Read { .. } => None,
+            ConfigError::Syntax { at, .. }
+            | ConfigError::Invalid { at, .. }
+            | ConfigError::Model { at, .. } => *at,
+        }
+    }
+}
+
+/// Reads and loads a configuration file. See [`load_str`].
+///
+/// # Errors
+/// [`ConfigError::Read`] when the file cannot be read, otherwise as
+/// [`load_str`], with the file's path as origin.
+pub fn load_file(path: &Path) -> Result<Model, ConfigError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        origin: origin.clone(),
+        source,
+    })?;
+    load_str(&text, &origin)
+}
+
+/// Loads a configuration from TOML text. `origin` names it in errors
+/// (usually the file name). The model is also compiled once with
+/// [`Snapshot::build`], so a returned model is known to be usable.
+///
+/// # Errors
+/// The first problem found: syntax, an unknown/missing/mistyped field, a bad
+/// value, or a model that does not compile. See [`ConfigError`].
+pub fn load_str(text: &str, origin: &str) -> Result<Model, ConfigError> {
+    let doc = Doc::parse(text, origin)?;
+    let model = doc.model()?;
+    if let Err(e) = Snapshot::build(&model, None) {
+        let path = model_error_path(&model, &e).unwrap_or_default();
+        return Err(ConfigError::Model {
+            origin: origin.to_string(),
+            at: doc.locate(&path),
+            path: path.to_string(),
+            source: e,
+        });
+    }
+    Ok(model)
+}
+
+// ---------------------------------------------------------------------------
+// The file's shape. Numbers are i64 (TOML's integer) so that range errors
+// are ours, with the field path and the bound, rather than serde's.
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    global: Option<RawGlobal>,
+    timeouts: Option<RawTimeouts>,
+    #[serde(default)]
+    interface: Vec<RawInterface>,
+    #[serde(default)]
+    neighbour: Vec<RawNeighbour>,
+    #[serde(default)]
+    group: Vec<RawGroup>,
+    #[serde(default)]
+    service: Vec<RawService>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawGlobal {
+    expire_nodest_conn: Option<bool>,
+    max_conns: Option<i64>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    tcp: Option<i64>,
+    tcp_fin: Option<i64>,
+    udp: Option<i64>,
+    /// State name (lower case) → seconds; the names are checked against
+    /// [`TcpState`] so the list cannot drift from the state machine.
+    tcp_state: Option<BTreeMap<String, i64>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawInterface {
+    name: String,
+    mac: String,
+    mtu: Option<i64>,
+    #[serde(default)]
+    addresses: Vec<String>,
+    #[serde(default)]
+    gateways: Vec<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawNeighbour {
+    ip: String,
+    mac: String,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    id: i64,
+    members: Vec<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    proto: Option<String>,
+    vip: Option<String>,
+    port: Option<i64>,
+    group: Option<i64>,
+    scheduler: Option<String>,
+    #[serde(default)]
+    flags: Vec<String>,
+    persistence: Option<i64>,
+    persistence_netmask: Option<i64>,
+    #[serde(default)]
+    local_addresses: Vec<String>,
+    #[serde(default)]
+    real_server: Vec<RawRealServer>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawRealServer {
+    ip: String,
+    port: Option<i64>,
+    weight: Option<i64>,
+    mode: Option<String>,
+    upper_threshold: Option<i64>,
+    lower_threshold: Option<i64>,
+}
+
+// ---------------------------------------------------------------------------
+// Field paths.
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Seg {
+    Key(String),
+    Idx(usize),
+}
+
+/// Where a field is: `service[1].real_server[0].weight`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct FieldPath(Vec<Seg>);
+
+impl FieldPath {
+    fn key(&self, k: &str) -> FieldPath {
+        let mut p = self.clone();
+        p.0.push(Seg::Key(k.to_string()));
+        p
+    }
+    fn idx(&self, i: usize) -> FieldPath {
+        let mut p = self.clone();
+        p.0.push(Seg::Idx(i));
+        p
+    }
+}
+
+fn root(k: &str) -> FieldPath {
+    FieldPath::default().key(k)
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, s) in self.0.iter().enumerate() {
+            match s {
+                Seg::Idx(n) => write!(f, "[{n}]")?,
+                Seg::Key(k) => {
+                    if i > 0 {
+                        f.write_str(".")?;
+                    }
+                    // Keys that are not bare TOML keys are quoted, so the path
+                    // reads back unambiguously.
+                    if !k.is_empty()
+                        && k.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                    {
+                        f.write_str(k)?;
+                    } else {
+                        write!(f, "{k:?}")?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A bad value: where and why.
+#[derive(Debug)]
+struct Bad {
+    path: FieldPath,
+    why: String,
+}
+
+type V<T> = Result<T, Bad>;
+
+fn bad<T>(path: &FieldPath, why: impl Into<String>) -> V<T> {
+    Err(Bad {
+        path: path.clone(),
+        why: why.into(),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The parsed document: the text, its spanned tree, and the shape.
+
+struct Doc<'i> {
+    origin: &'i str,
+    text: &'i str,
+    tree: Spanned<DeTable<'i>>,
+    raw: RawConfig,
+}
+
+impl<'i> Doc<'i> {
+    /// Steps 1 and 2: syntax and shape.
+    fn parse(text: &'i str, origin: &'i str) -> Result<Doc<'i>, ConfigError> {
+        // The recovering parser also gives the tree it could build, which
+        // names the field a syntax error sits in, when it is in one.
+        let (tree, errors) = DeTable::parse_recoverable(text);
+        if let Some(e) = errors.first() {
+            let (at, path) = match e.span() {
+                Some(s) => (Some(location(text, s.start)), path_at(&tree, s.start)),
+                None => (None, FieldPath::default()),
+            };
+            return Err(ConfigError::Syntax {
+                origin: origin.to_string(),
+                at,
+                path: path.to_string(),
+                why: tidy(e.message()),
+            });
+        }
+        let raw =
+            RawConfig::deserialize(toml::de::Deserializer::from(tree.clone())).map_err(|e| {
+                let (at, path) = match e.span() {
+                    Some(s) => (Some(location(text, s.start)), path_at(&tree, s.start)),
+                    None => (None, FieldPath::default()),
+                };
+                ConfigError::Invalid {
+                    origin: origin.to_string(),
+                    at,
+                    path: path.to_string(),
+                    why: tidy(e.message()),
+                }
+            })?;
+        Ok(Doc {
+            origin,
+            text,
+            tree,
+            raw,
+        })
+    }
+
+    /// The span of the value at `path`, or of its deepest part that exists
+    /// (a missing field is reported at its table).
+    fn span_of(&self, path: &FieldPath) -> Option<Range<usize>> {
+        let mut span = None;
+        let mut cur: Option<&DeValue<'_>> = None;
+        for seg in &path.0 {
+            let next = match (seg, cur) {
+                (Seg::Key(k), None) => find_key(self.tree.get_ref(), k),
+                (Seg::Key(k), Some(DeValue::Table(t))) => find_key(t, k),
+                (Seg::Idx(i), Some(DeValue::Array(a))) => a.get(*i),
+                _ => None,
+            };
+            match next {
+                Some(v) => {
+                    span = Some(v.span());
+                    cur = Some(v.get_ref());
+                }
+                None => break,
+            }
+        }
+        span
+    }
+
+    fn locate(&self, path: &FieldPath) -> Option<Location> {
+        self.span_of(path).map(|s| location(self.text, s.start))
+    }
+
+    fn invalid(&self, b: Bad) -> ConfigError {
+        ConfigError::Invalid {
+            origin: self.origin.to_string(),
+            at: self.locate(&b.path),
+            path: b.path.to_string(),
+            why: b.why,
+        }
+    }
+
+    /// Step 3: values → model.
+    fn model(&self) -> Result<Model, ConfigError> {
+        build_model(&self.raw).map_err(|b| self.invalid(b))
+    }
+}
+
+/// serde's and toml's messages on one line, with TOML's type names.
+fn tidy(msg: &str) -> String {
+    msg.trim_end()
+        .replace('\n', "; ")
+        .replace("expected i64", "expected an integer")
+}
+
+fn find_key<'a, 'i>(t: &'a DeTable<'i>, k: &str) -> Option<&'a Spanned<DeValue<'i>>> {
+    t.iter()
+        .find(|(key, _)| key.get_ref().as_ref() == k)
+        .map(|(_, v)| v)
+}
+
+/// The field path of the smallest key or value whose span holds `pos`
+/// (serde's errors carry a span, not a path). Iterative: the tree's depth is
+/// bounded by the parser, but dotted keys can still nest deeply.
+fn path_at(tree: &Spanned<DeTable<'_>>, pos: usize) -> FieldPath {
+    let holds =
+        |s: &Range<usize>| s.start <= pos && (pos < s.end || s.start == s.end && pos == s.start);
+    // (span length, depth, path) of the best match so far.
+    let mut best: Option<(usize, usize, FieldPath)> = None;
+    let mut consider = |span: Range<usize>, path: &FieldPath| {
+        if holds(&span) {
+            let cand = (span.end.saturating_sub(span.start), path.0.len());
+            if best
+                .as_ref()
+                .map_or(true, |(l, d, _)| cand.0 < *l || cand.0 == *l && cand.1 > *d)
+            {
+                best = Some((cand.0, cand.1, path.clone()));
+            }
+        }
+    };
+    let mut stack: Vec<(FieldPath, &Spanned<DeValue<'_>>)> = Vec::new();
+    for (k, v) in tree.get_ref().iter() {
+        let p = root(k.get_ref());
+        consider(k.span(), &p);
+        stack.push((p, v));
+    }
+    while let Some((p, v)) = stack.pop() {
+        consider(v.span(), &p);
+        match v.get_ref() {
+            DeValue::Table(t) => {
+                for (k, child) in t.iter() {
+                    let cp = p.key(k.get_ref());
+                    consider(k.span(), &cp);
+                    stack.push((cp, child));
+                }
+            }
+            DeValue::Array(a) => {
+                for (i, child) in a.iter().enumerate() {
+                    stack.push((p.idx(i), child));
+                }
+            }
+            _ => {}
+        }
+    }
+    best.map(|b| b.2).unwrap_or_default()
+}
+
+/// Line and column (from 1; columns in characters) of byte offset `pos`.
+/// Never panics: offsets past the end or inside a character are clamped.
+fn location(text: &str, pos: usize) -> Location {
+    let bytes = text.as_bytes();
+    let before = &bytes[..pos.min(bytes.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    // Count characters by their first bytes (UTF-8 continuation bytes are 10xxxxxx).
+    let column = before[start..]
+        .iter()
+        .filter(|&&b| b & 0xC0 != 0x80)
+        .count()
+        + 1;
+    Location { line, column }
+}
+
+/// Points a [`ModelError`] at the service / real server it names.
+/// [`Snapshot::build`] names them `service <key>[, real server <addr:port>]`;
+/// service keys are unique once [`build_model`] has passed, so the match is
+/// exact. Anything else keeps no path (the message is still whole).
+fn model_error_path(model: &Model, e: &ModelError) -> Option<FieldPath> {
+    for (i, s) in model.services.iter().enumerate() {
+        let name = format!("service {}", s.key);
+        let Some(rest) = e.what.strip_prefix(&name) else {
+            continue;
+        };
+        let svc = root("service").idx(i);
+        if rest.is_empty() {
+            return Some(svc);
+        }
+        let rs = rest.strip_prefix(", real server ")?;
+        let j = s.dests.iter().position(|d| fmt_sock(d.addr, d.port) == rs);
+        return Some(j.map_or(svc.clone(), |j| svc.key("real_server").idx(j)));
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------
+// Values.
+
+/// `v` within `lo..=hi`.
+fn range(v: i64, lo: i64, hi: i64, path: &FieldPath) -> V<i64> {
+    if v < lo {
+        bad(path, format!("{v} is below {lo}"))
+    } else if v > hi {
+        bad(path, format!("{v} exceeds {hi}"))
+    } else {
+        Ok(v)
+    }
+}
+
+fn port(v: i64, path: &FieldPath) -> V<u16> {
+    range(v, 0, u16::MAX as i64, path).map(|v| v as u16)
+}
+
+fn timeout(v: i64, path: &FieldPath) -> V<u32> {
+    if v == 0 {
+        return bad(
+            path,
+            "0 is not a timeout (omit the field to keep the default)",
+        );
+    }
+    range(v, 1, MAX_TIMEOUT as i64, path).map(|v| v as u32)
+}
+
+fn ip(s: &str, path: &FieldPath) -> V<IpAddr> {
+    match s.trim().parse::<IpAddr>() {
+        Ok(a) => Ok(a),
+        Err(_) if s.contains('/') => bad(
+            path,
+            format!("'{s}' is not an IP address (no prefix length here)"),
+        ),
+        Err(_) if s.starts_with('[') => bad(
+            path,
+            format!("'{s}' is not an IP address (no brackets here)"),
+        ),
+        Err(_) => bad(path, format!("'{s}' is not an IP address")),
+    }
+}
+
+fn mac(s: &str, path: &FieldPath) -> V<Mac> {
+    parse_mac(s.trim()).or_else(|why| bad(path, why))
+}
+
+fn family(a: IpAddr) -> &'static str {
+    if a.is_ipv4() {
+        "IPv4"
+    } else {
+        "IPv6"
+    }
+}
+
+fn max_prefix(a: IpAddr) -> u8 {
+    if a.is_ipv4() {
+        32
+    } else {
+        128
+    }
+}
+
+/// `addr/len`, the length checked for the address's family.
+fn prefix(s: &str, path: &FieldPath) -> V<(IpAddr, u8)> {
+    let Some((a, l)) = s.trim().split_once('/') else {
+        return bad(
+            path,
+            format!("'{s}' has no prefix length (want address/length, e.g. 10.0.0.1/24)"),
+        );
+    };
+    let addr = ip(a, path)?;
+    let max = max_prefix(addr);
+    match l.parse::<u8>() {
+        Ok(len) if len <= max => Ok((addr, len)),
+        _ => bad(
+            path,
+            format!(
+                "'{s}': prefix length '{l}' is not 0-{max} for an {} address",
+                family(addr)
+            ),
+        ),
+    }
+}
+
+/// `a` lies in `net/len`.
+fn in_prefix(a: IpAddr, net: IpAddr, len: u8) -> bool {
+    match (a, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(len.min(32)))
+                .unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(len.min(128)))
+                .unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+fn is_link_local(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V4(a) => a.is_link_local(),
+        IpAddr::V6(a) => a.segments()[0] & 0xffc0 == 0xfe80,
+    }
+}
+
+fn proto(s: &str, path: &FieldPath) -> V<Proto> {
+    match s {
+        "tcp" => Ok(Proto::Tcp),
+        "udp" => Ok(Proto::Udp),
+        _ => bad(
+            path,
+            format!("'{s}' is not a protocol (expected tcp or udp)"),
+        ),
+    }
+}
+
+fn mode(s: &str, path: &FieldPath) -> V<FwdMethod> {
+    FwdMethod::ALL
+        .into_iter()
+        .find(|m| m.name() == s)
+        .map_or_else(
+            || {
+                bad(
+                    path,
+                    format!("'{s}' is not a forwarding mode (expected dr, tun, nat or fullnat)"),
+                )
+            },
+            Ok,
+        )
+}
+
+/// A group member: `proto:address:port`, IPv6 addresses in brackets.
+fn member(s: &str, path: &FieldPath) -> V<GroupMember> {
+    const WANT: &str = "want proto:address:port, e.g. tcp:10.0.0.100:80 or udp:[2001:db8::100]:53";
+    let s = s.trim();
+    let Some((p, rest)) = s.split_once(':') else {
+        return bad(path, format!("'{s}' is not a group member ({WANT})"));
+    };
+    let proto = proto(p, path)?;
+    let Some((host, port_s)) = rest.rsplit_once(':') else {
+        return bad(
+            path,
+            format!("'{s}' has no port ({WANT}; port 0 = every port)"),
+        );
+    };
+    let addr = if let Some(h) = host.strip_prefix('[') {
+        match h.strip_suffix(']').map(str::parse::<Ipv6Addr>) {
+            Some(Ok(a)) => IpAddr::V6(a),
+            _ => {
+                return bad(
+                    path,
+                    format!("'{s}': '{host}' is not a bracketed IPv6 address"),
+                )
+            }
+        }
+    } else if let Ok(a) = host.parse::<Ipv4Addr>() {
+        IpAddr::V4(a)
+    } else if rest.parse::<Ipv6Addr>().is_ok() || host.parse::<Ipv6Addr>().is_ok() {
+        return bad(
+            path,
+            format!("'{s}': put an IPv6 address in brackets, e.g. udp:[2001:db8::100]:53"),
+        );
+    } else {
+        return bad(
+            path,
+            format!("'{s}': '{host}' is not an IP address ({WANT})"),
+        );
+    };
+    let port = match port_s.parse::<u16>() {
+        Ok(p) => p,
+        Err(_) => {
+            return bad(
+                path,
+                format!("'{s}': port '{port_s}' is not a number 0-65535"),
+            )
+        }
+    };
+    Ok(GroupMember { proto, addr, port })
+}
+
+fn build_model(raw: &RawConfig) -> V<Model> {
+    let mut m = Model::default();
+    if let Some(g) = &raw.global {
+        m.expire_nodest_conn = g.expire_nodest_conn.unwrap_or(false);
+        if let Some(n) = g.max_conns {
+            m.max_conns = range(n, 1, u32::MAX as i64, &root("global").key("max_conns"))? as usize;
+        }
+    }
+    if let Some(t) = &raw.timeouts {
+        m.timeouts = timeouts(t)?;
+    }
+    m.net = net(&raw.interface, &raw.neighbour)?;
+    m.groups = groups(&raw.group)?;
+    for (i, s) in raw.service.iter().enumerate() {
+        let path = root("service").idx(i);
+        let svc = service(s, &m.groups, &path)?;
+        if let Some(j) = m.services.iter().position(|o: &Service| o.key == svc.key) {
+            return bad(&path, format!("{} is already service[{j}]", svc.key));
+        }
+        m.services.push(svc);
+    }
+    Ok(m)
+}
+
+fn timeouts(t: &RawTimeouts) -> V<Timeouts> {
+    let base = root("timeouts");
+    let mut out = Timeouts::default();
+    let tcp = t.tcp.map(|v| timeout(v, &base.key("tcp"))).transpose()?;
+    let fin = t
+        .tcp_fin
+        .map(|v| timeout(v, &base.key("tcp_fin")))
+        .transpose()?;
+    let udp = t.udp.map(|v| timeout(v, &base.key("udp"))).transpose()?;
+    out.set(tcp.unwrap_or(0), fin.unwrap_or(0), udp.unwrap_or(0));
+    if let Some(states) = &t.tcp_state {
+        let base = base.key("tcp_state");
+        for (name, v) in states {
+            let path = base.key(name);
+            let Some(st) = TcpState::ALL
+                .into_iter()
+                .find(|s| s.name().to_ascii_lowercase() == *name)
+            else {
+                let known: Vec<String> = TcpState::ALL
+                    .iter()
+                    .map(|s| s.name().to_ascii_lowercase())
+                    .collect();
+                return bad(
+                    &path,
+                    format!("'{name}' is not a TCP state (known: {})", known.join(", ")),
+                );
+            };
+            let secs = timeout(*v, &path)?;
+            // `tcp`/`tcp_fin` are shorthands for two states: saying both
+            // differently is a contradiction, not an override.
+            for (short, state, given) in [
+                ("tcp", TcpState::Established, tcp),
+                ("tcp_fin", TcpState::FinWait, fin),
+            ] {
+                if let Some(g) = given.filter(|g| st == state && *g != secs) {
+                    return bad(
+                        &path,
+                        format!("{secs} contradicts timeouts.{short} = {g} (the same state)"),
+                    );
+                }
+            }
+            out.tcp[st as usize] = secs;
+        }
+    }
+    Ok(out)
+}
+
+fn net(ifs: &[RawInterface], neigh: &[RawNeighbour]) -> V<NetConf> {
+    let mut net = NetConf::default();
+    let mut addrs: Vec<(IpAddr, FieldPath)> = Vec::new();
+    for (i, r) in ifs.iter().enumerate() {
+        let path = root("interface").idx(i);
+        if i > u8::MAX as usize - 1 {
+            return bad(&path, "more than 255 interfaces");
+        }
+        let name = r.name.as_str();
+        let np = path.key("name");
+        if name.is_empty()
+            || name.len() > MAX_IFNAME
+            || name
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b == b'/' || b.is_ascii_control())
+        {
+            return bad(
+                &np,
+                format!(
+                    "'{name}' is not an interface name (1-{MAX_IFNAME} bytes, no spaces or '/')"
+                ),
+            );
+        }
+        if let Some(j) = net.ports.iter().position(|p: &PortConf| p.name == name) {
+            return bad(&np, format!("'{name}' is already interface[{j}]"));
+        }
+        let mp = path.key("mac");
+        let mac = mac(&r.mac, &mp)?;
+        if mac[0] & 1 != 0 {
+            return bad(
+                &mp,
+                format!(
+                    "'{}' is a multicast address; an interface needs a unicast MAC",
+                    r.mac
+                ),
+            );
+        }
+        let mtu = match r.mtu {
+            None => DEFAULT_MTU,
+            Some(v) => range(v, MIN_MTU as i64, u16::MAX as i64, &path.key("mtu"))? as u16,
+        };
+        let mut port = PortConf {
+            name: name.to_string(),
+            mac,
+            mtu,
+            addrs: Vec::new(),
+            gateways: Vec::new(),
+        };
+        for (j, a) in r.addresses.iter().enumerate() {
+            let ap = path.key("addresses").idx(j);
+            let p = prefix(a, &ap)?;
+            if let Some((_, other)) = addrs.iter().find(|(x, _)| *x == p.0) {
+                return bad(&ap, format!("{} is already {other}", p.0));
+            }
+            addrs.push((p.0, ap));
+            port.addrs.push(p);
+        }
+        for (j, g) in r.gateways.iter().enumerate() {
+            let gp = path.key("gateways").idx(j);
+            let gw = ip(g, &gp)?;
+            if port.gateways.iter().any(|o| o.is_ipv4() == gw.is_ipv4()) {
+                return bad(
+                    &gp,
+                    format!("a second {} gateway (one per family)", family(gw)),
+                );
+            }
+            // A gateway must be on the link; IPv6 routers are usually
+            // link-local, which no configured prefix holds.
+            if !is_link_local(gw) && !port.addrs.iter().any(|(n, l)| in_prefix(gw, *n, *l)) {
+                return bad(
+                    &gp,
+                    format!(
+                        "{gw} is not on this interface (inside none of its addresses' prefixes)"
+                    ),
+                );
+            }
+            port.gateways.push(gw);
+        }
+        net.ports.push(port);
+    }
+    for (i, r) in neigh.iter().enumerate() {
+        let path = root("neighbour").idx(i);
+        let addr = ip(&r.ip, &path.key("ip"))?;
+        if let Some(j) = net
+            .neighbours
+            .iter()
+            .position(|n: &Neighbour| n.addr == addr)
+        {
+            return bad(&path.key("ip"), format!("{addr} is already neighbour[{j}]"));
+        }
+        net.neighbours.push(Neighbour {
+            addr,
+            mac: mac(&r.mac, &path.key("mac"))?,
+        });
+    }
+    Ok(net)
+}
+
+fn groups(raw: &[RawGroup]) -> V<Vec<Group>> {
+    let mut out: Vec<Group> = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let path = root("group").idx(i);
+        // Like a firewall mark, 0 means "none".
+        let id = range(r.id, 1, u32::MAX as i64, &path.key("id"))? as u32;
+        if let Some(j) = out.iter().position(|g| g.id == id) {
+            return bad(&path.key("id"), format!("group {id} is already group[{j}]"));
+        }
+        if r.members.is_empty() {
+            return bad(&path.key("members"), "a group needs at least one member");
+        }
+        let mut g = Group {
+            id,
+            members: Vec::new(),
+        };
+        for (j, s) in r.members.iter().enumerate() {
+            let mp = path.key("members").idx(j);
+            let m = member(s, &mp)?;
+            if g.members.contains(&m) {
+                return bad(&mp, format!("'{s}' is listed twice"));
+            }
+            if let Some(first) = g
+                .members
+                .first()
+                .filter(|f| f.addr.is_ipv4() != m.addr.is_ipv4())
+            {
+                return bad(
+                    &mp,
+                    format!(
+                        "{} address in a group of {} addresses",
+                        family(m.addr),
+                        family(first.addr)
+                    ),
+                );
+            }
+            g.members.push(m);
+        }
+        out.push(g);
+    }
+    Ok(out)
+}
+
+fn service(r: &RawService, groups: &[Group], path: &FieldPath) -> V<Service> {
+    // What the service matches, and the address family of its VIP(s).
+    let (key, v4) = match r.group {
+        Some(id) => {
+            let gp = path.key("group");
+            if r.proto.is_some() || r.vip.is_some() || r.port.is_some() {
+                return bad(
+                    &gp,
+                    "a group service takes no proto, vip or port (its group's members say them)",
+                );
+            }
+            let id = range(id, 1, u32::MAX as i64, &gp)? as u32;
+            let Some(g) = groups.iter().find(|g| g.id == id) else {
+                return bad(
+                    &gp,
+                    format!("group {id} is not defined (no [[group]] with id = {id})"),
+                );
+            };
+            (
+                ServiceKey::Group(id),
+                g.members.first().map_or(true, |m| m.addr.is_ipv4()),
+            )
+        }
+        None => {
+            let Some(vip) = &r.vip else {
+                return bad(path, "missing field `vip` (or `group` for a group service)");
+            };
+            let Some(p) = &r.proto else {
+                return bad(path, "missing field `proto` (tcp or udp)");
+            };
+            let Some(port_v) = r.port else {
+                return bad(path, "missing field `port` (0 = every port)");
+            };
+            let proto = proto(p, &path.key("proto"))?;
+            let addr = ip(vip, &path.key("vip"))?;
+            (
+                ServiceKey::Addr {
+                    proto,
+                    addr,
+                    port: port(port_v, &path.key("port"))?,
+                },
+                addr.is_ipv4(),
+            )
+        }
+    };
+    let fam = if v4 { "IPv4" } else { "IPv6" };
+    let sched = match &r.scheduler {
+        None => DEFAULT_SCHEDULER.to_string(),
+        Some(s) if s.trim().is_empty() => {
+            return bad(&path.key("scheduler"), "empty scheduler name")
+        }
+        Some(s) => s.trim().to_string(),
+    };
+    let mut sched_flags = SchedFlags::default();
+    for (j, f) in r.flags.iter().enumerate() {
+        let fp = path.key("flags").idx(j);
+        if f.trim().is_empty() {
+            return bad(&fp, "empty flag name");
+        }
+        sched_flags.0 |= SchedFlags::parse(f).or_else(|why| bad(&fp, why))?.0;
+    }
+    let max = if v4 { 32 } else { 128 };
+    let persistence = match (r.persistence, r.persistence_netmask) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return bad(
+                &path.key("persistence_netmask"),
+                "needs `persistence` (the timeout) on the service",
+            )
+        }
+        (Some(t), nm) => {
+            let timeout = timeout(t, &path.key("persistence"))?;
+            let netmask = match nm {
+                None => max,
+                Some(n) => range(n, 1, max as i64, &path.key("persistence_netmask"))? as u8,
+            };
+            Some(Persistence { timeout, netmask })
+        }
+    };
+    let mut laddrs = Vec::new();
+    for (j, l) in r.local_addresses.iter().enumerate() {
+        let lp = path.key("local_addresses").idx(j);
+        let a = ip(l, &lp)?;
+        if a.is_ipv4() != v4 {
+            return bad(&lp, format!("{a} is not {fam} like the service"));
+        }
+        if laddrs.contains(&a) {
+            return bad(&lp, format!("{a} is listed twice"));
+        }
+        laddrs.push(a);
+    }
+    // A real server's default port: the service's (0 on a group service, as
+    // the packet's own port is kept).
+    let svc_port = match key {
+        ServiceKey::Addr { port, .. } => port,
+        ServiceKey::Group(_) => 0,
+    };
+    let mut dests: Vec<Dest> = Vec::new();
+    for (j, d) in r.real_server.iter().enumerate() {
+        let dp = path.key("real_server").idx(j);
+        let addr = ip(&d.ip, &dp.key("ip"))?;
+        if addr.is_ipv4() != v4 {
+            return bad(
+                &dp.key("ip"),
+                format!("{addr} is not {fam} like the service"),
+            );
+        }
+        let port = match d.port {
+            None => svc_port,
+            Some(p) => port(p, &dp.key("port"))?,
+        };
+        if let Some(k) = dests.iter().position(|o| o.addr == addr && o.port == port) {
+            return bad(
+                &dp,
+                format!("{} is already real_server[{k}]", fmt_sock(addr, port)),
+            );
+        }
+        let weight = match d.weight {
+            None => 1,
+            Some(w) => range(w, 0, MAX_WEIGHT as i64, &dp.key("weight"))? as u32,
+        };
+        let fwd = match &d.mode {
+            None => FwdMethod::Dr,
+            Some(s) => mode(s, &dp.key("mode"))?,
+        };
+        let thr = |v: Option<i64>, k: &str| {
+            v.map_or(Ok(0), |v| {
+                range(v, 0, MAX_THRESHOLD as i64, &dp.key(k)).map(|v| v as u32)
+            })
+        };
+        let u_threshold = thr(d.upper_threshold, "upper_threshold")?;
+        let l_threshold = thr(d.lower_threshold, "lower_threshold")?;
+        if u_threshold > 0 && l_threshold > u_threshold {
+            return bad(
+                &dp.key("lower_threshold"),
+                format!("{l_threshold} is above upper_threshold {u_threshold}"),
+            );
+        }
+        dests.push(Dest {
+            addr,
+            port,
+            weight,
+            fwd,
+            u_threshold,
+            l_threshold,
+        });
+    }
+    Ok(Service {
+        key,
+        sched,
+        sched_flags,
+        persistence,
+        dests,
+        laddrs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn a(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// Steps 1-3 without the snapshot check (for defaults a snapshot cannot
+    /// compile yet, such as the "wlc" scheduler).
+    fn parse(text: &str) -> Result<Model, ConfigError> {
+        Doc::parse(text, "t.toml")?.model()
+    }
+
+    const FULL: &str = r#"
+[global]
+expire_nodest_conn = true
+max_conns = 1000
+
+[timeouts]
+tcp = 3600
+tcp_fin = 60
+udp = 30
+tcp_state = { syn_recv = 30, time_wait = 5, close = 3 }
+
+[[interface]]
+name = "eth0"
+mac = "02:00:00:00:00:10"
+mtu = 9000
+addresses = ["10.0.0.1/24", "2001:db8::1/64"]
+gateways = ["10.0.0.254", "fe80::1"]
+
+[[neighbour]]
+ip = "10.0.0.254"
+mac = "02-00-00-00-00-FE"
+
+[[neighbour]]
+ip = "2001:db8::2"
+mac = "02:00:00:00:00:02"
+
+[[group]]
+id = 7
+members = ["tcp:10.0.0.100:80", "tcp:10.0.0.100:443", "udp:10.0.0.100:0"]
+
+[[group]]
+id = 8
+members = ["udp:[2001:db8::100]:53"]
+
+[[service]]
+proto = "tcp"
+vip = "10.0.0.100"
+port = 8000
+scheduler = "wrr"
+flags = ["sh-port", "flag-1"]
+persistence = 600
+persistence_netmask = 24
+local_addresses = ["10.0.0.200", "10.0.0.201"]
+
+  [[service.real_server]]
+  ip = "10.0.1.1"
+  port = 8080
+  weight = 3
+  mode = "fullnat"
+  upper_threshold = 100
+  lower_threshold = 50
+
+  [[service.real_server]]
+  ip = "10.0.1.2"
+  weight = 0
+  mode = "nat"
+
+[[service]]
+group = 7
+scheduler = "rr"
+
+  [[service.real_server]]
+  ip = "10.0.1.3"
+  mode = "tun"
+
+[[service]]
+group = 8
+scheduler = "rr"
+persistence = 60
+
+  [[service.real_server]]
+  ip = "2001:db8::10"
+
+[[service]]
+proto = "udp"
+vip = "2001:db8::200"
+port = 0
+scheduler = "rr"
+
+  [[service.real_server]]
+  ip = "2001:db8::11"
+"#;
+
+    fn dest(addr: &str, port: u16, weight: u32, fwd: FwdMethod) -> Dest {
+        Dest {
+            addr: a(addr),
+            port,
+            weight,
+            fwd,
+            u_threshold: 0,
+            l_threshold: 0,
+        }
+    }
+
+    #[test]
+    fn full_config_rounds_into_the_model() {
+        let got = load_str(FULL, "full.toml").unwrap();
+        let mut timeouts = Timeouts::default();
+        timeouts.set(3600, 60, 30);
+        timeouts.tcp[TcpState::SynRecv as usize] = 30;
+        timeouts.tcp[TcpState::TimeWait as usize] = 5;
+        timeouts.tcp[TcpState::Close as usize] = 3;
+        let member = |p, s: &str, port| GroupMember {
+            proto: p,
+            addr: a(s),
+            port,
+        };
+        let want = Model {
+            services: vec![
+                Service {
+                    key: ServiceKey::Addr {
+                        proto: Proto::Tcp,
+                        addr: a("10.0.0.100"),
+                        port: 8000,
+                    },
+                    sched: "wrr".into(),
+                    sched_flags: SchedFlags(SchedFlags::FLAG1 | SchedFlags::FLAG2),
+                    persistence: Some(Persistence {
+                        timeout: 600,
+                        netmask: 24,
+                    }),
+                    dests: vec![
+                        Dest {
+                            u_threshold: 100,
+                            l_threshold: 50,
+                            ..dest("10.0.1.1", 8080, 3, FwdMethod::FullNat)
+                        },
+                        dest("10.0.1.2", 8000, 0, FwdMethod::Nat),
+                    ],
+                    laddrs: vec![a("10.0.0.200"), a("10.0.0.201")],
+                },
+                Service {
+                    key: ServiceKey::Group(7),
+                    sched: "rr".into(),
+                    sched_flags: SchedFlags::default(),
+                    persistence: None,
+                    dests: vec![dest("10.0.1.3", 0, 1, FwdMethod::Tun)],
+                    laddrs: vec![],
+                },
+                Service {
+                    key: ServiceKey::Group(8),
+                    sched: "rr".into(),
+                    sched_flags: SchedFlags::default(),
+                    persistence: Some(Persistence {
+                        timeout: 60,
+                        netmask: 128,
+                    }),
+                    dests: vec![dest("2001:db8::10", 0, 1, FwdMethod::Dr)],
+                    laddrs: vec![],
+                },
+                Service {
+                    key: ServiceKey::Addr {
+                        proto: Proto::Udp,
+                        addr: a("2001:db8::200"),
+                        port: 0,
+                    },
+                    sched: "rr".into(),
+                    sched_flags: SchedFlags::default(),
+                    persistence: None,
+                    dests: vec![dest("2001:db8::11", 0, 1, FwdMethod::Dr)],
+                    laddrs: vec![],
+                },
+            ],
+            groups: vec![
+                Group {
+                    id: 7,
+                    members: vec![
+                        member(Proto::Tcp, "10.0.0.100", 80),
+                        member(Proto::Tcp, "10.0.0.100", 443),
+                        member(Proto::Udp, "10.0.0.100", 0),
+                    ],
+                },
+                Group {
+                    id: 8,
+                    members: vec![member(Proto::Udp, "2001:db8::100", 53)],
+                },
+            ],
+            timeouts,
+            expire_nodest_conn: true,
+            net: NetConf {
+                ports: vec![PortConf {
+                    name: "eth0".into(),
+                    mac: [2, 0, 0, 0, 0, 0x10],
+                    mtu: 9000,
+                    addrs: vec![(a("10.0.0.1"), 24), (a("2001:db8::1"), 64)],
+                    gateways: vec![a("10.0.0.254"), a("fe80::1")],
+                }],
+                neighbours: vec![
+                    Neighbour {
+                        addr: a("10.0.0.254"),
+                        mac: [2, 0, 0, 0, 0, 0xfe],
+                    },
+                    Neighbour {
+                        addr: a("2001:db8::2"),
+                        mac: [2, 0, 0, 0, 0, 2],
+                    },
+                ],
+            },
+            max_conns: 1000,
+        };
+        assert_eq!(got, want);
+        // The compiled form agrees: the group answers on every member.
+        let s = Snapshot::build(&got, None).unwrap();
+        assert_eq!(s.lookup(6, a("10.0.0.100"), 443), Some(1));
+        assert_eq!(s.lookup(17, a("10.0.0.100"), 5353), Some(1));
+        assert_eq!(s.lookup(6, a("10.0.0.100"), 8000), Some(0));
+    }
+
+    #[test]
+    fn defaults_are_ipvsadm_s() {
+        let m = parse(
+            r#"
+[[interface]]
+name = "eth0"
+mac = "02:00:00:00:00:10"
+
+[[service]]
+proto = "udp"
+vip = "2001:db8::100"
+port = 53
+persistence = 300
+
+  [[service.real_server]]
+  ip = "2001:db8::1"
+"#,
+        )
+        .unwrap();
+        let s = &m.services[0];
+        assert_eq!(s.sched, "wlc");
+        assert_eq!(s.sched_flags, SchedFlags::default());
+        assert_eq!(
+            s.persistence,
+            Some(Persistence {
+                timeout: 300,
+                netmask: 128
+            })
+        );
+        assert_eq!(s.dests, vec![dest("2001:db8::1", 53, 1, FwdMethod::Dr)]);
+        assert_eq!(m.net.ports[0].mtu, 1500);
+        assert!(m.net.ports[0].addrs.is_empty() && m.net.ports[0].gateways.is_empty());
+        assert_eq!(m.timeouts, Timeouts::default());
+        assert_eq!(m.max_conns, crate::ctl::model::DEFAULT_MAX_CONNS);
+        assert!(!m.expire_nodest_conn);
+        // An IPv4 service defaults to /32.
+        let m =
+            parse("[[service]]\nproto = \"tcp\"\nvip = \"10.0.0.1\"\nport = 1\npersistence = 5\n")
+                .unwrap();
+        assert_eq!(m.services[0].persistence.unwrap().netmask, 32);
+        // Nothing at all is a valid (empty) configuration.
+        assert_eq!(load_str("", "empty").unwrap(), Model::default());
+    }
+
+    /// `(config, expected field path, expected part of the reason)`.
+    fn bad_cases() -> Vec<(String, &'static str, &'static str)> {
+        const SVC: &str = "[[service]]\nproto = \"tcp\"\nvip = \"10.0.0.1\"\nport = 80";
+        const RS: &str = "[[service]]\nproto = \"tcp\"\nvip = \"10.0.0.1\"\nport = 80\n[[service.real_server]]\nip = \"10.0.1.1\"";
+        const IF0: &str = "[[interface]]\nname = \"eth0\"\nmac = \"02:00:00:00:00:01\"";
+        vec![
+            // global and timeouts
+            ("[global]\nmax_conns = 0".to_string(), "global.max_conns", "0 is below 1"),
+            ("[global]\nexpire_nodest_conn = 1".to_string(), "global.expire_nodest_conn", "expected a boolean"),
+            ("[global]\nmaxconns = 5".to_string(), "global.maxconns", "unknown field `maxconns`"),
+            ("[timeouts]\ntcp = 0".to_string(), "timeouts.tcp", "0 is not a timeout"),
+            ("[timeouts]\nudp = -5".to_string(), "timeouts.udp", "-5 is below 1"),
+            ("[timeouts]\ntcp_fin = 99999999".to_string(), "timeouts.tcp_fin", "99999999 exceeds 2678400"),
+            ("[timeouts.tcp_state]\nSYN_RECV = 5".to_string(), "timeouts.tcp_state.SYN_RECV", "is not a TCP state (known: none, established"),
+            ("[timeouts.tcp_state]\nsynrecv = 5".to_string(), "timeouts.tcp_state.synrecv", "is not a TCP state"),
+            ("[timeouts]\ntcp = 100\ntcp_state = { established = 200 }".to_string(), "timeouts.tcp_state.established", "contradicts timeouts.tcp = 100"),
+            ("[timeouts]\ntcp_fin = 100\ntcp_state = { fin_wait = 200 }".to_string(), "timeouts.tcp_state.fin_wait", "contradicts timeouts.tcp_fin"),
+            ("[timeouts.tcp_state]\nclose = 1.5".to_string(), "timeouts.tcp_state.close", "invalid type: floating point `1.5`, expected an integer"),
+            ("[timeout]\ntcp = 5".to_string(), "timeout", "unknown field `timeout`, expected one of"),
+            // interfaces
+            ("[[interface]]\nmac = \"02:00:00:00:00:01\"".to_string(), "interface[0]", "missing field `name`"),
+            ("[[interface]]\nname = \"\"\nmac = \"02:00:00:00:00:01\"".to_string(), "interface[0].name", "not an interface name"),
+            ("[[interface]]\nname = \"a-very-long-interface-name\"\nmac = \"02:00:00:00:00:01\"".to_string(), "interface[0].name", "1-15 bytes"),
+            (format!("{IF0}\n[[interface]]\nname = \"eth0\"\nmac = \"02:00:00:00:00:02\""), "interface[1].name", "'eth0' is already interface[0]"),
+            ("[[interface]]\nname = \"eth0\"\nmac = \"02:00:00:00:01\"".to_string(), "interface[0].mac", "six hex bytes"),
+            ("[[interface]]\nname = \"eth0\"\nmac = \"02:00:00:00:00:0g\"".to_string(), "interface[0].mac", "is not hex"),
+            ("[[interface]]\nname = \"eth0\"\nmac = \"01:00:5e:00:00:01\"".to_string(), "interface[0].mac", "multicast"),
+            (format!("{IF0}\nmtu = 500"), "interface[0].mtu", "500 is below 576"),
+            (format!("{IF0}\nmtu = 70000"), "interface[0].mtu", "70000 exceeds 65535"),
+            (format!("{IF0}\naddresses = [\"10.0.0.1\"]"), "interface[0].addresses[0]", "no prefix length"),
+            (format!("{IF0}\naddresses = [\"10.0.0.1/33\"]"), "interface[0].addresses[0]", "not 0-32 for an IPv4"),
+            (format!("{IF0}\naddresses = [\"10.0.0.1/24\", \"2001:db8::1/129\"]"), "interface[0].addresses[1]", "not 0-128 for an IPv6"),
+            (format!("{IF0}\naddresses = [\"10.0.0.256/24\"]"), "interface[0].addresses[0]", "'10.0.0.256' is not an IP address"),
+            (format!("{IF0}\naddresses = [\"10.0.0.1/24\"]\n[[interface]]\nname = \"eth1\"\nmac = \"02:00:00:00:00:02\"\naddresses = [\"10.0.0.1/16\"]"), "interface[1].addresses[0]", "10.0.0.1 is already interface[0].addresses[0]"),
+            (format!("{IF0}\naddresses = [\"10.0.0.1/24\"]\ngateways = [\"10.0.0.254\", \"10.0.0.253\"]"), "interface[0].gateways[1]", "a second IPv4 gateway"),
+            (format!("{IF0}\naddresses = [\"10.0.0.1/24\"]\ngateways = [\"10.0.1.254\"]"), "interface[0].gateways[0]", "not on this interface"),
+            (format!("{IF0}\naddresses = \"10.0.0.1/24\""), "interface[0].addresses", "invalid type: string"),
+            (format!("{IF0}\nmut = 1500"), "interface[0].mut", "unknown field `mut`"),
+            // neighbours
+            ("[[neighbour]]\nip = \"10.0.0.2\"\nmac = \"02:00:00:00:00:02\"\n[[neighbour]]\nip = \"10.0.0.2\"\nmac = \"02:00:00:00:00:03\"".to_string(), "neighbour[1].ip", "10.0.0.2 is already neighbour[0]"),
+            ("[[neighbour]]\nip = \"10.0.0.2/24\"\nmac = \"02:00:00:00:00:02\"".to_string(), "neighbour[0].ip", "no prefix length here"),
+            ("[[neighbour]]\nip = \"10.0.0.2\"\nmac = \"zz\"".to_string(), "neighbour[0].mac", "not a MAC address"),
+            ("[[neighbour]]\nip = \"10.0.0.2\"".to_string(), "neighbour[0]", "missing field `mac`"),
+            // groups
+            ("[[group]]\nid = 0\nmembers = [\"tcp:10.0.0.1:80\"]".to_string(), "group[0].id", "0 is below 1"),
+            ("[[group]]\nid = 4294967296\nmembers = [\"tcp:10.0.0.1:80\"]".to_string(), "group[0].id", "exceeds 4294967295"),
+            ("[[group]]\nid = 1\nmembers = []".to_string(), "group[0].members", "at least one member"),
+            ("[[group]]\nid = 1\nmembers = [\"tcp:10.0.0.1:80\"]\n[[group]]\nid = 1\nmembers = [\"tcp:10.0.0.2:80\"]".to_string(), "group[1].id", "group 1 is already group[0]"),
+            ("[[group]]\nid = 1\nmembers = [\"sctp:10.0.0.1:80\"]".to_string(), "group[0].members[0]", "'sctp' is not a protocol"),
+            ("[[group]]\nid = 1\nmembers = [\"tcp:10.0.0.1\"]".to_string(), "group[0].members[0]", "has no port"),
+            ("[[group]]\nid = 1\nmembers = [\"tcp:10.0.0:80\"]".to_string(), "group[0].members[0]", "'10.0.0' is not an IP address"),
+            ("[[group]]\nid = 1\nmembers = [\"tcp:10.0.0.1:65536\"]".to_string(), "group[0].members[0]", "port '65536' is not a number 0-65535"),
+            ("[[group]]\nid = 1\nmembers = [\"udp:2001:db8::1:53\"]".to_string(), "group[0].members[0]", "put an IPv6 address in brackets"),
+            ("[[group]]\nid = 1\nmembers = [\"udp:[2001:db8::zz]:53\"]".to_string(), "group[0].members[0]", "not a bracketed IPv6 address"),
+            ("[[group]]\nid = 1\nmembers = [\"tcp\"]".to_string(), "group[0].members[0]", "not a group member"),
+            ("[[group]]\nid = 1\nmembers = [\"tcp:10.0.0.1:80\", \"tcp:10.0.0.1:80\"]".to_string(), "group[0].members[1]", "listed twice"),
+            ("[[group]]\nid = 1\nmembers = [\"tcp:10.0.0.1:80\", \"tcp:[::1]:80\"]".to_string(), "group[0].members[1]", "IPv6 address in a group of IPv4"),
+            // services
+            ("[[service]]\nproto = \"tcp\"\nport = 80".to_string(), "service[0]", "missing field `vip`"),
+            ("[[service]]\nvip = \"10.0.0.1\"\nport = 80".to_string(), "service[0]", "missing field `proto`"),
+            ("[[service]]\nproto = \"tcp\"\nvip = \"10.0.0.1\"".to_string(), "service[0]", "missing field `port`"),
+            ("[[service]]\nproto = \"icmp\"\nvip = \"10.0.0.1\"\nport = 80".to_string(), "service[0].proto", "'icmp' is not a protocol (expected tcp or udp)"),
+            ("[[service]]\nproto = \"tcp\"\nvip = \"10.0.0.1.1\"\nport = 80".to_string(), "service[0].vip", "'10.0.0.1.1' is not an IP address"),
+            ("[[service]]\nproto = \"tcp\"\nvip = \"[2001:db8::1]\"\nport = 80".to_string(), "service[0].vip", "no brackets here"),
+            ("[[service]]\nproto = \"tcp\"\nvip = \"10.0.0.1\"\nport = 65536".to_string(), "service[0].port", "65536 exceeds 65535"),
+            ("[[service]]\nproto = \"tcp\"\nvip = \"10.0.0.1\"\nport = -1".to_string(), "service[0].port", "-1 is below 0"),
+            ("[[service]]\nproto = \"tcp\"\nvip = \"10.0.0.1\"\nport = \"80\"".to_string(), "service[0].port", "invalid type: string"),
+            ("[[group]]\nid = 1\nmembers = [\"tcp:10.0.0.1:80\"]\n[[service]]\ngroup = 1\nvip = \"10.0.0.1\"".to_string(), "service[0].group", "takes no proto, vip or port"),
+            ("[[service]]\ngroup = 2".to_string(), "service[0].group", "group 2 is not defined"),
+            (format!("{SVC}\nscheduler = \" \""), "service[0].scheduler", "empty scheduler name"),
+            (format!("{SVC}\nflags = [\"sh-port\", \"sh-bogus\"]"), "service[0].flags[1]", "unknown scheduler flag 'sh-bogus'"),
+            (format!("{SVC}\nflags = \"sh-port\""), "service[0].flags", "invalid type: string"),
+            (format!("{SVC}\npersistence = 0"), "service[0].persistence", "0 is not a timeout"),
+            (format!("{SVC}\npersistence_netmask = 24"), "service[0].persistence_netmask", "needs `persistence`"),
+            (format!("{SVC}\npersistence = 60\npersistence_netmask = 33"), "service[0].persistence_netmask", "33 exceeds 32"),
+            ("[[service]]\nproto = \"tcp\"\nvip = \"::1\"\nport = 80\npersistence = 60\npersistence_netmask = 129".to_string(), "service[0].persistence_netmask", "129 exceeds 128"),
+            ("[[service]]\nproto = \"tcp\"\nvip = \"::1\"\nport = 80\npersistence = 60\npersistence_netmask = 0".to_string(), "service[0].persistence_netmask", "0 is below 1"),
+            (format!("{SVC}\nlocal_addresses = [\"::1\"]"), "service[0].local_addresses[0]", "::1 is not IPv4 like the service"),
+            (format!("{SVC}\nlocal_addresses = [\"10.0.0.2\", \"10.0.0.2\"]"), "service[0].local_addresses[1]", "listed twice"),
+            (format!("{SVC}\nlocal_addresses = [\"10.0.0.x\"]"), "service[0].local_addresses[0]", "not an IP address"),
+            (format!("{SVC}\n[[service]]\nproto = \"tcp\"\nvip = \"10.0.0.1\"\nport = 80"), "service[1]", "TCP 10.0.0.1:80 is already service[0]"),
+            (format!("{SVC}\nschedular = \"rr\""), "service[0].schedular", "unknown field `schedular`"),
+            // real servers
+            (format!("{SVC}\n[[service.real_server]]\nport = 80"), "service[0].real_server[0]", "missing field `ip`"),
+            (format!("{RS}\nweight = 70000"), "service[0].real_server[0].weight", "70000 exceeds 65535"),
+            (format!("{RS}\nweight = -1"), "service[0].real_server[0].weight", "-1 is below 0"),
+            (format!("{RS}\nwieght = 1"), "service[0].real_server[0].wieght", "unknown field `wieght`, expected one of `ip`, `port`, `weight`"),
+            (format!("{RS}\nmode = \"route\""), "service[0].real_server[0].mode", "'route' is not a forwarding mode (expected dr, tun, nat or fullnat)"),
+            (format!("{RS}\nport = 70000"), "service[0].real_server[0].port", "70000 exceeds 65535"),
+            (format!("{SVC}\n[[service.real_server]]\nip = \"2001:db8::1\""), "service[0].real_server[0].ip", "2001:db8::1 is not IPv4 like the service"),
+            (format!("{RS}\n[[service.real_server]]\nip = \"10.0.1.1\""), "service[0].real_server[1]", "10.0.1.1:80 is already real_server[0]"),
+            (format!("{RS}\nupper_threshold = 2147483648"), "service[0].real_server[0].upper_threshold", "exceeds 2147483647"),
+            (format!("{RS}\nlower_threshold = -1"), "service[0].real_server[0].lower_threshold", "-1 is below 0"),
+            (format!("{RS}\nupper_threshold = 10\nlower_threshold = 20"), "service[0].real_server[0].lower_threshold", "20 is above upper_threshold 10"),
+            (format!("{SVC}\nreal_server = {{ ip = \"10.0.1.1\" }}"), "service[0].real_server", "invalid type: map, expected a sequence"),
+            // the top level
+            ("[[services]]\nproto = \"tcp\"".to_string(), "services", "unknown field `services`"),
+            ("service = 5".to_string(), "service", "invalid type: integer"),
+        ]
+    }
+
+    #[test]
+    fn bad_configs_name_the_field_and_why() {
+        for (text, path, why) in bad_cases() {
+            let text = text.as_str();
+            let e = match parse(text) {
+                Ok(m) => panic!("accepted:\n{text}\n{m:?}"),
+                Err(e) => e,
+            };
+            let shown = e.to_string();
+            assert!(matches!(e, ConfigError::Invalid { .. }), "{shown}");
+            assert_eq!(e.path(), Some(path), "{shown}\nfor:\n{text}");
+            assert!(shown.contains(why), "'{shown}' should say '{why}'");
+            assert!(shown.starts_with("t.toml: line "), "{shown}");
+            assert!(shown.contains(&format!(": {path}: ")), "{shown}");
+            // load_str stops at the same place (before the snapshot).
+            assert_eq!(load_str(text, "t.toml").unwrap_err().to_string(), shown);
+        }
+    }
+
+    #[test]
+    fn errors_point_at_the_line_and_column() {
+        let text = "[[service]]\nproto = \"tcp\"\nvip = \"10.0.0.100\"\nport = 80\nscheduler = \"rr\"\n\n  [[service.real_server]]\n  ip = \"10.0.1.1\"\n  weight = 70000\n  wieght = 1\n";
+        let e = parse(text).unwrap_err();
+        // Shape errors come first: the misspelt key, at its own position.
+        assert_eq!(
+            e.location(),
+            Some(Location {
+                line: 10,
+                column: 3
+            })
+        );
+        assert_eq!(
+            e.to_string(),
+            "t.toml: line 10, column 3: service[0].real_server[0].wieght: unknown field `wieght`, expected one of `ip`, `port`, `weight`, `mode`, `upper_threshold`, `lower_threshold`"
+        );
+        let text = text.replace("  wieght = 1\n", "");
+        let e = load_str(&text, "configs/x.toml").unwrap_err();
+        assert_eq!(e.to_string(), "configs/x.toml: line 9, column 12: service[0].real_server[0].weight: 70000 exceeds 65535");
+        // A missing field is reported at its table's header.
+        let e = parse("\n\n[[service]]\nproto = \"tcp\"\nport = 1\n").unwrap_err();
+        assert_eq!(e.location(), Some(Location { line: 3, column: 1 }));
+        assert_eq!(e.path(), Some("service[0]"));
+    }
+
+    #[test]
+    fn syntax_errors_have_line_and_column() {
+        let e = load_str(
+            "[global]\nmax_conns = 5\nexpire_nodest_conn = tru\n",
+            "s.toml",
+        )
+        .unwrap_err();
+        assert!(matches!(e, ConfigError::Syntax { .. }), "{e}");
+        assert_eq!(e.location().map(|l| l.line), Some(3));
+        assert_eq!(e.to_string(), "s.toml: line 3, column 22: global.expire_nodest_conn: invalid boolean, expected `true`");
+        assert_eq!(e.path(), Some("global.expire_nodest_conn"));
+        let e = load_str("[[service]]\nport = 1\nport = 2\n", "s.toml").unwrap_err();
+        assert_eq!(e.location(), Some(Location { line: 3, column: 1 }), "{e}");
+        assert!(e.to_string().contains("duplicate key"), "{e}");
+        let e = load_str("[[service]\n", "s.toml").unwrap_err();
+        assert_eq!(e.location().map(|l| l.line), Some(1), "{e}");
+        assert_eq!(e.path(), None);
+    }
+
+    #[test]
+    fn model_errors_keep_the_message_and_point_at_the_object() {
+        let svc = "[[service]]\nproto = \"tcp\"\nvip = \"10.0.0.100\"\nport = 80\n";
+        // The scheduler registry is the snapshot's business.
+        let e = load_str(&format!("{svc}scheduler = \"bogus\"\n"), "m.toml").unwrap_err();
+        let ConfigError::Model { source, .. } = &e else {
+            panic!("{e}")
+        };
+        assert_eq!(source.what, "service TCP 10.0.0.100:80");
+        assert!(
+            source.why.starts_with("unknown scheduler 'bogus' (known: "),
+            "{source}"
+        );
+        assert_eq!(e.path(), Some("service[0]"));
+        assert_eq!(e.location(), Some(Location { line: 1, column: 1 }));
+        assert_eq!(
+            e.to_string(),
+            format!("m.toml: line 1, column 1: service[0]: {source}")
+        );
+        assert!(std::error::Error::source(&e).is_some());
+        // A real server the snapshot refuses: DR cannot change the port.
+        let text = format!(
+            "{svc}scheduler = \"rr\"\n[[service.real_server]]\nip = \"10.0.1.1\"\n[[service.real_server]]\nip = \"10.0.1.2\"\nport = 8080\n"
+        );
+        let e = load_str(&text, "m.toml").unwrap_err();
+        assert_eq!(e.path(), Some("service[0].real_server[1]"), "{e}");
+        assert_eq!(e.location().map(|l| l.line), Some(8));
+        assert!(
+            e.to_string()
+                .contains("dr forwarding cannot change the port (80 -> 8080)"),
+            "{e}"
+        );
+        // FULLNAT without local addresses, in the second service.
+        let text = format!(
+            "{svc}scheduler = \"rr\"\n[[service]]\nproto = \"udp\"\nvip = \"10.0.0.100\"\nport = 53\nscheduler = \"rr\"\n[[service.real_server]]\nip = \"10.0.1.1\"\nmode = \"fullnat\"\n"
+        );
+        let e = load_str(&text, "m.toml").unwrap_err();
+        assert_eq!(e.path(), Some("service[1].real_server[0]"), "{e}");
+        assert!(e.to_string().contains("needs local addresses"), "{e}");
+        // A group overlapping another service: the group service is named.
+        let text = format!(
+            "[[group]]\nid = 1\nmembers = [\"tcp:10.0.0.100:80\"]\n{svc}scheduler = \"rr\"\n[[service]]\ngroup = 1\nscheduler = \"rr\"\n"
+        );
+        let e = load_str(&text, "m.toml").unwrap_err();
+        assert_eq!(e.path(), Some("service[1]"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("TCP 10.0.0.100:80 is already a service"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn default_scheduler_is_wlc() {
+        let text = "[[service]]\nproto = \"tcp\"\nvip = \"10.0.0.1\"\nport = 80\n";
+        assert_eq!(parse(text).unwrap().services[0].sched, DEFAULT_SCHEDULER);
+        assert_eq!(DEFAULT_SCHEDULER, "wlc");
+        // Through the snapshot it loads once wlc is registered, and until then
+        // fails naming the scheduler and the service.
+        match load_str(text, "d.toml") {
+            Ok(m) => assert_eq!(m.services[0].sched, "wlc"),
+            Err(e) => {
+                assert!(
+                    crate::ipvs::sched::SchedKind::from_name("wlc").is_none(),
+                    "{e}"
+                );
+                assert!(
+                    e.to_string()
+                        .contains("service[0]: service TCP 10.0.0.1:80: unknown scheduler 'wlc'"),
+                    "{e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn read_errors_name_the_file() {
+        let e = load_file(Path::new("/nonexistent/xvs-config.toml")).unwrap_err();
+        assert!(matches!(e, ConfigError::Read { .. }));
+        assert!(
+            e.to_string()
+                .starts_with("/nonexistent/xvs-config.toml: cannot read the configuration: "),
+            "{e}"
+        );
+        assert_eq!((e.path(), e.location()), (None, None));
+    }
+
+    #[test]
+    fn every_example_in_configs_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let mut seen = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+                continue;
+            }
+            let m = load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            Snapshot::build(&m, None).unwrap();
+            assert!(
+                !m.services.is_empty() && !m.net.ports.is_empty(),
+                "{}",
+                path.display()
+            );
+            // The per-mode examples use their mode for every real server.
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
+            if let Some(mode) = FwdMethod::ALL.into_iter().find(|m| m.name() == stem) {
+                assert!(
+                    m.services
+                        .iter()
+                        .flat_map(|s| &s.dests)
+                        .all(|d| d.fwd == mode),
+                    "{stem}"
+                );
+                let weights: Vec<u32> = m.services[0].dests.iter().map(|d| d.weight).collect();
+                assert_eq!(weights, vec![1, 2], "{stem}");
+            }
+            seen.push(stem);
+        }
+        seen.sort();
+        for want in ["dr", "fullnat", "nat", "tun"] {
+            assert!(
+                seen.iter().any(|s| s == want),
+                "configs/{want}.toml is missing"
+            );
+        }
+    }
+
+    #[test]
+    fn the_example_in_the_reference_loads() {
+        let doc = include_str!("../../docs/config.md");
+        let example = doc
+            .split("\n## Example\n")
+            .nth(1)
+            .expect("docs/config.md has an Example section");
+        let toml = example
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("a toml block");
+        // wlc is not a registered scheduler yet, so the example names its own.
+        let m = load_str(toml, "docs/config.md").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(m.services.len(), 2);
+        assert_eq!(
+            m.services[0].persistence,
+            Some(Persistence {
+                timeout: 300,
+                netmask: 24
+            })
+        );
+        assert_eq!(m.services[1].key, ServiceKey::Group(53));
+        assert_eq!(m.timeouts.triple(), (3600, 120, 60));
+    }
+
+    #[test]
+    fn location_counts_lines_and_characters() {
+        let t = "ab\nçd\n";
+        assert_eq!(location(t, 0), Location { line: 1, column: 1 });
+        assert_eq!(location(t, 3), Location { line: 2, column: 1 });
+        assert_eq!(
+            location(t, 5),
+            Location { line: 2, column: 2 },
+            "ç is two bytes, one column"
+        );
+        assert_eq!(
+            location(t, 4),
+            Location { line: 2, column: 2 },
+            "inside a character: no panic"
+        );
+        assert_eq!(
+            location(t, 999),
+            Location { line: 3, column: 1 },
+            "past the end: clamped"
+        );
+        assert_eq!(location("", 7), Location { line: 1, column: 1 });
+    }
+
+    #[test]
+    fn field_paths_print_like_toml() {
+        let p = root("service")
+            .idx(1)
+            .key("real_server")
+            .idx(0)
+            .key("weight");
+        assert_eq!(p.to_string(), "service[1].real_server[0].weight");
+        assert_eq!(root("a b").key("c.d").to_string(), "\"a b\".\"c.d\"");
+    }
+
+    #[test]
+    fn deep_nesting_does_not_overflow() {
+        let dotted = format!("{} = 1\n", vec!["k"; 20000].join("."));
+        assert!(load_str(&dotted, "deep").is_err());
+        let arrays = format!("x = {}{}\n", "[".repeat(5000), "]".repeat(5000));
+        assert!(load_str(&arrays, "deep").is_err());
+    }
+
+    /// Config-shaped text: the sections of the schema with their own keys
+    /// (not repeated, so most texts pass the parser and the shape check),
+    /// values mostly of the right type and often out of range, and now and
+    /// then a value of the wrong type, a misspelt key or a line of junk.
+    fn config_text() -> impl Strategy<Value = String> {
+        const INT: &[&str] = &[
+            "0",
+            "1",
+            "2",
+            "24",
+            "80",
+            "128",
+            "576",
+            "-1",
+            "65536",
+            "2678401",
+            "99999999999",
+        ];
+        const IP: &[&str] = &[
+            "\"10.0.0.1\"",
+            "\"10.0.1.1\"",
+            "\"::1\"",
+            "\"2001:db8::1\"",
+            "\"[::1]\"",
+            "\"10.0.0.1/24\"",
+            "\"x\"",
+        ];
+        const IPS: &[&str] = &[
+            "[]",
+            "[\"10.0.0.1\"]",
+            "[\"10.0.0.1\", \"10.0.0.1\"]",
+            "[\"::1\"]",
+            "[\"10.0.0.254\", \"fe80::1\"]",
+            "[\"y\"]",
+        ];
+        const PREFIXES: &[&str] = &[
+            "[]",
+            "[\"10.0.0.1/24\"]",
+            "[\"2001:db8::1/64\", \"10.0.0.2/33\"]",
+            "[\"10.0.0.1\"]",
+        ];
+        const MAC: &[&str] = &[
+            "\"02:00:00:00:00:01\"",
+            "\"01:00:00:00:00:01\"",
+            "\"02:00:00:00:00\"",
+            "\"\"",
+        ];
+        const NAME: &[&str] = &[
+            "\"eth0\"",
+            "\"eth1\"",
+            "\"\"",
+            "\"a very long interface name\"",
+        ];
+        const PROTO: &[&str] = &["\"tcp\"", "\"udp\"", "\"sctp\""];
+        const SCHED: &[&str] = &["\"rr\"", "\"wrr\"", "\"wlc\"", "\"\""];
+        const FLAGS: &[&str] = &[
+            "[]",
+            "[\"sh-port\"]",
+            "[\"flag-1\", \"flag-3\"]",
+            "[\"nope\"]",
+            "[\"\"]",
+        ];
+        const MODE: &[&str] = &["\"dr\"", "\"tun\"", "\"nat\"", "\"fullnat\"", "\"route\""];
+        const MEMBERS: &[&str] = &[
+            "[]",
+            "[\"tcp:10.0.0.1:80\"]",
+            "[\"udp:[::1]:53\", \"tcp:[::1]:0\"]",
+            "[\"tcp:10.0.0.1:80\", \"tcp:::1:80\"]",
+        ];
+        const BOOL: &[&str] = &["true", "false"];
+        const WRONG: &[&str] = &["1.5", "true", "\"s\"", "[]", "{}", "[1, 2]"];
+        type Keys = &'static [(&'static str, &'static [&'static str])];
+        const ARRAYS: &[(&str, Keys)] = &[
+            (
+                "[[service]]",
+                &[
+                    ("proto", PROTO),
+                    ("vip", IP),
+                    ("port", INT),
+                    ("group", INT),
+                    ("scheduler", SCHED),
+                    ("flags", FLAGS),
+                    ("persistence", INT),
+                    ("persistence_netmask", INT),
+                    ("local_addresses", IPS),
+                ],
+            ),
+            (
+                "[[interface]]",
+                &[
+                    ("name", NAME),
+                    ("mac", MAC),
+                    ("mtu", INT),
+                    ("addresses", PREFIXES),
+                    ("gateways", IPS),
+                ],
+            ),
+            ("[[neighbour]]", &[("ip", IP), ("mac", MAC)]),
+            ("[[group]]", &[("id", INT), ("members", MEMBERS)]),
+        ];
+        const REAL_SERVER: Keys = &[
+            ("ip", IP),
+            ("port", INT),
+            ("weight", INT),
+            ("mode", MODE),
+            ("upper_threshold", INT),
+            ("lower_threshold", INT),
+        ];
+        const TABLES: &[(&str, Keys)] = &[
+            (
+                "[global]",
+                &[("expire_nodest_conn", BOOL), ("max_conns", INT)],
+            ),
+            (
+                "[timeouts]",
+                &[("tcp", INT), ("tcp_fin", INT), ("udp", INT)],
+            ),
+            (
+                "[timeouts.tcp_state]",
+                &[
+                    ("syn_recv", INT),
+                    ("established", INT),
+                    ("fin_wait", INT),
+                    ("close", INT),
+                    ("SYN_RECV", INT),
+                ],
+            ),
+        ];
+        fn body(keys: Keys, picks: &[(bool, usize, bool)]) -> String {
+            let mut s = String::new();
+            for (k, (present, v, wrong)) in keys.iter().zip(picks) {
+                if *present {
+                    let pool = if *wrong { WRONG } else { k.1 };
+                    s.push_str(&format!("{} = {}\n", k.0, pool[v % pool.len()]));
+                }
+            }
+            s
+        }
+        let picks = || {
+            prop::collection::vec(
+                (
+                    prop::bool::weighted(0.9),
+                    0usize..64,
+                    prop::bool::weighted(0.01),
+                ),
+                9,
+            )
+        };
+        // Each single table at most once (a second one is a syntax error).
+        let tables =
+            prop::collection::vec(prop::option::of(picks()), TABLES.len()).prop_map(|ts| {
+                let present = ts
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(t, p)| Some((t, p?)));
+                present
+                    .map(|(t, p)| format!("{}\n{}", TABLES[t].0, body(TABLES[t].1, &p)))
+                    .collect::<String>()
+            });
+        let real_servers = prop::collection::vec(picks(), 0..3);
+        let array = (
+            0..ARRAYS.len(),
+            picks(),
+            real_servers,
+            prop::option::weighted(0.02, "wieght = 1\n"),
+            prop::option::weighted(0.01, "\\PC{0,12}\n"),
+        )
+            .prop_map(|(a, p, rs, typo, junk)| {
+                let mut s = format!("{}\n{}", ARRAYS[a].0, body(ARRAYS[a].1, &p));
+                // Real servers only under a service, as TOML would nest them.
+                for r in rs.iter().filter(|_| ARRAYS[a].0 == "[[service]]") {
+                    s.push_str(&format!(
+                        "[[service.real_server]]\n{}",
+                        body(REAL_SERVER, r)
+                    ));
+                }
+                s + &typo.unwrap_or_default() + &junk.unwrap_or_default()
+            });
+        (tables, prop::collection::vec(array, 0..6)).prop_map(|(t, arrays)| t + &arrays.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC*") {
+            let _ = load_str(&text, "p");
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = load_str(&String::from_utf8_lossy(&bytes), "p");
+        }
+
+        #[test]
+        fn config_shaped_text_never_panics(text in config_text()) {
+            if let Err(e) = load_str(&text, "p") {
+                // Every error names its origin.
+                prop_assert!(e.to_string().starts_with("p: "));
+            }
+        }
+
+        #[test]
+        fn a_broken_example_never_panics(cut in 0usize..3000, junk in "\\PC{0,8}") {
+            let base = include_str!("../../configs/fullnat.toml");
+            let mut at = cut.min(base.len());
+            while !base.is_char_boundary(at) {
+                at -= 1;
+            }
+            let text = format!("{}{}{}", &base[..at], junk, &base[at..]);
+            let _ = load_str(&text, "p");
+        }
+    }
+}
