@@ -15,7 +15,20 @@
 //! Adding a scheduler: a module implementing [`Scheduler`] and one line in
 //! the `schedulers!` list below.
 
+pub mod dh;
+pub mod fo;
+pub mod lblc;
+pub mod lblcr;
+pub mod lc;
+pub mod mh;
+pub mod nq;
+pub mod ovf;
 pub mod rr;
+pub mod sed;
+pub mod sh;
+pub mod twos;
+mod util;
+pub mod wlc;
 pub mod wrr;
 
 use crate::ctl::snapshot::DestEntry;
@@ -136,6 +149,10 @@ pub trait Scheduler {
         *state = Self::State::default();
     }
 
+    /// Seeds whatever randomness the state holds (twos); the worker passes
+    /// something unique to it, e.g. its index. The default has none.
+    fn seed(_state: &mut Self::State, _seed: u64) {}
+
     /// Picks a dest: an index into `ctx.dests`, or `None` when no dest is
     /// available.
     fn schedule(table: &Self::Table, state: &mut Self::State, ctx: &SchedCtx<'_>) -> Option<usize>;
@@ -172,6 +189,14 @@ macro_rules! schedulers {
             /// Builds the table for `dests` (control plane).
             pub fn build(self, dests: &[DestEntry], flags: SchedFlags) -> SchedTable {
                 match self { $(SchedKind::$variant => SchedTable::$variant(<$ty as Scheduler>::build(dests, flags)),)* }
+            }
+        }
+
+        impl SchedState {
+            /// Seeds the state's randomness (only `twos` has any), so each
+            /// worker draws its own sequence; call after `new_state`.
+            pub fn seed(&mut self, seed: u64) {
+                match self { $(SchedState::$variant(s) => <$ty as Scheduler>::seed(s, seed),)* }
             }
         }
 
@@ -215,6 +240,18 @@ macro_rules! schedulers {
 schedulers! {
     Rr => rr::Rr,
     Wrr => wrr::Wrr,
+    Lc => lc::Lc,
+    Wlc => wlc::Wlc,
+    Sed => sed::Sed,
+    Nq => nq::Nq,
+    Lblc => lblc::Lblc,
+    Lblcr => lblcr::Lblcr,
+    Dh => dh::Dh,
+    Sh => sh::Sh,
+    Mh => mh::Mh,
+    Fo => fo::Fo,
+    Ovf => ovf::Ovf,
+    Twos => twos::Twos,
 }
 
 /// Names of every registered scheduler (for `--help` and errors).
@@ -282,6 +319,61 @@ mod tests {
             assert_eq!(SchedKind::from_name(k.name()), Some(*k));
         }
         assert_eq!(SchedKind::from_name("nope"), None);
+    }
+
+    #[test]
+    fn every_ipvs_scheduler_is_selectable_by_name() {
+        let names = ["rr", "wrr", "lc", "wlc", "sed", "nq", "lblc", "lblcr", "dh", "sh", "mh", "fo", "ovf", "twos"];
+        for n in names {
+            let k = SchedKind::from_name(n).unwrap_or_else(|| panic!("{n} not registered"));
+            assert_eq!(k.name(), n);
+            assert_eq!(k.build(&testutil::dests(&[1]), SchedFlags::default()).kind(), k);
+        }
+        assert_eq!(SchedKind::ALL.len(), names.len());
+        assert_eq!(SchedKind::from_name("WLC"), None, "names are ipvsadm's, lower case");
+    }
+
+    proptest::proptest! {
+        /// The contract of every scheduler, whatever the weights, loads and
+        /// flags: a pick is an available dest (weight > 0, not overloaded),
+        /// and nothing available means `None`; no panic whatever the
+        /// addresses, ports and clock.
+        #[test]
+        fn every_pick_is_available(
+            ws in proptest::collection::vec((0i32..4, proptest::bool::weighted(0.2), 0u32..6, 0u32..4), 0..8),
+            flags in 0u8..8,
+            saddr in proptest::prelude::any::<u32>(),
+            sport in proptest::prelude::any::<u16>(),
+            daddr in 0u32..4,
+            steps in 1usize..12,
+        ) {
+            let weights: Vec<i32> = ws.iter().map(|w| w.0).collect();
+            let d = testutil::dests(&weights);
+            let load: Vec<DestLoad> = ws
+                .iter()
+                .map(|&(_, overloaded, active, inactive)| DestLoad { active, inactive, overloaded, ..DestLoad::default() })
+                .collect();
+            let none_available = (0..d.len()).all(|i| weights[i] <= 0 || load[i].overloaded);
+            for &k in SchedKind::ALL {
+                let t = k.build(&d, SchedFlags(flags));
+                let mut s = t.new_state();
+                for step in 0..steps {
+                    let c = SchedCtx {
+                        saddr: IpAddr::from(saddr.wrapping_add(step as u32).to_be_bytes()),
+                        sport,
+                        daddr: IpAddr::from(daddr.to_be_bytes()),
+                        now: step as u64 * 7_000_000_000_000,
+                        ..testutil::ctx(&d, &load)
+                    };
+                    if let Some(i) = t.schedule(&mut s, &c) {
+                        proptest::prop_assert!(i < d.len() && c.available(i), "{}: picked {}", k.name(), i);
+                    }
+                    if none_available {
+                        proptest::prop_assert_eq!(t.schedule(&mut s, &c), None, "{}", k.name());
+                    }
+                }
+            }
+        }
     }
 
     #[test]

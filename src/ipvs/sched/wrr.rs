@@ -153,6 +153,27 @@ mod tests {
         assert_eq!(run(SchedKind::Wrr, &[0, 0], 3), vec![None; 3]);
     }
 
+    proptest::proptest! {
+        /// Over any `n` decisions each server's count is within `w / gcd`
+        /// of its ideal share `n * w / W`: every full cycle of the sequence
+        /// holds exactly `w / gcd` picks of it, and the unfinished cycle at
+        /// the end at most that many.
+        #[test]
+        fn shares_follow_weights_within_one_cycle(
+            weights in proptest::collection::vec(1i32..=20, 1..=6),
+            n in 1usize..600,
+        ) {
+            let got = run(SchedKind::Wrr, &weights, n);
+            let total: i32 = weights.iter().sum();
+            let g = weights.iter().fold(0, |a, &w| super::gcd(a, w));
+            for (i, &w) in weights.iter().enumerate() {
+                let count = got.iter().filter(|x| **x == Some(i)).count() as f64;
+                let ideal = n as f64 * w as f64 / total as f64;
+                proptest::prop_assert!((count - ideal).abs() <= (w / g) as f64, "server {} w={}: {} vs {:.1}", i, w, count, ideal);
+            }
+        }
+    }
+
     #[test]
     fn shares_follow_weights() {
         let got = run(SchedKind::Wrr, &[5, 3, 2], 1000);

@@ -1,0 +1,313 @@
+//! Pieces several schedulers share, each named after its IPVS original:
+//! the connection overhead, the weighted least-connection pick, the
+//! address fold and the two hashes of the hashing schedulers, and the
+//! lookup of a remembered real server after the dests changed.
+//!
+//! Everything here is allocation-free and cannot panic on any input.
+
+use super::SchedCtx;
+use crate::ctl::snapshot::DestEntry;
+use crate::ipvs::dest::DestLoad;
+use std::net::IpAddr;
+
+/// IPVS's `ip_vs_dest_conn_overhead`: an active connection costs 256
+/// inactive ones. Widened to `i64` so the cross-multiplications with
+/// weights below cannot overflow.
+#[inline]
+pub fn overhead(l: &DestLoad) -> i64 {
+    ((l.active as i64) << 8) + l.inactive as i64
+}
+
+/// [`overhead`] of dest `i`.
+#[inline]
+pub fn conn_overhead(ctx: &SchedCtx<'_>, i: usize) -> i64 {
+    overhead(&ctx.load[i])
+}
+
+/// The dests with their loads and indexes, bounds checked once (the scans
+/// of the load-aware schedulers run over all of them).
+#[inline]
+pub fn dests_loads<'a>(
+    ctx: &SchedCtx<'a>,
+) -> impl Iterator<Item = (usize, &'a DestEntry, &'a DestLoad)> + 'a {
+    let n = ctx.dests.len().min(ctx.load.len());
+    ctx.dests[..n]
+        .iter()
+        .zip(&ctx.load[..n])
+        .enumerate()
+        .map(|(i, (d, l))| (i, d, l))
+}
+
+/// Whether a dest may take a new connection ([`SchedCtx::available`]).
+#[inline]
+pub fn usable(d: &DestEntry, l: &DestLoad) -> bool {
+    d.weight > 0 && !l.overloaded
+}
+
+/// The weighted least-connection pick of `ip_vs_wlc.c` (also lblc's and
+/// lblcr's `__ip_vs_lblc*_schedule`): the first available dest seeds the
+/// search, a later one replaces it only when `loh * w_d > doh * w_least`,
+/// i.e. its overhead per weight is strictly smaller. First minimum wins.
+#[inline]
+pub fn weighted_least_conn(ctx: &SchedCtx<'_>) -> Option<usize> {
+    let mut it = dests_loads(ctx);
+    let (mut least, mut lw, mut loh) = it
+        .find(|(_, d, l)| usable(d, l))
+        .map(|(i, d, l)| (i, d.weight as i64, overhead(l)))?;
+    for (i, d, l) in it {
+        // IPVS skips only overloaded dests here; a weight-0 dest can never
+        // win the comparison (`loh * 0 > doh * w` is false), and negative
+        // weights do not exist, so testing `usable` is the same.
+        if !usable(d, l) {
+            continue;
+        }
+        let doh = overhead(l);
+        if loh * d.weight as i64 > doh * lw {
+            (least, lw, loh) = (i, d.weight as i64, doh);
+        }
+    }
+    Some(least)
+}
+
+/// lblc/lblcr's `is_overloaded`: the dest has more active connections than
+/// its weight *and* some dest of the service is under half its weight
+/// (`active * 2 < weight`). Distinct from the threshold flag
+/// [`SchedCtx::overloaded`].
+#[inline]
+pub fn locality_overloaded(ctx: &SchedCtx<'_>, i: usize) -> bool {
+    if ctx.load[i].active as i64 <= ctx.weight(i) as i64 {
+        return false;
+    }
+    dests_loads(ctx).any(|(_, d, l)| (l.active as i64) * 2 < d.weight as i64)
+}
+
+/// Where the dest `uid` remembered at index `idx` is now: `idx` itself in
+/// the common case, else a search by uid (only after the service's dests
+/// changed). `None` when it was removed (IPVS: no longer
+/// `IP_VS_DEST_F_AVAILABLE`).
+#[inline]
+pub fn locate(ctx: &SchedCtx<'_>, idx: u32, uid: u32) -> Option<usize> {
+    let n = ctx.dests.len().min(ctx.load.len());
+    let i = idx as usize;
+    if i < n && ctx.dests[i].uid == uid {
+        return Some(i);
+    }
+    locate_slow(ctx, uid, n)
+}
+
+#[cold]
+fn locate_slow(ctx: &SchedCtx<'_>, uid: u32, n: usize) -> Option<usize> {
+    ctx.dests[..n].iter().position(|d| d.uid == uid)
+}
+
+/// The 32-bit fold IPVS hashes addresses with: the IPv4 address in host
+/// order, or the XOR of the four 32-bit words of an IPv6 address (XOR and
+/// `ntohl` commute, so folding big-endian words is the same).
+#[inline]
+pub fn addr_fold(a: IpAddr) -> u32 {
+    match a {
+        IpAddr::V4(v4) => u32::from(v4),
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            let w = |k: usize| u32::from_be_bytes([o[k], o[k + 1], o[k + 2], o[k + 3]]);
+            w(0) ^ w(4) ^ w(8) ^ w(12)
+        }
+    }
+}
+
+/// The kernel's `hash_32(val, bits)`: multiply by the 32-bit golden ratio
+/// and keep the top `bits` bits. `bits` must be in 1..=32.
+#[inline]
+pub fn hash_32(val: u32, bits: u32) -> u32 {
+    val.wrapping_mul(0x61C8_8647) >> (32 - bits)
+}
+
+/// The kernel's `hsiphash` of one `u32` on 64-bit machines, which is
+/// SipHash-1-3 keyed by two `u64` and truncated to 32 bits. Used by `mh`
+/// with IPVS's fixed keys, so our tables equal a 64-bit kernel's.
+#[inline]
+pub fn hsiphash_u32(key: [u64; 2], v: u32) -> u32 {
+    let mut s = [
+        0x736f_6d65_7073_6575 ^ key[0],
+        0x646f_7261_6e64_6f6d ^ key[1],
+        0x6c79_6765_6e65_7261 ^ key[0],
+        0x7465_6462_7974_6573 ^ key[1],
+    ];
+    // Four input bytes: no full 8-byte block; the tail word carries the
+    // length in its top byte and the value (little-endian) below.
+    let b = (4u64 << 56) | v as u64;
+    s[3] ^= b;
+    sipround(&mut s);
+    s[0] ^= b;
+    s[2] ^= 0xff;
+    sipround(&mut s);
+    sipround(&mut s);
+    sipround(&mut s);
+    (s[0] ^ s[1] ^ s[2] ^ s[3]) as u32
+}
+
+#[inline(always)]
+fn sipround(s: &mut [u64; 4]) {
+    s[0] = s[0].wrapping_add(s[1]);
+    s[1] = s[1].rotate_left(13) ^ s[0];
+    s[0] = s[0].rotate_left(32);
+    s[2] = s[2].wrapping_add(s[3]);
+    s[3] = s[3].rotate_left(16) ^ s[2];
+    s[0] = s[0].wrapping_add(s[3]);
+    s[3] = s[3].rotate_left(21) ^ s[0];
+    s[2] = s[2].wrapping_add(s[1]);
+    s[1] = s[1].rotate_left(17) ^ s[2];
+    s[2] = s[2].rotate_left(32);
+}
+
+/// A dest index as the hash tables store it; `NONE` marks an empty slot.
+pub type Slot = u32;
+/// The empty slot (IPVS: a bucket whose `dest` is NULL).
+pub const NONE: Slot = u32::MAX;
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    //! Loads and decision loops for the tests of the load-aware schedulers.
+    use super::super::testutil::{ctx, dests};
+    use super::super::{SchedFlags, SchedKind};
+    use crate::ctl::snapshot::DestEntry;
+    use crate::ipvs::dest::DestLoad;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    /// Like `testutil::dests` for any number of dests: 10.1.x.y, uid i+1.
+    pub fn many_dests(weights: &[i32]) -> Vec<DestEntry> {
+        let proto = dests(&[1]).remove(0);
+        weights
+            .iter()
+            .enumerate()
+            .map(|(i, &weight)| DestEntry {
+                uid: i as u32 + 1,
+                addr: IpAddr::V4(Ipv4Addr::from(0x0a01_0000 + i as u32)),
+                weight,
+                ..proto.clone()
+            })
+            .collect()
+    }
+
+    /// A load vector from `(active, inactive)` pairs.
+    pub fn loads(v: &[(u32, u32)]) -> Vec<DestLoad> {
+        v.iter()
+            .map(|&(active, inactive)| DestLoad {
+                active,
+                inactive,
+                ..DestLoad::default()
+            })
+            .collect()
+    }
+
+    /// One decision with the given weights and loads.
+    pub fn pick(kind: SchedKind, weights: &[i32], load: &[DestLoad]) -> Option<usize> {
+        let d = dests(weights);
+        let t = kind.build(&d, SchedFlags::default());
+        let mut s = t.new_state();
+        t.schedule(&mut s, &ctx(&d, load))
+    }
+
+    /// `n` decisions where every picked dest gets one more active
+    /// connection (long-lived connections piling up), as a worker's
+    /// accounting would do. Returns the decisions and the final loads.
+    pub fn pile_up(
+        kind: SchedKind,
+        weights: &[i32],
+        start: &[DestLoad],
+        n: usize,
+    ) -> (Vec<Option<usize>>, Vec<DestLoad>) {
+        let d = dests(weights);
+        let mut load = start.to_vec();
+        let t = kind.build(&d, SchedFlags::default());
+        let mut s = t.new_state();
+        let mut got = Vec::with_capacity(n);
+        for _ in 0..n {
+            let g = t.schedule(&mut s, &ctx(&d, &load));
+            if let Some(i) = g {
+                load[i].active += 1;
+            }
+            got.push(g);
+        }
+        (got, load)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn fold_v4_is_host_order_and_v6_xors_words() {
+        assert_eq!(
+            addr_fold(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))),
+            0x0a00_0001
+        );
+        let v6: Ipv6Addr = "2001:db8::1:0:0:1".parse().unwrap();
+        // words 0x20010db8, 0x00000000, 0x00010000, 0x00000001
+        assert_eq!(addr_fold(IpAddr::V6(v6)), 0x2001_0db8 ^ 0x0001_0000 ^ 1);
+    }
+
+    #[test]
+    fn hash_32_matches_kernel_definition() {
+        // hash_32(1, 8) = 0x61C88647 >> 24 = 0x61
+        assert_eq!(hash_32(1, 8), 0x61);
+        assert_eq!(hash_32(0, 8), 0);
+        assert_eq!(hash_32(2, 32), 0xC391_0C8E);
+    }
+
+    /// Textbook SipHash-c-d (message loop, tail word with the length).
+    fn siphash(c: usize, d: usize, k0: u64, k1: u64, msg: &[u8]) -> u64 {
+        let mut v = [
+            k0 ^ 0x736f6d6570736575,
+            k1 ^ 0x646f72616e646f6d,
+            k0 ^ 0x6c7967656e657261,
+            k1 ^ 0x7465646279746573,
+        ];
+        let blocks = msg.len() / 8;
+        let mut words: Vec<u64> = (0..blocks)
+            .map(|b| u64::from_le_bytes(msg[b * 8..b * 8 + 8].try_into().unwrap()))
+            .collect();
+        let mut tail = [0u8; 8];
+        tail[..msg.len() % 8].copy_from_slice(&msg[blocks * 8..]);
+        words.push(u64::from_le_bytes(tail) | ((msg.len() as u64) << 56));
+        for m in words {
+            v[3] ^= m;
+            for _ in 0..c {
+                sipround(&mut v);
+            }
+            v[0] ^= m;
+        }
+        v[2] ^= 0xff;
+        for _ in 0..d {
+            sipround(&mut v);
+        }
+        v[0] ^ v[1] ^ v[2] ^ v[3]
+    }
+
+    #[test]
+    fn siphash_round_matches_published_vectors() {
+        // SipHash-2-4, key 00..0f: the paper's vectors for the empty
+        // message and for 00..0e.
+        let k0 = u64::from_le_bytes([0, 1, 2, 3, 4, 5, 6, 7]);
+        let k1 = u64::from_le_bytes([8, 9, 10, 11, 12, 13, 14, 15]);
+        assert_eq!(siphash(2, 4, k0, k1, &[]), 0x726f_db47_dd0e_0e31);
+        let msg: Vec<u8> = (0..15).collect();
+        assert_eq!(siphash(2, 4, k0, k1, &msg), 0xa129_ca61_49be_45e5);
+    }
+
+    #[test]
+    fn hsiphash_is_siphash13_of_four_bytes_truncated() {
+        for v in [0u32, 1, 0xdead_beef, u32::MAX] {
+            for k in [
+                [2654435761u64, 2654435761],
+                [2654446892, 2654446892],
+                [1, 2],
+            ] {
+                let want = siphash(1, 3, k[0], k[1], &v.to_le_bytes()) as u32;
+                assert_eq!(hsiphash_u32(k, v), want);
+            }
+        }
+    }
+}
