@@ -166,7 +166,9 @@ impl Worker {
         let mut old_sched = std::mem::take(&mut self.sched);
         let mut sched = Vec::with_capacity(new.services.len());
         for s in &new.services {
-            let kept = old.svc_index(s.uid).and_then(|j| {
+            // Randomised schedulers (twos) draw from a per-worker, per-service seed.
+            let seed = ((self.id as u64) << 32) | s.uid as u64;
+            let kept = old.svc_index(s.uid).map(|j| {
                 let o = &old.services[j as usize];
                 let st = std::mem::replace(&mut old_sched[j as usize], s.table.new_state());
                 let same = o.sched == s.sched
@@ -175,15 +177,22 @@ impl Worker {
                         .iter()
                         .zip(&new.dests[s.dests.clone()])
                         .all(|(a, b)| a.uid == b.uid && a.weight == b.weight);
-                Some((st, same))
+                (st, same, o.sched != s.sched)
             });
             sched.push(match kept {
-                Some((st, true)) => st,
-                Some((mut st, false)) => {
+                Some((st, true, _)) => st,
+                Some((mut st, false, switched)) => {
                     s.table.changed(&mut st);
+                    if switched {
+                        st.seed(seed);
+                    }
                     st
                 }
-                None => s.table.new_state(),
+                None => {
+                    let mut st = s.table.new_state();
+                    st.seed(seed);
+                    st
+                }
             });
         }
         self.load = load;
