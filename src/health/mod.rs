@@ -24,6 +24,7 @@
 
 pub mod check;
 pub mod config;
+pub mod engine;
 pub mod logger;
 pub mod plan;
 pub mod policy;
@@ -37,6 +38,7 @@ use std::net::IpAddr;
 
 pub use check::{Failure, Outcome, Success, WeightUpdate};
 pub use config::{CheckConfig, CheckSpec, ConfigError, OnFailure, SorryServerConfig};
+pub use engine::{EngineHandle, EngineOptions};
 pub use plan::HealthPlan;
 pub use policy::effective_model;
 pub use state::{DestHealth, HealthStates};
