@@ -10,11 +10,13 @@
 //! - [`io`]     I/O drivers: pcap replay, in-memory (AF_XDP follows)
 //! - [`ctl`]    configuration, validation and the immutable snapshot that the
 //!              control plane publishes to the workers
+//! - [`health`] real-server health checks (keepalived-style), off the data path
 //! - [`stats`]  counters and drop reasons
 //! - [`gen`]    traffic generation for tests, golden captures and benchmarks
 
 pub mod ctl;
 pub mod gen;
+pub mod health;
 pub mod io;
 pub mod ipvs;
 pub mod stats;
