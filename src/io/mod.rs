@@ -1,1 +1,2 @@
-//! placeholder
+//! I/O drivers behind the worker loop; [`xdp`] is the AF_XDP driver of `xvs run`.
+pub mod xdp;
