@@ -453,6 +453,55 @@ impl QueueIo {
         n
     }
 
+    /// Builds up to `n` new frames in free chunks and queues them on port
+    /// `port`'s TX ring (generators, frames not made from a received one).
+    /// `f(i, frame)` writes frame `i` — `buf` is the whole chunk, `head`
+    /// starts at [`RX_HEADROOM`](super::RX_HEADROOM), `len` at 0 — and
+    /// returns false to stop. Returns how many frames were queued.
+    pub fn send_new(
+        &mut self,
+        port: u8,
+        n: usize,
+        mut f: impl FnMut(usize, &mut Frame<'_>) -> bool,
+    ) -> usize {
+        self.service_rings();
+        let area = &self.shared.area;
+        let chunk_size = area.chunk_size() as usize;
+        let Some(s) = self.socks.get_mut(port as usize) else {
+            self.stats.tx_invalid += 1;
+            return 0;
+        };
+        let mut sent = 0;
+        for i in 0..n {
+            let Some(mut c) = self.pool.take() else { break };
+            let (go, head, len) = {
+                let mut fr = Frame::new(area.chunk_mut(&mut c), super::RX_HEADROOM, 0);
+                let go = f(i, &mut fr);
+                (go, fr.head, fr.len)
+            };
+            let fits = len > 0 && head.checked_add(len).is_some_and(|e| e <= chunk_size);
+            if !go || !fits {
+                self.stats.tx_invalid += u64::from(go);
+                self.pool.put(&self.shared, c);
+                break;
+            }
+            match s.tx.push(area, c, head as u32, len as u32) {
+                Ok(()) => sent += 1,
+                Err(c) => {
+                    self.stats.tx_full += 1;
+                    self.pool.put(&self.shared, c);
+                    break;
+                }
+            }
+        }
+        if sent > 0 {
+            self.stats.tx += sent as u64;
+            s.tx.publish();
+            kick_tx(s, &mut self.stats);
+        }
+        sent
+    }
+
     /// Call once per loop iteration with the number of frames the
     /// iteration handled. Does the wakeups the rings ask for, and in
     /// [`PollMode::Adaptive`] sleeps in `poll()` (at most `max_sleep`, the

@@ -14,7 +14,8 @@
 //!   ([`Steering::stale_removed`] tells). Any other program is not ours and
 //!   attaching fails with [`XdpError::ForeignProgram`].
 //! - Dropping the [`Steering`] detaches every program it attached (only if
-//!   it is still the one attached). [`DetachHandle::detach_now`] and
+//!   it is still the one attached), from any thread: requests go through
+//!   a netlink socket opened in the interface's namespace at attach time. [`DetachHandle::detach_now`] and
 //!   [`emergency_detach_all`] do the same from a signal handler or a panic
 //!   hook: they are async-signal-safe (one netlink request each, on stack
 //!   memory, through a socket opened at attach time in the right namespace).
@@ -286,13 +287,15 @@ struct Port {
     name: String,
     ifindex: u32,
     mode: Attached,
-    obj: BpfObject,
+    /// Owns the program and map fds below.
+    _obj: BpfObject,
     prog_fd: RawFd,
     xsks_fd: RawFd,
     rules_fd: RawFd,
     stats_fd: RawFd,
     slot: Option<usize>,
-    _nl: OwnedFd,
+    /// Netlink socket in the interface's namespace (detach from any thread).
+    nl: OwnedFd,
     _lock: File,
 }
 
@@ -426,13 +429,13 @@ impl Steering {
             name: name.to_string(),
             ifindex,
             mode,
-            obj,
+            _obj: obj,
             prog_fd,
             xsks_fd,
             rules_fd,
             stats_fd,
             slot,
-            _nl: nl,
+            nl,
             _lock: lock,
         })
     }
@@ -575,19 +578,6 @@ impl Steering {
             no_socket: get(2)?,
         })
     }
-
-    /// The program attached to `port` right now, if it is ours (for tests
-    /// and status output).
-    pub fn is_attached(&self, port: usize) -> bool {
-        self.ports
-            .get(port)
-            .is_some_and(|p| attached_id(p.ifindex, p.mode) != 0)
-    }
-}
-
-/// Id of the program attached to `ifindex` in `mode`, 0 if none or unknown.
-fn attached_id(ifindex: u32, mode: Attached) -> u32 {
-    sys::xdp_query_id(ifindex, mode.flag()).unwrap_or(0)
 }
 
 /// Whether a program named [`PROG_NAME`] is attached to interface `name`
@@ -598,7 +588,7 @@ fn attached_id(ifindex: u32, mode: Attached) -> u32 {
 pub fn xvs_program_attached(name: &str) -> Result<bool, XdpError> {
     let ifindex = super::ifindex(name)?;
     for m in [Attached::Native, Attached::Generic] {
-        let id = attached_id(ifindex, m);
+        let id = sys::xdp_query_id(ifindex, m.flag()).unwrap_or(0);
         if id != 0 {
             let (_, prog) =
                 sys::prog_by_id(id).map_err(|e| XdpError::sys(name, "inspect XDP program", e))?;
@@ -616,10 +606,13 @@ impl Drop for Steering {
             if let Some(i) = p.slot {
                 disarm_and_release(i);
             }
-            // Fails harmlessly when already detached (emergency path) or
-            // replaced by someone else.
-            let _ = sys::xdp_detach(p.ifindex, p.mode.flag(), p.prog_fd);
-            let _ = &p.obj;
+            // Through the netlink socket opened at attach time: it belongs to
+            // the interface's namespace, whatever thread drops us (an
+            // ifindex means nothing in another namespace). The kernel
+            // refuses if the attached program is no longer ours (already
+            // detached on an emergency path, or replaced).
+            let msg = sys::xdp_detach_msg(p.ifindex as i32, p.mode.flag(), p.prog_fd);
+            let _ = sys::netlink_send_ack(p.nl.as_raw_fd(), &msg);
         }
     }
 }
