@@ -354,6 +354,12 @@ impl QueueIo {
         }
     }
 
+    /// Takes back the chunks other workers freed for this one (done by
+    /// [`burst`](Self::burst) when the pool runs low and before sleeping).
+    pub fn collect_returns(&mut self) {
+        self.pool.collect_returns(&self.shared);
+    }
+
     /// Frees a handed frame that could not be delivered (e.g. the target
     /// worker's queue was full).
     pub fn recycle_handed(&mut self, h: Handed) {
@@ -537,6 +543,7 @@ impl QueueIo {
             }
             return false;
         }
+        self.pool.collect_returns(&self.shared);
         // poll() also does the fill-ring wakeup for zero-copy drivers.
         let ms = max_sleep.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
         self.stats.sleeps += 1;
