@@ -897,19 +897,19 @@ fn handoff_moves_frames_between_workers_without_copies() {
         let mut inbox: [Vec<xdp::Handed>; 2] = [Vec::with_capacity(64), Vec::with_capacity(64)];
         while !stop2.load(Ordering::Relaxed) {
             let mut got = 0;
-            for w in 0..2 {
-                got += qs[w].burst(64, |frames, _, fates| {
+            for (w, q) in qs.iter_mut().enumerate() {
+                got += q.burst(64, |frames, _, fates| {
                     for fate in fates.iter_mut().take(frames.len()) {
                         *fate = Fate::Handoff {
                             worker: 1 - w as u16,
                         };
                     }
                 });
-                qs[w].take_handoffs(|to, h| inbox[to as usize].push(h));
+                q.take_handoffs(|to, h| inbox[to as usize].push(h));
             }
-            for w in 0..2 {
-                let items = std::mem::take(&mut inbox[w]);
-                got += qs[w].burst_handed(items, |frames, ports, fates| {
+            for (q, items) in qs.iter_mut().zip(inbox.iter_mut()) {
+                let items = std::mem::take(items);
+                got += q.burst_handed(items, |frames, ports, fates| {
                     for (i, f) in frames.iter_mut().enumerate() {
                         if reflect(f, false) {
                             fates[i] = Fate::Tx { port: ports[i] };
@@ -948,4 +948,72 @@ fn handoff_moves_frames_between_workers_without_copies() {
     for (w, (free, _)) in end.iter().enumerate() {
         assert_eq!(*free, free_at_start, "worker {w} got all its chunks back");
     }
+}
+
+/// Child half of `no_permission_is_a_clear_error`: tries to open the
+/// driver and prints the error.
+#[test]
+#[ignore = "helper process of no_permission_is_a_clear_error"]
+fn unprivileged_child() {
+    if std::env::var("XVS_XDP_UNPRIV").is_err() {
+        println!(
+            "unprivileged_child: only meaningful as a child of no_permission_is_a_clear_error"
+        );
+        return;
+    }
+    let cfg = XdpConfig {
+        interfaces: vec!["lo".into()],
+        ..small_cfg()
+    };
+    match XdpIo::open(&cfg) {
+        Ok(_) => println!("RESULT opened"),
+        Err(e) => println!("RESULT {e:?} / {e}"),
+    }
+}
+
+#[test]
+fn no_permission_is_a_clear_error() {
+    let cfg = XdpConfig {
+        interfaces: vec!["lo".into()],
+        ..small_cfg()
+    };
+    let result = if xdp::is_root() {
+        if Command::new("setpriv").arg("--version").output().is_err() {
+            println!("SKIP no_permission_is_a_clear_error: setpriv (util-linux) is not installed");
+            return;
+        }
+        // Run the driver as nobody, without capabilities.
+        let out = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "unprivileged_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("XVS_XDP_UNPRIV", "1")
+            .output()
+            .expect("run child");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.split_once("RESULT ")
+            .map(|(_, r)| r.lines().next().unwrap_or("").to_string())
+            .unwrap_or(text)
+    } else {
+        match XdpIo::open(&cfg) {
+            Ok(_) => "opened".to_string(),
+            Err(e) => format!("{e:?} / {e}"),
+        }
+    };
+    assert!(result.starts_with("NoPermission"), "{result}");
+    assert!(
+        result.contains("on 'lo'") && result.contains("need root"),
+        "{result}"
+    );
 }

@@ -301,19 +301,21 @@ pub fn is_root() -> bool {
 /// # Errors
 /// [`XdpError::NoAfXdp`] or [`XdpError::NoPermission`].
 pub fn af_xdp_available() -> Result<(), XdpError> {
-    sys::xsk_socket().map(drop).map_err(classify_socket_error)
+    sys::xsk_socket()
+        .map(drop)
+        .map_err(|e| classify_socket_error(e, "any interface"))
 }
 
-fn classify_socket_error(e: io::Error) -> XdpError {
+fn classify_socket_error(e: io::Error, iface: &str) -> XdpError {
     match e.raw_os_error() {
         Some(libc::EAFNOSUPPORT) | Some(libc::EPROTONOSUPPORT) | Some(libc::ESOCKTNOSUPPORT) => {
             XdpError::NoAfXdp(e)
         }
         Some(libc::EPERM) | Some(libc::EACCES) => XdpError::NoPermission {
-            iface: "(any)".into(),
+            iface: iface.to_string(),
             what: "creating an AF_XDP socket",
         },
-        _ => XdpError::sys("(any)", "socket(AF_XDP)", e),
+        _ => XdpError::sys(iface, "socket(AF_XDP)", e),
     }
 }
 
@@ -386,7 +388,7 @@ fn open_sock(
     let start = Instant::now();
     loop {
         // A fresh socket per attempt: a failed bind leaves nothing behind.
-        let fd = sys::xsk_socket().map_err(classify_socket_error)?;
+        let fd = sys::xsk_socket().map_err(|e| classify_socket_error(e, iface))?;
         let shared = match umem {
             UmemRef::Register(area) => {
                 sys::register_umem(&fd, area)
@@ -447,7 +449,7 @@ impl XdpIo {
     /// queue, a foreign XDP program; everything set up so far is undone.
     pub fn open(cfg: &XdpConfig) -> Result<(XdpIo, Vec<QueueIo>), XdpError> {
         cfg.validate()?;
-        af_xdp_available()?;
+        sys::xsk_socket().map_err(|e| classify_socket_error(e, &cfg.interfaces[0]))?;
         let names: Vec<&str> = cfg.interfaces.iter().map(String::as_str).collect();
         let steering = Steering::attach(&names, cfg.attach)?;
         let (shared, pools) = Shared::new(
@@ -664,11 +666,11 @@ mod tests {
             BindError::Fatal(XdpError::NoPermission { .. })
         ));
         assert!(matches!(
-            classify_socket_error(e(libc::EAFNOSUPPORT)),
+            classify_socket_error(e(libc::EAFNOSUPPORT), "v"),
             XdpError::NoAfXdp(_)
         ));
         assert!(matches!(
-            classify_socket_error(e(libc::EPERM)),
+            classify_socket_error(e(libc::EPERM), "v"),
             XdpError::NoPermission { .. }
         ));
         let busy = XdpError::QueueBusy {

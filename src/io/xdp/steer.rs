@@ -9,7 +9,7 @@
 //!   [`AttachMode`] says).
 //! - Before attaching it takes a lock per interface (`flock` on
 //!   `/run/xvs/xdp-<netns>-<ifindex>.lock`, released by the kernel when the
-//!   process dies). With the lock held, an attached program named
+//!   process dies; the file is removed on a clean exit). With the lock held, an attached program named
 //!   [`PROG_NAME`] can only be left over from a crashed run: it is removed
 //!   ([`Steering::stale_removed`] tells). Any other program is not ours and
 //!   attaching fails with [`XdpError::ForeignProgram`].
@@ -296,7 +296,7 @@ struct Port {
     slot: Option<usize>,
     /// Netlink socket in the interface's namespace (detach from any thread).
     nl: OwnedFd,
-    _lock: File,
+    _lock: IfLock,
 }
 
 /// The steering programs of a director's interfaces; detaches on drop.
@@ -314,24 +314,53 @@ fn netns_inode() -> u64 {
         .unwrap_or(0)
 }
 
-fn lock_interface(name: &str, ifindex: u32) -> Result<File, XdpError> {
+/// A held per-interface lock; the file is removed when it is released.
+#[derive(Debug)]
+struct IfLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl Drop for IfLock {
+    fn drop(&mut self) {
+        // Unlinked while still held: a process that opened the old file
+        // and waits for it notices (inode check below) and starts over.
+        let _ = fs::remove_file(&self.path);
+        let _ = &self.file;
+    }
+}
+
+fn lock_interface(name: &str, ifindex: u32) -> Result<IfLock, XdpError> {
     let path = PathBuf::from(LOCK_DIR).join(format!("xdp-{}-{}.lock", netns_inode(), ifindex));
-    let open = || {
-        fs::create_dir_all(LOCK_DIR)?;
-        OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-    };
-    let f = open().map_err(|e| XdpError::sys(name, "open lock file", e))?;
-    match sys::try_flock(&f) {
-        Ok(true) => Ok(f),
-        Ok(false) => Err(XdpError::InUse {
-            iface: name.to_string(),
-            lock: path,
-        }),
-        Err(e) => Err(XdpError::sys(name, "lock", e)),
+    loop {
+        let open = || {
+            fs::create_dir_all(LOCK_DIR)?;
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+        };
+        let file = open().map_err(|e| XdpError::sys(name, "open lock file", e))?;
+        match sys::try_flock(&file) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(XdpError::InUse {
+                    iface: name.to_string(),
+                    lock: path,
+                })
+            }
+            Err(e) => return Err(XdpError::sys(name, "lock", e)),
+        }
+        // The previous holder may have removed the file between our open
+        // and our lock: then we hold a lock on a dead inode; retry.
+        let same = match (file.metadata(), fs::metadata(&path)) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
+        };
+        if same {
+            return Ok(IfLock { file, path });
+        }
     }
 }
 
