@@ -4,9 +4,11 @@
 //!
 //! - [`mem`]:  an in-memory burst arena (tests, the pcap driver, benches)
 //! - [`pcap`]: replay a capture through a worker and write what it sends
+//! - [`xdp`]:  AF_XDP sockets and the XDP steering program of `xvs run`
 
 pub mod mem;
 pub mod pcap;
+pub mod xdp;
 
 /// Size of one frame buffer (headroom + frame + room to grow).
 pub const CHUNK: usize = 4096;

@@ -1,0 +1,171 @@
+//! The UMEM shared by every socket of a director, and each worker's pool of
+//! free chunks.
+//!
+//! # Contract
+//!
+//! - One [`Area`] for all sockets (every interface, every queue): a frame
+//!   received on interface A can be transmitted on interface B, or handed to
+//!   another worker, by passing its chunk token — never by copying bytes.
+//! - The chunks are partitioned: worker `q` owns chunks
+//!   `q * per_queue .. (q + 1) * per_queue`. A worker that frees a chunk of
+//!   another partition (a handed-off frame it transmitted or dropped) sends
+//!   it home through that owner's return queue, so no worker's pool drains
+//!   into another's over time. Return queues are bounded by the partition
+//!   size and so can never be full.
+//! - [`Pool`] is a plain `Vec` with its capacity reserved up front: putting
+//!   and taking chunks never allocates.
+
+use super::sys::{Area, Chunk};
+use crossbeam::queue::ArrayQueue;
+use std::io;
+
+/// The area and the return queues, shared (behind an `Arc`) by all workers.
+#[derive(Debug)]
+pub struct Shared {
+    pub(super) area: Area,
+    per_queue: u32,
+    returns: Vec<ArrayQueue<Chunk>>,
+}
+
+impl Shared {
+    /// Maps `queues * per_queue` chunks of `chunk_size` bytes and returns
+    /// the shared part and one pool per worker.
+    ///
+    /// # Errors
+    /// The mapping failed (out of memory, bad chunk size).
+    pub fn new(queues: u32, per_queue: u32, chunk_size: u32) -> io::Result<(Shared, Vec<Pool>)> {
+        let total = queues
+            .checked_mul(per_queue)
+            .filter(|t| *t > 0)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "UMEM chunk count is 0 or overflows",
+                )
+            })?;
+        let (area, tokens) = Area::new(total, chunk_size)?;
+        let mut pools: Vec<Pool> = (0..queues)
+            .map(|q| Pool {
+                owner: q,
+                free: Vec::with_capacity(per_queue as usize),
+            })
+            .collect();
+        for t in tokens {
+            let q = (t.index() / per_queue) as usize;
+            pools[q].free.push(t);
+        }
+        let returns = (0..queues)
+            .map(|_| ArrayQueue::new(per_queue as usize))
+            .collect();
+        Ok((
+            Shared {
+                area,
+                per_queue,
+                returns,
+            },
+            pools,
+        ))
+    }
+
+    /// Bytes per chunk.
+    pub fn chunk_size(&self) -> u32 {
+        self.area.chunk_size()
+    }
+
+    /// Chunks per worker.
+    pub fn per_queue(&self) -> u32 {
+        self.per_queue
+    }
+}
+
+/// A worker's free chunks.
+#[derive(Debug)]
+pub struct Pool {
+    owner: u32,
+    pub(super) free: Vec<Chunk>,
+}
+
+impl Pool {
+    /// Gives a chunk back: into this pool if it is ours, else home to its
+    /// owner's return queue.
+    #[inline]
+    pub fn put(&mut self, shared: &Shared, c: Chunk) {
+        let owner = c.index() / shared.per_queue;
+        if owner == self.owner {
+            self.free.push(c);
+        } else if let Some(q) = shared.returns.get(owner as usize) {
+            // Cannot be full: it holds at most the owner's chunks.
+            let _ = q.push(c);
+        }
+    }
+
+    /// Takes back the chunks other workers returned.
+    #[inline]
+    pub fn collect_returns(&mut self, shared: &Shared) {
+        if let Some(q) = shared.returns.get(self.owner as usize) {
+            while let Some(c) = q.pop() {
+                self.free.push(c);
+            }
+        }
+    }
+
+    /// Free chunks in the pool.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.free.len()
+    }
+
+    /// True when no chunk is free.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.free.is_empty()
+    }
+
+    /// The worker (queue slot) that owns this pool.
+    pub fn owner(&self) -> u32 {
+        self.owner
+    }
+
+    /// Takes a free chunk (e.g. to build a frame from scratch).
+    #[inline]
+    pub fn take(&mut self) -> Option<Chunk> {
+        self.free.pop()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_partitioned_by_worker() {
+        let (sh, pools) = Shared::new(3, 4, 2048).unwrap();
+        assert_eq!(pools.len(), 3);
+        for (q, p) in pools.iter().enumerate() {
+            assert_eq!(p.len(), 4);
+            assert!(p.free.iter().all(|c| c.index() / 4 == q as u32));
+        }
+        assert_eq!(sh.chunk_size(), 2048);
+        assert!(Shared::new(0, 4, 2048).is_err());
+        assert!(Shared::new(u32::MAX, 4, 2048).is_err());
+    }
+
+    #[test]
+    fn foreign_chunks_go_home_and_pools_never_reallocate() {
+        let (sh, mut pools) = Shared::new(2, 8, 2048).unwrap();
+        let cap1 = pools[1].free.capacity();
+        // Worker 0 hands three of its chunks to worker 1 (e.g. a hand-off),
+        // which frees them.
+        let moved: Vec<Chunk> = (0..3).filter_map(|_| pools[0].take()).collect();
+        for c in moved {
+            pools[1].put(&sh, c);
+        }
+        assert_eq!((pools[0].len(), pools[1].len()), (5, 8));
+        pools[0].collect_returns(&sh);
+        assert_eq!(pools[0].len(), 8);
+        assert_eq!(pools[1].free.capacity(), cap1);
+        // Nothing left to collect.
+        pools[0].collect_returns(&sh);
+        assert_eq!(pools[0].len(), 8);
+    }
+}
