@@ -1232,13 +1232,13 @@ mod tests {
         );
     }
 
-    /// Every fragment in `configs/health-*.toml` and every TOML example of
+    /// Every fragment in `configs/health/health-*.toml` and every TOML example of
     /// `docs/health.md` holding a check or a sorry server is valid.
     #[test]
     fn shipped_examples_are_valid() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut sources: Vec<(String, String)> = Vec::new();
-        for e in std::fs::read_dir(root.join("configs")).unwrap() {
+        for e in std::fs::read_dir(root.join("configs/health")).unwrap() {
             let p = e.unwrap().path();
             let name = p.file_name().unwrap().to_string_lossy().to_string();
             if name.starts_with("health-") && name.ends_with(".toml") {
