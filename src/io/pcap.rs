@@ -19,6 +19,9 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The worker clock at the first frame of a capture.
+pub const CLOCK_START_NS: u64 = 1_000_000_000;
+
 /// Longest capture time a burst may span.
 pub const BURST_SPAN_NS: u64 = 1_000_000;
 
@@ -109,7 +112,8 @@ fn open_input(path: &Path) -> Result<Input<BufReader<std::fs::File>>, ReplayErro
     Ok(Input::Pcap(r))
 }
 
-/// Replays `input` through `worker`, writing transmitted frames to
+/// Replays `input` through `worker` (created with its clock at
+/// [`CLOCK_START_NS`]), writing transmitted frames to
 /// `output`. `progress` is called now and then with the frames read so
 /// far (for long runs).
 ///
@@ -126,6 +130,7 @@ pub fn replay(worker: &mut Worker, input: &Path, output: &Path, mut progress: im
     let mut stamps = [Duration::ZERO; crate::worker::BURST];
     let mut sum = ReplaySummary::default();
     let mut burst_start: Option<u64> = None;
+    let mut first_ts: Option<u64> = None;
     let mut write_err: Option<pcap_file::PcapError> = None;
 
     let mut flush = |batch: &mut Batch, stamps: &[Duration], worker: &mut Worker, sum: &mut ReplaySummary, t0: u64| {
@@ -151,7 +156,11 @@ pub fn replay(worker: &mut Worker, input: &Path, output: &Path, mut progress: im
         if sum.frames_in % (1 << 20) == 0 {
             progress(sum.frames_in);
         }
-        let ts = fr.ts.as_nanos().min(u64::MAX as u128) as u64;
+        // The worker's clock starts at 1 s on the first frame: captures
+        // carry wall-clock time, the worker wants a monotonic clock.
+        let abs = fr.ts.as_nanos().min(u64::MAX as u128) as u64;
+        let base = *first_ts.get_or_insert(abs);
+        let ts = abs.saturating_sub(base) + CLOCK_START_NS;
         if let Some(t0) = burst_start {
             if batch.is_full() || ts.saturating_sub(t0) > BURST_SPAN_NS {
                 flush(&mut batch, &stamps, worker, &mut sum, t0);

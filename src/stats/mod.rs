@@ -198,9 +198,88 @@ impl WorkerCounters {
     }
 }
 
+impl WorkerCounters {
+    /// Every counter as a `(name, value)` pair, zeros included, in a fixed
+    /// order: the machine-readable form (`xvs replay --counters`, metrics).
+    pub fn pairs(&self) -> Vec<(String, u64)> {
+        let mut v = vec![
+            ("rx_packets".to_string(), self.rx_packets),
+            ("rx_bytes".into(), self.rx_bytes),
+            ("tx_packets".into(), self.tx_packets),
+            ("tx_bytes".into(), self.tx_bytes),
+        ];
+        for m in crate::ipvs::FwdMethod::ALL {
+            v.push((format!("fwd_{}_in", m.name()), self.fwd[m.idx()][0]));
+            v.push((format!("fwd_{}_out", m.name()), self.fwd[m.idx()][1]));
+        }
+        v.push(("new_conns".into(), self.new_conns));
+        v.push(("expired_conns".into(), self.expired_conns));
+        v.push(("templates_created".into(), self.templates_created));
+        v.push(("templates_expired".into(), self.templates_expired));
+        v.push(("icmp_relayed".into(), self.icmp_relayed));
+        v.push(("icmp_sent".into(), self.icmp_sent));
+        v.push(("handoffs".into(), self.handoffs));
+        for r in DropReason::ALL {
+            v.push((format!("drop_{}", r.name()), self.drops[*r as usize]));
+        }
+        for r in PassReason::ALL {
+            v.push((format!("pass_{}", r.name()), self.passes[*r as usize]));
+        }
+        v
+    }
+
+    /// A human summary: traffic, forwarding per method and direction,
+    /// connections, and every non-zero drop and pass reason.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(s, "packets      rx {:>12}  tx {:>12}", self.rx_packets, self.tx_packets);
+        let _ = writeln!(s, "bytes        rx {:>12}  tx {:>12}", self.rx_bytes, self.tx_bytes);
+        let _ = writeln!(s, "forwarded       {:>12}     {:>12}", "in", "out");
+        for m in crate::ipvs::FwdMethod::ALL {
+            let f = self.fwd[m.idx()];
+            let _ = writeln!(s, "  {:<10}    {:>12}     {:>12}", m.name(), f[0], f[1]);
+        }
+        let _ = writeln!(s, "connections  new {:>11}  expired {:>8}", self.new_conns, self.expired_conns);
+        let _ = writeln!(s, "icmp         relayed {:>7}  sent {:>11}", self.icmp_relayed, self.icmp_sent);
+        if self.handoffs > 0 {
+            let _ = writeln!(s, "handoffs     {}", self.handoffs);
+        }
+        let _ = writeln!(s, "dropped      {}", self.total_drops());
+        for r in DropReason::ALL {
+            let n = self.drops[*r as usize];
+            if n > 0 {
+                let _ = writeln!(s, "  {:<22} {n}", r.name());
+            }
+        }
+        let _ = writeln!(s, "passed       {}", self.total_passes());
+        for r in PassReason::ALL {
+            let n = self.passes[*r as usize];
+            if n > 0 {
+                let _ = writeln!(s, "  {:<22} {n}", r.name());
+            }
+        }
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pairs_and_render_name_every_reason() {
+        let mut c = WorkerCounters::default();
+        c.drop(DropReason::NoDest);
+        c.fwd[2][1] = 7;
+        let p = c.pairs();
+        assert_eq!(p.len(), 4 + 8 + 7 + DropReason::COUNT + PassReason::COUNT);
+        assert!(p.contains(&("drop_no_dest".to_string(), 1)));
+        assert!(p.contains(&("fwd_nat_out".to_string(), 7)));
+        let r = c.render();
+        assert!(r.contains("no_dest"), "{r}");
+        assert!(!r.contains("fragment"), "zero reasons are not listed: {r}");
+    }
 
     #[test]
     fn reason_names_unique_and_snake_case() {
