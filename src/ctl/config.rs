@@ -210,7 +210,10 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawGlobal {
     expire_nodest_conn: Option<bool>,
+    expire_quiescent_template: Option<bool>,
     max_conns: Option<i64>,
+    shard_prefix_v4: Option<i64>,
+    shard_prefix_v6: Option<i64>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -731,8 +734,15 @@ fn build_model(raw: &RawConfig) -> V<Model> {
     let mut m = Model::default();
     if let Some(g) = &raw.global {
         m.expire_nodest_conn = g.expire_nodest_conn.unwrap_or(false);
+        m.expire_quiescent_template = g.expire_quiescent_template.unwrap_or(false);
         if let Some(n) = g.max_conns {
             m.max_conns = range(n, 1, u32::MAX as i64, &root("global").key("max_conns"))? as usize;
+        }
+        if let Some(n) = g.shard_prefix_v4 {
+            m.shard_prefix.0 = range(n, 0, 32, &root("global").key("shard_prefix_v4"))? as u8;
+        }
+        if let Some(n) = g.shard_prefix_v6 {
+            m.shard_prefix.1 = range(n, 0, 128, &root("global").key("shard_prefix_v6"))? as u8;
         }
     }
     if let Some(t) = &raw.timeouts {
@@ -1310,6 +1320,8 @@ scheduler = "rr"
                 ],
             },
             max_conns: 1000,
+            expire_quiescent_template: false,
+            shard_prefix: crate::ctl::model::DEFAULT_SHARD_PREFIX,
         };
         assert_eq!(got, want);
         // The compiled form agrees: the group answers on every member.
@@ -1837,7 +1849,13 @@ persistence = 300
         const TABLES: &[(&str, Keys)] = &[
             (
                 "[global]",
-                &[("expire_nodest_conn", BOOL), ("max_conns", INT)],
+                &[
+                    ("expire_nodest_conn", BOOL),
+                    ("expire_quiescent_template", BOOL),
+                    ("max_conns", INT),
+                    ("shard_prefix_v4", INT),
+                    ("shard_prefix_v6", INT),
+                ],
             ),
             (
                 "[timeouts]",

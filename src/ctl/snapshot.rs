@@ -113,6 +113,13 @@ pub struct Snapshot {
     pub expire_nodest_conn: bool,
     pub ports: Vec<Port>,
     pub max_conns: usize,
+    /// IPVS `expire_quiescent_template`.
+    pub expire_quiescent_template: bool,
+    /// Prefix lengths (IPv4, IPv6) of the client address that decide which
+    /// worker owns a flow: the model's `shard_prefix`, made coarser where a
+    /// service's persistence netmask is, so a persistent client (subnet)
+    /// always meets the same worker and template.
+    pub shard_prefix: (u8, u8),
     svc_map: HashMap<SvcMapKey, u32>,
     vips: HashSet<IpAddr>,
     laddrs: HashSet<IpAddr>,
@@ -152,6 +159,8 @@ impl Snapshot {
             expire_nodest_conn: model.expire_nodest_conn,
             ports: Vec::new(),
             max_conns: model.max_conns.max(1),
+            expire_quiescent_template: model.expire_quiescent_template,
+            shard_prefix: model.shard_prefix,
             svc_map: HashMap::new(),
             vips: HashSet::new(),
             laddrs: HashSet::new(),
@@ -249,6 +258,11 @@ impl Snapshot {
             let max = if family_v4 { 32 } else { 128 };
             if p.netmask > max {
                 return Err(err(&name, format!("persistence netmask /{} exceeds /{max}", p.netmask)));
+            }
+            if family_v4 {
+                self.shard_prefix.0 = self.shard_prefix.0.min(p.netmask);
+            } else {
+                self.shard_prefix.1 = self.shard_prefix.1.min(p.netmask);
             }
         }
         let idx = self.services.len() as u32;
@@ -498,6 +512,16 @@ mod tests {
         assert_eq!(s.lookup(6, ip("10.0.0.100"), 443), Some(0));
         assert_eq!(s.lookup(6, ip("10.0.0.100"), 80), Some(0));
         assert_eq!(s.lookup(6, ip("10.0.0.100"), 22), None);
+    }
+
+    #[test]
+    fn persistence_coarsens_the_shard_prefix() {
+        let mut m = model(vec![svc("10.0.0.100", 80, &[("10.0.0.2", 80, FwdMethod::Dr)])]);
+        assert_eq!(Snapshot::build(&m, None).unwrap().shard_prefix, (32, 128));
+        m.services[0].persistence = Some(Persistence { timeout: 300, netmask: 24 });
+        assert_eq!(Snapshot::build(&m, None).unwrap().shard_prefix, (24, 128));
+        m.shard_prefix = (16, 64);
+        assert_eq!(Snapshot::build(&m, None).unwrap().shard_prefix, (16, 64));
     }
 
     #[test]
