@@ -30,6 +30,9 @@ use crate::ipvs::proto::{TcpState, Timeouts};
 use crate::ipvs::sched::SchedFlags;
 use crate::ipvs::service::{Group, GroupMember, Persistence, Service, ServiceKey};
 use crate::ipvs::{FwdMethod, Proto};
+use crate::health::config::{Checks, SorryServerConfig};
+use crate::health::plan::HealthPlan;
+use crate::health::DestId;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -151,18 +154,21 @@ impl ConfigError {
     }
 }
 
+/// A loaded configuration: the forwarding model and the health checks of
+/// its real servers.
+#[derive(Debug)]
+pub struct Config {
+    pub model: Model,
+    pub health: HealthPlan,
+}
+
 /// Reads and loads a configuration file. See [`load_str`].
 ///
 /// # Errors
 /// [`ConfigError::Read`] when the file cannot be read, otherwise as
 /// [`load_str`], with the file's path as origin.
 pub fn load_file(path: &Path) -> Result<Model, ConfigError> {
-    let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        origin: origin.clone(),
-        source,
-    })?;
-    load_str(&text, &origin)
+    load_config_file(path).map(|c| c.model)
 }
 
 /// Loads a configuration from TOML text. `origin` names it in errors
@@ -173,6 +179,30 @@ pub fn load_file(path: &Path) -> Result<Model, ConfigError> {
 /// The first problem found: syntax, an unknown/missing/mistyped field, a bad
 /// value, or a model that does not compile. See [`ConfigError`].
 pub fn load_str(text: &str, origin: &str) -> Result<Model, ConfigError> {
+    load_config_str(text, origin).map(|c| c.model)
+}
+
+/// Reads a configuration file with its health checks. See
+/// [`load_config_str`].
+///
+/// # Errors
+/// As [`load_file`].
+pub fn load_config_file(path: &Path) -> Result<Config, ConfigError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        origin: origin.clone(),
+        source,
+    })?;
+    load_config_str(&text, &origin)
+}
+
+/// Loads a configuration and the health-check plan of its real servers
+/// (`check` tables and `sorry_server`s), validated together: the model with
+/// every checked server down must still compile.
+///
+/// # Errors
+/// As [`load_str`], and bad checks or sorry servers, naming the field.
+pub fn load_config_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
     let doc = Doc::parse(text, origin)?;
     let model = doc.model()?;
     if let Err(e) = Snapshot::build(&model, None) {
@@ -184,7 +214,8 @@ pub fn load_str(text: &str, origin: &str) -> Result<Model, ConfigError> {
             source: e,
         });
     }
-    Ok(model)
+    let health = doc.health(&model)?;
+    Ok(Config { model, health })
 }
 
 // ---------------------------------------------------------------------------
@@ -269,6 +300,7 @@ struct RawService {
     local_addresses: Vec<String>,
     #[serde(default)]
     real_server: Vec<RawRealServer>,
+    sorry_server: Option<SorryServerConfig>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -280,6 +312,8 @@ struct RawRealServer {
     mode: Option<String>,
     upper_threshold: Option<i64>,
     lower_threshold: Option<i64>,
+    /// Health checks (`docs/health.md`): one table or an array of tables.
+    check: Option<Checks>,
 }
 
 // ---------------------------------------------------------------------------
@@ -442,6 +476,43 @@ impl<'i> Doc<'i> {
     /// Step 3: values → model.
     fn model(&self) -> Result<Model, ConfigError> {
         build_model(&self.raw).map_err(|b| self.invalid(b))
+    }
+
+    /// Step 4: the health checks of `model` (built from this document, so
+    /// its services and real servers are in the file's order).
+    fn health(&self, model: &Model) -> Result<HealthPlan, ConfigError> {
+        let mut plan = HealthPlan::new();
+        // A health error's field (`check.rise`) under a path of ours.
+        // (Its context, e.g. `service TCP 10.0.0.100:80: `, is dropped: our
+        // path says where.)
+        let under = |base: &FieldPath, field: &str| {
+            let field = field.rsplit(": ").next().unwrap_or(field);
+            field.split('.').skip(1).fold(base.clone(), |p, k| p.key(k))
+        };
+        for (i, rs) in self.raw.service.iter().enumerate() {
+            let svc = &model.services[i];
+            let spath = root("service").idx(i);
+            for (j, rr) in rs.real_server.iter().enumerate() {
+                let Some(checks) = &rr.check else { continue };
+                let dest = &svc.dests[j];
+                let cpath = spath.key("real_server").idx(j).key("check");
+                for (k, c) in checks.0.iter().enumerate() {
+                    let base = if checks.0.len() > 1 { cpath.idx(k) } else { cpath.clone() };
+                    if let Err(e) = c.validate(DestId { addr: dest.addr, port: dest.port }) {
+                        return Err(self.invalid(Bad { path: under(&base, &e.field), why: e.why }));
+                    }
+                }
+                plan.add_real_server(&svc.key, dest, &checks.0)
+                    .map_err(|e| self.invalid(Bad { path: cpath.clone(), why: e.why }))?;
+            }
+            if let Some(sorry) = &rs.sorry_server {
+                let path = spath.key("sorry_server");
+                plan.set_sorry_server(&svc.key, &svc.dests, sorry)
+                    .map_err(|e| self.invalid(Bad { path: under(&path, &e.field), why: e.why }))?;
+            }
+        }
+        plan.validate(model).map_err(|e| self.invalid(Bad { path: FieldPath::default(), why: e.to_string() }))?;
+        Ok(plan)
     }
 }
 
@@ -1509,7 +1580,7 @@ persistence = 300
         );
         assert_eq!(
             e.to_string(),
-            "t.toml: line 10, column 3: service[0].real_server[0].wieght: unknown field `wieght`, expected one of `ip`, `port`, `weight`, `mode`, `upper_threshold`, `lower_threshold`"
+            "t.toml: line 10, column 3: service[0].real_server[0].wieght: unknown field `wieght`, expected one of `ip`, `port`, `weight`, `mode`, `upper_threshold`, `lower_threshold`, `check`"
         );
         let text = text.replace("  wieght = 1\n", "");
         let e = load_str(&text, "configs/x.toml").unwrap_err();
@@ -1624,6 +1695,38 @@ persistence = 300
             "{e}"
         );
         assert_eq!((e.path(), e.location()), (None, None));
+    }
+
+    #[test]
+    fn health_checks_and_sorry_servers_load_into_a_plan() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/health.toml");
+        let c = load_config_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.health.targets().len(), 2, "both real servers are checked");
+        assert_eq!(c.health.checks().len(), 3, "http, tcp, agent");
+        assert!(c.health.sorry(&c.model.services[0].key).is_some());
+        // a config without checks has an empty plan
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/nat.toml");
+        assert!(load_config_file(&p).unwrap().health.targets().is_empty());
+    }
+
+    #[test]
+    fn bad_checks_name_their_field() {
+        let base = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/health.toml")).unwrap();
+        let cases = [
+            ("rise = 2", "rise = 0", "service[0].real_server[0].check.rise"),
+            ("type = \"http\"", "type = \"gopher\"", "service[0].real_server[0].check"),
+            ("type = \"agent\"\n    port = 9999", "type = \"agent\"\n    port = 9999\n    path = \"/x\"", "service[0].real_server[1].check[1]"),
+            ("fwd = \"nat\"", "fwd = \"nat\"\n  weight = 0", "service[0].sorry_server.weight"),
+            ("addr = \"10.0.1.9\"", "addr = \"10.0.1.1\"", "service[0].sorry_server"),
+        ];
+        for (from, to, want) in cases {
+            assert!(base.contains(from), "{from}");
+            let text = base.replacen(from, to, 1);
+            let e = load_config_str(&text, "h.toml").unwrap_err();
+            let msg = e.to_string();
+            assert!(e.path().is_some_and(|p| p.starts_with(want)), "{want} in {msg}");
+            assert!(msg.starts_with("h.toml: line "), "{msg}");
+        }
     }
 
     #[test]
