@@ -4,5 +4,6 @@
 //! workers. The config file is one way to a model.
 
 pub mod model;
+pub mod control;
 pub mod snapshot;
 pub mod ipvsadm;

@@ -371,7 +371,7 @@ fn print_service(out: &mut String, model: &Model, view: &View<'_>, s: &Service, 
     }
 }
 
-fn sorted<'a>(model: &'a Model, nosort: bool) -> Vec<&'a Service> {
+fn sorted(model: &Model, nosort: bool) -> Vec<&Service> {
     let mut v: Vec<&Service> = model.services.iter().collect();
     if !nosort {
         v.sort_by_key(|s| svc_order(model, s));
@@ -417,14 +417,14 @@ fn list(out: &mut String, model: &Model, view: &View<'_>, o: &ListOpts) -> Resul
             if o.persistent_conn {
                 let _ = writeln!(
                     out,
-                    "pro expire {:<11} {:<18} {:<18} {:<18} {:<16} {}",
-                    "state", "source", "virtual", "destination", "pe name", "pe_data"
+                    "pro expire {:<11} {:<18} {:<18} {:<18} {:<16} pe_data",
+                    "state", "source", "virtual", "destination", "pe name"
                 );
             } else {
                 let _ = writeln!(
                     out,
-                    "pro expire {:<11} {:<18} {:<18} {}",
-                    "state", "source", "virtual", "destination"
+                    "pro expire {:<11} {:<18} {:<18} destination",
+                    "state", "source", "virtual"
                 );
             }
             for c in view.conns {
