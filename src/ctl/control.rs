@@ -722,7 +722,10 @@ mod tests {
         held.request(&Request::Ping).unwrap();
         drop(dir); // the socket file and its directory are gone
         s.shutdown(); // returns: accept is polled, clients are shut down
-        assert!(held.request(&Request::Ping).is_err(), "client connections are closed");
+        assert!(
+            held.request(&Request::Ping).is_err(),
+            "client connections are closed"
+        );
     }
 
     #[test]
@@ -875,6 +878,24 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert!(served, "slots are released when clients leave");
+    }
+
+    #[test]
+    fn publisher_sees_every_change_and_only_changes() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let h = ModelHandler::with_publisher(
+            Model::default(),
+            Box::new(move |m: &Model| lock(&s2).push(m.services.len())),
+        );
+        let cmd = |line: &str| {
+            Request::Ipvsadm(ipvsadm::parse(&line.split_whitespace().collect::<Vec<_>>()).unwrap())
+        };
+        assert_eq!(h.handle(cmd("-A -t 10.0.0.1:80 -s rr")).exit_code(), 0);
+        assert_eq!(h.handle(cmd("-A -t 10.0.0.1:80 -s rr")).exit_code(), 1);
+        assert_eq!(h.handle(cmd("-L -n")).exit_code(), 0);
+        assert_eq!(h.handle(cmd("-A -t 10.0.0.2:80 -s rr")).exit_code(), 0);
+        assert_eq!(*lock(&seen), vec![1, 2]);
     }
 
     #[test]

@@ -517,4 +517,32 @@ mod tests {
         assert_eq!(n(123_456_789, true), " 123456789");
         assert_eq!(n(u64::MAX, true), " 18446744073709551615");
     }
+
+    #[test]
+    fn conn_header_with_persistent_conn_and_empty_daemon_list() {
+        let m = Model::default();
+        let stats = StatsView::default();
+        let view = View {
+            stats: &stats,
+            conns: &[],
+            table_size: TABLE_SIZE,
+        };
+        let opts = ListOpts {
+            what: ListWhat::Connections,
+            persistent_conn: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            render(&Command::List(opts), &m, &view).unwrap(),
+            "IPVS connection entries\n\
+             pro expire state       source             virtual            destination        pe name          pe_data\n"
+        );
+        let opts = ListOpts {
+            what: ListWhat::Daemon,
+            ..Default::default()
+        };
+        assert_eq!(render(&Command::List(opts), &m, &view).unwrap(), "");
+        let e = render(&Command::Clear, &m, &view).unwrap_err();
+        assert!(matches!(e, CmdError::NotHere(_)));
+    }
 }
