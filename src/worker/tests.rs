@@ -598,3 +598,21 @@ fn persistent_subnets_shard_to_one_worker() {
     let back = Key { saddr: Ipv4Addr::from(RS1), daddr: Ipv4Addr::from([192, 0, 2, 9]), sport: 8080, dport: 9, proto: 6 };
     assert_eq!(ws[0].owner(&back), o);
 }
+
+#[test]
+fn upper_threshold_overloads_a_server_until_it_drains_below_the_lower() {
+    let mut m = model(FwdMethod::Dr, "wrr");
+    // rs2 (weight 2, wrr's first choice) takes at most 2 connections and
+    // is back below 1.
+    m.services[0].dests[1].u_threshold = 2;
+    m.services[0].dests[1].l_threshold = 1;
+    let mut w = worker(&m);
+    let picks: Vec<[u8; 6]> = (0..6u16).map(|p| dst_mac(&one(&mut w, SEC, tcp4(CIP, 1000 + p, VIP, 80, SYN, b"")).1)).collect();
+    // wrr would give rs2 rs1 rs2 rs2 rs1 rs2; rs2 is overloaded at 2.
+    assert_eq!(picks, vec![RS2_MAC, RS1_MAC, RS2_MAC, RS1_MAC, RS1_MAC, RS1_MAC]);
+    assert!(w.loads()[1].overloaded);
+    // its connections expire (SYN_RECV, 60 s): below the lower threshold
+    one(&mut w, 70 * SEC, tcp4([198, 51, 100, 9], 1, [10, 0, 0, 9], 1, ACK, b""));
+    assert!(!w.loads()[1].overloaded);
+    assert_eq!(dst_mac(&one(&mut w, 70 * SEC, tcp4(CIP, 2000, VIP, 80, SYN, b"")).1), RS2_MAC);
+}
