@@ -29,24 +29,7 @@ use std::net::{IpAddr, SocketAddr};
 pub const TABLE_SIZE: u32 = 4096;
 
 /// Rates, per second (IPVS's estimator: `--rate`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Rate {
-    pub cps: u64,
-    pub inpps: u64,
-    pub outpps: u64,
-    pub inbps: u64,
-    pub outbps: u64,
-}
-
-impl Rate {
-    fn add(&mut self, o: &Rate) {
-        self.cps += o.cps;
-        self.inpps += o.inpps;
-        self.outpps += o.outpps;
-        self.inbps += o.inbps;
-        self.outbps += o.outbps;
-    }
-}
+pub use crate::stats::Rate;
 
 /// Live figures of a service or a real server.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
