@@ -3,6 +3,8 @@
 //!
 //! [`packet`] builds single frames (with etherparse's `PacketBuilder`, an
 //! implementation independent of the rewrite code under test) and verifies
-//! every checksum of a frame from scratch.
+//! every checksum of a frame from scratch. [`scenario`] builds the golden
+//! scenarios (timestamped captures per forwarding mode) and reads/writes pcap.
 
 pub mod packet;
+pub mod scenario;
