@@ -242,7 +242,8 @@ impl Model<'_> {
 
     /// The IPIP packet the director sends to real server `rs`: outer
     /// header from eth1's address, TOS and DF copied, identification 0
-    /// with DF and from the worker's counter without, TTL 64.
+    /// with DF and from the worker's counter without, TTL copied from the
+    /// inner packet (as IPVS's `ip_vs_prepare_tunneled_skb`).
     fn encap(&mut self, inner: IpPkt, rs: usize) -> Pkt {
         let id = if inner.df {
             0
@@ -250,13 +251,14 @@ impl Model<'_> {
             self.tun_id = self.tun_id.wrapping_add(1);
             self.tun_id
         };
+        let ttl = inner.ttl;
         let ip = IpPkt {
             src: DIR_IP[1],
             dst: RS[rs],
             tos: inner.tos,
             id,
             df: inner.df,
-            ttl: 64,
+            ttl,
             body: Body::Ipip(Box::new(inner)),
         };
         Pkt {
@@ -319,10 +321,12 @@ impl Model<'_> {
                 let mut ip = p.ip.clone();
                 let out = match (mode, from) {
                     (FwdMethod::Dr, Side::Client) => {
-                        // Only the MACs change; the frame is otherwise as received.
+                        // Only the MACs change (and padding goes); the frame
+                        // is otherwise as received.
                         Pkt {
                             eth_dst: RS_MAC[a.rs],
                             eth_src: DIR_MAC[1],
+                            pad_to: 0,
                             ..p.clone()
                         }
                     }
@@ -415,6 +419,7 @@ impl Model<'_> {
                     (FwdMethod::Dr, Side::Server) => Pkt {
                         eth_dst: RS_MAC[a.rs],
                         eth_src: DIR_MAC[1],
+                        pad_to: 0,
                         ..p.clone()
                     },
                     (FwdMethod::Tun, Side::Server) => self.encap(ip, a.rs),

@@ -404,7 +404,7 @@ impl Worker {
         let c = *c;
         let bytes = fr.len as u64;
         let res = match (c.fwd, dir) {
-            (FwdMethod::Dr, Dir::In) => xmit::dr::xmit(fr, &c.dest_hop, &snap.ports),
+            (FwdMethod::Dr, Dir::In) => xmit::dr::xmit(fr, m, &c.dest_hop, &snap.ports),
             (FwdMethod::Nat, Dir::In) => xmit::nat::xmit_in(fr, m, &c, &snap.ports),
             (FwdMethod::Nat, Dir::Out) => xmit::nat::xmit_out(fr, m, &c, &snap.ports),
             (FwdMethod::FullNat, Dir::In) => xmit::fullnat::xmit_in(fr, m, &c, &snap.ports),
