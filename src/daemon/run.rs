@@ -59,7 +59,7 @@ const LONE_MAX_SLEEP: Duration = Duration::from_millis(50);
 /// Why the director could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("xvs run needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_IPC_LOCK) to attach XDP programs and open AF_XDP sockets")]
+    #[error("not running as root: attaching XDP programs and opening AF_XDP sockets need CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_IPC_LOCK")]
     NotRoot,
     #[error("no interfaces: name them with -i or [[interface]] in the config")]
     NoInterfaces,

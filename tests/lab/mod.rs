@@ -142,7 +142,7 @@ impl Lab {
         let q = queues.max(1).to_string();
         #[rustfmt::skip]
         must(&["ip", "-n", a, "link", "add", "name", a_if, "numtxqueues", &q, "numrxqueues", &q, "type", "veth",
-               "peer", "name", b_if, "netns", b]);
+               "peer", "name", b_if, "numtxqueues", "1", "numrxqueues", "1", "netns", b]);
         for (ns, i) in [(a, a_if), (b, b_if)] {
             must(&["ip", "netns", "exec", ns, "ethtool", "-K", i, "tx", "off"]);
             must(&["ip", "-n", ns, "link", "set", i, "up"]);
@@ -314,6 +314,11 @@ impl Lab {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Replaces xvs `i`'s config file (for a SIGHUP reload).
+    pub fn rewrite_config(&self, i: usize, config: &str) {
+        std::fs::write(&self.xvs[i].config, config).unwrap();
     }
 
     /// xvs `i`'s stderr so far.
@@ -680,4 +685,32 @@ pub fn two_legs(lab: &mut Lab, net: u8, queues: u32, n: usize, rs_via_director: 
     let p: Vec<&str> = ports.iter().map(String::as_str).collect();
     lab.bridge(&sw, &p);
     t
+}
+
+/// Compiles `tests/lab/ipip_decap.bpf.c` (once per test process); `Err`
+/// says why it cannot be (no clang).
+pub fn ipip_decap_object() -> Result<PathBuf, String> {
+    static OBJ: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    OBJ.get_or_init(|| {
+        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/lab/ipip_decap.bpf.c");
+        let out = std::env::temp_dir().join(format!("xvs-lab-{}-ipip_decap.o", std::process::id()));
+        let o = out.to_str().unwrap().to_string();
+        let s = src.to_str().unwrap().to_string();
+        sh(&["clang", "-O2", "-target", "bpf", "-c", &s, "-o", &o])
+            .map_err(|e| format!("clang: {e}"))?;
+        Ok(out)
+    })
+    .clone()
+}
+
+impl Lab {
+    /// Decapsulates IP-in-IP arriving on `iface` in `ns` (tc ingress,
+    /// `tests/lab/ipip_decap.bpf.c`).
+    pub fn ipip_decap(&self, ns: &str, iface: &str) {
+        let obj = ipip_decap_object().unwrap_or_else(|e| panic!("{e}"));
+        self.exec(ns, &["tc", "qdisc", "add", "dev", iface, "clsact"]);
+        #[rustfmt::skip]
+        self.exec(ns, &["tc", "filter", "add", "dev", iface, "ingress", "bpf", "direct-action",
+                        "obj", obj.to_str().unwrap(), "sec", "tc"]);
+    }
 }
