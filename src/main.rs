@@ -205,7 +205,7 @@ fn replay(config: PathBuf, input: PathBuf, output: PathBuf, counters: bool) -> E
 
 /// Loads the config for `xvs run`: the model and the interface list (`-i`
 /// replaces the config's [[interface]] names).
-fn load_live(path: &PathBuf, cli_ifaces: &[String]) -> Result<(Model, Vec<String>), String> {
+fn load_live(path: &std::path::Path, cli_ifaces: &[String]) -> Result<(Model, Vec<String>), String> {
     let model = config::load_file(path).map_err(|e| e.to_string())?;
     let ifaces = if cli_ifaces.is_empty() {
         model.net.ports.iter().map(|p| p.name.clone()).collect()
