@@ -252,6 +252,11 @@ impl Lab {
     /// Starts `xvs run` in `ns` with `config` (TOML text) and `args`, and
     /// waits until it runs and has resolved every next hop.
     pub fn xvs(&mut self, ns: &str, config: &str, args: &[&str]) -> usize {
+        self.xvs_until(ns, config, args, "all next hops resolved")
+    }
+
+    /// As [`Lab::xvs`], waiting for a log line containing `ready`.
+    pub fn xvs_until(&mut self, ns: &str, config: &str, args: &[&str], ready: &str) -> usize {
         let path = std::env::temp_dir().join(format!("{}-{}.toml", self.base, self.files.len()));
         std::fs::write(&path, config).unwrap();
         self.files.push(path.clone());
@@ -283,7 +288,7 @@ impl Lab {
             config: path,
         });
         let i = self.xvs.len() - 1;
-        self.wait_log(i, "all next hops resolved", Duration::from_secs(10));
+        self.wait_log(i, ready, Duration::from_secs(10));
         i
     }
 
