@@ -698,7 +698,9 @@ pub fn ipip_decap_object() -> Result<PathBuf, String> {
     static OBJ: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
     OBJ.get_or_init(|| {
         let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/lab/ipip_decap.bpf.c");
-        let out = std::env::temp_dir().join(format!("xvs-lab-{}-ipip_decap.o", std::process::id()));
+        // Cargo's scratch directory for integration tests: kept with the
+        // build, not littering /tmp.
+        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ipip_decap-{}.o", std::process::id()));
         let o = out.to_str().unwrap().to_string();
         let s = src.to_str().unwrap().to_string();
         sh(&["clang", "-O2", "-target", "bpf", "-c", &s, "-o", &o])
