@@ -44,6 +44,10 @@ use toml::Spanned;
 
 /// The scheduler of a service that names none (ipvsadm's `DEF_SCHED`).
 pub const DEFAULT_SCHEDULER: &str = "wlc";
+/// The MAC of an `[[interface]]` that gives none (`xvs run` takes the
+/// kernel's; replay refuses it).
+pub const NO_MAC: Mac = [0; 6];
+
 /// The MTU of an interface that gives none.
 pub const DEFAULT_MTU: u16 = 1500;
 /// The smallest MTU accepted: every IPv4 host must take 576-byte datagrams.
@@ -262,7 +266,9 @@ struct RawTimeouts {
 #[serde(deny_unknown_fields)]
 struct RawInterface {
     name: String,
-    mac: String,
+    /// Optional for `xvs run`, which takes it from the kernel; replay
+    /// needs it ([`NO_MAC`] when absent).
+    mac: Option<String>,
     mtu: Option<i64>,
     #[serde(default)]
     addresses: Vec<String>,
@@ -906,16 +912,22 @@ fn net(ifs: &[RawInterface], neigh: &[RawNeighbour]) -> V<NetConf> {
             return bad(&np, format!("'{name}' is already interface[{j}]"));
         }
         let mp = path.key("mac");
-        let mac = mac(&r.mac, &mp)?;
-        if mac[0] & 1 != 0 {
-            return bad(
-                &mp,
-                format!(
-                    "'{}' is a multicast address; an interface needs a unicast MAC",
-                    r.mac
-                ),
-            );
-        }
+        let mac = match &r.mac {
+            None => NO_MAC,
+            Some(text) => {
+                let m = mac(text, &mp)?;
+                if m[0] & 1 != 0 {
+                    return bad(
+                        &mp,
+                        format!("'{text}' is a multicast address; an interface needs a unicast MAC"),
+                    );
+                }
+                if m == NO_MAC {
+                    return bad(&mp, "00:00:00:00:00:00 is not a MAC address; leave `mac` out to take the kernel's (xvs run)");
+                }
+                m
+            }
+        };
         let mtu = match r.mtu {
             None => DEFAULT_MTU,
             Some(v) => range(v, MIN_MTU as i64, u16::MAX as i64, &path.key("mtu"))? as u16,

@@ -387,15 +387,17 @@ impl Snapshot {
     }
 
     /// Next hop for `ip`: its own neighbour entry when it has one (on the
-    /// port whose prefix holds it), else a gateway of its family.
+    /// port whose prefix holds it), else a gateway of its family — unless
+    /// `ip` is on a connected prefix: then it is reached directly or not at
+    /// all (`None` until its MAC is known; the gateway's MAC would be a
+    /// wrong one).
     pub fn next_hop(&self, ip: IpAddr) -> Option<Hop> {
+        let connected = self.ports.iter().position(|p| p.prefixes.iter().any(|(a, l)| same_prefix(*a, ip, *l)));
         if let Some(mac) = self.neigh.get(&ip) {
-            let port = self
-                .ports
-                .iter()
-                .position(|p| p.prefixes.iter().any(|(a, l)| same_prefix(*a, ip, *l)))
-                .unwrap_or(0);
-            return Some(Hop { port: port as u8, mac: *mac });
+            return Some(Hop { port: connected.unwrap_or(0) as u8, mac: *mac });
+        }
+        if connected.is_some() {
+            return None;
         }
         for (i, p) in self.ports.iter().enumerate() {
             for gw in p.gateways.iter().filter(|g| g.is_ipv4() == ip.is_ipv4()) {
@@ -480,6 +482,7 @@ mod tests {
         assert_eq!(s.next_hop(ip("10.0.0.2")).unwrap().mac, [2, 0, 0, 0, 0, 2]);
         assert_eq!(s.next_hop(ip("192.0.2.7")).unwrap().mac, [2, 0, 0, 0, 0, 0xfe]);
         assert_eq!(s.next_hop(ip("2001:db8::1")), None);
+        assert_eq!(s.next_hop(ip("10.0.0.3")), None, "connected but unknown: never the gateway's MAC");
     }
 
     #[test]
