@@ -10,7 +10,7 @@
 
 mod lab;
 
-use lab::{http_gets, peer_ip, who, Lab};
+use lab::{http_gets_from, peer_ip, who, Lab};
 
 const CONFIG: &str = r#"
 [[service]]
@@ -47,7 +47,9 @@ fn fullnat_real_servers_see_the_local_address() {
         CONFIG,
         &["-i", "d0", "-i", "d1", "--workers", "2"],
     );
-    let answers = http_gets(&t.client, t.sock(0, 100, 80), 20);
+    // From eight client addresses: flows spread over both workers.
+    let clients = t.clients();
+    let answers = http_gets_from(&t.client, clients.clone(), t.sock(0, 100, 80), 20);
     let c = lab.stop_xvs(x);
     println!("{}\n{}", lab.log(x), c.text);
 

@@ -11,7 +11,7 @@
 
 mod lab;
 
-use lab::{http_gets, peer_ip, who, Lab};
+use lab::{http_gets_from, peer_ip, who, Lab};
 
 const CONFIG: &str = r#"
 [[service]]
@@ -45,12 +45,14 @@ fn nat_replies_come_back_through_the_director() {
         CONFIG,
         &["-i", "d0", "-i", "d1", "--workers", "2"],
     );
-    let answers = http_gets(&t.client, t.sock(0, 100, 80), 20);
+    // From eight client addresses: flows spread over both workers.
+    let clients = t.clients();
+    let answers = http_gets_from(&t.client, clients.clone(), t.sock(0, 100, 80), 20);
     let c = lab.stop_xvs(x);
     println!("{}\n{}", lab.log(x), c.text);
 
     let mut seen = [0usize; 2];
-    for a in &answers {
+    for (i, a) in answers.iter().enumerate() {
         let body = a
             .as_ref()
             .unwrap_or_else(|e| panic!("GET through the VIP failed: {e}\n{}", c.text));
@@ -60,7 +62,7 @@ fn nat_replies_come_back_through_the_director() {
             other => panic!("unexpected answer {other:?}"),
         }
         // NAT changes the destination only: the server sees the client.
-        assert_eq!(peer_ip(body).to_string(), t.addr(0, 2), "{body}");
+        assert_eq!(peer_ip(body), clients[i % clients.len()], "{body}");
     }
     assert!(
         seen[0] > 0 && seen[1] > 0,

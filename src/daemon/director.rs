@@ -264,6 +264,18 @@ impl Director {
         let mut st = self.lock();
         let (eff, view) = effective(&new, st.kernel.as_ref())?;
         let snap = Arc::new(Snapshot::build(&eff, Some(&st.snap))?);
+        // Workers own flows by the masked client address: moving the mask
+        // would move established flows to workers that do not know them.
+        if self.slots.len() > 1 && snap.shard_prefix != st.snap.shard_prefix {
+            return Err(ModelError {
+                what: "global.shard_prefix".into(),
+                why: format!(
+                    "this change moves the client sharding prefix from /{}, /{} to /{}, /{} \
+                     (persistence netmasks make it coarser); with several workers that needs a restart",
+                    st.snap.shard_prefix.0, st.snap.shard_prefix.1, snap.shard_prefix.0, snap.shard_prefix.1
+                ),
+            });
+        }
         let rules = Rule::for_services(&new.services, &new.groups);
         if rules != st.rules {
             if let Some(sink) = st.sink.as_mut() {
@@ -572,6 +584,27 @@ scheduler = "rr"
             .unwrap_err();
         assert!(e.to_string().contains("'eth0' does not exist"), "{e}");
         assert_eq!(d.published().generation(), 2);
+    }
+
+    #[test]
+    fn a_change_of_the_shard_prefix_is_refused_with_several_workers() {
+        let with_persistence = |m: &Model| {
+            let mut m = m.clone();
+            m.services[0].persistence = Some(crate::ipvs::service::Persistence { timeout: 300, netmask: 24 });
+            m
+        };
+        let base = model(CONF);
+        let two = Director::new(base.clone(), 2).unwrap();
+        let e = two.apply(with_persistence(&base)).unwrap_err();
+        assert!(e.to_string().contains("needs a restart"), "{e}");
+        assert_eq!(two.published().generation(), 1, "nothing changed");
+        // per-port persistence at /32 keeps the prefix: fine
+        let mut same = base.clone();
+        same.services[0].persistence = Some(crate::ipvs::service::Persistence { timeout: 300, netmask: 32 });
+        two.apply(same).unwrap();
+        // one worker shards nothing: any change goes
+        let one = Director::new(base.clone(), 1).unwrap();
+        one.apply(with_persistence(&base)).unwrap();
     }
 
     #[test]

@@ -487,9 +487,63 @@ pub fn http_gets(ns: &str, addr: SocketAddr, n: usize) -> Vec<Result<String, Str
     in_ns(ns, move || (0..n).map(|_| get_once(addr)).collect())
 }
 
+/// `n` HTTP GETs in a row from namespace `ns`, connection `i` from source
+/// address `srcs[i % srcs.len()]`.
+pub fn http_gets_from(ns: &str, srcs: Vec<IpAddr>, addr: SocketAddr, n: usize) -> Vec<Result<String, String>> {
+    in_ns(ns, move || {
+        (0..n)
+            .map(|i| {
+                let s = connect_from(srcs[i % srcs.len()], addr)?;
+                exchange(s, addr)
+            })
+            .collect()
+    })
+}
+
+/// A TCP connection to `to` from the local address `from` (bound before
+/// connecting, which std's TcpStream cannot do).
+fn connect_from(from: IpAddr, to: SocketAddr) -> Result<TcpStream, String> {
+    use std::os::fd::FromRawFd;
+    let (IpAddr::V4(f), SocketAddr::V4(t)) = (from, to) else {
+        return Err("connect_from: IPv4 only".into());
+    };
+    let sa = |a: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.octets()) },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: a fresh socket fd is owned by the TcpStream on success and
+    // closed on every failure; the sockaddr structs outlive the calls.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(format!("socket: {}", std::io::Error::last_os_error()));
+        }
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let local = sa(f, 0);
+        if libc::bind(fd, &local as *const _ as *const libc::sockaddr, len) != 0 {
+            let e = std::io::Error::last_os_error();
+            libc::close(fd);
+            return Err(format!("bind {from}: {e}"));
+        }
+        let remote = sa(*t.ip(), t.port());
+        if libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len) != 0 {
+            let e = std::io::Error::last_os_error();
+            libc::close(fd);
+            return Err(format!("connect {to} from {from}: {e}"));
+        }
+        Ok(TcpStream::from_raw_fd(fd))
+    }
+}
+
 fn get_once(addr: SocketAddr) -> Result<String, String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|e| format!("connect {addr}: {e}"))?;
+    exchange(s, addr)
+}
+
+fn exchange(mut s: TcpStream, addr: SocketAddr) -> Result<String, String> {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
         .map_err(|e| format!("send: {e}"))?;
@@ -565,6 +619,25 @@ impl Topo {
     pub fn sock(&self, a: u8, b: u8, port: u16) -> SocketAddr {
         format!("10.{}.{a}.{b}:{port}", self.net).parse().unwrap()
     }
+
+    /// The client's addresses, `10.<net>.0.2` to `.9` (the first is its
+    /// primary: the kernel's choice of source). Workers shard flows by
+    /// client address, so spreading connections over several addresses
+    /// spreads them over workers.
+    pub fn clients(&self) -> Vec<IpAddr> {
+        (CLIENT_FIRST..=CLIENT_LAST).map(|b| self.addr(0, b).parse().unwrap()).collect()
+    }
+}
+
+const CLIENT_FIRST: u8 = 2;
+const CLIENT_LAST: u8 = 9;
+
+/// Gives the client namespace its extra addresses (`.3` to `.9`; `.2` is
+/// set by the topology).
+fn client_addrs(lab: &Lab, t: &Topo) {
+    for b in CLIENT_FIRST + 1..=CLIENT_LAST {
+        lab.ip(&t.client, &["addr", "add", &format!("{}/24", t.addr(0, b)), "dev", "c0"]);
+    }
 }
 
 /// DR and TUN: one LAN (a bridge) with the client `.2`, the director `.1`
@@ -620,6 +693,7 @@ pub fn lan(lab: &mut Lab, net: u8, queues: u32, n: usize) -> Topo {
     }
     let p: Vec<&str> = ports.iter().map(String::as_str).collect();
     lab.bridge(&sw, &p);
+    client_addrs(lab, &t);
     t
 }
 
@@ -689,6 +763,7 @@ pub fn two_legs(lab: &mut Lab, net: u8, queues: u32, n: usize, rs_via_director: 
     }
     let p: Vec<&str> = ports.iter().map(String::as_str).collect();
     lab.bridge(&sw, &p);
+    client_addrs(lab, &t);
     t
 }
 
