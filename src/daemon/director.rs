@@ -112,7 +112,16 @@ struct State {
     snap: Arc<Snapshot>,
     sink: Option<Box<dyn RuleSink>>,
     rules: Vec<Rule>,
+    /// Turns the operator's model into the one that runs (the health
+    /// checker's verdicts: failed servers quiesced or removed, agent
+    /// weights, sorry servers). `None`: the model runs as configured.
+    overlay: Option<Overlay>,
 }
+
+/// A stage between the configured model and the running one (see
+/// [`Director::set_overlay`]). It must be a pure function of its input
+/// and of state it owns, and must not call back into the director.
+pub type Overlay = Box<dyn Fn(&Model) -> Model + Send>;
 
 /// One real server's figures summed over the workers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,6 +175,32 @@ fn effective(model: &Model, kernel: Option<&KernelState>) -> Result<(Model, NetV
     Ok((m, view))
 }
 
+/// Two snapshots of the same configured model forward alike: same
+/// services and dests (uid, weight, hop, method, thresholds). Lets
+/// [`Director::refresh`] skip publishing when a health verdict changed
+/// nothing that runs (the rest of the snapshot comes from the unchanged
+/// configured model and kernel view).
+fn same_forwarding(a: &Snapshot, b: &Snapshot) -> bool {
+    a.services.len() == b.services.len()
+        && a.dests.len() == b.dests.len()
+        && a.services.iter().zip(&b.services).all(|(x, y)| {
+            x.uid == y.uid && x.sched == y.sched && x.flags == y.flags && x.persistence == y.persistence && x.laddrs == y.laddrs
+        })
+        && a.dests.iter().zip(&b.dests).all(|(x, y)| {
+            x.uid == y.uid
+                && x.weight == y.weight
+                && x.hop == y.hop
+                && x.fwd == y.fwd
+                && x.port == y.port
+                && x.u_threshold == y.u_threshold
+                && x.l_threshold == y.l_threshold
+        })
+        && a.timeouts == b.timeouts
+        && a.expire_nodest_conn == b.expire_nodest_conn
+        && a.expire_quiescent_template == b.expire_quiescent_template
+        && a.max_conns == b.max_conns
+}
+
 impl Director {
     /// A director running `model` (its `net` as given: no kernel view yet)
     /// with `workers` report slots.
@@ -208,6 +243,7 @@ impl Director {
                 snap,
                 sink: None,
                 rules,
+                overlay: None,
             }),
             slots: (0..workers)
                 .map(|_| Arc::new(ReportSlot::default()))
@@ -262,11 +298,52 @@ impl Director {
     /// be written), naming the object.
     pub fn apply(&self, new: Model) -> Result<(), ModelError> {
         let mut st = self.lock();
-        let (eff, view) = effective(&new, st.kernel.as_ref())?;
+        Self::publish(&mut st, &self.published, self.slots.len(), new, true)
+    }
+
+    /// Installs (or with `None` removes) the overlay between the configured
+    /// model and the running one, and republishes through it.
+    ///
+    /// # Errors
+    /// The overlaid model is invalid: the overlay is not installed and
+    /// nothing changes.
+    pub fn set_overlay(&self, overlay: Option<Overlay>) -> Result<(), ModelError> {
+        let mut st = self.lock();
+        let old = std::mem::replace(&mut st.overlay, overlay);
+        let model = st.model.clone();
+        Self::publish(&mut st, &self.published, self.slots.len(), model, true).inspect_err(|_| st.overlay = old)
+    }
+
+    /// Re-derives the running model from the configured one through the
+    /// overlay (after the overlay's own state changed, e.g. a health
+    /// verdict). Publishes only when the result differs.
+    ///
+    /// # Errors
+    /// The overlaid model is invalid: nothing changes.
+    pub fn refresh(&self) -> Result<(), ModelError> {
+        let mut st = self.lock();
+        let model = st.model.clone();
+        Self::publish(&mut st, &self.published, self.slots.len(), model, false)
+    }
+
+    /// The model that runs: the configured one through the overlay (what
+    /// listings show: a failed server at weight 0, a sorry server in).
+    pub fn running_model(&self) -> Model {
+        let st = self.lock();
+        match &st.overlay {
+            Some(f) => f(&st.model),
+            None => st.model.clone(),
+        }
+    }
+
+    fn publish(st: &mut State, published: &Published, workers: usize, new: Model, always: bool) -> Result<(), ModelError> {
+        let over = st.overlay.as_ref().map(|f| f(&new));
+        let run = over.as_ref().unwrap_or(&new);
+        let (eff, view) = effective(run, st.kernel.as_ref())?;
         let snap = Arc::new(Snapshot::build(&eff, Some(&st.snap))?);
         // Workers own flows by the masked client address: moving the mask
         // would move established flows to workers that do not know them.
-        if self.slots.len() > 1 && snap.shard_prefix != st.snap.shard_prefix {
+        if workers > 1 && snap.shard_prefix != st.snap.shard_prefix {
             return Err(ModelError {
                 what: "global.shard_prefix".into(),
                 why: format!(
@@ -276,7 +353,15 @@ impl Director {
                 ),
             });
         }
-        let rules = Rule::for_services(&new.services, &new.groups);
+        // Steer what the configured model and the running one both need: a
+        // server the overlay removed keeps its reply rule, so its
+        // established connections still pass through.
+        let mut rules = Rule::for_services(&new.services, &new.groups);
+        if let Some(o) = &over {
+            rules.extend(Rule::for_services(&o.services, &o.groups));
+            rules.sort();
+            rules.dedup();
+        }
         if rules != st.rules {
             if let Some(sink) = st.sink.as_mut() {
                 if let Err(e) = sink.set_rules(&rules) {
@@ -291,8 +376,10 @@ impl Director {
             }
             st.rules = rules;
         }
-        self.published.publish(snap.clone());
-        st.snap = snap;
+        if always || !same_forwarding(&st.snap, &snap) {
+            published.publish(snap.clone());
+            st.snap = snap;
+        }
         st.model = new;
         st.net = eff.net;
         st.view = view;
@@ -584,6 +671,33 @@ scheduler = "rr"
             .unwrap_err();
         assert!(e.to_string().contains("'eth0' does not exist"), "{e}");
         assert_eq!(d.published().generation(), 2);
+    }
+
+    #[test]
+    fn the_overlay_stands_between_the_configured_and_the_running_model() {
+        let d = Director::new(model(CONF), 1).unwrap();
+        let weight0 = |m: &Model| {
+            let mut m = m.clone();
+            m.services[0].dests[0].weight = 0;
+            m
+        };
+        d.set_overlay(Some(Box::new(weight0))).unwrap();
+        assert_eq!(d.snapshot().dests[0].weight, 0, "the overlay runs");
+        assert_eq!(d.model().services[0].dests[0].weight, model(CONF).services[0].dests[0].weight, "model() is the operator's");
+        assert_eq!(d.running_model().services[0].dests[0].weight, 0);
+        let g = d.published().generation();
+        d.refresh().unwrap();
+        assert_eq!(d.published().generation(), g, "refresh without a difference publishes nothing");
+        // an overlay that breaks the model is refused, the old one stays
+        let bad: Overlay = Box::new(|m: &Model| {
+            let mut m = m.clone();
+            m.services[0].sched = "nope".into();
+            m
+        });
+        assert!(d.set_overlay(Some(bad)).is_err());
+        assert_eq!(d.snapshot().dests[0].weight, 0);
+        d.set_overlay(None).unwrap();
+        assert_ne!(d.snapshot().dests[0].weight, 0);
     }
 
     #[test]
