@@ -1,5 +1,6 @@
 //! Pieces several schedulers share, each named after its IPVS original:
-//! the connection overhead, the weighted least-connection pick, the
+//! the connection overhead, the first-minimum scan of the least-load
+//! schedulers and the weighted least-connection pick built on it, the
 //! address fold and the two hashes of the hashing schedulers, and the
 //! lookup of a remembered real server after the dests changed.
 //!
@@ -44,29 +45,69 @@ pub fn usable(d: &DestEntry, l: &DestLoad) -> bool {
     d.weight > 0 && !l.overloaded
 }
 
-/// The weighted least-connection pick of `ip_vs_wlc.c` (also lblc's and
-/// lblcr's `__ip_vs_lblc*_schedule`): the first available dest seeds the
-/// search, a later one replaces it only when `loh * w_d > doh * w_least`,
-/// i.e. its overhead per weight is strictly smaller. First minimum wins.
-#[inline]
-pub fn weighted_least_conn(ctx: &SchedCtx<'_>) -> Option<usize> {
-    let mut it = dests_loads(ctx);
-    let (mut least, mut lw, mut loh) = it
-        .find(|(_, d, l)| usable(d, l))
-        .map(|(i, d, l)| (i, d.weight as i64, overhead(l)))?;
-    for (i, d, l) in it {
-        // IPVS skips only overloaded dests here; a weight-0 dest can never
-        // win the comparison (`loh * 0 > doh * w` is false), and negative
-        // weights do not exist, so testing `usable` is the same.
-        if !usable(d, l) {
-            continue;
-        }
-        let doh = overhead(l);
-        if loh * d.weight as i64 > doh * lw {
-            (least, lw, loh) = (i, d.weight as i64, doh);
+/// A candidate of a least-load pick: dest index, weight, overhead.
+pub type Cand = (usize, i64, i64);
+
+/// The least-loaded candidate so far of a scan for the first minimum of
+/// `overhead / weight`: the loop of IPVS's lc, wlc, sed, nq, lblc, lblcr
+/// (`ip_vs_dest_set_min`) and twos. Ratios are compared without division:
+/// a candidate replaces the least so far only when `loh * w > oh * lw`,
+/// i.e. it is strictly less loaded, so the first minimum in offer order
+/// wins ties. Weights and overheads come widened to `i64`, so the products
+/// cannot overflow.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Least(Option<Cand>);
+
+impl Least {
+    /// Considers one more candidate.
+    #[inline]
+    pub fn offer(&mut self, c: Cand) {
+        let better = match self.0 {
+            None => true,
+            Some((_, lw, loh)) => loh * c.1 > c.2 * lw,
+        };
+        if better {
+            self.0 = Some(c);
         }
     }
-    Some(least)
+
+    /// The dest index of the least loaded candidate offered, if any.
+    #[inline]
+    pub fn index(self) -> Option<usize> {
+        self.0.map(|(i, ..)| i)
+    }
+}
+
+/// The [`Least`] of `cands`, in their order.
+#[inline]
+pub fn first_least(cands: impl IntoIterator<Item = Cand>) -> Option<usize> {
+    let mut least = Least::default();
+    for c in cands {
+        least.offer(c);
+    }
+    least.index()
+}
+
+/// The available dests as weighted candidates, `cost` giving the overhead.
+#[inline]
+pub fn available_by<'a>(
+    ctx: &SchedCtx<'a>,
+    cost: impl Fn(&DestLoad) -> i64 + 'a,
+) -> impl Iterator<Item = Cand> + 'a {
+    dests_loads(ctx)
+        .filter(|(_, d, l)| usable(d, l))
+        .map(move |(i, d, l)| (i, d.weight as i64, cost(l)))
+}
+
+/// The weighted least-connection pick of `ip_vs_wlc.c` (also lblc's and
+/// lblcr's `__ip_vs_lblc*_schedule`): the first minimum of
+/// [`overhead`] per weight among the available dests.
+#[inline]
+pub fn weighted_least_conn(ctx: &SchedCtx<'_>) -> Option<usize> {
+    // IPVS skips only overloaded dests after the first pick; a weight-0
+    // dest can never win the comparison (`loh * 0 > doh * w` is false),
+    // and negative weights do not exist, so testing `usable` is the same.
+    first_least(available_by(ctx, overhead))
 }
 
 /// lblc/lblcr's `is_overloaded`: the dest has more active connections than
@@ -247,6 +288,28 @@ mod tests {
         let v6: Ipv6Addr = "2001:db8::1:0:0:1".parse().unwrap();
         // words 0x20010db8, 0x00000000, 0x00010000, 0x00000001
         assert_eq!(addr_fold(IpAddr::V6(v6)), 0x2001_0db8 ^ 0x0001_0000 ^ 1);
+    }
+
+    #[test]
+    fn first_least_is_the_first_minimum_of_overhead_per_weight() {
+        // 512/2 = 256 vs 300/1: the first; then 100/1 is strictly less.
+        assert_eq!(
+            first_least([(0, 2, 512), (1, 1, 300), (2, 1, 100)]),
+            Some(2)
+        );
+        // 256/1 == 512/2: a tie keeps the first offered.
+        assert_eq!(first_least([(4, 1, 256), (3, 2, 512)]), Some(4));
+        // Weight 0 never replaces the least so far (`loh * 0 > oh * lw`
+        // is false), nor is it replaced once first: callers offer only
+        // available dests.
+        assert_eq!(first_least([(0, 1, 9), (1, 0, 0)]), Some(0));
+        assert_eq!(first_least([(1, 0, 0), (0, 1, 9)]), Some(1));
+        assert_eq!(first_least([]), None);
+        let mut l = Least::default();
+        assert_eq!(l.index(), None);
+        l.offer((7, 3, 3));
+        l.offer((8, 1, 1));
+        assert_eq!(l.index(), Some(7));
     }
 
     #[test]
