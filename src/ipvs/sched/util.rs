@@ -1,6 +1,7 @@
 //! Pieces several schedulers share, each named after its IPVS original:
 //! the connection overhead, the first-minimum scan of the least-load
 //! schedulers and the weighted least-connection pick built on it, the
+//! highest-weight scan of the failover schedulers, the
 //! address fold and the two hashes of the hashing schedulers, and the
 //! lookup of a remembered real server after the dests changed.
 //!
@@ -108,6 +109,20 @@ pub fn weighted_least_conn(ctx: &SchedCtx<'_>) -> Option<usize> {
     // dest can never win the comparison (`loh * 0 > doh * w` is false),
     // and negative weights do not exist, so testing `usable` is the same.
     first_least(available_by(ctx, overhead))
+}
+
+/// The first of the candidates `(dest index, weight)` with the highest
+/// positive weight: the loop of IPVS's fo and ovf, which replace their
+/// pick only on a strictly higher weight.
+#[inline]
+pub fn first_heaviest(cands: impl IntoIterator<Item = (usize, i32)>) -> Option<usize> {
+    let (mut best, mut hw) = (None, 0);
+    for (i, w) in cands {
+        if w > hw {
+            (best, hw) = (Some(i), w);
+        }
+    }
+    best
 }
 
 /// lblc/lblcr's `is_overloaded`: the dest has more active connections than
