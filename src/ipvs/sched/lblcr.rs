@@ -23,7 +23,7 @@
 //! service is dropped from the set when next seen (IPVS keeps it until it
 //! is shrunk away or the entry expires, and never chooses it).
 
-use super::lblc::{expired, Expiry, Sweep, Swept};
+use super::lblc::{Expiry, LastUse};
 use super::util::{conn_overhead, first_least, locality_overloaded, locate, weighted_least_conn};
 use super::{SchedCtx, SchedFlags, Scheduler};
 use crate::ctl::snapshot::DestEntry;
@@ -50,17 +50,9 @@ struct Entry {
     lastuse: u64,
 }
 
-impl Swept for HashMap<IpAddr, Entry> {
-    fn entries(&self) -> usize {
-        self.len()
-    }
-
-    fn sweep(&mut self, at: u64, what: Sweep) {
-        let mut goal = match what {
-            Sweep::Partial { goal } => goal,
-            Sweep::Full => 0,
-        };
-        self.retain(|_, e| !expired(what, at, e.lastuse, &mut goal));
+impl LastUse for Entry {
+    fn lastuse(&self) -> u64 {
+        self.lastuse
     }
 }
 
