@@ -1,7 +1,8 @@
 //! Pieces several schedulers share, each named after its IPVS original:
 //! the connection overhead, the first-minimum scan of the least-load
 //! schedulers and the weighted least-connection pick built on it, the
-//! highest-weight scan of the failover schedulers, the
+//! highest-weight scan of the failover schedulers, the bucket lookup with
+//! fallback of the hashing schedulers, the
 //! address fold and the two hashes of the hashing schedulers, and the
 //! lookup of a remembered real server after the dests changed.
 //!
@@ -220,6 +221,75 @@ fn sipround(s: &mut [u64; 4]) {
 pub type Slot = u32;
 /// The empty slot (IPVS: a bucket whose `dest` is NULL).
 pub const NONE: Slot = u32::MAX;
+
+/// The lookup of the hashing schedulers with a fallback flag, IPVS's
+/// `ip_vs_sh_get_fallback`/`ip_vs_mh_get_fallback` with their callers:
+/// the dest in slot `ihash = key(0)` if it is available; if not, "no
+/// destination" unless `fallback`, in which case the slots
+/// `key(roffset)` for `roffset = ihash, ihash + 1, ...` (mod the table
+/// size) are tried in turn and the first available dest wins. An empty
+/// slot or one naming a dest past the end of `ctx.dests` ends the search
+/// with `None`. `key` (the scheduler's hash of the connection plus
+/// `roffset`) is called only on a non-empty table; a slot it names past
+/// the table's end counts as empty.
+#[inline]
+pub fn hashed_pick(
+    ctx: &SchedCtx<'_>,
+    slots: &[Slot],
+    fallback: bool,
+    key: impl Fn(u32) -> usize,
+) -> Option<usize> {
+    if slots.is_empty() {
+        return None;
+    }
+    let n = ctx.dests.len().min(ctx.load.len());
+    let ihash = key(0);
+    let i = slot(slots, ihash);
+    if i >= n {
+        return None;
+    }
+    if ctx.available(i) {
+        return Some(i);
+    }
+    if !fallback {
+        return None;
+    }
+    hashed_fallback(ctx, slots, ihash, n, key)
+}
+
+#[cold]
+fn hashed_fallback(
+    ctx: &SchedCtx<'_>,
+    slots: &[Slot],
+    ihash: usize,
+    n: usize,
+    key: impl Fn(u32) -> usize,
+) -> Option<usize> {
+    // The walk below can only fail when nothing is available; saying so
+    // up front spares up to a table's worth of hashes (mh: 65537) per
+    // connection in that case.
+    if !(0..n).any(|i| ctx.available(i)) {
+        return None;
+    }
+    let m = slots.len();
+    for offset in 0..m {
+        let roffset = ((offset + ihash) % m) as u32;
+        let i = slot(slots, key(roffset));
+        if i >= n {
+            return None;
+        }
+        if ctx.available(i) {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// The dest index in slot `k` (`NONE`'s value when `k` is out of range).
+#[inline]
+fn slot(slots: &[Slot], k: usize) -> usize {
+    slots.get(k).copied().unwrap_or(NONE) as usize
+}
 
 #[cfg(test)]
 pub(crate) mod testutil {
