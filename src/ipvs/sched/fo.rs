@@ -6,7 +6,7 @@
 //! standbys, used when the primary is quiesced (weight 0) or overloaded.
 //! No table, no state.
 
-use super::util::{dests_loads, first_heaviest};
+use super::util::first_heaviest;
 use super::{SchedCtx, SchedFlags, Scheduler};
 use crate::ctl::snapshot::DestEntry;
 
@@ -22,12 +22,8 @@ impl Scheduler for Fo {
     fn changed(_t: &(), _s: &mut ()) {}
 
     fn schedule(_t: &(), _s: &mut (), ctx: &SchedCtx<'_>) -> Option<usize> {
-        // Weight 0 never beats the starting 0: quiesced dests are skipped.
-        first_heaviest(
-            dests_loads(ctx)
-                .filter(|(_, _, l)| !l.overloaded)
-                .map(|(i, d, _)| (i, d.weight)),
-        )
+        // Quiesced dests are skipped too: weight 0 never wins.
+        first_heaviest(ctx, |_, l| !l.overloaded)
     }
 }
 

@@ -7,7 +7,7 @@
 //! order wins ties. No table, no state: the decision reads this worker's
 //! [`DestLoad`](crate::ipvs::dest::DestLoad)s only.
 
-use super::util::{dests_loads, first_least, overhead, usable};
+use super::util::{least_by, overhead};
 use super::{SchedCtx, SchedFlags, Scheduler};
 use crate::ctl::snapshot::DestEntry;
 
@@ -24,11 +24,7 @@ impl Scheduler for Lc {
 
     fn schedule(_t: &(), _s: &mut (), ctx: &SchedCtx<'_>) -> Option<usize> {
         // Every available dest counts as weight 1: the least overhead.
-        first_least(
-            dests_loads(ctx)
-                .filter(|(_, d, l)| usable(d, l))
-                .map(|(i, _, l)| (i, 1, overhead(l))),
-        )
+        least_by(ctx, |_| 1, overhead)
     }
 }
 

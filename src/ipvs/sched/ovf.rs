@@ -7,7 +7,7 @@
 //! first in list order. Only active connections count, so it suits TCP
 //! better than UDP, as IPVS notes. No table, no state.
 
-use super::util::{dests_loads, first_heaviest, usable};
+use super::util::first_heaviest;
 use super::{SchedCtx, SchedFlags, Scheduler};
 use crate::ctl::snapshot::DestEntry;
 
@@ -23,11 +23,10 @@ impl Scheduler for Ovf {
     fn changed(_t: &(), _s: &mut ()) {}
 
     fn schedule(_t: &(), _s: &mut (), ctx: &SchedCtx<'_>) -> Option<usize> {
-        first_heaviest(
-            dests_loads(ctx)
-                .filter(|(_, d, l)| usable(d, l) && l.active as i64 <= d.weight as i64)
-                .map(|(i, d, _)| (i, d.weight)),
-        )
+        // Quiesced dests are skipped too: weight 0 never wins.
+        first_heaviest(ctx, |d, l| {
+            !l.overloaded && l.active as i64 <= d.weight as i64
+        })
     }
 }
 

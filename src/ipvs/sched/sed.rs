@@ -8,7 +8,7 @@
 //! the search and a later one replaces it only when strictly better, so the
 //! first minimum in list order wins ties. No table, no state.
 
-use super::util::{available_by, first_least};
+use super::util::{least_by, weight};
 use super::{SchedCtx, SchedFlags, Scheduler};
 use crate::ctl::snapshot::DestEntry;
 use crate::ipvs::dest::DestLoad;
@@ -31,7 +31,7 @@ impl Scheduler for Sed {
     fn changed(_t: &(), _s: &mut ()) {}
 
     fn schedule(_t: &(), _s: &mut (), ctx: &SchedCtx<'_>) -> Option<usize> {
-        first_least(available_by(ctx, sed_overhead))
+        least_by(ctx, weight, sed_overhead)
     }
 }
 
