@@ -554,33 +554,17 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
             };
             let (arg, tok) = lookup_long(name)
                 .ok_or_else(|| UsageError::try_help(format!("{w}: unknown option")))?;
+            let shown = format!("--{name}");
             let value = match arg {
                 Arg::No if glued.is_some() => {
                     return Err(UsageError::try_help(format!(
-                        "--{name}: option does not take an argument"
+                        "{shown}: option does not take an argument"
                     )))
                 }
                 Arg::No => None,
-                Arg::Required => match glued {
-                    Some(v) => Some(v),
-                    None if i < args.len() => {
-                        i += 1;
-                        Some(args[i - 1])
-                    }
-                    None => {
-                        return Err(UsageError::try_help(format!("--{name}: missing argument")))
-                    }
-                },
-                Arg::Optional => match glued {
-                    Some(v) => Some(v),
-                    None if i < args.len() && !args[i].starts_with('-') => {
-                        i += 1;
-                        Some(args[i - 1])
-                    }
-                    None => None,
-                },
+                Arg::Required | Arg::Optional => value_of(arg, glued, &args, &mut i, &shown)?,
             };
-            acc.take(tok, &format!("--{name}"), value)?;
+            acc.take(tok, &shown, value)?;
             continue;
         }
         // A cluster of short options: -Ln, -p600, -w 3.
@@ -588,37 +572,46 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
         for (pos, c) in cluster.char_indices() {
             let (arg, tok) = lookup_short(c)
                 .ok_or_else(|| UsageError::try_help(format!("-{c}: unknown option")))?;
-            let rest = &cluster[pos + c.len_utf8()..];
-            match arg {
-                Arg::No => acc.take(tok, &format!("-{c}"), None)?,
-                Arg::Required => {
-                    let value = if !rest.is_empty() {
-                        rest
-                    } else if i < args.len() {
-                        i += 1;
-                        args[i - 1]
-                    } else {
-                        return Err(UsageError::try_help(format!("-{c}: missing argument")));
-                    };
-                    acc.take(tok, &format!("-{c}"), Some(value))?;
-                    break;
-                }
-                Arg::Optional => {
-                    let value = if !rest.is_empty() {
-                        Some(rest)
-                    } else if i < args.len() && !args[i].starts_with('-') {
-                        i += 1;
-                        Some(args[i - 1])
-                    } else {
-                        None
-                    };
-                    acc.take(tok, &format!("-{c}"), value)?;
-                    break;
-                }
+            let shown = format!("-{c}");
+            if arg == Arg::No {
+                acc.take(tok, &shown, None)?;
+                continue;
             }
+            // The rest of the cluster is the value (`-p600`), if any.
+            let rest = &cluster[pos + c.len_utf8()..];
+            let glued = (!rest.is_empty()).then_some(rest);
+            let value = value_of(arg, glued, &args, &mut i, &shown)?;
+            acc.take(tok, &shown, value)?;
+            break;
         }
     }
     finish(acc)
+}
+
+/// The value of option `shown` that takes one, by popt's rules, for long
+/// and short options alike: the `glued` one (`--name=v`, `-p600`), else
+/// the next word `args[*i]` (consumed), which an optional value takes only
+/// when it does not start with `-`. `None`: an optional value not given.
+fn value_of<'a>(
+    arg: Arg,
+    glued: Option<&'a str>,
+    args: &[&'a str],
+    i: &mut usize,
+    shown: &str,
+) -> Result<Option<&'a str>, UsageError> {
+    if glued.is_some() {
+        return Ok(glued);
+    }
+    match args.get(*i) {
+        Some(&next) if arg == Arg::Required || !next.starts_with('-') => {
+            *i += 1;
+            Ok(Some(next))
+        }
+        _ if arg == Arg::Required => {
+            Err(UsageError::try_help(format!("{shown}: missing argument")))
+        }
+        _ => Ok(None),
+    }
 }
 
 fn finish(mut acc: Acc) -> Result<Command, UsageError> {
@@ -1072,6 +1065,19 @@ mod tests {
             (Some(60), None, "wlc".into())
         );
         assert_eq!(
+            pers("-A -t 1.2.3.4:80 --persistent -s rr"),
+            (Some(300), None, "rr".into())
+        );
+        assert_eq!(
+            pers("-A --scheduler=rr -t 1.2.3.4:80 -p"),
+            (Some(300), None, "rr".into())
+        );
+        assert_eq!(
+            pers("-A -t 1.2.3.4:80 -s -p"),
+            (None, None, "-p".into()),
+            "a required value takes the next word, dash or not (popt)"
+        );
+        assert_eq!(
             pers("-E -t 1.2.3.4:0 -p 60 -M 255.255.255.0"),
             (Some(60), Some(24), "wlc".into())
         );
@@ -1258,6 +1264,8 @@ mod tests {
     fn popt_level_errors_suggest_help() {
         for (line, want) in [
             ("-A -t", "-t: missing argument"),
+            ("-A --tcp-service", "--tcp-service: missing argument"),
+            ("-A -t 1.2.3.4:80 -s", "-s: missing argument"),
             ("--frobnicate", "--frobnicate: unknown option"),
             ("-Lq", "-q: unknown option"),
             (
