@@ -410,11 +410,13 @@ impl<'i> Doc<'i> {
         // The recovering parser also gives the tree it could build, which
         // names the field a syntax error sits in, when it is in one.
         let (tree, errors) = DeTable::parse_recoverable(text);
+        // Where an error of the parser or of serde sits, by its span.
+        let place = |span: Option<Range<usize>>| match span {
+            Some(s) => (Some(location(text, s.start)), path_at(&tree, s.start)),
+            None => (None, FieldPath::default()),
+        };
         if let Some(e) = errors.first() {
-            let (at, path) = match e.span() {
-                Some(s) => (Some(location(text, s.start)), path_at(&tree, s.start)),
-                None => (None, FieldPath::default()),
-            };
+            let (at, path) = place(e.span());
             return Err(ConfigError::Syntax {
                 origin: origin.to_string(),
                 at,
@@ -424,10 +426,7 @@ impl<'i> Doc<'i> {
         }
         let raw =
             RawConfig::deserialize(toml::de::Deserializer::from(tree.clone())).map_err(|e| {
-                let (at, path) = match e.span() {
-                    Some(s) => (Some(location(text, s.start)), path_at(&tree, s.start)),
-                    None => (None, FieldPath::default()),
-                };
+                let (at, path) = place(e.span());
                 ConfigError::Invalid {
                     origin: origin.to_string(),
                     at,

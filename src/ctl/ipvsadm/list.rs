@@ -46,6 +46,14 @@ pub struct Figures {
     pub rate: Rate,
 }
 
+impl Figures {
+    /// Zeroes what `-Z` zeroes (see [`StatsView::zero`]).
+    fn zero(&mut self) {
+        self.stats = DestStats::default();
+        self.rate = Rate::default();
+    }
+}
+
 /// Live figures of a FULLNAT local address (DPVS's `--get-laddr`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LaddrFigures {
@@ -74,14 +82,12 @@ impl StatsView {
         let hit = |k: &ServiceKey| svc.map_or(true, |s| s == k);
         for (k, f) in self.services.iter_mut() {
             if hit(k) {
-                f.stats = DestStats::default();
-                f.rate = Rate::default();
+                f.zero();
             }
         }
         for ((k, _, _), f) in self.dests.iter_mut() {
             if hit(k) {
-                f.stats = DestStats::default();
-                f.rate = Rate::default();
+                f.zero();
             }
         }
     }
@@ -153,6 +159,14 @@ pub fn render(cmd: &Command, model: &Model, view: &View<'_>) -> Result<String, C
         }
     }
     Ok(out)
+}
+
+/// The `--stats` columns of a service or real server: Conns, InPkts,
+/// OutPkts, InBytes, OutBytes, each a [`largenum`].
+fn totals(out: &mut String, s: &DestStats, exact: bool) {
+    for v in [s.conns, s.inpkts, s.outpkts, s.inbytes, s.outbytes] {
+        largenum(out, v, exact);
+    }
 }
 
 /// ipvsadm's print_largenum: a 9-wide column, K/M/G/T above 10^8 unless
@@ -249,15 +263,7 @@ fn print_service(out: &mut String, model: &Model, view: &View<'_>, s: &Service, 
     let f = view.stats.service(s);
     if o.stats {
         let _ = write!(out, "{name:<33}");
-        for v in [
-            f.stats.conns,
-            f.stats.inpkts,
-            f.stats.outpkts,
-            f.stats.inbytes,
-            f.stats.outbytes,
-        ] {
-            largenum(out, v, o.exact);
-        }
+        totals(out, &f.stats, o.exact);
     } else if o.rate {
         let _ = write!(out, "{name:<33}");
         for v in [
@@ -296,15 +302,7 @@ fn print_service(out: &mut String, model: &Model, view: &View<'_>, s: &Service, 
         let f = view.stats.dest(&s.key, d);
         let _ = if o.stats {
             let _ = write!(out, "  -> {dname:<28}");
-            for v in [
-                f.stats.conns,
-                f.stats.inpkts,
-                f.stats.outpkts,
-                f.stats.inbytes,
-                f.stats.outbytes,
-            ] {
-                largenum(out, v, o.exact);
-            }
+            totals(out, &f.stats, o.exact);
             writeln!(out)
         } else if o.rate {
             let _ = write!(
