@@ -15,17 +15,36 @@
 //!   (`Arc::get_mut`), and allocates a fresh one only when a reader does.
 //! - Between publications the figures are up to one interval old; the
 //!   last report (at exit) is exact.
+//! - The worker loop records the time of every burst it handled into the
+//!   reporter's histogram ([`Reporter::record_burst`], no allocation: the
+//!   histogram has fixed bounds and saturates), published with the report,
+//!   and answers connection listings through the slot's
+//!   [`ConnProbe`] ([`Reporter::serve_probe`]).
 
+use super::conns::{ConnProbe, ConnSample};
 use crate::io::xdp::IoStats;
 use crate::ipvs::dest::DestLoad;
 use crate::stats::{DestStats, WorkerCounters};
 use crate::worker::Worker;
 use arc_swap::ArcSwap;
+use hdrhistogram::Histogram;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// How often a worker publishes its report.
 pub const REPORT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Longest burst time the histogram tells apart (1 s); longer ones count
+/// as 1 s.
+pub const BURST_NS_MAX: u64 = 1_000_000_000;
+
+/// The per-burst time histogram: 1 ns to [`BURST_NS_MAX`], two significant
+/// digits (about 20 KiB, copied into every report).
+pub fn burst_histogram() -> Histogram<u64> {
+    // Valid bounds: low 1, high >= 2 * low, sigfig 2.
+    Histogram::new_with_bounds(1, BURST_NS_MAX, 2).expect("valid histogram bounds")
+}
 
 /// One real server's figures in one worker, by its uid (stable across
 /// snapshots).
@@ -55,8 +74,15 @@ pub struct WorkerReport {
     pub handoff_full: u64,
     /// Connections tracked.
     pub conns: usize,
+    /// Bytes its connection tables hold.
+    pub conn_memory: usize,
     /// Per real server, in the snapshot's dest order.
     pub dests: Vec<DestReport>,
+    /// FULLNAT local ports in use, per local address of the snapshot.
+    pub laddrs: Vec<(IpAddr, u32)>,
+    /// Time of each burst that handled frames, in nanoseconds, since the
+    /// worker started (`None` until the first report).
+    pub burst_ns: Option<Histogram<u64>>,
     /// Published after the worker stopped: the figures are final.
     pub last: bool,
 }
@@ -65,6 +91,8 @@ pub struct WorkerReport {
 #[derive(Debug, Default)]
 pub struct ReportSlot {
     cur: ArcSwap<WorkerReport>,
+    /// Connection listings asked of this worker.
+    pub probe: ConnProbe,
 }
 
 impl ReportSlot {
@@ -81,12 +109,36 @@ pub struct Reporter {
     /// The report published the time before last, refilled when no reader
     /// holds it any more.
     spare: Option<Arc<WorkerReport>>,
+    burst: Histogram<u64>,
+    /// The connection listing being copied, if any.
+    job: Option<Box<ConnSample>>,
 }
 
 impl Reporter {
     /// A reporter publishing into `slot`.
     pub fn new(slot: Arc<ReportSlot>) -> Reporter {
-        Reporter { slot, spare: None }
+        Reporter {
+            slot,
+            spare: None,
+            burst: burst_histogram(),
+            job: None,
+        }
+    }
+
+    /// Records the time one burst took (saturating at [`BURST_NS_MAX`];
+    /// never allocates).
+    #[inline]
+    pub fn record_burst(&mut self, ns: u64) {
+        self.burst.saturating_record(ns.max(1));
+    }
+
+    /// Between bursts: carries a connection listing on (see
+    /// [`ConnProbe::serve`]). `now_ns` is the worker's clock.
+    #[inline]
+    pub fn serve_probe(&mut self, w: &Worker, now_ns: u64) {
+        self.slot
+            .probe
+            .serve(&mut self.job, w, crate::ipvs::timer::ticks(now_ns));
     }
 
     /// Copies the worker's figures and publishes them.
@@ -116,6 +168,21 @@ impl Reporter {
         r.io = *io;
         r.handoff_full = handoff_full;
         r.conns = w.conns();
+        r.conn_memory = w.conn_memory();
+        match r.burst_ns.as_mut() {
+            // Same bounds: adding never resizes.
+            Some(h) => {
+                h.reset();
+                let _ = h.add(&self.burst);
+            }
+            None => r.burst_ns = Some(self.burst.clone()),
+        }
+        r.laddrs.clear();
+        for a in snap.services.iter().flat_map(|s| s.laddrs.iter()) {
+            if !r.laddrs.iter().any(|(x, _)| x == a) {
+                r.laddrs.push((*a, w.laddr_in_use(*a)));
+            }
+        }
         r.dests.clear();
         r.dests.extend(
             snap.dests
@@ -191,5 +258,26 @@ mod tests {
             );
             assert_eq!(slot.load().io.rx, i);
         }
+    }
+
+    #[test]
+    fn burst_times_are_published_and_saturate() {
+        let slot = Arc::new(ReportSlot::default());
+        let mut rep = Reporter::new(slot.clone());
+        let w = Worker::new(0, 1, Arc::new(Snapshot::empty()), 1_000_000_000);
+        for ns in [0, 1_000, 2_000, 5 * BURST_NS_MAX] {
+            rep.record_burst(ns);
+        }
+        rep.publish(&w, &IoStats::default(), (0, None), 0, false);
+        let held = slot.load();
+        let h = held.burst_ns.as_ref().unwrap();
+        assert_eq!(h.len(), 4);
+        assert!(h.max() >= BURST_NS_MAX / 2 && h.max() <= BURST_NS_MAX * 2, "{}", h.max());
+        rep.record_burst(3_000);
+        // The held report keeps its figures; the next one has the new burst.
+        rep.publish(&w, &IoStats::default(), (0, None), 0, false);
+        rep.publish(&w, &IoStats::default(), (0, None), 0, false);
+        assert_eq!(h.len(), 4);
+        assert_eq!(slot.load().burst_ns.as_ref().unwrap().len(), 5);
     }
 }

@@ -17,7 +17,10 @@
 //!   `handoff_full`.
 //! - Workers check the snapshot generation once per loop and switch
 //!   snapshots between bursts; they publish reports every
-//!   [`REPORT_INTERVAL`] and a last one when they stop.
+//!   [`REPORT_INTERVAL`] and a last one when they stop. A loop that
+//!   handled frames is timed (from its clock read to the next loop's) into
+//!   the report's burst histogram; between bursts a worker carries on any
+//!   connection listing asked of it (`daemon::conns`).
 //! - [`Running::stop`] stops the workers, closes their sockets, stops the
 //!   watcher and then detaches the XDP programs (on the calling thread),
 //!   and returns the final reports.
@@ -407,6 +410,9 @@ fn worker_main(mut ctx: WorkerCtx) {
     let meta = (ctx.io.queue(), ctx.core);
     let io = &mut ctx.io;
     let inboxes = &*ctx.inboxes;
+    // Start of the last loop that handled frames: the next loop's clock
+    // read ends it (one clock read per loop).
+    let mut busy_since: Option<u64> = None;
 
     while !published.stopping() {
         if published.generation() != gen {
@@ -415,6 +421,9 @@ fn worker_main(mut ctx: WorkerCtx) {
             worker.set_snapshot(s);
         }
         let now = clock_ns();
+        if let Some(t) = busy_since.take() {
+            reporter.record_burst(now.saturating_sub(t));
+        }
         let mut handled = io.burst(BURST, |f, p, fa| {
             run_burst(&mut worker, &mut verdicts, f, p, fa, now)
         });
@@ -446,6 +455,10 @@ fn worker_main(mut ctx: WorkerCtx) {
         if now >= next_report {
             reporter.publish(&worker, io.stats(), meta, handoff_full, false);
             next_report = now + report_ns;
+        }
+        reporter.serve_probe(&worker, now);
+        if handled > 0 {
+            busy_since = Some(now);
         }
         io.idle(handled, max_sleep);
     }

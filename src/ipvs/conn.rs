@@ -275,6 +275,16 @@ impl<A: Ip> ConnTable<A> {
         }
     }
 
+    /// Number of slots, live or free: the range of [`ConnTable::slot`].
+    pub fn slots(&self) -> usize {
+        self.slab.len()
+    }
+
+    /// The entry in slot `idx` if it is live (visits a slice at a time).
+    pub fn slot(&self, idx: usize) -> Option<&Conn<A>> {
+        self.slab.get(idx).filter(|c| c.flags & flags::DEAD == 0)
+    }
+
     /// Bytes of memory held, approximately (slab, map buckets, wheel).
     pub fn memory(&self) -> usize {
         self.slab.capacity() * std::mem::size_of::<Conn<A>>()

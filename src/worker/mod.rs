@@ -235,10 +235,47 @@ impl Worker {
         self.tables.v4.memory() + self.tables.v6.memory()
     }
 
+    /// FULLNAT local ports this worker has in use on `addr`.
+    pub fn laddr_in_use(&self, addr: IpAddr) -> u32 {
+        self.lports.in_use(addr)
+    }
+
     /// Visits every IPv4 / IPv6 connection (listings).
     pub fn for_each_conn(&self, mut v4: impl FnMut(&Conn<Ipv4Addr>), mut v6: impl FnMut(&Conn<Ipv6Addr>)) {
         self.tables.v4.for_each(|_, c| v4(c));
         self.tables.v6.for_each(|_, c| v6(c));
+    }
+
+    /// Visits the connection tables a slice at a time, so a listing never
+    /// holds the worker up for long: at most `slots` slots from `*cursor`
+    /// on (the IPv4 table's, then the IPv6 table's), calling `v4` / `v6` on
+    /// the live entries until one returns `false`. Moves `*cursor` on and
+    /// returns `true` when the tables are done or a visitor said stop.
+    /// Entries added or freed between calls may be missed or seen twice:
+    /// the result is a sample, not a snapshot.
+    pub fn visit_conns(
+        &self,
+        cursor: &mut usize,
+        slots: usize,
+        mut v4: impl FnMut(&Conn<Ipv4Addr>) -> bool,
+        mut v6: impl FnMut(&Conn<Ipv6Addr>) -> bool,
+    ) -> bool {
+        let n4 = self.tables.v4.slots();
+        let all = n4 + self.tables.v6.slots();
+        let end = cursor.saturating_add(slots).min(all);
+        while *cursor < end {
+            let i = *cursor;
+            *cursor += 1;
+            let go = if i < n4 {
+                self.tables.v4.slot(i).map_or(true, &mut v4)
+            } else {
+                self.tables.v6.slot(i - n4).map_or(true, &mut v6)
+            };
+            if !go {
+                return true;
+            }
+        }
+        *cursor >= all
     }
 
     /// Sets the clock (monotonic ns); drivers call it once per burst.
