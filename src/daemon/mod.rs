@@ -23,5 +23,6 @@ pub mod kernel;
 pub mod report;
 pub mod run;
 pub mod signals;
+pub mod stats;
 
 pub use director::{DestTotal, Director, Published, RuleSink};

@@ -12,7 +12,9 @@
 use super::{DropReason, PassReason, WorkerCounters};
 use crate::ctl::ipvsadm::Figures;
 use crate::ipvs::FwdMethod;
+use std::collections::HashSet;
 use std::fmt::Write as _;
+use std::io::Read as _;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +30,13 @@ pub struct WorkerSample {
     pub conns: u64,
     /// Bytes its connection table holds.
     pub conn_memory: u64,
+    /// Generation of the snapshot it forwards with.
+    pub generation: u64,
+    /// Its I/O driver's event counters, `(name, value)` (AF_XDP: tx ring
+    /// full, wake-ups, sleeps, ...).
+    pub io: Vec<(&'static str, u64)>,
+    /// Its per-burst processing time in nanoseconds.
+    pub burst_ns: Option<hdrhistogram::Histogram<u64>>,
 }
 
 /// What the metrics describe.
@@ -125,19 +134,46 @@ pub fn render(v: &MetricsView<'_>) -> String {
     for (i, w) in v.workers.iter().enumerate() {
         o.sample("xvs_connection_table_bytes", &[("worker", &i.to_string())], w.conn_memory);
     }
+    o.family("xvs_worker_snapshot_generation", "gauge", "Generation of the configuration snapshot a worker forwards with.");
+    for (i, w) in v.workers.iter().enumerate() {
+        o.sample("xvs_worker_snapshot_generation", &[("worker", &i.to_string())], w.generation);
+    }
+    o.family("xvs_io_events_total", "counter", "I/O driver events per worker (AF_XDP rings and wake-ups).");
+    for (i, w) in v.workers.iter().enumerate() {
+        for (event, n) in &w.io {
+            o.sample("xvs_io_events_total", &[("worker", &i.to_string()), ("event", event)], n);
+        }
+    }
     if let Some(h) = v.burst_ns {
         let name = "xvs_burst_duration_seconds";
-        o.family(name, "summary", "Time a worker spends on one burst of frames.");
-        for q in [0.5, 0.9, 0.99, 0.999] {
-            let secs = h.value_at_quantile(q) as f64 / 1e9;
-            o.sample(name, &[("quantile", &q.to_string())], secs);
+        o.family(name, "summary", "Time a worker spends on one burst of frames, all workers.");
+        summary(&mut o, name, &[], h);
+    }
+    if v.workers.iter().any(|w| w.burst_ns.is_some()) {
+        let name = "xvs_worker_burst_duration_seconds";
+        o.family(name, "summary", "Time a worker spends on one burst of frames, per worker.");
+        for (i, w) in v.workers.iter().enumerate() {
+            if let Some(h) = &w.burst_ns {
+                summary(&mut o, name, &[("worker", &i.to_string())], h);
+            }
         }
-        o.sample(&format!("{name}_sum"), &[], h.mean() * h.len() as f64 / 1e9);
-        o.sample(&format!("{name}_count"), &[], h.len());
     }
     figures(&mut o, "service", v.services.iter().map(|(s, f)| (vec![("service", s.as_str())], f)));
     figures(&mut o, "dest", v.dests.iter().map(|(s, d, f)| (vec![("service", s.as_str()), ("dest", d.as_str())], f)));
     o.0
+}
+
+/// The samples of one summary: quantiles, `_sum` and `_count`.
+fn summary(o: &mut Out, name: &str, labels: &[(&str, &str)], h: &hdrhistogram::Histogram<u64>) {
+    for q in [0.5, 0.9, 0.99, 0.999] {
+        let secs = h.value_at_quantile(q) as f64 / 1e9;
+        let qs = q.to_string();
+        let mut l = labels.to_vec();
+        l.push(("quantile", &qs));
+        o.sample(name, &l, secs);
+    }
+    o.sample(&format!("{name}_sum"), labels, h.mean() * h.len() as f64 / 1e9);
+    o.sample(&format!("{name}_count"), labels, h.len());
 }
 
 /// The per service / per real server families (`what` = service | dest).
@@ -233,73 +269,81 @@ fn answer(conn: TcpStream, render: &impl Fn() -> String) -> std::io::Result<()> 
     w.flush()
 }
 
-use std::io::Read as _;
+/// One parsed sample: metric name, labels, value.
+pub type Sample = (String, Vec<(String, String)>, f64);
+
+/// A strict reader of the text format: every sample belongs to a family
+/// declared by HELP and TYPE before it, names and labels are well
+/// formed, values parse as floats, no series repeats.
+///
+/// For tests and tools that check an endpoint's output.
+///
+/// # Errors
+/// The first line that breaks the format, with its number.
+pub fn parse(text: &str) -> Result<Vec<Sample>, String> {
+    let mut typed: HashSet<String> = HashSet::new();
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    };
+    for (i, line) in text.lines().enumerate() {
+        let ln = i + 1;
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut p = rest.split(' ');
+            let (n, k) = (p.next().unwrap_or(""), p.next().unwrap_or(""));
+            if !name_ok(n) || !["counter", "gauge", "summary", "histogram", "untyped"].contains(&k) {
+                return Err(format!("line {ln}: bad TYPE {rest}"));
+            }
+            typed.insert(n.to_string());
+            continue;
+        }
+        if line.starts_with("# HELP ") || line.is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').ok_or(format!("line {ln}: no value"))?;
+        let v: f64 = value.parse().map_err(|_| format!("line {ln}: bad value {value}"))?;
+        let (name, labels) = match series.split_once('{') {
+            None => (series, Vec::new()),
+            Some((n, l)) => {
+                let l = l.strip_suffix('}').ok_or(format!("line {ln}: unclosed labels"))?;
+                let mut v = Vec::new();
+                for kv in l.split(',') {
+                    let (k, val) = kv.split_once('=').ok_or(format!("line {ln}: bad label {kv}"))?;
+                    let val = val.strip_prefix('"').and_then(|x| x.strip_suffix('"')).ok_or(format!("line {ln}: unquoted {kv}"))?;
+                    if !name_ok(k) {
+                        return Err(format!("line {ln}: bad label name {k}"));
+                    }
+                    v.push((k.to_string(), val.to_string()));
+                }
+                (n, v)
+            }
+        };
+        let family = name.trim_end_matches("_sum").trim_end_matches("_count");
+        if !typed.contains(name) && !typed.contains(family) {
+            return Err(format!("line {ln}: {name} has no TYPE"));
+        }
+        if !seen.insert(series.to_string()) {
+            return Err(format!("line {ln}: {series} repeated"));
+        }
+        out.push((name.to_string(), labels, v));
+    }
+    Ok(out)
+}
+
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::stats::{DestStats, Rate};
-    use std::collections::HashSet;
     use std::io::Read;
-
-    /// A strict reader of the text format: every sample belongs to a family
-    /// declared by HELP and TYPE before it, names and labels are well
-    /// formed, values parse as floats, no series repeats.
-    pub(crate) fn parse(text: &str) -> Result<Vec<(String, Vec<(String, String)>, f64)>, String> {
-        let mut typed: HashSet<String> = HashSet::new();
-        let mut seen = HashSet::new();
-        let mut out = Vec::new();
-        let name_ok = |n: &str| {
-            !n.is_empty()
-                && n.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-                && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-        };
-        for (i, line) in text.lines().enumerate() {
-            let ln = i + 1;
-            if let Some(rest) = line.strip_prefix("# TYPE ") {
-                let mut p = rest.split(' ');
-                let (n, k) = (p.next().unwrap_or(""), p.next().unwrap_or(""));
-                if !name_ok(n) || !["counter", "gauge", "summary", "histogram", "untyped"].contains(&k) {
-                    return Err(format!("line {ln}: bad TYPE {rest}"));
-                }
-                typed.insert(n.to_string());
-                continue;
-            }
-            if line.starts_with("# HELP ") || line.is_empty() {
-                continue;
-            }
-            let (series, value) = line.rsplit_once(' ').ok_or(format!("line {ln}: no value"))?;
-            let v: f64 = value.parse().map_err(|_| format!("line {ln}: bad value {value}"))?;
-            let (name, labels) = match series.split_once('{') {
-                None => (series, Vec::new()),
-                Some((n, l)) => {
-                    let l = l.strip_suffix('}').ok_or(format!("line {ln}: unclosed labels"))?;
-                    let mut v = Vec::new();
-                    for kv in l.split(',') {
-                        let (k, val) = kv.split_once('=').ok_or(format!("line {ln}: bad label {kv}"))?;
-                        let val = val.strip_prefix('"').and_then(|x| x.strip_suffix('"')).ok_or(format!("line {ln}: unquoted {kv}"))?;
-                        if !name_ok(k) {
-                            return Err(format!("line {ln}: bad label name {k}"));
-                        }
-                        v.push((k.to_string(), val.to_string()));
-                    }
-                    (n, v)
-                }
-            };
-            let family = name.trim_end_matches("_sum").trim_end_matches("_count");
-            if !typed.contains(name) && !typed.contains(family) {
-                return Err(format!("line {ln}: {name} has no TYPE"));
-            }
-            if !seen.insert(series.to_string()) {
-                return Err(format!("line {ln}: {series} repeated"));
-            }
-            out.push((name.to_string(), labels, v));
-        }
-        Ok(out)
-    }
 
     fn view_parts() -> (Vec<WorkerSample>, Vec<(String, Figures)>, Vec<(String, String, Figures)>, hdrhistogram::Histogram<u64>) {
         let mut w0 = WorkerSample::default();
+        w0.io = vec![("tx_ring_full", 2), ("sleeps", 7)];
+        w0.generation = 3;
         w0.counters.rx_packets = 10;
         w0.counters.drop(DropReason::NoConn);
         w0.counters.fwd[FwdMethod::Nat.idx()][1] = 4;
@@ -315,6 +359,7 @@ mod tests {
         for v in [1000u64, 2000, 3000, 50_000] {
             h.record(v).unwrap();
         }
+        w0.burst_ns = Some(h.clone());
         (
             vec![w0, WorkerSample::default()],
             vec![("TCP 10.0.0.100:80".into(), f)],
@@ -342,6 +387,11 @@ mod tests {
         assert_eq!(get("xvs_dest_active_connections", &[("dest", "10.0.1.1:8080")]), Some(2.0));
         assert_eq!(get("xvs_dest_out_bytes_per_second", &[("dest", "10.0.1.1:8080")]), Some(12000.0));
         assert_eq!(get("xvs_burst_duration_seconds_count", &[]), Some(4.0));
+        assert_eq!(get("xvs_worker_burst_duration_seconds_count", &[("worker", "0")]), Some(4.0));
+        assert!(get("xvs_worker_burst_duration_seconds", &[("worker", "0"), ("quantile", "0.5")]).unwrap() > 0.0);
+        assert_eq!(get("xvs_worker_burst_duration_seconds_count", &[("worker", "1")]), None, "no histogram, no series");
+        assert_eq!(get("xvs_io_events_total", &[("worker", "0"), ("event", "sleeps")]), Some(7.0));
+        assert_eq!(get("xvs_worker_snapshot_generation", &[("worker", "0")]), Some(3.0));
         assert!(get("xvs_burst_duration_seconds", &[("quantile", "0.99")]).unwrap() >= 49e-6);
         // every drop reason of every worker is present, zeros included
         let drops = samples.iter().filter(|(n, _, _)| n == "xvs_dropped_packets_total").count();
