@@ -11,6 +11,7 @@ use xvs::ctl::config;
 use xvs::ctl::model::Model;
 use xvs::ctl::snapshot::Snapshot;
 use xvs::daemon::run::{self, RunConfig};
+use xvs::daemon::{control, stats};
 use xvs::daemon::signals;
 use xvs::io::pcap;
 use xvs::io::xdp::PollMode;
@@ -59,8 +60,15 @@ Interfaces are the config's [[interface]] names, or those given with -i
 neighbours come from the kernel (the kernel wins over the config file; a
 static [[neighbour]] only fills in an address the kernel does not know).
 
-SIGHUP reloads the configuration file: it is validated whole; an invalid
-file is logged and the running configuration stays.
+SIGHUP (or `xvsadm --reload`) reloads the configuration file: it is
+validated whole; an invalid file is logged and the running configuration
+stays.
+
+The control socket (`--socket`, [global] control_socket, default
+/run/xvs/xvs.sock, root only) serves `xvsadm`: ipvsadm's commands change
+the running director live, listings show live figures. The Prometheus
+endpoint (`--metrics`, [global] metrics, default 127.0.0.1:9477; `off`
+disables it) serves every counter at /metrics. See docs/operations.md.
 
 Exit status: 0 after a clean stop, 2 for a bad command line or
 configuration, 1 when the system refuses (not root, no AF_XDP, a missing
@@ -106,6 +114,14 @@ enum Cmd {
         /// Print every counter as `name=value` lines at exit.
         #[arg(long)]
         counters: bool,
+        /// The control socket xvsadm talks to (default: [global]
+        /// control_socket, else /run/xvs/xvs.sock).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// Where the Prometheus endpoint listens, `ADDR:PORT` or `off`
+        /// (default: [global] metrics, else 127.0.0.1:9477).
+        #[arg(long, value_name = "ADDR:PORT|off", value_parser = parse_metrics_arg)]
+        metrics: Option<Metrics>,
     },
     /// Replay a capture through the worker and write what it transmits.
     #[command(long_about = REPLAY_ABOUT)]
@@ -132,15 +148,29 @@ enum Cmd {
     },
 }
 
+/// `--metrics`: where, or `None` for off.
+#[derive(Clone, Debug)]
+struct Metrics(Option<std::net::SocketAddr>);
+
+fn parse_metrics_arg(s: &str) -> Result<Metrics, String> {
+    config::parse_metrics(s).map(Metrics)
+}
+
+/// Where `xvs run` listens besides the data path (command line over config).
+struct Listen {
+    socket: Option<PathBuf>,
+    metrics: Option<Metrics>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Run { config, interfaces, workers, poll, cores, counters } => {
+        Cmd::Run { config, interfaces, workers, poll, cores, counters, socket, metrics } => {
             let poll = match poll {
                 Poll::Adaptive => PollMode::default(),
                 Poll::Busy => PollMode::Busy,
             };
-            run_director(config, interfaces, workers, poll, cores, counters)
+            run_director(config, interfaces, workers, poll, cores, counters, Listen { socket, metrics })
         }
         Cmd::Replay { config, input, output, counters } => replay(config, input, output, counters),
         Cmd::CheckConfig { config } => check_config(config),
@@ -203,16 +233,17 @@ fn replay(config: PathBuf, input: PathBuf, output: PathBuf, counters: bool) -> E
     ExitCode::SUCCESS
 }
 
-/// Loads the config for `xvs run`: the model and the interface list (`-i`
-/// replaces the config's [[interface]] names).
-fn load_live(path: &std::path::Path, cli_ifaces: &[String]) -> Result<(Model, Vec<String>), String> {
-    let model = config::load_file(path).map_err(|e| e.to_string())?;
+/// Loads the config for `xvs run`: the model, the interface list (`-i`
+/// replaces the config's [[interface]] names) and the listeners.
+fn load_live(path: &std::path::Path, cli_ifaces: &[String]) -> Result<(Model, Vec<String>, config::DaemonConf), String> {
+    let c = config::load_config_file(path).map_err(|e| e.to_string())?;
+    let model = c.model;
     let ifaces = if cli_ifaces.is_empty() {
         model.net.ports.iter().map(|p| p.name.clone()).collect()
     } else {
         cli_ifaces.to_vec()
     };
-    Ok((model, ifaces))
+    Ok((model, ifaces, c.daemon))
 }
 
 fn run_director(
@@ -222,9 +253,10 @@ fn run_director(
     poll: PollMode,
     cores: Option<Vec<usize>>,
     counters: bool,
+    listen: Listen,
 ) -> ExitCode {
     let _ = xvs::health::logger::init(log::LevelFilter::Info);
-    let (model, interfaces) = match load_live(&config, &cli_ifaces) {
+    let (model, interfaces, daemon_conf) = match load_live(&config, &cli_ifaces) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("xvs: {e}");
@@ -271,6 +303,26 @@ fn run_director(
         cpus.join(", "),
         poll
     );
+    // The operator's side: statistics, the control socket, metrics.
+    let (reload_cfg, reload_ifaces, started_conf) = (config.clone(), interfaces.clone(), daemon_conf.clone());
+    let reloader: control::Reloader = Box::new(move || {
+        let (m, ifaces, conf) = load_live(&reload_cfg, &[])?;
+        if cli_ifaces.is_empty() && ifaces != reload_ifaces {
+            log::warn!("reload: the interface list changed ({ifaces:?}); interfaces change only with a restart");
+        }
+        if conf != started_conf {
+            log::warn!("reload: control_socket and metrics change only with a restart");
+        }
+        Ok(m)
+    });
+    let ops = match Operator::start(&d, &config, reloader, listen, daemon_conf) {
+        Ok(o) => o,
+        Err(e) => {
+            log::error!("{e}");
+            running.stop();
+            return ExitCode::from(1);
+        }
+    };
     let mut died = false;
     while !signals::stop_requested() {
         if running.worker_died() {
@@ -279,22 +331,12 @@ fn run_director(
             break;
         }
         if signals::take_reload() {
-            match load_live(&config, &[]) {
-                Ok((m, ifaces)) => {
-                    if cli_ifaces.is_empty() && ifaces != interfaces {
-                        log::warn!("reload: the interface list changed ({ifaces:?}); interfaces change only with a restart");
-                    }
-                    match d.apply(m) {
-                        Ok(()) => log::info!("reload: {} applied (snapshot {})", config.display(), d.published().generation()),
-                        Err(e) => log::error!("reload: {}: {e}; the running configuration stays", config.display()),
-                    }
-                }
-                Err(e) => log::error!("reload: {e}; the running configuration stays"),
-            }
+            let _ = ops.handler.reload();
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     log::info!("stopping");
+    drop(ops);
     let reports = running.stop();
     let mut total = xvs::stats::WorkerCounters::default();
     for r in &reports {
@@ -351,6 +393,46 @@ fn run_director(
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// What serves the operator while the director runs; stopped when dropped
+/// (control socket first, so no command meets stopping workers).
+struct Operator {
+    handler: Arc<control::DaemonHandler>,
+    _server: xvs::ctl::control::Server,
+    _metrics: Option<xvs::stats::prom::Endpoint>,
+    _stats: stats::StatsThread,
+}
+
+impl Operator {
+    fn start(
+        d: &Arc<xvs::daemon::Director>,
+        config: &std::path::Path,
+        reloader: control::Reloader,
+        listen: Listen,
+        conf: config::DaemonConf,
+    ) -> Result<Operator, String> {
+        let hub = Arc::new(stats::StatsHub::new(d.clone()));
+        let stats_thread = hub.spawn().map_err(|e| format!("starting the statistics thread: {e}"))?;
+        let handler = Arc::new(control::DaemonHandler::new(d.clone(), hub.clone(), config, reloader));
+        let socket = listen.socket.unwrap_or(conf.control_socket);
+        let server = handler.clone().serve(&socket).map_err(|e| e.to_string())?;
+        let metrics = match listen.metrics.map_or(conf.metrics, |m| m.0) {
+            None => None,
+            Some(addr) => {
+                let l = std::net::TcpListener::bind(addr).map_err(|e| format!("metrics endpoint {addr}: {e}"))?;
+                let h = hub.clone();
+                let ep = xvs::stats::prom::serve(l, move || h.metrics_text()).map_err(|e| format!("metrics endpoint {addr}: {e}"))?;
+                Some(ep)
+            }
+        };
+        log::info!(
+            "control socket {}; metrics {}",
+            socket.display(),
+            metrics.as_ref().map_or("off".to_string(), |m| format!("on http://{}/metrics", m.addr))
+        );
+        Ok(Operator { handler, _server: server, _metrics: metrics, _stats: stats_thread })
     }
 }
 

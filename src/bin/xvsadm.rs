@@ -100,6 +100,9 @@ fn run() -> i32 {
     match client.request(&Request::Ipvsadm(cmd)) {
         Ok(resp) => {
             out(&resp.output);
+            if let Some(w) = &resp.warning {
+                eprintln!("{w}");
+            }
             if let Some(e) = &resp.error {
                 eprintln!("{}", e.message);
             }

@@ -164,6 +164,45 @@ impl ConfigError {
 pub struct Config {
     pub model: Model,
     pub health: HealthPlan,
+    /// What `xvs run` serves besides forwarding (`[global]`).
+    pub daemon: DaemonConf,
+}
+
+/// Where `xvs run` listens for operators: the control socket of `xvsadm`
+/// and the Prometheus endpoint (`[global] control_socket`, `metrics`).
+/// Read at start; a reload that changes them is logged and ignored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaemonConf {
+    /// The control socket (default [`crate::ctl::control::DEFAULT_SOCKET`]).
+    pub control_socket: std::path::PathBuf,
+    /// Where the metrics endpoint listens; `None`: `"off"`.
+    pub metrics: Option<std::net::SocketAddr>,
+}
+
+/// The metrics endpoint unless the config says otherwise: localhost only,
+/// so nothing is exposed until the operator chooses to.
+pub const DEFAULT_METRICS: &str = "127.0.0.1:9477";
+
+impl Default for DaemonConf {
+    fn default() -> Self {
+        DaemonConf {
+            control_socket: crate::ctl::control::DEFAULT_SOCKET.into(),
+            metrics: DEFAULT_METRICS.parse().ok(),
+        }
+    }
+}
+
+/// Reads `[global] metrics`: `"off"` or `address:port` (IPv6 in brackets).
+///
+/// # Errors
+/// A message saying what is wrong with `text`.
+pub fn parse_metrics(text: &str) -> Result<Option<std::net::SocketAddr>, String> {
+    if text == "off" {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        format!("'{text}' is not \"off\" or an address:port such as \"{DEFAULT_METRICS}\" or \"[::1]:9477\"")
+    })
 }
 
 /// Reads and loads a configuration file. See [`load_str`].
@@ -219,7 +258,8 @@ pub fn load_config_str(text: &str, origin: &str) -> Result<Config, ConfigError> 
         });
     }
     let health = doc.health(&model)?;
-    Ok(Config { model, health })
+    let daemon = doc.daemon()?;
+    Ok(Config { model, health, daemon })
 }
 
 // ---------------------------------------------------------------------------
@@ -249,6 +289,8 @@ struct RawGlobal {
     max_conns: Option<i64>,
     shard_prefix_v4: Option<i64>,
     shard_prefix_v6: Option<i64>,
+    control_socket: Option<String>,
+    metrics: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -480,7 +522,32 @@ impl<'i> Doc<'i> {
 
     /// Step 3: values → model.
     fn model(&self) -> Result<Model, ConfigError> {
-        build_model(&self.raw).map_err(|b| self.invalid(b))
+        let m = build_model(&self.raw).map_err(|b| self.invalid(b))?;
+        // [global]'s listeners are checked with the rest of the values.
+        self.daemon()?;
+        Ok(m)
+    }
+
+    /// The daemon's listeners (`[global] control_socket`, `metrics`).
+    fn daemon(&self) -> Result<DaemonConf, ConfigError> {
+        let mut d = DaemonConf::default();
+        let Some(g) = &self.raw.global else { return Ok(d) };
+        if let Some(p) = &g.control_socket {
+            let path = root("global").key("control_socket");
+            // sun_path holds 107 bytes and a NUL.
+            if !p.starts_with('/') || p.ends_with('/') || p.len() > 107 || p.contains('\0') {
+                return Err(self.invalid(Bad {
+                    path,
+                    why: format!("'{p}' is not an absolute socket path of at most 107 bytes"),
+                }));
+            }
+            d.control_socket = p.into();
+        }
+        if let Some(m) = &g.metrics {
+            let path = root("global").key("metrics");
+            d.metrics = parse_metrics(m).map_err(|why| self.invalid(Bad { path, why }))?;
+        }
+        Ok(d)
     }
 
     /// Step 4: the health checks of `model` (built from this document, so
@@ -1457,6 +1524,21 @@ persistence = 300
         assert_eq!(load_str("", "empty").unwrap(), Model::default());
     }
 
+    #[test]
+    fn daemon_listeners_default_to_private_ones_and_can_be_moved_or_disabled() {
+        let d = load_config_str("", "t").unwrap().daemon;
+        assert_eq!(d.control_socket, std::path::PathBuf::from("/run/xvs/xvs.sock"));
+        assert_eq!(d.metrics, Some("127.0.0.1:9477".parse().unwrap()));
+        let text = "[global]\ncontrol_socket = \"/var/run/lb.sock\"\nmetrics = \"[::1]:9100\"\n";
+        let d = load_config_str(text, "t").unwrap().daemon;
+        assert_eq!(d.control_socket, std::path::PathBuf::from("/var/run/lb.sock"));
+        assert_eq!(d.metrics, Some("[::1]:9100".parse().unwrap()));
+        let d = load_config_str("[global]\nmetrics = \"off\"\n", "t").unwrap().daemon;
+        assert_eq!(d.metrics, None);
+        assert_eq!(parse_metrics("0.0.0.0:9477"), Ok(Some("0.0.0.0:9477".parse().unwrap())));
+        assert!(parse_metrics("on").unwrap_err().contains("'on' is not"));
+    }
+
     /// `(config, expected field path, expected part of the reason)`.
     fn bad_cases() -> Vec<(String, &'static str, &'static str)> {
         const SVC: &str = "[[service]]\nproto = \"tcp\"\nvip = \"10.0.0.1\"\nport = 80";
@@ -1467,6 +1549,10 @@ persistence = 300
             ("[global]\nmax_conns = 0".to_string(), "global.max_conns", "0 is below 1"),
             ("[global]\nexpire_nodest_conn = 1".to_string(), "global.expire_nodest_conn", "expected a boolean"),
             ("[global]\nmaxconns = 5".to_string(), "global.maxconns", "unknown field `maxconns`"),
+            ("[global]\nmetrics = \"localhost:9477\"".to_string(), "global.metrics", "'localhost:9477' is not \"off\" or an address:port"),
+            ("[global]\nmetrics = 9477".to_string(), "global.metrics", "invalid type: integer `9477`, expected a string"),
+            ("[global]\ncontrol_socket = \"xvs.sock\"".to_string(), "global.control_socket", "'xvs.sock' is not an absolute socket path"),
+            ("[global]\ncontrol_socket = \"/run/xvs/\"".to_string(), "global.control_socket", "is not an absolute socket path"),
             ("[timeouts]\ntcp = 0".to_string(), "timeouts.tcp", "0 is not a timeout"),
             ("[timeouts]\nudp = -5".to_string(), "timeouts.udp", "-5 is below 1"),
             ("[timeouts]\ntcp_fin = 99999999".to_string(), "timeouts.tcp_fin", "99999999 exceeds 2678400"),

@@ -12,6 +12,9 @@
 //! ← {"output":"","error":{"kind":"failed","message":"Service already exists"}}
 //! ```
 //!
+//! A response may also carry a `warning` (a listing that was capped):
+//! the command worked, and the operator should know.
+//!
 //! The server is defensive, because a control socket must never disturb
 //! forwarding: a request longer than [`ServerOpts::max_request`] gets a
 //! `too_large` error and the connection is closed; a request not complete
@@ -92,6 +95,11 @@ pub struct Response {
     pub output: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorReply>,
+    /// Something the operator should know although the command worked
+    /// (e.g. a capped listing); xvsadm prints it on standard error, so the
+    /// output keeps ipvsadm's layout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 impl Response {
@@ -100,6 +108,7 @@ impl Response {
         Response {
             output: output.into(),
             error: None,
+            warning: None,
         }
     }
 
@@ -111,7 +120,14 @@ impl Response {
                 kind,
                 message: message.into(),
             }),
+            warning: None,
         }
+    }
+
+    /// The same response with `warning` attached.
+    pub fn warn(mut self, warning: Option<String>) -> Response {
+        self.warning = warning;
+        self
     }
 
     /// ipvsadm's exit code: 0 ok, 2 usage, 1 anything else.

@@ -18,6 +18,7 @@
 //!   next hops nobody knows yet.
 
 pub mod conns;
+pub mod control;
 pub mod director;
 pub mod kernel;
 pub mod report;

@@ -86,6 +86,9 @@ pub struct Xvs {
     log: Arc<Mutex<Vec<String>>>,
     stdout: Option<std::process::ChildStdout>,
     config: PathBuf,
+    /// Its control socket (each lab xvs has its own: the path is shared by
+    /// every namespace).
+    socket: PathBuf,
 }
 
 /// A server thread; stopped by the lab.
@@ -261,11 +264,15 @@ impl Lab {
         std::fs::write(&path, config).unwrap();
         self.files.push(path.clone());
         let bin = env!("CARGO_BIN_EXE_xvs");
+        let socket = std::env::temp_dir().join(format!("{}-{}.sock", self.base, self.files.len()));
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns, bin, "run", "--config"])
             .arg(&path)
             .arg("--counters")
             .args(args);
+        if !args.contains(&"--socket") {
+            cmd.arg("--socket").arg(&socket);
+        }
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -286,6 +293,7 @@ impl Lab {
             log,
             stdout,
             config: path,
+            socket,
         });
         let i = self.xvs.len() - 1;
         self.wait_log(i, ready, Duration::from_secs(10));
@@ -324,6 +332,11 @@ impl Lab {
     /// Replaces xvs `i`'s config file (for a SIGHUP reload).
     pub fn rewrite_config(&self, i: usize, config: &str) {
         std::fs::write(&self.xvs[i].config, config).unwrap();
+    }
+
+    /// xvs `i`'s control socket (unless the test gave `--socket`).
+    pub fn socket(&self, i: usize) -> &std::path::Path {
+        &self.xvs[i].socket
     }
 
     /// xvs `i`'s stderr so far.
@@ -439,6 +452,7 @@ impl Drop for Lab {
             let _ = x.child.kill();
             let _ = x.child.wait();
             let _ = std::fs::remove_file(&x.config);
+            let _ = std::fs::remove_file(&x.socket);
         }
         for s in &mut self.servers {
             s.stop.store(true, Ordering::Relaxed);

@@ -1,0 +1,394 @@
+//! The control socket of `xvs run`: `xvsadm` commands on the live
+//! director.
+//!
+//! # Contract
+//!
+//! - [`DaemonHandler`] is the daemon's [`ControlHandler`]. A change (any
+//!   table command, `-R` rules, `--set`, `-C`) is carried out on a copy of
+//!   the director's *configured* model ([`Director::model`]) with
+//!   [`ipvsadm::apply`], then the whole result goes to [`Director::apply`],
+//!   which validates it against the running network, builds and publishes
+//!   a snapshot, or changes nothing. A refusal names the field or object
+//!   (ipvsadm's words, or the model's). Changes and reloads are serialised
+//!   by one lock, so each starts from the previous one's result.
+//! - Listings (`-L`, `-S`, `--get-laddr`) show the *running* model
+//!   ([`Director::running_model`]: what the workers forward with, e.g. a
+//!   failed server at weight 0) with live figures from the [`StatsHub`];
+//!   `-L -c` asks the workers for their entries (up to a second, capped per
+//!   worker; the reply's warning says so when it was).
+//! - `--reload` and SIGHUP ([`DaemonHandler::reload`]) re-read the
+//!   configuration file through the daemon's [`Reloader`], validated whole;
+//!   a bad file changes nothing and the reply (and the log) says why.
+//!   `-Z` zeroes the hub's figures, never the workers' counters.
+//! - `xvsadm --stats` prints the workers' counters ([`StatsHub::daemon_text`]).
+
+use super::conns::SAMPLE_MAX;
+use super::director::Director;
+use super::stats::StatsHub;
+use crate::ctl::control::{ControlError, ControlHandler, ErrorKind, Request, Response, Server, ServerOpts};
+use crate::ctl::ipvsadm::{self, CmdError, Command, ListWhat, Outcome, SvcAddr, View, TABLE_SIZE};
+use crate::ctl::model::Model;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Loads the configuration again (`--reload`, SIGHUP): the new model, or
+/// why not (naming the file, line and field).
+pub type Reloader = Box<dyn FnMut() -> Result<Model, String> + Send>;
+
+/// The daemon's control handler. See the module docs.
+pub struct DaemonHandler {
+    director: Arc<Director>,
+    stats: Arc<StatsHub>,
+    /// Serialises changes and reloads; holds the reloader.
+    changes: Mutex<Reloader>,
+    /// What the configuration is called in messages (its path).
+    origin: String,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A short description of a change, for the log.
+fn summary(cmd: &Command) -> String {
+    let svc = |s: &SvcAddr| s.to_string();
+    match cmd {
+        Command::AddService(s) => format!("add service {} ({})", svc(&s.svc), s.sched),
+        Command::EditService(s) => format!("edit service {} ({})", svc(&s.svc), s.sched),
+        Command::DelService(s) => format!("delete service {}", svc(s)),
+        Command::AddDest(d) => format!(
+            "add real server {} to {} (weight {})",
+            ipvsadm_sock(d.addr, d.port),
+            svc(&d.svc),
+            d.weight
+        ),
+        Command::EditDest(d) => format!(
+            "edit real server {} of {} (weight {})",
+            ipvsadm_sock(d.addr, d.port),
+            svc(&d.svc),
+            d.weight
+        ),
+        Command::DelDest { svc: s, addr, port } => {
+            format!("delete real server {} of {}", ipvsadm_sock(*addr, *port), svc(s))
+        }
+        Command::Clear => "clear every service".into(),
+        Command::SetTimeouts { tcp, tcpfin, udp } => format!("timeouts {tcp} {tcpfin} {udp}"),
+        Command::Restore { rules } => format!("restore {} line(s)", rules.lines().count()),
+        Command::AddLaddr { svc: s, addr, .. } => format!("add local address {addr} to {}", svc(s)),
+        Command::DelLaddr { svc: s, addr, .. } => format!("delete local address {addr} of {}", svc(s)),
+        other => format!("{other:?}"),
+    }
+}
+
+fn ipvsadm_sock(a: std::net::IpAddr, p: u16) -> String {
+    crate::ctl::snapshot::fmt_sock(a, p)
+}
+
+impl DaemonHandler {
+    /// A handler changing `director`, with figures from `stats`; `origin`
+    /// names the configuration file that `reload` reads.
+    pub fn new(director: Arc<Director>, stats: Arc<StatsHub>, origin: &Path, reload: Reloader) -> DaemonHandler {
+        DaemonHandler { director, stats, changes: Mutex::new(reload), origin: origin.display().to_string() }
+    }
+
+    /// Re-reads the configuration and applies it whole, or changes nothing.
+    /// Logs the outcome either way.
+    ///
+    /// # Errors
+    /// Why the file was not applied (its own error, naming line and field,
+    /// or the model's).
+    pub fn reload(&self) -> Result<String, String> {
+        let mut reload = lock(&self.changes);
+        let res = match reload() {
+            Err(e) => Err(format!("reload: {e}; the running configuration stays")),
+            Ok(m) => match self.director.apply(m) {
+                Ok(()) => Ok(format!(
+                    "reload: {} applied (snapshot {})",
+                    self.origin,
+                    self.director.published().generation()
+                )),
+                Err(e) => Err(format!("reload: {}: {e}; the running configuration stays", self.origin)),
+            },
+        };
+        match &res {
+            Ok(m) => log::info!("{m}"),
+            Err(e) => log::error!("{e}"),
+        }
+        res
+    }
+
+    /// A read-only command on the running model.
+    fn query(&self, cmd: &Command) -> Response {
+        let running = self.director.running_model();
+        let stats = self.stats.view();
+        let conn_listing = matches!(cmd, Command::List(o) if o.what == ListWhat::Connections);
+        let (conns, warning) = if conn_listing {
+            let l = self.stats.conns();
+            let w = l.warning(SAMPLE_MAX);
+            (l.entries, w)
+        } else {
+            (Vec::new(), None)
+        };
+        let view = View { stats: &stats, conns: &conns, table_size: TABLE_SIZE };
+        match ipvsadm::render(cmd, &running, &view) {
+            Ok(text) => Response::ok(text).warn(warning),
+            Err(e) => e.into(),
+        }
+    }
+
+    fn command(&self, cmd: Command) -> Response {
+        match cmd {
+            Command::Reload => {
+                return match self.reload() {
+                    Ok(m) => Response::ok(format!("{m}\n")),
+                    Err(e) => Response::error(ErrorKind::Failed, e),
+                }
+            }
+            Command::DaemonStats => return Response::ok(self.stats.daemon_text()),
+            _ => {}
+        }
+        let outcome = {
+            let _changes = lock(&self.changes);
+            let mut m = self.director.model();
+            match ipvsadm::apply(&mut m, &cmd) {
+                Ok(Outcome::Changed) => {
+                    return match self.director.apply(m) {
+                        Ok(()) => {
+                            log::info!(
+                                "xvsadm: {} (snapshot {})",
+                                summary(&cmd),
+                                self.director.published().generation()
+                            );
+                            Response::ok("")
+                        }
+                        Err(e) => {
+                            log::warn!("xvsadm: {} refused: {e}", summary(&cmd));
+                            CmdError::Invalid(e).into()
+                        }
+                    };
+                }
+                Err(e) => return e.into(),
+                Ok(o) => o,
+            }
+        };
+        // Not a change: no need to hold up the others.
+        match outcome {
+            Outcome::Zero(svc) => {
+                self.stats.zero(svc.as_ref());
+                Response::ok("")
+            }
+            Outcome::Query => self.query(&cmd),
+            Outcome::Changed | Outcome::Daemon => {
+                Response::error(ErrorKind::Unsupported, "this command is not served by xvs run")
+            }
+        }
+    }
+
+    /// Serves this handler on the Unix socket `path` (root only: mode
+    /// 0600).
+    ///
+    /// # Errors
+    /// The socket is in use by another daemon, is not a socket, or cannot
+    /// be created.
+    pub fn serve(self: Arc<Self>, path: &Path) -> Result<Server, ControlError> {
+        Server::bind(path, self, ServerOpts::default())
+    }
+}
+
+impl ControlHandler for DaemonHandler {
+    fn handle(&self, req: Request) -> Response {
+        match req {
+            Request::Ping => Response::ok(ipvsadm::version()),
+            Request::Ipvsadm(cmd) => self.command(cmd),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ctl::config;
+    use crate::daemon::report::Reporter;
+    use crate::io::xdp::IoStats;
+    use crate::worker::Worker;
+    use crate::wire::frame::{Frame, HEADROOM};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    const CONF: &str = r#"
+[[interface]]
+name = "eth0"
+mac = "02:00:00:00:00:10"
+addresses = ["10.0.0.1/24"]
+[[neighbour]]
+ip = "10.0.0.2"
+mac = "02:00:00:00:00:02"
+[[neighbour]]
+ip = "10.0.0.3"
+mac = "02:00:00:00:00:03"
+[[service]]
+proto = "tcp"
+vip = "10.0.0.100"
+port = 80
+scheduler = "wrr"
+  [[service.real_server]]
+  ip = "10.0.0.2"
+  port = 8080
+  mode = "nat"
+"#;
+
+    struct T {
+        d: Arc<Director>,
+        h: DaemonHandler,
+        /// What the reloader reads.
+        file: Arc<Mutex<String>>,
+    }
+
+    fn setup(workers: usize) -> T {
+        let d = Arc::new(Director::new(config::load_str(CONF, "t").unwrap(), workers).unwrap());
+        let hub = Arc::new(StatsHub::new(d.clone()));
+        let file = Arc::new(Mutex::new(CONF.to_string()));
+        let f2 = file.clone();
+        let reload: Reloader = Box::new(move || config::load_str(&f2.lock().unwrap(), "xvs.toml").map_err(|e| e.to_string()));
+        let h = DaemonHandler::new(d.clone(), hub, Path::new("xvs.toml"), reload);
+        T { d, h, file }
+    }
+
+    fn run(h: &DaemonHandler, line: &str) -> Response {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        h.handle(Request::Ipvsadm(ipvsadm::parse(&words).unwrap()))
+    }
+
+    fn ok(h: &DaemonHandler, line: &str) -> String {
+        let r = run(h, line);
+        assert_eq!(r.error, None, "{line}");
+        r.output
+    }
+
+    fn refused(t: &T, line: &str, want: &str) {
+        let gen = t.d.published().generation();
+        let model = t.d.model();
+        let r = run(&t.h, line);
+        let e = r.error.unwrap_or_else(|| panic!("{line} was accepted"));
+        assert!(e.message.contains(want), "{line}: {}", e.message);
+        assert_eq!((t.d.published().generation(), t.d.model()), (gen, model), "{line} changed something");
+    }
+
+    #[test]
+    fn changes_reach_the_workers_snapshot_and_listings_show_it() {
+        let t = setup(1);
+        ok(&t.h, "-a -t 10.0.0.100:80 -r 10.0.0.3:8080 -m -w 2");
+        let s = t.d.snapshot();
+        assert_eq!(s.generation, 2);
+        assert_eq!(s.dests.iter().map(|d| d.weight).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            ok(&t.h, "-S -n"),
+            "-A -t 10.0.0.100:80 -s wrr\n-a -t 10.0.0.100:80 -r 10.0.0.2:8080 -m -w 1\n-a -t 10.0.0.100:80 -r 10.0.0.3:8080 -m -w 2\n"
+        );
+        ok(&t.h, "-E -t 10.0.0.100:80 -s rr");
+        assert_eq!(t.d.snapshot().services[0].sched.name(), "rr");
+        ok(&t.h, "--set 100 0 0");
+        assert_eq!(ok(&t.h, "-L --timeout"), "Timeout (tcp tcpfin udp): 100 120 300\n");
+        ok(&t.h, "-A -u 10.0.0.100:53 -s rr");
+        ok(&t.h, "-D -u 10.0.0.100:53");
+        let list = ok(&t.h, "-L -n");
+        assert!(list.contains("TCP  10.0.0.100:80 rr\n"), "{list}");
+        let row = |w: u32| format!("  -> {:<28} {:<7} {w:<6} {:<10} {:<10}\n", "10.0.0.3:8080", "Masq", 0, 0);
+        assert!(list.contains(&row(2)), "{list}");
+        // The listing is the running model: an overlay's weight 0 shows.
+        t.d.set_overlay(Some(Box::new(|m: &Model| {
+            let mut m = m.clone();
+            for d in m.services.iter_mut().flat_map(|s| s.dests.iter_mut()) {
+                if d.addr == "10.0.0.3".parse::<std::net::IpAddr>().unwrap() {
+                    d.weight = 0;
+                }
+            }
+            m
+        })))
+        .unwrap();
+        assert!(ok(&t.h, "-L -n").contains(&row(0)));
+        assert_eq!(t.d.model().services[0].dests[1].weight, 2, "the configured weight stays");
+        ok(&t.h, "-C");
+        assert!(t.d.snapshot().services.is_empty());
+    }
+
+    #[test]
+    fn refusals_name_the_problem_and_change_nothing() {
+        let t = setup(2);
+        refused(&t, "-A -t 10.0.0.100:80 -s rr", "Service already exists");
+        refused(&t, "-a -t 10.0.0.100:81 -r 10.0.0.3", "Service not defined");
+        refused(&t, "-A -t 10.0.0.101:80 -s nosuch", "Scheduler or persistence engine not found (scheduler 'nosuch'");
+        refused(&t, "-a -t 10.0.0.100:80 -r 10.0.0.3:8080 --fullnat", "real server 10.0.0.3:8080: fullnat needs local addresses");
+        // Valid on its own, refused by the director (two workers shard by
+        // client address; a /24 persistence mask would move flows).
+        refused(&t, "-E -t 10.0.0.100:80 -s wrr -p 60 -M 255.255.255.0", "global.shard_prefix");
+        let r = t.h.handle(Request::Ipvsadm(Command::Restore { rules: "-C\n-A -t 10.0.0.9:80 -s rr\n-A -t 10.0.0.9:80\n".into() }));
+        assert_eq!(r.error.unwrap().message, "line 3: Service already exists");
+        assert_eq!(t.d.snapshot().services.len(), 1, "-R is all or nothing");
+    }
+
+    #[test]
+    fn reload_applies_a_good_file_and_keeps_the_running_one_on_a_bad_one() {
+        let t = setup(1);
+        ok(&t.h, "-A -t 10.0.0.100:443 -s rr");
+        *t.file.lock().unwrap() = CONF.replace("\"wrr\"", "\"nope\"");
+        let r = run(&t.h, "--reload");
+        let e = r.error.unwrap();
+        assert!(e.message.contains("unknown scheduler 'nope'") && e.message.ends_with("the running configuration stays"), "{}", e.message);
+        assert_eq!(t.d.snapshot().services.len(), 2);
+        *t.file.lock().unwrap() = CONF.replace("port = 8080", "port = 8081");
+        let out = ok(&t.h, "--reload");
+        assert!(out.starts_with("reload: xvs.toml applied (snapshot 3)"), "{out}");
+        let s = t.d.snapshot();
+        assert_eq!((s.services.len(), s.dests[0].port), (1, 8081), "the file replaces xvsadm's changes");
+        assert_eq!(t.h.reload(), Ok("reload: xvs.toml applied (snapshot 4)".to_string()));
+    }
+
+    #[test]
+    fn figures_zero_and_connection_listing_come_from_the_workers() {
+        let t = setup(1);
+        // A worker thread that forwards 3 SYNs, then reports and answers
+        // listings until told to stop.
+        let stop = Arc::new(AtomicBool::new(false));
+        let (d, s2) = (t.d.clone(), stop.clone());
+        let th = std::thread::spawn(move || {
+            let mut w = Worker::new(0, 1, d.snapshot(), 1_000_000_000);
+            let mut rep = Reporter::new(d.report_slot(0).unwrap());
+            let mut buf = vec![0u8; 2048];
+            for p in 0..3 {
+                let pkt = crate::gen::packet::tcp4([192, 0, 2, 1], 1000 + p, [10, 0, 0, 100], 80, crate::wire::tcp_flags::SYN, b"");
+                buf[HEADROOM..HEADROOM + pkt.len()].copy_from_slice(&pkt);
+                let mut fr = Frame::new(&mut buf, HEADROOM, pkt.len());
+                w.set_clock(1_000_000_000);
+                let _ = w.process(&mut fr);
+            }
+            while !s2.load(Ordering::Relaxed) {
+                rep.publish(&w, &IoStats::default(), (0, None), 0, false);
+                rep.serve_probe(&w, 1_000_000_000);
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        });
+        let svc = |conns: u64, pkts: u64| format!("{:<33}{conns:>9}{pkts:>9}{:>9}", "TCP  10.0.0.100:80", 0);
+        let dest = format!("  -> {:<28}{:>9}{:>9}", "10.0.0.2:8080", 3, 3);
+        let mut stats = String::new();
+        for _ in 0..2000 {
+            stats = ok(&t.h, "-L -n --stats");
+            if stats.contains(&dest) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(stats.contains(&svc(3, 3)), "{stats}");
+        let conns = run(&t.h, "-L -n -c");
+        assert_eq!(conns.warning, None);
+        let lines: Vec<&str> = conns.output.lines().collect();
+        assert_eq!(lines.len(), 5, "{}", conns.output);
+        let want = format!("{:<3} {:<6} {:<11} {:<18} {:<18} {}", "TCP", "01:00", "SYN_RECV", "192.0.2.1:1000", "10.0.0.100:80", "10.0.0.2:8080");
+        assert_eq!(lines[2], want, "{}", conns.output);
+        ok(&t.h, "-Z");
+        assert!(ok(&t.h, "-L -n --stats").contains(&svc(0, 0)));
+        let daemon = ok(&t.h, "--stats");
+        assert!(daemon.contains("connections  new           3"), "{daemon}");
+        stop.store(true, Ordering::Relaxed);
+        th.join().unwrap();
+    }
+}
