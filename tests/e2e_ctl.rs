@@ -1,0 +1,345 @@
+//! The control plane on a running `xvs run`: while a client keeps one TCP
+//! connection open and a loop of new HTTP requests running, `xvsadm`
+//! adds and removes services and real servers, changes weights and
+//! schedulers, and the configuration is reloaded (SIGHUP and
+//! `xvsadm --reload`): 100 changes in all. No request may fail and the
+//! open connection must still answer at the end. Then the listings, the
+//! workers' statistics and the Prometheus endpoint are read live.
+//!
+//! Topology (`lab::lan`, DR): client 10.53.0.2–.9 — director d0 10.53.0.1
+//! (VIP 10.53.0.100) — r1 .11, r2 .12, r3 .13, each serving HTTP on :80
+//! and a line echo on :9000.
+
+mod lab;
+
+use lab::Lab;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const METRICS: &str = "127.0.0.1:9477";
+
+fn config() -> String {
+    r#"
+[global]
+metrics = "127.0.0.1:9477"
+
+[[service]]
+proto = "tcp"
+vip = "10.53.0.100"
+port = 80
+scheduler = "wrr"
+  [[service.real_server]]
+  ip = "10.53.0.11"
+  mode = "dr"
+  [[service.real_server]]
+  ip = "10.53.0.12"
+  mode = "dr"
+
+[[service]]
+proto = "tcp"
+vip = "10.53.0.100"
+port = 9000
+scheduler = "rr"
+  [[service.real_server]]
+  ip = "10.53.0.11"
+  mode = "dr"
+"#
+    .to_string()
+}
+
+/// Runs xvsadm against `socket`: (exit code, stdout, stderr).
+fn xvsadm(socket: &Path, args: &str) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_xvsadm"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args.split_whitespace())
+        .output()
+        .expect("running xvsadm");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ok(socket: &Path, args: &str) -> String {
+    let (code, out, err) = xvsadm(socket, args);
+    assert_eq!(code, 0, "xvsadm {args}: {err}");
+    out
+}
+
+/// A line echo server in `ns` on `addr`, one thread per connection; stops
+/// with `stop`.
+fn echo_server(ns: &str, addr: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    let ns = ns.to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        lab::enter(&ns);
+        let l = TcpListener::bind(addr).unwrap();
+        l.set_nonblocking(true).unwrap();
+        tx.send(()).unwrap();
+        while !stop.load(Ordering::Relaxed) {
+            match l.accept() {
+                Ok((s, _)) => {
+                    let stop = stop.clone();
+                    std::thread::spawn(move || {
+                        let _ = s.set_nonblocking(false);
+                        let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+                        let mut w = s.try_clone().unwrap();
+                        let mut r = BufReader::new(s);
+                        let mut line = String::new();
+                        while !stop.load(Ordering::Relaxed) {
+                            match r.read_line(&mut line) {
+                                Ok(0) => return,
+                                Ok(_) => {
+                                    let _ = w.write_all(format!("echo {line}").as_bytes());
+                                    line.clear();
+                                }
+                                Err(e)
+                                    if e.kind() == std::io::ErrorKind::WouldBlock
+                                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                                Err(_) => return,
+                            }
+                        }
+                    });
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    });
+    rx.recv().unwrap();
+    h
+}
+
+/// One line over the open connection and its echo.
+fn ask(r: &mut BufReader<TcpStream>, line: &str) -> String {
+    r.get_mut()
+        .write_all(format!("{line}\n").as_bytes())
+        .unwrap();
+    let mut got = String::new();
+    r.read_line(&mut got).unwrap();
+    got
+}
+
+/// `GET /metrics` from inside the director's namespace.
+fn scrape(ns: &str) -> String {
+    lab::in_ns(ns, || {
+        use std::io::Read;
+        let mut s = TcpStream::connect(METRICS).expect("metrics endpoint");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        let (head, body) = resp.split_once("\r\n\r\n").expect("an HTTP response");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        body.to_string()
+    })
+}
+
+#[test]
+fn live_changes_and_reloads_drop_nothing_and_statistics_are_live() {
+    let Some(mut lab) = Lab::new("live_changes_and_reloads_drop_nothing_and_statistics_are_live")
+    else {
+        return;
+    };
+    let t = lab::lan(&mut lab, 53, 1, 3);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut echo = Vec::new();
+    for (i, r) in t.rs.clone().iter().enumerate() {
+        lab.http_server(r, "0.0.0.0:80".parse().unwrap(), &format!("rs{}", i + 1));
+        echo.push(echo_server(
+            r,
+            "0.0.0.0:9000".parse().unwrap(),
+            stop.clone(),
+        ));
+    }
+    let x = lab.xvs(&t.director, &config(), &["-i", "d0", "--workers", "1"]);
+    let sock = lab.socket(x).to_path_buf();
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&sock).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the control socket is root's only");
+
+    // The connection that stays open through every change.
+    let echo_addr = t.sock(0, 100, 9000);
+    let mut open = BufReader::new(lab::in_ns(&t.client, move || {
+        TcpStream::connect_timeout(&echo_addr, Duration::from_secs(5)).unwrap()
+    }));
+    open.get_ref()
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(ask(&mut open, "hello"), "echo hello\n");
+
+    // New requests all the time, from every client address.
+    let (done, fails, total) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(Mutex::new(Vec::new())),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let loader = {
+        let (done, fails, total) = (done.clone(), fails.clone(), total.clone());
+        let (client, srcs, vip) = (t.client.clone(), t.clients(), t.sock(0, 100, 80));
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                for r in lab::http_gets_from(&client, srcs.clone(), vip, 8) {
+                    total.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = r {
+                        fails.lock().unwrap().push(e);
+                    }
+                }
+            }
+        })
+    };
+
+    let reloads = |lab: &Lab| lab.log(x).matches("applied (snapshot").count();
+    let steps = [
+        "-A -t 10.53.0.100:81 -s rr",
+        "-a -t 10.53.0.100:81 -r 10.53.0.12 -g -w 2",
+        "-e -t 10.53.0.100:80 -r 10.53.0.12 -g -w 3",
+        "-E -t 10.53.0.100:80 -s wlc",
+        "-a -t 10.53.0.100:80 -r 10.53.0.13 -g -w 1",
+        "-e -t 10.53.0.100:80 -r 10.53.0.11 -g -w 5",
+        "-d -t 10.53.0.100:80 -r 10.53.0.13",
+        "-D -t 10.53.0.100:81",
+        "--reload",
+        "SIGHUP",
+    ];
+    let t0 = Instant::now();
+    let mut changes = 0;
+    while changes < 100 {
+        for step in steps {
+            if step == "SIGHUP" {
+                let before = reloads(&lab);
+                lab.signal(x, "HUP");
+                let t1 = Instant::now();
+                while reloads(&lab) == before {
+                    assert!(
+                        t1.elapsed() < Duration::from_secs(5),
+                        "no reload after SIGHUP: {}",
+                        lab.log(x)
+                    );
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            } else {
+                let out = ok(&sock, step);
+                if step == "--reload" {
+                    assert!(out.contains("applied (snapshot"), "{out}");
+                }
+            }
+            changes += 1;
+            std::thread::sleep(Duration::from_millis(40));
+        }
+    }
+    // A refused change names the problem and changes nothing.
+    let before = ok(&sock, "-S -n");
+    let (code, _, err) = xvsadm(&sock, "-a -t 10.53.0.100:80 -r 10.53.0.11 -g");
+    assert_eq!((code, err.trim()), (1, "Destination already exists"));
+    let (code, _, err) = xvsadm(&sock, "-E -t 10.53.0.100:80 -s nosuch");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("nosuch"), "{err}");
+    assert_eq!(ok(&sock, "-S -n"), before);
+    let churn = t0.elapsed();
+
+    std::thread::sleep(Duration::from_millis(300));
+    done.store(true, Ordering::Relaxed);
+    loader.join().unwrap();
+    let n = total.load(Ordering::Relaxed);
+    assert!(
+        fails.lock().unwrap().is_empty(),
+        "{} of {n} requests failed: {:?}",
+        fails.lock().unwrap().len(),
+        fails.lock().unwrap()
+    );
+    assert!(n >= 50, "only {n} requests during {churn:?}");
+    assert_eq!(
+        ask(&mut open, "still there?"),
+        "echo still there?\n",
+        "the open connection survives"
+    );
+
+    // The state is the file's again (the last change was a reload).
+    assert_eq!(
+        ok(&sock, "-S -n"),
+        "-A -t 10.53.0.100:80 -s wrr\n-a -t 10.53.0.100:80 -r 10.53.0.11:80 -g -w 1\n-a -t 10.53.0.100:80 -r 10.53.0.12:80 -g -w 1\n\
+         -A -t 10.53.0.100:9000 -s rr\n-a -t 10.53.0.100:9000 -r 10.53.0.11:9000 -g -w 1\n"
+    );
+
+    // Live statistics: the reports are at most 100 ms old.
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = ok(&sock, "-L -n --stats");
+    let svc_conns = |text: &str, svc: &str| -> u64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("TCP  {svc}")))
+            .unwrap_or_else(|| panic!("{svc} in {text}"));
+        line.split_whitespace().nth(2).unwrap().parse().unwrap()
+    };
+    assert!(
+        svc_conns(&stats, "10.53.0.100:80") >= n as u64 / 2,
+        "{stats}"
+    );
+    assert_eq!(svc_conns(&stats, "10.53.0.100:9000"), 1, "{stats}");
+    let conns = ok(&sock, "-L -n -c");
+    assert!(
+        conns.lines().any(|l| l.contains("ESTABLISHED")
+            && l.contains("10.53.0.100:9000")
+            && l.contains("10.53.0.11:9000")),
+        "{conns}"
+    );
+    let daemon = ok(&sock, "--stats");
+    assert!(
+        daemon.contains("All workers:") && daemon.contains("burst time"),
+        "{daemon}"
+    );
+    ok(&sock, "-Z");
+    assert_eq!(
+        svc_conns(&ok(&sock, "-L -n --stats"), "10.53.0.100:9000"),
+        0
+    );
+
+    // The Prometheus endpoint: well-formed text with the same figures,
+    // raw (never zeroed).
+    let text = scrape(&t.director);
+    let samples = xvs::stats::prom::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let get = |name: &str, labels: &[(&str, &str)]| {
+        samples
+            .iter()
+            .find(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.iter().any(|(a, b)| a == k && b == v))
+            })
+            .map(|s| s.2)
+    };
+    assert_eq!(
+        get(
+            "xvs_service_connections_total",
+            &[("service", "TCP 10.53.0.100:9000")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        get("xvs_rx_packets_total", &[("worker", "0")]).unwrap_or(0.0) > n as f64,
+        "{text}"
+    );
+    assert!(
+        get("xvs_burst_duration_seconds_count", &[]).unwrap_or(0.0) > 0.0,
+        "{text}"
+    );
+
+    assert_eq!(ask(&mut open, "bye"), "echo bye\n");
+    drop(open);
+    stop.store(true, Ordering::Relaxed);
+    for h in echo {
+        h.join().unwrap();
+    }
+    let c = lab.stop_xvs(x);
+    assert!(c.get("rx_packets") > 0, "{}", c.text);
+}
