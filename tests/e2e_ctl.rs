@@ -343,3 +343,104 @@ fn live_changes_and_reloads_drop_nothing_and_statistics_are_live() {
     let c = lab.stop_xvs(x);
     assert!(c.get("rx_packets") > 0, "{}", c.text);
 }
+
+/// The director commands of the seeds' three labs (the ipvsadm usage
+/// document: lvs-nat, lvs-dr with public addresses, lvs-dr with one public
+/// address), run verbatim with `ipvsadm` replaced by `xvsadm` (the socket
+/// comes from `$XVS_SOCKET`), each on a cleared director whose interface
+/// holds the labs' networks. Then `-L -n` must print ipvsadm's layout and
+/// `-S -n` must restore the same state.
+#[test]
+fn the_seeds_ipvsadm_labs_run_verbatim_against_xvs_run() {
+    let Some(mut lab) = Lab::new("the_seeds_ipvsadm_labs_run_verbatim_against_xvs_run") else {
+        return;
+    };
+    let d = lab.ns("d");
+    let peer = lab.ns("p");
+    lab.veth(&d, "d0", &peer, "p0", 1);
+    for a in [
+        "172.16.29.1/24",
+        "172.16.29.4/32",
+        "192.168.95.1/24",
+        "192.168.95.20/32",
+        "10.0.0.1/24",
+    ] {
+        lab.ip(&d, &["addr", "add", a, "dev", "d0"]);
+    }
+    let x = lab.xvs(&d, "", &["-i", "d0", "--workers", "1", "--metrics", "off"]);
+    let sock = lab.socket(x).to_path_buf();
+    let run = |line: &str| {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words[0], "xvsadm");
+        let out = Command::new(env!("CARGO_BIN_EXE_xvsadm"))
+            .env("XVS_SOCKET", &sock)
+            .args(&words[1..])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(out.status.success(), "{line}: {stderr}");
+        stdout
+    };
+    let row = |addr: &str, fwd: &str, w: u32| {
+        format!("  -> {addr:<28} {fwd:<7} {w:<6} {:<10} {:<10}\n", 0, 0)
+    };
+    let head = "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n";
+    let labs: [(&str, String, &str); 3] = [
+        (
+            "xvsadm -A -t 172.16.29.4:80 -s wrr
+             xvsadm -a -t 172.16.29.4:80 -r 192.168.95.2 -m -w 1
+             xvsadm -a -t 172.16.29.4:80 -r 192.168.95.3 -m -w 2",
+            format!("TCP  172.16.29.4:80 wrr\n{}{}", row("192.168.95.2:80", "Masq", 1), row("192.168.95.3:80", "Masq", 2)),
+            "-A -t 172.16.29.4:80 -s wrr\n-a -t 172.16.29.4:80 -r 192.168.95.2:80 -m -w 1\n-a -t 172.16.29.4:80 -r 192.168.95.3:80 -m -w 2\n",
+        ),
+        (
+            "xvsadm -A -t 172.16.29.4:80 -s wrr
+             xvsadm -a -t 172.16.29.4:80 -r 172.16.29.10 -g -w 1
+             xvsadm -a -t 172.16.29.4:80 -r 172.16.29.20 -g -w 2",
+            format!("TCP  172.16.29.4:80 wrr\n{}{}", row("172.16.29.10:80", "Route", 1), row("172.16.29.20:80", "Route", 2)),
+            "-A -t 172.16.29.4:80 -s wrr\n-a -t 172.16.29.4:80 -r 172.16.29.10:80 -g -w 1\n-a -t 172.16.29.4:80 -r 172.16.29.20:80 -g -w 2\n",
+        ),
+        (
+            "xvsadm -A -t 192.168.95.20:80 -s wrr
+             xvsadm -a -t 192.168.95.20:80 -r 10.0.0.10 -g -w 2
+             xvsadm -a -t 192.168.95.20:80 -r 10.0.0.20 -g -w 2",
+            format!("TCP  192.168.95.20:80 wrr\n{}{}", row("10.0.0.10:80", "Route", 2), row("10.0.0.20:80", "Route", 2)),
+            "-A -t 192.168.95.20:80 -s wrr\n-a -t 192.168.95.20:80 -r 10.0.0.10:80 -g -w 2\n-a -t 192.168.95.20:80 -r 10.0.0.20:80 -g -w 2\n",
+        ),
+    ];
+    for (commands, table, save) in &labs {
+        run("xvsadm -C");
+        for line in commands.lines() {
+            run(line.trim());
+        }
+        let list = run("xvsadm -L -n");
+        let (version, rest) = list.split_once('\n').unwrap();
+        assert_eq!(
+            version, "IP Virtual Server version 1.2.1 (size=4096)",
+            "{list}"
+        );
+        assert_eq!(rest, format!("{head}{table}"), "{commands}");
+        let saved = run("xvsadm -S -n");
+        assert_eq!(saved, *save);
+        // -S output restores the same state.
+        run("xvsadm -C");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_xvsadm"))
+            .env("XVS_SOCKET", &sock)
+            .arg("-R")
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(saved.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+        assert_eq!(run("xvsadm -L -n"), list, "restored from -S");
+    }
+    lab.stop_xvs(x);
+}
