@@ -92,7 +92,8 @@ enum Cmd {
     /// Run the director on live interfaces (AF_XDP).
     #[command(long_about = RUN_ABOUT)]
     Run {
-        /// Configuration file (TOML).
+        /// Configuration file: TOML, or ipvsadm-save rules (`xvsadm -S`
+        /// output; interfaces then come from -i).
         #[arg(long, short = 'c', value_name = "FILE")]
         config: PathBuf,
         /// Interface to forward on (repeatable; replaces the config's

@@ -367,7 +367,15 @@ fn the_seeds_ipvsadm_labs_run_verbatim_against_xvs_run() {
     ] {
         lab.ip(&d, &["addr", "add", a, "dev", "d0"]);
     }
-    let x = lab.xvs(&d, "", &["-i", "d0", "--workers", "1", "--metrics", "off"]);
+    // Started from ipvsadm-save rules rather than TOML.
+    let rules = "-A -u 10.0.0.1:53 -s rr\n-a -u 10.0.0.1:53 -r 10.0.0.10:53 -m -w 1\n";
+    // Nobody answers ARP for the real servers here: ready once it serves.
+    let x = lab.xvs_until(
+        &d,
+        rules,
+        &["-i", "d0", "--workers", "1", "--metrics", "off"],
+        "control socket",
+    );
     let sock = lab.socket(x).to_path_buf();
     let run = |line: &str| {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -411,6 +419,7 @@ fn the_seeds_ipvsadm_labs_run_verbatim_against_xvs_run() {
             "-A -t 192.168.95.20:80 -s wrr\n-a -t 192.168.95.20:80 -r 10.0.0.10:80 -g -w 2\n-a -t 192.168.95.20:80 -r 10.0.0.20:80 -g -w 2\n",
         ),
     ];
+    assert_eq!(run("xvsadm -S -n"), rules);
     for (commands, table, save) in &labs {
         run("xvsadm -C");
         for line in commands.lines() {
@@ -442,5 +451,26 @@ fn the_seeds_ipvsadm_labs_run_verbatim_against_xvs_run() {
         assert!(child.wait().unwrap().success());
         assert_eq!(run("xvsadm -L -n"), list, "restored from -S");
     }
+    // The config file may be ipvsadm-save rules too: a reload reads them.
+    lab.rewrite_config(x, labs[2].2);
+    assert!(run("xvsadm --reload").contains("applied (snapshot"));
+    assert_eq!(run("xvsadm -S -n"), labs[2].2);
+    lab.rewrite_config(
+        x,
+        "-A -t 192.168.95.20:80 -s wrr\n-a -t 192.168.95.20:81 -r 10.0.0.10 -g\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_xvsadm"))
+        .env("XVS_SOCKET", &sock)
+        .arg("--reload")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("line 2: Service not defined")
+            && err.contains("the running configuration stays"),
+        "{err}"
+    );
+    assert_eq!(run("xvsadm -S -n"), labs[2].2);
     lab.stop_xvs(x);
 }

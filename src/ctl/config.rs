@@ -106,6 +106,14 @@ pub enum ConfigError {
         path: String,
         why: String,
     },
+    /// An ipvsadm-save rules file (the other format `xvs run --config`
+    /// takes) with a bad line; the error names the line.
+    #[error("{origin}: {source}")]
+    Rules {
+        origin: String,
+        #[source]
+        source: crate::ctl::ipvsadm::CmdError,
+    },
     /// The fields are fine one by one, but the model does not compile
     /// ([`Snapshot::build`] refused it). `path` and `at` point at the
     /// service or real server the model error names, when it names one.
@@ -150,7 +158,7 @@ impl ConfigError {
     /// Where in the text the error is, if known.
     pub fn location(&self) -> Option<Location> {
         match self {
-            ConfigError::Read { .. } => None,
+            ConfigError::Read { .. } | ConfigError::Rules { .. } => None,
             ConfigError::Syntax { at, .. }
             | ConfigError::Invalid { at, .. }
             | ConfigError::Model { at, .. } => *at,
@@ -246,6 +254,9 @@ pub fn load_config_file(path: &Path) -> Result<Config, ConfigError> {
 /// # Errors
 /// As [`load_str`], and bad checks or sorry servers, naming the field.
 pub fn load_config_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    if is_ipvsadm_rules(text) {
+        return load_rules_str(text, origin);
+    }
     let doc = Doc::parse(text, origin)?;
     let model = doc.model()?;
     if let Err(e) = Snapshot::build(&model, None) {
@@ -260,6 +271,31 @@ pub fn load_config_str(text: &str, origin: &str) -> Result<Config, ConfigError> 
     let health = doc.health(&model)?;
     let daemon = doc.daemon()?;
     Ok(Config { model, health, daemon })
+}
+
+/// Whether `text` is ipvsadm-save rules rather than TOML: its first line
+/// that is neither blank nor a `#` comment is an ipvsadm command (`-A ...`,
+/// `-C`). No TOML document starts so: a bare key cannot hold a space.
+pub fn is_ipvsadm_rules(text: &str) -> bool {
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#'));
+    first.is_some_and(|l| l.starts_with('-') && (l.contains(char::is_whitespace) || l == "-C"))
+}
+
+/// Loads ipvsadm-save rules (`ipvsadm -S` / `xvsadm -S` output) as a
+/// configuration: the services and real servers of the rules, everything
+/// else at its default (interfaces then come from `xvs run -i`; no health
+/// checks; the default listeners). The rules are applied to an empty model
+/// as `ipvsadm -R` would, validated whole.
+///
+/// # Errors
+/// [`ConfigError::Rules`] naming the first bad line.
+pub fn load_rules_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    let mut model = Model::default();
+    crate::ctl::ipvsadm::restore(&mut model, text).map_err(|source| ConfigError::Rules {
+        origin: origin.to_string(),
+        source,
+    })?;
+    Ok(Config { model, health: HealthPlan::default(), daemon: DaemonConf::default() })
 }
 
 // ---------------------------------------------------------------------------
@@ -1522,6 +1558,20 @@ persistence = 300
         assert_eq!(m.services[0].persistence.unwrap().netmask, 32);
         // Nothing at all is a valid (empty) configuration.
         assert_eq!(load_str("", "empty").unwrap(), Model::default());
+    }
+
+    #[test]
+    fn ipvsadm_save_rules_load_as_a_configuration() {
+        let rules = "# saved\n-A -t 10.0.0.1:80 -s wrr\n-a -t 10.0.0.1:80 -r 10.0.0.2:80 -g -w 2\n";
+        assert!(is_ipvsadm_rules(rules) && is_ipvsadm_rules("-C\n"));
+        assert!(!is_ipvsadm_rules("# -A -t x\n[global]\n") && !is_ipvsadm_rules(""));
+        let c = load_config_str(rules, "r.save").unwrap();
+        assert_eq!(crate::ctl::ipvsadm::save(&c.model), "-A -t 10.0.0.1:80 -s wrr\n-a -t 10.0.0.1:80 -r 10.0.0.2:80 -g -w 2\n");
+        assert_eq!(c.daemon, DaemonConf::default());
+        let e = load_config_str("-A -t 10.0.0.1:80 -s wrr\n-a -t 10.0.0.1:81 -r 10.0.0.2\n", "r.save").unwrap_err();
+        assert_eq!(e.to_string(), "r.save: line 2: Service not defined");
+        let e = load_config_str("-A -t 10.0.0.1:80 -s nope\n", "r.save").unwrap_err();
+        assert!(e.to_string().starts_with("r.save: line 1: "), "{e}");
     }
 
     #[test]

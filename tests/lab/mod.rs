@@ -503,7 +503,12 @@ pub fn http_gets(ns: &str, addr: SocketAddr, n: usize) -> Vec<Result<String, Str
 
 /// `n` HTTP GETs in a row from namespace `ns`, connection `i` from source
 /// address `srcs[i % srcs.len()]`.
-pub fn http_gets_from(ns: &str, srcs: Vec<IpAddr>, addr: SocketAddr, n: usize) -> Vec<Result<String, String>> {
+pub fn http_gets_from(
+    ns: &str,
+    srcs: Vec<IpAddr>,
+    addr: SocketAddr,
+    n: usize,
+) -> Vec<Result<String, String>> {
     in_ns(ns, move || {
         (0..n)
             .map(|i| {
@@ -524,7 +529,9 @@ fn connect_from(from: IpAddr, to: SocketAddr) -> Result<TcpStream, String> {
     let sa = |a: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: port.to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.octets()) },
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(a.octets()),
+        },
         sin_zero: [0; 8],
     };
     // SAFETY: a fresh socket fd is owned by the TcpStream on success and
@@ -639,7 +646,9 @@ impl Topo {
     /// client address, so spreading connections over several addresses
     /// spreads them over workers.
     pub fn clients(&self) -> Vec<IpAddr> {
-        (CLIENT_FIRST..=CLIENT_LAST).map(|b| self.addr(0, b).parse().unwrap()).collect()
+        (CLIENT_FIRST..=CLIENT_LAST)
+            .map(|b| self.addr(0, b).parse().unwrap())
+            .collect()
     }
 }
 
@@ -650,7 +659,10 @@ const CLIENT_LAST: u8 = 9;
 /// set by the topology).
 fn client_addrs(lab: &Lab, t: &Topo) {
     for b in CLIENT_FIRST + 1..=CLIENT_LAST {
-        lab.ip(&t.client, &["addr", "add", &format!("{}/24", t.addr(0, b)), "dev", "c0"]);
+        lab.ip(
+            &t.client,
+            &["addr", "add", &format!("{}/24", t.addr(0, b)), "dev", "c0"],
+        );
     }
 }
 
@@ -789,7 +801,8 @@ pub fn ipip_decap_object() -> Result<PathBuf, String> {
         let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/lab/ipip_decap.bpf.c");
         // Cargo's scratch directory for integration tests: kept with the
         // build, not littering /tmp.
-        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ipip_decap-{}.o", std::process::id()));
+        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("ipip_decap-{}.o", std::process::id()));
         let o = out.to_str().unwrap().to_string();
         let s = src.to_str().unwrap().to_string();
         sh(&["clang", "-O2", "-target", "bpf", "-c", &s, "-o", &o])
