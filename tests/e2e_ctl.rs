@@ -235,6 +235,23 @@ fn live_changes_and_reloads_drop_nothing_and_statistics_are_live() {
             std::thread::sleep(Duration::from_millis(40));
         }
     }
+    // Garbage and an oversized request on the socket get errors, while
+    // the requests keep flowing (checked below with the rest).
+    {
+        use std::os::unix::net::UnixStream;
+        let mut c = UnixStream::connect(&sock).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(b"nonsense\n").unwrap();
+        let mut r = BufReader::new(c.try_clone().unwrap());
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert!(line.contains("\"bad_request\""), "{line}");
+        let big = vec![b'x'; 2 << 20];
+        let _ = c.write_all(&big); // the server may close mid-way
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        assert!(line.contains("\"too_large\""), "{line}");
+    }
     // A refused change names the problem and changes nothing.
     let before = ok(&sock, "-S -n");
     let (code, _, err) = xvsadm(&sock, "-a -t 10.53.0.100:80 -r 10.53.0.11 -g");
