@@ -402,7 +402,10 @@ impl Director {
             ifaces: k.ifaces.clone(),
             tables,
         };
-        let (eff, view) = effective(&st.model, Some(&k))?;
+        // What runs goes through the overlay here too: a kernel change
+        // must not bring back a server the health checker took out.
+        let over = st.overlay.as_ref().map(|f| f(&st.model));
+        let (eff, view) = effective(over.as_ref().unwrap_or(&st.model), Some(&k))?;
         if eff.net != st.net {
             let snap = Arc::new(Snapshot::build(&eff, Some(&st.snap))?);
             self.published.publish(snap.clone());
@@ -698,6 +701,25 @@ scheduler = "rr"
         assert_eq!(d.snapshot().dests[0].weight, 0);
         d.set_overlay(None).unwrap();
         assert_ne!(d.snapshot().dests[0].weight, 0);
+    }
+
+    #[test]
+    fn kernel_updates_keep_the_overlay() {
+        let mut m = model(CONF);
+        m.net.neighbours.clear();
+        let d = Director::with_kernel(m, vec!["eth0".into()], tables(None), 1).unwrap();
+        d.set_overlay(Some(Box::new(|m: &Model| {
+            let mut m = m.clone();
+            m.services[0].dests[0].weight = 0;
+            m
+        })))
+        .unwrap();
+        let g = d.published().generation();
+        d.kernel_update(tables(Some([2, 0, 0, 0, 0xbb, 2]))).unwrap();
+        assert_eq!(d.published().generation(), g + 1, "the new neighbour is published");
+        let s = d.snapshot();
+        assert_eq!(s.dests[0].hop.unwrap().mac, [2, 0, 0, 0, 0xbb, 2]);
+        assert_eq!(s.dests[0].weight, 0, "still through the overlay");
     }
 
     #[test]
