@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use xvs::ctl::config;
-use xvs::ctl::model::Model;
 use xvs::ctl::snapshot::Snapshot;
+use xvs::daemon::health::HealthCtl;
 use xvs::daemon::run::{self, RunConfig};
 use xvs::daemon::signals;
 use xvs::io::pcap;
@@ -59,8 +59,13 @@ Interfaces are the config's [[interface]] names, or those given with -i
 neighbours come from the kernel (the kernel wins over the config file; a
 static [[neighbour]] only fills in an address the kernel does not know).
 
-SIGHUP reloads the configuration file: it is validated whole; an invalid
-file is logged and the running configuration stays.
+Real servers with health checks (docs/health.md) leave rotation when they
+fail and come back when they recover; every transition is logged with its
+reason, and the counts are printed at stop.
+
+SIGHUP reloads the configuration file, health checks included: it is
+validated whole; an invalid file is logged and the running configuration
+stays. Real servers that stay keep their health state.
 
 Exit status: 0 after a clean stop, 2 for a bad command line or
 configuration, 1 when the system refuses (not root, no AF_XDP, a missing
@@ -203,16 +208,16 @@ fn replay(config: PathBuf, input: PathBuf, output: PathBuf, counters: bool) -> E
     ExitCode::SUCCESS
 }
 
-/// Loads the config for `xvs run`: the model and the interface list (`-i`
-/// replaces the config's [[interface]] names).
-fn load_live(path: &std::path::Path, cli_ifaces: &[String]) -> Result<(Model, Vec<String>), String> {
-    let model = config::load_file(path).map_err(|e| e.to_string())?;
+/// Loads the config for `xvs run`: the model with its health checks and
+/// the interface list (`-i` replaces the config's [[interface]] names).
+fn load_live(path: &std::path::Path, cli_ifaces: &[String]) -> Result<(config::Config, Vec<String>), String> {
+    let conf = config::load_config_file(path).map_err(|e| e.to_string())?;
     let ifaces = if cli_ifaces.is_empty() {
-        model.net.ports.iter().map(|p| p.name.clone()).collect()
+        conf.model.net.ports.iter().map(|p| p.name.clone()).collect()
     } else {
         cli_ifaces.to_vec()
     };
-    Ok((model, ifaces))
+    Ok((conf, ifaces))
 }
 
 fn run_director(
@@ -224,7 +229,7 @@ fn run_director(
     counters: bool,
 ) -> ExitCode {
     let _ = xvs::health::logger::init(log::LevelFilter::Info);
-    let (model, interfaces) = match load_live(&config, &cli_ifaces) {
+    let (conf, interfaces) = match load_live(&config, &cli_ifaces) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("xvs: {e}");
@@ -243,7 +248,7 @@ fn run_director(
         prev(info);
     }));
     let cfg = RunConfig { interfaces: interfaces.clone(), workers, poll, cores, ..RunConfig::default() };
-    let running = match run::start(model, &cfg) {
+    let running = match run::start(conf.model, &cfg) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("xvs run: {e}");
@@ -254,6 +259,16 @@ fn run_director(
         log::warn!("removed the XDP program (id {id}) a crashed xvs left on {iface}");
     }
     let d = running.director().clone();
+    // Health checks: started here, on the main (control) thread, so the
+    // engine's threads are not pinned to a worker's CPU.
+    let health = match HealthCtl::start(d.clone(), conf.health) {
+        Ok(h) => Arc::new(h),
+        Err(e) => {
+            eprintln!("xvs run: health checks: {e}");
+            running.stop();
+            return ExitCode::from(2);
+        }
+    };
     let snap = d.snapshot();
     let modes: Vec<String> = interfaces
         .iter()
@@ -280,11 +295,11 @@ fn run_director(
         }
         if signals::take_reload() {
             match load_live(&config, &[]) {
-                Ok((m, ifaces)) => {
+                Ok((c, ifaces)) => {
                     if cli_ifaces.is_empty() && ifaces != interfaces {
                         log::warn!("reload: the interface list changed ({ifaces:?}); interfaces change only with a restart");
                     }
-                    match d.apply(m) {
+                    match health.apply_config(c.model, c.health) {
                         Ok(()) => log::info!("reload: {} applied (snapshot {})", config.display(), d.published().generation()),
                         Err(e) => log::error!("reload: {}: {e}; the running configuration stays", config.display()),
                     }
@@ -295,6 +310,8 @@ fn run_director(
         std::thread::sleep(Duration::from_millis(50));
     }
     log::info!("stopping");
+    health.stop();
+    let health = health.report();
     let reports = running.stop();
     let mut total = xvs::stats::WorkerCounters::default();
     for r in &reports {
@@ -303,6 +320,12 @@ fn run_director(
     if counters {
         for (k, v) in total.pairs() {
             println!("{k}={v}");
+        }
+        for (k, v) in health.totals.pairs() {
+            println!("{k}={v}");
+        }
+        for l in health.lines() {
+            println!("{l}");
         }
         for t in d.dest_totals() {
             println!(
@@ -332,6 +355,7 @@ fn run_director(
                 t.stats.outpkts
             );
         }
+        print!("{}", health.render());
         for r in &reports {
             println!(
                 "  worker {} (queue {}, {}): rx {} tx {} tx_full {} handed out {} handoff_full {} sleeps {}",

@@ -18,6 +18,7 @@
 //!   next hops nobody knows yet.
 
 pub mod director;
+pub mod health;
 pub mod kernel;
 pub mod report;
 pub mod run;
