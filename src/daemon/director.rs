@@ -175,6 +175,48 @@ fn effective(model: &Model, kernel: Option<&KernelState>) -> Result<(Model, NetV
     Ok((m, view))
 }
 
+/// The steering rules: what the configured model and the running one
+/// (through the overlay) both need — a server the overlay removed keeps
+/// its reply rule, so its established connections still pass through —
+/// and the director's own addresses on its ports, so what a NAT real
+/// server sends to the director itself (answers to health checks) stays
+/// with the kernel.
+fn rules_for(configured: &Model, running: Option<&Model>, net: &NetConf) -> Vec<Rule> {
+    let mut rules = Rule::for_services(&configured.services, &configured.groups);
+    if let Some(o) = running {
+        rules.extend(Rule::for_services(&o.services, &o.groups));
+    }
+    rules.extend(
+        net.ports
+            .iter()
+            .flat_map(|p| p.addrs.iter().map(|(a, _)| Rule::Local(*a))),
+    );
+    rules.sort();
+    rules.dedup();
+    rules
+}
+
+/// Writes `rules` to the sink when they differ from the current set; on
+/// failure the old set is put back and nothing changes.
+fn write_rules(st: &mut State, rules: Vec<Rule>) -> Result<(), ModelError> {
+    if rules == st.rules {
+        return Ok(());
+    }
+    if let Some(sink) = st.sink.as_mut() {
+        if let Err(e) = sink.set_rules(&rules) {
+            // Put the old set back (set_rules may have written part).
+            let old = st.rules.clone();
+            let _ = st.sink.as_mut().map(|s| s.set_rules(&old));
+            return Err(ModelError {
+                what: "steering rules".into(),
+                why: e.to_string(),
+            });
+        }
+    }
+    st.rules = rules;
+    Ok(())
+}
+
 /// Two snapshots of the same configured model forward alike: same
 /// services and dests (uid, weight, hop, method, thresholds). Lets
 /// [`Director::refresh`] skip publishing when a health verdict changed
@@ -232,7 +274,7 @@ impl Director {
     ) -> Result<Director, ModelError> {
         let (eff, view) = effective(&model, kernel.as_ref())?;
         let snap = Arc::new(Snapshot::build(&eff, None)?);
-        let rules = Rule::for_services(&model.services, &model.groups);
+        let rules = rules_for(&model, None, &eff.net);
         Ok(Director {
             published: Arc::new(Published::new(snap.clone())),
             state: Mutex::new(State {
@@ -353,29 +395,7 @@ impl Director {
                 ),
             });
         }
-        // Steer what the configured model and the running one both need: a
-        // server the overlay removed keeps its reply rule, so its
-        // established connections still pass through.
-        let mut rules = Rule::for_services(&new.services, &new.groups);
-        if let Some(o) = &over {
-            rules.extend(Rule::for_services(&o.services, &o.groups));
-            rules.sort();
-            rules.dedup();
-        }
-        if rules != st.rules {
-            if let Some(sink) = st.sink.as_mut() {
-                if let Err(e) = sink.set_rules(&rules) {
-                    // Put the old set back (set_rules may have written part).
-                    let old = st.rules.clone();
-                    let _ = st.sink.as_mut().map(|s| s.set_rules(&old));
-                    return Err(ModelError {
-                        what: "steering rules".into(),
-                        why: e.to_string(),
-                    });
-                }
-            }
-            st.rules = rules;
-        }
+        write_rules(st, rules_for(&new, over.as_ref(), &eff.net))?;
         if always || !same_forwarding(&st.snap, &snap) {
             published.publish(snap.clone());
             st.snap = snap;
@@ -408,6 +428,9 @@ impl Director {
         let (eff, view) = effective(over.as_ref().unwrap_or(&st.model), Some(&k))?;
         if eff.net != st.net {
             let snap = Arc::new(Snapshot::build(&eff, Some(&st.snap))?);
+            // The director's own addresses may have changed.
+            let rules = rules_for(&st.model, over.as_ref(), &eff.net);
+            write_rules(&mut st, rules)?;
             self.published.publish(snap.clone());
             st.snap = snap;
             st.net = eff.net;
@@ -701,6 +724,40 @@ scheduler = "rr"
         assert_eq!(d.snapshot().dests[0].weight, 0);
         d.set_overlay(None).unwrap();
         assert_ne!(d.snapshot().dests[0].weight, 0);
+    }
+
+    #[test]
+    fn the_directors_own_addresses_are_local_rules_and_follow_the_kernel() {
+        let mut m = model(CONF);
+        m.services[0].dests[0].fwd = FwdMethod::Nat;
+        let d = Director::with_kernel(m, vec!["eth0".into()], tables(None), 1).unwrap();
+        let sets = Arc::new(Mutex::new(Vec::new()));
+        d.set_rule_sink(Box::new(Sink {
+            sets: sets.clone(),
+            fail_after: Arc::new(AtomicUsize::new(99)),
+        }))
+        .unwrap();
+        let local = |a: &str| Rule::Local(a.parse().unwrap());
+        {
+            let s = sets.lock().unwrap();
+            assert!(s[0].contains(&local("10.0.0.1")), "{:?}", s[0]);
+            assert!(
+                s[0].iter().any(|r| matches!(r, Rule::RealServer { .. })),
+                "NAT replies are steered: {:?}",
+                s[0]
+            );
+        }
+        // The kernel gains an address: it becomes local too.
+        let mut t = tables(None);
+        t.addrs.push(Addr {
+            index: 5,
+            addr: "10.0.0.5".parse().unwrap(),
+            prefix: 24,
+        });
+        d.kernel_update(t).unwrap();
+        let s = sets.lock().unwrap();
+        assert_eq!(s.len(), 2);
+        assert!(s[1].contains(&local("10.0.0.1")) && s[1].contains(&local("10.0.0.5")));
     }
 
     #[test]
