@@ -493,7 +493,18 @@ impl Manager {
                 }
             }
         });
+        // Stopped: what the engine counted and its last states stay for
+        // the report printed at stop (and later listings).
         let engine = lock(&shared.engine).take();
+        if let Some(e) = &engine {
+            lock(&shared.view).states = e.states();
+            let mut r = lock(&shared.retired);
+            for c in e.checks() {
+                r.runs += c.runs;
+                r.failures += c.failures;
+            }
+        }
+        // Stops the engine's thread (outside every lock).
         drop(engine);
     }
 
@@ -771,8 +782,15 @@ scheduler = "wrr"
             h.report().checks[0].runs >= runs_before,
             "the engine was not restarted"
         );
+        let before = h.report().totals;
         h.stop();
         h.stop();
+        let after = h.report().totals;
+        assert!(
+            after.runs >= before.runs && after.failures >= before.failures,
+            "a stopped engine's runs are kept: {before:?} then {after:?}"
+        );
+        assert_eq!((after.downs, after.down, after.checks), (2, 1, 0));
         assert!(matches!(
             h.on_model_change(&back),
             Err(HealthError::Stopped)

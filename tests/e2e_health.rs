@@ -1,0 +1,486 @@
+//! Health checks end to end: `xvs run` in the namespace lab checks real
+//! servers that really fail, and the traffic of a steady client follows.
+//!
+//! - Failover (NAT, three real servers running `python3 -m http.server`,
+//!   two workers, clients from eight addresses): the test kills one
+//!   server's HTTP process; within interval × fall (+ one interval, + slack
+//!   for this loaded machine) the director publishes a snapshot without
+//!   it, after which no new connection goes to it and no request fails;
+//!   restarted, it gets traffic again within interval × rise (+ slack).
+//!
+//! Times come from the xvs log (`<unix time> LEVEL target: message`, the
+//! line `health: snapshot N published: ...` is written once the snapshot
+//! is live) and the client's clock (same machine). Namespaces, processes
+//! and threads are cleaned up by guards, also when an assertion fails.
+
+mod lab;
+
+use lab::Lab;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::os::fd::FromRawFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Seconds since the epoch, as the xvs log prints them.
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// The time of the first xvs log line containing `what`.
+fn logged_at(log: &str, what: &str) -> Option<f64> {
+    log.lines()
+        .find(|l| l.contains(what))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+}
+
+/// Why the HTTP servers of these tests cannot run here, if they cannot.
+fn no_python() -> Option<String> {
+    match Command::new("python3").arg("--version").output() {
+        Ok(o) if o.status.success() => None,
+        _ => Some("`python3` is not installed (make deps)".into()),
+    }
+}
+
+/// `python3 -m http.server` in a namespace, serving an index.html that
+/// says its name. Killed (SIGKILL) by [`HttpProc::kill`] or on drop.
+struct HttpProc {
+    ns: String,
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl HttpProc {
+    fn start(ns: &str, port: u16, name: &str) -> HttpProc {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("xvs-hc-{}-{ns}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("index.html"), format!("{name}\n")).unwrap();
+        let mut p = HttpProc {
+            ns: ns.to_string(),
+            port,
+            dir,
+            child: None,
+        };
+        p.restart();
+        p
+    }
+
+    /// Starts the process and waits until it accepts connections.
+    fn restart(&mut self) {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "python3", "-m", "http.server"])
+            .arg(self.port.to_string())
+            .args(["--bind", "0.0.0.0", "--directory"])
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning python3");
+        self.child = Some(child);
+        let port = self.port;
+        let t0 = Instant::now();
+        loop {
+            let up = lab::in_ns(&self.ns, move || {
+                TcpStream::connect_timeout(
+                    &SocketAddr::from(([127, 0, 0, 1], port)),
+                    Duration::from_millis(200),
+                )
+                .is_ok()
+            });
+            if up {
+                return;
+            }
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("python3 http.server in {} exited: {st}", self.ns);
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "python3 http.server in {} did not start",
+                self.ns
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL (`ip netns exec` execs python: the child is python).
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for HttpProc {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A TCP connection from `from` to `to`, with a connect timeout (Linux
+/// bounds a blocking connect by SO_SNDTIMEO).
+fn connect_from(from: IpAddr, to: SocketAddr, timeout: Duration) -> Result<TcpStream, String> {
+    let (IpAddr::V4(f), SocketAddr::V4(t)) = (from, to) else {
+        return Err("IPv4 only".into());
+    };
+    let sa = |a: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(a.octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: a fresh descriptor, owned by the TcpStream on success and
+    // closed on every failure; the structs outlive the calls.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(format!("socket: {}", std::io::Error::last_os_error()));
+        }
+        let fail = |what: &str| {
+            let e = std::io::Error::last_os_error();
+            libc::close(fd);
+            Err(format!("{what}: {e}"))
+        };
+        if libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            &tv as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        ) != 0
+        {
+            return fail("SO_SNDTIMEO");
+        }
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let local = sa(f, 0);
+        if libc::bind(fd, &local as *const _ as *const libc::sockaddr, len) != 0 {
+            return fail(&format!("bind {from}"));
+        }
+        let remote = sa(*t.ip(), t.port());
+        if libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len) != 0 {
+            return fail(&format!("connect {to} from {from}"));
+        }
+        Ok(TcpStream::from_raw_fd(fd))
+    }
+}
+
+/// One GET through `vip` from `from`: the server's name (the body).
+fn get(from: IpAddr, vip: SocketAddr) -> Result<String, String> {
+    let mut s = connect_from(from, vip, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: {vip}\r\nConnection: close\r\n\r\n").as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)
+        .map_err(|e| format!("read: {e}"))?;
+    let (head, body) = resp
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no HTTP response: {resp:?}"))?;
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+        return Err(format!("status: {head}"));
+    }
+    Ok(body.trim().to_string())
+}
+
+/// One request of the client loop.
+#[derive(Clone, Debug)]
+struct Req {
+    start: f64,
+    end: f64,
+    from: IpAddr,
+    res: Result<String, String>,
+}
+
+/// A client in a namespace running GETs in a steady loop (from each of
+/// `from` in turn, `gap` apart) until dropped or [`Client::stop`]ped.
+struct Client {
+    stop: Arc<AtomicBool>,
+    log: Arc<Mutex<Vec<Req>>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Client {
+    fn start(ns: &str, from: Vec<IpAddr>, vip: SocketAddr, gap: Duration) -> Client {
+        let stop = Arc::new(AtomicBool::new(false));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (ns, stop2, log2) = (ns.to_string(), stop.clone(), log.clone());
+        let handle = std::thread::spawn(move || {
+            lab::enter(&ns);
+            let mut i = 0;
+            while !stop2.load(Ordering::Relaxed) {
+                let src = from[i % from.len()];
+                i += 1;
+                let start = now();
+                let res = get(src, vip);
+                log2.lock().unwrap().push(Req {
+                    start,
+                    end: now(),
+                    from: src,
+                    res,
+                });
+                std::thread::sleep(gap);
+            }
+        });
+        Client {
+            stop,
+            log,
+            handle: Some(handle),
+        }
+    }
+
+    fn requests(&self) -> Vec<Req> {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn stop(&mut self) -> Vec<Req> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        self.requests()
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Waits until the client has made `n` more requests.
+fn wait_requests(c: &Client, n: usize) {
+    let have = c.requests().len();
+    let t0 = Instant::now();
+    while c.requests().len() < have + n {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the client loop stalled"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Renders requests for a failure message.
+fn show(reqs: &[&Req], t0: f64) -> String {
+    reqs.iter()
+        .map(|r| {
+            format!(
+                "  {:+.3}..{:+.3} from {}: {:?}",
+                r.start - t0,
+                r.end - t0,
+                r.from,
+                r.res
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+// Check timing of these tests: a short interval, fall 2, rise 2. Slack for
+// a loaded 2-CPU machine is added to every bound, separately.
+const INTERVAL: f64 = 0.3;
+const FALL: f64 = 2.0;
+const RISE: f64 = 2.0;
+/// The jitter the checks are configured with (10%, the default).
+const JITTER: f64 = 0.1;
+/// Scheduling delays on this machine: threads of the engine, the
+/// manager, the director, python starting up.
+const SLACK: f64 = 0.8;
+/// From "published" to every worker forwarding with the new snapshot
+/// (workers switch between bursts; an adaptive worker sleeps ≤ 50 ms).
+const SWITCH: f64 = 0.1;
+
+fn http_check(port: u16) -> String {
+    format!(
+        r#"
+    [service.real_server.check]
+    type = "http"
+    port = {port}
+    path = "/"
+    status = [200]
+    regex = "^rs"
+    interval = "{}ms"
+    timeout = "250ms"
+    fall = {}
+    rise = {}
+"#,
+        (INTERVAL * 1000.0) as u32,
+        FALL as u32,
+        RISE as u32
+    )
+}
+
+fn nat_rs(ip: &str, extra: &str) -> String {
+    format!(
+        r#"
+  [[service.real_server]]
+  ip = "{ip}"
+  port = 8080
+  mode = "nat"
+{extra}"#
+    )
+}
+
+#[test]
+fn a_killed_server_leaves_rotation_and_comes_back() {
+    let name = "a_killed_server_leaves_rotation_and_comes_back";
+    if let Some(why) = no_python() {
+        println!("SKIP {name}: {why}");
+        return;
+    }
+    let Some(mut lab) = Lab::new(name) else {
+        return;
+    };
+    let t = lab::two_legs(&mut lab, 60, 2, 3, true);
+    let mut rs: Vec<HttpProc> = (0..3)
+        .map(|i| HttpProc::start(&t.rs[i], 8080, &format!("rs{}", i + 1)))
+        .collect();
+    let mut config = r#"
+[[service]]
+proto = "tcp"
+vip = "10.60.0.100"
+port = 80
+scheduler = "rr"
+"#
+    .to_string();
+    for i in 0..3 {
+        config += &nat_rs(&t.addr(1, 11 + i), &http_check(8080));
+    }
+    let x = lab.xvs(
+        &t.director,
+        &config,
+        &["-i", "d0", "-i", "d1", "--workers", "2"],
+    );
+    let mut client = Client::start(
+        &t.client,
+        t.clients(),
+        t.sock(0, 100, 80),
+        Duration::from_millis(10),
+    );
+    wait_requests(&client, 60);
+
+    let t_kill = now();
+    rs[0].kill();
+    lab.wait_log(x, "10.60.1.11:8080 down", Duration::from_secs(15));
+    let log = lab.log(x);
+    let t_down = logged_at(&log, "10.60.1.11:8080 down").unwrap();
+    wait_requests(&client, 100);
+
+    rs[0].restart();
+    let t_listen = now();
+    lab.wait_log(x, "10.60.1.11:8080 up", Duration::from_secs(15));
+    let log = lab.log(x);
+    let t_up = logged_at(&log, "10.60.1.11:8080 up").unwrap();
+    wait_requests(&client, 60);
+    let reqs = client.stop();
+    let c = lab.stop_xvs(x);
+    let log = lab.log(x);
+    println!("{log}\n{}", c.text);
+
+    let all: Vec<&Req> = reqs.iter().collect();
+    let detect = t_down - t_kill;
+    let back = t_up - t_listen;
+    println!(
+        "{} requests; down published {detect:.3} s after the kill, up {back:.3} s after the restart",
+        reqs.len()
+    );
+    // Detection: the first failing run within one interval of the kill,
+    // `fall` failures in a row, each interval ± jitter.
+    let detect_bound = INTERVAL * (1.0 + JITTER) * (FALL + 1.0) + SLACK;
+    assert!(
+        detect > 0.0 && detect <= detect_bound,
+        "down published {detect:.3} s after the kill, bound {detect_bound:.3} s"
+    );
+    let rise_bound = INTERVAL * (1.0 + JITTER) * (RISE + 1.0) + SLACK;
+    assert!(
+        back > 0.0 && back <= rise_bound,
+        "up published {back:.3} s after the restart, bound {rise_bound:.3} s"
+    );
+    // Before the kill: every request answered, by all three.
+    let before: Vec<&Req> = all.iter().copied().filter(|r| r.end < t_kill).collect();
+    let bad: Vec<&Req> = before.iter().copied().filter(|r| r.res.is_err()).collect();
+    assert!(
+        bad.is_empty(),
+        "failures before the kill:\n{}",
+        show(&bad, t_kill)
+    );
+    for n in ["rs1", "rs2", "rs3"] {
+        assert!(
+            before.iter().any(|r| r.res.as_deref() == Ok(n)),
+            "{n} answered before the kill"
+        );
+    }
+    // From the published snapshot on (and so from the detection deadline
+    // on, which is later): no failure at all, and rs1 answers nothing
+    // until it is back.
+    let after: Vec<&Req> = all
+        .iter()
+        .copied()
+        .filter(|r| r.start > t_down + SWITCH)
+        .collect();
+    assert!(after.len() > 50, "{} requests after detection", after.len());
+    let bad: Vec<&Req> = after.iter().copied().filter(|r| r.res.is_err()).collect();
+    assert!(
+        bad.is_empty(),
+        "failures after the down snapshot ({} requests in flight at the kill or before detection may fail):\n{}",
+        all.iter().filter(|r| r.end >= t_kill && r.start <= t_down + SWITCH && r.res.is_err()).count(),
+        show(&bad, t_kill)
+    );
+    let to_dead: Vec<&Req> = after
+        .iter()
+        .copied()
+        .filter(|r| r.end < t_up && r.res.as_deref() == Ok("rs1"))
+        .collect();
+    assert!(
+        to_dead.is_empty(),
+        "rs1 answered while down:\n{}",
+        show(&to_dead, t_kill)
+    );
+    let between: Vec<&Req> = after.iter().copied().filter(|r| r.end < t_up).collect();
+    assert!(
+        between.iter().any(|r| r.res.as_deref() == Ok("rs2"))
+            && between.iter().any(|r| r.res.as_deref() == Ok("rs3")),
+        "rs2 and rs3 took over"
+    );
+    // Back: rs1 answers again, soon after the up snapshot.
+    let first_back = all
+        .iter()
+        .find(|r| r.start > t_up + SWITCH && r.res.as_deref() == Ok("rs1"))
+        .unwrap_or_else(|| panic!("rs1 never answered after coming back"));
+    assert!(
+        first_back.start - t_up <= 1.0,
+        "rs1's first answer started {:.3} s after the up snapshot",
+        first_back.start - t_up
+    );
+    // Counted: one down, one up, in the counters printed at stop.
+    assert_eq!(c.get("health_downs"), 1, "{}", c.text);
+    assert_eq!(c.get("health_ups"), 1, "{}", c.text);
+    assert_eq!(c.get("health_checked"), 3, "{}", c.text);
+    assert_eq!(c.get("health_down"), 0, "{}", c.text);
+    assert!(c.get("health_check_failures") >= 2, "{}", c.text);
+    // The transition was logged with its reason.
+    assert!(
+        log.contains("real server 10.60.1.11:8080 is down: http 10.60.1.11:8080/: connect: connection refused (2 failed in a row)"),
+        "{log}"
+    );
+    assert!(log.contains("real server 10.60.1.11:8080 is up (weight 1): http 10.60.1.11:8080/: 2 passed in a row"), "{log}");
+    assert_eq!(c.get("drop_no_conn"), 0, "{}", c.text);
+}
