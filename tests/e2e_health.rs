@@ -7,6 +7,11 @@
 //!   for this loaded machine) the director publishes a snapshot without
 //!   it, after which no new connection goes to it and no request fails;
 //!   restarted, it gets traffic again within interval × rise (+ slack).
+//! - Agent and sorry server (NAT, a TCP check on each of two servers, an
+//!   HAProxy-style agent on one): `drain` takes it out of new connections
+//!   and `ready` brings it back, `down # reason` fails it with the
+//!   agent's reason; when both HTTP processes die the sorry server answers
+//!   every request, and leaves when one server comes back.
 //!
 //! Times come from the xvs log (`<unix time> LEVEL target: message`, the
 //! line `health: snapshot N published: ...` is written once the snapshot
@@ -483,4 +488,236 @@ scheduler = "rr"
     );
     assert!(log.contains("real server 10.60.1.11:8080 is up (weight 1): http 10.60.1.11:8080/: 2 passed in a row"), "{log}");
     assert_eq!(c.get("drop_no_conn"), 0, "{}", c.text);
+}
+
+/// An HAProxy-style agent in a namespace: answers every connection with
+/// the current line of its `Arc<Mutex<String>>` and closes. Dropping it
+/// stops the listener and waits for its thread.
+struct Agent {
+    answer: Arc<Mutex<String>>,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Agent {
+    fn start(ns: &str, addr: SocketAddr, first: &str) -> Agent {
+        let answer = Arc::new(Mutex::new(first.to_string()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (ns2, stop2, answer2) = (ns.to_string(), stop.clone(), answer.clone());
+        let handle = std::thread::spawn(move || {
+            lab::enter(&ns2);
+            let l = match std::net::TcpListener::bind(addr) {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = tx.send(Err(format!("bind {addr} in {ns2}: {e}")));
+                    return;
+                }
+            };
+            l.set_nonblocking(true).unwrap();
+            let _ = tx.send(Ok(()));
+            while !stop2.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((mut s, _)) => {
+                        let line = format!("{}\n", answer2.lock().unwrap());
+                        let _ = s.set_nonblocking(false);
+                        let _ = s.write_all(line.as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        rx.recv().unwrap().unwrap_or_else(|e| panic!("{e}"));
+        Agent {
+            answer,
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    fn say(&self, line: &str) {
+        *self.answer.lock().unwrap() = line.to_string();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// `n` GETs through `vip` from the lab's client addresses: who answered
+/// each (the first word of the body), failures as `Err`.
+fn who_answers(
+    ns: &str,
+    from: Vec<IpAddr>,
+    vip: SocketAddr,
+    n: usize,
+) -> Vec<Result<String, String>> {
+    lab::in_ns(ns, move || {
+        (0..n)
+            .map(|i| get(from[i % from.len()], vip).map(|b| lab::who(&b).to_string()))
+            .collect()
+    })
+}
+
+/// Waits until xvs `x` logged a `snapshot N published:` line containing
+/// `then` after the first line containing `first`: the snapshot of one
+/// particular verdict (one publication may carry several).
+fn wait_published_after(lab: &Lab, x: usize, first: &str, then: &str, timeout: Duration) {
+    let t0 = Instant::now();
+    loop {
+        let log = lab.log(x);
+        let mut lines = log.lines().skip_while(|l| !l.contains(first));
+        if lines.next().is_some() && lines.any(|l| l.contains("published:") && l.contains(then)) {
+            return;
+        }
+        assert!(
+            t0.elapsed() < timeout,
+            "no '{then}' after '{first}' in:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Asserts every answer is `Ok` and from one of `names`; returns the
+/// names that answered.
+fn only(answers: &[Result<String, String>], names: &[&str], when: &str) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    for a in answers {
+        match a {
+            Ok(n) if names.contains(&n.as_str()) => {
+                if !seen.contains(n) {
+                    seen.push(n.clone());
+                }
+            }
+            _ => panic!("{when}: want only {names:?}, got {answers:?}"),
+        }
+    }
+    seen.sort();
+    seen
+}
+
+#[test]
+fn agent_weights_and_the_sorry_server() {
+    let name = "agent_weights_and_the_sorry_server";
+    if let Some(why) = no_python() {
+        println!("SKIP {name}: {why}");
+        return;
+    }
+    let Some(mut lab) = Lab::new(name) else {
+        return;
+    };
+    let t = lab::two_legs(&mut lab, 61, 2, 3, true);
+    let mut rs: Vec<HttpProc> = (0..2)
+        .map(|i| HttpProc::start(&t.rs[i], 8080, &format!("rs{}", i + 1)))
+        .collect();
+    // The sorry server: the lab's HTTP server (answers `sorry <peer>`).
+    let sorry = t.sock(1, 13, 8080);
+    lab.http_server(&t.rs[2], sorry, "sorry");
+    let agent = Agent::start(&t.rs[0], t.sock(1, 11, 9000), "up");
+    let tcp = |extra: &str| {
+        format!(
+            r#"
+    [[service.real_server.check]]
+    type = "tcp"
+    interval = "200ms"
+    timeout = "150ms"
+    rise = 2
+    fall = 2
+{extra}"#
+        )
+    };
+    let agent_check = r#"
+    [[service.real_server.check]]
+    type = "agent"
+    port = 9000
+    interval = "200ms"
+    timeout = "150ms"
+    rise = 1
+    fall = 1
+"#;
+    let config = format!(
+        r#"
+[[service]]
+proto = "tcp"
+vip = "10.61.0.100"
+port = 80
+scheduler = "rr"
+
+  [service.sorry_server]
+  addr = "10.61.1.13"
+  port = 8080
+  fwd = "nat"
+{}{}"#,
+        nat_rs(&t.addr(1, 11), &tcp(agent_check)),
+        nat_rs(&t.addr(1, 12), &tcp(""))
+    );
+    let x = lab.xvs(
+        &t.director,
+        &config,
+        &["-i", "d0", "-i", "d1", "--workers", "2"],
+    );
+    let vip = t.sock(0, 100, 80);
+    let ask = |n| who_answers(&t.client, t.clients(), vip, n);
+    let settle = || std::thread::sleep(Duration::from_secs_f64(SWITCH * 2.0));
+    let wait = Duration::from_secs(15);
+
+    // Both up: both answer, the sorry server does not.
+    assert_eq!(only(&ask(24), &["rs1", "rs2"], "both up"), ["rs1", "rs2"]);
+
+    // The agent drains rs1: weight 0, rs2 takes every new connection.
+    agent.say("drain");
+    lab.wait_log(x, "10.61.1.11:8080 weight 0", wait);
+    settle();
+    assert_eq!(only(&ask(24), &["rs2"], "rs1 drained"), ["rs2"]);
+    // "ready": the configured weight again.
+    agent.say("ready");
+    lab.wait_log(x, "10.61.1.11:8080 weight 1", wait);
+    settle();
+    assert_eq!(only(&ask(24), &["rs1", "rs2"], "rs1 ready"), ["rs1", "rs2"]);
+    // "down # reason": the agent fails rs1 (fall 1) with its reason.
+    agent.say("down # db gone");
+    lab.wait_log(x, "10.61.1.11:8080 down", wait);
+    settle();
+    assert_eq!(only(&ask(24), &["rs2"], "agent says down"), ["rs2"]);
+    agent.say("up");
+    lab.wait_log(x, "10.61.1.11:8080 up", wait);
+
+    // Both HTTP processes die: the sorry server takes the new connections.
+    rs[0].kill();
+    rs[1].kill();
+    for a in ["11", "12"] {
+        let down = format!(
+            "real server 10.61.1.{a}:8080 is down: tcp 10.61.1.{a}:8080: connect: connection refused"
+        );
+        let published = format!("10.61.1.{a}:8080 down");
+        wait_published_after(&lab, x, &down, &published, wait);
+    }
+    settle();
+    assert_eq!(only(&ask(24), &["sorry"], "all down"), ["sorry"]);
+
+    // rs2 comes back: it takes over, the sorry server leaves.
+    rs[1].restart();
+    lab.wait_log(x, "10.61.1.12:8080 up", wait);
+    settle();
+    assert_eq!(only(&ask(24), &["rs2"], "rs2 back"), ["rs2"]);
+
+    drop(agent);
+    let c = lab.stop_xvs(x);
+    let log = lab.log(x);
+    println!("{log}\n{}", c.text);
+    assert!(
+        log.contains(
+            "real server 10.61.1.11:8080 is down: agent 10.61.1.11:9000: agent says down: db gone"
+        ),
+        "the agent's reason is logged:\n{log}"
+    );
+    assert_eq!(c.get("health_downs"), 3, "{}", c.text);
+    assert_eq!(c.get("health_ups"), 2, "{}", c.text);
+    assert!(c.get("health_weight_changes") >= 2, "{}", c.text);
+    assert_eq!(c.get("health_down"), 1, "rs1 is still down: {}", c.text);
 }
