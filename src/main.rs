@@ -327,6 +327,9 @@ fn run_director(
         for l in health.lines() {
             println!("{l}");
         }
+        for l in health.check_lines() {
+            println!("{l}");
+        }
         for t in d.dest_totals() {
             println!(
                 "dest {} {} conns={} inpkts={} outpkts={} inbytes={} outbytes={}",

@@ -12,6 +12,11 @@
 //!   and `ready` brings it back, `down # reason` fails it with the
 //!   agent's reason; when both HTTP processes die the sorry server answers
 //!   every request, and leaves when one server comes back.
+//! - Every kind of check (ICMP, TCP, HTTP, exec, agent, UDP, DNS; HTTPS
+//!   is covered by the checker's unit tests) runs from the director's
+//!   namespace against real servers in theirs and passes; a UDP check of
+//!   a closed port takes its server down; a check shared by two services
+//!   runs once (`users=2`).
 //!
 //! Times come from the xvs log (`<unix time> LEVEL target: message`, the
 //! line `health: snapshot N published: ...` is written once the snapshot
@@ -720,4 +725,194 @@ scheduler = "rr"
     assert_eq!(c.get("health_ups"), 2, "{}", c.text);
     assert!(c.get("health_weight_changes") >= 2, "{}", c.text);
     assert_eq!(c.get("health_down"), 1, "rs1 is still down: {}", c.text);
+}
+
+/// A minimal DNS server in a namespace: answers every query (its first
+/// question) with one A record, `answer`. Dropping it stops the thread.
+struct Dns {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Dns {
+    fn start(ns: &str, addr: SocketAddr, answer: [u8; 4]) -> Dns {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (ns2, stop2) = (ns.to_string(), stop.clone());
+        let handle = std::thread::spawn(move || {
+            lab::enter(&ns2);
+            let s = match std::net::UdpSocket::bind(addr) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = tx.send(Err(format!("bind udp {addr} in {ns2}: {e}")));
+                    return;
+                }
+            };
+            s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+            let _ = tx.send(Ok(()));
+            let mut buf = [0u8; 512];
+            while !stop2.load(Ordering::Relaxed) {
+                let Ok((len, peer)) = s.recv_from(&mut buf) else {
+                    continue;
+                };
+                // Header (12 bytes), then the question: labels, type, class.
+                let q = &buf[..len];
+                let Some(end) = q.iter().skip(12).position(|&b| b == 0) else {
+                    continue;
+                };
+                let qend = 12 + end + 1 + 4;
+                if len < qend {
+                    continue;
+                }
+                let mut r = Vec::with_capacity(qend + 16);
+                r.extend_from_slice(&q[..2]); // the query's id
+                r.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
+                r.extend_from_slice(&q[12..qend]);
+                // The answer: a pointer to the question's name, A, IN,
+                // TTL 60, 4 bytes of address.
+                r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+                r.extend_from_slice(&answer);
+                let _ = s.send_to(&r, peer);
+            }
+        });
+        rx.recv().unwrap().unwrap_or_else(|e| panic!("{e}"));
+        Dns {
+            stop,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The `health_check <name> ...` line printed at stop for check `name`.
+fn check_line<'a>(text: &'a str, name: &str) -> &'a str {
+    let want = format!("health_check {name} ");
+    text.lines()
+        .find(|l| l.starts_with(&want))
+        .unwrap_or_else(|| panic!("no line for check '{name}' in:\n{text}"))
+}
+
+/// A field `key=value` of a `health_check` line.
+fn field(line: &str, key: &str) -> u64 {
+    let want = format!("{key}=");
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&want))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in '{line}'"))
+}
+
+#[test]
+fn every_kind_of_check_runs_in_the_lab() {
+    let name = "every_kind_of_check_runs_in_the_lab";
+    if let Some(why) = no_python() {
+        println!("SKIP {name}: {why}");
+        return;
+    }
+    let Some(mut lab) = Lab::new(name) else {
+        return;
+    };
+    let t = lab::two_legs(&mut lab, 62, 2, 3, true);
+    let _rs: Vec<HttpProc> = (0..3)
+        .map(|i| HttpProc::start(&t.rs[i], 8080, &format!("rs{}", i + 1)))
+        .collect();
+    lab.udp_server(&t.rs[1], t.sock(1, 12, 7000), "udp2");
+    let _dns = Dns::start(&t.rs[1], t.sock(1, 12, 53), [192, 0, 2, 1]);
+    let _agent = Agent::start(&t.rs[0], t.sock(1, 11, 9000), "up 100%");
+    let timing = r#"
+    interval = "200ms"
+    timeout = "150ms"
+    rise = 2
+    fall = 2"#;
+    let check = |body: &str| format!("\n    [[service.real_server.check]]\n{body}{timing}\n");
+    // rs1: ICMP, TCP (shared with service 81), HTTP, exec, agent.
+    let rs1 = [
+        check("    type = \"icmp\""),
+        check("    type = \"tcp\""),
+        check("    type = \"http\"\n    path = \"/\"\n    regex = \"^rs1\""),
+        check(
+            "    type = \"exec\"\n    command = [\"/bin/sh\", \"-c\", \"test \\\"$XVS_CHECK_ADDR:$XVS_CHECK_PORT\\\" = 10.62.1.11:8080\"]",
+        ),
+        check("    type = \"agent\"\n    port = 9000"),
+    ]
+    .concat();
+    // rs2: UDP send/expect and DNS.
+    let rs2 = [
+        check("    type = \"udp\"\n    port = 7000\n    payload = \"ping\"\n    expect = \"udp2\""),
+        check("    type = \"dns\"\n    port = 53\n    name = \"www.example.org\""),
+    ]
+    .concat();
+    // rs3: UDP to a port nobody listens on: down.
+    let rs3 = check("    type = \"udp\"\n    port = 7001\n    payload = \"ping\"");
+    let config = format!(
+        r#"
+[[service]]
+proto = "tcp"
+vip = "10.62.0.100"
+port = 80
+scheduler = "rr"
+{}{}{}
+[[service]]
+proto = "tcp"
+vip = "10.62.0.100"
+port = 81
+scheduler = "rr"
+{}"#,
+        nat_rs(&t.addr(1, 11), &rs1),
+        nat_rs(&t.addr(1, 12), &rs2),
+        nat_rs(&t.addr(1, 13), &rs3),
+        nat_rs(&t.addr(1, 11), &check("    type = \"tcp\"")),
+    );
+    let x = lab.xvs(
+        &t.director,
+        &config,
+        &["-i", "d0", "-i", "d1", "--workers", "2"],
+    );
+    let wait = Duration::from_secs(15);
+    lab.wait_log(
+        x,
+        "real server 10.62.1.13:8080 is down: udp 10.62.1.13:7001",
+        wait,
+    );
+    lab.wait_log(x, "10.62.1.13:8080 down", wait);
+    // Every other check has had time for several runs.
+    std::thread::sleep(Duration::from_secs(2));
+    let vip = t.sock(0, 100, 80);
+    let answers = who_answers(&t.client, t.clients(), vip, 24);
+    assert_eq!(only(&answers, &["rs1", "rs2"], "rs3 down"), ["rs1", "rs2"]);
+    let c = lab.stop_xvs(x);
+    let log = lab.log(x);
+    println!("{log}\n{}", c.text);
+    // Four checked (service, real server) pairs; only rs3 is down, and
+    // it went down once; nothing else ever did.
+    assert_eq!(c.get("health_checked"), 4, "{}", c.text);
+    assert_eq!(c.get("health_down"), 1, "{}", c.text);
+    assert_eq!(c.get("health_downs"), 1, "{log}");
+    // Eight unique checks: rs1's TCP check is shared by both services.
+    assert_eq!(c.get("health_checks"), 8, "{}", c.text);
+    let tcp = check_line(&c.text, "tcp 10.62.1.11:8080");
+    assert_eq!(field(tcp, "users"), 2, "{tcp}");
+    for name in [
+        "icmp 10.62.1.11",
+        "tcp 10.62.1.11:8080",
+        "http 10.62.1.11:8080/",
+        "exec /bin/sh",
+        "agent 10.62.1.11:9000",
+        "udp 10.62.1.12:7000",
+        "dns 10.62.1.12:53 A www.example.org",
+    ] {
+        let l = check_line(&c.text, name);
+        assert!(l.contains(" up "), "{l}");
+        assert!(field(l, "runs") >= 4, "{l}");
+        assert_eq!(field(l, "failures"), 0, "{l}");
+    }
+    let l = check_line(&c.text, "udp 10.62.1.13:7001");
+    assert!(l.contains(" down ") && field(l, "failures") >= 2, "{l}");
 }

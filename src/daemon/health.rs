@@ -82,6 +82,8 @@ struct Shared {
     view: Mutex<View>,
     /// The running engine (`None` when the plan has no check).
     engine: Mutex<Option<EngineHandle>>,
+    /// The last engine's checks, once stopped (for the report at stop).
+    stopped: Mutex<Vec<CheckStatus>>,
     retired: Mutex<Retired>,
 }
 
@@ -192,6 +194,30 @@ impl HealthReport {
             .collect()
     }
 
+    /// One line per unique check:
+    /// `health_check <check> up|down users=U runs=R failures=F last_failure=...`
+    /// (`users`: the (service, real server) pairs sharing it).
+    pub fn check_lines(&self) -> Vec<String> {
+        self.checks
+            .iter()
+            .map(|c| {
+                format!(
+                    "health_check {} {} users={} runs={} failures={} last_failure={}",
+                    c.name,
+                    if c.up { "up" } else { "down" },
+                    c.users,
+                    c.runs,
+                    c.failures,
+                    if c.last_failure.is_empty() {
+                        "-"
+                    } else {
+                        &c.last_failure
+                    }
+                )
+            })
+            .collect()
+    }
+
     /// A human-readable summary (for `xvs run` at stop).
     pub fn render(&self) -> String {
         let mut s = String::new();
@@ -261,6 +287,7 @@ impl HealthCtl {
                 plan: plan.clone(),
             }),
             engine: Mutex::new(engine),
+            stopped: Mutex::new(Vec::new()),
             retired: Mutex::new(Retired::default()),
         });
         let sh = shared.clone();
@@ -340,8 +367,10 @@ impl HealthCtl {
         let running = lock(&self.shared.engine)
             .as_ref()
             .map(|e| (e.states(), e.checks()));
-        let (engine_states, checks) =
-            running.unwrap_or_else(|| (lock(&self.shared.view).states.clone(), Vec::new()));
+        let (engine_states, checks) = running.unwrap_or_else(|| {
+            let states = lock(&self.shared.view).states.clone();
+            (states, lock(&self.shared.stopped).clone())
+        });
         let retired = *lock(&self.shared.retired);
         let mut dests = Vec::with_capacity(plan.targets().len());
         let mut totals = HealthTotals {
@@ -493,16 +522,12 @@ impl Manager {
                 }
             }
         });
-        // Stopped: what the engine counted and its last states stay for
-        // the report printed at stop (and later listings).
+        // Stopped: the engine's last states and checks (what they
+        // counted) stay for the report printed at stop.
         let engine = lock(&shared.engine).take();
         if let Some(e) = &engine {
             lock(&shared.view).states = e.states();
-            let mut r = lock(&shared.retired);
-            for c in e.checks() {
-                r.runs += c.runs;
-                r.failures += c.failures;
-            }
+            *lock(&shared.stopped) = e.checks();
         }
         // Stops the engine's thread (outside every lock).
         drop(engine);
@@ -790,7 +815,14 @@ scheduler = "wrr"
             after.runs >= before.runs && after.failures >= before.failures,
             "a stopped engine's runs are kept: {before:?} then {after:?}"
         );
-        assert_eq!((after.downs, after.down, after.checks), (2, 1, 0));
+        assert_eq!((after.downs, after.down, after.checks), (2, 1, 1));
+        let lines = h.report().check_lines();
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0].starts_with("health_check exec /bin/sh down users=1 runs=")
+                && lines[0].ends_with("last_failure=exited with status 1"),
+            "{lines:?}"
+        );
         assert!(matches!(
             h.on_model_change(&back),
             Err(HealthError::Stopped)
