@@ -725,6 +725,12 @@ scheduler = "rr"
     assert_eq!(c.get("health_ups"), 2, "{}", c.text);
     assert!(c.get("health_weight_changes") >= 2, "{}", c.text);
     assert_eq!(c.get("health_down"), 1, "rs1 is still down: {}", c.text);
+    assert_eq!(
+        c.get("drop_no_neighbour"),
+        0,
+        "the sorry server's next hop is resolved before it is needed: {}",
+        c.text
+    );
 }
 
 /// A minimal DNS server in a namespace: answers every query (its first

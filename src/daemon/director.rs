@@ -116,6 +116,9 @@ struct State {
     /// checker's verdicts: failed servers quiesced or removed, agent
     /// weights, sorry servers). `None`: the model runs as configured.
     overlay: Option<Overlay>,
+    /// Addresses whose next hops are kept resolved although the running
+    /// model may not use them (sorry servers).
+    standby: Vec<IpAddr>,
 }
 
 /// A stage between the configured model and the running one (see
@@ -143,19 +146,25 @@ pub struct Director {
     slots: Vec<Arc<ReportSlot>>,
 }
 
-/// The addresses whose next hops the data path needs (real servers).
-fn wanted(m: &Model) -> Vec<IpAddr> {
+/// The addresses whose next hops the data path needs (real servers), and
+/// those it may need at any moment (`standby`).
+fn wanted(m: &Model, standby: &[IpAddr]) -> Vec<IpAddr> {
     let mut v: Vec<IpAddr> = m
         .services
         .iter()
         .flat_map(|s| s.dests.iter().map(|d| d.addr))
+        .chain(standby.iter().copied())
         .collect();
     v.sort();
     v.dedup();
     v
 }
 
-fn effective(model: &Model, kernel: Option<&KernelState>) -> Result<(Model, NetView), ModelError> {
+fn effective(
+    model: &Model,
+    kernel: Option<&KernelState>,
+    standby: &[IpAddr],
+) -> Result<(Model, NetView), ModelError> {
     let mut m = model.clone();
     let view = match kernel {
         None => NetView {
@@ -163,7 +172,7 @@ fn effective(model: &Model, kernel: Option<&KernelState>) -> Result<(Model, NetV
             ..NetView::default()
         },
         Some(k) => {
-            kernel::net_conf(&k.tables, &k.ifaces, &model.net, &wanted(model)).map_err(|e| {
+            kernel::net_conf(&k.tables, &k.ifaces, &model.net, &wanted(model, standby)).map_err(|e| {
                 ModelError {
                     what: "interfaces".into(),
                     why: e.to_string(),
@@ -272,7 +281,7 @@ impl Director {
         kernel: Option<KernelState>,
         workers: usize,
     ) -> Result<Director, ModelError> {
-        let (eff, view) = effective(&model, kernel.as_ref())?;
+        let (eff, view) = effective(&model, kernel.as_ref(), &[])?;
         let snap = Arc::new(Snapshot::build(&eff, None)?);
         let rules = rules_for(&model, None, &eff.net);
         Ok(Director {
@@ -286,6 +295,7 @@ impl Director {
                 sink: None,
                 rules,
                 overlay: None,
+                standby: Vec::new(),
             }),
             slots: (0..workers)
                 .map(|_| Arc::new(ReportSlot::default()))
@@ -368,6 +378,16 @@ impl Director {
         Self::publish(&mut st, &self.published, self.slots.len(), model, false)
     }
 
+    /// Keeps the next hops of `addrs` resolved although the running model
+    /// may not use them yet: a sorry server must be reachable the moment
+    /// the overlay brings it in, not a neighbour resolution later. Takes
+    /// effect at the next publication or kernel update.
+    pub fn set_standby_next_hops(&self, mut addrs: Vec<IpAddr>) {
+        addrs.sort();
+        addrs.dedup();
+        self.lock().standby = addrs;
+    }
+
     /// The model that runs: the configured one through the overlay (what
     /// listings show: a failed server at weight 0, a sorry server in).
     pub fn running_model(&self) -> Model {
@@ -381,7 +401,7 @@ impl Director {
     fn publish(st: &mut State, published: &Published, workers: usize, new: Model, always: bool) -> Result<(), ModelError> {
         let over = st.overlay.as_ref().map(|f| f(&new));
         let run = over.as_ref().unwrap_or(&new);
-        let (eff, view) = effective(run, st.kernel.as_ref())?;
+        let (eff, view) = effective(run, st.kernel.as_ref(), &st.standby)?;
         let snap = Arc::new(Snapshot::build(&eff, Some(&st.snap))?);
         // Workers own flows by the masked client address: moving the mask
         // would move established flows to workers that do not know them.
@@ -425,7 +445,7 @@ impl Director {
         // What runs goes through the overlay here too: a kernel change
         // must not bring back a server the health checker took out.
         let over = st.overlay.as_ref().map(|f| f(&st.model));
-        let (eff, view) = effective(over.as_ref().unwrap_or(&st.model), Some(&k))?;
+        let (eff, view) = effective(over.as_ref().unwrap_or(&st.model), Some(&k), &st.standby)?;
         if eff.net != st.net {
             let snap = Arc::new(Snapshot::build(&eff, Some(&st.snap))?);
             // The director's own addresses may have changed.
@@ -777,6 +797,26 @@ scheduler = "rr"
         let s = d.snapshot();
         assert_eq!(s.dests[0].hop.unwrap().mac, [2, 0, 0, 0, 0xbb, 2]);
         assert_eq!(s.dests[0].weight, 0, "still through the overlay");
+    }
+
+    #[test]
+    fn standby_next_hops_are_resolved_before_they_are_used() {
+        let mut m = model(CONF);
+        m.net.neighbours.clear();
+        let d = Director::with_kernel(m, vec!["eth0".into()], tables(None), 1).unwrap();
+        let addrs = |d: &Director| -> Vec<String> {
+            d.unresolved().iter().map(|u| u.addr.to_string()).collect()
+        };
+        assert_eq!(addrs(&d), ["10.0.0.2"]);
+        // A sorry server no service uses yet: prompted on the next update.
+        d.set_standby_next_hops(vec!["10.0.0.9".parse().unwrap(), "10.0.0.2".parse().unwrap()]);
+        let todo = d.kernel_update(tables(None)).unwrap();
+        let todo: Vec<String> = todo.iter().map(|u| u.addr.to_string()).collect();
+        assert_eq!(todo, ["10.0.0.2", "10.0.0.9"]);
+        assert_eq!(addrs(&d), ["10.0.0.2", "10.0.0.9"]);
+        d.set_standby_next_hops(vec![]);
+        d.kernel_update(tables(None)).unwrap();
+        assert_eq!(addrs(&d), ["10.0.0.2"]);
     }
 
     #[test]

@@ -295,6 +295,7 @@ impl HealthCtl {
             let v = lock(&sh.view);
             effective_model(m, &v.plan, &v.states)
         });
+        director.set_standby_next_hops(plan.sorry_addrs());
         director.set_overlay(Some(overlay))?;
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
         let mgr = Manager {
@@ -611,7 +612,10 @@ impl Manager {
                 states,
             },
         );
+        self.director.set_standby_next_hops(plan.sorry_addrs());
         if let Err(e) = self.director.apply(model) {
+            self.director
+                .set_standby_next_hops(old_view.plan.sorry_addrs());
             *lock(&self.shared.view) = old_view;
             // The new engine (if any) is dropped here: the old one runs on.
             return Err(e.into());
@@ -636,6 +640,7 @@ impl Manager {
             plan: plan.clone(),
             states,
         };
+        self.director.set_standby_next_hops(plan.sorry_addrs());
         self.install(plan, started, &prev);
         self.director.refresh()?;
         Ok(())

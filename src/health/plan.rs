@@ -16,6 +16,7 @@ use crate::ctl::snapshot::Snapshot;
 use crate::ipvs::dest::Dest;
 use crate::ipvs::service::ServiceKey;
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 
 /// A checked real server of a service.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -189,6 +190,11 @@ impl HealthPlan {
     /// The sorry server of `service`.
     pub fn sorry(&self, service: &ServiceKey) -> Option<&SorryServer> {
         self.sorry.get(service)
+    }
+
+    /// The addresses of every service's sorry server.
+    pub fn sorry_addrs(&self) -> Vec<IpAddr> {
+        self.sorry.values().map(|s| s.dest.addr).collect()
     }
 
     /// For each check, the targets it feeds.
