@@ -139,8 +139,22 @@ impl Drop for HttpProc {
     }
 }
 
-/// A TCP connection from `from` to `to`, with a connect timeout (Linux
-/// bounds a blocking connect by SO_SNDTIMEO).
+/// The next client port: every connection of these tests gets its own.
+/// The kernel's random ephemeral ports repeat now and then, and a SYN
+/// that reuses the ports of a finished connection still in the director's
+/// table (TIME_WAIT) follows that connection to its old real server
+/// instead of being scheduled (xvs has no `conn_reuse_mode` yet): a test
+/// would then see a dead or drained server answer, or fail.
+fn next_port() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(20000);
+    let p = NEXT.fetch_add(1, Ordering::Relaxed);
+    assert!(p < 60000, "out of client ports");
+    p
+}
+
+/// A TCP connection from `from` (on a port of [`next_port`]) to `to`,
+/// with a connect timeout (Linux bounds a blocking connect by
+/// SO_SNDTIMEO).
 fn connect_from(from: IpAddr, to: SocketAddr, timeout: Duration) -> Result<TcpStream, String> {
     let (IpAddr::V4(f), SocketAddr::V4(t)) = (from, to) else {
         return Err("IPv4 only".into());
@@ -180,7 +194,7 @@ fn connect_from(from: IpAddr, to: SocketAddr, timeout: Duration) -> Result<TcpSt
             return fail("SO_SNDTIMEO");
         }
         let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        let local = sa(f, 0);
+        let local = sa(f, next_port());
         if libc::bind(fd, &local as *const _ as *const libc::sockaddr, len) != 0 {
             return fail(&format!("bind {from}"));
         }
