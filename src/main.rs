@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use xvs::ctl::config;
-use xvs::ctl::model::Model;
 use xvs::ctl::snapshot::Snapshot;
+use xvs::daemon::health::HealthCtl;
 use xvs::daemon::run::{self, RunConfig};
 use xvs::daemon::{control, stats};
 use xvs::daemon::signals;
@@ -69,6 +69,13 @@ The control socket (`--socket`, [global] control_socket, default
 the running director live, listings show live figures. The Prometheus
 endpoint (`--metrics`, [global] metrics, default 127.0.0.1:9477; `off`
 disables it) serves every counter at /metrics. See docs/operations.md.
+
+Real servers with health checks (docs/health.md) leave rotation when they
+fail and come back when they recover; every transition is logged with its
+reason, and the counts are printed at stop.
+
+Reloads include the health checks; real servers that stay keep their
+health state.
 
 Exit status: 0 after a clean stop, 2 for a bad command line or
 configuration, 1 when the system refuses (not root, no AF_XDP, a missing
@@ -234,17 +241,17 @@ fn replay(config: PathBuf, input: PathBuf, output: PathBuf, counters: bool) -> E
     ExitCode::SUCCESS
 }
 
-/// Loads the config for `xvs run`: the model, the interface list (`-i`
-/// replaces the config's [[interface]] names) and the listeners.
-fn load_live(path: &std::path::Path, cli_ifaces: &[String]) -> Result<(Model, Vec<String>, config::DaemonConf), String> {
-    let c = config::load_config_file(path).map_err(|e| e.to_string())?;
-    let model = c.model;
+/// Loads the config for `xvs run`: the model with its health checks and
+/// listeners, and the interface list (`-i` replaces the config's
+/// [[interface]] names).
+fn load_live(path: &std::path::Path, cli_ifaces: &[String]) -> Result<(config::Config, Vec<String>), String> {
+    let conf = config::load_config_file(path).map_err(|e| e.to_string())?;
     let ifaces = if cli_ifaces.is_empty() {
-        model.net.ports.iter().map(|p| p.name.clone()).collect()
+        conf.model.net.ports.iter().map(|p| p.name.clone()).collect()
     } else {
         cli_ifaces.to_vec()
     };
-    Ok((model, ifaces, c.daemon))
+    Ok((conf, ifaces))
 }
 
 fn run_director(
@@ -257,7 +264,7 @@ fn run_director(
     listen: Listen,
 ) -> ExitCode {
     let _ = xvs::health::logger::init(log::LevelFilter::Info);
-    let (model, interfaces, daemon_conf) = match load_live(&config, &cli_ifaces) {
+    let (conf, interfaces) = match load_live(&config, &cli_ifaces) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("xvs: {e}");
@@ -276,7 +283,7 @@ fn run_director(
         prev(info);
     }));
     let cfg = RunConfig { interfaces: interfaces.clone(), workers, poll, cores, ..RunConfig::default() };
-    let running = match run::start(model, &cfg) {
+    let running = match run::start(conf.model, &cfg) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("xvs run: {e}");
@@ -287,6 +294,16 @@ fn run_director(
         log::warn!("removed the XDP program (id {id}) a crashed xvs left on {iface}");
     }
     let d = running.director().clone();
+    // Health checks: started here, on the main (control) thread, so the
+    // engine's threads are not pinned to a worker's CPU.
+    let health = match HealthCtl::start(d.clone(), conf.health) {
+        Ok(h) => Arc::new(h),
+        Err(e) => {
+            eprintln!("xvs run: health checks: {e}");
+            running.stop();
+            return ExitCode::from(2);
+        }
+    };
     let snap = d.snapshot();
     let modes: Vec<String> = interfaces
         .iter()
@@ -305,18 +322,18 @@ fn run_director(
         poll
     );
     // The operator's side: statistics, the control socket, metrics.
-    let (reload_cfg, reload_ifaces, started_conf) = (config.clone(), interfaces.clone(), daemon_conf.clone());
+    let (reload_cfg, reload_ifaces, started_conf) = (config.clone(), interfaces.clone(), conf.daemon.clone());
     let reloader: control::Reloader = Box::new(move || {
-        let (m, ifaces, conf) = load_live(&reload_cfg, &[])?;
+        let (c, ifaces) = load_live(&reload_cfg, &[])?;
         if cli_ifaces.is_empty() && ifaces != reload_ifaces {
             log::warn!("reload: the interface list changed ({ifaces:?}); interfaces change only with a restart");
         }
-        if conf != started_conf {
+        if c.daemon != started_conf {
             log::warn!("reload: control_socket and metrics change only with a restart");
         }
-        Ok(m)
+        Ok(c)
     });
-    let ops = match Operator::start(&d, &config, reloader, listen, daemon_conf) {
+    let ops = match Operator::start(&d, &health, &config, reloader, listen, conf.daemon) {
         Ok(o) => o,
         Err(e) => {
             log::error!("{e}");
@@ -338,6 +355,8 @@ fn run_director(
     }
     log::info!("stopping");
     drop(ops);
+    health.stop();
+    let health = health.report();
     let reports = running.stop();
     let mut total = xvs::stats::WorkerCounters::default();
     for r in &reports {
@@ -346,6 +365,15 @@ fn run_director(
     if counters {
         for (k, v) in total.pairs() {
             println!("{k}={v}");
+        }
+        for (k, v) in health.totals.pairs() {
+            println!("{k}={v}");
+        }
+        for l in health.lines() {
+            println!("{l}");
+        }
+        for l in health.check_lines() {
+            println!("{l}");
         }
         for t in d.dest_totals() {
             println!(
@@ -375,6 +403,7 @@ fn run_director(
                 t.stats.outpkts
             );
         }
+        print!("{}", health.render());
         for r in &reports {
             println!(
                 "  worker {} (queue {}, {}): rx {} tx {} tx_full {} handed out {} handoff_full {} sleeps {}",
@@ -409,6 +438,7 @@ struct Operator {
 impl Operator {
     fn start(
         d: &Arc<xvs::daemon::Director>,
+        health: &Arc<HealthCtl>,
         config: &std::path::Path,
         reloader: control::Reloader,
         listen: Listen,
@@ -416,7 +446,7 @@ impl Operator {
     ) -> Result<Operator, String> {
         let hub = Arc::new(stats::StatsHub::new(d.clone()));
         let stats_thread = hub.spawn().map_err(|e| format!("starting the statistics thread: {e}"))?;
-        let handler = Arc::new(control::DaemonHandler::new(d.clone(), hub.clone(), config, reloader));
+        let handler = Arc::new(control::DaemonHandler::new(d.clone(), hub.clone(), config, reloader).with_health(health.clone()));
         let socket = listen.socket.unwrap_or(conf.control_socket);
         let server = handler.clone().serve(&socket).map_err(|e| e.to_string())?;
         let metrics = match listen.metrics.map_or(conf.metrics, |m| m.0) {

@@ -594,6 +594,18 @@ fn rules_change_at_run_time() {
         !rt(any, v4(VIP, 7001), SILENCE),
         "the VIP rule was replaced"
     );
+    // ...except what it sends to an address of the director's own (the
+    // director's health checks): that is the kernel's.
+    dir.set_rules(&[rs, Rule::Local(IpAddr::V4(DIRECTOR))]);
+    assert!(
+        !rt(v4(CLIENT, 6000), v4(DIRECTOR, 9999), SILENCE),
+        "to a local address"
+    );
+    dir.set_rules(&[rs, Rule::Local(IpAddr::V4(VIP))]);
+    assert!(
+        rt(v4(CLIENT, 6000), v4(DIRECTOR, 9999), ANSWER),
+        "another local address changes nothing"
+    );
     // FULLNAT local address.
     dir.set_rules(&[Rule::LocalAddr(IpAddr::V4(LIP))]);
     assert!(rt(any, v4(LIP, 40000), ANSWER));

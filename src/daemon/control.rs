@@ -27,13 +27,15 @@ use super::director::Director;
 use super::stats::StatsHub;
 use crate::ctl::control::{ControlError, ControlHandler, ErrorKind, Request, Response, Server, ServerOpts};
 use crate::ctl::ipvsadm::{self, CmdError, Command, ListWhat, Outcome, SvcAddr, View, TABLE_SIZE};
+use crate::ctl::config::Config;
 use crate::ctl::model::Model;
+use super::health::{HealthCtl, HealthError};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Loads the configuration again (`--reload`, SIGHUP): the new model, or
-/// why not (naming the file, line and field).
-pub type Reloader = Box<dyn FnMut() -> Result<Model, String> + Send>;
+/// Loads the configuration again (`--reload`, SIGHUP): the new model with
+/// its health-check plan, or why not (naming the file, line and field).
+pub type Reloader = Box<dyn FnMut() -> Result<Config, String> + Send>;
 
 /// The daemon's control handler. See the module docs.
 pub struct DaemonHandler {
@@ -43,6 +45,10 @@ pub struct DaemonHandler {
     changes: Mutex<Reloader>,
     /// What the configuration is called in messages (its path).
     origin: String,
+    /// The health checker, when the daemon runs one: changes and reloads
+    /// go through it so the checks follow the model (see
+    /// [`HealthCtl::apply_config`], [`HealthCtl::on_model_change`]).
+    health: Option<Arc<HealthCtl>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -88,7 +94,32 @@ impl DaemonHandler {
     /// A handler changing `director`, with figures from `stats`; `origin`
     /// names the configuration file that `reload` reads.
     pub fn new(director: Arc<Director>, stats: Arc<StatsHub>, origin: &Path, reload: Reloader) -> DaemonHandler {
-        DaemonHandler { director, stats, changes: Mutex::new(reload), origin: origin.display().to_string() }
+        DaemonHandler { director, stats, changes: Mutex::new(reload), origin: origin.display().to_string(), health: None }
+    }
+
+    /// Routes changes and reloads through `health`, so that checks are
+    /// started, kept or dropped with the real servers they check.
+    #[must_use]
+    pub fn with_health(mut self, health: Arc<HealthCtl>) -> DaemonHandler {
+        self.health = Some(health);
+        self
+    }
+
+    /// Applies a changed model (xvsadm): to the director, and to the
+    /// health checker when there is one. A refusal changes nothing.
+    fn apply_model(&self, m: Model) -> Result<(), HealthError> {
+        match &self.health {
+            None => Ok(self.director.apply(m)?),
+            Some(h) => h.apply_model(&self.director, m),
+        }
+    }
+
+    /// Applies a reloaded configuration whole: model and health checks.
+    fn apply_config(&self, c: Config) -> Result<(), String> {
+        match &self.health {
+            None => self.director.apply(c.model).map_err(|e| e.to_string()),
+            Some(h) => h.apply_config(c.model, c.health).map_err(|e| e.to_string()),
+        }
     }
 
     /// Re-reads the configuration and applies it whole, or changes nothing.
@@ -101,7 +132,7 @@ impl DaemonHandler {
         let mut reload = lock(&self.changes);
         let res = match reload() {
             Err(e) => Err(format!("reload: {e}; the running configuration stays")),
-            Ok(m) => match self.director.apply(m) {
+            Ok(c) => match self.apply_config(c) {
                 Ok(()) => Ok(format!(
                     "reload: {} applied (snapshot {})",
                     self.origin,
@@ -152,7 +183,7 @@ impl DaemonHandler {
             let mut m = self.director.model();
             match ipvsadm::apply(&mut m, &cmd) {
                 Ok(Outcome::Changed) => {
-                    return match self.director.apply(m) {
+                    return match self.apply_model(m) {
                         Ok(()) => {
                             log::info!(
                                 "xvsadm: {} (snapshot {})",
@@ -163,7 +194,10 @@ impl DaemonHandler {
                         }
                         Err(e) => {
                             log::warn!("xvsadm: {} refused: {e}", summary(&cmd));
-                            CmdError::Invalid(e).into()
+                            match e {
+                                HealthError::Model(e) => CmdError::Invalid(e).into(),
+                                other => Response::error(ErrorKind::Failed, other.to_string()),
+                            }
                         }
                     };
                 }
@@ -248,7 +282,7 @@ scheduler = "wrr"
         let hub = Arc::new(StatsHub::new(d.clone()));
         let file = Arc::new(Mutex::new(CONF.to_string()));
         let f2 = file.clone();
-        let reload: Reloader = Box::new(move || config::load_str(&f2.lock().unwrap(), "xvs.toml").map_err(|e| e.to_string()));
+        let reload: Reloader = Box::new(move || config::load_config_str(&f2.lock().unwrap(), "xvs.toml").map_err(|e| e.to_string()));
         let h = DaemonHandler::new(d.clone(), hub, Path::new("xvs.toml"), reload);
         T { d, h, file }
     }

@@ -116,6 +116,9 @@ struct State {
     /// checker's verdicts: failed servers quiesced or removed, agent
     /// weights, sorry servers). `None`: the model runs as configured.
     overlay: Option<Overlay>,
+    /// Addresses whose next hops are kept resolved although the running
+    /// model may not use them (sorry servers).
+    standby: Vec<IpAddr>,
 }
 
 /// A stage between the configured model and the running one (see
@@ -143,19 +146,25 @@ pub struct Director {
     slots: Vec<Arc<ReportSlot>>,
 }
 
-/// The addresses whose next hops the data path needs (real servers).
-fn wanted(m: &Model) -> Vec<IpAddr> {
+/// The addresses whose next hops the data path needs (real servers), and
+/// those it may need at any moment (`standby`).
+fn wanted(m: &Model, standby: &[IpAddr]) -> Vec<IpAddr> {
     let mut v: Vec<IpAddr> = m
         .services
         .iter()
         .flat_map(|s| s.dests.iter().map(|d| d.addr))
+        .chain(standby.iter().copied())
         .collect();
     v.sort();
     v.dedup();
     v
 }
 
-fn effective(model: &Model, kernel: Option<&KernelState>) -> Result<(Model, NetView), ModelError> {
+fn effective(
+    model: &Model,
+    kernel: Option<&KernelState>,
+    standby: &[IpAddr],
+) -> Result<(Model, NetView), ModelError> {
     let mut m = model.clone();
     let view = match kernel {
         None => NetView {
@@ -163,7 +172,7 @@ fn effective(model: &Model, kernel: Option<&KernelState>) -> Result<(Model, NetV
             ..NetView::default()
         },
         Some(k) => {
-            kernel::net_conf(&k.tables, &k.ifaces, &model.net, &wanted(model)).map_err(|e| {
+            kernel::net_conf(&k.tables, &k.ifaces, &model.net, &wanted(model, standby)).map_err(|e| {
                 ModelError {
                     what: "interfaces".into(),
                     why: e.to_string(),
@@ -173,6 +182,48 @@ fn effective(model: &Model, kernel: Option<&KernelState>) -> Result<(Model, NetV
     };
     m.net = view.net.clone();
     Ok((m, view))
+}
+
+/// The steering rules: what the configured model and the running one
+/// (through the overlay) both need — a server the overlay removed keeps
+/// its reply rule, so its established connections still pass through —
+/// and the director's own addresses on its ports, so what a NAT real
+/// server sends to the director itself (answers to health checks) stays
+/// with the kernel.
+fn rules_for(configured: &Model, running: Option<&Model>, net: &NetConf) -> Vec<Rule> {
+    let mut rules = Rule::for_services(&configured.services, &configured.groups);
+    if let Some(o) = running {
+        rules.extend(Rule::for_services(&o.services, &o.groups));
+    }
+    rules.extend(
+        net.ports
+            .iter()
+            .flat_map(|p| p.addrs.iter().map(|(a, _)| Rule::Local(*a))),
+    );
+    rules.sort();
+    rules.dedup();
+    rules
+}
+
+/// Writes `rules` to the sink when they differ from the current set; on
+/// failure the old set is put back and nothing changes.
+fn write_rules(st: &mut State, rules: Vec<Rule>) -> Result<(), ModelError> {
+    if rules == st.rules {
+        return Ok(());
+    }
+    if let Some(sink) = st.sink.as_mut() {
+        if let Err(e) = sink.set_rules(&rules) {
+            // Put the old set back (set_rules may have written part).
+            let old = st.rules.clone();
+            let _ = st.sink.as_mut().map(|s| s.set_rules(&old));
+            return Err(ModelError {
+                what: "steering rules".into(),
+                why: e.to_string(),
+            });
+        }
+    }
+    st.rules = rules;
+    Ok(())
 }
 
 /// Two snapshots of the same configured model forward alike: same
@@ -230,9 +281,9 @@ impl Director {
         kernel: Option<KernelState>,
         workers: usize,
     ) -> Result<Director, ModelError> {
-        let (eff, view) = effective(&model, kernel.as_ref())?;
+        let (eff, view) = effective(&model, kernel.as_ref(), &[])?;
         let snap = Arc::new(Snapshot::build(&eff, None)?);
-        let rules = Rule::for_services(&model.services, &model.groups);
+        let rules = rules_for(&model, None, &eff.net);
         Ok(Director {
             published: Arc::new(Published::new(snap.clone())),
             state: Mutex::new(State {
@@ -244,6 +295,7 @@ impl Director {
                 sink: None,
                 rules,
                 overlay: None,
+                standby: Vec::new(),
             }),
             slots: (0..workers)
                 .map(|_| Arc::new(ReportSlot::default()))
@@ -326,6 +378,16 @@ impl Director {
         Self::publish(&mut st, &self.published, self.slots.len(), model, false)
     }
 
+    /// Keeps the next hops of `addrs` resolved although the running model
+    /// may not use them yet: a sorry server must be reachable the moment
+    /// the overlay brings it in, not a neighbour resolution later. Takes
+    /// effect at the next publication or kernel update.
+    pub fn set_standby_next_hops(&self, mut addrs: Vec<IpAddr>) {
+        addrs.sort();
+        addrs.dedup();
+        self.lock().standby = addrs;
+    }
+
     /// The model that runs: the configured one through the overlay (what
     /// listings show: a failed server at weight 0, a sorry server in).
     pub fn running_model(&self) -> Model {
@@ -339,7 +401,7 @@ impl Director {
     fn publish(st: &mut State, published: &Published, workers: usize, new: Model, always: bool) -> Result<(), ModelError> {
         let over = st.overlay.as_ref().map(|f| f(&new));
         let run = over.as_ref().unwrap_or(&new);
-        let (eff, view) = effective(run, st.kernel.as_ref())?;
+        let (eff, view) = effective(run, st.kernel.as_ref(), &st.standby)?;
         let snap = Arc::new(Snapshot::build(&eff, Some(&st.snap))?);
         // Workers own flows by the masked client address: moving the mask
         // would move established flows to workers that do not know them.
@@ -353,29 +415,7 @@ impl Director {
                 ),
             });
         }
-        // Steer what the configured model and the running one both need: a
-        // server the overlay removed keeps its reply rule, so its
-        // established connections still pass through.
-        let mut rules = Rule::for_services(&new.services, &new.groups);
-        if let Some(o) = &over {
-            rules.extend(Rule::for_services(&o.services, &o.groups));
-            rules.sort();
-            rules.dedup();
-        }
-        if rules != st.rules {
-            if let Some(sink) = st.sink.as_mut() {
-                if let Err(e) = sink.set_rules(&rules) {
-                    // Put the old set back (set_rules may have written part).
-                    let old = st.rules.clone();
-                    let _ = st.sink.as_mut().map(|s| s.set_rules(&old));
-                    return Err(ModelError {
-                        what: "steering rules".into(),
-                        why: e.to_string(),
-                    });
-                }
-            }
-            st.rules = rules;
-        }
+        write_rules(st, rules_for(&new, over.as_ref(), &eff.net))?;
         if always || !same_forwarding(&st.snap, &snap) {
             published.publish(snap.clone());
             st.snap = snap;
@@ -402,9 +442,15 @@ impl Director {
             ifaces: k.ifaces.clone(),
             tables,
         };
-        let (eff, view) = effective(&st.model, Some(&k))?;
+        // What runs goes through the overlay here too: a kernel change
+        // must not bring back a server the health checker took out.
+        let over = st.overlay.as_ref().map(|f| f(&st.model));
+        let (eff, view) = effective(over.as_ref().unwrap_or(&st.model), Some(&k), &st.standby)?;
         if eff.net != st.net {
             let snap = Arc::new(Snapshot::build(&eff, Some(&st.snap))?);
+            // The director's own addresses may have changed.
+            let rules = rules_for(&st.model, over.as_ref(), &eff.net);
+            write_rules(&mut st, rules)?;
             self.published.publish(snap.clone());
             st.snap = snap;
             st.net = eff.net;
@@ -698,6 +744,79 @@ scheduler = "rr"
         assert_eq!(d.snapshot().dests[0].weight, 0);
         d.set_overlay(None).unwrap();
         assert_ne!(d.snapshot().dests[0].weight, 0);
+    }
+
+    #[test]
+    fn the_directors_own_addresses_are_local_rules_and_follow_the_kernel() {
+        let mut m = model(CONF);
+        m.services[0].dests[0].fwd = FwdMethod::Nat;
+        let d = Director::with_kernel(m, vec!["eth0".into()], tables(None), 1).unwrap();
+        let sets = Arc::new(Mutex::new(Vec::new()));
+        d.set_rule_sink(Box::new(Sink {
+            sets: sets.clone(),
+            fail_after: Arc::new(AtomicUsize::new(99)),
+        }))
+        .unwrap();
+        let local = |a: &str| Rule::Local(a.parse().unwrap());
+        {
+            let s = sets.lock().unwrap();
+            assert!(s[0].contains(&local("10.0.0.1")), "{:?}", s[0]);
+            assert!(
+                s[0].iter().any(|r| matches!(r, Rule::RealServer { .. })),
+                "NAT replies are steered: {:?}",
+                s[0]
+            );
+        }
+        // The kernel gains an address: it becomes local too.
+        let mut t = tables(None);
+        t.addrs.push(Addr {
+            index: 5,
+            addr: "10.0.0.5".parse().unwrap(),
+            prefix: 24,
+        });
+        d.kernel_update(t).unwrap();
+        let s = sets.lock().unwrap();
+        assert_eq!(s.len(), 2);
+        assert!(s[1].contains(&local("10.0.0.1")) && s[1].contains(&local("10.0.0.5")));
+    }
+
+    #[test]
+    fn kernel_updates_keep_the_overlay() {
+        let mut m = model(CONF);
+        m.net.neighbours.clear();
+        let d = Director::with_kernel(m, vec!["eth0".into()], tables(None), 1).unwrap();
+        d.set_overlay(Some(Box::new(|m: &Model| {
+            let mut m = m.clone();
+            m.services[0].dests[0].weight = 0;
+            m
+        })))
+        .unwrap();
+        let g = d.published().generation();
+        d.kernel_update(tables(Some([2, 0, 0, 0, 0xbb, 2]))).unwrap();
+        assert_eq!(d.published().generation(), g + 1, "the new neighbour is published");
+        let s = d.snapshot();
+        assert_eq!(s.dests[0].hop.unwrap().mac, [2, 0, 0, 0, 0xbb, 2]);
+        assert_eq!(s.dests[0].weight, 0, "still through the overlay");
+    }
+
+    #[test]
+    fn standby_next_hops_are_resolved_before_they_are_used() {
+        let mut m = model(CONF);
+        m.net.neighbours.clear();
+        let d = Director::with_kernel(m, vec!["eth0".into()], tables(None), 1).unwrap();
+        let addrs = |d: &Director| -> Vec<String> {
+            d.unresolved().iter().map(|u| u.addr.to_string()).collect()
+        };
+        assert_eq!(addrs(&d), ["10.0.0.2"]);
+        // A sorry server no service uses yet: prompted on the next update.
+        d.set_standby_next_hops(vec!["10.0.0.9".parse().unwrap(), "10.0.0.2".parse().unwrap()]);
+        let todo = d.kernel_update(tables(None)).unwrap();
+        let todo: Vec<String> = todo.iter().map(|u| u.addr.to_string()).collect();
+        assert_eq!(todo, ["10.0.0.2", "10.0.0.9"]);
+        assert_eq!(addrs(&d), ["10.0.0.2", "10.0.0.9"]);
+        d.set_standby_next_hops(vec![]);
+        d.kernel_update(tables(None)).unwrap();
+        assert_eq!(addrs(&d), ["10.0.0.2"]);
     }
 
     #[test]

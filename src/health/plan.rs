@@ -16,6 +16,7 @@ use crate::ctl::snapshot::Snapshot;
 use crate::ipvs::dest::Dest;
 use crate::ipvs::service::ServiceKey;
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 
 /// A checked real server of a service.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,7 +41,7 @@ pub struct SorryServer {
 }
 
 /// See the module docs.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HealthPlan {
     checks: Vec<CheckSpec>,
     check_index: HashMap<CheckSpec, usize>,
@@ -191,6 +192,11 @@ impl HealthPlan {
         self.sorry.get(service)
     }
 
+    /// The addresses of every service's sorry server.
+    pub fn sorry_addrs(&self) -> Vec<IpAddr> {
+        self.sorry.values().map(|s| s.dest.addr).collect()
+    }
+
     /// For each check, the targets it feeds.
     pub fn fanout(&self) -> Vec<Vec<usize>> {
         let mut f = vec![Vec::new(); self.checks.len()];
@@ -215,6 +221,61 @@ impl HealthPlan {
             st.set(&t.service, t.dest, h);
         }
         st
+    }
+
+    /// The plan restricted to what `model` still has, for a model changed
+    /// at run time (a real server added, removed or re-weighted through
+    /// the control socket): the targets whose service and real server are
+    /// in `model`, with `model`'s weight as their configured weight, the
+    /// checks they use (a check nobody uses any more is dropped), and the
+    /// sorry servers of the services that remain. Real servers `model` has
+    /// and the plan does not stay unchecked. Following the file's plan
+    /// (not an earlier follower) gives a real server removed and added
+    /// again its checks back.
+    pub fn follow(&self, model: &Model) -> HealthPlan {
+        let mut out = HealthPlan::new();
+        for t in &self.targets {
+            let Some(d) = model
+                .services
+                .iter()
+                .find(|s| s.key == t.service)
+                .and_then(|s| {
+                    s.dests
+                        .iter()
+                        .find(|d| d.addr == t.dest.addr && d.port == t.dest.port)
+                })
+            else {
+                continue;
+            };
+            let checks = t
+                .checks
+                .iter()
+                .map(|&c| {
+                    let spec = &self.checks[c];
+                    match out.check_index.get(spec) {
+                        Some(i) => *i,
+                        None => {
+                            out.checks.push(spec.clone());
+                            out.check_index.insert(spec.clone(), out.checks.len() - 1);
+                            out.checks.len() - 1
+                        }
+                    }
+                })
+                .collect();
+            out.target_index
+                .insert((t.service.clone(), t.dest), out.targets.len());
+            out.targets.push(Target {
+                configured_weight: d.weight,
+                checks,
+                ..t.clone()
+            });
+        }
+        for (key, s) in &self.sorry {
+            if model.services.iter().any(|svc| &svc.key == key) {
+                out.sorry.insert(key.clone(), s.clone());
+            }
+        }
+        out
     }
 
     /// Checks the plan against the configured `model`: every checked
@@ -428,6 +489,58 @@ mod tests {
                 && e.contains("cannot change the port"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn follow_keeps_what_the_model_still_has() {
+        let m = Model {
+            services: vec![
+                service(80, vec![rs("10.0.1.1", 80), rs("10.0.1.2", 80)]),
+                service(443, vec![rs("10.0.1.1", 443)]),
+            ],
+            ..Model::default()
+        };
+        let mut http = CheckConfig::new(CheckType::Http);
+        http.path = Some("/health".into());
+        let mut p = HealthPlan::new();
+        p.add_real_server(&key(80), &rs("10.0.1.1", 80), &[tcp()])
+            .unwrap();
+        p.add_real_server(&key(80), &rs("10.0.1.2", 80), &[http, tcp()])
+            .unwrap();
+        p.add_real_server(&key(443), &rs("10.0.1.1", 443), &[tcp()])
+            .unwrap();
+        let s: SorryServerConfig = toml::from_str("addr = \"10.0.9.9\"").unwrap();
+        p.set_sorry_server(&key(80), &m.services[0].dests, &s)
+            .unwrap();
+        p.set_sorry_server(&key(443), &m.services[1].dests, &s)
+            .unwrap();
+        p.validate(&m).unwrap();
+        assert_eq!(p.follow(&m), p, "the same model: the same plan");
+
+        // .2 removed from 80, .1 re-weighted, a new unchecked .3, 443 gone.
+        let mut m2 = m.clone();
+        m2.services.pop();
+        m2.services[0].dests.remove(1);
+        m2.services[0].dests[0].weight = 7;
+        m2.services[0].dests.push(rs("10.0.1.3", 80));
+        let f = p.follow(&m2);
+        f.validate(&m2).unwrap();
+        let d1 = DestId {
+            addr: "10.0.1.1".parse().unwrap(),
+            port: 80,
+        };
+        assert_eq!(f.targets().len(), 1);
+        assert_eq!(f.target(&key(80), d1).unwrap().configured_weight, 7);
+        assert_eq!(
+            f.checks().len(),
+            1,
+            "the http check only .2 used is gone, tcp stays"
+        );
+        assert_eq!(f.checks()[0].to_string(), "tcp 10.0.1.1:80");
+        assert_eq!(f.target(&key(80), d1).unwrap().checks, vec![0]);
+        assert!(f.sorry(&key(80)).is_some() && f.sorry(&key(443)).is_none());
+        // Following the original again brings .2's checks back.
+        assert_eq!(p.follow(&m), p);
     }
 
     #[test]

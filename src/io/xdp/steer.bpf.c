@@ -13,6 +13,10 @@
 //   K_REAL_ADDR  fragments and ICMP errors from a NAT real server
 // ICMP errors and fragments carry no usable ports, so they match on the
 // address alone; the worker decides what to do with them.
+//   K_LOCAL      an address of the director itself: what a NAT real server
+//                sends to it is not a reply to a client (those go to the
+//                client's address) but to the director's own kernel —
+//                health checks, ssh, monitoring — and is passed.
 //
 // Self-contained on purpose: no kernel or libbpf headers are needed, only
 // clang with the BPF target, so the build works on any machine with clang.
@@ -56,7 +60,7 @@ struct rule_key {
 	__u8 addr[16];
 };
 
-enum { K_VIP = 1, K_VIP_ADDR = 2, K_LADDR = 3, K_REAL = 4, K_REAL_ADDR = 5 };
+enum { K_VIP = 1, K_VIP_ADDR = 2, K_LADDR = 3, K_REAL = 4, K_REAL_ADDR = 5, K_LOCAL = 6 };
 
 // Counter slots (steer.rs: SteerStats).
 enum { S_REDIRECT = 0, S_PASS = 1, S_NO_SOCKET = 2, S_MAX = 4 };
@@ -185,8 +189,9 @@ int xvs_steer(struct xdp_md *ctx)
 	if (frag) {
 		// No ports to look at: fragments of service traffic go to the
 		// worker (which counts them), anything else to the kernel.
-		if (has(&dk, K_VIP_ADDR, 0, 0) || has(&dk, K_LADDR, 0, 0) ||
-		    has(&sk, K_REAL_ADDR, 0, 0))
+		if (has(&dk, K_VIP_ADDR, 0, 0) || has(&dk, K_LADDR, 0, 0))
+			goto redirect;
+		if (has(&sk, K_REAL_ADDR, 0, 0) && !has(&dk, K_LOCAL, 0, 0))
 			goto redirect;
 		goto pass;
 	}
@@ -197,8 +202,10 @@ int xvs_steer(struct xdp_md *ctx)
 		sport = *(__u16 *)l4;
 		dport = *(__u16 *)(l4 + 2);
 		if (has(&dk, K_VIP, proto, dport) || has(&dk, K_VIP, proto, 0) ||
-		    has(&dk, K_LADDR, 0, 0) || has(&sk, K_REAL, proto, sport) ||
-		    has(&sk, K_REAL, proto, 0))
+		    has(&dk, K_LADDR, 0, 0))
+			goto redirect;
+		if ((has(&sk, K_REAL, proto, sport) || has(&sk, K_REAL, proto, 0)) &&
+		    !has(&dk, K_LOCAL, 0, 0))
 			goto redirect;
 		goto pass;
 	}
@@ -212,8 +219,9 @@ int xvs_steer(struct xdp_md *ctx)
 			goto pass;
 		is_icmp_err = icmp6_is_error(l4[0]);
 	}
-	if (is_icmp_err && (has(&dk, K_VIP_ADDR, 0, 0) || has(&dk, K_LADDR, 0, 0) ||
-			    has(&sk, K_REAL_ADDR, 0, 0)))
+	if (is_icmp_err && (has(&dk, K_VIP_ADDR, 0, 0) || has(&dk, K_LADDR, 0, 0)))
+		goto redirect;
+	if (is_icmp_err && has(&sk, K_REAL_ADDR, 0, 0) && !has(&dk, K_LOCAL, 0, 0))
 		goto redirect;
 
 pass:

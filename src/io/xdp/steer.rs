@@ -94,6 +94,10 @@ pub enum Rule {
         addr: IpAddr,
         port: u16,
     },
+    /// An address of the director's own: what a NAT real server sends to
+    /// it (answers to the director's health checks, ssh, ...) is the
+    /// kernel's, not a reply to a client, and is not steered.
+    Local(IpAddr),
 }
 
 // Key kinds, as steer.bpf.c names them.
@@ -102,6 +106,7 @@ const K_VIP_ADDR: u8 = 2;
 const K_LADDR: u8 = 3;
 const K_REAL: u8 = 4;
 const K_REAL_ADDR: u8 = 5;
+const K_LOCAL: u8 = 6;
 
 /// A key of the rules map: kind, protocol, port (network order), address
 /// (IPv6, or IPv4-mapped). Byte layout of `struct rule_key`.
@@ -133,6 +138,7 @@ impl Rule {
                 Some(key(K_REAL, proto.number(), port, addr)),
                 Some(key(K_REAL_ADDR, 0, 0, addr)),
             ],
+            Rule::Local(addr) => [Some(key(K_LOCAL, 0, 0, addr)), None],
         }
     }
 
@@ -690,6 +696,9 @@ mod tests {
         .keys();
         assert_eq!(r[0].unwrap()[..4], [K_REAL, 6, 0x1f, 0x90]);
         assert_eq!(r[1].unwrap()[0], K_REAL_ADDR);
+        let o = Rule::Local(ip("10.0.0.1")).keys();
+        assert_eq!(o[0].unwrap()[..4], [K_LOCAL, 0, 0, 0]);
+        assert_eq!(o[1], None);
     }
 
     fn dest(addr: &str, port: u16, fwd: FwdMethod) -> Dest {
