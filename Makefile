@@ -13,7 +13,7 @@ CARGO ?= cargo
 APT_PKGS := clang llvm libelf-dev zlib1g-dev pkg-config m4 libpcap-dev \
             tshark iproute2 iputils-ping nftables ethtool curl python3 ca-certificates
 
-.PHONY: all deps build test demo bench clean
+.PHONY: all deps build test demo bench bench-quick microbench clean
 
 all: build
 
@@ -40,8 +40,21 @@ test: deps
 demo: build
 	@tests/demo/replay_demo.sh
 
-bench: build
-	$(CARGO) bench
+# The replay benchmark (docs/performance.md): the worker over generated
+# traffic in memory, every scenario (< 10 min); results in
+# target/bench/results.json. BENCH_ARGS passes options, e.g.
+# BENCH_ARGS="--filter est-dr --markdown".
+bench: deps
+	$(CARGO) bench --bench replay -- $(BENCH_ARGS)
+
+# A one-minute smoke run of the same scenarios with fewer flows and packets.
+bench-quick: deps
+	$(CARGO) bench --bench replay -- --quick $(BENCH_ARGS)
+
+# Criterion micro-benchmarks: checksums, parse + rewrite per mode,
+# connection lookup, schedulers.
+microbench: deps
+	$(CARGO) bench --bench wire --bench conn --bench sched -- $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean

@@ -3,6 +3,8 @@
 //!
 //! [`packet`] builds single frames (with etherparse's `PacketBuilder`, an
 //! implementation independent of the rewrite code under test) and verifies
-//! every checksum of a frame from scratch.
+//! every checksum of a frame from scratch. [`traffic`] generates many
+//! flows' worth of frames straight into buffers (benchmarks) or captures.
 
 pub mod packet;
+pub mod traffic;
