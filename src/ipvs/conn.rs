@@ -1,11 +1,11 @@
 //! Connections and the per-worker connection table.
 //!
-//! A [`ConnTable`] is owned by one worker and touched by no one else: a
-//! hashbrown map from the packet's 5-tuple as seen on the wire to a slot
-//! in a slab of [`Conn`]s, plus the expiry [`Wheel`]. A connection whose
-//! replies pass through the director (NAT, FULLNAT) has two keys, one per
-//! direction, so a reply finds its connection with the same single lookup
-//! as a client packet:
+//! A [`ConnTable`] is owned by one worker and touched by no one else: an
+//! index from the packet's 5-tuple as seen on the wire to a slot in a slab
+//! of [`Conn`]s, plus the expiry [`Wheel`]. A connection whose replies pass
+//! through the director (NAT, FULLNAT) has two keys, one per direction, so
+//! a reply finds its connection with the same single lookup as a client
+//! packet:
 //!
 //! | method  | in key (client → VIP)      | out key (real server → ...)   |
 //! |---------|----------------------------|-------------------------------|
@@ -13,16 +13,32 @@
 //! | NAT     | caddr:cport → vaddr:vport  | daddr:dport → caddr:cport     |
 //! | FULLNAT | caddr:cport → vaddr:vport  | daddr:dport → laddr:lport     |
 //!
-//! The table is generic over the address family ([`Ip`]), so an IPv4 key
-//! is 16 bytes and an IPv6 key 40. It is bounded: `insert` fails with
-//! [`DropReason::TableFull`] rather than grow past its limit.
+//! The table is generic over the address family ([`Ip`]). It is bounded:
+//! `insert` fails with [`DropReason::TableFull`] rather than grow past its
+//! limit.
+//!
+//! # Layout, for speed and memory (docs/performance.md)
+//!
+//! - The index holds no keys: per key a 32-bit tag of its hash and a
+//!   32-bit value (slab index and direction), seven to a 64-byte bucket.
+//!   A tag match is confirmed against the connection, the cache line the
+//!   packet needs next anyway. Two cache lines per lookup, both computable
+//!   before they are needed: a burst hashes every key first
+//!   ([`ConnTable::hash`]), prefetches the buckets
+//!   ([`ConnTable::prefetch`]), then the candidate connections
+//!   ([`ConnTable::prefetch_conn`]), so the misses of 32 packets overlap.
+//! - A key's home bucket is the top bits of its tag, so the index grows
+//!   by splitting buckets without reading a single connection.
+//! - The slab grows by fixed chunks (no reallocation, no copy, at most one
+//!   chunk unused) and an IPv4 [`Conn`] is exactly one cache line.
+//! - Hashes are keyed by a random seed per table (flooding resistance).
 
 use super::timer::{reached, Wheel};
 use super::FwdMethod;
 use crate::ctl::snapshot::Hop;
 use crate::stats::{Dir, DropReason};
 use crate::wire::Ip;
-use hashbrown::HashMap;
+use std::hash::BuildHasher;
 
 /// Connection flags.
 pub mod flags {
@@ -48,8 +64,10 @@ pub struct Key<A: Ip> {
     pub proto: u8,
 }
 
-/// One connection (or persistence template).
+/// One connection (or persistence template). Cache-line aligned: an IPv4
+/// connection is exactly one line (a test keeps it so), an IPv6 one two.
 #[derive(Clone, Copy, Debug)]
+#[repr(align(64))]
 pub struct Conn<A: Ip> {
     /// Client.
     pub caddr: A,
@@ -113,21 +131,316 @@ impl<A: Ip> Conn<A> {
     }
 }
 
+/// Hints the CPU to fetch the cache line holding `p`. A hint only: it
+/// never faults, whatever the address.
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 does not access memory architecturally; any
+    // address is allowed.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// 64x64 -> 128-bit multiply, halves folded: the mixing step of foldhash.
+#[inline(always)]
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let r = (a as u128).wrapping_mul(b as u128);
+    (r as u64) ^ ((r >> 64) as u64)
+}
+
+/// The keyed hash of a key: one multiply per 8 bytes of address pair, one
+/// to finish. An IPv4 key costs two multiplies.
+#[inline]
+fn hash_key<A: Ip>(seed: &[u64; 3], k: &Key<A>) -> u64 {
+    let s = k.saddr.bytes();
+    let d = k.daddr.bytes();
+    let (s, d) = (s.as_ref(), d.as_ref());
+    let ports = ((k.sport as u64) << 24) | ((k.dport as u64) << 8) | k.proto as u64;
+    let mut h = seed[0] ^ ports;
+    let mut i = 0;
+    while i + 4 <= s.len() {
+        let w = ((u32::from_le_bytes([s[i], s[i + 1], s[i + 2], s[i + 3]]) as u64) << 32)
+            | u32::from_le_bytes([d[i], d[i + 1], d[i + 2], d[i + 3]]) as u64;
+        h = fold_mul(h ^ w, seed[1]);
+        i += 4;
+    }
+    fold_mul(h, seed[2])
+}
+
+/// The index's tag of a hash.
+#[inline(always)]
+fn tag(hash: u64) -> u32 {
+    (hash >> 32) as u32
+}
+
+/// Keys per index bucket.
+const WAYS: usize = 7;
+/// An empty slot's value.
+const EMPTY: u32 = u32::MAX;
+/// The smallest index: 16 buckets (112 keys, 1 KiB).
+const MIN_BITS: u32 = 4;
+
+/// One cache line of the index.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Bucket {
+    /// Tags of the `WAYS` slots; the eighth lane is padding so that two
+    /// 16-byte compares cover them.
+    tag: [u32; 8],
+    val: [u32; WAYS],
+    /// Keys that passed this bucket because it was full when they were
+    /// added: a search goes on to the next bucket while this is not 0.
+    over: u32,
+}
+
+const EMPTY_BUCKET: Bucket = Bucket { tag: [0; 8], val: [EMPTY; WAYS], over: 0 };
+
+impl Bucket {
+    /// Bit `i` set when slot `i`'s tag is `tag` (empty slots may match:
+    /// their value tells).
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn matches(&self, tag: u32) -> u32 {
+        use std::arch::x86_64::*;
+        // SAFETY: `self.tag` is 32 bytes at the start of a 64-aligned
+        // struct: two aligned 16-byte loads in bounds. SSE2 is part of
+        // x86_64.
+        unsafe {
+            let t = _mm_set1_epi32(tag as i32);
+            let p = self.tag.as_ptr() as *const __m128i;
+            let a = _mm_cmpeq_epi32(_mm_load_si128(p), t);
+            let b = _mm_cmpeq_epi32(_mm_load_si128(p.add(1)), t);
+            let m = _mm_movemask_ps(_mm_castsi128_ps(a)) | (_mm_movemask_ps(_mm_castsi128_ps(b)) << 4);
+            m as u32 & ((1 << WAYS) - 1)
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    #[inline(always)]
+    fn matches(&self, tag: u32) -> u32 {
+        let mut m = 0;
+        for i in 0..WAYS {
+            m |= ((self.tag[i] == tag) as u32) << i;
+        }
+        m
+    }
+}
+
+/// Open addressing over buckets with linear probing by bucket; each key's
+/// home bucket is the top `bits` bits of its tag. Values are unique.
+struct Index {
+    buckets: Vec<Bucket>,
+    bits: u32,
+    len: usize,
+}
+
+impl Index {
+    fn new() -> Index {
+        Index { buckets: vec![EMPTY_BUCKET; 1 << MIN_BITS], bits: MIN_BITS, len: 0 }
+    }
+
+    #[inline(always)]
+    fn home(&self, tag: u32) -> usize {
+        ((tag as u64) >> (32 - self.bits)) as usize
+    }
+
+    #[inline]
+    fn prefetch(&self, tag: u32) {
+        prefetch(self.buckets.as_ptr().wrapping_add(self.home(tag)));
+    }
+
+    /// Calls `f` with the value of every slot of the home bucket whose tag
+    /// matches (the likely candidates; no confirmation).
+    #[inline]
+    fn candidates(&self, tag: u32, mut f: impl FnMut(u32)) {
+        if let Some(b) = self.buckets.get(self.home(tag)) {
+            let mut m = b.matches(tag);
+            while m != 0 {
+                let v = b.val[m.trailing_zeros() as usize];
+                m &= m - 1;
+                if v != EMPTY {
+                    f(v);
+                }
+            }
+        }
+    }
+
+    /// The value whose tag matches and that `eq` confirms (the index's
+    /// search, for its tests; `ConnTable::lookup_hashed` inlines it).
+    #[cfg(test)]
+    fn find(&self, tag: u32, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        let mask = self.buckets.len() - 1;
+        let mut b = self.home(tag);
+        for _ in 0..self.buckets.len() {
+            let bk = &self.buckets[b];
+            let mut m = bk.matches(tag);
+            while m != 0 {
+                let v = bk.val[m.trailing_zeros() as usize];
+                m &= m - 1;
+                if v != EMPTY && eq(v) {
+                    return Some(v);
+                }
+            }
+            if bk.over == 0 {
+                return None;
+            }
+            b = (b + 1) & mask;
+        }
+        None
+    }
+
+    /// Adds a value (not present yet). Grows at 7/8 load.
+    fn insert(&mut self, tag: u32, val: u32) {
+        if (self.len + 1) * 8 > self.buckets.len() * WAYS * 7 && self.bits < 31 {
+            self.grow();
+        }
+        self.place(tag, val);
+        self.len += 1;
+    }
+
+    fn place(&mut self, tag: u32, val: u32) {
+        let mask = self.buckets.len() - 1;
+        let mut b = self.home(tag);
+        // Terminates: the load is below 1, so some bucket has room.
+        loop {
+            let bk = &mut self.buckets[b];
+            if let Some(i) = bk.val.iter().position(|&v| v == EMPTY) {
+                bk.tag[i] = tag;
+                bk.val[i] = val;
+                return;
+            }
+            bk.over += 1;
+            b = (b + 1) & mask;
+        }
+    }
+
+    /// Removes `val` (filed under `tag`). False when it is not there.
+    fn remove(&mut self, tag: u32, val: u32) -> bool {
+        let mask = self.buckets.len() - 1;
+        let home = self.home(tag);
+        let mut b = home;
+        for passed in 0..self.buckets.len() {
+            let bk = &mut self.buckets[b];
+            if let Some(i) = bk.val.iter().position(|&v| v == val) {
+                bk.val[i] = EMPTY;
+                let mut p = home;
+                for _ in 0..passed {
+                    self.buckets[p].over -= 1;
+                    p = (p + 1) & mask;
+                }
+                self.len -= 1;
+                return true;
+            }
+            if bk.over == 0 {
+                return false;
+            }
+            b = (b + 1) & mask;
+        }
+        false
+    }
+
+    /// Doubles the buckets: every key moves by its own tag, no key or
+    /// connection is read.
+    fn grow(&mut self) {
+        let old = std::mem::replace(&mut self.buckets, vec![EMPTY_BUCKET; 2 << self.bits]);
+        self.bits += 1;
+        for bk in &old {
+            for i in 0..WAYS {
+                if bk.val[i] != EMPTY {
+                    self.place(bk.tag[i], bk.val[i]);
+                }
+            }
+        }
+    }
+
+    fn memory(&self) -> usize {
+        self.buckets.capacity() * std::mem::size_of::<Bucket>()
+    }
+}
+
+/// Connections per slab chunk.
+const CHUNK_BITS: u32 = 12;
+const CHUNK: usize = 1 << CHUNK_BITS;
+
+/// The connections, in fixed chunks that never move.
+struct Slab<A: Ip> {
+    chunks: Vec<Vec<Conn<A>>>,
+    len: usize,
+}
+
+impl<A: Ip> Slab<A> {
+    #[inline(always)]
+    fn get(&self, i: u32) -> &Conn<A> {
+        &self.chunks[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)]
+    }
+
+    #[inline(always)]
+    fn get_mut(&mut self, i: u32) -> &mut Conn<A> {
+        &mut self.chunks[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)]
+    }
+
+    /// Address of entry `i`, for a prefetch (any `i`).
+    #[inline(always)]
+    fn addr(&self, i: u32) -> *const Conn<A> {
+        self.chunks.get((i >> CHUNK_BITS) as usize).map_or(std::ptr::null(), |c| c.as_ptr().wrapping_add(i as usize & (CHUNK - 1)))
+    }
+
+    fn push(&mut self, c: Conn<A>) -> u32 {
+        if self.len == self.chunks.len() * CHUNK {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        let last = self.chunks.len() - 1;
+        self.chunks[last].push(c);
+        self.len += 1;
+        (self.len - 1) as u32
+    }
+
+    fn memory(&self) -> usize {
+        self.chunks.len() * CHUNK * std::mem::size_of::<Conn<A>>() + self.chunks.capacity() * std::mem::size_of::<Vec<Conn<A>>>()
+    }
+}
+
 /// The per-worker connection table of one address family.
 pub struct ConnTable<A: Ip> {
-    map: HashMap<Key<A>, u32>,
-    slab: Vec<Conn<A>>,
+    index: Index,
+    seed: [u64; 3],
+    slab: Slab<A>,
     free: Vec<u32>,
     wheel: Wheel,
     live: usize,
     max: usize,
 }
 
+/// The key a value of the index stands for, compared with `k`.
+#[inline(always)]
+fn same_key<A: Ip>(c: &Conn<A>, val: u32, k: &Key<A>) -> bool {
+    if val & 1 == 0 {
+        c.caddr == k.saddr && c.cport == k.sport && c.vaddr == k.daddr && c.vport == k.dport && c.proto == k.proto
+    } else {
+        c.out_key().is_some_and(|o| o == *k)
+    }
+}
+
 impl<A: Ip> ConnTable<A> {
     /// An empty table holding at most `max` entries (connections and
     /// templates), with its clock at `now` (ticks).
     pub fn new(max: usize, now: u32) -> Self {
-        ConnTable { map: HashMap::new(), slab: Vec::new(), free: Vec::new(), wheel: Wheel::new(now), live: 0, max: max.max(1) }
+        let rs = std::collections::hash_map::RandomState::new();
+        // Odd multipliers keep the folded multiplies from collapsing.
+        let seed = [rs.hash_one(1u64), rs.hash_one(2u64) | 1, rs.hash_one(3u64) | 1];
+        ConnTable {
+            index: Index::new(),
+            seed,
+            slab: Slab { chunks: Vec::new(), len: 0 },
+            free: Vec::new(),
+            wheel: Wheel::new(now),
+            live: 0,
+            max: max.max(1),
+        }
     }
 
     /// Entries (connections and templates) not yet expired.
@@ -146,26 +459,75 @@ impl<A: Ip> ConnTable<A> {
         self.max = max.max(1);
     }
 
-    /// Finds the entry for a packet: its slab index and the direction.
+    /// The hash of a key, for [`ConnTable::prefetch`] and
+    /// [`ConnTable::lookup_hashed`] (keyed per table: not comparable
+    /// between tables).
     #[inline]
+    pub fn hash(&self, k: &Key<A>) -> u64 {
+        hash_key(&self.seed, k)
+    }
+
+    /// Starts fetching the index bucket of a key's hash (burst stage 1).
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        self.index.prefetch(tag(hash));
+    }
+
+    /// Starts fetching the connections the bucket of a key's hash points at
+    /// (burst stage 2, once the bucket has arrived).
+    #[inline]
+    pub fn prefetch_conn(&self, hash: u64) {
+        let slab = &self.slab;
+        self.index.candidates(tag(hash), |v| prefetch(slab.addr(v >> 1)));
+    }
+
+    /// Finds the entry for a packet: its slab index and the direction.
+    #[inline(always)]
     pub fn lookup(&self, k: &Key<A>) -> Option<(u32, Dir)> {
-        self.map.get(k).map(|&v| (v >> 1, if v & 1 == 0 { Dir::In } else { Dir::Out }))
+        self.lookup_hashed(k, self.hash(k))
+    }
+
+    /// [`ConnTable::lookup`] with the key's hash already computed.
+    #[inline]
+    pub fn lookup_hashed(&self, k: &Key<A>, hash: u64) -> Option<(u32, Dir)> {
+        // Index::find's loop, written out so that the key comparison is
+        // inlined into it.
+        let t = tag(hash);
+        let ix = &self.index;
+        let mask = ix.buckets.len() - 1;
+        let mut b = ix.home(t);
+        for _ in 0..ix.buckets.len() {
+            let bk = &ix.buckets[b];
+            let mut m = bk.matches(t);
+            while m != 0 {
+                let v = bk.val[m.trailing_zeros() as usize];
+                m &= m - 1;
+                if v != EMPTY && same_key(self.slab.get(v >> 1), v, k) {
+                    return Some((v >> 1, if v & 1 == 0 { Dir::In } else { Dir::Out }));
+                }
+            }
+            if bk.over == 0 {
+                return None;
+            }
+            b = (b + 1) & mask;
+        }
+        None
     }
 
     /// Looks up a key and returns the entry.
     #[inline]
     pub fn get_by_key(&self, k: &Key<A>) -> Option<(u32, &Conn<A>)> {
-        self.map.get(k).map(|&v| (v >> 1, &self.slab[(v >> 1) as usize]))
+        self.lookup(k).map(|(i, _)| (i, self.slab.get(i)))
     }
 
     #[inline]
     pub fn get(&self, idx: u32) -> &Conn<A> {
-        &self.slab[idx as usize]
+        self.slab.get(idx)
     }
 
     #[inline]
     pub fn get_mut(&mut self, idx: u32) -> &mut Conn<A> {
-        &mut self.slab[idx as usize]
+        self.slab.get_mut(idx)
     }
 
     /// Adds an entry under its in key (and out key when it has one).
@@ -178,43 +540,46 @@ impl<A: Ip> ConnTable<A> {
             return Err(DropReason::TableFull);
         }
         let ik = c.in_key();
-        let ok = c.out_key();
-        if self.map.contains_key(&ik) || ok.is_some_and(|k| self.map.contains_key(&k)) {
+        let ih = self.hash(&ik);
+        let ok = c.out_key().map(|k| (k, self.hash(&k)));
+        if self.lookup_hashed(&ik, ih).is_some() || ok.is_some_and(|(k, h)| self.lookup_hashed(&k, h).is_some()) {
             return Err(DropReason::ConnClash);
         }
         let expires = c.expires;
         let idx = match self.free.pop() {
             Some(i) => {
-                self.slab[i as usize] = c;
+                *self.slab.get_mut(i) = c;
                 i
             }
-            None => {
-                self.slab.push(c);
-                (self.slab.len() - 1) as u32
-            }
+            None => self.slab.push(c),
         };
-        self.map.insert(ik, idx << 1);
-        if let Some(k) = ok {
-            self.map.insert(k, (idx << 1) | 1);
+        self.index.insert(tag(ih), idx << 1);
+        if let Some((_, h)) = ok {
+            self.index.insert(tag(h), (idx << 1) | 1);
         }
         self.wheel.insert(idx, expires);
         self.live += 1;
         Ok(idx)
     }
 
+    /// Removes an entry's keys from the index.
+    fn unindex(index: &mut Index, seed: &[u64; 3], c: &Conn<A>, idx: u32) {
+        index.remove(tag(hash_key(seed, &c.in_key())), idx << 1);
+        if let Some(k) = c.out_key() {
+            index.remove(tag(hash_key(seed, &k)), (idx << 1) | 1);
+        }
+    }
+
     /// Removes an entry's keys now (later packets miss it); its slot is
     /// freed, and `on_expire` called, when the wheel reaches it.
     pub fn unlink(&mut self, idx: u32) {
-        let c = &mut self.slab[idx as usize];
+        let c = self.slab.get_mut(idx);
         if c.flags & flags::DEAD != 0 {
             return;
         }
         c.flags |= flags::DEAD;
-        let (ik, ok) = (c.in_key(), c.out_key());
-        self.map.remove(&ik);
-        if let Some(k) = ok {
-            self.map.remove(&k);
-        }
+        let c = *c;
+        Self::unindex(&mut self.index, &self.seed, &c, idx);
     }
 
     /// Runs the wheel up to `now` (ticks), visiting at most `budget`
@@ -226,10 +591,11 @@ impl<A: Ip> ConnTable<A> {
     pub fn expire(&mut self, now: u32, budget: usize, mut on_expire: impl FnMut(&mut Conn<A>) -> bool) -> usize {
         let mut freed = 0;
         let slab = &mut self.slab;
-        let map = &mut self.map;
+        let index = &mut self.index;
+        let seed = &self.seed;
         let free = &mut self.free;
         self.wheel.advance(now, budget, |idx| {
-            let c = &mut slab[idx as usize];
+            let c = slab.get_mut(idx);
             let dead = c.flags & flags::DEAD != 0;
             if !dead && !reached(now, c.expires) {
                 return Some(c.expires);
@@ -238,10 +604,7 @@ impl<A: Ip> ConnTable<A> {
                 return Some(c.expires);
             }
             if !dead {
-                map.remove(&c.in_key());
-                if let Some(k) = c.out_key() {
-                    map.remove(&k);
-                }
+                Self::unindex(index, seed, c, idx);
             }
             c.flags = flags::DEAD;
             free.push(idx);
@@ -254,19 +617,20 @@ impl<A: Ip> ConnTable<A> {
 
     /// Visits every live entry (control plane listings, flush).
     pub fn for_each(&self, mut f: impl FnMut(u32, &Conn<A>)) {
-        for (i, c) in self.slab.iter().enumerate() {
-            if c.flags & flags::DEAD == 0 {
-                f(i as u32, c);
+        let mut i = 0u32;
+        for chunk in &self.slab.chunks {
+            for c in chunk {
+                if c.flags & flags::DEAD == 0 {
+                    f(i, c);
+                }
+                i += 1;
             }
         }
     }
 
-    /// Bytes of memory held, approximately (slab, map buckets, wheel).
+    /// Bytes of memory held (slab chunks, index buckets, free list, wheel).
     pub fn memory(&self) -> usize {
-        self.slab.capacity() * std::mem::size_of::<Conn<A>>()
-            + self.map.capacity() * (std::mem::size_of::<(Key<A>, u32)>() + 1)
-            + self.free.capacity() * 4
-            + self.wheel.len() * 4
+        self.slab.memory() + self.index.memory() + self.free.capacity() * 4 + self.wheel.memory()
     }
 }
 
@@ -362,5 +726,82 @@ mod tests {
     #[test]
     fn ipv4_key_is_compact() {
         assert!(std::mem::size_of::<Key<Ipv4Addr>>() <= 16);
+    }
+
+    /// An IPv4 connection is one cache line: a field more doubles the
+    /// table's memory (docs/performance.md, 128 bytes per connection).
+    #[test]
+    fn ipv4_conn_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Conn<Ipv4Addr>>(), 64);
+        assert_eq!(std::mem::size_of::<Conn<std::net::Ipv6Addr>>(), 128);
+    }
+
+    /// Growth, collisions and removals keep every key findable, against a
+    /// model; many keys share their home bucket (a tiny index at first)
+    /// and probe chains cross the wrap-around.
+    #[test]
+    fn index_agrees_with_a_model_through_growth_and_removal() {
+        let mut ix = Index::new();
+        let mut model: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+        let mut x = 0x1234_5678u64;
+        let mut rnd = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for step in 0..60_000u32 {
+            let r = rnd();
+            if r % 3 != 0 || model.is_empty() {
+                // Tags from a small set at first: long chains, wrap-around.
+                let t = if step < 2000 { (r as u32) | 0xffff_0000 } else { r as u32 };
+                ix.insert(t, step);
+                model.insert(step, t);
+            } else {
+                let k = *model.keys().nth((r >> 20) as usize % model.len()).unwrap();
+                let t = model.remove(&k).unwrap();
+                assert!(ix.remove(t, k));
+                assert!(!ix.remove(t, k), "removed twice");
+            }
+            if step % 5000 == 0 {
+                for (&v, &t) in &model {
+                    assert_eq!(ix.find(t, |c| c == v), Some(v), "step {step}");
+                }
+            }
+        }
+        assert_eq!(ix.len, model.len());
+        for (&v, &t) in &model {
+            assert_eq!(ix.find(t, |c| c == v), Some(v));
+            assert!(ix.remove(t, v));
+        }
+        assert!(ix.buckets.iter().all(|b| b.over == 0 && b.val == [EMPTY; WAYS]), "every passage was undone");
+    }
+
+    #[test]
+    fn many_connections_and_memory() {
+        let n = 100_000u32;
+        let mut t = ConnTable::new(n as usize, 0);
+        for i in 0..n {
+            let mut c = conn(0, 0, FwdMethod::Nat, 10);
+            c.caddr = Ipv4Addr::from(0x6440_0000 + i);
+            c.lport = i as u16;
+            t.insert(c).unwrap();
+        }
+        let mut hits = 0;
+        for i in 0..n {
+            let mut c = conn(0, 0, FwdMethod::Nat, 10);
+            c.caddr = Ipv4Addr::from(0x6440_0000 + i);
+            let (idx, dir) = t.lookup(&c.in_key()).unwrap();
+            assert_eq!((t.get(idx).caddr, dir), (c.caddr, Dir::In));
+            let (idx2, dir2) = t.lookup(&c.out_key().unwrap()).unwrap();
+            assert_eq!((idx2, dir2), (idx, Dir::Out));
+            hits += 1;
+        }
+        assert_eq!(hits, n);
+        let per = t.memory() as f64 / n as f64;
+        assert!(per <= 128.0, "{per} bytes per NAT connection");
+        // prefetching is only a hint, for any hash
+        t.prefetch(0);
+        t.prefetch_conn(u64::MAX);
     }
 }
