@@ -11,13 +11,18 @@
 //!
 //! 1. parse and validate (`wire::parse`) — bad frames are counted drops;
 //! 2. ICMP errors about a tracked connection go to the cold relay path;
-//! 3. ownership — with several workers, a frame whose flow another worker
-//!    owns is handed over (the client side of the flow, or for FULLNAT
-//!    replies the local port, names the owner);
-//! 4. connection lookup: one hash lookup finds both directions;
-//! 5. on a miss: service lookup, scheduling, a new connection;
+//! 3. connection lookup: one hash lookup finds both directions; a hit is
+//!    always this worker's own flow (only a flow's owner adds its keys);
+//! 4. on a miss, ownership — with several workers, a frame whose flow
+//!    another worker owns is handed over (the client side of the flow, or
+//!    for FULLNAT replies the local port, names the owner);
+//! 5. then: service lookup, scheduling, a new connection;
 //! 6. TCP state machine, timeout refresh, accounting;
 //! 7. transmit by the connection's forwarding method (a single `match`).
+//!
+//! A burst runs step 1 and the hashing of step 3 for all its frames first,
+//! prefetching what their lookups will touch, so that the cache misses of
+//! a big table overlap ([`burst`]).
 
 use crate::ctl::snapshot::{Hop, Snapshot};
 use crate::ipvs::conn::{flags, Conn, ConnTable, Key};
@@ -251,8 +256,8 @@ impl Worker {
     /// long as `frames`), then a bounded slice of connection expiry.
     pub fn process_burst(&mut self, frames: &mut [Frame<'_>], verdicts: &mut [Verdict], now_ns: u64) {
         self.set_clock(now_ns);
-        for (fr, v) in frames.iter_mut().zip(verdicts.iter_mut()) {
-            *v = self.process(fr);
+        for (fr, v) in frames.chunks_mut(BURST).zip(verdicts.chunks_mut(BURST)) {
+            self.run_burst(fr, v);
         }
         self.expire(EXPIRE_BUDGET);
     }
@@ -273,11 +278,18 @@ impl Worker {
     /// Processes one frame (the clock must have been set).
     #[inline]
     pub fn process(&mut self, fr: &mut Frame<'_>) -> Verdict {
+        let p = burst::prepare(&mut self.tables, fr.data());
+        self.process_prepared(fr, &p)
+    }
+
+    /// Processes a frame parsed and hashed by the burst's first stage.
+    #[inline(always)]
+    fn process_prepared(&mut self, fr: &mut Frame<'_>, p: &burst::Prepared) -> Verdict {
         self.counters.rx_packets += 1;
         self.counters.rx_bytes += fr.len as u64;
-        let v = match parse(fr.data()) {
-            Ok(m) if m.v6 => self.process_af::<Ipv6Addr>(fr, m),
-            Ok(m) => self.process_af::<Ipv4Addr>(fr, m),
+        let v = match p.meta {
+            Ok(m) if m.v6 => self.process_af::<Ipv6Addr>(fr, m, p.hash),
+            Ok(m) => self.process_af::<Ipv4Addr>(fr, m, p.hash),
             Err(Reject::Drop(r)) => Verdict::Drop(r),
             Err(Reject::Pass(r)) => Verdict::Pass(r),
         };
@@ -307,8 +319,10 @@ impl Worker {
         (flow_hash(addr.bytes().as_ref(), port) % n as u32) as u16
     }
 
-    #[inline]
-    fn process_af<A: Family>(&mut self, fr: &mut Frame<'_>, mut m: Meta) -> Verdict {
+    /// Steps 2 to 7 for a parsed frame; `hash` is its key's hash in `A`'s
+    /// table (TCP/UDP).
+    #[inline(always)]
+    fn process_af<A: Family>(&mut self, fr: &mut Frame<'_>, mut m: Meta, hash: u64) -> Verdict {
         let f = fr.data();
         if m.proto != proto::TCP && m.proto != proto::UDP {
             if m.is_icmp_error() {
@@ -320,27 +334,34 @@ impl Worker {
             return Verdict::Pass(PassReason::NotService);
         }
         let key = Key { saddr: A::src(f, &m), daddr: A::dst(f, &m), sport: m.sport, dport: m.dport, proto: m.proto };
+        // Lookup before ownership: only the owner ever inserts a flow's
+        // keys, so a hit is ours, and the common case skips the ownership
+        // rule's VIP / local address lookups.
+        if let Some((idx, dir)) = A::table(&mut self.tables).lookup_hashed(&key, hash) {
+            return self.forward::<A>(fr, &mut m, idx, dir);
+        }
         if self.workers > 1 {
             let o = self.owner(&key);
             if o != self.id {
                 return Verdict::Handoff { worker: o };
             }
         }
-        match A::table(&mut self.tables).lookup(&key) {
-            Some((idx, dir)) => self.forward::<A>(fr, &mut m, idx, dir),
-            None => self.new_conn::<A>(fr, &mut m, &key),
-        }
+        self.new_conn::<A>(fr, &mut m, &key)
     }
 
     /// Re-binds a connection to the current snapshot's dest index after a
     /// snapshot change (by uid; `NO_DEST` when its real server is gone).
-    #[inline]
+    #[inline(always)]
     fn rebind<A: Ip>(snap: &Snapshot, c: &mut Conn<A>) {
-        let gen = snap.generation as u32;
-        if c.snap_gen == gen {
-            return;
+        if c.snap_gen != snap.generation as u32 {
+            Self::rebind_slow(snap, c);
         }
-        c.snap_gen = gen;
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn rebind_slow<A: Ip>(snap: &Snapshot, c: &mut Conn<A>) {
+        c.snap_gen = snap.generation as u32;
         match snap.dest_index(c.dest_uid) {
             Some(i) => {
                 c.dest = i;
@@ -352,9 +373,12 @@ impl Worker {
         }
     }
 
+    #[inline(always)]
     fn timeout(t: &Timeouts, c_proto: u8, state: u8) -> u32 {
         if c_proto == proto::TCP {
-            t.tcp[state as usize % TcpState::COUNT]
+            // States are always in range: the modulo (a multiply and a
+            // shift chain) only guards the impossible.
+            t.tcp.get(state as usize).copied().unwrap_or_else(|| t.tcp[state as usize % TcpState::COUNT])
         } else {
             t.udp
         }
@@ -396,15 +420,17 @@ impl Worker {
             }
         }
         c.expires = now.wrapping_add(timer::secs(Self::timeout(&snap.timeouts, c.proto, c.state)));
-        let c = *c;
+        // Borrowed, not copied: a copy of an aligned connection costs a
+        // realigned stack frame and four vector moves per packet.
+        let c = &*c;
         let bytes = fr.len as u64;
         let res = match (c.fwd, dir) {
             (FwdMethod::Dr, Dir::In) => xmit::dr::xmit(fr, &c.dest_hop, &snap.ports),
-            (FwdMethod::Nat, Dir::In) => xmit::nat::xmit_in(fr, m, &c, &snap.ports),
-            (FwdMethod::Nat, Dir::Out) => xmit::nat::xmit_out(fr, m, &c, &snap.ports),
-            (FwdMethod::FullNat, Dir::In) => xmit::fullnat::xmit_in(fr, m, &c, &snap.ports),
-            (FwdMethod::FullNat, Dir::Out) => xmit::fullnat::xmit_out(fr, m, &c, &snap.ports),
-            (FwdMethod::Tun, Dir::In) => match xmit::tun::xmit(fr, m, &c, &snap.ports, &mut self.ip_id) {
+            (FwdMethod::Nat, Dir::In) => xmit::nat::xmit_in(fr, m, c, &snap.ports),
+            (FwdMethod::Nat, Dir::Out) => xmit::nat::xmit_out(fr, m, c, &snap.ports),
+            (FwdMethod::FullNat, Dir::In) => xmit::fullnat::xmit_in(fr, m, c, &snap.ports),
+            (FwdMethod::FullNat, Dir::Out) => xmit::fullnat::xmit_out(fr, m, c, &snap.ports),
+            (FwdMethod::Tun, Dir::In) => match xmit::tun::xmit(fr, m, c, &snap.ports, &mut self.ip_id) {
                 Ok(p) => Ok(p),
                 Err(TunError::Drop(r)) => Err(r),
                 Err(TunError::NeedFrag { mtu }) => return self.send_error::<A>(fr, m, ErrorKind::TooBig { mtu }, DropReason::TooBig),
@@ -445,7 +471,9 @@ impl Worker {
         if m.proto == proto::TCP && (m.tcp_flags & tcp_flags::SYN == 0 || m.tcp_flags & tcp_flags::RST != 0) {
             return Verdict::Drop(DropReason::NoConn);
         }
-        let snap = Arc::clone(&self.snap);
+        // A borrow, not a clone: the refcount is shared with every worker,
+        // and two workers bumping it per new connection fight over its line.
+        let snap = &*self.snap;
         let svc = &snap.services[si as usize];
         let ctx = SchedCtx {
             dests: &snap.dests[svc.dests.clone()],
@@ -622,6 +650,8 @@ fn release<A: Ip>(
     counters.expired_conns += 1;
     true
 }
+
+mod burst;
 
 #[cfg(test)]
 mod tests;

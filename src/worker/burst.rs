@@ -1,0 +1,175 @@
+//! The burst's first stages: parse every frame, hash its connection key
+//! and prefetch, before any frame is processed.
+//!
+//! A connection lookup in a big table misses the cache twice (index
+//! bucket, then connection), about 80 ns each here; one frame after
+//! another, a burst would pay them one after another. Hashing the whole
+//! burst first and prefetching the buckets, then (once they have arrived)
+//! the connections they point at, overlaps the misses of the burst's 32
+//! frames; the processing stage then finds both lines in the cache.
+//! Prefetches are hints: what this stage computes is only the parse
+//! result and the hash, which the processing stage would compute anyway.
+
+use super::{parse, Family, Tables, Verdict, Worker, BURST};
+use crate::ipvs::conn::Key;
+use crate::wire::{proto, Frame, Meta, Reject};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// A frame's parse result and, for TCP/UDP, the hash of its key in its
+/// family's table (0 otherwise).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Prepared {
+    pub meta: Result<Meta, Reject>,
+    pub hash: u64,
+}
+
+impl Prepared {
+    const NONE: Prepared = Prepared {
+        meta: Err(Reject::Drop(crate::stats::DropReason::Truncated)),
+        hash: 0,
+    };
+}
+
+/// The key of a parsed TCP/UDP frame and its hash in `A`'s table.
+#[inline(always)]
+fn hash_of<A: Family>(tables: &mut Tables, f: &[u8], m: &Meta) -> u64 {
+    let key = Key {
+        saddr: A::src(f, m),
+        daddr: A::dst(f, m),
+        sport: m.sport,
+        dport: m.dport,
+        proto: m.proto,
+    };
+    A::table(tables).hash(&key)
+}
+
+/// Parses `f` and hashes its key (no prefetch).
+#[inline(always)]
+pub(super) fn prepare(tables: &mut Tables, f: &[u8]) -> Prepared {
+    let meta = parse(f);
+    let hash = match &meta {
+        Ok(m) if m.proto == proto::TCP || m.proto == proto::UDP => {
+            if m.v6 {
+                hash_of::<Ipv6Addr>(tables, f, m)
+            } else {
+                hash_of::<Ipv4Addr>(tables, f, m)
+            }
+        }
+        _ => 0,
+    };
+    Prepared { meta, hash }
+}
+
+impl Worker {
+    /// Runs up to [`BURST`] frames: prepare and prefetch them all, then
+    /// process each in order.
+    #[inline]
+    pub(super) fn run_burst(&mut self, frames: &mut [Frame<'_>], verdicts: &mut [Verdict]) {
+        let n = frames.len().min(verdicts.len()).min(BURST);
+        let mut pre = [Prepared::NONE; BURST];
+        for (p, fr) in pre.iter_mut().zip(frames.iter()).take(n) {
+            *p = prepare(&mut self.tables, fr.data());
+            if let Ok(m) = &p.meta {
+                if m.proto == proto::TCP || m.proto == proto::UDP {
+                    if m.v6 {
+                        self.tables.v6.prefetch(p.hash);
+                    } else {
+                        self.tables.v4.prefetch(p.hash);
+                    }
+                }
+            }
+        }
+        for p in pre.iter().take(n) {
+            if let Ok(m) = &p.meta {
+                if m.proto == proto::TCP || m.proto == proto::UDP {
+                    if m.v6 {
+                        self.tables.v6.prefetch_conn(p.hash);
+                    } else {
+                        self.tables.v4.prefetch_conn(p.hash);
+                    }
+                }
+            }
+        }
+        for ((fr, v), p) in frames
+            .iter_mut()
+            .zip(verdicts.iter_mut())
+            .zip(pre.iter())
+            .take(n)
+        {
+            *v = self.process_prepared(fr, p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ctl::config::load_str;
+    use crate::ctl::snapshot::Snapshot;
+    use crate::gen::packet::*;
+    use crate::gen::traffic::Topology;
+    use crate::ipvs::FwdMethod;
+    use crate::wire::frame::HEADROOM;
+    use crate::wire::tcp_flags::*;
+    use std::sync::Arc;
+
+    const CIP: [u8; 4] = [192, 0, 2, 1];
+    const VIP: [u8; 4] = [10, 0, 0, 100];
+    const RS1: [u8; 4] = [10, 0, 1, 1];
+
+    /// A burst whose frames depend on each other (a SYN and the packets of
+    /// its connection, which the first stage hashed before the connection
+    /// existed), with other families and bad frames mixed in, gives the
+    /// same verdicts and bytes as the same frames one at a time.
+    #[test]
+    fn a_burst_equals_its_frames_one_by_one() {
+        let frames = vec![
+            tcp4(CIP, 40000, VIP, 80, SYN, b""),
+            tcp4(RS1, 8080, CIP, 40000, SYN | ACK, b""),
+            tcp4(CIP, 40000, VIP, 80, ACK, b"x"),
+            udp4(CIP, 5353, VIP, 53, b"q"),
+            udp4(RS1, 8053, CIP, 5353, b"a"),
+            tcp6(V6A, 1, V6B, 80, SYN, b""),
+            icmp4_echo(CIP, VIP),
+            vec![0u8; 10],
+            tcp4(CIP, 40001, VIP, 80, SYN, b""),
+            tcp4(CIP, 40000, VIP, 80, FIN | ACK, b""),
+            tcp4(CIP, 40001, VIP, 80, ACK, b""),
+        ];
+        let model = load_str(&Topology::new(FwdMethod::Nat, 100).config_toml(), "test").unwrap();
+        let snap = Arc::new(Snapshot::build(&model, None).unwrap());
+        let mut one = Worker::new(0, 1, snap.clone(), 1_000_000_000);
+        let mut burst = Worker::new(0, 1, snap, 1_000_000_000);
+        let mut bufs: Vec<Vec<u8>> = frames
+            .iter()
+            .map(|f| {
+                let mut b = vec![0u8; HEADROOM + f.len() + 64];
+                b[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
+                b
+            })
+            .collect();
+        let mut singles = Vec::new();
+        for (f, b) in frames.iter().zip(bufs.clone().iter_mut()) {
+            let mut fr = Frame::new(b, HEADROOM, f.len());
+            one.set_clock(1_000_000_000);
+            let v = one.process(&mut fr);
+            singles.push((v, fr.data().to_vec()));
+        }
+        let mut fr: Vec<Frame<'_>> = bufs
+            .iter_mut()
+            .zip(&frames)
+            .map(|(b, f)| Frame::new(b, HEADROOM, f.len()))
+            .collect();
+        let mut verdicts = vec![Verdict::Pass(crate::stats::PassReason::NonIp); fr.len()];
+        burst.process_burst(&mut fr, &mut verdicts, 1_000_000_000);
+        for (i, (f, v)) in fr.iter().zip(&verdicts).enumerate() {
+            assert_eq!((*v, f.data().to_vec()), singles[i], "frame {i}");
+        }
+        assert!(
+            matches!(verdicts[2], Verdict::Tx { .. }),
+            "the ACK found the connection its burst created"
+        );
+        assert_eq!(one.counters().new_conns, burst.counters().new_conns);
+        assert_eq!(burst.conns(), 3);
+    }
+}
