@@ -38,6 +38,7 @@ use super::FwdMethod;
 use crate::ctl::snapshot::Hop;
 use crate::stats::{Dir, DropReason};
 use crate::wire::Ip;
+use huge::HugeArray;
 use std::hash::BuildHasher;
 
 /// Connection flags.
@@ -233,14 +234,14 @@ impl Bucket {
 /// Open addressing over buckets with linear probing by bucket; each key's
 /// home bucket is the top `bits` bits of its tag. Values are unique.
 struct Index {
-    buckets: Vec<Bucket>,
+    buckets: HugeArray<Bucket>,
     bits: u32,
     len: usize,
 }
 
 impl Index {
     fn new() -> Index {
-        Index { buckets: vec![EMPTY_BUCKET; 1 << MIN_BITS], bits: MIN_BITS, len: 0 }
+        Index { buckets: HugeArray::filled(1 << MIN_BITS, EMPTY_BUCKET), bits: MIN_BITS, len: 0 }
     }
 
     #[inline(always)]
@@ -346,9 +347,9 @@ impl Index {
     /// Doubles the buckets: every key moves by its own tag, no key or
     /// connection is read.
     fn grow(&mut self) {
-        let old = std::mem::replace(&mut self.buckets, vec![EMPTY_BUCKET; 2 << self.bits]);
+        let old = std::mem::replace(&mut self.buckets, HugeArray::filled(2 << self.bits, EMPTY_BUCKET));
         self.bits += 1;
-        for bk in &old {
+        for bk in old.iter() {
             for i in 0..WAYS {
                 if bk.val[i] != EMPTY {
                     self.place(bk.tag[i], bk.val[i]);
@@ -362,13 +363,14 @@ impl Index {
     }
 }
 
-/// Connections per slab chunk.
-const CHUNK_BITS: u32 = 12;
+/// Connections per slab chunk: 2 MiB of IPv4 connections (4 MiB of
+/// IPv6), so each chunk can be one or two huge pages.
+const CHUNK_BITS: u32 = 15;
 const CHUNK: usize = 1 << CHUNK_BITS;
 
 /// The connections, in fixed chunks that never move.
 struct Slab<A: Ip> {
-    chunks: Vec<Vec<Conn<A>>>,
+    chunks: Vec<HugeArray<Conn<A>>>,
     len: usize,
 }
 
@@ -391,7 +393,7 @@ impl<A: Ip> Slab<A> {
 
     fn push(&mut self, c: Conn<A>) -> u32 {
         if self.len == self.chunks.len() * CHUNK {
-            self.chunks.push(Vec::with_capacity(CHUNK));
+            self.chunks.push(HugeArray::with_capacity(CHUNK));
         }
         let last = self.chunks.len() - 1;
         self.chunks[last].push(c);
@@ -400,7 +402,7 @@ impl<A: Ip> Slab<A> {
     }
 
     fn memory(&self) -> usize {
-        self.chunks.len() * CHUNK * std::mem::size_of::<Conn<A>>() + self.chunks.capacity() * std::mem::size_of::<Vec<Conn<A>>>()
+        self.chunks.len() * CHUNK * std::mem::size_of::<Conn<A>>() + self.chunks.capacity() * std::mem::size_of::<HugeArray<Conn<A>>>()
     }
 }
 
@@ -619,7 +621,7 @@ impl<A: Ip> ConnTable<A> {
     pub fn for_each(&self, mut f: impl FnMut(u32, &Conn<A>)) {
         let mut i = 0u32;
         for chunk in &self.slab.chunks {
-            for c in chunk {
+            for c in chunk.iter() {
                 if c.flags & flags::DEAD == 0 {
                     f(i, c);
                 }
@@ -631,6 +633,126 @@ impl<A: Ip> ConnTable<A> {
     /// Bytes of memory held (slab chunks, index buckets, free list, wheel).
     pub fn memory(&self) -> usize {
         self.slab.memory() + self.index.memory() + self.free.capacity() * 4 + self.wheel.memory()
+    }
+}
+
+/// Arrays the kernel may back with 2 MiB pages.
+///
+/// A big table is read at random: with 4 KiB pages nearly every lookup
+/// also misses the TLB, and under a hypervisor a page walk costs several
+/// more memory accesses. Arrays of 2 MiB or more are allocated 2 MiB
+/// aligned and marked `MADV_HUGEPAGE` (effective when transparent huge
+/// pages are `always` or `madvise`; a hint otherwise ignored). All the
+/// `unsafe` of the connection table is here.
+mod huge {
+    use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
+    use std::ptr::NonNull;
+
+    const HUGE_PAGE: usize = 2 << 20;
+
+    /// A fixed-capacity array of `Copy` values (nothing to drop).
+    pub(super) struct HugeArray<T: Copy> {
+        ptr: NonNull<T>,
+        len: usize,
+        cap: usize,
+    }
+
+    // SAFETY: a HugeArray owns its elements like a Vec does.
+    unsafe impl<T: Copy + Send> Send for HugeArray<T> {}
+    // SAFETY: shared access only reads, like &Vec.
+    unsafe impl<T: Copy + Sync> Sync for HugeArray<T> {}
+
+    impl<T: Copy> HugeArray<T> {
+        fn layout(cap: usize) -> Layout {
+            let bytes = cap.max(1).checked_mul(std::mem::size_of::<T>().max(1)).expect("array size overflows");
+            let align = if bytes >= HUGE_PAGE { HUGE_PAGE } else { std::mem::align_of::<T>() };
+            Layout::from_size_align(bytes, align).expect("array layout")
+        }
+
+        /// Room for `cap` elements, none yet.
+        pub(super) fn with_capacity(cap: usize) -> Self {
+            let layout = Self::layout(cap);
+            // SAFETY: the layout's size is not zero.
+            let p = unsafe { alloc(layout) } as *mut T;
+            let Some(ptr) = NonNull::new(p) else { handle_alloc_error(layout) };
+            #[cfg(target_os = "linux")]
+            if layout.size() >= HUGE_PAGE {
+                // SAFETY: the range is our own fresh allocation; madvise
+                // only changes how the kernel backs it. Errors (no THP)
+                // leave ordinary pages, which is fine.
+                unsafe {
+                    libc::madvise(ptr.as_ptr().cast(), layout.size(), libc::MADV_HUGEPAGE);
+                }
+            }
+            HugeArray { ptr, len: 0, cap }
+        }
+
+        /// `n` copies of `v`.
+        pub(super) fn filled(n: usize, v: T) -> Self {
+            let mut a = Self::with_capacity(n);
+            for i in 0..n {
+                // SAFETY: i < cap; the slot is uninitialised, write does
+                // not read or drop it.
+                unsafe { a.ptr.as_ptr().add(i).write(v) };
+            }
+            a.len = n;
+            a
+        }
+
+        /// Appends `v`; a full array keeps its elements and ignores it
+        /// (callers check [`HugeArray::capacity`] first).
+        pub(super) fn push(&mut self, v: T) {
+            if self.len < self.cap {
+                // SAFETY: len < cap: in bounds and uninitialised.
+                unsafe { self.ptr.as_ptr().add(self.len).write(v) };
+                self.len += 1;
+            }
+        }
+
+        pub(super) fn capacity(&self) -> usize {
+            self.cap
+        }
+    }
+
+    impl<T: Copy> std::ops::Deref for HugeArray<T> {
+        type Target = [T];
+        fn deref(&self) -> &[T] {
+            // SAFETY: the first len elements are initialised.
+            unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+        }
+    }
+
+    impl<T: Copy> std::ops::DerefMut for HugeArray<T> {
+        fn deref_mut(&mut self) -> &mut [T] {
+            // SAFETY: the first len elements are initialised; we hold &mut.
+            unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+        }
+    }
+
+    impl<T: Copy> Drop for HugeArray<T> {
+        fn drop(&mut self) {
+            // SAFETY: allocated in with_capacity with this same layout.
+            unsafe { dealloc(self.ptr.as_ptr().cast(), Self::layout(self.cap)) }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn push_fill_and_alignment() {
+            let mut a = HugeArray::<u64>::with_capacity(3);
+            a.push(1);
+            a.push(2);
+            a.push(3);
+            a.push(4); // full: ignored
+            assert_eq!(&a[..], &[1, 2, 3]);
+            let b = HugeArray::filled(HUGE_PAGE / 8, 7u64);
+            assert_eq!(b.len(), HUGE_PAGE / 8);
+            assert!(b.iter().all(|&x| x == 7));
+            assert_eq!(b.as_ptr() as usize % HUGE_PAGE, 0, "big arrays are huge-page aligned");
+        }
     }
 }
 
