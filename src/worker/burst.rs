@@ -21,12 +21,19 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 pub(super) struct Prepared {
     pub meta: Result<Meta, Reject>,
     pub hash: u64,
+    /// Which table the hash is for: [`NO_TABLE`], [`V4`] or [`V6`].
+    pub table: u8,
 }
+
+pub(super) const NO_TABLE: u8 = 0;
+pub(super) const V4: u8 = 4;
+pub(super) const V6: u8 = 6;
 
 impl Prepared {
     const NONE: Prepared = Prepared {
         meta: Err(Reject::Drop(crate::stats::DropReason::Truncated)),
         hash: 0,
+        table: NO_TABLE,
     };
 }
 
@@ -47,17 +54,17 @@ fn hash_of<A: Family>(tables: &mut Tables, f: &[u8], m: &Meta) -> u64 {
 #[inline(always)]
 pub(super) fn prepare(tables: &mut Tables, f: &[u8]) -> Prepared {
     let meta = parse(f);
-    let hash = match &meta {
+    let (hash, table) = match &meta {
         Ok(m) if m.proto == proto::TCP || m.proto == proto::UDP => {
             if m.v6 {
-                hash_of::<Ipv6Addr>(tables, f, m)
+                (hash_of::<Ipv6Addr>(tables, f, m), V6)
             } else {
-                hash_of::<Ipv4Addr>(tables, f, m)
+                (hash_of::<Ipv4Addr>(tables, f, m), V4)
             }
         }
-        _ => 0,
+        _ => (0, NO_TABLE),
     };
-    Prepared { meta, hash }
+    Prepared { meta, hash, table }
 }
 
 /// How many frames behind the one being prepared the connections are
@@ -69,14 +76,10 @@ impl Worker {
     /// Prefetches the connections frame `p`'s bucket points at.
     #[inline(always)]
     fn prefetch_conns(&self, p: &Prepared) {
-        if let Ok(m) = &p.meta {
-            if m.proto == proto::TCP || m.proto == proto::UDP {
-                if m.v6 {
-                    self.tables.v6.prefetch_conn(p.hash);
-                } else {
-                    self.tables.v4.prefetch_conn(p.hash);
-                }
-            }
+        match p.table {
+            V4 => self.tables.v4.prefetch_conn(p.hash),
+            V6 => self.tables.v6.prefetch_conn(p.hash),
+            _ => {}
         }
     }
 
@@ -88,17 +91,13 @@ impl Worker {
         let n = frames.len().min(verdicts.len()).min(BURST);
         let mut pre = [Prepared::NONE; BURST];
         for (i, fr) in frames.iter().take(n).enumerate() {
-            let p = prepare(&mut self.tables, fr.data());
-            if let Ok(m) = &p.meta {
-                if m.proto == proto::TCP || m.proto == proto::UDP {
-                    if m.v6 {
-                        self.tables.v6.prefetch(p.hash);
-                    } else {
-                        self.tables.v4.prefetch(p.hash);
-                    }
-                }
+            pre[i] = prepare(&mut self.tables, fr.data());
+            let (hash, table) = (pre[i].hash, pre[i].table);
+            match table {
+                V4 => self.tables.v4.prefetch(hash),
+                V6 => self.tables.v6.prefetch(hash),
+                _ => {}
             }
-            pre[i] = p;
             if i >= CONN_BEHIND {
                 self.prefetch_conns(&pre[i - CONN_BEHIND]);
             }
