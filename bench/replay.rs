@@ -575,7 +575,10 @@ fn rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// One scenario's figures.
+/// One scenario's figures. Rates come twice: from each worker's median
+/// burst (what the code does when its core is its own) and from the mean
+/// over all bursts (which on a shared machine also pays for every time
+/// another process took the core mid-burst).
 #[derive(Clone, Debug, Default)]
 struct Row {
     name: String,
@@ -586,16 +589,23 @@ struct Row {
     sizes: String,
     popularity: String,
     packets: u64,
+    /// Sum over workers of BURST / median burst time.
     mpps_total: f64,
     mpps_per_core: f64,
+    /// Median burst time / BURST, averaged over workers.
     ns_per_pkt: f64,
-    /// ns per packet of the median burst: the undisturbed figure on a
-    /// shared machine (the mean also pays for preemptions).
-    ns_per_pkt_p50: f64,
+    /// The same from the mean burst time.
+    mpps_total_mean: f64,
+    mpps_per_core_mean: f64,
+    ns_per_pkt_mean: f64,
+    /// Packets / wall time of the timed phase, generator included.
     wall_mpps: f64,
     gbps: f64,
     new_conns: u64,
+    /// New connections per second: the timed phase's share of new
+    /// connections times the (median / mean) packet rate.
     new_conns_per_s: f64,
+    new_conns_per_s_mean: f64,
     conns: u64,
     bytes_per_conn: f64,
     rss_per_conn: f64,
@@ -604,6 +614,8 @@ struct Row {
     p999_ns: u64,
     tx_share: f64,
     setup_s: f64,
+    /// Load average when the scenario ended (the machine is shared).
+    load: String,
 }
 
 fn run(s: &Scenario, seed: u64) -> Row {
@@ -668,23 +680,30 @@ fn run(s: &Scenario, seed: u64) -> Row {
         hist.add(&r.hist).expect("histogram merge");
         c.merge(&r.counters);
         row.packets += r.timed.packets;
-        let busy = r.timed.busy.as_secs_f64();
-        if busy > 0.0 {
-            row.mpps_total += r.timed.packets as f64 / busy / 1e6;
-            row.gbps += r.timed.bytes as f64 * 8.0 / busy / 1e9;
-        }
         wall = wall.max(r.wall);
         row.conns += r.conns as u64;
         conn_mem += r.conn_memory;
         row.setup_s = row.setup_s.max(r.setup.as_secs_f64());
+        let pkts = r.timed.packets.max(1) as f64;
+        // This worker's new connections in the timed phase, per packet.
+        let setup = if s.what == What::Established {
+            r.conns as u64
+        } else {
+            0
+        };
+        let new_share = r.counters.new_conns.saturating_sub(setup) as f64 / pkts;
+        let p50 = r.hist.value_at_quantile(0.5).max(1) as f64 / BURST as f64;
+        let mean = r.timed.busy.as_nanos() as f64 / pkts;
+        row.ns_per_pkt += p50 / n as f64;
+        row.ns_per_pkt_mean += mean / n as f64;
+        row.mpps_total += 1e3 / p50;
+        row.mpps_total_mean += 1e3 / mean.max(1e-9);
+        row.new_conns_per_s += new_share * 1e9 / p50;
+        row.new_conns_per_s_mean += new_share * 1e9 / mean.max(1e-9);
+        row.gbps += r.timed.bytes as f64 / pkts * 8.0 / p50;
     }
     row.mpps_per_core = row.mpps_total / n as f64;
-    // ns/pkt per core: each worker's busy time over its packets, averaged.
-    row.ns_per_pkt = results
-        .iter()
-        .map(|r| r.timed.busy.as_nanos() as f64 / r.timed.packets.max(1) as f64)
-        .sum::<f64>()
-        / n as f64;
+    row.mpps_per_core_mean = row.mpps_total_mean / n as f64;
     row.wall_mpps = row.packets as f64 / wall.as_secs_f64().max(1e-9) / 1e6;
     let tx: u64 = results.iter().map(|r| r.timed.tx).sum();
     row.tx_share = tx as f64 / row.packets.max(1) as f64;
@@ -695,22 +714,12 @@ fn run(s: &Scenario, seed: u64) -> Row {
         0
     };
     row.new_conns = c.new_conns.saturating_sub(setup_conns);
-    row.new_conns_per_s = if row.new_conns > 0 {
-        results
-            .iter()
-            .map(|r| {
-                let setup = if s.what == What::Established {
-                    r.conns as u64
-                } else {
-                    0
-                };
-                r.counters.new_conns.saturating_sub(setup) as f64
-                    / r.timed.busy.as_secs_f64().max(1e-9)
-            })
-            .sum()
-    } else {
-        0.0
-    };
+    row.load = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string();
     row.bytes_per_conn = conn_mem as f64 / row.conns.max(1) as f64;
     let grown = if s.what == What::Established {
         rss_setup.saturating_sub(rss0)
@@ -719,7 +728,6 @@ fn run(s: &Scenario, seed: u64) -> Row {
     };
     row.rss_per_conn = grown as f64 / row.conns.max(1) as f64;
     row.p50_ns = hist.value_at_quantile(0.5);
-    row.ns_per_pkt_p50 = row.p50_ns as f64 / BURST as f64;
     row.p99_ns = hist.value_at_quantile(0.99);
     row.p999_ns = hist.value_at_quantile(0.999);
     if row.tx_share < 0.99 {
@@ -846,9 +854,11 @@ fn to_json(rows: &[Row], quick: bool, seed: u64) -> String {
         .map(|r| {
             format!(
                 "    {{\"name\": {}, \"mode\": {}, \"what\": {}, \"flows\": {}, \"workers\": {}, \"sizes\": {}, \"popularity\": {}, \
-                 \"packets\": {}, \"mpps_total\": {}, \"mpps_per_core\": {}, \"ns_per_pkt\": {}, \"ns_per_pkt_p50\": {}, \"wall_mpps\": {}, \"gbps\": {}, \
-                 \"new_conns\": {}, \"new_conns_per_s\": {}, \"conns\": {}, \"bytes_per_conn\": {}, \"rss_bytes_per_conn\": {}, \
-                 \"burst_ns_p50\": {}, \"burst_ns_p99\": {}, \"burst_ns_p999\": {}, \"tx_share\": {}, \"setup_s\": {}}}",
+                 \"packets\": {}, \"mpps_total\": {}, \"mpps_per_core\": {}, \"ns_per_pkt\": {}, \
+                 \"mpps_total_mean\": {}, \"mpps_per_core_mean\": {}, \"ns_per_pkt_mean\": {}, \"wall_mpps\": {}, \"gbps\": {}, \
+                 \"new_conns\": {}, \"new_conns_per_s\": {}, \"new_conns_per_s_mean\": {}, \"conns\": {}, \"bytes_per_conn\": {}, \
+                 \"rss_bytes_per_conn\": {}, \"burst_ns_p50\": {}, \"burst_ns_p99\": {}, \"burst_ns_p999\": {}, \"tx_share\": {}, \
+                 \"setup_s\": {}, \"loadavg\": {}}}",
                 json_str(&r.name),
                 json_str(&r.mode),
                 json_str(&r.what),
@@ -860,11 +870,14 @@ fn to_json(rows: &[Row], quick: bool, seed: u64) -> String {
                 json_num(r.mpps_total),
                 json_num(r.mpps_per_core),
                 json_num(r.ns_per_pkt),
-                json_num(r.ns_per_pkt_p50),
+                json_num(r.mpps_total_mean),
+                json_num(r.mpps_per_core_mean),
+                json_num(r.ns_per_pkt_mean),
                 json_num(r.wall_mpps),
                 json_num(r.gbps),
                 r.new_conns,
                 json_num(r.new_conns_per_s),
+                json_num(r.new_conns_per_s_mean),
                 r.conns,
                 json_num(r.bytes_per_conn),
                 json_num(r.rss_per_conn),
@@ -873,6 +886,7 @@ fn to_json(rows: &[Row], quick: bool, seed: u64) -> String {
                 r.p999_ns,
                 json_num(r.tx_share),
                 json_num(r.setup_s),
+                json_str(&r.load),
             )
         })
         .collect();
@@ -881,46 +895,52 @@ fn to_json(rows: &[Row], quick: bool, seed: u64) -> String {
     o
 }
 
-const HEAD: [&str; 12] = [
+/// Table columns: the median-burst figures first, then the mean ones.
+const HEAD: [&str; 13] = [
     "scenario",
-    "Mpps total",
     "Mpps/core",
     "ns/pkt",
-    "ns/pkt p50",
-    "wall Mpps",
+    "Mpps total",
     "new conn/s",
+    "ns/pkt mean",
+    "Mpps total mean",
+    "wall Mpps",
     "conns",
     "B/conn",
     "RSS B/conn",
     "burst p50/p99/p99.9 ns",
-    "tx",
+    "load",
 ];
 
-fn cells(r: &Row) -> [String; 12] {
-    [
-        r.name.clone(),
-        format!("{:.2}", r.mpps_total),
-        format!("{:.2}", r.mpps_per_core),
-        format!("{:.1}", r.ns_per_pkt),
-        format!("{:.1}", r.ns_per_pkt_p50),
-        format!("{:.2}", r.wall_mpps),
-        if r.new_conns_per_s > 0.0 {
-            format!("{:.2} M", r.new_conns_per_s / 1e6)
+fn cells(r: &Row) -> [String; 13] {
+    let conns = |x: f64| {
+        if x > 0.0 {
+            format!("{:.2} M", x / 1e6)
         } else {
             "-".into()
-        },
+        }
+    };
+    [
+        r.name.clone(),
+        format!("{:.2}", r.mpps_per_core),
+        format!("{:.1}", r.ns_per_pkt),
+        format!("{:.2}", r.mpps_total),
+        conns(r.new_conns_per_s),
+        format!("{:.1}", r.ns_per_pkt_mean),
+        format!("{:.2}", r.mpps_total_mean),
+        format!("{:.2}", r.wall_mpps),
         r.conns.to_string(),
         format!("{:.0}", r.bytes_per_conn),
         format!("{:.0}", r.rss_per_conn),
         format!("{}/{}/{}", r.p50_ns, r.p99_ns, r.p999_ns),
-        format!("{:.0}%", r.tx_share * 100.0),
+        r.load.clone(),
     ]
 }
 
 fn print_cells(c: &[String]) {
     println!(
-        "{:<24} {:>10} {:>9} {:>7} {:>10} {:>9} {:>10} {:>9} {:>7} {:>10} {:>24} {:>5}",
-        c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11]
+        "{:<22} {:>9} {:>6} {:>10} {:>10} {:>11} {:>15} {:>9} {:>8} {:>6} {:>10} {:>22} {:>5}",
+        c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], c[12]
     );
 }
 
