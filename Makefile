@@ -1,5 +1,6 @@
 # xvs — two commands do everything on a fresh machine:
-#   make demo   the main job (a replay demo until the AF_XDP lab lands)
+#   make demo   the main job: a live lab in network namespaces, real HTTP
+#               through `xvs run` (as root; tests/demo/lab_demo.sh)
 #   make test   every test (unit, property, golden, end-to-end)
 # Each installs what it needs, idempotently.
 
@@ -38,7 +39,7 @@ test: deps
 	$(CARGO) test -- --test-threads=2
 
 demo: build
-	@tests/demo/replay_demo.sh
+	@tests/demo/lab_demo.sh
 
 # The replay benchmark (docs/performance.md): the worker over generated
 # traffic in memory, every scenario (< 10 min); results in

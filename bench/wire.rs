@@ -135,7 +135,7 @@ fn parse_rewrite(c: &mut Criterion) {
                 let mut fr = Frame::new(&mut buf, HEADROOM, len);
                 let mut m = parse(fr.data()).expect("valid frame");
                 let r = match (mode, out) {
-                    (FwdMethod::Dr, _) => xmit::dr::xmit(&mut fr, &cn.dest_hop, ports),
+                    (FwdMethod::Dr, _) => xmit::dr::xmit(&mut fr, &m, &cn.dest_hop, ports),
                     (FwdMethod::Tun, _) => xmit::tun::xmit(&mut fr, &mut m, &cn, ports, &mut ip_id)
                         .map_err(|_| xvs::stats::DropReason::TooBig),
                     (FwdMethod::Nat, false) => xmit::nat::xmit_in(&mut fr, &mut m, &cn, ports),

@@ -15,6 +15,7 @@
 //! - [`gen`]    traffic generation for tests, golden captures and benchmarks
 
 pub mod ctl;
+pub mod daemon;
 pub mod gen;
 pub mod health;
 pub mod io;

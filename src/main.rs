@@ -1,14 +1,19 @@
-//! `xvs`: the director. `xvs replay` runs the real worker over a capture;
-//! `xvs check-config` validates a configuration.
+//! `xvs`: the director. `xvs run` forwards live traffic over AF_XDP;
+//! `xvs replay` runs the real worker over a capture; `xvs check-config`
+//! validates a configuration.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use xvs::ctl::config;
+use xvs::ctl::model::Model;
 use xvs::ctl::snapshot::Snapshot;
+use xvs::daemon::run::{self, RunConfig};
+use xvs::daemon::signals;
 use xvs::io::pcap;
+use xvs::io::xdp::PollMode;
 use xvs::worker::Worker;
 
 const LONG_ABOUT: &str = "\
@@ -43,8 +48,65 @@ struct Cli {
     cmd: Cmd,
 }
 
+const RUN_ABOUT: &str = "\
+Runs the director: attaches the XDP steering program to the interfaces,
+binds one AF_XDP socket per (interface, queue), and forwards the services of
+the configuration with one pinned worker per queue until SIGINT or SIGTERM.
+On stop, the programs are detached and the counters printed.
+
+Interfaces are the config's [[interface]] names, or those given with -i
+(which replace them). Their MACs, MTUs, addresses, default gateways and
+neighbours come from the kernel (the kernel wins over the config file; a
+static [[neighbour]] only fills in an address the kernel does not know).
+
+SIGHUP reloads the configuration file: it is validated whole; an invalid
+file is logged and the running configuration stays.
+
+Exit status: 0 after a clean stop, 2 for a bad command line or
+configuration, 1 when the system refuses (not root, no AF_XDP, a missing
+interface, a busy queue, ...).
+
+Example:
+  xvs run --config configs/demo.toml -i eth0 -i eth1";
+
+/// `--poll`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Poll {
+    /// Spin briefly, then sleep in poll() until frames arrive (default;
+    /// safe when the kernel's receive work shares the workers' CPUs).
+    Adaptive,
+    /// Never sleep: lowest latency, a full CPU per worker even when idle.
+    Busy,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run the director on live interfaces (AF_XDP).
+    #[command(long_about = RUN_ABOUT)]
+    Run {
+        /// Configuration file (TOML).
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: PathBuf,
+        /// Interface to forward on (repeatable; replaces the config's
+        /// [[interface]] list).
+        #[arg(long = "interface", short = 'i', value_name = "IFACE")]
+        interfaces: Vec<String>,
+        /// Worker threads; each binds queue i of every interface (default:
+        /// the interfaces' queue count, at most the usable CPUs).
+        #[arg(long, value_name = "N")]
+        workers: Option<usize>,
+        /// Polling mode of the workers.
+        #[arg(long, value_enum, default_value = "adaptive")]
+        poll: Poll,
+        /// CPUs to pin the workers to, e.g. `1` or `0,1` (worker i on the
+        /// i-th, round robin; default: leave CPU 0 to the kernel when there
+        /// are more CPUs than workers).
+        #[arg(long, value_name = "LIST", value_delimiter = ',')]
+        cores: Option<Vec<usize>>,
+        /// Print every counter as `name=value` lines at exit.
+        #[arg(long)]
+        counters: bool,
+    },
     /// Replay a capture through the worker and write what it transmits.
     #[command(long_about = REPLAY_ABOUT)]
     Replay {
@@ -73,6 +135,13 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Run { config, interfaces, workers, poll, cores, counters } => {
+            let poll = match poll {
+                Poll::Adaptive => PollMode::default(),
+                Poll::Busy => PollMode::Busy,
+            };
+            run_director(config, interfaces, workers, poll, cores, counters)
+        }
         Cmd::Replay { config, input, output, counters } => replay(config, input, output, counters),
         Cmd::CheckConfig { config } => check_config(config),
     }
@@ -91,6 +160,14 @@ fn replay(config: PathBuf, input: PathBuf, output: PathBuf, counters: bool) -> E
             return ExitCode::from(2);
         }
     };
+    if let Some((i, p)) = snap.ports.iter().enumerate().find(|(_, p)| p.mac == config::NO_MAC) {
+        eprintln!(
+            "xvs: {}: interface[{i}] ('{}') has no `mac`: replay needs the director's MACs in the config",
+            config.display(),
+            p.name
+        );
+        return ExitCode::from(2);
+    }
     let mut w = Worker::new(0, 1, snap, pcap::CLOCK_START_NS);
     let t0 = Instant::now();
     let progress = |n: u64| {
@@ -126,6 +203,157 @@ fn replay(config: PathBuf, input: PathBuf, output: PathBuf, counters: bool) -> E
     ExitCode::SUCCESS
 }
 
+/// Loads the config for `xvs run`: the model and the interface list (`-i`
+/// replaces the config's [[interface]] names).
+fn load_live(path: &std::path::Path, cli_ifaces: &[String]) -> Result<(Model, Vec<String>), String> {
+    let model = config::load_file(path).map_err(|e| e.to_string())?;
+    let ifaces = if cli_ifaces.is_empty() {
+        model.net.ports.iter().map(|p| p.name.clone()).collect()
+    } else {
+        cli_ifaces.to_vec()
+    };
+    Ok((model, ifaces))
+}
+
+fn run_director(
+    config: PathBuf,
+    cli_ifaces: Vec<String>,
+    workers: Option<usize>,
+    poll: PollMode,
+    cores: Option<Vec<usize>>,
+    counters: bool,
+) -> ExitCode {
+    let _ = xvs::health::logger::init(log::LevelFilter::Info);
+    let (model, interfaces) = match load_live(&config, &cli_ifaces) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("xvs: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = signals::install() {
+        eprintln!("xvs: installing signal handlers: {e}");
+        return ExitCode::from(1);
+    }
+    // A panic anywhere (a worker included) must not leave XDP programs
+    // attached: detach first, then report as usual.
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        xvs::io::xdp::emergency_detach_all();
+        prev(info);
+    }));
+    let cfg = RunConfig { interfaces: interfaces.clone(), workers, poll, cores, ..RunConfig::default() };
+    let running = match run::start(model, &cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("xvs run: {e}");
+            return ExitCode::from(if e.is_usage() { 2 } else { 1 });
+        }
+    };
+    for (iface, id) in &running.stale_removed {
+        log::warn!("removed the XDP program (id {id}) a crashed xvs left on {iface}");
+    }
+    let d = running.director().clone();
+    let snap = d.snapshot();
+    let modes: Vec<String> = interfaces
+        .iter()
+        .zip(&running.zerocopy)
+        .map(|(i, z)| format!("{i} ({})", if *z { "zero-copy" } else { "copy" }))
+        .collect();
+    let cpus: Vec<String> =
+        running.placement.iter().map(|c| c.map_or("unpinned".to_string(), |c| format!("cpu {c}"))).collect();
+    log::info!(
+        "running: {} service(s), {} real server(s) on {}; {} worker(s) [{}], {:?} polling",
+        snap.services.len(),
+        snap.dests.len(),
+        modes.join(", "),
+        cpus.len(),
+        cpus.join(", "),
+        poll
+    );
+    let mut died = false;
+    while !signals::stop_requested() {
+        if running.worker_died() {
+            log::error!("a worker thread died; stopping");
+            died = true;
+            break;
+        }
+        if signals::take_reload() {
+            match load_live(&config, &[]) {
+                Ok((m, ifaces)) => {
+                    if cli_ifaces.is_empty() && ifaces != interfaces {
+                        log::warn!("reload: the interface list changed ({ifaces:?}); interfaces change only with a restart");
+                    }
+                    match d.apply(m) {
+                        Ok(()) => log::info!("reload: {} applied (snapshot {})", config.display(), d.published().generation()),
+                        Err(e) => log::error!("reload: {}: {e}; the running configuration stays", config.display()),
+                    }
+                }
+                Err(e) => log::error!("reload: {e}; the running configuration stays"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    log::info!("stopping");
+    let reports = running.stop();
+    let mut total = xvs::stats::WorkerCounters::default();
+    for r in &reports {
+        total.merge(&r.counters);
+    }
+    if counters {
+        for (k, v) in total.pairs() {
+            println!("{k}={v}");
+        }
+        for t in d.dest_totals() {
+            println!(
+                "dest {} {} conns={} inpkts={} outpkts={} inbytes={} outbytes={}",
+                t.service,
+                xvs::ctl::snapshot::fmt_sock(t.addr, t.port),
+                t.stats.conns,
+                t.stats.inpkts,
+                t.stats.outpkts,
+                t.stats.inbytes,
+                t.stats.outbytes
+            );
+        }
+    } else {
+        println!("xvs run: stopped; counters of {} worker(s):", reports.len());
+        print!("{}", total.render());
+        println!("real servers:");
+        for t in d.dest_totals() {
+            println!(
+                "  {} -> {} {} weight {}: {} conns, {} pkts in, {} pkts out",
+                t.service,
+                xvs::ctl::snapshot::fmt_sock(t.addr, t.port),
+                t.fwd,
+                t.weight,
+                t.stats.conns,
+                t.stats.inpkts,
+                t.stats.outpkts
+            );
+        }
+        for r in &reports {
+            println!(
+                "  worker {} (queue {}, {}): rx {} tx {} tx_full {} handed out {} handoff_full {} sleeps {}",
+                r.worker,
+                r.queue,
+                r.core.map_or("unpinned".into(), |c| format!("cpu {c}")),
+                r.io.rx,
+                r.io.tx,
+                r.io.tx_full,
+                r.io.handed_out,
+                r.handoff_full,
+                r.io.sleeps
+            );
+        }
+    }
+    if died {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn check_config(path: PathBuf) -> ExitCode {
     match load(&path) {
         Ok(s) => {
@@ -135,7 +363,7 @@ fn check_config(path: PathBuf) -> ExitCode {
                 for d in &s.dests[svc.dests.clone()] {
                     let hop = match d.hop {
                         Some(h) => xvs::ctl::model::fmt_mac(&h.mac),
-                        None => "no neighbour MAC".into(),
+                        None => "no neighbour MAC: live, from the kernel".into(),
                     };
                     println!(
                         "    -> {} {} weight {} ({hop})",

@@ -30,6 +30,9 @@ use crate::ipvs::proto::{TcpState, Timeouts};
 use crate::ipvs::sched::SchedFlags;
 use crate::ipvs::service::{Group, GroupMember, Persistence, Service, ServiceKey};
 use crate::ipvs::{FwdMethod, Proto};
+use crate::health::config::{Checks, SorryServerConfig};
+use crate::health::plan::HealthPlan;
+use crate::health::DestId;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -41,6 +44,10 @@ use toml::Spanned;
 
 /// The scheduler of a service that names none (ipvsadm's `DEF_SCHED`).
 pub const DEFAULT_SCHEDULER: &str = "wlc";
+/// The MAC of an `[[interface]]` that gives none (`xvs run` takes the
+/// kernel's; replay refuses it).
+pub const NO_MAC: Mac = [0; 6];
+
 /// The MTU of an interface that gives none.
 pub const DEFAULT_MTU: u16 = 1500;
 /// The smallest MTU accepted: every IPv4 host must take 576-byte datagrams.
@@ -151,18 +158,21 @@ impl ConfigError {
     }
 }
 
+/// A loaded configuration: the forwarding model and the health checks of
+/// its real servers.
+#[derive(Debug)]
+pub struct Config {
+    pub model: Model,
+    pub health: HealthPlan,
+}
+
 /// Reads and loads a configuration file. See [`load_str`].
 ///
 /// # Errors
 /// [`ConfigError::Read`] when the file cannot be read, otherwise as
 /// [`load_str`], with the file's path as origin.
 pub fn load_file(path: &Path) -> Result<Model, ConfigError> {
-    let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        origin: origin.clone(),
-        source,
-    })?;
-    load_str(&text, &origin)
+    load_config_file(path).map(|c| c.model)
 }
 
 /// Loads a configuration from TOML text. `origin` names it in errors
@@ -173,6 +183,30 @@ pub fn load_file(path: &Path) -> Result<Model, ConfigError> {
 /// The first problem found: syntax, an unknown/missing/mistyped field, a bad
 /// value, or a model that does not compile. See [`ConfigError`].
 pub fn load_str(text: &str, origin: &str) -> Result<Model, ConfigError> {
+    load_config_str(text, origin).map(|c| c.model)
+}
+
+/// Reads a configuration file with its health checks. See
+/// [`load_config_str`].
+///
+/// # Errors
+/// As [`load_file`].
+pub fn load_config_file(path: &Path) -> Result<Config, ConfigError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        origin: origin.clone(),
+        source,
+    })?;
+    load_config_str(&text, &origin)
+}
+
+/// Loads a configuration and the health-check plan of its real servers
+/// (`check` tables and `sorry_server`s), validated together: the model with
+/// every checked server down must still compile.
+///
+/// # Errors
+/// As [`load_str`], and bad checks or sorry servers, naming the field.
+pub fn load_config_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
     let doc = Doc::parse(text, origin)?;
     let model = doc.model()?;
     if let Err(e) = Snapshot::build(&model, None) {
@@ -184,7 +218,8 @@ pub fn load_str(text: &str, origin: &str) -> Result<Model, ConfigError> {
             source: e,
         });
     }
-    Ok(model)
+    let health = doc.health(&model)?;
+    Ok(Config { model, health })
 }
 
 // ---------------------------------------------------------------------------
@@ -210,7 +245,10 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawGlobal {
     expire_nodest_conn: Option<bool>,
+    expire_quiescent_template: Option<bool>,
     max_conns: Option<i64>,
+    shard_prefix_v4: Option<i64>,
+    shard_prefix_v6: Option<i64>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -228,7 +266,9 @@ struct RawTimeouts {
 #[serde(deny_unknown_fields)]
 struct RawInterface {
     name: String,
-    mac: String,
+    /// Optional for `xvs run`, which takes it from the kernel; replay
+    /// needs it ([`NO_MAC`] when absent).
+    mac: Option<String>,
     mtu: Option<i64>,
     #[serde(default)]
     addresses: Vec<String>,
@@ -266,6 +306,7 @@ struct RawService {
     local_addresses: Vec<String>,
     #[serde(default)]
     real_server: Vec<RawRealServer>,
+    sorry_server: Option<SorryServerConfig>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -277,6 +318,8 @@ struct RawRealServer {
     mode: Option<String>,
     upper_threshold: Option<i64>,
     lower_threshold: Option<i64>,
+    /// Health checks (`docs/health.md`): one table or an array of tables.
+    check: Option<Checks>,
 }
 
 // ---------------------------------------------------------------------------
@@ -367,11 +410,13 @@ impl<'i> Doc<'i> {
         // The recovering parser also gives the tree it could build, which
         // names the field a syntax error sits in, when it is in one.
         let (tree, errors) = DeTable::parse_recoverable(text);
+        // Where an error of the parser or of serde sits, by its span.
+        let place = |span: Option<Range<usize>>| match span {
+            Some(s) => (Some(location(text, s.start)), path_at(&tree, s.start)),
+            None => (None, FieldPath::default()),
+        };
         if let Some(e) = errors.first() {
-            let (at, path) = match e.span() {
-                Some(s) => (Some(location(text, s.start)), path_at(&tree, s.start)),
-                None => (None, FieldPath::default()),
-            };
+            let (at, path) = place(e.span());
             return Err(ConfigError::Syntax {
                 origin: origin.to_string(),
                 at,
@@ -381,10 +426,7 @@ impl<'i> Doc<'i> {
         }
         let raw =
             RawConfig::deserialize(toml::de::Deserializer::from(tree.clone())).map_err(|e| {
-                let (at, path) = match e.span() {
-                    Some(s) => (Some(location(text, s.start)), path_at(&tree, s.start)),
-                    None => (None, FieldPath::default()),
-                };
+                let (at, path) = place(e.span());
                 ConfigError::Invalid {
                     origin: origin.to_string(),
                     at,
@@ -439,6 +481,43 @@ impl<'i> Doc<'i> {
     /// Step 3: values → model.
     fn model(&self) -> Result<Model, ConfigError> {
         build_model(&self.raw).map_err(|b| self.invalid(b))
+    }
+
+    /// Step 4: the health checks of `model` (built from this document, so
+    /// its services and real servers are in the file's order).
+    fn health(&self, model: &Model) -> Result<HealthPlan, ConfigError> {
+        let mut plan = HealthPlan::new();
+        // A health error's field (`check.rise`) under a path of ours.
+        // (Its context, e.g. `service TCP 10.0.0.100:80: `, is dropped: our
+        // path says where.)
+        let under = |base: &FieldPath, field: &str| {
+            let field = field.rsplit(": ").next().unwrap_or(field);
+            field.split('.').skip(1).fold(base.clone(), |p, k| p.key(k))
+        };
+        for (i, rs) in self.raw.service.iter().enumerate() {
+            let svc = &model.services[i];
+            let spath = root("service").idx(i);
+            for (j, rr) in rs.real_server.iter().enumerate() {
+                let Some(checks) = &rr.check else { continue };
+                let dest = &svc.dests[j];
+                let cpath = spath.key("real_server").idx(j).key("check");
+                for (k, c) in checks.0.iter().enumerate() {
+                    let base = if checks.0.len() > 1 { cpath.idx(k) } else { cpath.clone() };
+                    if let Err(e) = c.validate(DestId { addr: dest.addr, port: dest.port }) {
+                        return Err(self.invalid(Bad { path: under(&base, &e.field), why: e.why }));
+                    }
+                }
+                plan.add_real_server(&svc.key, dest, &checks.0)
+                    .map_err(|e| self.invalid(Bad { path: cpath.clone(), why: e.why }))?;
+            }
+            if let Some(sorry) = &rs.sorry_server {
+                let path = spath.key("sorry_server");
+                plan.set_sorry_server(&svc.key, &svc.dests, sorry)
+                    .map_err(|e| self.invalid(Bad { path: under(&path, &e.field), why: e.why }))?;
+            }
+        }
+        plan.validate(model).map_err(|e| self.invalid(Bad { path: FieldPath::default(), why: e.to_string() }))?;
+        Ok(plan)
     }
 }
 
@@ -731,8 +810,15 @@ fn build_model(raw: &RawConfig) -> V<Model> {
     let mut m = Model::default();
     if let Some(g) = &raw.global {
         m.expire_nodest_conn = g.expire_nodest_conn.unwrap_or(false);
+        m.expire_quiescent_template = g.expire_quiescent_template.unwrap_or(false);
         if let Some(n) = g.max_conns {
             m.max_conns = range(n, 1, u32::MAX as i64, &root("global").key("max_conns"))? as usize;
+        }
+        if let Some(n) = g.shard_prefix_v4 {
+            m.shard_prefix.0 = range(n, 0, 32, &root("global").key("shard_prefix_v4"))? as u8;
+        }
+        if let Some(n) = g.shard_prefix_v6 {
+            m.shard_prefix.1 = range(n, 0, 128, &root("global").key("shard_prefix_v6"))? as u8;
         }
     }
     if let Some(t) = &raw.timeouts {
@@ -825,16 +911,22 @@ fn net(ifs: &[RawInterface], neigh: &[RawNeighbour]) -> V<NetConf> {
             return bad(&np, format!("'{name}' is already interface[{j}]"));
         }
         let mp = path.key("mac");
-        let mac = mac(&r.mac, &mp)?;
-        if mac[0] & 1 != 0 {
-            return bad(
-                &mp,
-                format!(
-                    "'{}' is a multicast address; an interface needs a unicast MAC",
-                    r.mac
-                ),
-            );
-        }
+        let mac = match &r.mac {
+            None => NO_MAC,
+            Some(text) => {
+                let m = mac(text, &mp)?;
+                if m[0] & 1 != 0 {
+                    return bad(
+                        &mp,
+                        format!("'{text}' is a multicast address; an interface needs a unicast MAC"),
+                    );
+                }
+                if m == NO_MAC {
+                    return bad(&mp, "00:00:00:00:00:00 is not a MAC address; leave `mac` out to take the kernel's (xvs run)");
+                }
+                m
+            }
+        };
         let mtu = match r.mtu {
             None => DEFAULT_MTU,
             Some(v) => range(v, MIN_MTU as i64, u16::MAX as i64, &path.key("mtu"))? as u16,
@@ -1310,6 +1402,8 @@ scheduler = "rr"
                 ],
             },
             max_conns: 1000,
+            expire_quiescent_template: false,
+            shard_prefix: crate::ctl::model::DEFAULT_SHARD_PREFIX,
         };
         assert_eq!(got, want);
         // The compiled form agrees: the group answers on every member.
@@ -1497,7 +1591,7 @@ persistence = 300
         );
         assert_eq!(
             e.to_string(),
-            "t.toml: line 10, column 3: service[0].real_server[0].wieght: unknown field `wieght`, expected one of `ip`, `port`, `weight`, `mode`, `upper_threshold`, `lower_threshold`"
+            "t.toml: line 10, column 3: service[0].real_server[0].wieght: unknown field `wieght`, expected one of `ip`, `port`, `weight`, `mode`, `upper_threshold`, `lower_threshold`, `check`"
         );
         let text = text.replace("  wieght = 1\n", "");
         let e = load_str(&text, "configs/x.toml").unwrap_err();
@@ -1612,6 +1706,38 @@ persistence = 300
             "{e}"
         );
         assert_eq!((e.path(), e.location()), (None, None));
+    }
+
+    #[test]
+    fn health_checks_and_sorry_servers_load_into_a_plan() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/health.toml");
+        let c = load_config_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.health.targets().len(), 2, "both real servers are checked");
+        assert_eq!(c.health.checks().len(), 3, "http, tcp, agent");
+        assert!(c.health.sorry(&c.model.services[0].key).is_some());
+        // a config without checks has an empty plan
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/nat.toml");
+        assert!(load_config_file(&p).unwrap().health.targets().is_empty());
+    }
+
+    #[test]
+    fn bad_checks_name_their_field() {
+        let base = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/health.toml")).unwrap();
+        let cases = [
+            ("rise = 2", "rise = 0", "service[0].real_server[0].check.rise"),
+            ("type = \"http\"", "type = \"gopher\"", "service[0].real_server[0].check"),
+            ("type = \"agent\"\n    port = 9999", "type = \"agent\"\n    port = 9999\n    path = \"/x\"", "service[0].real_server[1].check[1]"),
+            ("fwd = \"nat\"", "fwd = \"nat\"\n  weight = 0", "service[0].sorry_server.weight"),
+            ("addr = \"10.0.1.9\"", "addr = \"10.0.1.1\"", "service[0].sorry_server"),
+        ];
+        for (from, to, want) in cases {
+            assert!(base.contains(from), "{from}");
+            let text = base.replacen(from, to, 1);
+            let e = load_config_str(&text, "h.toml").unwrap_err();
+            let msg = e.to_string();
+            assert!(e.path().is_some_and(|p| p.starts_with(want)), "{want} in {msg}");
+            assert!(msg.starts_with("h.toml: line "), "{msg}");
+        }
     }
 
     #[test]
@@ -1837,7 +1963,13 @@ persistence = 300
         const TABLES: &[(&str, Keys)] = &[
             (
                 "[global]",
-                &[("expire_nodest_conn", BOOL), ("max_conns", INT)],
+                &[
+                    ("expire_nodest_conn", BOOL),
+                    ("expire_quiescent_template", BOOL),
+                    ("max_conns", INT),
+                    ("shard_prefix_v4", INT),
+                    ("shard_prefix_v6", INT),
+                ],
             ),
             (
                 "[timeouts]",

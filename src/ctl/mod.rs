@@ -5,4 +5,6 @@
 
 pub mod config;
 pub mod model;
+pub mod control;
 pub mod snapshot;
+pub mod ipvsadm;

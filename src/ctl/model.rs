@@ -76,7 +76,20 @@ pub struct Model {
     pub net: NetConf,
     /// Connection table bound per worker.
     pub max_conns: usize,
+    /// IPVS `expire_quiescent_template`: a persistence template whose real
+    /// server has weight 0 is dropped (the client is scheduled afresh)
+    /// instead of still sending the client there.
+    pub expire_quiescent_template: bool,
+    /// Workers shard flows by the client address masked to a prefix
+    /// (IPv4, IPv6): every connection of one client subnet lives on one
+    /// worker, which is what lets per-worker persistence templates behave
+    /// like IPVS's. The snapshot uses the smaller of this and every
+    /// persistence netmask ([`crate::ctl::snapshot::Snapshot::shard_prefix`]).
+    pub shard_prefix: (u8, u8),
 }
+
+/// Default sharding prefixes: the whole client address.
+pub const DEFAULT_SHARD_PREFIX: (u8, u8) = (32, 128);
 
 impl Default for Model {
     fn default() -> Self {
@@ -87,6 +100,8 @@ impl Default for Model {
             expire_nodest_conn: false,
             net: NetConf::default(),
             max_conns: DEFAULT_MAX_CONNS,
+            expire_quiescent_template: false,
+            shard_prefix: DEFAULT_SHARD_PREFIX,
         }
     }
 }

@@ -113,6 +113,13 @@ pub struct Snapshot {
     pub expire_nodest_conn: bool,
     pub ports: Vec<Port>,
     pub max_conns: usize,
+    /// IPVS `expire_quiescent_template`.
+    pub expire_quiescent_template: bool,
+    /// Prefix lengths (IPv4, IPv6) of the client address that decide which
+    /// worker owns a flow: the model's `shard_prefix`, made coarser where a
+    /// service's persistence netmask is, so a persistent client (subnet)
+    /// always meets the same worker and template.
+    pub shard_prefix: (u8, u8),
     svc_map: HashMap<SvcMapKey, u32>,
     vips: HashSet<IpAddr>,
     laddrs: HashSet<IpAddr>,
@@ -152,6 +159,8 @@ impl Snapshot {
             expire_nodest_conn: model.expire_nodest_conn,
             ports: Vec::new(),
             max_conns: model.max_conns.max(1),
+            expire_quiescent_template: model.expire_quiescent_template,
+            shard_prefix: model.shard_prefix,
             svc_map: HashMap::new(),
             vips: HashSet::new(),
             laddrs: HashSet::new(),
@@ -249,6 +258,11 @@ impl Snapshot {
             let max = if family_v4 { 32 } else { 128 };
             if p.netmask > max {
                 return Err(err(&name, format!("persistence netmask /{} exceeds /{max}", p.netmask)));
+            }
+            if family_v4 {
+                self.shard_prefix.0 = self.shard_prefix.0.min(p.netmask);
+            } else {
+                self.shard_prefix.1 = self.shard_prefix.1.min(p.netmask);
             }
         }
         let idx = self.services.len() as u32;
@@ -373,15 +387,17 @@ impl Snapshot {
     }
 
     /// Next hop for `ip`: its own neighbour entry when it has one (on the
-    /// port whose prefix holds it), else a gateway of its family.
+    /// port whose prefix holds it), else a gateway of its family — unless
+    /// `ip` is on a connected prefix: then it is reached directly or not at
+    /// all (`None` until its MAC is known; the gateway's MAC would be a
+    /// wrong one).
     pub fn next_hop(&self, ip: IpAddr) -> Option<Hop> {
+        let connected = self.ports.iter().position(|p| p.prefixes.iter().any(|(a, l)| same_prefix(*a, ip, *l)));
         if let Some(mac) = self.neigh.get(&ip) {
-            let port = self
-                .ports
-                .iter()
-                .position(|p| p.prefixes.iter().any(|(a, l)| same_prefix(*a, ip, *l)))
-                .unwrap_or(0);
-            return Some(Hop { port: port as u8, mac: *mac });
+            return Some(Hop { port: connected.unwrap_or(0) as u8, mac: *mac });
+        }
+        if connected.is_some() {
+            return None;
         }
         for (i, p) in self.ports.iter().enumerate() {
             for gw in p.gateways.iter().filter(|g| g.is_ipv4() == ip.is_ipv4()) {
@@ -466,6 +482,7 @@ mod tests {
         assert_eq!(s.next_hop(ip("10.0.0.2")).unwrap().mac, [2, 0, 0, 0, 0, 2]);
         assert_eq!(s.next_hop(ip("192.0.2.7")).unwrap().mac, [2, 0, 0, 0, 0, 0xfe]);
         assert_eq!(s.next_hop(ip("2001:db8::1")), None);
+        assert_eq!(s.next_hop(ip("10.0.0.3")), None, "connected but unknown: never the gateway's MAC");
     }
 
     #[test]
@@ -498,6 +515,16 @@ mod tests {
         assert_eq!(s.lookup(6, ip("10.0.0.100"), 443), Some(0));
         assert_eq!(s.lookup(6, ip("10.0.0.100"), 80), Some(0));
         assert_eq!(s.lookup(6, ip("10.0.0.100"), 22), None);
+    }
+
+    #[test]
+    fn persistence_coarsens_the_shard_prefix() {
+        let mut m = model(vec![svc("10.0.0.100", 80, &[("10.0.0.2", 80, FwdMethod::Dr)])]);
+        assert_eq!(Snapshot::build(&m, None).unwrap().shard_prefix, (32, 128));
+        m.services[0].persistence = Some(Persistence { timeout: 300, netmask: 24 });
+        assert_eq!(Snapshot::build(&m, None).unwrap().shard_prefix, (24, 128));
+        m.shard_prefix = (16, 64);
+        assert_eq!(Snapshot::build(&m, None).unwrap().shard_prefix, (16, 64));
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //!
 //! [`packet`] builds single frames (with etherparse's `PacketBuilder`, an
 //! implementation independent of the rewrite code under test) and verifies
-//! every checksum of a frame from scratch. [`traffic`] generates many
-//! flows' worth of frames straight into buffers (benchmarks) or captures.
+//! every checksum of a frame from scratch. [`scenario`] builds the golden
+//! scenarios (timestamped captures per forwarding mode) and reads/writes pcap.
+//! [`traffic`] generates many flows' worth of frames straight into buffers
+//! (benchmarks) or captures.
 
 pub mod packet;
+pub mod scenario;
 pub mod traffic;

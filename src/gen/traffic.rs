@@ -34,7 +34,8 @@ use crate::gen::packet::{MAC_CLIENT, MAC_DIRECTOR};
 use crate::ipvs::FwdMethod;
 use crate::wire::checksum::{fold, pseudo_v4, sum};
 use crate::wire::{be16, parse, proto, tcp_flags};
-use crate::worker::flow_hash;
+use crate::ctl::model::DEFAULT_SHARD_PREFIX;
+use crate::worker::shard_hash;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
@@ -439,14 +440,19 @@ impl FlowSet {
     }
 
     /// The worker (of `workers`) that owns flow `id`: the worker's own
-    /// ownership rule for client → VIP packets.
+    /// ownership rule for client → VIP packets (the client address masked
+    /// to the shard prefix, which [`Topology::config_toml`] leaves at its
+    /// default, a whole IPv4 address).
     #[inline]
     pub fn owner(&self, id: u32, workers: u16) -> u16 {
         if workers <= 1 {
             return 0;
         }
-        let (a, p) = self.client(id);
-        (flow_hash(&a, p) % workers as u32) as u16
+        let (a, _) = self.client(id);
+        let bits = DEFAULT_SHARD_PREFIX.0.min(32) as u32;
+        let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+        let a = (u32::from_be_bytes(a) & mask).to_be_bytes();
+        (shard_hash(&a) % workers as u32) as u16
     }
 }
 

@@ -450,28 +450,15 @@ mod tests {
     use super::*;
     use crate::health::check::{Success, WeightUpdate};
     use crate::health::config::{CheckConfig, CheckType, ConfDuration, Probe};
+    use crate::health::testutil::{dest, key};
     use crate::health::DestId;
     use crate::ipvs::dest::Dest;
     use crate::ipvs::service::ServiceKey;
-    use crate::ipvs::{FwdMethod, Proto};
+    use crate::ipvs::FwdMethod;
     use std::net::SocketAddr;
 
-    fn key(port: u16) -> ServiceKey {
-        ServiceKey::Addr {
-            proto: Proto::Tcp,
-            addr: "10.0.0.100".parse().unwrap(),
-            port,
-        }
-    }
     fn rs(addr: &str, port: u16) -> Dest {
-        Dest {
-            addr: addr.parse().unwrap(),
-            port,
-            weight: 4,
-            fwd: FwdMethod::Nat,
-            u_threshold: 0,
-            l_threshold: 0,
-        }
+        dest(addr, port, 4, FwdMethod::Nat)
     }
     fn tcp(interval_ms: u64, rise: u32, fall: u32, jitter: u32) -> CheckConfig {
         let mut c = CheckConfig::new(CheckType::Tcp);

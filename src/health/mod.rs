@@ -30,6 +30,8 @@ pub mod plan;
 pub mod policy;
 pub mod state;
 mod sys;
+#[cfg(test)]
+mod testutil;
 
 use crate::ctl::snapshot::fmt_sock;
 use crate::ipvs::service::ServiceKey;

@@ -277,26 +277,11 @@ impl HealthPlan {
 mod tests {
     use super::*;
     use crate::health::config::CheckType;
-    use crate::ipvs::sched::SchedFlags;
-    use crate::ipvs::service::Service;
-    use crate::ipvs::{FwdMethod, Proto};
+    use crate::health::testutil::{dest, key, service};
+    use crate::ipvs::FwdMethod;
 
-    fn key(port: u16) -> ServiceKey {
-        ServiceKey::Addr {
-            proto: Proto::Tcp,
-            addr: "10.0.0.100".parse().unwrap(),
-            port,
-        }
-    }
     fn rs(a: &str, port: u16) -> Dest {
-        Dest {
-            addr: a.parse().unwrap(),
-            port,
-            weight: 3,
-            fwd: FwdMethod::Dr,
-            u_threshold: 0,
-            l_threshold: 0,
-        }
+        dest(a, port, 3, FwdMethod::Dr)
     }
     fn tcp() -> CheckConfig {
         CheckConfig::new(CheckType::Tcp)
@@ -393,14 +378,7 @@ mod tests {
 
     fn model(dests: Vec<Dest>) -> Model {
         Model {
-            services: vec![Service {
-                key: key(80),
-                sched: "wrr".into(),
-                sched_flags: SchedFlags::default(),
-                persistence: None,
-                dests,
-                laddrs: vec![],
-            }],
+            services: vec![service(80, dests)],
             ..Model::default()
         }
     }

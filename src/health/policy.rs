@@ -72,42 +72,17 @@ mod tests {
     use crate::ctl::snapshot::Snapshot;
     use crate::health::config::{CheckConfig, CheckType, OnFailure, SorryServerConfig};
     use crate::health::state::{DestHealth, DynWeight};
+    use crate::health::testutil::{dest, key, service};
     use crate::ipvs::dest::{Dest, MAX_WEIGHT};
-    use crate::ipvs::sched::SchedFlags;
-    use crate::ipvs::service::{Service, ServiceKey};
-    use crate::ipvs::{FwdMethod, Proto};
+    use crate::ipvs::FwdMethod;
 
-    fn key(port: u16) -> ServiceKey {
-        ServiceKey::Addr {
-            proto: Proto::Tcp,
-            addr: "10.0.0.100".parse().unwrap(),
-            port,
-        }
-    }
     fn rs(last: u8, weight: u32) -> Dest {
-        Dest {
-            addr: format!("10.0.1.{last}").parse().unwrap(),
-            port: 80,
-            weight,
-            fwd: FwdMethod::Nat,
-            u_threshold: 0,
-            l_threshold: 0,
-        }
+        dest(&format!("10.0.1.{last}"), 80, weight, FwdMethod::Nat)
     }
     fn id(last: u8) -> DestId {
         DestId {
             addr: format!("10.0.1.{last}").parse().unwrap(),
             port: 80,
-        }
-    }
-    fn service(port: u16, dests: Vec<Dest>) -> Service {
-        Service {
-            key: key(port),
-            sched: "wrr".into(),
-            sched_flags: SchedFlags::default(),
-            persistence: None,
-            dests,
-            laddrs: vec![],
         }
     }
     fn check(on_failure: OnFailure) -> CheckConfig {

@@ -33,7 +33,7 @@
 //!   chunk unused) and an IPv4 [`Conn`] is exactly one cache line.
 //! - Hashes are keyed by a random seed per table (flooding resistance).
 
-use super::timer::{reached, Wheel};
+use super::timer::{reached, Wheel, TICKS_PER_SEC};
 use super::FwdMethod;
 use crate::ctl::snapshot::Hop;
 use crate::stats::{Dir, DropReason};
@@ -89,8 +89,9 @@ pub struct Conn<A: Ip> {
     /// The dest's index in the snapshot of generation `snap_gen`.
     pub dest: u32,
     pub snap_gen: u32,
-    /// Template this connection was scheduled through (slab index + 1;
-    /// 0: none). For a template: the connections it controls.
+    /// For a connection: the template it was scheduled through (its slab
+    /// index + 1; 0: none). For a template: how many connections it
+    /// controls.
     pub control: u32,
     /// Next hops towards the real server and towards the client.
     pub dest_hop: Hop,
@@ -588,8 +589,10 @@ impl<A: Ip> ConnTable<A> {
     /// entries. For an entry whose expiry has come (or that was unlinked),
     /// `on_expire` decides: `true` frees it (after it has released what it
     /// holds), `false` keeps it (its `expires` must then have been moved
-    /// forward, e.g. a template still controlling connections). Returns
-    /// the number freed.
+    /// forward, e.g. a template still controlling connections). Freeing a
+    /// connection that a template controls (`control` = template slot + 1)
+    /// decrements the template's count; a template is never freed while
+    /// that count is above zero. Returns the number freed.
     pub fn expire(&mut self, now: u32, budget: usize, mut on_expire: impl FnMut(&mut Conn<A>) -> bool) -> usize {
         let mut freed = 0;
         let slab = &mut self.slab;
@@ -602,15 +605,26 @@ impl<A: Ip> ConnTable<A> {
             if !dead && !reached(now, c.expires) {
                 return Some(c.expires);
             }
+            // A template is never freed while connections refer to it by
+            // its slot; an unlinked one waits for them to go.
+            if dead && c.is_template() && c.control > 0 {
+                c.expires = now.wrapping_add(TICKS_PER_SEC);
+                return Some(c.expires);
+            }
             if !on_expire(c) && !dead {
                 return Some(c.expires);
             }
             if !dead {
                 Self::unindex(index, seed, c, idx);
             }
+            let (template, control) = (c.is_template(), c.control);
             c.flags = flags::DEAD;
             free.push(idx);
             freed += 1;
+            if !template && control != 0 {
+                let t = slab.get_mut(control - 1);
+                t.control = t.control.saturating_sub(1);
+            }
             None
         });
         self.live -= freed;
@@ -843,6 +857,39 @@ mod tests {
         assert_eq!(t.expire(505, usize::MAX, |c| { c.expires = 509; false }), 0);
         assert!(t.lookup(&t.get(b).in_key()).is_some());
         assert_eq!(t.expire(509, usize::MAX, |_| true), 1);
+    }
+
+    #[test]
+    fn templates_outlive_their_connections() {
+        let mut t = ConnTable::new(10, 0);
+        let mut tm = conn(1, 0, FwdMethod::Dr, 10);
+        tm.flags = flags::TEMPLATE;
+        tm.control = 1;
+        tm.proto = 0x86;
+        let ti = t.insert(tm).unwrap();
+        let mut c = conn(1, 1000, FwdMethod::Dr, 50);
+        c.control = ti + 1;
+        t.insert(c).unwrap();
+        // the template's own time comes first; the owner keeps it
+        assert_eq!(t.expire(10, usize::MAX, |c| if c.is_template() && c.control > 0 { c.expires = 60; false } else { true }), 0);
+        // the connection goes at 50 and releases the template
+        assert_eq!(t.expire(50, usize::MAX, |_| true), 1);
+        assert_eq!(t.get(ti).control, 0);
+        assert_eq!(t.expire(60, usize::MAX, |c| c.control == 0), 1);
+        assert!(t.is_empty());
+        // an unlinked template with live connections waits for them
+        let mut tm = conn(2, 0, FwdMethod::Dr, 100);
+        tm.flags = flags::TEMPLATE;
+        tm.control = 1;
+        let ti = t.insert(tm).unwrap();
+        let mut c = conn(2, 1000, FwdMethod::Dr, 300);
+        c.control = ti + 1;
+        t.insert(c).unwrap();
+        t.unlink(ti);
+        assert_eq!(t.expire(200, usize::MAX, |_| true), 0, "dead template kept while it controls a connection");
+        assert_eq!(t.expire(300, usize::MAX, |_| true), 1);
+        assert_eq!(t.expire(320, usize::MAX, |_| true), 1);
+        assert!(t.is_empty());
     }
 
     #[test]

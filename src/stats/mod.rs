@@ -107,6 +107,30 @@ pub enum Dir {
     Out = 1,
 }
 
+pub mod estimator;
+pub mod prom;
+
+/// Rates per second, as IPVS's estimator gives them (`ipvsadm --rate`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rate {
+    pub cps: u64,
+    pub inpps: u64,
+    pub outpps: u64,
+    pub inbps: u64,
+    pub outbps: u64,
+}
+
+impl Rate {
+    /// Adds `o` (a service's rate is the sum of its real servers').
+    pub fn add(&mut self, o: &Rate) {
+        self.cps += o.cps;
+        self.inpps += o.inpps;
+        self.outpps += o.outpps;
+        self.inbps += o.inbps;
+        self.outbps += o.outbps;
+    }
+}
+
 /// Traffic counters of one real server (IPVS's `ip_vs_stats`), kept per
 /// worker and summed by the control plane. A service's figures are the sum
 /// of its real servers'.

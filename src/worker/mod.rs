@@ -30,6 +30,7 @@ use crate::ipvs::dest::DestLoad;
 use crate::ipvs::laddr::{port_owner, LocalPorts};
 use crate::ipvs::proto::{tcp_next, TcpDir, TcpState, Timeouts};
 use crate::ipvs::sched::{SchedCtx, SchedState};
+use crate::ipvs::service::{Persistence, ServiceKey};
 use crate::ipvs::timer;
 use crate::ipvs::xmit::{self, tun::TunError};
 use crate::ipvs::FwdMethod;
@@ -87,13 +88,13 @@ impl Family for Ipv6Addr {
     }
 }
 
-/// A deterministic hash of the client side of a flow, the same in every
-/// worker (and every run), so ownership is computable from any packet.
+/// A deterministic hash of a (masked) client address, the same in every
+/// worker and every run, so ownership is computable from any packet.
 #[inline]
-pub fn flow_hash(addr: &[u8], port: u16) -> u32 {
+pub fn shard_hash(addr: &[u8]) -> u32 {
     // FNV-1a over the bytes, then a murmur3 finaliser to spread low bits.
     let mut h: u32 = 0x811c_9dc5;
-    for &b in addr.iter().chain(port.to_be_bytes().iter()) {
+    for &b in addr {
         h = (h ^ b as u32).wrapping_mul(0x0100_0193);
     }
     h ^= h >> 16;
@@ -252,14 +253,15 @@ impl Worker {
         self.now = timer::ticks(now_ns);
     }
 
-    /// Processes a burst: one verdict per frame (`verdicts` at least as
-    /// long as `frames`), then a bounded slice of connection expiry.
+    /// Processes a burst: a bounded slice of connection expiry first (so
+    /// the burst does not meet what is due), then one verdict per frame
+    /// (`verdicts` at least as long as `frames`).
     pub fn process_burst(&mut self, frames: &mut [Frame<'_>], verdicts: &mut [Verdict], now_ns: u64) {
         self.set_clock(now_ns);
+        self.expire(EXPIRE_BUDGET);
         for (fr, v) in frames.chunks_mut(BURST).zip(verdicts.chunks_mut(BURST)) {
             self.run_burst(fr, v);
         }
-        self.expire(EXPIRE_BUDGET);
     }
 
     /// Expires due connections, looking at most at `budget` entries per
@@ -270,8 +272,8 @@ impl Worker {
         let load = &mut self.load;
         let lports = &mut self.lports;
         let counters = &mut self.counters;
-        let a = self.tables.v4.expire(now, budget, |c| release(c, snap, load, lports, counters));
-        let b = self.tables.v6.expire(now, budget, |c| release(c, snap, load, lports, counters));
+        let a = self.tables.v4.expire(now, budget, |c| release(c, now, snap, load, lports, counters));
+        let b = self.tables.v6.expire(now, budget, |c| release(c, now, snap, load, lports, counters));
         a + b
     }
 
@@ -305,7 +307,9 @@ impl Worker {
         v
     }
 
-    /// The worker that owns the flow of the packet `key` describes.
+    /// The worker that owns the flow of the packet `key` describes: the
+    /// client address, masked to the snapshot's shard prefix, names it —
+    /// except replies to a FULLNAT local address, whose port names it.
     #[inline]
     fn owner<A: Ip>(&self, k: &Key<A>) -> u16 {
         let n = self.workers;
@@ -315,8 +319,9 @@ impl Worker {
         }
         // To a VIP: the client is the source; otherwise (a NAT reply) the
         // client is the destination.
-        let (addr, port) = if self.snap.is_vip(d) { (k.saddr, k.sport) } else { (k.daddr, k.dport) };
-        (flow_hash(addr.bytes().as_ref(), port) % n as u32) as u16
+        let client = if self.snap.is_vip(d) { k.saddr } else { k.daddr };
+        let bits = if A::V6 { self.snap.shard_prefix.1 } else { self.snap.shard_prefix.0 };
+        (shard_hash(client.mask(bits).bytes().as_ref()) % n as u32) as u16
     }
 
     /// Steps 2 to 7 for a parsed frame; `hash` is its key's hash in `A`'s
@@ -425,7 +430,7 @@ impl Worker {
         let c = &*c;
         let bytes = fr.len as u64;
         let res = match (c.fwd, dir) {
-            (FwdMethod::Dr, Dir::In) => xmit::dr::xmit(fr, &c.dest_hop, &snap.ports),
+            (FwdMethod::Dr, Dir::In) => xmit::dr::xmit(fr, m, &c.dest_hop, &snap.ports),
             (FwdMethod::Nat, Dir::In) => xmit::nat::xmit_in(fr, m, c, &snap.ports),
             (FwdMethod::Nat, Dir::Out) => xmit::nat::xmit_out(fr, m, c, &snap.ports),
             (FwdMethod::FullNat, Dir::In) => xmit::fullnat::xmit_in(fr, m, c, &snap.ports),
@@ -471,28 +476,33 @@ impl Worker {
         if m.proto == proto::TCP && (m.tcp_flags & tcp_flags::SYN == 0 || m.tcp_flags & tcp_flags::RST != 0) {
             return Verdict::Drop(DropReason::NoConn);
         }
+        let picked = match self.snap.services[si as usize].persistence {
+            None => schedule(&self.snap, &mut self.sched, &self.load, self.now_ns, si, k).map(|di| (di, None)).ok_or(DropReason::NoDest),
+            Some(p) => self.persist::<A>(si, k, p),
+        };
         // A borrow, not a clone: the refcount is shared with every worker,
         // and two workers bumping it per new connection fight over its line.
         let snap = &*self.snap;
         let svc = &snap.services[si as usize];
-        let ctx = SchedCtx {
-            dests: &snap.dests[svc.dests.clone()],
-            load: &self.load[svc.dests.clone()],
-            saddr: k.saddr.into(),
-            sport: k.sport,
-            daddr,
-            dport: k.dport,
-            now: self.now_ns,
+        let (di, tmpl) = match picked {
+            Ok(x) => x,
+            Err(DropReason::NoDest) => return self.send_error::<A>(fr, m, ErrorKind::PortUnreachable, DropReason::NoDest),
+            Err(r) => return Verdict::Drop(r),
         };
-        let Some(pick) = svc.table.schedule(&mut self.sched[si as usize], &ctx) else {
-            return self.send_error::<A>(fr, m, ErrorKind::PortUnreachable, DropReason::NoDest);
-        };
-        let di = svc.dests.start + pick;
         let dest = &snap.dests[di];
+        // Gives back the template's count when the connection is not made.
+        let untmpl = |w: &mut Worker| {
+            if let Some(ti) = tmpl {
+                let t = A::table(&mut w.tables).get_mut(ti);
+                t.control = t.control.saturating_sub(1);
+            }
+        };
         let Some(daddr_rs) = A::from_ip(dest.addr) else {
+            untmpl(self);
             return Verdict::Drop(DropReason::FamilyMismatch);
         };
         let Some(dest_hop) = dest.hop else {
+            untmpl(self);
             return Verdict::Drop(DropReason::NoNeighbour);
         };
         let client_hop = if dest.fwd.sees_replies() {
@@ -503,7 +513,10 @@ impl Worker {
         let (laddr, lport) = if dest.fwd == FwdMethod::FullNat {
             match self.lports.alloc(&svc.laddrs).and_then(|(a, p)| A::from_ip(a).map(|a| (a, p))) {
                 Some(x) => x,
-                None => return Verdict::Drop(DropReason::NoLocalPort),
+                None => {
+                    untmpl(self);
+                    return Verdict::Drop(DropReason::NoLocalPort);
+                }
             }
         } else {
             (A::UNSPECIFIED, 0)
@@ -529,7 +542,7 @@ impl Worker {
             dest_uid: dest.uid,
             dest: di as u32,
             snap_gen: snap.generation as u32,
-            control: 0,
+            control: tmpl.map_or(0, |t| t + 1),
             dest_hop,
             client_hop,
             proto: m.proto,
@@ -543,6 +556,7 @@ impl Worker {
                 if dest.fwd == FwdMethod::FullNat {
                     self.lports.release(laddr.into(), lport);
                 }
+                untmpl(self);
                 return Verdict::Drop(r);
             }
         };
@@ -556,6 +570,69 @@ impl Worker {
         self.dstats[di].conns += 1;
         self.counters.new_conns += 1;
         self.forward::<A>(fr, m, idx, Dir::In)
+    }
+
+    /// Persistence (IPVS `ip_vs_sched_persist`): the client's (masked)
+    /// template names the dest while it is valid; otherwise the scheduler
+    /// picks one and a new template remembers it. Returns the dest index
+    /// and the template's slot, whose count of connections is already
+    /// raised by one.
+    ///
+    /// # Errors
+    /// [`DropReason::NoDest`] when the scheduler finds none, or why the
+    /// template could not be made.
+    fn persist<A: Family>(&mut self, si: u32, k: &Key<A>, p: Persistence) -> Result<(usize, Option<u32>), DropReason> {
+        let snap = &*self.snap;
+        let svc = &snap.services[si as usize];
+        let tk = template_key(&svc.key, k, p.netmask);
+        let expires = self.now.wrapping_add(timer::secs(p.timeout));
+        let table = A::table(&mut self.tables);
+        if let Some((ti, _)) = table.lookup(&tk) {
+            let t = table.get_mut(ti);
+            Self::rebind(snap, t);
+            // IPVS's ip_vs_check_template: the dest must still be one of
+            // the service's, and (optionally) not quiesced.
+            // (An expired template the wheel has not reached yet is gone.)
+            let valid = !timer::reached(self.now, t.expires) && t.dest != NO_DEST && {
+                let d = &snap.dests[t.dest as usize];
+                d.svc == si && !(snap.expire_quiescent_template && d.weight == 0)
+            };
+            if valid {
+                t.expires = expires;
+                t.control += 1;
+                return Ok((t.dest as usize, Some(ti)));
+            }
+            table.unlink(ti);
+        }
+        let di = schedule(snap, &mut self.sched, &self.load, self.now_ns, si, k).ok_or(DropReason::NoDest)?;
+        let d = &snap.dests[di];
+        let daddr = A::from_ip(d.addr).ok_or(DropReason::FamilyMismatch)?;
+        let hop = d.hop.ok_or(DropReason::NoNeighbour)?;
+        let t = Conn {
+            caddr: tk.saddr,
+            vaddr: tk.daddr,
+            daddr,
+            laddr: A::UNSPECIFIED,
+            cport: tk.sport,
+            vport: tk.dport,
+            dport: d.port,
+            lport: 0,
+            expires,
+            dest_uid: d.uid,
+            dest: di as u32,
+            snap_gen: snap.generation as u32,
+            control: 1,
+            dest_hop: hop,
+            client_hop: hop,
+            proto: tk.proto,
+            state: 0,
+            fwd: d.fwd,
+            flags: flags::TEMPLATE | flags::BOUND,
+        };
+        let ti = A::table(&mut self.tables).insert(t)?;
+        self.load[di].persist += 1;
+        self.counters.templates_created += 1;
+        Ok((di, Some(ti)))
     }
 
     /// Answers the packet's sender with an ICMP error built in place;
@@ -621,16 +698,68 @@ impl Worker {
     }
 }
 
-/// Releases what an expiring connection holds: its place in its dest's
-/// load and its FULLNAT local port. Always frees it (templates come with
-/// persistence).
+/// Runs service `si`'s scheduler with this worker's state for it: a dest
+/// index of the snapshot. (A function of the worker's parts, not a method,
+/// so that callers may hold a borrow of the snapshot.)
+#[inline]
+fn schedule<A: Ip>(snap: &Snapshot, sched: &mut [SchedState], load: &[DestLoad], now_ns: u64, si: u32, k: &Key<A>) -> Option<usize> {
+    let svc = &snap.services[si as usize];
+    let ctx = SchedCtx {
+        dests: &snap.dests[svc.dests.clone()],
+        load: &load[svc.dests.clone()],
+        saddr: k.saddr.into(),
+        sport: k.sport,
+        daddr: k.daddr.into(),
+        dport: k.dport,
+        now: now_ns,
+    };
+    svc.table.schedule(&mut sched[si as usize], &ctx).map(|i| svc.dests.start + i)
+}
+
+/// The key of a persistence template (IPVS `ip_vs_conn_fill_param_persist`):
+/// the client masked by the netmask, port 0, and the service — its VIP and
+/// port (0 for a port-0 service: every port shares the template, IPVS's
+/// port affinity), or for a service group the group id (every member
+/// shares it). The protocol byte has its high bit set, so a template key
+/// never equals a connection's (whose protocol is TCP or UDP).
+#[inline]
+pub fn template_key<A: Ip>(svc: &ServiceKey, k: &Key<A>, netmask: u8) -> Key<A> {
+    let client = k.saddr.mask(netmask);
+    match *svc {
+        ServiceKey::Addr { port, .. } => Key { saddr: client, daddr: k.daddr, sport: 0, dport: port, proto: 0x80 | k.proto },
+        ServiceKey::Group(id) => Key { saddr: client, daddr: A::UNSPECIFIED, sport: (id >> 16) as u16, dport: id as u16, proto: 0xc0 },
+    }
+}
+
+/// Releases what an expiring entry holds: its place in its dest's load,
+/// its FULLNAT local port; a template still controlling connections is
+/// kept another persistence timeout (IPVS re-arms it).
 fn release<A: Ip>(
     c: &mut Conn<A>,
+    now: u32,
     snap: &Snapshot,
     load: &mut [DestLoad],
     lports: &mut LocalPorts,
     counters: &mut WorkerCounters,
 ) -> bool {
+    if c.is_template() {
+        let di = snap.dest_index(c.dest_uid);
+        if c.control > 0 {
+            let timeout = di
+                .and_then(|i| snap.services[snap.dests[i as usize].svc as usize].persistence)
+                .map_or(1, |p| p.timeout);
+            c.expires = now.wrapping_add(timer::secs(timeout));
+            return false;
+        }
+        if c.flags & flags::BOUND != 0 {
+            if let Some(i) = di {
+                load[i as usize].persist = load[i as usize].persist.saturating_sub(1);
+            }
+            c.flags &= !flags::BOUND;
+        }
+        counters.templates_expired += 1;
+        return true;
+    }
     if c.flags & flags::BOUND != 0 {
         if let Some(i) = snap.dest_index(c.dest_uid) {
             let d = &snap.dests[i as usize];

@@ -8,7 +8,7 @@ use crate::gen::packet::*;
 use crate::io::mem::Batch;
 use crate::ipvs::dest::Dest;
 use crate::ipvs::sched::SchedFlags;
-use crate::ipvs::service::{Service, ServiceKey};
+use crate::ipvs::service::{Persistence, Service, ServiceKey};
 use crate::ipvs::Proto;
 use crate::wire::tcp_flags::*;
 use crate::wire::{be16, dst_mac};
@@ -423,8 +423,9 @@ fn ownership_is_the_same_for_both_directions() {
     for fwd in [FwdMethod::Nat, FwdMethod::FullNat] {
         let snap = Arc::new(Snapshot::build(&model(fwd, "rr"), None).unwrap());
         let mut ws: Vec<Worker> = (0..3).map(|i| Worker::new(i, 3, snap.clone(), SEC)).collect();
-        for cport in 40000..40030u16 {
-            let syn = tcp4(CIP, cport, VIP, 80, SYN, b"");
+        for host in 1..=30u8 {
+            let (cip, cport) = ([192, 0, 2, host], 40000 + host as u16);
+            let syn = tcp4(cip, cport, VIP, 80, SYN, b"");
             // ask worker 0 first; follow the hand-off
             let (mut v, mut out) = one(&mut ws[0], SEC, syn.clone());
             let mut owner = 0;
@@ -435,7 +436,7 @@ fn ownership_is_the_same_for_both_directions() {
             assert_eq!(v, TX, "{fwd}");
             let m = parse(&out).unwrap();
             let reply = if fwd == FwdMethod::Nat {
-                tcp4(addr4(&out, 30), 8080, CIP, cport, SYN | ACK, b"")
+                tcp4(addr4(&out, 30), 8080, cip, cport, SYN | ACK, b"")
             } else {
                 tcp4(addr4(&out, 30), m.dport, LIP, m.sport, SYN | ACK, b"")
             };
@@ -462,11 +463,156 @@ fn frame_too_long_is_refused_by_the_batch() {
 }
 
 #[test]
-fn flow_hash_is_stable() {
-    // Ownership must not change between runs or builds.
-    assert_eq!(flow_hash(&[192, 0, 2, 1], 40000), flow_hash(&[192, 0, 2, 1], 40000));
-    assert_ne!(flow_hash(&[192, 0, 2, 1], 40000), flow_hash(&[192, 0, 2, 1], 40001));
+fn shard_hash_is_stable() {
+    assert_eq!(shard_hash(&[192, 0, 2, 1]), shard_hash(&[192, 0, 2, 1]));
+    assert_ne!(shard_hash(&[192, 0, 2, 1]), shard_hash(&[192, 0, 2, 2]));
     // Pinned: changing the hash would re-shard every flow of a running
     // cluster on upgrade.
-    assert_eq!(flow_hash(&[192, 0, 2, 1], 40000), 4_012_931_204);
+    assert_eq!(shard_hash(&[192, 0, 2, 1]), 1_291_677_996);
+}
+
+fn persistent(fwd: FwdMethod, timeout: u32, netmask: u8) -> Model {
+    let mut m = model(fwd, "rr");
+    m.services[0].persistence = Some(Persistence { timeout, netmask });
+    m
+}
+
+/// The real server a connection went to (destination MAC).
+fn rs_of(out: &[u8]) -> [u8; 6] {
+    dst_mac(out)
+}
+
+#[test]
+fn persistence_keeps_a_client_on_one_server() {
+    let mut w = worker(&persistent(FwdMethod::Dr, 300, 32));
+    let first = rs_of(&one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, SYN, b"")).1);
+    // rr alone would alternate; the template keeps the client on `first`
+    for p in 40001..40010 {
+        assert_eq!(rs_of(&one(&mut w, SEC, tcp4(CIP, p, VIP, 80, SYN, b"")).1), first);
+    }
+    // another client is scheduled by rr: the other server
+    let other = rs_of(&one(&mut w, SEC, tcp4([192, 0, 2, 2], 1, VIP, 80, SYN, b"")).1);
+    assert_ne!(other, first);
+    assert_eq!(w.counters().templates_created, 2);
+    let persist: u32 = w.loads().iter().map(|l| l.persist).sum();
+    assert_eq!(persist, 2);
+}
+
+#[test]
+fn persistence_ends_after_the_timeout_and_connections() {
+    let mut w = worker(&persistent(FwdMethod::Dr, 100, 32));
+    let first = rs_of(&one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, SYN, b"")).1);
+    // The connection (SYN_RECV, 60 s) goes first; the template lives 100 s
+    // from its last use.
+    let idle = |w: &mut Worker, t: u64| {
+        one(w, t * SEC, tcp4([198, 51, 100, 9], 1, [10, 0, 0, 9], 1, ACK, b""));
+    };
+    idle(&mut w, 90);
+    assert_eq!(w.conns(), 1, "template only");
+    assert_eq!(rs_of(&one(&mut w, 95 * SEC, tcp4(CIP, 40001, VIP, 80, SYN, b"")).1), first, "within the timeout");
+    // that use re-armed it: 95 + 100; its connection expires at 155
+    idle(&mut w, 190);
+    assert_eq!(w.conns(), 1);
+    idle(&mut w, 200);
+    assert_eq!(w.conns(), 0);
+    assert_eq!(w.counters().templates_expired, 1);
+    assert!(w.loads().iter().all(|l| *l == DestLoad::default()));
+    // afterwards the client may move: rr's next pick is the other server
+    let again = rs_of(&one(&mut w, 201 * SEC, tcp4(CIP, 40002, VIP, 80, SYN, b"")).1);
+    assert_ne!(again, first);
+}
+
+#[test]
+fn template_outlives_its_timeout_while_connections_last() {
+    let mut w = worker(&persistent(FwdMethod::Nat, 60, 32));
+    let (_, out) = one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, SYN, b""));
+    let rs = addr4(&out, 30);
+    one(&mut w, SEC, tcp4(rs, 8080, CIP, 40000, SYN | ACK, b""));
+    one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, ACK, b""));
+    // established (900 s) keeps the template past its 60 s
+    one(&mut w, 500 * SEC, tcp4([198, 51, 100, 9], 1, [10, 0, 0, 9], 1, ACK, b""));
+    assert_eq!(w.conns(), 2);
+    let (_, out) = one(&mut w, 500 * SEC, tcp4(CIP, 40001, VIP, 80, SYN, b""));
+    assert_eq!(addr4(&out, 30), rs);
+}
+
+#[test]
+fn port_zero_and_netmask_affinity() {
+    let mut m = persistent(FwdMethod::Dr, 300, 24);
+    if let ServiceKey::Addr { port, .. } = &mut m.services[0].key {
+        *port = 0;
+    }
+    let mut w = worker(&m);
+    let first = rs_of(&one(&mut w, SEC, tcp4(CIP, 1000, VIP, 80, SYN, b"")).1);
+    // any port of the VIP, any client of the /24: the same server
+    assert_eq!(rs_of(&one(&mut w, SEC, tcp4(CIP, 1001, VIP, 443, SYN, b"")).1), first);
+    assert_eq!(rs_of(&one(&mut w, SEC, tcp4([192, 0, 2, 77], 1002, VIP, 22, SYN, b"")).1), first);
+    // another /24 is scheduled on its own
+    assert_ne!(rs_of(&one(&mut w, SEC, tcp4([192, 0, 3, 1], 1003, VIP, 80, SYN, b"")).1), first);
+    assert_eq!(w.counters().templates_created, 2);
+}
+
+#[test]
+fn templates_and_quiesced_or_removed_servers() {
+    let m1 = persistent(FwdMethod::Dr, 300, 32);
+    let s1 = Arc::new(Snapshot::build(&m1, None).unwrap());
+    let mut w = Worker::new(0, 1, s1.clone(), SEC);
+    let first = rs_of(&one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, SYN, b"")).1);
+    let i = if first == RS1_MAC { 0 } else { 1 };
+    // quiesced: IPVS still honours the template by default...
+    let mut m2 = m1.clone();
+    m2.services[0].dests[i].weight = 0;
+    let s2 = Arc::new(Snapshot::build(&m2, Some(&s1)).unwrap());
+    w.set_snapshot(s2.clone());
+    assert_eq!(rs_of(&one(&mut w, SEC, tcp4(CIP, 40001, VIP, 80, SYN, b"")).1), first);
+    // ...and not with expire_quiescent_template
+    let mut m3 = m2.clone();
+    m3.expire_quiescent_template = true;
+    let s3 = Arc::new(Snapshot::build(&m3, Some(&s2)).unwrap());
+    w.set_snapshot(s3.clone());
+    let moved = rs_of(&one(&mut w, SEC, tcp4(CIP, 40002, VIP, 80, SYN, b"")).1);
+    assert_ne!(moved, first);
+    // removing the new server invalidates the new template too
+    let mut m4 = m3.clone();
+    m4.expire_quiescent_template = false;
+    m4.services[0].dests[i].weight = 1;
+    m4.services[0].dests.remove(1 - i);
+    w.set_snapshot(Arc::new(Snapshot::build(&m4, Some(&s3)).unwrap()));
+    assert_eq!(rs_of(&one(&mut w, SEC, tcp4(CIP, 40003, VIP, 80, SYN, b"")).1), first);
+}
+
+#[test]
+fn persistent_subnets_shard_to_one_worker() {
+    let snap = Arc::new(Snapshot::build(&persistent(FwdMethod::Nat, 300, 24), None).unwrap());
+    assert_eq!(snap.shard_prefix.0, 24);
+    let ws: Vec<Worker> = (0..4).map(|i| Worker::new(i, 4, snap.clone(), SEC)).collect();
+    let owner = |c: [u8; 4], p: u16| {
+        let k = Key { saddr: Ipv4Addr::from(c), daddr: Ipv4Addr::from(VIP), sport: p, dport: 80, proto: 6 };
+        ws[0].owner(&k)
+    };
+    let o = owner([192, 0, 2, 1], 1);
+    for host in 2..=254u8 {
+        assert_eq!(owner([192, 0, 2, host], host as u16), o);
+    }
+    // replies (NAT: the client is the destination) agree
+    let back = Key { saddr: Ipv4Addr::from(RS1), daddr: Ipv4Addr::from([192, 0, 2, 9]), sport: 8080, dport: 9, proto: 6 };
+    assert_eq!(ws[0].owner(&back), o);
+}
+
+#[test]
+fn upper_threshold_overloads_a_server_until_it_drains_below_the_lower() {
+    let mut m = model(FwdMethod::Dr, "wrr");
+    // rs2 (weight 2, wrr's first choice) takes at most 2 connections and
+    // is back below 1.
+    m.services[0].dests[1].u_threshold = 2;
+    m.services[0].dests[1].l_threshold = 1;
+    let mut w = worker(&m);
+    let picks: Vec<[u8; 6]> = (0..6u16).map(|p| dst_mac(&one(&mut w, SEC, tcp4(CIP, 1000 + p, VIP, 80, SYN, b"")).1)).collect();
+    // wrr would give rs2 rs1 rs2 rs2 rs1 rs2; rs2 is overloaded at 2.
+    assert_eq!(picks, vec![RS2_MAC, RS1_MAC, RS2_MAC, RS1_MAC, RS1_MAC, RS1_MAC]);
+    assert!(w.loads()[1].overloaded);
+    // its connections expire (SYN_RECV, 60 s): below the lower threshold
+    one(&mut w, 70 * SEC, tcp4([198, 51, 100, 9], 1, [10, 0, 0, 9], 1, ACK, b""));
+    assert!(!w.loads()[1].overloaded);
+    assert_eq!(dst_mac(&one(&mut w, 70 * SEC, tcp4(CIP, 2000, VIP, 80, SYN, b"")).1), RS2_MAC);
 }

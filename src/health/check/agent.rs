@@ -175,7 +175,6 @@ mod tests {
     use super::super::testutil::*;
     use super::*;
     use std::net::SocketAddr;
-    use tokio::net::TcpListener;
 
     fn pct(p: u32) -> Outcome {
         Ok(Success {
@@ -243,10 +242,7 @@ mod tests {
         reply: &'static [u8],
         expect_send: Option<&'static str>,
     ) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let h = tokio::spawn(async move {
-            let (mut s, _) = l.accept().await.unwrap();
+        tcp_server(move |mut s| async move {
             if let Some(want) = expect_send {
                 let mut b = vec![0u8; want.len() + 1];
                 s.read_exact(&mut b).await.unwrap();
@@ -255,68 +251,55 @@ mod tests {
             s.write_all(reply).await.unwrap();
             // Keep the connection open: the checker must stop at the newline.
             std::future::pending::<()>().await;
-        });
-        (addr, h)
+        })
+        .await
+    }
+
+    /// Checks an [`agent`] answering `reply`, greeting it with `send` (what
+    /// the agent expects), with a deadline `ms` milliseconds away.
+    async fn ask(reply: &'static [u8], send: Option<&'static str>, ms: u64) -> Outcome {
+        let (addr, h) = agent(reply, send).await;
+        let p = AgentProbe {
+            target: addr,
+            send: send.map(Into::into),
+        };
+        let r = check(&p, deadline(ms)).await;
+        h.abort();
+        r
     }
 
     #[tokio::test]
     async fn over_tcp() {
-        let (addr, h) = agent(b"up 80%\nignored\n", Some("hello agent")).await;
-        let p = AgentProbe {
-            target: addr,
-            send: Some("hello agent".into()),
-        };
-        assert_eq!(check(&p, deadline(2000)).await, pct(80));
-        h.abort();
-        let (addr, h) = agent(b"down#db gone\r\n", None).await;
-        let p = AgentProbe {
-            target: addr,
-            send: None,
-        };
         assert_eq!(
-            check(&p, deadline(2000)).await.unwrap_err().reason,
+            ask(b"up 80%\nignored\n", Some("hello agent"), 2000).await,
+            pct(80)
+        );
+        assert_eq!(
+            ask(b"down#db gone\r\n", None, 2000)
+                .await
+                .unwrap_err()
+                .reason,
             "agent says down: db gone"
         );
-        h.abort();
-        let (addr, h) = agent(b"\xff\xfe\n", None).await;
-        let p = AgentProbe {
-            target: addr,
-            send: None,
-        };
         assert_eq!(
-            check(&p, deadline(2000)).await.unwrap_err().reason,
+            ask(b"\xff\xfe\n", None, 2000).await.unwrap_err().reason,
             "agent answer is not UTF-8 text"
         );
-        h.abort();
-        let (addr, h) = agent(&[b'x'; 2000], None).await;
-        let p = AgentProbe {
-            target: addr,
-            send: None,
-        };
-        assert!(check(&p, deadline(2000))
+        assert!(ask(&[b'x'; 2000], None, 2000)
             .await
             .unwrap_err()
             .reason
             .contains("longer than"));
-        h.abort();
         // No newline: hangs until the deadline.
-        let (addr, h) = agent(b"up", None).await;
-        let p = AgentProbe {
-            target: addr,
-            send: None,
-        };
         assert_eq!(
-            check(&p, deadline(150)).await.unwrap_err().reason,
+            ask(b"up", None, 150).await.unwrap_err().reason,
             "read the agent's answer: timed out"
         );
-        h.abort();
         // An answer ended by close rather than newline is accepted.
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let h = tokio::spawn(async move {
-            let (mut s, _) = l.accept().await.unwrap();
+        let (addr, h) = tcp_server(|mut s| async move {
             s.write_all(b"drain").await.unwrap();
-        });
+        })
+        .await;
         assert_eq!(
             check(
                 &AgentProbe {

@@ -159,11 +159,10 @@ pub async fn check(p: &DnsProbe, deadline: Instant) -> Outcome {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testutil::{deadline, refused_udp};
+    use super::super::testutil::{closed_udp, deadline, refused_udp, udp_server};
     use super::*;
     use crate::health::config::QueryType;
     use std::net::SocketAddr;
-    use tokio::net::UdpSocket;
 
     /// Builds an answer to query `q`: `rcode`, and `n` records of `rtype`
     /// whose names are compression pointers to the question.
@@ -260,30 +259,22 @@ mod tests {
     /// A DNS server: `mode` 0 answers right, 1 NXDOMAIN, 2 no records,
     /// 3 a stray wrong-id datagram first then right, 4 silent.
     async fn server(mode: u8) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = s.local_addr().unwrap();
-        let h = tokio::spawn(async move {
-            let mut b = [0u8; 512];
-            loop {
-                let (n, from) = s.recv_from(&mut b).await.unwrap();
-                let q = &b[..n];
-                let qtype = u16::from_be_bytes([q[n - 4], q[n - 3]]);
-                let reply = match mode {
-                    0 => answer(q, 0, qtype, 1),
-                    1 => answer(q, 3, qtype, 0),
-                    2 => answer(q, 0, qtype, 0),
-                    3 => {
-                        let mut stray = answer(q, 0, qtype, 1);
-                        stray[0] ^= 0xff;
-                        s.send_to(&stray, from).await.unwrap();
-                        answer(q, 0, qtype, 1)
-                    }
-                    _ => continue,
-                };
-                s.send_to(&reply, from).await.unwrap();
+        udp_server(move |q| {
+            let n = q.len();
+            let qtype = u16::from_be_bytes([q[n - 4], q[n - 3]]);
+            match mode {
+                0 => vec![answer(q, 0, qtype, 1)],
+                1 => vec![answer(q, 3, qtype, 0)],
+                2 => vec![answer(q, 0, qtype, 0)],
+                3 => {
+                    let mut stray = answer(q, 0, qtype, 1);
+                    stray[0] ^= 0xff;
+                    vec![stray, answer(q, 0, qtype, 1)]
+                }
+                _ => vec![],
             }
-        });
-        (addr, h)
+        })
+        .await
     }
 
     fn probe(target: SocketAddr, qtype: QueryType) -> DnsProbe {
@@ -318,12 +309,7 @@ mod tests {
             }
             h.abort();
         }
-        let free = UdpSocket::bind("127.0.0.1:0")
-            .await
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let p = probe(free, QueryType::A);
+        let p = probe(closed_udp().await, QueryType::A);
         let reasons = refused_udp(|| check(&p, deadline(300))).await;
         assert_eq!(
             reasons.last().unwrap(),

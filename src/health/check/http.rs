@@ -416,7 +416,6 @@ mod tests {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::PrivateKeyDer;
     use std::net::SocketAddr;
-    use tokio::net::TcpListener;
 
     fn probe(target: SocketAddr, tls: bool, extra: impl FnOnce(&mut CheckConfig)) -> HttpProbe {
         let mut c = CheckConfig::new(if tls {
@@ -443,16 +442,13 @@ mod tests {
     /// A server that answers every connection with `resp` after reading
     /// the request head, and records the first request.
     async fn server(resp: &'static [u8]) -> (SocketAddr, tokio::task::JoinHandle<Vec<u8>>) {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let h = tokio::spawn(async move {
-            let (mut s, _) = l.accept().await.unwrap();
+        tcp_server(move |mut s| async move {
             let req = read_head(&mut s).await;
             s.write_all(resp).await.unwrap();
             s.shutdown().await.ok();
             req
-        });
-        (addr, h)
+        })
+        .await
     }
 
     async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> Vec<u8> {
@@ -576,13 +572,11 @@ mod tests {
     #[tokio::test]
     async fn hangs_and_refuses() {
         // Accepts, reads the request, never answers.
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let h = tokio::spawn(async move {
-            let (mut s, _) = l.accept().await.unwrap();
+        let (addr, h) = tcp_server(|mut s| async move {
             read_head(&mut s).await;
             std::future::pending::<()>().await;
-        });
+        })
+        .await;
         let r = check(&probe(addr, false, |_| {}), deadline(150)).await;
         assert_eq!(r.unwrap_err().reason, "read the status line: timed out");
         h.abort();
@@ -592,10 +586,7 @@ mod tests {
         let r = check(&probe(refused_tcp().await, false, |_| {}), deadline(2000)).await;
         assert_eq!(r.unwrap_err().reason, "connect: connection refused");
         // A server that trickles an endless head is cut at MAX_HEAD.
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let h = tokio::spawn(async move {
-            let (mut s, _) = l.accept().await.unwrap();
+        let (addr, h) = tcp_server(|mut s| async move {
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\n").await;
             let line = [b'a'; 1000];
             for _ in 0..100 {
@@ -603,7 +594,8 @@ mod tests {
                     break;
                 }
             }
-        });
+        })
+        .await;
         let r = check(&probe(addr, false, |_| {}), deadline(2000)).await;
         assert!(r.unwrap_err().reason.contains("longer than"));
         h.abort();
@@ -626,19 +618,16 @@ mod tests {
     async fn tls_server(
         resp: &'static [u8],
     ) -> (SocketAddr, tokio::task::JoinHandle<Option<String>>) {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
         let acc = tls_acceptor();
-        let h = tokio::spawn(async move {
-            let (s, _) = l.accept().await.unwrap();
+        tcp_server(move |s| async move {
             let mut s = acc.accept(s).await.unwrap();
             let sni = s.get_ref().1.server_name().map(str::to_string);
             read_head(&mut s).await;
             s.write_all(resp).await.unwrap();
             s.shutdown().await.ok();
             sni
-        });
-        (addr, h)
+        })
+        .await
     }
 
     #[tokio::test]
@@ -665,12 +654,11 @@ mod tests {
         let r = check(&probe(addr, true, |_| {}), deadline(3000)).await;
         assert!(r.unwrap_err().reason.starts_with("TLS handshake: "));
         // Hanging during the handshake.
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let h = tokio::spawn(async move {
-            let (_s, _) = l.accept().await.unwrap();
+        let (addr, h) = tcp_server(|s| async move {
+            let _open = s;
             std::future::pending::<()>().await;
-        });
+        })
+        .await;
         let r = check(&probe(addr, true, |_| {}), deadline(150)).await;
         assert_eq!(r.unwrap_err().reason, "TLS handshake: timed out");
         h.abort();

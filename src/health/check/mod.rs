@@ -129,9 +129,11 @@ pub async fn run(probe: &Probe, deadline: Instant) -> Outcome {
 /// Helpers for the checkers' tests: local servers on loopback.
 #[cfg(test)]
 pub(crate) mod testutil {
+    use std::future::Future;
     use std::net::SocketAddr;
     use std::time::Duration;
-    use tokio::net::{TcpListener, TcpSocket, TcpStream};
+    use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
+    use tokio::task::JoinHandle;
     use tokio::time::Instant;
 
     /// Runs a check against a closed UDP port until the kernel's ICMP port
@@ -168,6 +170,50 @@ pub(crate) mod testutil {
     pub async fn refused_tcp() -> SocketAddr {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         l.local_addr().unwrap()
+    }
+
+    /// A loopback UDP address where nothing listens (datagrams get an ICMP
+    /// port unreachable, see [`refused_udp`]): bind a port, then free it.
+    pub async fn closed_udp() -> SocketAddr {
+        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        s.local_addr().unwrap()
+    }
+
+    /// A loopback UDP server that answers every datagram with the
+    /// datagrams `reply` makes of it (none: silence), until aborted.
+    pub async fn udp_server<F>(mut reply: F) -> (SocketAddr, JoinHandle<()>)
+    where
+        F: FnMut(&[u8]) -> Vec<Vec<u8>> + Send + 'static,
+    {
+        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = s.local_addr().unwrap();
+        let h = tokio::spawn(async move {
+            let mut b = [0u8; 512];
+            loop {
+                let (n, from) = s.recv_from(&mut b).await.unwrap();
+                for r in reply(&b[..n]) {
+                    s.send_to(&r, from).await.unwrap();
+                }
+            }
+        });
+        (addr, h)
+    }
+
+    /// A loopback TCP server that accepts one connection and hands it to
+    /// `serve`; the handle yields what `serve` returns.
+    pub async fn tcp_server<F, Fut>(serve: F) -> (SocketAddr, JoinHandle<Fut::Output>)
+    where
+        F: FnOnce(TcpStream) -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: Send + 'static,
+    {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let h = tokio::spawn(async move {
+            let (s, _) = l.accept().await.unwrap();
+            serve(s).await
+        });
+        (addr, h)
     }
 
     /// A listener whose accept queue is full, so that further connects get

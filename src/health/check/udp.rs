@@ -65,7 +65,7 @@ pub(crate) fn show(b: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testutil::{deadline, refused_udp};
+    use super::super::testutil::{closed_udp, deadline, refused_udp, udp_server};
     use super::*;
 
     fn probe(target: SocketAddr, expect: &[u8], require_reply: bool) -> UdpProbe {
@@ -79,19 +79,11 @@ mod tests {
 
     /// A UDP server that answers `ping` with `reply` (or stays silent).
     async fn server(reply: Option<&'static [u8]>) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = s.local_addr().unwrap();
-        let h = tokio::spawn(async move {
-            let mut b = [0u8; 64];
-            loop {
-                let (n, from) = s.recv_from(&mut b).await.unwrap();
-                assert_eq!(&b[..n], b"ping");
-                if let Some(r) = reply {
-                    s.send_to(r, from).await.unwrap();
-                }
-            }
-        });
-        (addr, h)
+        udp_server(move |q| {
+            assert_eq!(q, b"ping");
+            reply.iter().map(|r| r.to_vec()).collect()
+        })
+        .await
     }
 
     #[tokio::test]
@@ -136,11 +128,7 @@ mod tests {
         h.abort();
 
         // Nothing bound: the kernel answers ICMP port unreachable.
-        let free = UdpSocket::bind("127.0.0.1:0")
-            .await
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let free = closed_udp().await;
         for require_reply in [true, false] {
             // Without require_reply, only the ICMP error fails the check.
             let p = probe(free, b"", require_reply);

@@ -6,7 +6,7 @@
 //! standbys, used when the primary is quiesced (weight 0) or overloaded.
 //! No table, no state.
 
-use super::util::dests_loads;
+use super::util::first_heaviest;
 use super::{SchedCtx, SchedFlags, Scheduler};
 use crate::ctl::snapshot::DestEntry;
 
@@ -22,13 +22,8 @@ impl Scheduler for Fo {
     fn changed(_t: &(), _s: &mut ()) {}
 
     fn schedule(_t: &(), _s: &mut (), ctx: &SchedCtx<'_>) -> Option<usize> {
-        let (mut best, mut hw) = (None, 0);
-        for (i, d, l) in dests_loads(ctx) {
-            if !l.overloaded && d.weight > hw {
-                (best, hw) = (Some(i), d.weight);
-            }
-        }
-        best
+        // Quiesced dests are skipped too: weight 0 never wins.
+        first_heaviest(ctx, |_, l| !l.overloaded)
     }
 }
 

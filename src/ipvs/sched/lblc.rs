@@ -136,7 +136,7 @@ impl Expiry {
 /// Whether an entry last used at `lastuse` goes in `sweep` at `at`;
 /// `goal` counts down the partial sweep's budget.
 #[inline]
-pub(super) fn expired(sweep: Sweep, at: u64, lastuse: u64, goal: &mut usize) -> bool {
+fn expired(sweep: Sweep, at: u64, lastuse: u64, goal: &mut usize) -> bool {
     match sweep {
         Sweep::Full => at >= lastuse.saturating_add(EXPIRATION),
         Sweep::Partial { .. } => {
@@ -149,15 +149,15 @@ pub(super) fn expired(sweep: Sweep, at: u64, lastuse: u64, goal: &mut usize) -> 
     }
 }
 
-/// A remembered server.
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    idx: u32,
-    uid: u32,
-    lastuse: u64,
+/// An entry of a destination-address table (lblc's server, lblcr's
+/// server set): the expiry goes by its last use.
+pub(super) trait LastUse {
+    /// When a decision last used the entry.
+    fn lastuse(&self) -> u64;
 }
 
-impl Swept for HashMap<IpAddr, Entry> {
+/// The destination-address tables of lblc and lblcr, swept alike.
+impl<E: LastUse> Swept for HashMap<IpAddr, E> {
     fn entries(&self) -> usize {
         self.len()
     }
@@ -167,7 +167,21 @@ impl Swept for HashMap<IpAddr, Entry> {
             Sweep::Partial { goal } => goal,
             Sweep::Full => 0,
         };
-        self.retain(|_, e| !expired(what, at, e.lastuse, &mut goal));
+        self.retain(|_, e| !expired(what, at, e.lastuse(), &mut goal));
+    }
+}
+
+/// A remembered server.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    idx: u32,
+    uid: u32,
+    lastuse: u64,
+}
+
+impl LastUse for Entry {
+    fn lastuse(&self) -> u64 {
+        self.lastuse
     }
 }
 

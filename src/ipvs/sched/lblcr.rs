@@ -23,8 +23,8 @@
 //! service is dropped from the set when next seen (IPVS keeps it until it
 //! is shrunk away or the entry expires, and never chooses it).
 
-use super::lblc::{expired, Expiry, Sweep, Swept};
-use super::util::{conn_overhead, locality_overloaded, locate, weighted_least_conn};
+use super::lblc::{Expiry, LastUse};
+use super::util::{conn_overhead, first_least, locality_overloaded, locate, weighted_least_conn};
 use super::{SchedCtx, SchedFlags, Scheduler};
 use crate::ctl::snapshot::DestEntry;
 use hashbrown::HashMap;
@@ -50,17 +50,9 @@ struct Entry {
     lastuse: u64,
 }
 
-impl Swept for HashMap<IpAddr, Entry> {
-    fn entries(&self) -> usize {
-        self.len()
-    }
-
-    fn sweep(&mut self, at: u64, what: Sweep) {
-        let mut goal = match what {
-            Sweep::Partial { goal } => goal,
-            Sweep::Full => 0,
-        };
-        self.retain(|_, e| !expired(what, at, e.lastuse, &mut goal));
+impl LastUse for Entry {
+    fn lastuse(&self) -> u64 {
+        self.lastuse
     }
 }
 
@@ -92,20 +84,12 @@ impl LblcrState {
 
 /// `ip_vs_dest_set_min`: the weighted least-connection available member.
 fn set_min(ctx: &SchedCtx<'_>, set: &[Member]) -> Option<usize> {
-    let mut it = set.iter().map(|m| m.idx as usize);
-    let mut least = it.by_ref().find(|&i| ctx.available(i))?;
-    let mut loh = conn_overhead(ctx, least);
-    for i in it {
-        if !ctx.available(i) {
-            continue;
-        }
-        let doh = conn_overhead(ctx, i);
-        if loh * ctx.weight(i) as i64 > doh * ctx.weight(least) as i64 {
-            least = i;
-            loh = doh;
-        }
-    }
-    Some(least)
+    first_least(
+        set.iter()
+            .map(|m| m.idx as usize)
+            .filter(|&i| ctx.available(i))
+            .map(|i| (i, ctx.weight(i) as i64, conn_overhead(ctx, i))),
+    )
 }
 
 /// `ip_vs_dest_set_max`: the weighted most-connection member with a

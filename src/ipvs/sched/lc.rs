@@ -7,7 +7,7 @@
 //! order wins ties. No table, no state: the decision reads this worker's
 //! [`DestLoad`](crate::ipvs::dest::DestLoad)s only.
 
-use super::util::{dests_loads, overhead, usable};
+use super::util::{least_by, overhead};
 use super::{SchedCtx, SchedFlags, Scheduler};
 use crate::ctl::snapshot::DestEntry;
 
@@ -23,20 +23,8 @@ impl Scheduler for Lc {
     fn changed(_t: &(), _s: &mut ()) {}
 
     fn schedule(_t: &(), _s: &mut (), ctx: &SchedCtx<'_>) -> Option<usize> {
-        let mut it = dests_loads(ctx);
-        let (mut least, mut loh) = it
-            .find(|(_, d, l)| usable(d, l))
-            .map(|(i, _, l)| (i, overhead(l)))?;
-        for (i, d, l) in it {
-            if !usable(d, l) {
-                continue;
-            }
-            let doh = overhead(l);
-            if doh < loh {
-                (least, loh) = (i, doh);
-            }
-        }
-        Some(least)
+        // Every available dest counts as weight 1: the least overhead.
+        least_by(ctx, |_| 1, overhead)
     }
 }
 

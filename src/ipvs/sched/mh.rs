@@ -34,7 +34,7 @@
 //! server (its keys move, as on removal). More than `M` servers: only the
 //! first `M` get positions (IPVS refuses the service). No worker state.
 
-use super::util::{addr_fold, hsiphash_u32, Slot, NONE};
+use super::util::{addr_fold, hashed_pick, hsiphash_u32, Slot, NONE};
 use super::{SchedCtx, SchedFlags, Scheduler};
 use crate::ctl::snapshot::DestEntry;
 
@@ -183,53 +183,13 @@ impl Scheduler for Mh {
 
     fn schedule(t: &MhTable, _s: &mut (), ctx: &SchedCtx<'_>) -> Option<usize> {
         let m = t.lookup.len();
-        let n = ctx.dests.len().min(ctx.load.len());
-        if m == 0 {
-            return None;
-        }
         let fold = addr_fold(ctx.saddr);
         let port = if t.port { ctx.sport } else { 0 };
-        let ihash = hashkey(fold, port, HASH1, 0) as usize % m;
-        let i = t.lookup[ihash] as usize;
-        if i >= n {
-            return None;
-        }
-        if ctx.available(i) {
-            return Some(i);
-        }
-        if !t.fallback {
-            return None;
-        }
-        fallback(t, ctx, fold, port, ihash, n)
+        // `m > 0` here: hashed_pick asks for keys of non-empty tables only.
+        hashed_pick(ctx, &t.lookup, t.fallback, |roffset| {
+            hashkey(fold, port, HASH1, roffset) as usize % m
+        })
     }
-}
-
-#[cold]
-fn fallback(
-    t: &MhTable,
-    ctx: &SchedCtx<'_>,
-    fold: u32,
-    port: u16,
-    ihash: usize,
-    n: usize,
-) -> Option<usize> {
-    // The walk below can only fail when nothing is available; saying so
-    // up front spares up to M hashes per connection in that case.
-    if !(0..n).any(|i| ctx.available(i)) {
-        return None;
-    }
-    let m = t.lookup.len();
-    for offset in 0..m {
-        let roffset = ((offset + ihash) % m) as u32;
-        let i = t.lookup[hashkey(fold, port, HASH1, roffset) as usize % m] as usize;
-        if i >= n {
-            return None;
-        }
-        if ctx.available(i) {
-            return Some(i);
-        }
-    }
-    None
 }
 
 #[cfg(test)]

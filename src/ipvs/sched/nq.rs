@@ -7,7 +7,7 @@
 //! [`sed`](super::sed), first minimum winning ties. No table, no state.
 
 use super::sed::sed_overhead;
-use super::util::{dests_loads, usable};
+use super::util::{dests_loads, usable, Least};
 use super::{SchedCtx, SchedFlags, Scheduler};
 use crate::ctl::snapshot::DestEntry;
 
@@ -23,8 +23,7 @@ impl Scheduler for Nq {
     fn changed(_t: &(), _s: &mut ()) {}
 
     fn schedule(_t: &(), _s: &mut (), ctx: &SchedCtx<'_>) -> Option<usize> {
-        // (index, weight, overhead) of the best so far.
-        let mut least: Option<(usize, i64, i64)> = None;
+        let mut least = Least::default();
         for (i, d, l) in dests_loads(ctx) {
             if !usable(d, l) {
                 continue;
@@ -32,16 +31,9 @@ impl Scheduler for Nq {
             if l.active == 0 {
                 return Some(i);
             }
-            let (dw, doh) = (d.weight as i64, sed_overhead(l));
-            let better = match least {
-                None => true,
-                Some((_, lw, loh)) => loh * dw > doh * lw,
-            };
-            if better {
-                least = Some((i, dw, doh));
-            }
+            least.offer((i, d.weight as i64, sed_overhead(l)));
         }
-        least.map(|(i, ..)| i)
+        least.index()
     }
 }
 

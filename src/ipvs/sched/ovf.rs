@@ -7,7 +7,7 @@
 //! first in list order. Only active connections count, so it suits TCP
 //! better than UDP, as IPVS notes. No table, no state.
 
-use super::util::dests_loads;
+use super::util::first_heaviest;
 use super::{SchedCtx, SchedFlags, Scheduler};
 use crate::ctl::snapshot::DestEntry;
 
@@ -23,17 +23,10 @@ impl Scheduler for Ovf {
     fn changed(_t: &(), _s: &mut ()) {}
 
     fn schedule(_t: &(), _s: &mut (), ctx: &SchedCtx<'_>) -> Option<usize> {
-        let (mut best, mut hw) = (None, 0);
-        for (i, d, l) in dests_loads(ctx) {
-            let w = d.weight;
-            if l.overloaded || w <= 0 || l.active as i64 > w as i64 {
-                continue;
-            }
-            if best.is_none() || w > hw {
-                (best, hw) = (Some(i), w);
-            }
-        }
-        best
+        // Quiesced dests are skipped too: weight 0 never wins.
+        first_heaviest(ctx, |d, l| {
+            !l.overloaded && l.active as i64 <= d.weight as i64
+        })
     }
 }
 

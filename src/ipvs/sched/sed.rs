@@ -8,7 +8,7 @@
 //! the search and a later one replaces it only when strictly better, so the
 //! first minimum in list order wins ties. No table, no state.
 
-use super::util::{dests_loads, usable};
+use super::util::{least_by, weight};
 use super::{SchedCtx, SchedFlags, Scheduler};
 use crate::ctl::snapshot::DestEntry;
 use crate::ipvs::dest::DestLoad;
@@ -31,20 +31,7 @@ impl Scheduler for Sed {
     fn changed(_t: &(), _s: &mut ()) {}
 
     fn schedule(_t: &(), _s: &mut (), ctx: &SchedCtx<'_>) -> Option<usize> {
-        let mut it = dests_loads(ctx);
-        let (mut least, mut lw, mut loh) = it
-            .find(|(_, d, l)| usable(d, l))
-            .map(|(i, d, l)| (i, d.weight as i64, sed_overhead(l)))?;
-        for (i, d, l) in it {
-            if !usable(d, l) {
-                continue;
-            }
-            let doh = sed_overhead(l);
-            if loh * d.weight as i64 > doh * lw {
-                (least, lw, loh) = (i, d.weight as i64, doh);
-            }
-        }
-        Some(least)
+        least_by(ctx, weight, sed_overhead)
     }
 }
 

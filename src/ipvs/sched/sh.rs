@@ -13,7 +13,7 @@
 //! tried in turn (a deterministic walk from the original bucket) and the
 //! first available server wins. No worker state.
 
-use super::util::{addr_fold, hash_32, Slot, NONE};
+use super::util::{addr_fold, hash_32, hashed_pick, Slot, NONE};
 use super::{SchedCtx, SchedFlags, Scheduler};
 use crate::ctl::snapshot::DestEntry;
 
@@ -87,44 +87,12 @@ impl Scheduler for Sh {
     fn changed(_t: &ShTable, _s: &mut ()) {}
 
     fn schedule(t: &ShTable, _s: &mut (), ctx: &SchedCtx<'_>) -> Option<usize> {
-        let n = ctx.dests.len().min(ctx.load.len());
         let fold = addr_fold(ctx.saddr);
         let port = if t.port { ctx.sport } else { 0 };
-        let ihash = hashkey(fold, port, 0);
-        let first = t.buckets[ihash] as usize;
-        if first >= n {
-            return None;
-        }
-        if ctx.available(first) {
-            return Some(first);
-        }
-        if !t.fallback {
-            return None;
-        }
-        fallback(t, ctx, fold, port, ihash, n)
+        hashed_pick(ctx, &t.buckets[..], t.fallback, |roffset| {
+            hashkey(fold, port, roffset)
+        })
     }
-}
-
-#[cold]
-fn fallback(
-    t: &ShTable,
-    ctx: &SchedCtx<'_>,
-    fold: u32,
-    port: u16,
-    ihash: usize,
-    n: usize,
-) -> Option<usize> {
-    for offset in 0..SH_TAB_SIZE {
-        let roffset = ((offset + ihash) % SH_TAB_SIZE) as u32;
-        let i = t.buckets[hashkey(fold, port, roffset)] as usize;
-        if i >= n {
-            return None;
-        }
-        if ctx.available(i) {
-            return Some(i);
-        }
-    }
-    None
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@
 //! addresses, ports and the worker clock, which differ between workers. A
 //! seeded worker replays identically, which pcap replay tests rely on.
 
-use super::util::{addr_fold, dests_loads, overhead, usable};
+use super::util::{addr_fold, dests_loads, first_least, overhead, usable, Cand};
 use super::{SchedCtx, SchedFlags, Scheduler};
 use crate::ctl::snapshot::DestEntry;
 
@@ -51,8 +51,8 @@ impl TwosState {
 #[inline]
 fn choose(ctx: &SchedCtx<'_>, r1: i64, r2: i64) -> Option<usize> {
     let (mut r1, mut r2) = (r1, r2);
-    let mut c1: Option<(usize, i64, i64)> = None; // (index, weight, overhead)
-    let mut c2: Option<(usize, i64, i64)> = None;
+    let mut c1: Option<Cand> = None;
+    let mut c2: Option<Cand> = None;
     for (i, d, l) in dests_loads(ctx) {
         if !usable(d, l) {
             continue;
@@ -70,15 +70,9 @@ fn choose(ctx: &SchedCtx<'_>, r1: i64, r2: i64) -> Option<usize> {
             break;
         }
     }
-    match (c1, c2) {
-        (Some((i1, w1, oh1)), Some((i2, w2, oh2))) => {
-            Some(if w2 * oh1 > w1 * oh2 { i2 } else { i1 })
-        }
-        (Some((i1, ..)), None) => Some(i1),
-        // Unreachable with draws in 0..=W; stay total anyway.
-        (None, Some((i2, ..))) => Some(i2),
-        (None, None) => None,
-    }
+    // The less loaded draw by overhead per weight, the first on a tie.
+    // With draws in 0..=W both are found; were only one, it is the answer.
+    first_least([c1, c2].into_iter().flatten())
 }
 
 impl Scheduler for Twos {

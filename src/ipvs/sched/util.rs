@@ -1,5 +1,8 @@
 //! Pieces several schedulers share, each named after its IPVS original:
-//! the connection overhead, the weighted least-connection pick, the
+//! the connection overhead, the first-minimum scan of the least-load
+//! schedulers and the weighted least-connection pick built on it, the
+//! highest-weight scan of the failover schedulers, the bucket lookup with
+//! fallback of the hashing schedulers, the
 //! address fold and the two hashes of the hashing schedulers, and the
 //! lookup of a remembered real server after the dests changed.
 //!
@@ -44,29 +47,102 @@ pub fn usable(d: &DestEntry, l: &DestLoad) -> bool {
     d.weight > 0 && !l.overloaded
 }
 
-/// The weighted least-connection pick of `ip_vs_wlc.c` (also lblc's and
-/// lblcr's `__ip_vs_lblc*_schedule`): the first available dest seeds the
-/// search, a later one replaces it only when `loh * w_d > doh * w_least`,
-/// i.e. its overhead per weight is strictly smaller. First minimum wins.
-#[inline]
-pub fn weighted_least_conn(ctx: &SchedCtx<'_>) -> Option<usize> {
-    let mut it = dests_loads(ctx);
-    let (mut least, mut lw, mut loh) = it
-        .find(|(_, d, l)| usable(d, l))
-        .map(|(i, d, l)| (i, d.weight as i64, overhead(l)))?;
-    for (i, d, l) in it {
-        // IPVS skips only overloaded dests here; a weight-0 dest can never
-        // win the comparison (`loh * 0 > doh * w` is false), and negative
-        // weights do not exist, so testing `usable` is the same.
-        if !usable(d, l) {
-            continue;
-        }
-        let doh = overhead(l);
-        if loh * d.weight as i64 > doh * lw {
-            (least, lw, loh) = (i, d.weight as i64, doh);
+/// A candidate of a least-load pick: dest index, weight, overhead.
+pub type Cand = (usize, i64, i64);
+
+/// The least-loaded candidate so far of a scan for the first minimum of
+/// `overhead / weight`: the loop of IPVS's lc, wlc, sed, nq, lblc, lblcr
+/// (`ip_vs_dest_set_min`) and twos. Ratios are compared without division:
+/// a candidate replaces the least so far only when `loh * w > oh * lw`,
+/// i.e. it is strictly less loaded, so the first minimum in offer order
+/// wins ties. Weights and overheads come widened to `i64`, so the products
+/// cannot overflow.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Least(Option<Cand>);
+
+impl Least {
+    /// Considers one more candidate.
+    #[inline]
+    pub fn offer(&mut self, c: Cand) {
+        let better = match self.0 {
+            None => true,
+            Some((_, lw, loh)) => loh * c.1 > c.2 * lw,
+        };
+        if better {
+            self.0 = Some(c);
         }
     }
-    Some(least)
+
+    /// The dest index of the least loaded candidate offered, if any.
+    #[inline]
+    pub fn index(self) -> Option<usize> {
+        self.0.map(|(i, ..)| i)
+    }
+}
+
+/// The [`Least`] of `cands`, in their order.
+#[inline]
+pub fn first_least(cands: impl IntoIterator<Item = Cand>) -> Option<usize> {
+    let mut least = Least::default();
+    for c in cands {
+        least.offer(c);
+    }
+    least.index()
+}
+
+/// The [`Least`] of the available dests, each offered with `weight(d)`
+/// and `cost(load)` as overhead, in list order. (A plain loop over the
+/// dests: the same scan through `filter`/`map` adaptors ran 1.3 to 2.5
+/// times slower with 1000 dests.)
+#[inline]
+pub fn least_by(
+    ctx: &SchedCtx<'_>,
+    weight: impl Fn(&DestEntry) -> i64,
+    cost: impl Fn(&DestLoad) -> i64,
+) -> Option<usize> {
+    let mut least = Least::default();
+    for (i, d, l) in dests_loads(ctx) {
+        if usable(d, l) {
+            least.offer((i, weight(d), cost(l)));
+        }
+    }
+    least.index()
+}
+
+/// A dest's weight as [`least_by`] takes it.
+#[inline]
+pub fn weight(d: &DestEntry) -> i64 {
+    d.weight as i64
+}
+
+/// The weighted least-connection pick of `ip_vs_wlc.c` (also lblc's and
+/// lblcr's `__ip_vs_lblc*_schedule`): the first minimum of
+/// [`overhead`] per weight among the available dests.
+#[inline]
+pub fn weighted_least_conn(ctx: &SchedCtx<'_>) -> Option<usize> {
+    // IPVS skips only overloaded dests after the first pick; a weight-0
+    // dest can never win the comparison (`loh * 0 > doh * w` is false),
+    // and negative weights do not exist, so testing `usable` is the same.
+    least_by(ctx, weight, overhead)
+}
+
+/// The first dest with the highest positive weight among those
+/// `eligible`: the loop of IPVS's fo and ovf, which replace their pick
+/// only on a strictly higher weight (from 0, so weight 0 never wins).
+#[inline]
+pub fn first_heaviest(
+    ctx: &SchedCtx<'_>,
+    eligible: impl Fn(&DestEntry, &DestLoad) -> bool,
+) -> Option<usize> {
+    let (mut best, mut hw) = (None, 0);
+    for (i, d, l) in dests_loads(ctx) {
+        // The weight first: once the top weight is held, that cheap test
+        // fails at once (measured 1.5-3x faster than eligibility first).
+        if d.weight > hw && eligible(d, l) {
+            (best, hw) = (Some(i), d.weight);
+        }
+    }
+    best
 }
 
 /// lblc/lblcr's `is_overloaded`: the dest has more active connections than
@@ -165,6 +241,75 @@ pub type Slot = u32;
 /// The empty slot (IPVS: a bucket whose `dest` is NULL).
 pub const NONE: Slot = u32::MAX;
 
+/// The lookup of the hashing schedulers with a fallback flag, IPVS's
+/// `ip_vs_sh_get_fallback`/`ip_vs_mh_get_fallback` with their callers:
+/// the dest in slot `ihash = key(0)` if it is available; if not, "no
+/// destination" unless `fallback`, in which case the slots
+/// `key(roffset)` for `roffset = ihash, ihash + 1, ...` (mod the table
+/// size) are tried in turn and the first available dest wins. An empty
+/// slot or one naming a dest past the end of `ctx.dests` ends the search
+/// with `None`. `key` (the scheduler's hash of the connection plus
+/// `roffset`) is called only on a non-empty table; a slot it names past
+/// the table's end counts as empty.
+#[inline]
+pub fn hashed_pick(
+    ctx: &SchedCtx<'_>,
+    slots: &[Slot],
+    fallback: bool,
+    key: impl Fn(u32) -> usize,
+) -> Option<usize> {
+    if slots.is_empty() {
+        return None;
+    }
+    let n = ctx.dests.len().min(ctx.load.len());
+    let ihash = key(0);
+    let i = slot(slots, ihash);
+    if i >= n {
+        return None;
+    }
+    if ctx.available(i) {
+        return Some(i);
+    }
+    if !fallback {
+        return None;
+    }
+    hashed_fallback(ctx, slots, ihash, n, key)
+}
+
+#[cold]
+fn hashed_fallback(
+    ctx: &SchedCtx<'_>,
+    slots: &[Slot],
+    ihash: usize,
+    n: usize,
+    key: impl Fn(u32) -> usize,
+) -> Option<usize> {
+    // The walk below can only fail when nothing is available; saying so
+    // up front spares up to a table's worth of hashes (mh: 65537) per
+    // connection in that case.
+    if !(0..n).any(|i| ctx.available(i)) {
+        return None;
+    }
+    let m = slots.len();
+    for offset in 0..m {
+        let roffset = ((offset + ihash) % m) as u32;
+        let i = slot(slots, key(roffset));
+        if i >= n {
+            return None;
+        }
+        if ctx.available(i) {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// The dest index in slot `k` (`NONE`'s value when `k` is out of range).
+#[inline]
+fn slot(slots: &[Slot], k: usize) -> usize {
+    slots.get(k).copied().unwrap_or(NONE) as usize
+}
+
 #[cfg(test)]
 pub(crate) mod testutil {
     //! Loads and decision loops for the tests of the load-aware schedulers.
@@ -247,6 +392,28 @@ mod tests {
         let v6: Ipv6Addr = "2001:db8::1:0:0:1".parse().unwrap();
         // words 0x20010db8, 0x00000000, 0x00010000, 0x00000001
         assert_eq!(addr_fold(IpAddr::V6(v6)), 0x2001_0db8 ^ 0x0001_0000 ^ 1);
+    }
+
+    #[test]
+    fn first_least_is_the_first_minimum_of_overhead_per_weight() {
+        // 512/2 = 256 vs 300/1: the first; then 100/1 is strictly less.
+        assert_eq!(
+            first_least([(0, 2, 512), (1, 1, 300), (2, 1, 100)]),
+            Some(2)
+        );
+        // 256/1 == 512/2: a tie keeps the first offered.
+        assert_eq!(first_least([(4, 1, 256), (3, 2, 512)]), Some(4));
+        // Weight 0 never replaces the least so far (`loh * 0 > oh * lw`
+        // is false), nor is it replaced once first: callers offer only
+        // available dests.
+        assert_eq!(first_least([(0, 1, 9), (1, 0, 0)]), Some(0));
+        assert_eq!(first_least([(1, 0, 0), (0, 1, 9)]), Some(1));
+        assert_eq!(first_least([]), None);
+        let mut l = Least::default();
+        assert_eq!(l.index(), None);
+        l.offer((7, 3, 3));
+        l.offer((8, 1, 1));
+        assert_eq!(l.index(), Some(7));
     }
 
     #[test]

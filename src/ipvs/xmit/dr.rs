@@ -2,16 +2,18 @@
 //! goes to the real server's MAC unchanged above L2; the real server holds
 //! the VIP on a loopback and answers the client directly.
 
-use super::to_hop;
+use super::{to_hop, trim};
 use crate::ctl::snapshot::{Hop, Port};
 use crate::stats::DropReason;
-use crate::wire::Frame;
+use crate::wire::{Frame, Meta};
 
-/// Sends the frame to `hop` (the real server's MAC).
+/// Sends the frame to `hop` (the real server's MAC), Ethernet padding
+/// dropped like every other method's.
 ///
 /// # Errors
 /// [`DropReason::NoNeighbour`] for a hop on a port that does not exist.
 #[inline]
-pub fn xmit(fr: &mut Frame<'_>, hop: &Hop, ports: &[Port]) -> Result<u8, DropReason> {
+pub fn xmit(fr: &mut Frame<'_>, m: &Meta, hop: &Hop, ports: &[Port]) -> Result<u8, DropReason> {
+    trim(fr, m);
     to_hop(fr.data_mut(), hop, ports)
 }

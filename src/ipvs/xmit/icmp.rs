@@ -70,7 +70,10 @@ pub fn relay_in<A: Ip>(
     ip_id: &mut u16,
 ) -> Result<u8, TunError> {
     match c.fwd {
-        FwdMethod::Dr => return Ok(to_hop(fr.data_mut(), &c.dest_hop, ports)?),
+        FwdMethod::Dr => {
+            trim(fr, m);
+            return Ok(to_hop(fr.data_mut(), &c.dest_hop, ports)?);
+        }
         FwdMethod::Tun => return tun::xmit(fr, m, c, ports, ip_id),
         _ => {}
     }

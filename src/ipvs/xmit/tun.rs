@@ -3,7 +3,8 @@
 //! client packet, written into the frame's headroom (no copy). The real
 //! server decapsulates and, holding the VIP locally, answers the client
 //! directly. IPv4 services use IPIP (protocol 4), IPv6 services
-//! IPv6-in-IPv6 (next header 41).
+//! IPv6-in-IPv6 (next header 41). As in IPVS, the outer header copies the
+//! inner TTL / hop limit, TOS / traffic class and DF.
 //!
 //! The outer header makes the packet longer: one that no longer fits the
 //! egress MTU and may not be fragmented (IPv4 DF, or any IPv6 packet) is
@@ -80,7 +81,7 @@ pub fn xmit<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Port]
         h[3] = 0;
         h[4..6].copy_from_slice(&(inner_len as u16).to_be_bytes());
         h[6] = inner_proto;
-        h[7] = 64;
+        h[7] = m.ttl;
         h[8..24].copy_from_slice(src.bytes().as_ref());
         h[24..40].copy_from_slice(c.daddr.bytes().as_ref());
     } else {
@@ -98,7 +99,7 @@ pub fn xmit<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Port]
         h[4..6].copy_from_slice(&id.to_be_bytes());
         h[6] = if m.df { 0x40 } else { 0 };
         h[7] = 0;
-        h[8] = 64;
+        h[8] = m.ttl;
         h[9] = inner_proto;
         h[10] = 0;
         h[11] = 0;

@@ -1,0 +1,195 @@
+//! Per-worker reports: how the control plane reads a worker's counters,
+//! per-real-server traffic and load without touching the hot path.
+//!
+//! # Contract
+//!
+//! - Each worker owns one [`ReportSlot`] writer side ([`Reporter`]). Every
+//!   [`REPORT_INTERVAL`] (checked against the clock the loop reads anyway)
+//!   and once at exit, it copies its counters into a [`WorkerReport`] and
+//!   publishes it with one pointer swap (`arc-swap`: an RCU-like
+//!   single-writer slot). Readers ([`ReportSlot::load`]) get an immutable
+//!   `Arc` of the last published report; they never block the worker and
+//!   the worker never waits for them.
+//! - Steady state allocates nothing: the worker fills the report it
+//!   published two periods ago when no reader still holds it
+//!   (`Arc::get_mut`), and allocates a fresh one only when a reader does.
+//! - Between publications the figures are up to one interval old; the
+//!   last report (at exit) is exact.
+
+use crate::io::xdp::IoStats;
+use crate::ipvs::dest::DestLoad;
+use crate::stats::{DestStats, WorkerCounters};
+use crate::worker::Worker;
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often a worker publishes its report.
+pub const REPORT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// One real server's figures in one worker, by its uid (stable across
+/// snapshots).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DestReport {
+    pub uid: u32,
+    pub stats: DestStats,
+    pub load: DestLoad,
+}
+
+/// What a worker publishes.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerReport {
+    /// Worker index.
+    pub worker: u16,
+    /// The queue its sockets are bound to.
+    pub queue: u32,
+    /// The CPU it is pinned to (`None`: not pinned).
+    pub core: Option<usize>,
+    /// Generation of the snapshot it forwards with.
+    pub generation: u64,
+    pub counters: WorkerCounters,
+    /// The AF_XDP driver's counters.
+    pub io: IoStats,
+    /// Frames this worker could not hand to their owner (its inbox was
+    /// full); also counted in `counters` as `handoff_full` drops.
+    pub handoff_full: u64,
+    /// Connections tracked.
+    pub conns: usize,
+    /// Per real server, in the snapshot's dest order.
+    pub dests: Vec<DestReport>,
+    /// Published after the worker stopped: the figures are final.
+    pub last: bool,
+}
+
+/// The slot readers load reports from.
+#[derive(Debug, Default)]
+pub struct ReportSlot {
+    cur: ArcSwap<WorkerReport>,
+}
+
+impl ReportSlot {
+    /// The last published report.
+    pub fn load(&self) -> Arc<WorkerReport> {
+        self.cur.load_full()
+    }
+}
+
+/// The worker's side of a slot.
+#[derive(Debug)]
+pub struct Reporter {
+    slot: Arc<ReportSlot>,
+    /// The report published the time before last, refilled when no reader
+    /// holds it any more.
+    spare: Option<Arc<WorkerReport>>,
+}
+
+impl Reporter {
+    /// A reporter publishing into `slot`.
+    pub fn new(slot: Arc<ReportSlot>) -> Reporter {
+        Reporter { slot, spare: None }
+    }
+
+    /// Copies the worker's figures and publishes them.
+    pub fn publish(
+        &mut self,
+        w: &Worker,
+        io: &IoStats,
+        meta: (u32, Option<usize>),
+        handoff_full: u64,
+        last: bool,
+    ) {
+        let mut next = self.spare.take().unwrap_or_default();
+        if Arc::get_mut(&mut next).is_none() {
+            // A reader still holds it.
+            next = Arc::new(WorkerReport::default());
+        }
+        let Some(r) = Arc::get_mut(&mut next) else {
+            return;
+        };
+        let snap = w.snapshot();
+        r.worker = w.id();
+        r.queue = meta.0;
+        r.core = meta.1;
+        r.generation = snap.generation;
+        r.counters.clone_from(w.counters());
+        r.counters.drops[crate::stats::DropReason::HandoffFull as usize] += handoff_full;
+        r.io = *io;
+        r.handoff_full = handoff_full;
+        r.conns = w.conns();
+        r.dests.clear();
+        r.dests.extend(
+            snap.dests
+                .iter()
+                .zip(w.dest_stats().iter().zip(w.loads()))
+                .map(|(d, (s, l))| DestReport {
+                    uid: d.uid,
+                    stats: *s,
+                    load: *l,
+                }),
+        );
+        r.last = last;
+        self.spare = Some(self.slot.cur.swap(next));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ctl::snapshot::Snapshot;
+
+    #[test]
+    fn readers_see_each_publication_and_keep_theirs() {
+        let slot = Arc::new(ReportSlot::default());
+        let mut rep = Reporter::new(slot.clone());
+        let w = Worker::new(3, 4, Arc::new(Snapshot::empty()), 1_000_000_000);
+        rep.publish(
+            &w,
+            &IoStats {
+                rx: 5,
+                ..IoStats::default()
+            },
+            (7, Some(1)),
+            2,
+            false,
+        );
+        let held = slot.load();
+        assert_eq!(
+            (held.worker, held.queue, held.core, held.io.rx),
+            (3, 7, Some(1), 5)
+        );
+        assert_eq!(
+            held.counters.drops[crate::stats::DropReason::HandoffFull as usize],
+            2
+        );
+        rep.publish(
+            &w,
+            &IoStats {
+                rx: 9,
+                ..IoStats::default()
+            },
+            (7, Some(1)),
+            2,
+            true,
+        );
+        assert_eq!(
+            held.io.rx, 5,
+            "a held report never changes under its reader"
+        );
+        let now = slot.load();
+        assert_eq!((now.io.rx, now.last), (9, true));
+        drop((held, now));
+        for i in 0..4 {
+            rep.publish(
+                &w,
+                &IoStats {
+                    rx: i,
+                    ..IoStats::default()
+                },
+                (7, None),
+                0,
+                false,
+            );
+            assert_eq!(slot.load().io.rx, i);
+        }
+    }
+}

@@ -1,0 +1,621 @@
+//! Starting and stopping the live director: AF_XDP setup, worker threads,
+//! core placement, cross-worker hand-off and the kernel watcher.
+//!
+//! # Contract
+//!
+//! - [`start`] checks the environment (root, AF_XDP, the interfaces and
+//!   their queues), reads the kernel's view of the interfaces, builds the
+//!   [`Director`], attaches the XDP steering program and binds one AF_XDP
+//!   socket per (interface, queue) on one shared UMEM ([`XdpIo`]), then
+//!   starts one pinned worker thread per queue and the [`NetWatcher`].
+//!   Anything that fails is undone and reported as a [`RunError`].
+//! - Worker `i` owns queue `i` of every interface. A frame whose flow
+//!   another worker owns (see `worker::flow_hash`; FULLNAT replies by their
+//!   local port) is handed to the owner through the owner's bounded
+//!   lock-free inbox ([`INBOX`] frame descriptors, the frame itself stays
+//!   in the shared UMEM); a full inbox drops the frame, counted as
+//!   `handoff_full`.
+//! - Workers check the snapshot generation once per loop and switch
+//!   snapshots between bursts; they publish reports every
+//!   [`REPORT_INTERVAL`] and a last one when they stop.
+//! - [`Running::stop`] stops the workers, closes their sockets, stops the
+//!   watcher and then detaches the XDP programs (on the calling thread),
+//!   and returns the final reports.
+
+use super::director::Director;
+use super::kernel::{Monitor, NetError, Rtnl, Unresolved};
+use super::report::{Reporter, WorkerReport, REPORT_INTERVAL};
+use crate::ctl::model::Model;
+use crate::ctl::snapshot::ModelError;
+use crate::io::xdp::{
+    self, AttachMode, BindMode, Fate, Handed, PollMode, QueueIo, XdpConfig, XdpError, XdpIo,
+    MAX_BURST,
+};
+use crate::stats::DropReason;
+use crate::wire::Frame;
+use crate::worker::{Verdict, Worker, BURST};
+use arrayvec::ArrayVec;
+use crossbeam::queue::ArrayQueue;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Frames a worker's hand-off inbox holds.
+pub const INBOX: usize = 4096;
+/// Connections a worker expires per pass when it has no traffic.
+const IDLE_EXPIRE_BUDGET: usize = 1024;
+/// How often an idle worker runs expiry.
+const IDLE_EXPIRE_EVERY: Duration = Duration::from_millis(100);
+/// Longest sleep of an adaptive worker when other workers may hand it
+/// frames: a handed frame waits at most this long (the inbox has no
+/// wake-up of its own).
+const HANDOFF_MAX_SLEEP: Duration = Duration::from_millis(1);
+/// Longest sleep of a lone adaptive worker.
+const LONE_MAX_SLEEP: Duration = Duration::from_millis(50);
+
+/// Why the director could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("not running as root: attaching XDP programs and opening AF_XDP sockets need CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_IPC_LOCK")]
+    NotRoot,
+    #[error("no interfaces: name them with -i or [[interface]] in the config")]
+    NoInterfaces,
+    #[error(transparent)]
+    Xdp(#[from] XdpError),
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error("configuration: {0}")]
+    Model(#[from] ModelError),
+    #[error("interface '{iface}' has {have} queue(s); {want} worker(s) need {want} (raise it with `ethtool -L {iface} combined {want}`, or create a veth with `numrxqueues {want} numtxqueues {want}`)")]
+    Queues {
+        iface: String,
+        have: usize,
+        want: usize,
+    },
+    #[error("--workers {0}: at least 1 and at most 256")]
+    Workers(usize),
+    #[error("--cores: CPU {cpu} is not one this process may run on (allowed: {allowed:?})")]
+    Core { cpu: usize, allowed: Vec<usize> },
+}
+
+impl RunError {
+    /// True for errors in what the operator asked for (exit code 2), false
+    /// for the environment refusing (exit code 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            RunError::NoInterfaces
+                | RunError::Model(_)
+                | RunError::Workers(_)
+                | RunError::Core { .. }
+        )
+    }
+}
+
+/// Options of `xvs run` beyond the model.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// The director's interfaces (port order).
+    pub interfaces: Vec<String>,
+    /// Workers (= queues bound on every interface); `None`: as many as the
+    /// interfaces have queues, at most the usable CPUs.
+    pub workers: Option<usize>,
+    pub poll: PollMode,
+    /// CPUs to pin workers to (worker i on `cores[i % len]`); `None`: see
+    /// [`placement`].
+    pub cores: Option<Vec<usize>>,
+    pub bind: BindMode,
+    pub attach: AttachMode,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            interfaces: Vec::new(),
+            workers: None,
+            poll: PollMode::default(),
+            cores: None,
+            bind: BindMode::Auto,
+            attach: AttachMode::Auto,
+        }
+    }
+}
+
+/// Queues of `iface` an AF_XDP socket can bind (the lower of its RX and
+/// TX queue counts, from sysfs).
+pub fn queue_count(iface: &str) -> usize {
+    let count = |prefix: &str| {
+        std::fs::read_dir(Path::new("/sys/class/net").join(iface).join("queues"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+                    .count()
+            })
+            .unwrap_or(1)
+    };
+    count("rx-").min(count("tx-")).max(1)
+}
+
+/// Where the workers run: worker `i` on the returned CPU.
+///
+/// With `cores` given, worker `i` goes to `cores[i % len]`. Otherwise, from
+/// the CPUs this process may use: when there are more of them than
+/// workers, the first one is left to the kernel (its softirq/NAPI work, the
+/// control threads) and the workers take the next ones; with as many
+/// workers as CPUs or more, they share all of them round robin. On a
+/// 2-CPU machine one worker runs on CPU 1 and two workers on CPUs 0 and 1.
+///
+/// # Errors
+/// A CPU in `cores` that the process may not use.
+pub fn placement(
+    workers: usize,
+    cores: Option<&[usize]>,
+    allowed: &[usize],
+) -> Result<Vec<Option<usize>>, RunError> {
+    if let Some(c) = cores.filter(|c| !c.is_empty()) {
+        if let Some(&cpu) = c.iter().find(|x| !allowed.contains(x)) {
+            return Err(RunError::Core {
+                cpu,
+                allowed: allowed.to_vec(),
+            });
+        }
+        return Ok((0..workers).map(|i| Some(c[i % c.len()])).collect());
+    }
+    if allowed.is_empty() {
+        return Ok(vec![None; workers]);
+    }
+    let usable = if allowed.len() > workers {
+        &allowed[1..]
+    } else {
+        allowed
+    };
+    Ok((0..workers)
+        .map(|i| Some(usable[i % usable.len()]))
+        .collect())
+}
+
+fn allowed_cpus() -> Vec<usize> {
+    core_affinity::get_core_ids()
+        .map(|v| v.into_iter().map(|c| c.id).collect())
+        .unwrap_or_default()
+}
+
+/// Monotonic nanoseconds for the workers' clocks (starts at 1 s, as the
+/// replay clock does).
+fn clock_ns() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64 + 1_000_000_000
+}
+
+/// A running director.
+pub struct Running {
+    director: Arc<Director>,
+    workers: Vec<JoinHandle<()>>,
+    watcher: Option<NetWatcher>,
+    /// CPU of each worker.
+    pub placement: Vec<Option<usize>>,
+    /// Whether each port runs in zero-copy mode (from worker 0's sockets).
+    pub zerocopy: Vec<bool>,
+    /// XDP programs of crashed runs that were removed at start.
+    pub stale_removed: Vec<(String, u32)>,
+}
+
+/// Starts the director. See the module docs.
+///
+/// # Errors
+/// See [`RunError`]; nothing stays attached or bound.
+pub fn start(model: Model, cfg: &RunConfig) -> Result<Running, RunError> {
+    if cfg.interfaces.is_empty() {
+        return Err(RunError::NoInterfaces);
+    }
+    if !xdp::is_root() {
+        return Err(RunError::NotRoot);
+    }
+    xdp::af_xdp_available()?;
+    let mut rtnl = Rtnl::open()?;
+    let tables = rtnl.tables()?;
+    for i in &cfg.interfaces {
+        if !tables.links.iter().any(|l| &l.name == i) {
+            return Err(NetError::NoInterface(i.clone()).into());
+        }
+    }
+    let have = cfg
+        .interfaces
+        .iter()
+        .map(|i| (i, queue_count(i)))
+        .min_by_key(|(_, n)| *n)
+        .map(|(i, n)| (i.clone(), n));
+    let allowed = allowed_cpus();
+    let workers = match cfg.workers {
+        Some(w) if w == 0 || w > 256 => return Err(RunError::Workers(w)),
+        Some(w) => w,
+        None => have
+            .as_ref()
+            .map_or(1, |(_, n)| *n)
+            .min(allowed.len().max(1)),
+    };
+    if let Some((iface, n)) = have.filter(|(_, n)| *n < workers) {
+        return Err(RunError::Queues {
+            iface,
+            have: n,
+            want: workers,
+        });
+    }
+    let placement = placement(workers, cfg.cores.as_deref(), &allowed)?;
+
+    let director = Arc::new(Director::with_kernel(
+        model,
+        cfg.interfaces.clone(),
+        tables,
+        workers,
+    )?);
+    let xcfg = XdpConfig {
+        interfaces: cfg.interfaces.clone(),
+        queues: (0..workers as u32).collect(),
+        attach: cfg.attach,
+        bind: cfg.bind,
+        poll: cfg.poll,
+        ..XdpConfig::default()
+    };
+    let (io, queues) = XdpIo::open(&xcfg)?;
+    let stale_removed = io.steering().stale_removed().to_vec();
+    let zerocopy = (0..cfg.interfaces.len())
+        .map(|p| queues[0].zerocopy(p))
+        .collect();
+    director.set_rule_sink(Box::new(io))?;
+
+    let inboxes: Arc<Vec<ArrayQueue<Handed>>> =
+        Arc::new((0..workers).map(|_| ArrayQueue::new(INBOX)).collect());
+    let mut handles = Vec::with_capacity(workers);
+    for (i, q) in queues.into_iter().enumerate() {
+        let ctx = WorkerCtx {
+            id: i as u16,
+            workers: workers as u16,
+            core: placement[i],
+            io: q,
+            director: director.clone(),
+            inboxes: inboxes.clone(),
+        };
+        let h = std::thread::Builder::new()
+            .name(format!("xvs-worker-{i}"))
+            .spawn(move || worker_main(ctx));
+        match h {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                director.stop();
+                for h in handles {
+                    let _ = h.join();
+                }
+                drop(director.take_rule_sink());
+                return Err(XdpError::Sys {
+                    iface: "-".into(),
+                    op: "spawn worker thread",
+                    source: e,
+                }
+                .into());
+            }
+        }
+    }
+    let watcher = NetWatcher::spawn(director.clone(), rtnl);
+    Ok(Running {
+        director,
+        workers: handles,
+        watcher: Some(watcher),
+        placement,
+        zerocopy,
+        stale_removed,
+    })
+}
+
+impl Running {
+    /// The director (apply models, read counters).
+    pub fn director(&self) -> &Arc<Director> {
+        &self.director
+    }
+
+    /// True when a worker thread has ended (it panicked: workers only end
+    /// when told to stop).
+    pub fn worker_died(&self) -> bool {
+        self.workers.iter().any(|h| h.is_finished())
+    }
+
+    /// Stops everything (see the module docs) and returns the workers'
+    /// final reports.
+    pub fn stop(mut self) -> Vec<Arc<WorkerReport>> {
+        self.director.stop();
+        for h in self.workers.drain(..) {
+            let _ = h.join();
+        }
+        if let Some(w) = self.watcher.take() {
+            w.stop();
+        }
+        // Detach the XDP programs here, after the sockets are closed.
+        drop(self.director.take_rule_sink());
+        self.director.reports()
+    }
+}
+
+struct WorkerCtx {
+    id: u16,
+    workers: u16,
+    core: Option<usize>,
+    io: QueueIo,
+    director: Arc<Director>,
+    inboxes: Arc<Vec<ArrayQueue<Handed>>>,
+}
+
+/// Runs the worker on a burst and turns its verdicts into the driver's
+/// fates.
+#[inline]
+fn run_burst(
+    w: &mut Worker,
+    verdicts: &mut [Verdict; MAX_BURST],
+    frames: &mut [Frame<'_>],
+    ports: &[u8],
+    fates: &mut [Fate],
+    now: u64,
+) {
+    for (f, &p) in frames.iter_mut().zip(ports) {
+        f.port = p;
+    }
+    let n = frames.len().min(MAX_BURST);
+    w.process_burst(&mut frames[..n], &mut verdicts[..n], now);
+    for (fate, v) in fates.iter_mut().zip(&verdicts[..n]) {
+        *fate = match *v {
+            Verdict::Tx { port } => Fate::Tx { port },
+            Verdict::Handoff { worker } => Fate::Handoff { worker },
+            // AF_XDP cannot give a frame back to the kernel: the steering
+            // program keeps what is not ours there in the first place.
+            Verdict::Drop(_) | Verdict::Pass(_) => Fate::Recycle,
+        };
+    }
+}
+
+fn worker_main(mut ctx: WorkerCtx) {
+    if let Some(c) = ctx.core {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: c }) {
+            log::warn!(
+                "worker {}: could not pin to CPU {c}; running unpinned",
+                ctx.id
+            );
+            ctx.core = None;
+        }
+    }
+    let published = ctx.director.published();
+    let Some(slot) = ctx.director.report_slot(ctx.id as usize) else {
+        return;
+    };
+    let mut reporter = Reporter::new(slot);
+    let mut worker = Worker::new(ctx.id, ctx.workers, published.load(), clock_ns());
+    let mut gen = worker.snapshot().generation;
+    let mut verdicts = [Verdict::Drop(DropReason::Truncated); MAX_BURST];
+    let mut refused: ArrayVec<Handed, MAX_BURST> = ArrayVec::new();
+    let mut handoff_full = 0u64;
+    let report_ns = REPORT_INTERVAL.as_nanos() as u64;
+    let expire_ns = IDLE_EXPIRE_EVERY.as_nanos() as u64;
+    let mut next_report = clock_ns() + report_ns;
+    let mut next_expire = clock_ns() + expire_ns;
+    let max_sleep = if ctx.workers > 1 {
+        HANDOFF_MAX_SLEEP
+    } else {
+        LONE_MAX_SLEEP
+    };
+    let me = ctx.id as usize;
+    let meta = (ctx.io.queue(), ctx.core);
+    let io = &mut ctx.io;
+    let inboxes = &*ctx.inboxes;
+
+    while !published.stopping() {
+        if published.generation() != gen {
+            let s = published.load();
+            gen = s.generation;
+            worker.set_snapshot(s);
+        }
+        let now = clock_ns();
+        let mut handled = io.burst(BURST, |f, p, fa| {
+            run_burst(&mut worker, &mut verdicts, f, p, fa, now)
+        });
+        let mut pass_on = |io: &mut QueueIo, refused: &mut ArrayVec<Handed, MAX_BURST>| {
+            io.take_handoffs(|to, h| {
+                if let Some(Err(h)) = inboxes.get(to as usize).map(|q| q.push(h)) {
+                    refused.push(h);
+                }
+            });
+            for h in refused.drain(..) {
+                io.recycle_handed(h);
+                handoff_full += 1;
+            }
+        };
+        pass_on(io, &mut refused);
+        if ctx.workers > 1 {
+            let inbox = &inboxes[me];
+            handled += io.burst_handed(
+                std::iter::from_fn(|| inbox.pop()).take(BURST),
+                |f, p, fa| run_burst(&mut worker, &mut verdicts, f, p, fa, now),
+            );
+            pass_on(io, &mut refused);
+        }
+        if handled == 0 && now >= next_expire {
+            worker.set_clock(now);
+            worker.expire(IDLE_EXPIRE_BUDGET);
+            next_expire = now + expire_ns;
+        }
+        if now >= next_report {
+            reporter.publish(&worker, io.stats(), meta, handoff_full, false);
+            next_report = now + report_ns;
+        }
+        io.idle(handled, max_sleep);
+    }
+    // Frames still waiting for this worker go back to their pools.
+    if let Some(inbox) = inboxes.get(me) {
+        while let Some(h) = inbox.pop() {
+            io.recycle_handed(h);
+        }
+    }
+    reporter.publish(&worker, io.stats(), meta, handoff_full, true);
+}
+
+/// The thread that keeps the director's view of the kernel current: it
+/// dumps links, addresses, default routes and neighbours on every
+/// rtnetlink notification (coalesced) and at least every
+/// [`NetWatcher::REFRESH`], feeds them to [`Director::kernel_update`], and
+/// prompts the kernel to resolve (or re-verify) the next hops the director
+/// lists.
+pub struct NetWatcher {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<()>,
+}
+
+impl NetWatcher {
+    /// Longest time between two dumps.
+    pub const REFRESH: Duration = Duration::from_secs(1);
+
+    /// Starts the watcher on `rtnl`'s namespace (the calling thread's).
+    pub fn spawn(director: Arc<Director>, rtnl: Rtnl) -> NetWatcher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("xvs-netwatch".into())
+            .spawn(move || watch(director, rtnl, s))
+            .expect("spawning the netlink watcher thread");
+        NetWatcher { stop, handle }
+    }
+
+    /// Stops the thread and waits for it.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.handle.join();
+    }
+}
+
+fn watch(director: Arc<Director>, mut rtnl: Rtnl, stop: Arc<AtomicBool>) {
+    let mut mon = match Monitor::open() {
+        Ok(m) => Some(m),
+        Err(e) => {
+            log::warn!(
+                "no rtnetlink notifications ({e}); polling the kernel every {:?}",
+                NetWatcher::REFRESH
+            );
+            None
+        }
+    };
+    let mut last = Instant::now();
+    let mut last_err = String::new();
+    let mut pending: BTreeSet<Unresolved> = director.unresolved().into_iter().collect();
+    for u in &pending {
+        log::info!("resolving next hop {} on {}", u.addr, u.iface);
+        let _ = rtnl.prompt(u.index, u.addr);
+    }
+    if pending.is_empty() {
+        log::info!("all next hops resolved");
+    }
+    while !stop.load(Ordering::Relaxed) {
+        let event = match mon.as_mut() {
+            Some(m) => m.wait(Duration::from_millis(200)),
+            None => {
+                std::thread::sleep(Duration::from_millis(200));
+                false
+            }
+        };
+        if !event && last.elapsed() < NetWatcher::REFRESH {
+            continue;
+        }
+        if event {
+            // Changes come in bursts (a link up brings addresses, routes,
+            // neighbours): take them as one.
+            std::thread::sleep(Duration::from_millis(20));
+            if let Some(m) = mon.as_mut() {
+                m.wait(Duration::ZERO);
+            }
+        }
+        last = Instant::now();
+        let gen = director.published().generation();
+        let res = rtnl
+            .tables()
+            .map_err(|e| e.to_string())
+            .and_then(|t| director.kernel_update(t).map_err(|e| e.to_string()));
+        match res {
+            Ok(todo) => {
+                last_err.clear();
+                if director.published().generation() != gen {
+                    log::info!(
+                        "kernel network changed: snapshot {} published",
+                        director.published().generation()
+                    );
+                }
+                let unresolved: BTreeSet<Unresolved> = director.unresolved().into_iter().collect();
+                for u in unresolved.difference(&pending) {
+                    log::info!("resolving next hop {} on {}", u.addr, u.iface);
+                }
+                for u in pending.difference(&unresolved) {
+                    log::info!("next hop {} on {} resolved", u.addr, u.iface);
+                }
+                if unresolved.is_empty() && !pending.is_empty() {
+                    log::info!("all next hops resolved");
+                }
+                pending = unresolved;
+                for u in todo {
+                    if let Err(e) = rtnl.prompt(u.index, u.addr) {
+                        log::debug!("prompting neighbour {} on {}: {e}", u.addr, u.iface);
+                    }
+                }
+            }
+            Err(e) => {
+                if e != last_err {
+                    log::warn!("kernel network view not applied (the running one stays): {e}");
+                    last_err = e;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_leaves_the_first_cpu_to_the_kernel_when_it_can() {
+        assert_eq!(placement(1, None, &[0, 1]).unwrap(), vec![Some(1)]);
+        assert_eq!(placement(2, None, &[0, 1]).unwrap(), vec![Some(0), Some(1)]);
+        assert_eq!(
+            placement(3, None, &[0, 1]).unwrap(),
+            vec![Some(0), Some(1), Some(0)]
+        );
+        assert_eq!(
+            placement(2, None, &[0, 1, 2, 3]).unwrap(),
+            vec![Some(1), Some(2)]
+        );
+        assert_eq!(placement(2, None, &[]).unwrap(), vec![None, None]);
+    }
+
+    #[test]
+    fn explicit_cores_are_used_round_robin_and_checked() {
+        assert_eq!(placement(3, Some(&[1]), &[0, 1]).unwrap(), vec![Some(1); 3]);
+        assert_eq!(
+            placement(2, Some(&[1, 0]), &[0, 1]).unwrap(),
+            vec![Some(1), Some(0)]
+        );
+        let e = placement(1, Some(&[5]), &[0, 1]).unwrap_err();
+        assert!(e.to_string().contains("CPU 5"), "{e}");
+        assert!(e.is_usage());
+    }
+
+    #[test]
+    fn queue_count_of_a_missing_interface_is_one() {
+        assert_eq!(queue_count("xvs-none-such0"), 1);
+        assert!(queue_count("lo") >= 1);
+    }
+
+    #[test]
+    fn start_refuses_without_interfaces() {
+        let e = start(Model::default(), &RunConfig::default())
+            .err()
+            .unwrap();
+        assert!(matches!(e, RunError::NoInterfaces));
+        assert!(e.is_usage());
+    }
+}

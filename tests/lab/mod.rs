@@ -1,0 +1,798 @@
+//! The namespace lab of the end-to-end tests: network namespaces, veth
+//! pairs, a bridge, real kernel TCP/UDP servers and clients, and the real
+//! `xvs run` binary in the director's namespace.
+//!
+//! - Every namespace is `xvs-lab-<pid>-<n>-<role>`; [`Lab`]'s `Drop` stops
+//!   `xvs` (SIGTERM, so it detaches its XDP programs; SIGKILL after 5 s),
+//!   stops the servers and deletes the namespaces — also when the test
+//!   panics.
+//! - Every veth end has its TX checksum offload off: a veth sender leaves
+//!   TCP/UDP checksums to "hardware" and XDP on the peer would see partial
+//!   ones (docs/afxdp.md). Real NICs put full checksums on the wire.
+//! - Servers and clients are threads of the test process that entered a
+//!   namespace (`setns`): their sockets are ordinary kernel sockets of that
+//!   namespace. An HTTP server answers `GET` with `<name> <peer ip>:<peer
+//!   port>`; a UDP server answers every datagram the same way.
+//! - Only traffic inside these namespaces is sent.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Runs a command; `Err` with its stderr when it fails.
+pub fn sh(args: &[&str]) -> Result<String, String> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", args[0]))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "`{}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn must(args: &[&str]) -> String {
+    sh(args).unwrap_or_else(|e| panic!("lab setup: {e}"))
+}
+
+/// Enters namespace `ns` (the calling thread only).
+pub fn enter(ns: &str) {
+    xvs::io::xdp::enter_netns(ns).unwrap_or_else(|e| panic!("entering namespace {ns}: {e}"));
+}
+
+/// Runs `f` on a new thread inside namespace `ns` and returns its result.
+pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let ns = ns.to_string();
+    std::thread::spawn(move || {
+        enter(&ns);
+        f()
+    })
+    .join()
+    .expect("thread in a namespace panicked")
+}
+
+/// Why a lab cannot run here (printed as SKIP), or `None`.
+pub fn unavailable() -> Option<String> {
+    if !xvs::io::xdp::is_root() {
+        return Some("needs root (AF_XDP, XDP and network namespaces)".into());
+    }
+    if let Err(e) = xvs::io::xdp::af_xdp_available() {
+        return Some(e.to_string());
+    }
+    for tool in ["ip", "ethtool"] {
+        if Command::new(tool).arg("-V").output().is_err() {
+            return Some(format!("`{tool}` is not installed (make deps)"));
+        }
+    }
+    None
+}
+
+/// A running `xvs run`.
+pub struct Xvs {
+    child: Child,
+    /// stderr lines so far.
+    log: Arc<Mutex<Vec<String>>>,
+    stdout: Option<std::process::ChildStdout>,
+    config: PathBuf,
+}
+
+/// A server thread; stopped by the lab.
+struct Server {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// The lab. See the module docs.
+pub struct Lab {
+    base: String,
+    namespaces: Vec<String>,
+    servers: Vec<Server>,
+    xvs: Vec<Xvs>,
+    files: Vec<PathBuf>,
+}
+
+impl Lab {
+    /// A new, empty lab; `None` (after printing SKIP) when the machine
+    /// cannot run it.
+    pub fn new(test: &str) -> Option<Lab> {
+        if let Some(why) = unavailable() {
+            println!("SKIP {test}: {why}");
+            return None;
+        }
+        static N: AtomicU64 = AtomicU64::new(0);
+        let base = format!(
+            "xvs-lab-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        Some(Lab {
+            base,
+            namespaces: Vec::new(),
+            servers: Vec::new(),
+            xvs: Vec::new(),
+            files: Vec::new(),
+        })
+    }
+
+    /// Creates namespace `<base>-<role>` with lo up; returns its name.
+    pub fn ns(&mut self, role: &str) -> String {
+        let name = format!("{}-{role}", self.base);
+        must(&["ip", "netns", "add", &name]);
+        self.namespaces.push(name.clone());
+        must(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        name
+    }
+
+    /// A veth pair `a_if` (in `a`) — `b_if` (in `b`), both up, TX
+    /// checksum offload off on both; `queues` RX/TX queues on the `a` end
+    /// (the `b` end keeps one, so everything it sends lands on queue 0).
+    pub fn veth(&mut self, a: &str, a_if: &str, b: &str, b_if: &str, queues: u32) {
+        let q = queues.max(1).to_string();
+        #[rustfmt::skip]
+        must(&["ip", "-n", a, "link", "add", "name", a_if, "numtxqueues", &q, "numrxqueues", &q, "type", "veth",
+               "peer", "name", b_if, "numtxqueues", "1", "numrxqueues", "1", "netns", b]);
+        for (ns, i) in [(a, a_if), (b, b_if)] {
+            must(&["ip", "netns", "exec", ns, "ethtool", "-K", i, "tx", "off"]);
+            must(&["ip", "-n", ns, "link", "set", i, "up"]);
+        }
+    }
+
+    /// A bridge `br0` in namespace `ns` with `ports` (already in `ns`).
+    pub fn bridge(&mut self, ns: &str, ports: &[&str]) {
+        must(&["ip", "-n", ns, "link", "add", "br0", "type", "bridge"]);
+        must(&["ip", "-n", ns, "link", "set", "br0", "up"]);
+        for p in ports {
+            must(&["ip", "-n", ns, "link", "set", p, "master", "br0"]);
+        }
+    }
+
+    /// `ip -n <ns> <args...>`.
+    pub fn ip(&self, ns: &str, args: &[&str]) {
+        let mut v = vec!["ip", "-n", ns];
+        v.extend_from_slice(args);
+        must(&v);
+    }
+
+    /// `ip netns exec <ns> <args...>`, its stdout.
+    pub fn exec(&self, ns: &str, args: &[&str]) -> String {
+        let mut v = vec!["ip", "netns", "exec", ns];
+        v.extend_from_slice(args);
+        must(&v)
+    }
+
+    /// `sysctl -qw <kv>` in `ns`.
+    pub fn sysctl(&self, ns: &str, kv: &str) {
+        self.exec(ns, &["sysctl", "-qw", kv]);
+    }
+
+    /// Makes `ns` a DR/TUN real server for `vip`: the VIP on lo, and no
+    /// ARP answers for it (arp_ignore=1, arp_announce=2).
+    pub fn real_server_vip(&self, ns: &str, vip: &str) {
+        self.ip(ns, &["addr", "add", &format!("{vip}/32"), "dev", "lo"]);
+        for k in ["all", "default"] {
+            self.sysctl(ns, &format!("net.ipv4.conf.{k}.arp_ignore=1"));
+            self.sysctl(ns, &format!("net.ipv4.conf.{k}.arp_announce=2"));
+        }
+    }
+
+    /// An HTTP server in `ns` on `addr` answering `GET` with
+    /// `<name> <peer ip>:<peer port>\n`.
+    pub fn http_server(&mut self, ns: &str, addr: SocketAddr, name: &str) {
+        let (tx, rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ns2, name, stop2) = (ns.to_string(), name.to_string(), stop.clone());
+        let handle = std::thread::spawn(move || {
+            enter(&ns2);
+            let l = match TcpListener::bind(addr) {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = tx.send(Err(format!("bind {addr} in {ns2}: {e}")));
+                    return;
+                }
+            };
+            l.set_nonblocking(true).unwrap();
+            let _ = tx.send(Ok(()));
+            while !stop2.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((s, peer)) => serve_http(s, peer, &name),
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        rx.recv().unwrap().unwrap_or_else(|e| panic!("{e}"));
+        self.servers.push(Server {
+            stop,
+            handle: Some(handle),
+        });
+    }
+
+    /// A UDP server in `ns` on `addr` answering each datagram with
+    /// `<name> <peer ip>:<peer port>`.
+    pub fn udp_server(&mut self, ns: &str, addr: SocketAddr, name: &str) {
+        let (tx, rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ns2, name, stop2) = (ns.to_string(), name.to_string(), stop.clone());
+        let handle = std::thread::spawn(move || {
+            enter(&ns2);
+            let s = match UdpSocket::bind(addr) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = tx.send(Err(format!("bind udp {addr} in {ns2}: {e}")));
+                    return;
+                }
+            };
+            s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+            let _ = tx.send(Ok(()));
+            let mut buf = [0u8; 2048];
+            while !stop2.load(Ordering::Relaxed) {
+                if let Ok((_, peer)) = s.recv_from(&mut buf) {
+                    let _ = s.send_to(format!("{name} {peer}").as_bytes(), peer);
+                }
+            }
+        });
+        rx.recv().unwrap().unwrap_or_else(|e| panic!("{e}"));
+        self.servers.push(Server {
+            stop,
+            handle: Some(handle),
+        });
+    }
+
+    /// Starts `xvs run` in `ns` with `config` (TOML text) and `args`, and
+    /// waits until it runs and has resolved every next hop.
+    pub fn xvs(&mut self, ns: &str, config: &str, args: &[&str]) -> usize {
+        self.xvs_until(ns, config, args, "all next hops resolved")
+    }
+
+    /// As [`Lab::xvs`], waiting for a log line containing `ready`.
+    pub fn xvs_until(&mut self, ns: &str, config: &str, args: &[&str], ready: &str) -> usize {
+        let path = std::env::temp_dir().join(format!("{}-{}.toml", self.base, self.files.len()));
+        std::fs::write(&path, config).unwrap();
+        self.files.push(path.clone());
+        let bin = env!("CARGO_BIN_EXE_xvs");
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns, bin, "run", "--config"])
+            .arg(&path)
+            .arg("--counters")
+            .args(args);
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning xvs");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log2.lock().unwrap().push(line);
+            }
+        });
+        let stdout = child.stdout.take();
+        self.xvs.push(Xvs {
+            child,
+            log,
+            stdout,
+            config: path,
+        });
+        let i = self.xvs.len() - 1;
+        self.wait_log(i, ready, Duration::from_secs(10));
+        i
+    }
+
+    /// Waits until xvs `i` logged a line containing `what`.
+    pub fn wait_log(&mut self, i: usize, what: &str, timeout: Duration) {
+        let t0 = Instant::now();
+        loop {
+            if self.xvs[i]
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains(what))
+            {
+                return;
+            }
+            if let Ok(Some(st)) = self.xvs[i].child.try_wait() {
+                panic!(
+                    "xvs exited ({st}) before logging '{what}':\n{}",
+                    self.log(i)
+                );
+            }
+            if t0.elapsed() > timeout {
+                panic!(
+                    "xvs did not log '{what}' within {timeout:?}:\n{}",
+                    self.log(i)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Replaces xvs `i`'s config file (for a SIGHUP reload).
+    pub fn rewrite_config(&self, i: usize, config: &str) {
+        std::fs::write(&self.xvs[i].config, config).unwrap();
+    }
+
+    /// xvs `i`'s stderr so far.
+    pub fn log(&self, i: usize) -> String {
+        self.xvs[i].log.lock().unwrap().join("\n")
+    }
+
+    /// Sends a signal to xvs `i` (`ip netns exec` runs it as a direct
+    /// child: its pid is the child's).
+    pub fn signal(&self, i: usize, sig: &str) {
+        must(&[
+            "kill",
+            &format!("-{sig}"),
+            &self.xvs[i].child.id().to_string(),
+        ]);
+    }
+
+    /// Stops xvs `i` with SIGTERM and returns its exit status and the
+    /// `--counters` output as (name, value) pairs plus the `dest` lines.
+    pub fn stop_xvs(&mut self, i: usize) -> Counters {
+        self.signal(i, "TERM");
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(st) = self.xvs[i].child.try_wait().unwrap() {
+                break st;
+            }
+            if t0.elapsed() > Duration::from_secs(10) {
+                let _ = self.xvs[i].child.kill();
+                panic!("xvs did not stop within 10 s:\n{}", self.log(i));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut out = String::new();
+        if let Some(mut s) = self.xvs[i].stdout.take() {
+            let _ = s.read_to_string(&mut out);
+        }
+        assert!(
+            status.success(),
+            "xvs exited with {status}:\n{}\n{out}",
+            self.log(i)
+        );
+        Counters::parse(&out)
+    }
+}
+
+/// What `xvs run --counters` prints at exit.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub values: Vec<(String, u64)>,
+    /// `dest ...` lines.
+    pub dests: Vec<String>,
+    pub text: String,
+}
+
+impl Counters {
+    fn parse(out: &str) -> Counters {
+        let mut c = Counters {
+            text: out.to_string(),
+            ..Counters::default()
+        };
+        for line in out.lines() {
+            if line.starts_with("dest ") {
+                c.dests.push(line.to_string());
+            } else if let Some((k, v)) = line.split_once('=') {
+                if let Ok(v) = v.trim().parse() {
+                    c.values.push((k.to_string(), v));
+                }
+            }
+        }
+        c
+    }
+
+    /// Counter `name` (panics when xvs did not print it).
+    pub fn get(&self, name: &str) -> u64 {
+        self.values
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no counter {name} in:\n{}", self.text))
+    }
+
+    /// Value of `key=` in the `dest` line of `addr` (e.g. `conns`).
+    pub fn dest(&self, addr: &str, key: &str) -> u64 {
+        let line = self
+            .dests
+            .iter()
+            .find(|l| {
+                l.split_whitespace()
+                    .nth(3)
+                    .is_some_and(|a| a.starts_with(&format!("{addr}:")))
+            })
+            .unwrap_or_else(|| panic!("no dest {addr} in:\n{}", self.text));
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{key}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {line}"))
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for x in &mut self.xvs {
+            let _ = Command::new("kill")
+                .args(["-TERM", &x.child.id().to_string()])
+                .output();
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(5) {
+                if let Ok(Some(_)) = x.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = x.child.kill();
+            let _ = x.child.wait();
+            let _ = std::fs::remove_file(&x.config);
+        }
+        for s in &mut self.servers {
+            s.stop.store(true, Ordering::Relaxed);
+            if let Some(h) = s.handle.take() {
+                let _ = h.join();
+            }
+        }
+        for ns in self.namespaces.iter().rev() {
+            let _ = sh(&["ip", "netns", "del", ns]);
+        }
+        for f in &self.files {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+fn serve_http(mut s: TcpStream, peer: SocketAddr, name: &str) {
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut req = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+        }
+        if req.len() > 16384 {
+            return;
+        }
+    }
+    let body = format!("{name} {peer}\n");
+    let resp = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = s.write_all(resp.as_bytes());
+}
+
+/// One HTTP GET from namespace `ns` to `addr`: the body, or why it failed.
+pub fn http_get(ns: &str, addr: SocketAddr) -> Result<String, String> {
+    http_gets(ns, addr, 1).pop().unwrap()
+}
+
+/// `n` HTTP GETs in a row (new connection each) from namespace `ns`.
+pub fn http_gets(ns: &str, addr: SocketAddr, n: usize) -> Vec<Result<String, String>> {
+    in_ns(ns, move || (0..n).map(|_| get_once(addr)).collect())
+}
+
+/// `n` HTTP GETs in a row from namespace `ns`, connection `i` from source
+/// address `srcs[i % srcs.len()]`.
+pub fn http_gets_from(ns: &str, srcs: Vec<IpAddr>, addr: SocketAddr, n: usize) -> Vec<Result<String, String>> {
+    in_ns(ns, move || {
+        (0..n)
+            .map(|i| {
+                let s = connect_from(srcs[i % srcs.len()], addr)?;
+                exchange(s, addr)
+            })
+            .collect()
+    })
+}
+
+/// A TCP connection to `to` from the local address `from` (bound before
+/// connecting, which std's TcpStream cannot do).
+fn connect_from(from: IpAddr, to: SocketAddr) -> Result<TcpStream, String> {
+    use std::os::fd::FromRawFd;
+    let (IpAddr::V4(f), SocketAddr::V4(t)) = (from, to) else {
+        return Err("connect_from: IPv4 only".into());
+    };
+    let sa = |a: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.octets()) },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: a fresh socket fd is owned by the TcpStream on success and
+    // closed on every failure; the sockaddr structs outlive the calls.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(format!("socket: {}", std::io::Error::last_os_error()));
+        }
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let local = sa(f, 0);
+        if libc::bind(fd, &local as *const _ as *const libc::sockaddr, len) != 0 {
+            let e = std::io::Error::last_os_error();
+            libc::close(fd);
+            return Err(format!("bind {from}: {e}"));
+        }
+        let remote = sa(*t.ip(), t.port());
+        if libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len) != 0 {
+            let e = std::io::Error::last_os_error();
+            libc::close(fd);
+            return Err(format!("connect {to} from {from}: {e}"));
+        }
+        Ok(TcpStream::from_raw_fd(fd))
+    }
+}
+
+fn get_once(addr: SocketAddr) -> Result<String, String> {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    exchange(s, addr)
+}
+
+fn exchange(mut s: TcpStream, addr: SocketAddr) -> Result<String, String> {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)
+        .map_err(|e| format!("read: {e}"))?;
+    let (head, body) = resp
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no HTTP response: {resp:?}"))?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(format!("status: {head}"));
+    }
+    Ok(body.trim().to_string())
+}
+
+/// Sends one datagram from a fresh socket in `ns` to `addr` and waits for
+/// the answer: (its text, the address it came from).
+pub fn udp_ask(ns: &str, addr: SocketAddr, n: usize) -> Vec<Result<(String, SocketAddr), String>> {
+    in_ns(ns, move || {
+        (0..n)
+            .map(|i| {
+                let s = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+                s.set_read_timeout(Some(Duration::from_millis(500)))
+                    .unwrap();
+                let mut buf = [0u8; 512];
+                // A lost datagram (e.g. the first one while a neighbour is
+                // resolved) is asked again, as a DNS client would.
+                for _ in 0..3 {
+                    s.send_to(format!("ping {i}").as_bytes(), addr)
+                        .map_err(|e| e.to_string())?;
+                    if let Ok((len, from)) = s.recv_from(&mut buf) {
+                        return Ok((String::from_utf8_lossy(&buf[..len]).into_owned(), from));
+                    }
+                }
+                Err(format!("no answer from {addr}"))
+            })
+            .collect()
+    })
+}
+
+/// The server name in an answer `<name> <peer>`.
+pub fn who(body: &str) -> &str {
+    body.split_whitespace().next().unwrap_or("")
+}
+
+/// The peer address the server saw in an answer `<name> <peer>`.
+pub fn peer_ip(body: &str) -> IpAddr {
+    let p: SocketAddr = body
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no peer in {body:?}"));
+    p.ip()
+}
+
+/// The namespaces of a topology.
+pub struct Topo {
+    pub client: String,
+    pub director: String,
+    pub switch: String,
+    pub rs: Vec<String>,
+    /// `10.<net>.` — the topology's address prefix.
+    pub net: u8,
+}
+
+impl Topo {
+    /// `10.<net>.<a>.<b>`.
+    pub fn addr(&self, a: u8, b: u8) -> String {
+        format!("10.{}.{a}.{b}", self.net)
+    }
+
+    /// `10.<net>.<a>.<b>:<port>` as a socket address.
+    pub fn sock(&self, a: u8, b: u8, port: u16) -> SocketAddr {
+        format!("10.{}.{a}.{b}:{port}", self.net).parse().unwrap()
+    }
+
+    /// The client's addresses, `10.<net>.0.2` to `.9` (the first is its
+    /// primary: the kernel's choice of source). Workers shard flows by
+    /// client address, so spreading connections over several addresses
+    /// spreads them over workers.
+    pub fn clients(&self) -> Vec<IpAddr> {
+        (CLIENT_FIRST..=CLIENT_LAST).map(|b| self.addr(0, b).parse().unwrap()).collect()
+    }
+}
+
+const CLIENT_FIRST: u8 = 2;
+const CLIENT_LAST: u8 = 9;
+
+/// Gives the client namespace its extra addresses (`.3` to `.9`; `.2` is
+/// set by the topology).
+fn client_addrs(lab: &Lab, t: &Topo) {
+    for b in CLIENT_FIRST + 1..=CLIENT_LAST {
+        lab.ip(&t.client, &["addr", "add", &format!("{}/24", t.addr(0, b)), "dev", "c0"]);
+    }
+}
+
+/// DR and TUN: one LAN (a bridge) with the client `.2`, the director `.1`
+/// (interface `d0`, `queues` queues, holding the VIP `.100` so its kernel
+/// answers ARP for it) and `n` real servers `.11`, `.12`, ... (interface
+/// `eth0`) holding the VIP on lo without answering ARP for it. All in
+/// `10.<net>.0.0/24`. The director's kernel does not forward
+/// (ip_forward=0): whatever reaches the real servers went through xvs, and
+/// replies can only reach the client directly.
+pub fn lan(lab: &mut Lab, net: u8, queues: u32, n: usize) -> Topo {
+    let c = lab.ns("c");
+    let d = lab.ns("d");
+    let sw = lab.ns("sw");
+    let t = Topo {
+        client: c.clone(),
+        director: d.clone(),
+        switch: sw.clone(),
+        rs: Vec::new(),
+        net,
+    };
+    lab.veth(&d, "d0", &sw, "sw-d", queues);
+    lab.veth(&c, "c0", &sw, "sw-c", 1);
+    let mut ports = vec!["sw-d".to_string(), "sw-c".to_string()];
+    let vip = t.addr(0, 100);
+    lab.ip(
+        &c,
+        &["addr", "add", &format!("{}/24", t.addr(0, 2)), "dev", "c0"],
+    );
+    lab.ip(
+        &d,
+        &["addr", "add", &format!("{}/24", t.addr(0, 1)), "dev", "d0"],
+    );
+    lab.ip(&d, &["addr", "add", &format!("{vip}/32"), "dev", "d0"]);
+    lab.sysctl(&d, "net.ipv4.ip_forward=0");
+    let mut t = t;
+    for i in 0..n {
+        let r = lab.ns(&format!("r{}", i + 1));
+        let sp = format!("sw-r{}", i + 1);
+        lab.veth(&r, "eth0", &sw, &sp, 1);
+        lab.ip(
+            &r,
+            &[
+                "addr",
+                "add",
+                &format!("{}/24", t.addr(0, 11 + i as u8)),
+                "dev",
+                "eth0",
+            ],
+        );
+        lab.real_server_vip(&r, &vip);
+        ports.push(sp);
+        t.rs.push(r);
+    }
+    let p: Vec<&str> = ports.iter().map(String::as_str).collect();
+    lab.bridge(&sw, &p);
+    client_addrs(lab, &t);
+    t
+}
+
+/// NAT and FULLNAT: the client `10.<net>.0.2` on its own link to the
+/// director (`d0`, `10.<net>.0.1`, holding the VIP `.0.100`), the real
+/// servers `10.<net>.1.11`, `.12`, ... on a LAN (a bridge) behind the
+/// director's `d1` (`10.<net>.1.1`). With `rs_via_director` the real
+/// servers' default route is the director (NAT); without, they have no
+/// route to the client at all (FULLNAT: they only ever talk to the local
+/// address). The director's kernel does not forward (ip_forward=0).
+pub fn two_legs(lab: &mut Lab, net: u8, queues: u32, n: usize, rs_via_director: bool) -> Topo {
+    let c = lab.ns("c");
+    let d = lab.ns("d");
+    let sw = lab.ns("sw");
+    let mut t = Topo {
+        client: c.clone(),
+        director: d.clone(),
+        switch: sw.clone(),
+        rs: Vec::new(),
+        net,
+    };
+    lab.veth(&d, "d0", &c, "c0", queues);
+    lab.veth(&d, "d1", &sw, "sw-d", queues);
+    lab.ip(
+        &c,
+        &["addr", "add", &format!("{}/24", t.addr(0, 2)), "dev", "c0"],
+    );
+    lab.ip(
+        &d,
+        &["addr", "add", &format!("{}/24", t.addr(0, 1)), "dev", "d0"],
+    );
+    lab.ip(
+        &d,
+        &[
+            "addr",
+            "add",
+            &format!("{}/32", t.addr(0, 100)),
+            "dev",
+            "d0",
+        ],
+    );
+    lab.ip(
+        &d,
+        &["addr", "add", &format!("{}/24", t.addr(1, 1)), "dev", "d1"],
+    );
+    lab.sysctl(&d, "net.ipv4.ip_forward=0");
+    let mut ports = vec!["sw-d".to_string()];
+    for i in 0..n {
+        let r = lab.ns(&format!("r{}", i + 1));
+        let sp = format!("sw-r{}", i + 1);
+        lab.veth(&r, "eth0", &sw, &sp, 1);
+        lab.ip(
+            &r,
+            &[
+                "addr",
+                "add",
+                &format!("{}/24", t.addr(1, 11 + i as u8)),
+                "dev",
+                "eth0",
+            ],
+        );
+        if rs_via_director {
+            lab.ip(&r, &["route", "add", "default", "via", &t.addr(1, 1)]);
+        }
+        ports.push(sp);
+        t.rs.push(r);
+    }
+    let p: Vec<&str> = ports.iter().map(String::as_str).collect();
+    lab.bridge(&sw, &p);
+    client_addrs(lab, &t);
+    t
+}
+
+/// Compiles `tests/lab/ipip_decap.bpf.c` (once per test process); `Err`
+/// says why it cannot be (no clang).
+pub fn ipip_decap_object() -> Result<PathBuf, String> {
+    static OBJ: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    OBJ.get_or_init(|| {
+        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/lab/ipip_decap.bpf.c");
+        // Cargo's scratch directory for integration tests: kept with the
+        // build, not littering /tmp.
+        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ipip_decap-{}.o", std::process::id()));
+        let o = out.to_str().unwrap().to_string();
+        let s = src.to_str().unwrap().to_string();
+        sh(&["clang", "-O2", "-target", "bpf", "-c", &s, "-o", &o])
+            .map_err(|e| format!("clang: {e}"))?;
+        Ok(out)
+    })
+    .clone()
+}
+
+impl Lab {
+    /// Decapsulates IP-in-IP arriving on `iface` in `ns` (tc ingress,
+    /// `tests/lab/ipip_decap.bpf.c`).
+    pub fn ipip_decap(&self, ns: &str, iface: &str) {
+        let obj = ipip_decap_object().unwrap_or_else(|e| panic!("{e}"));
+        self.exec(ns, &["tc", "qdisc", "add", "dev", iface, "clsact"]);
+        #[rustfmt::skip]
+        self.exec(ns, &["tc", "filter", "add", "dev", iface, "ingress", "bpf", "direct-action",
+                        "obj", obj.to_str().unwrap(), "sec", "tc"]);
+    }
+}
