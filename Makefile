@@ -41,21 +41,23 @@ test: deps
 demo: build
 	@tests/demo/lab_demo.sh
 
-# The replay benchmark (docs/performance.md): the worker over generated
-# traffic in memory, every scenario (< 10 min); results in
-# target/bench/results.json. BENCH_ARGS passes options, e.g.
-# BENCH_ARGS="--filter est-dr --markdown".
+# Benchmarks (docs/performance.md): the replay benchmark (the worker over
+# generated traffic in memory, every scenario, about 8 minutes; results in
+# target/bench/results.json and a table), then the criterion
+# micro-benchmarks in quick mode (about 4 minutes). BENCH_ARGS passes
+# options to the replay benchmark, e.g. BENCH_ARGS="--filter est-dr --markdown".
 bench: deps
 	$(CARGO) bench --bench replay -- $(BENCH_ARGS)
+	$(CARGO) bench --bench wire --bench conn --bench sched -- --quick
 
-# A one-minute smoke run of the same scenarios with fewer flows and packets.
+# A one-minute smoke run of the replay scenarios with fewer flows and packets.
 bench-quick: deps
 	$(CARGO) bench --bench replay -- --quick $(BENCH_ARGS)
 
-# Criterion micro-benchmarks: checksums, parse + rewrite per mode,
-# connection lookup, schedulers.
+# The criterion micro-benchmarks alone, full length: checksums, parse +
+# rewrite per mode, connection lookup, schedulers, mh table build.
 microbench: deps
-	$(CARGO) bench --bench wire --bench conn --bench sched -- $(BENCH_ARGS)
+	$(CARGO) bench --bench wire --bench conn --bench sched
 
 clean:
 	$(CARGO) clean

@@ -956,6 +956,81 @@ fn markdown(rows: &[Row]) -> String {
     o
 }
 
+/// The issue's targets for this machine class, checked against the
+/// scenarios that ran: (what, figure, target, met). Per-core rates are
+/// the median-burst figures.
+fn targets(rows: &[Row], quick: bool) -> Vec<(String, String, String, bool)> {
+    let get = |name: &str| rows.iter().find(|r| r.name == name);
+    let (k64, m1, m10) = if quick {
+        ("4k", "64k", "640k")
+    } else {
+        ("64k", "1m", "10m")
+    };
+    let mut v = Vec::new();
+    for (flows, min) in [(k64, 25.0), (m1, 10.0), (m10, 6.0)] {
+        if let Some(r) = get(&format!("est-dr-{flows}")) {
+            v.push((
+                format!("DR established, {flows} flows"),
+                format!("{:.2} Mpps/core", r.mpps_per_core),
+                format!(">= {min} Mpps/core"),
+                r.mpps_per_core >= min,
+            ));
+        }
+        for mode in ["nat", "fullnat"] {
+            if let (Some(dr), Some(r)) = (
+                get(&format!("est-dr-{flows}")),
+                get(&format!("est-{mode}-{flows}")),
+            ) {
+                let ratio = r.mpps_per_core / dr.mpps_per_core.max(1e-9);
+                v.push((
+                    format!("{} / DR, {flows} flows", mode.to_uppercase()),
+                    format!("{:.0}%", ratio * 100.0),
+                    ">= 80%".into(),
+                    ratio >= 0.8,
+                ));
+            }
+        }
+    }
+    if let Some(r) = get("storm-dr") {
+        v.push((
+            "new connections (SYN storm, DR)".into(),
+            format!("{:.2} M/s/core", r.new_conns_per_s / 1e6),
+            ">= 3 M/s/core".into(),
+            r.new_conns_per_s >= 3e6,
+        ));
+    }
+    if let Some(r) = get(&format!("est-dr-{m10}")) {
+        v.push((
+            format!("memory per connection, {} conns", r.conns),
+            format!("{:.0} B", r.bytes_per_conn),
+            "<= 128 B".into(),
+            r.bytes_per_conn <= 128.0,
+        ));
+    }
+    for (one, two) in [
+        (format!("est-dr-{k64}"), format!("est-dr-{k64}-w2")),
+        (format!("est-dr-{m1}"), format!("est-dr-{m1}-w2")),
+        (format!("est-nat-{m1}"), format!("est-nat-{m1}-w2")),
+        ("storm-dr".to_string(), "storm-dr-w2".to_string()),
+    ] {
+        if let (Some(a), Some(b)) = (get(&one), get(&two)) {
+            let (x, y) = if a.new_conns_per_s > 0.0 && b.new_conns_per_s > 0.0 {
+                (a.new_conns_per_s, b.new_conns_per_s)
+            } else {
+                (a.mpps_total, b.mpps_total)
+            };
+            let ratio = y / x.max(1e-9);
+            v.push((
+                format!("two workers / one, {one}"),
+                format!("{ratio:.2}x"),
+                ">= 1.8x".into(),
+                ratio >= 1.8,
+            ));
+        }
+    }
+    v
+}
+
 fn write_pcap(cmd: Cmd) -> Result<(), String> {
     let Cmd::Pcap {
         mode,
@@ -1107,7 +1182,26 @@ fn main() {
         ),
         Err(e) => eprintln!("error: {}: {e}", args.json.display()),
     }
+    let t = targets(&rows, args.quick);
+    if !t.is_empty() {
+        println!("\ntargets (issue 7; quick runs use smaller tables):");
+        for (what, got, want, met) in &t {
+            println!(
+                "  {:<40} {:>16}   target {:<16} {}",
+                what,
+                got,
+                want,
+                if *met { "met" } else { "NOT met" }
+            );
+        }
+    }
     if args.markdown {
         println!("\n{}", markdown(&rows));
+        if !t.is_empty() {
+            println!("| target | measured | goal | |\n| --- | --- | --- | --- |");
+            for (what, got, want, met) in &t {
+                println!("| {what} | {got} | {want} | {} |", if *met { "met" } else { "not met" });
+            }
+        }
     }
 }
