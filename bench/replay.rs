@@ -1200,7 +1200,10 @@ fn main() {
         if !t.is_empty() {
             println!("| target | measured | goal | |\n| --- | --- | --- | --- |");
             for (what, got, want, met) in &t {
-                println!("| {what} | {got} | {want} | {} |", if *met { "met" } else { "not met" });
+                println!(
+                    "| {what} | {got} | {want} | {} |",
+                    if *met { "met" } else { "not met" }
+                );
             }
         }
     }

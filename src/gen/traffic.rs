@@ -30,11 +30,11 @@
 //!                        FULLNAT local addresses 10.0.16.1 .. (as many as the flows need)
 //! ```
 
+use crate::ctl::model::DEFAULT_SHARD_PREFIX;
 use crate::gen::packet::{MAC_CLIENT, MAC_DIRECTOR};
 use crate::ipvs::FwdMethod;
 use crate::wire::checksum::{fold, pseudo_v4, sum};
 use crate::wire::{be16, parse, proto, tcp_flags};
-use crate::ctl::model::DEFAULT_SHARD_PREFIX;
 use crate::worker::shard_hash;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
