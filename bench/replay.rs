@@ -984,7 +984,7 @@ fn targets(rows: &[Row], quick: bool) -> Vec<(String, String, String, bool)> {
                 let ratio = r.mpps_per_core / dr.mpps_per_core.max(1e-9);
                 v.push((
                     format!("{} / DR, {flows} flows", mode.to_uppercase()),
-                    format!("{:.0}%", ratio * 100.0),
+                    format!("{:.1}%", ratio * 100.0),
                     ">= 80%".into(),
                     ratio >= 0.8,
                 ));
