@@ -187,4 +187,80 @@ mod tests {
         assert_eq!(one.counters().new_conns, burst.counters().new_conns);
         assert_eq!(burst.conns(), 3);
     }
+
+    /// With two workers and persistence (so the shard prefix is the
+    /// persistence netmask, /24), each worker gives a burst the same
+    /// verdicts as the frames one at a time: the same flows handed off to
+    /// the same owner, the same templates made and reused.
+    #[test]
+    fn bursts_keep_ownership_and_templates() {
+        let mut frames = Vec::new();
+        for (net, host) in [
+            (1u8, 1u8),
+            (1, 2),
+            (2, 1),
+            (3, 7),
+            (1, 3),
+            (2, 9),
+            (4, 4),
+            (3, 8),
+        ] {
+            let c = [192, 0, net, host];
+            for port in [40000u16, 40001] {
+                frames.push(tcp4(c, port, VIP, 80, SYN, b""));
+                frames.push(tcp4(c, port, VIP, 80, ACK, b"x"));
+            }
+            frames.push(udp4(c, 5353, VIP, 53, b"q"));
+        }
+        let text = Topology::new(FwdMethod::Nat, 4).config_toml().replace(
+            "scheduler = \"",
+            "persistence = 60\npersistence_netmask = 24\nscheduler = \"",
+        );
+        let model = load_str(&text, "test").unwrap();
+        let snap = Arc::new(Snapshot::build(&model, None).unwrap());
+        assert_eq!(snap.shard_prefix.0, 24);
+        let (mut handoffs, mut templates, mut conns) = (0, 0, 0);
+        for id in 0..2u16 {
+            let mut one = Worker::new(id, 2, snap.clone(), 1_000_000_000);
+            let mut burst = Worker::new(id, 2, snap.clone(), 1_000_000_000);
+            let mut bufs: Vec<Vec<u8>> = frames
+                .iter()
+                .map(|f| {
+                    let mut b = vec![0u8; HEADROOM + f.len() + 64];
+                    b[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
+                    b
+                })
+                .collect();
+            let mut singles = Vec::new();
+            for (f, b) in frames.iter().zip(bufs.clone().iter_mut()) {
+                let mut fr = Frame::new(b, HEADROOM, f.len());
+                one.set_clock(1_000_000_000);
+                let v = one.process(&mut fr);
+                singles.push((v, fr.data().to_vec()));
+            }
+            let mut fr: Vec<Frame<'_>> = bufs
+                .iter_mut()
+                .zip(&frames)
+                .map(|(b, f)| Frame::new(b, HEADROOM, f.len()))
+                .collect();
+            let mut verdicts = vec![Verdict::Pass(crate::stats::PassReason::NonIp); fr.len()];
+            burst.process_burst(&mut fr, &mut verdicts, 1_000_000_000);
+            for (i, (f, v)) in fr.iter().zip(&verdicts).enumerate() {
+                assert_eq!((*v, f.data().to_vec()), singles[i], "worker {id} frame {i}");
+                handoffs += matches!(v, Verdict::Handoff { .. }) as u32;
+            }
+            let (a, b) = (one.counters(), burst.counters());
+            assert_eq!(a.new_conns, b.new_conns);
+            assert_eq!(a.templates_created, b.templates_created);
+            assert_eq!(one.conns(), burst.conns());
+            templates += b.templates_created;
+            conns += b.new_conns;
+        }
+        // Every frame is handed off by exactly one of the two workers,
+        // which made one template per /24 and service (4 × TCP, UDP) and
+        // every connection (8 clients × 2 TCP ports + 8 UDP).
+        assert_eq!(handoffs as usize, frames.len());
+        assert_eq!(templates, 8);
+        assert_eq!(conns, 24);
+    }
 }
