@@ -389,11 +389,7 @@ impl Progress {
             return;
         }
         self.last = Instant::now();
-        let pct = if total == 0 {
-            100
-        } else {
-            (done * 100 / total).min(100)
-        };
+        let pct = (done * 100).checked_div(total).map_or(100, |p| p.min(100));
         let bar: String = (0..20)
             .map(|i| if i * 5 < pct { '#' } else { '.' })
             .collect();

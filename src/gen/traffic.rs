@@ -419,7 +419,7 @@ impl FlowSet {
     /// The flow whose client is `addr:port`, if any.
     pub fn id_of(&self, addr: [u8; 4], port: u16) -> Option<u32> {
         let a = u32::from_be_bytes(addr);
-        if a & !ADDR_MASK != CLIENT_NET || port < 1024 || port >= 1024 + 64000 {
+        if a & !ADDR_MASK != CLIENT_NET || !(1024..1024 + 64000).contains(&port) {
             return None;
         }
         let lo = (((a & ADDR_MASK) ^ self.salt()).wrapping_mul(inv_mod_2_22(ADDR_MUL))) & ADDR_MASK;

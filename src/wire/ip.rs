@@ -304,7 +304,7 @@ mod tests {
         assert!(verify(&f), "ip header must still verify");
     }
 
-    fn rewrite_all<A: Ip>(f: &mut Vec<u8>, s: A, d: A, sp: u16, dp: u16) {
+    fn rewrite_all<A: Ip>(f: &mut [u8], s: A, d: A, sp: u16, dp: u16) {
         let mut m = parse(f).unwrap();
         set_src(f, &m, s);
         set_dst(f, &m, d);
