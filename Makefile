@@ -14,7 +14,7 @@ CARGO ?= cargo
 APT_PKGS := clang llvm libelf-dev zlib1g-dev pkg-config m4 libpcap-dev \
             tshark iproute2 iputils-ping nftables ethtool curl python3 ca-certificates
 
-.PHONY: all deps build test demo bench clean
+.PHONY: all deps build test demo bench bench-quick microbench clean
 
 all: build
 
@@ -41,8 +41,23 @@ test: deps
 demo: build
 	@tests/demo/lab_demo.sh
 
-bench: build
-	$(CARGO) bench
+# Benchmarks (docs/performance.md): the replay benchmark (the worker over
+# generated traffic in memory, every scenario, about 8 minutes; results in
+# target/bench/results.json and a table), then the criterion
+# micro-benchmarks in quick mode (about 4 minutes). BENCH_ARGS passes
+# options to the replay benchmark, e.g. BENCH_ARGS="--filter est-dr --markdown".
+bench: deps
+	$(CARGO) bench --bench replay -- $(BENCH_ARGS)
+	$(CARGO) bench --bench wire --bench conn --bench sched -- --quick
+
+# A one-minute smoke run of the replay scenarios with fewer flows and packets.
+bench-quick: deps
+	$(CARGO) bench --bench replay -- --quick $(BENCH_ARGS)
+
+# The criterion micro-benchmarks alone, full length: checksums, parse +
+# rewrite per mode, connection lookup, schedulers, mh table build.
+microbench: deps
+	$(CARGO) bench --bench wire --bench conn --bench sched
 
 clean:
 	$(CARGO) clean

@@ -59,6 +59,11 @@ impl Wheel {
         self.len == 0
     }
 
+    /// Bytes held by the slots (their capacity, not just their entries).
+    pub fn memory(&self) -> usize {
+        self.slots.iter().map(|s| s.capacity() * 4).sum::<usize>() + self.slots.capacity() * std::mem::size_of::<Vec<u32>>()
+    }
+
     /// Puts `id` in the slot of tick `at`. An expiry already due lands in
     /// the slot processed next.
     #[inline]

@@ -195,6 +195,90 @@ pub fn dec_ttl(f: &mut [u8], m: &mut Meta) {
     m.ttl -= 1;
 }
 
+/// Adds `!old + new` over 16-bit words (RFC 1624 eqn. 3 terms) to `acc`.
+#[inline(always)]
+fn diff_words(acc: &mut u64, old: &[u8], new: &[u8]) {
+    for (o, n) in old.chunks_exact(2).zip(new.chunks_exact(2)) {
+        *acc += (!u16::from_be_bytes([o[0], o[1]])) as u64 + u16::from_be_bytes([n[0], n[1]]) as u64;
+    }
+}
+
+/// Folds a running sum into 16 bits (end-around carry).
+#[inline(always)]
+fn fold(mut acc: u64) -> u16 {
+    acc = (acc & 0xffff_ffff) + (acc >> 32);
+    acc = (acc & 0xffff) + (acc >> 16);
+    acc = (acc & 0xffff) + (acc >> 16);
+    ((acc & 0xffff) + (acc >> 16)) as u16
+}
+
+/// Translates a routed TCP/UDP packet in one pass: decrements the TTL /
+/// hop limit (the caller has checked it is > 1), then sets the source
+/// and/or destination address and port, each checksum updated once.
+///
+/// The bytes are exactly those of [`dec_ttl`], [`set_src`], [`set_sport`],
+/// [`set_dst`], [`set_dport`] applied in turn (a test compares them): RFC
+/// 1624 updates add non-negative terms, so one fold of their sum equals a
+/// fold after each, including the ±0 representation; the UDP "no
+/// checksum" rules are applied the same way.
+#[inline]
+pub fn translate<A: Ip>(f: &mut [u8], m: &mut Meta, src: Option<(A, u16)>, dst: Option<(A, u16)>) {
+    let l3 = m.l3 as usize;
+    let l4 = m.l4 as usize;
+    // Terms of the IPv4 header checksum and of the L4 checksum.
+    let mut ip_acc = 0u64;
+    let mut l4_acc = 0u64;
+    let mut l4_touched = false;
+    if m.v6 {
+        f[l3 + 7] -= 1;
+    } else {
+        let old = be16(f, l3 + 8);
+        f[l3 + 8] -= 1;
+        ip_acc += (!old) as u64 + be16(f, l3 + 8) as u64;
+    }
+    m.ttl -= 1;
+    for (at, port_at, new) in [(A::SRC_OFF, 0, src), (A::dst_off(), 2, dst)] {
+        let Some((addr, port)) = new else { continue };
+        let o = l3 + at;
+        let nb = addr.bytes();
+        let mut a = 0u64;
+        diff_words(&mut a, &f[o..o + A::LEN], nb.as_ref());
+        f[o..o + A::LEN].copy_from_slice(nb.as_ref());
+        if !A::V6 {
+            ip_acc += a;
+        }
+        l4_acc += a;
+        l4_touched = true;
+        let po = l4 + port_at;
+        let old = be16(f, po);
+        if old != port {
+            put16(f, po, port);
+            l4_acc += (!old) as u64 + port as u64;
+        }
+        if port_at == 0 {
+            m.sport = port;
+        } else {
+            m.dport = port;
+        }
+    }
+    if !m.v6 {
+        let co = l3 + 10;
+        put16(f, co, !fold((!be16(f, co)) as u64 + ip_acc));
+    }
+    if let Some(co) = m.l4_csum_off().filter(|_| l4_touched) {
+        let hc = be16(f, co);
+        // An IPv4 UDP checksum of zero means "none": leave it so.
+        if m.proto == proto::UDP && !m.v6 && hc == 0 {
+            return;
+        }
+        let mut c = !fold((!hc) as u64 + l4_acc);
+        if m.proto == proto::UDP && c == 0 {
+            c = 0xffff;
+        }
+        put16(f, co, c);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::gen::packet::*;
@@ -220,7 +304,7 @@ mod tests {
         assert!(verify(&f), "ip header must still verify");
     }
 
-    fn rewrite_all<A: Ip>(f: &mut Vec<u8>, s: A, d: A, sp: u16, dp: u16) {
+    fn rewrite_all<A: Ip>(f: &mut [u8], s: A, d: A, sp: u16, dp: u16) {
         let mut m = parse(f).unwrap();
         set_src(f, &m, s);
         set_dst(f, &m, d);
@@ -231,7 +315,55 @@ mod tests {
         }
     }
 
+    fn sequential<A: Ip>(f: &mut [u8], m: &mut Meta, src: Option<(A, u16)>, dst: Option<(A, u16)>) {
+        dec_ttl(f, m);
+        if let Some((a, p)) = src {
+            set_src(f, m, a);
+            set_sport(f, m, p);
+        }
+        if let Some((a, p)) = dst {
+            set_dst(f, m, a);
+            set_dport(f, m, p);
+        }
+    }
+
+    /// `translate` gives the bytes of the setters applied in turn, also
+    /// for checksums of 0 / 0xffff and unchanged ports.
+    fn same_as_sequential<A: Ip>(f: &[u8], src: Option<(A, u16)>, dst: Option<(A, u16)>, csum: Option<u16>) -> Result<(), TestCaseError> {
+        let mut a = f.to_vec();
+        let m0 = parse(&a).unwrap();
+        if let (Some(c), Some(co)) = (csum, m0.l4_csum_off()) {
+            put16(&mut a, co, c);
+        }
+        let mut b = a.clone();
+        let (mut ma, mut mb) = (m0, m0);
+        translate(&mut a, &mut ma, src, dst);
+        sequential(&mut b, &mut mb, src, dst);
+        prop_assert_eq!(&a, &b);
+        prop_assert_eq!(ma, mb);
+        Ok(())
+    }
+
     proptest! {
+        #[test]
+        fn translate_equals_the_setters(s in any::<[u8; 4]>(), d in any::<[u8; 4]>(),
+                                        s6 in any::<[u8; 16]>(), d6 in any::<[u8; 16]>(),
+                                        sp in prop_oneof![Just(1000u16), Just(0), Just(0xffff), any::<u16>()],
+                                        dp in prop_oneof![Just(80u16), Just(0), Just(0xffff), any::<u16>()],
+                                        which in 0u8..3,
+                                        csum in prop_oneof![Just(None), Just(Some(0u16)), Just(Some(0xffff)), any::<u16>().prop_map(Some)],
+                                        payload in proptest::collection::vec(any::<u8>(), 0..32)) {
+            fn pick<T>(which: u8, x: T, y: T) -> (Option<T>, Option<T>) {
+                match which { 0 => (Some(x), None), 1 => (None, Some(y)), _ => (Some(x), Some(y)) }
+            }
+            let (a, b) = pick(which, (Ipv4Addr::from(s), sp), (Ipv4Addr::from(d), dp));
+            same_as_sequential(&tcp4([10, 0, 0, 1], 1000, [10, 0, 0, 2], 80, tcp_flags::ACK, &payload), a, b, csum)?;
+            same_as_sequential(&udp4([10, 0, 0, 1], 1000, [10, 0, 0, 2], 80, &payload), a, b, csum)?;
+            let (a, b) = pick(which, (Ipv6Addr::from(s6), sp), (Ipv6Addr::from(d6), dp));
+            same_as_sequential(&tcp6(V6A, 1000, V6B, 80, tcp_flags::SYN, &payload), a, b, csum)?;
+            same_as_sequential(&udp6(V6A, 1000, V6B, 80, &payload), a, b, csum)?;
+        }
+
         /// Rewriting every field leaves all checksums equal to a from-scratch
         /// recomputation, for TCP/UDP over IPv4/IPv6.
         #[test]

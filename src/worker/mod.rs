@@ -11,13 +11,18 @@
 //!
 //! 1. parse and validate (`wire::parse`) — bad frames are counted drops;
 //! 2. ICMP errors about a tracked connection go to the cold relay path;
-//! 3. ownership — with several workers, a frame whose flow another worker
-//!    owns is handed over (the client side of the flow, or for FULLNAT
-//!    replies the local port, names the owner);
-//! 4. connection lookup: one hash lookup finds both directions;
-//! 5. on a miss: service lookup, scheduling, a new connection;
+//! 3. connection lookup: one hash lookup finds both directions; a hit is
+//!    always this worker's own flow (only a flow's owner adds its keys);
+//! 4. on a miss, ownership — with several workers, a frame whose flow
+//!    another worker owns is handed over (the client side of the flow, or
+//!    for FULLNAT replies the local port, names the owner);
+//! 5. then: service lookup, scheduling, a new connection;
 //! 6. TCP state machine, timeout refresh, accounting;
 //! 7. transmit by the connection's forwarding method (a single `match`).
+//!
+//! A burst runs step 1 and the hashing of step 3 for all its frames first,
+//! prefetching what their lookups will touch, so that the cache misses of
+//! a big table overlap ([`burst`]).
 
 use crate::ctl::snapshot::{Hop, Snapshot};
 use crate::ipvs::conn::{flags, Conn, ConnTable, Key};
@@ -291,8 +296,8 @@ impl Worker {
     pub fn process_burst(&mut self, frames: &mut [Frame<'_>], verdicts: &mut [Verdict], now_ns: u64) {
         self.set_clock(now_ns);
         self.expire(EXPIRE_BUDGET);
-        for (fr, v) in frames.iter_mut().zip(verdicts.iter_mut()) {
-            *v = self.process(fr);
+        for (fr, v) in frames.chunks_mut(BURST).zip(verdicts.chunks_mut(BURST)) {
+            self.run_burst(fr, v);
         }
     }
 
@@ -312,11 +317,18 @@ impl Worker {
     /// Processes one frame (the clock must have been set).
     #[inline]
     pub fn process(&mut self, fr: &mut Frame<'_>) -> Verdict {
+        let p = burst::prepare(&mut self.tables, fr.data());
+        self.process_prepared(fr, &p)
+    }
+
+    /// Processes a frame parsed and hashed by the burst's first stage.
+    #[inline(always)]
+    fn process_prepared(&mut self, fr: &mut Frame<'_>, p: &burst::Prepared) -> Verdict {
         self.counters.rx_packets += 1;
         self.counters.rx_bytes += fr.len as u64;
-        let v = match parse(fr.data()) {
-            Ok(m) if m.v6 => self.process_af::<Ipv6Addr>(fr, m),
-            Ok(m) => self.process_af::<Ipv4Addr>(fr, m),
+        let v = match p.meta {
+            Ok(m) if m.v6 => self.process_af::<Ipv6Addr>(fr, m, p.hash),
+            Ok(m) => self.process_af::<Ipv4Addr>(fr, m, p.hash),
             Err(Reject::Drop(r)) => Verdict::Drop(r),
             Err(Reject::Pass(r)) => Verdict::Pass(r),
         };
@@ -349,8 +361,10 @@ impl Worker {
         (shard_hash(client.mask(bits).bytes().as_ref()) % n as u32) as u16
     }
 
-    #[inline]
-    fn process_af<A: Family>(&mut self, fr: &mut Frame<'_>, mut m: Meta) -> Verdict {
+    /// Steps 2 to 7 for a parsed frame; `hash` is its key's hash in `A`'s
+    /// table (TCP/UDP).
+    #[inline(always)]
+    fn process_af<A: Family>(&mut self, fr: &mut Frame<'_>, mut m: Meta, hash: u64) -> Verdict {
         let f = fr.data();
         if m.proto != proto::TCP && m.proto != proto::UDP {
             if m.is_icmp_error() {
@@ -362,27 +376,34 @@ impl Worker {
             return Verdict::Pass(PassReason::NotService);
         }
         let key = Key { saddr: A::src(f, &m), daddr: A::dst(f, &m), sport: m.sport, dport: m.dport, proto: m.proto };
+        // Lookup before ownership: only the owner ever inserts a flow's
+        // keys, so a hit is ours, and the common case skips the ownership
+        // rule's VIP / local address lookups.
+        if let Some((idx, dir)) = A::table(&mut self.tables).lookup_hashed(&key, hash) {
+            return self.forward::<A>(fr, &mut m, idx, dir);
+        }
         if self.workers > 1 {
             let o = self.owner(&key);
             if o != self.id {
                 return Verdict::Handoff { worker: o };
             }
         }
-        match A::table(&mut self.tables).lookup(&key) {
-            Some((idx, dir)) => self.forward::<A>(fr, &mut m, idx, dir),
-            None => self.new_conn::<A>(fr, &mut m, &key),
-        }
+        self.new_conn::<A>(fr, &mut m, &key)
     }
 
     /// Re-binds a connection to the current snapshot's dest index after a
     /// snapshot change (by uid; `NO_DEST` when its real server is gone).
-    #[inline]
+    #[inline(always)]
     fn rebind<A: Ip>(snap: &Snapshot, c: &mut Conn<A>) {
-        let gen = snap.generation as u32;
-        if c.snap_gen == gen {
-            return;
+        if c.snap_gen != snap.generation as u32 {
+            Self::rebind_slow(snap, c);
         }
-        c.snap_gen = gen;
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn rebind_slow<A: Ip>(snap: &Snapshot, c: &mut Conn<A>) {
+        c.snap_gen = snap.generation as u32;
         match snap.dest_index(c.dest_uid) {
             Some(i) => {
                 c.dest = i;
@@ -394,9 +415,12 @@ impl Worker {
         }
     }
 
+    #[inline(always)]
     fn timeout(t: &Timeouts, c_proto: u8, state: u8) -> u32 {
         if c_proto == proto::TCP {
-            t.tcp[state as usize % TcpState::COUNT]
+            // States are always in range: the modulo (a multiply and a
+            // shift chain) only guards the impossible.
+            t.tcp.get(state as usize).copied().unwrap_or_else(|| t.tcp[state as usize % TcpState::COUNT])
         } else {
             t.udp
         }
@@ -438,15 +462,17 @@ impl Worker {
             }
         }
         c.expires = now.wrapping_add(timer::secs(Self::timeout(&snap.timeouts, c.proto, c.state)));
-        let c = *c;
+        // Borrowed, not copied: a copy of an aligned connection costs a
+        // realigned stack frame and four vector moves per packet.
+        let c = &*c;
         let bytes = fr.len as u64;
         let res = match (c.fwd, dir) {
             (FwdMethod::Dr, Dir::In) => xmit::dr::xmit(fr, m, &c.dest_hop, &snap.ports),
-            (FwdMethod::Nat, Dir::In) => xmit::nat::xmit_in(fr, m, &c, &snap.ports),
-            (FwdMethod::Nat, Dir::Out) => xmit::nat::xmit_out(fr, m, &c, &snap.ports),
-            (FwdMethod::FullNat, Dir::In) => xmit::fullnat::xmit_in(fr, m, &c, &snap.ports),
-            (FwdMethod::FullNat, Dir::Out) => xmit::fullnat::xmit_out(fr, m, &c, &snap.ports),
-            (FwdMethod::Tun, Dir::In) => match xmit::tun::xmit(fr, m, &c, &snap.ports, &mut self.ip_id) {
+            (FwdMethod::Nat, Dir::In) => xmit::nat::xmit_in(fr, m, c, &snap.ports),
+            (FwdMethod::Nat, Dir::Out) => xmit::nat::xmit_out(fr, m, c, &snap.ports),
+            (FwdMethod::FullNat, Dir::In) => xmit::fullnat::xmit_in(fr, m, c, &snap.ports),
+            (FwdMethod::FullNat, Dir::Out) => xmit::fullnat::xmit_out(fr, m, c, &snap.ports),
+            (FwdMethod::Tun, Dir::In) => match xmit::tun::xmit(fr, m, c, &snap.ports, &mut self.ip_id) {
                 Ok(p) => Ok(p),
                 Err(TunError::Drop(r)) => Err(r),
                 Err(TunError::NeedFrag { mtu }) => return self.send_error::<A>(fr, m, ErrorKind::TooBig { mtu }, DropReason::TooBig),
@@ -487,12 +513,14 @@ impl Worker {
         if m.proto == proto::TCP && (m.tcp_flags & tcp_flags::SYN == 0 || m.tcp_flags & tcp_flags::RST != 0) {
             return Verdict::Drop(DropReason::NoConn);
         }
-        let snap = Arc::clone(&self.snap);
-        let svc = &snap.services[si as usize];
-        let picked = match svc.persistence {
-            None => self.schedule(&snap, si, k).map(|di| (di, None)).ok_or(DropReason::NoDest),
-            Some(p) => self.persist::<A>(&snap, si, k, p),
+        let picked = match self.snap.services[si as usize].persistence {
+            None => schedule(&self.snap, &mut self.sched, &self.load, self.now_ns, si, k).map(|di| (di, None)).ok_or(DropReason::NoDest),
+            Some(p) => self.persist::<A>(si, k, p),
         };
+        // A borrow, not a clone: the refcount is shared with every worker,
+        // and two workers bumping it per new connection fight over its line.
+        let snap = &*self.snap;
+        let svc = &snap.services[si as usize];
         let (di, tmpl) = match picked {
             Ok(x) => x,
             Err(DropReason::NoDest) => return self.send_error::<A>(fr, m, ErrorKind::PortUnreachable, DropReason::NoDest),
@@ -581,22 +609,6 @@ impl Worker {
         self.forward::<A>(fr, m, idx, Dir::In)
     }
 
-    /// Runs service `si`'s scheduler: a dest index of the snapshot.
-    #[inline]
-    fn schedule<A: Ip>(&mut self, snap: &Snapshot, si: u32, k: &Key<A>) -> Option<usize> {
-        let svc = &snap.services[si as usize];
-        let ctx = SchedCtx {
-            dests: &snap.dests[svc.dests.clone()],
-            load: &self.load[svc.dests.clone()],
-            saddr: k.saddr.into(),
-            sport: k.sport,
-            daddr: k.daddr.into(),
-            dport: k.dport,
-            now: self.now_ns,
-        };
-        svc.table.schedule(&mut self.sched[si as usize], &ctx).map(|i| svc.dests.start + i)
-    }
-
     /// Persistence (IPVS `ip_vs_sched_persist`): the client's (masked)
     /// template names the dest while it is valid; otherwise the scheduler
     /// picks one and a new template remembers it. Returns the dest index
@@ -606,7 +618,8 @@ impl Worker {
     /// # Errors
     /// [`DropReason::NoDest`] when the scheduler finds none, or why the
     /// template could not be made.
-    fn persist<A: Family>(&mut self, snap: &Snapshot, si: u32, k: &Key<A>, p: Persistence) -> Result<(usize, Option<u32>), DropReason> {
+    fn persist<A: Family>(&mut self, si: u32, k: &Key<A>, p: Persistence) -> Result<(usize, Option<u32>), DropReason> {
+        let snap = &*self.snap;
         let svc = &snap.services[si as usize];
         let tk = template_key(&svc.key, k, p.netmask);
         let expires = self.now.wrapping_add(timer::secs(p.timeout));
@@ -628,7 +641,7 @@ impl Worker {
             }
             table.unlink(ti);
         }
-        let di = self.schedule(snap, si, k).ok_or(DropReason::NoDest)?;
+        let di = schedule(snap, &mut self.sched, &self.load, self.now_ns, si, k).ok_or(DropReason::NoDest)?;
         let d = &snap.dests[di];
         let daddr = A::from_ip(d.addr).ok_or(DropReason::FamilyMismatch)?;
         let hop = d.hop.ok_or(DropReason::NoNeighbour)?;
@@ -722,6 +735,24 @@ impl Worker {
     }
 }
 
+/// Runs service `si`'s scheduler with this worker's state for it: a dest
+/// index of the snapshot. (A function of the worker's parts, not a method,
+/// so that callers may hold a borrow of the snapshot.)
+#[inline]
+fn schedule<A: Ip>(snap: &Snapshot, sched: &mut [SchedState], load: &[DestLoad], now_ns: u64, si: u32, k: &Key<A>) -> Option<usize> {
+    let svc = &snap.services[si as usize];
+    let ctx = SchedCtx {
+        dests: &snap.dests[svc.dests.clone()],
+        load: &load[svc.dests.clone()],
+        saddr: k.saddr.into(),
+        sport: k.sport,
+        daddr: k.daddr.into(),
+        dport: k.dport,
+        now: now_ns,
+    };
+    svc.table.schedule(&mut sched[si as usize], &ctx).map(|i| svc.dests.start + i)
+}
+
 /// The key of a persistence template (IPVS `ip_vs_conn_fill_param_persist`):
 /// the client masked by the netmask, port 0, and the service — its VIP and
 /// port (0 for a port-0 service: every port shares the template, IPVS's
@@ -785,6 +816,8 @@ fn release<A: Ip>(
     counters.expired_conns += 1;
     true
 }
+
+mod burst;
 
 #[cfg(test)]
 mod tests;

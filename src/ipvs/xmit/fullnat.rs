@@ -5,7 +5,7 @@
 //! not the client's (carrying the client address, e.g. by the TOA option,
 //! is not done yet).
 
-use super::{route, to_hop, trim};
+use super::{routable, to_hop, trim};
 use crate::ctl::snapshot::Port;
 use crate::ipvs::conn::Conn;
 use crate::stats::DropReason;
@@ -18,12 +18,9 @@ use crate::wire::{ip, Frame, Ip, Meta};
 #[inline]
 pub fn xmit_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Port]) -> Result<u8, DropReason> {
     trim(fr, m);
+    routable(m)?;
     let f = fr.data_mut();
-    route(f, m)?;
-    ip::set_src(f, m, c.laddr);
-    ip::set_sport(f, m, c.lport);
-    ip::set_dst(f, m, c.daddr);
-    ip::set_dport(f, m, c.dport);
+    ip::translate(f, m, Some((c.laddr, c.lport)), Some((c.daddr, c.dport)));
     to_hop(f, &c.dest_hop, ports)
 }
 
@@ -34,11 +31,8 @@ pub fn xmit_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Po
 #[inline]
 pub fn xmit_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Port]) -> Result<u8, DropReason> {
     trim(fr, m);
+    routable(m)?;
     let f = fr.data_mut();
-    route(f, m)?;
-    ip::set_src(f, m, c.vaddr);
-    ip::set_sport(f, m, c.vport);
-    ip::set_dst(f, m, c.caddr);
-    ip::set_dport(f, m, c.cport);
+    ip::translate(f, m, Some((c.vaddr, c.vport)), Some((c.caddr, c.cport)));
     to_hop(f, &c.client_hop, ports)
 }

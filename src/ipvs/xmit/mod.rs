@@ -40,10 +40,21 @@ pub fn to_hop(f: &mut [u8], hop: &Hop, ports: &[Port]) -> Result<u8, DropReason>
 /// [`DropReason::TtlExceeded`] when it is 1 or 0.
 #[inline]
 pub fn route(f: &mut [u8], m: &mut Meta) -> Result<(), DropReason> {
+    routable(m)?;
+    ip::dec_ttl(f, m);
+    Ok(())
+}
+
+/// The check of [`route`] alone, for paths that decrement the TTL within
+/// their rewrite ([`ip::translate`]).
+///
+/// # Errors
+/// [`DropReason::TtlExceeded`] when it is 1 or 0.
+#[inline]
+pub fn routable(m: &Meta) -> Result<(), DropReason> {
     if m.ttl <= 1 {
         return Err(DropReason::TtlExceeded);
     }
-    ip::dec_ttl(f, m);
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 //! replies in `ip_vs_out`): VIP:vport ↔ RIP:rport; the real server's
 //! default route points at the director so replies come back through it.
 
-use super::{route, to_hop, trim};
+use super::{routable, to_hop, trim};
 use crate::ctl::snapshot::Port;
 use crate::ipvs::conn::Conn;
 use crate::stats::DropReason;
@@ -15,10 +15,9 @@ use crate::wire::{ip, Frame, Ip, Meta};
 #[inline]
 pub fn xmit_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Port]) -> Result<u8, DropReason> {
     trim(fr, m);
+    routable(m)?;
     let f = fr.data_mut();
-    route(f, m)?;
-    ip::set_dst(f, m, c.daddr);
-    ip::set_dport(f, m, c.dport);
+    ip::translate(f, m, None, Some((c.daddr, c.dport)));
     to_hop(f, &c.dest_hop, ports)
 }
 
@@ -29,9 +28,8 @@ pub fn xmit_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Po
 #[inline]
 pub fn xmit_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Port]) -> Result<u8, DropReason> {
     trim(fr, m);
+    routable(m)?;
     let f = fr.data_mut();
-    route(f, m)?;
-    ip::set_src(f, m, c.vaddr);
-    ip::set_sport(f, m, c.vport);
+    ip::translate(f, m, Some((c.vaddr, c.vport)), None);
     to_hop(f, &c.client_hop, ports)
 }
