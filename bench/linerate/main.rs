@@ -89,6 +89,12 @@ struct Args {
     /// CPU of the director (xvs's worker, the forwarder, NAPI).
     #[arg(long, default_value_t = 1)]
     dir_cpu: usize,
+    /// Nice value of everything measured (the generator, the directors,
+    /// the NAPI kthreads, and the scheduler autogroup of this session):
+    /// keeps other load of a shared machine out of the figures. 0 leaves
+    /// priorities alone.
+    #[arg(long, default_value_t = -20, allow_negative_numbers = true)]
+    nice: i32,
     /// The xvs binary (default: target/release/xvs beside this example).
     #[arg(long)]
     xvs: Option<PathBuf>,
@@ -226,7 +232,7 @@ impl Bench<'_> {
         let a = self.args;
         let threaded = |b: &Bench| -> Result<(), String> {
             if a.napi == "threaded" {
-                b.topo.napi_threaded(a.dir_cpu)?;
+                b.topo.napi_threaded(a.dir_cpu, a.nice)?;
             }
             Ok(())
         };
@@ -613,6 +619,13 @@ fn real_main(args: &Args) -> Result<(), String> {
             )
         };
     }
+    let _group = if args.nice != 0 {
+        // Before any thread or child exists: they all inherit it.
+        topo::renice(0, args.nice)?;
+        topo::Autogroup::set(args.nice)?
+    } else {
+        None
+    };
     for n in topo::remove_stale() {
         println!("removed namespace {n} of a killed earlier run");
     }
@@ -625,13 +638,14 @@ fn real_main(args: &Args) -> Result<(), String> {
         mach["loadavg"].as_str().unwrap_or("?")
     );
     println!(
-        "  64-byte UDP, {} flows from {} clients; generator on CPU {}, director on CPU {} (NAPI {}); \
+        "  64-byte UDP, {} flows from {} clients; generator on CPU {}, director on CPU {} (NAPI {}, nice {}); \
          saturation {} s after {} s warm-up, latency at {} pps for {} s; {} run(s)",
         args.flows,
         args.clients,
         args.gen_cpu,
         args.dir_cpu,
         args.napi,
+        args.nice,
         args.seconds,
         args.warmup,
         args.low_rate,
@@ -710,7 +724,7 @@ fn real_main(args: &Args) -> Result<(), String> {
             "settings": {
                 "seconds": args.seconds, "warmup": args.warmup, "low_rate": args.low_rate,
                 "low_seconds": args.low_seconds, "runs": args.runs, "flows": args.flows,
-                "clients": args.clients, "napi": args.napi, "gen_cpu": args.gen_cpu,
+                "clients": args.clients, "napi": args.napi, "nice": args.nice, "gen_cpu": args.gen_cpu,
                 "dir_cpu": args.dir_cpu,
             },
             "runs": runs.iter().map(|r| r.iter().map(Meas::json).collect::<Vec<_>>()).collect::<Vec<_>>(),

@@ -170,10 +170,10 @@ impl Topo {
         sh(&v)
     }
 
-    /// Turns on threaded NAPI for the director's generator-side veth and
-    /// pins its kthreads to `cpu`. Call once the veth has NAPI (GRO on, or
+    /// Turns on threaded NAPI for the director's generator-side veth, pins
+    /// its kthreads to `cpu` and gives them nice value `nice`. Call once the veth has NAPI (GRO on, or
     /// XDP attached); returns how many threads were pinned.
-    pub fn napi_threaded(&self, cpu: usize) -> Result<usize, String> {
+    pub fn napi_threaded(&self, cpu: usize, nice: i32) -> Result<usize, String> {
         let path = format!("/sys/class/net/{}/threaded", self.dir_in);
         self.exec(&self.dir, &["sh", "-c", &format!("echo 1 > {path}")])?;
         // The kthreads appear right away; give the scheduler a moment.
@@ -195,6 +195,9 @@ impl Topo {
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'));
             if ours {
                 pin(pid, cpu)?;
+                if nice != 0 {
+                    renice(pid, nice)?;
+                }
                 pinned += 1;
             }
         }
@@ -252,6 +255,53 @@ fn pin(pid: i32, cpu: usize) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Sets the nice value of thread `tid` (0: the calling thread).
+pub fn renice(tid: i32, nice: i32) -> Result<(), String> {
+    // SAFETY: plain call on a thread id.
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
+    if r != 0 {
+        return Err(format!(
+            "setting nice {nice} on thread {tid}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// The nice value of the calling process's scheduler autogroup, restored
+/// on drop. With autogroups (`kernel.sched_autogroup_enabled`), each
+/// session's processes share one scheduling entity and a thread's own nice
+/// value only counts inside it: the group's nice is what competes with the
+/// other sessions on the machine.
+pub struct Autogroup {
+    old: i32,
+}
+
+impl Autogroup {
+    /// Sets the autogroup's nice value; `None` when the kernel has no
+    /// autogroups (then thread nice values are enough).
+    pub fn set(nice: i32) -> Result<Option<Autogroup>, String> {
+        let Ok(cur) = std::fs::read_to_string("/proc/self/autogroup") else {
+            return Ok(None);
+        };
+        // "/autogroup-75 nice 0"
+        let old = cur
+            .split_whitespace()
+            .last()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("unexpected /proc/self/autogroup: {cur:?}"))?;
+        std::fs::write("/proc/self/autogroup", nice.to_string())
+            .map_err(|e| format!("setting the autogroup's nice value: {e}"))?;
+        Ok(Some(Autogroup { old }))
+    }
+}
+
+impl Drop for Autogroup {
+    fn drop(&mut self) {
+        let _ = std::fs::write("/proc/self/autogroup", self.old.to_string());
+    }
 }
 
 impl Drop for Topo {
