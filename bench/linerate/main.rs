@@ -90,10 +90,11 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     dir_cpu: usize,
     /// Nice value of everything measured (the generator, the directors,
-    /// the NAPI kthreads, and the scheduler autogroup of this session):
-    /// keeps other load of a shared machine out of the figures. 0 leaves
-    /// priorities alone.
-    #[arg(long, default_value_t = -20, allow_negative_numbers = true)]
+    /// the NAPI kthreads, and the scheduler autogroup of this session),
+    /// e.g. -20 to keep other load out of the figures. 0 (the default)
+    /// leaves priorities alone: on a machine shared with other people's
+    /// work, a negative value starves it for the length of the run.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     nice: i32,
     /// The xvs binary (default: target/release/xvs beside this example).
     #[arg(long)]
