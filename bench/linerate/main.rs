@@ -16,11 +16,16 @@
 //!   the director and two veth hops) and the loss.
 //!
 //! Placement on the 2-CPU machine: the generator busy-polls CPU
-//! `--gen-cpu`; everything the director does runs on `--dir-cpu`: the xvs
-//! worker or the forwarder, and (`--napi threaded`, the default) the
-//! kernel's receive work for the director's generator-side veth as a
-//! threaded NAPI kthread pinned there too — which for the kernel
-//! configuration is the whole forwarding path.
+//! `--gen-cpu`; the director (the xvs worker or the forwarder) runs on
+//! `--dir-cpu`. The kernel's receive work for the director's
+//! generator-side veth (for the kernel configuration the whole forwarding
+//! path; for the AF_XDP ones the XDP program and the copy into the UMEM)
+//! is measured in both places veth allows, one table each (`--napi`):
+//! - `threaded`: a NAPI kthread pinned to `--dir-cpu`; everything the
+//!   director does costs the director's CPU.
+//! - `softirq` (veth's default): in the generator's `sendto`, on
+//!   `--gen-cpu`; the kernel configuration's IP work moves to `--dir-cpu`
+//!   by RPS, the AF_XDP directors get their frames copied for them.
 
 mod director;
 mod fwd;
@@ -77,12 +82,13 @@ struct Args {
     /// Polling modes of the AF_XDP directors: adaptive, busy.
     #[arg(long, value_delimiter = ',', default_value = "adaptive,busy")]
     poll: Vec<String>,
-    /// Where the director's veth receive work runs: `threaded` (a NAPI
-    /// kthread pinned to --dir-cpu) or `softirq` (on the sending CPU,
-    /// i.e. the generator's; the kernel configuration's forwarding then
-    /// moves to --dir-cpu by RPS).
-    #[arg(long, default_value = "threaded")]
-    napi: String,
+    /// Where the director's veth receive work runs, one table each:
+    /// `threaded` (a NAPI kthread pinned to --dir-cpu: everything the
+    /// director does on one CPU) and/or `softirq` (veth's default: on the
+    /// sending CPU, i.e. the generator's; the kernel configuration's
+    /// forwarding then moves to --dir-cpu by RPS).
+    #[arg(long, value_delimiter = ',', default_value = "threaded,softirq")]
+    napi: Vec<String>,
     /// CPU of the generator.
     #[arg(long, default_value_t = 0)]
     gen_cpu: usize,
@@ -127,6 +133,53 @@ fn nap(d: Duration) -> Result<(), String> {
         std::thread::sleep((end - Instant::now()).min(Duration::from_millis(20)));
     }
     Ok(())
+}
+
+/// Where the kernel's receive work for the director's generator-side veth
+/// runs (see `--napi`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Napi {
+    Threaded,
+    Softirq,
+}
+
+impl Napi {
+    fn name(self) -> &'static str {
+        match self {
+            Napi::Threaded => "threaded",
+            Napi::Softirq => "softirq",
+        }
+    }
+
+    /// What the placement means, for table titles.
+    fn describe(self, dir_cpu: usize, gen_cpu: usize) -> String {
+        match self {
+            Napi::Threaded => format!(
+                "NAPI threaded on CPU {dir_cpu}: all of the director's work on CPU {dir_cpu}"
+            ),
+            Napi::Softirq => format!(
+                "NAPI in softirq: the director's receive work on the generator's CPU {gen_cpu}, RPS to CPU {dir_cpu}"
+            ),
+        }
+    }
+}
+
+fn napis(args: &Args) -> Result<Vec<Napi>, String> {
+    let mut v = Vec::new();
+    for n in &args.napi {
+        let p = match n.as_str() {
+            "threaded" => Napi::Threaded,
+            "softirq" => Napi::Softirq,
+            _ => return Err(format!("--napi: '{n}' is not threaded or softirq")),
+        };
+        if !v.contains(&p) {
+            v.push(p);
+        }
+    }
+    if v.is_empty() {
+        return Err("--napi: no placement given".into());
+    }
+    Ok(v)
 }
 
 /// One director configuration under test.
@@ -229,13 +282,16 @@ struct Bench<'a> {
 
 impl Bench<'_> {
     /// Sets a director up, measures both phases, tears it down.
-    fn run(&self, t: &Target) -> Result<Meas, String> {
+    fn run(&self, t: &Target, napi: Napi) -> Result<Meas, String> {
         let a = self.args;
+        // After the director started: a veth gets its NAPI instances when
+        // XDP is attached (or GRO turned on), and the flag is the device's,
+        // left over from the previous measurement.
         let threaded = |b: &Bench| -> Result<(), String> {
-            if a.napi == "threaded" {
-                b.topo.napi_threaded(a.dir_cpu, a.nice)?;
+            match napi {
+                Napi::Threaded => b.topo.napi_threaded(a.dir_cpu, a.nice).map(drop),
+                Napi::Softirq => b.topo.napi_softirq(),
             }
-            Ok(())
         };
         let mut m = Meas {
             key: t.key(),
@@ -495,7 +551,7 @@ fn ratios(rows: &[Meas]) -> Vec<String> {
 }
 
 /// Notes on figures that measure something else than the director.
-fn caveats(rows: &[Meas]) -> Vec<String> {
+fn caveats(rows: &[Meas], low_rate: u64) -> Vec<String> {
     let mut out = Vec::new();
     for m in rows {
         if m.sent > 0 && m.loss() < 0.01 {
@@ -510,7 +566,7 @@ fn caveats(rows: &[Meas]) -> Vec<String> {
                 "{}: lost {:.2}% at {} pps",
                 m.label,
                 m.low_loss() * 100.0,
-                m.low_sent
+                low_rate
             ));
         }
     }
@@ -593,12 +649,7 @@ fn main() -> std::process::ExitCode {
 
 fn real_main(args: &Args) -> Result<(), String> {
     let list = targets(args)?;
-    if args.napi != "threaded" && args.napi != "softirq" {
-        return Err(format!(
-            "--napi: '{}' is not threaded or softirq",
-            args.napi
-        ));
-    }
+    let placements = napis(args)?;
     if args.seconds <= 0.0 || args.low_seconds <= 0.0 || args.warmup < 0.0 || args.runs == 0 {
         return Err("--seconds, --low-seconds and --runs must be positive".into());
     }
@@ -639,13 +690,13 @@ fn real_main(args: &Args) -> Result<(), String> {
         mach["loadavg"].as_str().unwrap_or("?")
     );
     println!(
-        "  64-byte UDP, {} flows from {} clients; generator on CPU {}, director on CPU {} (NAPI {}, nice {}); \
+        "  64-byte UDP, {} flows from {} clients; generator on CPU {}, director on CPU {} (NAPI {}; nice {}); \
          saturation {} s after {} s warm-up, latency at {} pps for {} s; {} run(s)",
         args.flows,
         args.clients,
         args.gen_cpu,
         args.dir_cpu,
-        args.napi,
+        args.napi.join(", "),
         args.nice,
         args.seconds,
         args.warmup,
@@ -658,9 +709,6 @@ fn real_main(args: &Args) -> Result<(), String> {
         .tempdir()
         .map_err(|e| format!("scratch directory: {e}"))?;
     let topo = Topo::new()?;
-    if args.napi == "softirq" {
-        topo.rps(args.dir_cpu)?;
-    }
     let sink = Sink::attach(&topo.sink, &topo.sink_if, scratch.path())?;
     let gen = Generator::start(GenConfig {
         ns: topo.gen.clone(),
@@ -681,43 +729,77 @@ fn real_main(args: &Args) -> Result<(), String> {
         scratch: scratch.path(),
         xvs_bin: &xvs_bin,
     };
-    let mut runs: Vec<Vec<Meas>> = Vec::new();
+    // runs[placement][run] = the rows of that run.
+    let mut runs: Vec<Vec<Vec<Meas>>> = vec![Vec::new(); placements.len()];
     for r in 0..args.runs {
-        let mut rows = Vec::new();
-        for t in &list {
-            eprint!("run {}/{}: {} ...", r + 1, args.runs, t.label());
-            let m = bench.run(t).map_err(|e| {
-                eprintln!();
-                e
-            })?;
-            eprintln!(" {} Mpps", mpps(m.fwd_pps));
-            if !m.xvs.is_empty() {
-                let c: Vec<String> = m.xvs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                eprintln!("    xvs counters: {}", c.join(" "));
+        for (pi, &napi) in placements.iter().enumerate() {
+            // RPS only where the receive work runs on the generator's CPU;
+            // in the threaded placement it would only add a hop.
+            topo.rps((napi == Napi::Softirq).then_some(args.dir_cpu))?;
+            let mut rows = Vec::new();
+            for t in &list {
+                eprint!(
+                    "run {}/{}, NAPI {}: {} ...",
+                    r + 1,
+                    args.runs,
+                    napi.name(),
+                    t.label()
+                );
+                let m = bench.run(t, napi).map_err(|e| {
+                    eprintln!();
+                    e
+                })?;
+                eprintln!(
+                    " {} Mpps forwarded of {} Mpps sent",
+                    mpps(m.fwd_pps),
+                    mpps(m.gen_pps)
+                );
+                if !m.xvs.is_empty() {
+                    let c: Vec<String> = m.xvs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    eprintln!("    xvs counters: {}", c.join(" "));
+                }
+                rows.push(m);
             }
-            rows.push(m);
+            print_table(
+                &format!(
+                    "run {}/{}, {}",
+                    r + 1,
+                    args.runs,
+                    napi.describe(args.dir_cpu, args.gen_cpu)
+                ),
+                &rows,
+                args.low_rate,
+            );
+            runs[pi].push(rows);
         }
-        print_table(
-            &format!("run {}/{}", r + 1, args.runs),
-            &rows,
-            args.low_rate,
-        );
-        runs.push(rows);
     }
-    let med = medians(&runs);
-    if args.runs > 1 {
-        print_table(
-            &format!("median of {} runs (losses over all runs)", args.runs),
-            &med,
-            args.low_rate,
-        );
-    }
-    println!();
-    for s in ratios(&med) {
-        println!("  {s}");
-    }
-    for s in caveats(&med) {
-        println!("  note: {s}");
+    let mut summary = Vec::new();
+    for (pi, &napi) in placements.iter().enumerate() {
+        let med = medians(&runs[pi]);
+        let what = napi.describe(args.dir_cpu, args.gen_cpu);
+        if args.runs > 1 {
+            print_table(
+                &format!(
+                    "median of {} runs (losses over all runs), {what}",
+                    args.runs
+                ),
+                &med,
+                args.low_rate,
+            );
+        }
+        println!("\n  {what}:");
+        for s in ratios(&med) {
+            println!("  {s}");
+        }
+        for s in caveats(&med, args.low_rate) {
+            println!("  note: {s}");
+        }
+        summary.push(json!({
+            "napi": napi.name(),
+            "runs": runs[pi].iter().map(|r| r.iter().map(Meas::json).collect::<Vec<_>>()).collect::<Vec<_>>(),
+            "median": med.iter().map(Meas::json).collect::<Vec<_>>(),
+            "ratios": ratios(&med),
+        }));
     }
     if let Some(path) = &args.json {
         let v = json!({
@@ -728,9 +810,7 @@ fn real_main(args: &Args) -> Result<(), String> {
                 "clients": args.clients, "napi": args.napi, "nice": args.nice, "gen_cpu": args.gen_cpu,
                 "dir_cpu": args.dir_cpu,
             },
-            "runs": runs.iter().map(|r| r.iter().map(Meas::json).collect::<Vec<_>>()).collect::<Vec<_>>(),
-            "median": med.iter().map(Meas::json).collect::<Vec<_>>(),
-            "ratios": ratios(&med),
+            "placements": summary,
         });
         std::fs::write(path, serde_json::to_string_pretty(&v).unwrap())
             .map_err(|e| format!("writing {}: {e}", path.display()))?;
@@ -785,6 +865,36 @@ mod tests {
             "{}",
             r[0]
         );
+    }
+
+    #[test]
+    fn caveats_name_generator_bound_rows_and_low_rate_loss() {
+        let mut all = meas("ceiling-busy", 1.0e6);
+        (all.gen_pps, all.sent, all.recv) = (1.0e6, 1000, 995);
+        let mut lossy = meas("xvs-dr-busy", 0.5e6);
+        (lossy.sent, lossy.recv, lossy.low_sent, lossy.low_recv) = (1000, 500, 1000, 990);
+        let c = caveats(&[all, lossy], 20_000);
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert!(
+            c[0].starts_with("ceiling-busy: forwarded everything"),
+            "{}",
+            c[0]
+        );
+        assert!(c[0].contains("(1.000 Mpps)"), "{}", c[0]);
+        assert_eq!(c[1], "xvs-dr-busy: lost 1.00% at 20000 pps");
+    }
+
+    #[test]
+    fn napi_placements_parse_and_bad_ones_are_refused() {
+        let mut a = Args::parse_from(["linerate"]);
+        assert_eq!(napis(&a).unwrap(), vec![Napi::Threaded, Napi::Softirq]);
+        a.napi = vec!["softirq".into(), "softirq".into()];
+        assert_eq!(napis(&a).unwrap(), vec![Napi::Softirq]);
+        a.napi = vec!["irq".into()];
+        assert!(napis(&a).unwrap_err().contains("'irq'"));
+        let a = Args::parse_from(["linerate", "--napi", "threaded", "--nice", "-5"]);
+        assert_eq!(napis(&a).unwrap(), vec![Napi::Threaded]);
+        assert_eq!(a.nice, -5);
     }
 
     #[test]

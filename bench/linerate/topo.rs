@@ -171,8 +171,9 @@ impl Topo {
     }
 
     /// Turns on threaded NAPI for the director's generator-side veth, pins
-    /// its kthreads to `cpu` and gives them nice value `nice`. Call once the veth has NAPI (GRO on, or
-    /// XDP attached); returns how many threads were pinned.
+    /// its kthreads to `cpu` and gives them nice value `nice` (0: left
+    /// alone). Call once the veth has NAPI (GRO on, or XDP attached);
+    /// returns how many threads were pinned.
     pub fn napi_threaded(&self, cpu: usize, nice: i32) -> Result<usize, String> {
         let path = format!("/sys/class/net/{}/threaded", self.dir_in);
         self.exec(&self.dir, &["sh", "-c", &format!("echo 1 > {path}")])?;
@@ -207,14 +208,25 @@ impl Topo {
         Ok(pinned)
     }
 
+    /// Turns threaded NAPI off again for the director's generator-side
+    /// veth (veth's default): its receive work then runs in softirq on the
+    /// CPU that transmitted into the pair, the generator's. Call once the
+    /// veth has NAPI, as for [`Topo::napi_threaded`].
+    pub fn napi_softirq(&self) -> Result<(), String> {
+        let path = format!("/sys/class/net/{}/threaded", self.dir_in);
+        self.exec(&self.dir, &["sh", "-c", &format!("echo 0 > {path}")])
+            .map(drop)
+    }
+
     /// Steers the kernel's protocol work for frames arriving on the
-    /// director's generator-side veth to `cpu` (RPS): with NAPI in softirq
-    /// mode the receive work runs on the generator's CPU, and this moves
-    /// the kernel configuration's forwarding to the director's CPU. Frames
-    /// XDP redirects to AF_XDP never reach RPS.
-    pub fn rps(&self, cpu: usize) -> Result<(), String> {
+    /// director's generator-side veth to `cpu` (RPS), or nowhere else
+    /// (`None`): with NAPI in softirq mode the receive work runs on the
+    /// generator's CPU, and this moves the kernel configuration's
+    /// forwarding to the director's CPU. Frames XDP redirects to AF_XDP
+    /// never reach RPS.
+    pub fn rps(&self, cpu: Option<usize>) -> Result<(), String> {
         let path = format!("/sys/class/net/{}/queues/rx-0/rps_cpus", self.dir_in);
-        let mask = format!("{:x}", 1u64 << (cpu % 64));
+        let mask = cpu.map_or("0".into(), |c| format!("{:x}", 1u64 << (c % 64)));
         self.exec(&self.dir, &["sh", "-c", &format!("echo {mask} > {path}")])
             .map(drop)
     }
@@ -286,15 +298,20 @@ impl Autogroup {
         let Ok(cur) = std::fs::read_to_string("/proc/self/autogroup") else {
             return Ok(None);
         };
-        // "/autogroup-75 nice 0"
-        let old = cur
-            .split_whitespace()
-            .last()
-            .and_then(|n| n.parse().ok())
+        let old = autogroup_nice(&cur)
             .ok_or_else(|| format!("unexpected /proc/self/autogroup: {cur:?}"))?;
         std::fs::write("/proc/self/autogroup", nice.to_string())
             .map_err(|e| format!("setting the autogroup's nice value: {e}"))?;
         Ok(Some(Autogroup { old }))
+    }
+}
+
+/// The nice value in `/proc/self/autogroup` ("/autogroup-75 nice 0").
+fn autogroup_nice(s: &str) -> Option<i32> {
+    let mut w = s.split_whitespace();
+    match (w.next(), w.next(), w.next(), w.next()) {
+        (Some(g), Some("nice"), Some(n), None) if g.starts_with("/autogroup-") => n.parse().ok(),
+        _ => None,
     }
 }
 
@@ -331,4 +348,23 @@ pub fn remove_stale() -> Vec<String> {
         }
     }
     gone
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn autogroup_lines_parse() {
+        assert_eq!(autogroup_nice("/autogroup-75 nice 0\n"), Some(0));
+        assert_eq!(autogroup_nice("/autogroup-3 nice -20"), Some(-20));
+        assert_eq!(autogroup_nice("/autogroup-3 nice x"), None);
+        assert_eq!(autogroup_nice("nice 0"), None);
+        assert_eq!(autogroup_nice(""), None);
+    }
+
+    #[test]
+    fn macs_print_as_ip_wants_them() {
+        assert_eq!(mac_str(&MAC_SINK), "02:4c:52:00:00:04");
+    }
 }
