@@ -112,7 +112,8 @@ fn run(
     let q = &mut qs[0];
     let (src, dst) = (cfg.out_src, cfg.out_dst);
     while !stop.load(Ordering::Relaxed) {
-        let n = q.burst(64, |frames, ports, fates| {
+        // The daemon's burst size, so the two differ only by the worker.
+        let n = q.burst(xvs::worker::BURST, |frames, ports, fates| {
             for (i, f) in frames.iter_mut().enumerate() {
                 if ports[i] == 0 && f.len >= 14 {
                     xvs::wire::set_macs(f.data_mut(), &dst, &src);
