@@ -14,7 +14,7 @@ CARGO ?= cargo
 APT_PKGS := clang llvm libelf-dev zlib1g-dev pkg-config m4 libpcap-dev \
             tshark iproute2 iputils-ping nftables ethtool curl python3 ca-certificates
 
-.PHONY: all deps build test demo bench bench-quick microbench clean
+.PHONY: all deps build test demo bench bench-quick microbench linerate clean
 
 all: build
 
@@ -58,6 +58,16 @@ bench-quick: deps
 # rewrite per mode, connection lookup, schedulers, mh table build.
 microbench: deps
 	$(CARGO) bench --bench wire --bench conn --bench sched
+
+# The veth line-rate harness (bench/linerate/): xvs run next to the
+# kernel's nftables DNAT and a do-nothing AF_XDP forwarder, in network
+# namespaces (docs/performance.md, "Line rate"). Needs root; options go in
+# LINERATE_ARGS, e.g. make linerate LINERATE_ARGS="--runs 5 --json lr.json".
+linerate:
+	@[ "$$(id -u)" = 0 ] || { echo "linerate: needs root (network namespaces, XDP, AF_XDP, nftables): run sudo make linerate" >&2; exit 1; }
+	@$(MAKE) --no-print-directory deps
+	$(CARGO) build --release --bins --example linerate
+	$(CARGO) run --release --example linerate -- $(LINERATE_ARGS)
 
 clean:
 	$(CARGO) clean
