@@ -10,9 +10,9 @@ CARGO ?= cargo
 #   clang llvm libelf-dev zlib1g-dev pkg-config m4 libpcap-dev: XDP program
 #     and libxdp/libbpf (AF_XDP driver)
 #   tshark: golden tests dissect every output frame with checksum validation
-#   iproute2 iputils-ping nftables ethtool curl python3: namespace labs
+#   iproute2 iputils-ping nftables ethtool curl python3 openssl: namespace labs (openssl makes the HTTPS check's test certificate)
 APT_PKGS := clang llvm libelf-dev zlib1g-dev pkg-config m4 libpcap-dev \
-            tshark iproute2 iputils-ping nftables ethtool curl python3 ca-certificates
+            tshark iproute2 iputils-ping nftables ethtool curl python3 openssl ca-certificates
 
 .PHONY: all deps build test demo bench bench-quick microbench linerate clean
 

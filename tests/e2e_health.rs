@@ -829,6 +829,64 @@ fn field(line: &str, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key} in '{line}'"))
 }
 
+/// A TLS web server in a namespace: python3's http.server wrapped in
+/// `ssl`, with a self-signed certificate made by openssl (the HTTPS check,
+/// like keepalived's SSL_GET, does not verify the certificate).
+struct Https(std::process::Child);
+
+impl Https {
+    fn start(ns: &str, port: u16, test: &str) -> Https {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("https-{test}"));
+        std::fs::create_dir_all(&dir).expect("cert dir");
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let st = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=rs2"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("running openssl (make deps installs it)");
+        assert!(st.success(), "openssl req failed: {st}");
+        let code = format!(
+            "import http.server,ssl\n\
+             s=http.server.HTTPServer(('0.0.0.0',{port}),http.server.SimpleHTTPRequestHandler)\n\
+             c=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n\
+             c.load_cert_chain({:?},{:?})\n\
+             s.socket=c.wrap_socket(s.socket,server_side=True)\n\
+             s.serve_forever()\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        );
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, "python3", "-c", &code])
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawning the https server");
+        // Listening before the checks start, or their first run fails.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = Command::new("ip").args(["netns", "exec", ns, "ss", "-Hltn"]).output().expect("ss");
+            if String::from_utf8_lossy(&out.stdout).contains(&format!(":{port} ")) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the https server in {ns} did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Https(child)
+    }
+}
+
+impl Drop for Https {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn every_kind_of_check_runs_in_the_lab() {
     let name = "every_kind_of_check_runs_in_the_lab";
@@ -845,6 +903,7 @@ fn every_kind_of_check_runs_in_the_lab() {
         .collect();
     lab.udp_server(&t.rs[1], t.sock(1, 12, 7000), "udp2");
     let _dns = Dns::start(&t.rs[1], t.sock(1, 12, 53), [192, 0, 2, 1]);
+    let _https = Https::start(&t.rs[1], 8443, name);
     let _agent = Agent::start(&t.rs[0], t.sock(1, 11, 9000), "up 100%");
     let timing = r#"
     interval = "200ms"
@@ -863,8 +922,9 @@ fn every_kind_of_check_runs_in_the_lab() {
         check("    type = \"agent\"\n    port = 9000"),
     ]
     .concat();
-    // rs2: UDP send/expect and DNS.
+    // rs2: UDP send/expect, DNS and HTTPS.
     let rs2 = [
+        check("    type = \"https\"\n    port = 8443\n    path = \"/\""),
         check("    type = \"udp\"\n    port = 7000\n    payload = \"ping\"\n    expect = \"udp2\""),
         check("    type = \"dns\"\n    port = 53\n    name = \"www.example.org\""),
     ]
@@ -915,8 +975,8 @@ scheduler = "rr"
     assert_eq!(c.get("health_checked"), 4, "{}", c.text);
     assert_eq!(c.get("health_down"), 1, "{}", c.text);
     assert_eq!(c.get("health_downs"), 1, "{log}");
-    // Eight unique checks: rs1's TCP check is shared by both services.
-    assert_eq!(c.get("health_checks"), 8, "{}", c.text);
+    // Nine unique checks: rs1's TCP check is shared by both services.
+    assert_eq!(c.get("health_checks"), 9, "{}", c.text);
     let tcp = check_line(&c.text, "tcp 10.62.1.11:8080");
     assert_eq!(field(tcp, "users"), 2, "{tcp}");
     for name in [
@@ -927,6 +987,7 @@ scheduler = "rr"
         "agent 10.62.1.11:9000",
         "udp 10.62.1.12:7000",
         "dns 10.62.1.12:53 A www.example.org",
+        "https 10.62.1.12:8443/",
     ] {
         let l = check_line(&c.text, name);
         assert!(l.contains(" up "), "{l}");
