@@ -139,12 +139,9 @@ impl Drop for HttpProc {
     }
 }
 
-/// The next client port: every connection of these tests gets its own.
-/// The kernel's random ephemeral ports repeat now and then, and a SYN
-/// that reuses the ports of a finished connection still in the director's
-/// table (TIME_WAIT) follows that connection to its old real server
-/// instead of being scheduled (xvs has no `conn_reuse_mode` yet): a test
-/// would then see a dead or drained server answer, or fail.
+/// The next client port: every connection of the client loops gets its
+/// own, so a request's port names it (the failover test reuses the ports
+/// of chosen earlier requests on purpose).
 fn next_port() -> u16 {
     static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(20000);
     let p = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -152,10 +149,9 @@ fn next_port() -> u16 {
     p
 }
 
-/// A TCP connection from `from` (on a port of [`next_port`]) to `to`,
-/// with a connect timeout (Linux bounds a blocking connect by
-/// SO_SNDTIMEO).
-fn connect_from(from: IpAddr, to: SocketAddr, timeout: Duration) -> Result<TcpStream, String> {
+/// A TCP connection from `from`:`port` to `to`, with a connect timeout
+/// (Linux bounds a blocking connect by SO_SNDTIMEO).
+fn connect_from(from: IpAddr, port: u16, to: SocketAddr, timeout: Duration) -> Result<TcpStream, String> {
     let (IpAddr::V4(f), SocketAddr::V4(t)) = (from, to) else {
         return Err("IPv4 only".into());
     };
@@ -194,7 +190,7 @@ fn connect_from(from: IpAddr, to: SocketAddr, timeout: Duration) -> Result<TcpSt
             return fail("SO_SNDTIMEO");
         }
         let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        let local = sa(f, next_port());
+        let local = sa(f, port);
         if libc::bind(fd, &local as *const _ as *const libc::sockaddr, len) != 0 {
             return fail(&format!("bind {from}"));
         }
@@ -206,9 +202,9 @@ fn connect_from(from: IpAddr, to: SocketAddr, timeout: Duration) -> Result<TcpSt
     }
 }
 
-/// One GET through `vip` from `from`: the server's name (the body).
-fn get(from: IpAddr, vip: SocketAddr) -> Result<String, String> {
-    let mut s = connect_from(from, vip, Duration::from_secs(2))?;
+/// One GET through `vip` from `from`:`port`: the server's name (the body).
+fn get(from: IpAddr, port: u16, vip: SocketAddr) -> Result<String, String> {
+    let mut s = connect_from(from, port, vip, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     s.write_all(format!("GET / HTTP/1.1\r\nHost: {vip}\r\nConnection: close\r\n\r\n").as_bytes())
         .map_err(|e| format!("send: {e}"))?;
@@ -230,6 +226,7 @@ struct Req {
     start: f64,
     end: f64,
     from: IpAddr,
+    port: u16,
     res: Result<String, String>,
 }
 
@@ -253,11 +250,13 @@ impl Client {
                 let src = from[i % from.len()];
                 i += 1;
                 let start = now();
-                let res = get(src, vip);
+                let port = next_port();
+                let res = get(src, port, vip);
                 log2.lock().unwrap().push(Req {
                     start,
                     end: now(),
                     from: src,
+                    port,
                     res,
                 });
                 std::thread::sleep(gap);
@@ -407,6 +406,30 @@ scheduler = "rr"
     let log = lab.log(x);
     let t_down = logged_at(&log, "10.60.1.11:8080 down").unwrap();
     wait_requests(&client, 100);
+    // Port reuse while rs1 is down: clients SYN again from the ports of
+    // finished connections that rs1 served (still in the director's table,
+    // in TIME_WAIT). IPVS's conn_reuse_mode (1, the default) ends those
+    // connections and schedules the SYNs afresh: they must reach rs2 or
+    // rs3, not the old, dead server.
+    let served_by_rs1: Vec<(IpAddr, u16)> = client
+        .requests()
+        .iter()
+        .filter(|r| r.end < t_kill && r.res.as_deref() == Ok("rs1"))
+        .take(6)
+        .map(|r| (r.from, r.port))
+        .collect();
+    assert!(served_by_rs1.len() >= 3, "rs1 served {} requests before the kill", served_by_rs1.len());
+    let vip = t.sock(0, 100, 80);
+    let again = lab::in_ns(&t.client, {
+        let ports = served_by_rs1.clone();
+        move || ports.iter().map(|&(from, port)| (from, port, get(from, port, vip))).collect::<Vec<_>>()
+    });
+    for (from, port, res) in &again {
+        assert!(
+            matches!(res.as_deref(), Ok("rs2" | "rs3")),
+            "a SYN from {from}:{port} (a finished connection to rs1) got {res:?}"
+        );
+    }
 
     rs[0].restart();
     let t_listen = now();
@@ -507,6 +530,7 @@ scheduler = "rr"
     );
     assert!(log.contains("real server 10.60.1.11:8080 is up (weight 1): http 10.60.1.11:8080/: 2 passed in a row"), "{log}");
     assert_eq!(c.get("drop_no_conn"), 0, "{}", c.text);
+    assert_eq!(c.get("reused_conns"), again.len() as u64, "{}", c.text);
 }
 
 /// An HAProxy-style agent in a namespace: answers every connection with
@@ -578,7 +602,7 @@ fn who_answers(
 ) -> Vec<Result<String, String>> {
     lab::in_ns(ns, move || {
         (0..n)
-            .map(|i| get(from[i % from.len()], vip).map(|b| lab::who(&b).to_string()))
+            .map(|i| get(from[i % from.len()], next_port(), vip).map(|b| lab::who(&b).to_string()))
             .collect()
     })
 }

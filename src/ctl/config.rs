@@ -321,6 +321,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawGlobal {
     expire_nodest_conn: Option<bool>,
+    conn_reuse_mode: Option<i64>,
     expire_quiescent_template: Option<bool>,
     max_conns: Option<i64>,
     shard_prefix_v4: Option<i64>,
@@ -914,6 +915,9 @@ fn build_model(raw: &RawConfig) -> V<Model> {
     if let Some(g) = &raw.global {
         m.expire_nodest_conn = g.expire_nodest_conn.unwrap_or(false);
         m.expire_quiescent_template = g.expire_quiescent_template.unwrap_or(false);
+        if let Some(n) = g.conn_reuse_mode {
+            m.conn_reuse_mode = range(n, 0, 3, &root("global").key("conn_reuse_mode"))? as u8;
+        }
         if let Some(n) = g.max_conns {
             m.max_conns = range(n, 1, u32::MAX as i64, &root("global").key("max_conns"))? as usize;
         }
@@ -1309,6 +1313,7 @@ mod tests {
     const FULL: &str = r#"
 [global]
 expire_nodest_conn = true
+conn_reuse_mode = 3
 max_conns = 1000
 
 [timeouts]
@@ -1485,6 +1490,7 @@ scheduler = "rr"
             ],
             timeouts,
             expire_nodest_conn: true,
+            conn_reuse_mode: 3,
             net: NetConf {
                 ports: vec![PortConf {
                     name: "eth0".into(),
@@ -1551,6 +1557,7 @@ persistence = 300
         assert_eq!(m.timeouts, Timeouts::default());
         assert_eq!(m.max_conns, crate::ctl::model::DEFAULT_MAX_CONNS);
         assert!(!m.expire_nodest_conn);
+        assert_eq!(m.conn_reuse_mode, 1, "IPVS's default");
         // An IPv4 service defaults to /32.
         let m =
             parse("[[service]]\nproto = \"tcp\"\nvip = \"10.0.0.1\"\nport = 1\npersistence = 5\n")
@@ -1598,6 +1605,8 @@ persistence = 300
             // global and timeouts
             ("[global]\nmax_conns = 0".to_string(), "global.max_conns", "0 is below 1"),
             ("[global]\nexpire_nodest_conn = 1".to_string(), "global.expire_nodest_conn", "expected a boolean"),
+            ("[global]\nconn_reuse_mode = 4".to_string(), "global.conn_reuse_mode", "4 exceeds 3"),
+            ("[global]\nconn_reuse_mode = true".to_string(), "global.conn_reuse_mode", "expected an integer"),
             ("[global]\nmaxconns = 5".to_string(), "global.maxconns", "unknown field `maxconns`"),
             ("[global]\nmetrics = \"localhost:9477\"".to_string(), "global.metrics", "'localhost:9477' is not \"off\" or an address:port"),
             ("[global]\nmetrics = 9477".to_string(), "global.metrics", "invalid type: integer `9477`, expected a string"),
@@ -2101,6 +2110,7 @@ persistence = 300
                 "[global]",
                 &[
                     ("expire_nodest_conn", BOOL),
+                    ("conn_reuse_mode", INT),
                     ("expire_quiescent_template", BOOL),
                     ("max_conns", INT),
                     ("shard_prefix_v4", INT),

@@ -73,6 +73,14 @@ pub struct Model {
     /// IPVS `expire_nodest_conn`: drop packets of (and expire) connections
     /// whose real server was removed, instead of forwarding them on.
     pub expire_nodest_conn: bool,
+    /// IPVS `conn_reuse_mode` (0-3): how a SYN that reuses the ports of an
+    /// existing connection is handled. Bit 1 (the default, 1): when that
+    /// connection is over (TIME_WAIT or CLOSE), it is expired and the SYN
+    /// scheduled afresh, instead of going to the old real server. Bit 2
+    /// also treats a DR/TUN connection in FIN_WAIT as over (the director
+    /// sees only the client's side of a DR/TUN close). 0 sends the SYN to
+    /// the old real server, as IPVS did before the sysctl existed.
+    pub conn_reuse_mode: u8,
     pub net: NetConf,
     /// Connection table bound per worker.
     pub max_conns: usize,
@@ -98,6 +106,7 @@ impl Default for Model {
             groups: Vec::new(),
             timeouts: Timeouts::default(),
             expire_nodest_conn: false,
+            conn_reuse_mode: 1,
             net: NetConf::default(),
             max_conns: DEFAULT_MAX_CONNS,
             expire_quiescent_template: false,

@@ -111,6 +111,8 @@ pub struct Snapshot {
     pub dests: Vec<DestEntry>,
     pub timeouts: Timeouts,
     pub expire_nodest_conn: bool,
+    /// IPVS `conn_reuse_mode` ([`Model::conn_reuse_mode`]).
+    pub conn_reuse_mode: u8,
     pub ports: Vec<Port>,
     pub max_conns: usize,
     /// IPVS `expire_quiescent_template`.
@@ -157,6 +159,7 @@ impl Snapshot {
             dests: Vec::new(),
             timeouts: model.timeouts,
             expire_nodest_conn: model.expire_nodest_conn,
+            conn_reuse_mode: model.conn_reuse_mode,
             ports: Vec::new(),
             max_conns: model.max_conns.max(1),
             expire_quiescent_template: model.expire_quiescent_template,

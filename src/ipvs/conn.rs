@@ -53,6 +53,9 @@ pub mod flags {
     pub const DEAD: u8 = 8;
     /// Counted in its dest's load (bound to a dest).
     pub const BOUND: u8 = 16;
+    /// Already released (its load, local port and count given back) by an
+    /// early expiry: when the wheel comes round it is only freed.
+    pub const RELEASED: u8 = 32;
 }
 
 /// A 5-tuple as seen on the wire.

@@ -169,6 +169,9 @@ pub struct WorkerCounters {
     pub fwd: [[u64; 2]; 4],
     pub new_conns: u64,
     pub expired_conns: u64,
+    /// Connections ended early because a client SYN reused their ports
+    /// (IPVS conn_reuse_mode) and scheduled afresh.
+    pub reused_conns: u64,
     pub templates_created: u64,
     pub templates_expired: u64,
     /// ICMP errors about a connection translated and relayed.
@@ -208,6 +211,7 @@ impl WorkerCounters {
         }
         self.new_conns += o.new_conns;
         self.expired_conns += o.expired_conns;
+        self.reused_conns += o.reused_conns;
         self.templates_created += o.templates_created;
         self.templates_expired += o.templates_expired;
         self.icmp_relayed += o.icmp_relayed;
@@ -238,6 +242,7 @@ impl WorkerCounters {
         }
         v.push(("new_conns".into(), self.new_conns));
         v.push(("expired_conns".into(), self.expired_conns));
+        v.push(("reused_conns".into(), self.reused_conns));
         v.push(("templates_created".into(), self.templates_created));
         v.push(("templates_expired".into(), self.templates_expired));
         v.push(("icmp_relayed".into(), self.icmp_relayed));
@@ -265,6 +270,9 @@ impl WorkerCounters {
             let _ = writeln!(s, "  {:<10}    {:>12}     {:>12}", m.name(), f[0], f[1]);
         }
         let _ = writeln!(s, "connections  new {:>11}  expired {:>8}", self.new_conns, self.expired_conns);
+        if self.reused_conns > 0 {
+            let _ = writeln!(s, "  ended by a SYN reusing their ports {}", self.reused_conns);
+        }
         let _ = writeln!(s, "icmp         relayed {:>7}  sent {:>11}", self.icmp_relayed, self.icmp_sent);
         if self.handoffs > 0 {
             let _ = writeln!(s, "handoffs     {}", self.handoffs);
@@ -297,7 +305,7 @@ mod tests {
         c.drop(DropReason::NoDest);
         c.fwd[2][1] = 7;
         let p = c.pairs();
-        assert_eq!(p.len(), 4 + 8 + 7 + DropReason::COUNT + PassReason::COUNT);
+        assert_eq!(p.len(), 4 + 8 + 8 + DropReason::COUNT + PassReason::COUNT);
         assert!(p.contains(&("drop_no_dest".to_string(), 1)));
         assert!(p.contains(&("fwd_nat_out".to_string(), 7)));
         let r = c.render();

@@ -380,7 +380,11 @@ impl Worker {
         // keys, so a hit is ours, and the common case skips the ownership
         // rule's VIP / local address lookups.
         if let Some((idx, dir)) = A::table(&mut self.tables).lookup_hashed(&key, hash) {
-            return self.forward::<A>(fr, &mut m, idx, dir);
+            // A SYN on a connection that is over starts a new one (IPVS's
+            // conn_reuse_mode); one flag test keeps this off the common path.
+            if m.tcp_flags & tcp_flags::SYN == 0 || dir != Dir::In || m.proto != proto::TCP || !self.retire_for_syn::<A>(idx) {
+                return self.forward::<A>(fr, &mut m, idx, dir);
+            }
         }
         if self.workers > 1 {
             let o = self.owner(&key);
@@ -389,6 +393,41 @@ impl Worker {
             }
         }
         self.new_conn::<A>(fr, &mut m, &key)
+    }
+
+    /// IPVS's port reuse rule (`ip_vs_in`): a client SYN that finds the
+    /// connection it names ends that connection now, and is scheduled
+    /// afresh, when the connection is over (TIME_WAIT or CLOSE, and with
+    /// `conn_reuse_mode` bit 2 a DR/TUN one in FIN_WAIT), or when
+    /// `expire_nodest_conn` is set and its real server was removed or has
+    /// weight 0. Otherwise (a retransmitted SYN, a connection a
+    /// persistence template controls) the SYN follows the connection.
+    /// Returns `true` when the connection was ended.
+    #[cold]
+    #[inline(never)]
+    fn retire_for_syn<A: Family>(&mut self, idx: u32) -> bool {
+        let snap = &*self.snap;
+        let c = A::table(&mut self.tables).get_mut(idx);
+        if c.control != 0 || c.is_template() {
+            return false;
+        }
+        Self::rebind(snap, c);
+        let no_dest = snap.expire_nodest_conn && (c.dest == NO_DEST || snap.dests[c.dest as usize].weight == 0);
+        let mode = snap.conn_reuse_mode;
+        let over = mode != 0
+            && match TcpState::from_u8(c.state) {
+                TcpState::TimeWait | TcpState::Close => true,
+                TcpState::FinWait => mode & 2 != 0 && c.flags & flags::NOOUTPUT != 0,
+                _ => false,
+            };
+        if !(no_dest || over) {
+            return false;
+        }
+        release(c, self.now, snap, &mut self.load, &mut self.lports, &mut self.counters);
+        c.flags |= flags::RELEASED;
+        A::table(&mut self.tables).unlink(idx);
+        self.counters.reused_conns += 1;
+        true
     }
 
     /// Re-binds a connection to the current snapshot's dest index after a
@@ -779,6 +818,9 @@ fn release<A: Ip>(
     lports: &mut LocalPorts,
     counters: &mut WorkerCounters,
 ) -> bool {
+    if c.flags & flags::RELEASED != 0 {
+        return true;
+    }
     if c.is_template() {
         let di = snap.dest_index(c.dest_uid);
         if c.control > 0 {

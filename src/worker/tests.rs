@@ -616,3 +616,160 @@ fn upper_threshold_overloads_a_server_until_it_drains_below_the_lower() {
     assert!(!w.loads()[1].overloaded);
     assert_eq!(dst_mac(&one(&mut w, 70 * SEC, tcp4(CIP, 2000, VIP, 80, SYN, b"")).1), RS2_MAC);
 }
+
+/// The state of the connection with client port `cport` (ipvsadm name).
+fn state_of(w: &Worker, cport: u16) -> Option<&'static str> {
+    let mut st = None;
+    w.for_each_conn(|c| if c.cport == cport && !c.is_template() { st = Some(TcpState::from_u8(c.state).name()) }, |_| ());
+    st
+}
+
+/// Opens and closes a NAT connection from CIP:`cport`: it ends in
+/// TIME_WAIT. Returns the real server it went to.
+fn nat_open_close(w: &mut Worker, now: u64, cport: u16) -> [u8; 4] {
+    let (v, out) = one(w, now, tcp4(CIP, cport, VIP, 80, SYN, b""));
+    assert_eq!(v, TX);
+    let rs = addr4(&out, 30);
+    for f in [
+        tcp4(rs, 8080, CIP, cport, SYN | ACK, b""),
+        tcp4(CIP, cport, VIP, 80, ACK, b""),
+        tcp4(CIP, cport, VIP, 80, FIN | ACK, b""),
+        tcp4(rs, 8080, CIP, cport, FIN | ACK, b""),
+        tcp4(CIP, cport, VIP, 80, ACK, b""),
+    ] {
+        assert_eq!(one(w, now, f).0, TX);
+    }
+    rs
+}
+
+#[test]
+fn a_syn_reusing_the_ports_of_a_closed_connection_is_scheduled_afresh() {
+    let mut w = worker(&model(FwdMethod::Nat, "rr"));
+    assert_eq!(nat_open_close(&mut w, SEC, 40000), RS1);
+    assert_eq!(state_of(&w, 40000), Some("TIME_WAIT"));
+    assert_eq!(w.loads()[0], DestLoad { active: 0, inactive: 1, persist: 0, overloaded: false });
+    // The client reuses its port: IPVS (conn_reuse_mode 1) ends the old
+    // connection and schedules the SYN; rr's next pick is rs2.
+    let (v, out) = one(&mut w, 2 * SEC, tcp4(CIP, 40000, VIP, 80, SYN, b""));
+    assert_eq!(v, TX);
+    assert!(verify(&out));
+    assert_eq!(addr4(&out, 30), RS2);
+    assert_eq!(state_of(&w, 40000), Some("SYN_RECV"));
+    assert_eq!((w.counters().reused_conns, w.counters().expired_conns, w.counters().new_conns), (1, 1, 2));
+    assert_eq!(w.loads()[0], DestLoad::default(), "the old connection's load is given back at once");
+    assert_eq!(w.loads()[1].inactive, 1);
+    // A retransmitted SYN follows the new connection, it does not reschedule.
+    let (_, out) = one(&mut w, 3 * SEC, tcp4(CIP, 40000, VIP, 80, SYN, b""));
+    assert_eq!(addr4(&out, 30), RS2);
+    assert_eq!(w.counters().reused_conns, 1);
+    // Replies: rs2's are the connection's, rs1's belong to nobody now.
+    let (v, back) = one(&mut w, 3 * SEC, tcp4(RS2, 8080, CIP, 40000, SYN | ACK, b""));
+    assert_eq!((v, addr4(&back, 26)), (TX, VIP));
+    assert_eq!(one(&mut w, 3 * SEC, tcp4(RS1, 8080, CIP, 40000, ACK, b"")).0, Verdict::Pass(PassReason::NotService));
+    one(&mut w, 3 * SEC, tcp4(CIP, 40000, VIP, 80, ACK, b""));
+    assert_eq!(state_of(&w, 40000), Some("ESTABLISHED"));
+    // When the wheel reaches the old entry (its TIME_WAIT, 120 s) it is
+    // freed without being counted or released twice.
+    one(&mut w, 200 * SEC, tcp4([198, 51, 100, 9], 1, [10, 0, 0, 9], 1, ACK, b""));
+    assert_eq!(w.conns(), 1);
+    assert_eq!((w.counters().expired_conns, w.loads()[0], w.loads()[1].active), (1, DestLoad::default(), 1));
+    // An established connection is not over: a SYN on it is forwarded.
+    let (_, out) = one(&mut w, 201 * SEC, tcp4(CIP, 40000, VIP, 80, SYN, b""));
+    assert_eq!(addr4(&out, 30), RS2);
+    assert_eq!(w.counters().reused_conns, 1);
+}
+
+#[test]
+fn conn_reuse_mode_zero_keeps_the_old_server() {
+    let mut m = model(FwdMethod::Nat, "rr");
+    m.conn_reuse_mode = 0;
+    let mut w = worker(&m);
+    assert_eq!(nat_open_close(&mut w, SEC, 40000), RS1);
+    let (_, out) = one(&mut w, 2 * SEC, tcp4(CIP, 40000, VIP, 80, SYN, b""));
+    assert_eq!(addr4(&out, 30), RS1);
+    assert_eq!((w.counters().reused_conns, w.counters().new_conns), (0, 1));
+}
+
+#[test]
+fn conn_reuse_mode_bit_two_ends_dr_connections_in_fin_wait() {
+    for (mode, rescheduled) in [(1u8, false), (3, true)] {
+        let mut m = model(FwdMethod::Dr, "rr");
+        m.conn_reuse_mode = mode;
+        let mut w = worker(&m);
+        assert_eq!(dst_mac(&one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, SYN, b"")).1), RS1_MAC);
+        one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, ACK, b""));
+        one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, FIN | ACK, b""));
+        // DR sees only the client's side: its close ends in FIN_WAIT.
+        assert_eq!(state_of(&w, 40000), Some("FIN_WAIT"), "mode {mode}");
+        let to = dst_mac(&one(&mut w, 2 * SEC, tcp4(CIP, 40000, VIP, 80, SYN, b"")).1);
+        assert_eq!(to == RS2_MAC, rescheduled, "mode {mode}");
+        assert_eq!(w.counters().reused_conns, rescheduled as u64, "mode {mode}");
+    }
+}
+
+#[test]
+fn with_expire_nodest_conn_a_syn_leaves_a_quiesced_or_removed_server() {
+    let mut m1 = model(FwdMethod::Nat, "rr");
+    m1.expire_nodest_conn = true;
+    let s1 = Arc::new(Snapshot::build(&m1, None).unwrap());
+    let mut w = Worker::new(0, 1, s1.clone(), SEC);
+    // An established connection to rs1...
+    assert_eq!(addr4(&one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, SYN, b"")).1, 30), RS1);
+    one(&mut w, SEC, tcp4(RS1, 8080, CIP, 40000, SYN | ACK, b""));
+    one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, ACK, b""));
+    // ...whose server is quiesced: its packets still go there...
+    let mut m2 = m1.clone();
+    m2.services[0].dests[0].weight = 0;
+    let s2 = Arc::new(Snapshot::build(&m2, Some(&s1)).unwrap());
+    w.set_snapshot(s2.clone());
+    assert_eq!(addr4(&one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, ACK, b"")).1, 30), RS1);
+    // ...but a SYN on its ports is a new connection, to rs2.
+    assert_eq!(addr4(&one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, SYN, b"")).1, 30), RS2);
+    assert_eq!(w.counters().reused_conns, 1);
+    assert_eq!(w.loads()[0], DestLoad::default());
+    // rs2 removed: a SYN is scheduled (to rs1, weight 1 again) instead of
+    // being dropped as dest_gone; other segments are still dropped.
+    let mut m3 = m1.clone();
+    m3.services[0].dests.remove(1);
+    w.set_snapshot(Arc::new(Snapshot::build(&m3, Some(&s2)).unwrap()));
+    assert_eq!(addr4(&one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, SYN, b"")).1, 30), RS1);
+    assert_eq!(w.counters().reused_conns, 2);
+    assert_eq!(w.counters().drops[DropReason::DestGone as usize], 0);
+}
+
+#[test]
+fn fullnat_reuse_gives_the_local_port_back() {
+    let mut w = worker(&model(FwdMethod::FullNat, "rr"));
+    let (_, out) = one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, SYN, b""));
+    let lport = parse(&out).unwrap().sport;
+    for f in [
+        tcp4(RS1, 8080, LIP, lport, SYN | ACK, b""),
+        tcp4(CIP, 40000, VIP, 80, ACK, b""),
+        tcp4(CIP, 40000, VIP, 80, FIN | ACK, b""),
+        tcp4(RS1, 8080, LIP, lport, FIN | ACK, b""),
+    ] {
+        assert_eq!(one(&mut w, SEC, f).0, TX);
+    }
+    assert_eq!(state_of(&w, 40000), Some("TIME_WAIT"));
+    let (v, out) = one(&mut w, 2 * SEC, tcp4(CIP, 40000, VIP, 80, SYN, b""));
+    assert_eq!(v, TX);
+    assert_eq!(addr4(&out, 30), RS2);
+    let lport2 = parse(&out).unwrap().sport;
+    assert_eq!(w.lports.in_use(ip("10.0.0.200")), 1, "the old connection's port is back in the pool");
+    // the old port is nobody's now; the new one is the new connection's
+    assert_eq!(one(&mut w, 2 * SEC, tcp4(RS1, 8080, LIP, lport, ACK, b"")).0, Verdict::Drop(DropReason::NoConn));
+    assert_eq!(one(&mut w, 2 * SEC, tcp4(RS2, 8080, LIP, lport2, SYN | ACK, b"")).0, TX);
+    // the wheel frees the old entry later without releasing its port again
+    one(&mut w, 300 * SEC, tcp4([198, 51, 100, 9], 1, [10, 0, 0, 9], 1, ACK, b""));
+    assert_eq!((w.conns(), w.lports.in_use(ip("10.0.0.200"))), (0, 0));
+}
+
+#[test]
+fn a_persistent_client_reusing_ports_stays_with_its_template() {
+    let mut w = worker(&persistent(FwdMethod::Nat, 300, 32));
+    let rs = nat_open_close(&mut w, SEC, 40000);
+    // the connection is controlled by the template: IPVS leaves it alone
+    let (_, out) = one(&mut w, 2 * SEC, tcp4(CIP, 40000, VIP, 80, SYN, b""));
+    assert_eq!(addr4(&out, 30), rs);
+    assert_eq!(w.counters().reused_conns, 0);
+}
