@@ -142,6 +142,10 @@ struct Scenario {
     packets: u64,
     udp_share: f64,
     reply_share: f64,
+    /// `max_conns` per worker instead of room for every flow: a storm
+    /// into a table this small is a SYN flood on a full table, where
+    /// every new connection evicts an embryonic one (drop_entry).
+    table: Option<usize>,
 }
 
 fn scenarios(quick: bool, packets: Option<u64>) -> Vec<Scenario> {
@@ -182,6 +186,7 @@ fn scenarios(quick: bool, packets: Option<u64>) -> Vec<Scenario> {
             // Replies in the NAT/FULLNAT mixes: half the packets, as a
             // request/response flow sends.
             reply_share: if mode.sees_replies() { 0.5 } else { 0.0 },
+            table: None,
         }
     };
     for flows in [k64, m1, m10] {
@@ -210,8 +215,24 @@ fn scenarios(quick: bool, packets: Option<u64>) -> Vec<Scenario> {
             packets: storm as u64,
             udp_share: 0.0,
             reply_share: 0.0,
+            table: None,
         });
     }
+    // A SYN flood into a full table: an eighth of the storm fills it,
+    // every later SYN evicts an embryonic connection to get in.
+    v.push(Scenario {
+        name: "flood-dr-full".into(),
+        what: What::Storm,
+        mode: FwdMethod::Dr,
+        flows: storm,
+        pop: Popularity::Uniform,
+        sizes: Sizes::Min,
+        workers: 1,
+        packets: storm as u64,
+        udp_share: 0.0,
+        reply_share: 0.0,
+        table: Some(storm as usize / 8),
+    });
     v.push(Scenario {
         name: format!("mix-nat-{}", label(k64)),
         what: What::Mix,
@@ -223,6 +244,7 @@ fn scenarios(quick: bool, packets: Option<u64>) -> Vec<Scenario> {
         packets: pk / 2,
         udp_share: 0.2,
         reply_share: 0.5,
+        table: None,
     });
     // Scaling: the same runs with two workers.
     v.push(est(FwdMethod::Dr, k64, Popularity::Uniform, Sizes::Min, 2));
@@ -603,6 +625,8 @@ struct Row {
     new_conns_per_s: f64,
     new_conns_per_s_mean: f64,
     conns: u64,
+    /// Embryonic connections evicted from a full table (drop_entry).
+    evicted: u64,
     bytes_per_conn: f64,
     rss_per_conn: f64,
     p50_ns: u64,
@@ -620,6 +644,9 @@ fn run(s: &Scenario, seed: u64) -> Row {
         // Finished flows linger in TIME_WAIT: room for every flow started.
         topo.max_conns = (s.packets as usize).max(topo.max_conns);
         topo.laddrs = Topology::laddrs_for(s.packets);
+    }
+    if let Some(t) = s.table {
+        topo.max_conns = t;
     }
     let model =
         load_str(&topo.config_toml(), &s.name).unwrap_or_else(|e| panic!("bench config: {e}"));
@@ -710,6 +737,7 @@ fn run(s: &Scenario, seed: u64) -> Row {
         0
     };
     row.new_conns = c.new_conns.saturating_sub(setup_conns);
+    row.evicted = c.evicted_conns;
     row.load = std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
         .split_whitespace()
@@ -852,7 +880,7 @@ fn to_json(rows: &[Row], quick: bool, seed: u64) -> String {
                 "    {{\"name\": {}, \"mode\": {}, \"what\": {}, \"flows\": {}, \"workers\": {}, \"sizes\": {}, \"popularity\": {}, \
                  \"packets\": {}, \"mpps_total\": {}, \"mpps_per_core\": {}, \"ns_per_pkt\": {}, \
                  \"mpps_total_mean\": {}, \"mpps_per_core_mean\": {}, \"ns_per_pkt_mean\": {}, \"wall_mpps\": {}, \"gbps\": {}, \
-                 \"new_conns\": {}, \"new_conns_per_s\": {}, \"new_conns_per_s_mean\": {}, \"conns\": {}, \"bytes_per_conn\": {}, \
+                 \"new_conns\": {}, \"new_conns_per_s\": {}, \"new_conns_per_s_mean\": {}, \"conns\": {}, \"evicted_conns\": {}, \"bytes_per_conn\": {}, \
                  \"rss_bytes_per_conn\": {}, \"burst_ns_p50\": {}, \"burst_ns_p99\": {}, \"burst_ns_p999\": {}, \"tx_share\": {}, \
                  \"setup_s\": {}, \"loadavg\": {}}}",
                 json_str(&r.name),
@@ -875,6 +903,7 @@ fn to_json(rows: &[Row], quick: bool, seed: u64) -> String {
                 json_num(r.new_conns_per_s),
                 json_num(r.new_conns_per_s_mean),
                 r.conns,
+                r.evicted,
                 json_num(r.bytes_per_conn),
                 json_num(r.rss_per_conn),
                 r.p50_ns,

@@ -81,6 +81,11 @@ pub struct Model {
     /// sees only the client's side of a DR/TUN close). 0 sends the SYN to
     /// the old real server, as IPVS did before the sysctl existed.
     pub conn_reuse_mode: u8,
+    /// IPVS's `drop_entry` defense, always armed: when a worker's table is
+    /// full, a new TCP connection ends the embryonic connection (SYN_RECV:
+    /// a SYN and nothing since) due to expire soonest, so a SYN flood
+    /// cannot lock clients out. Off: a full table drops new connections.
+    pub drop_entry: bool,
     pub net: NetConf,
     /// Connection table bound per worker.
     pub max_conns: usize,
@@ -107,6 +112,7 @@ impl Default for Model {
             timeouts: Timeouts::default(),
             expire_nodest_conn: false,
             conn_reuse_mode: 1,
+            drop_entry: true,
             net: NetConf::default(),
             max_conns: DEFAULT_MAX_CONNS,
             expire_quiescent_template: false,

@@ -113,6 +113,8 @@ pub struct Snapshot {
     pub expire_nodest_conn: bool,
     /// IPVS `conn_reuse_mode` ([`Model::conn_reuse_mode`]).
     pub conn_reuse_mode: u8,
+    /// IPVS's `drop_entry` defense ([`Model::drop_entry`]).
+    pub drop_entry: bool,
     pub ports: Vec<Port>,
     pub max_conns: usize,
     /// IPVS `expire_quiescent_template`.
@@ -160,6 +162,7 @@ impl Snapshot {
             timeouts: model.timeouts,
             expire_nodest_conn: model.expire_nodest_conn,
             conn_reuse_mode: model.conn_reuse_mode,
+            drop_entry: model.drop_entry,
             ports: Vec::new(),
             max_conns: model.max_conns.max(1),
             expire_quiescent_template: model.expire_quiescent_template,

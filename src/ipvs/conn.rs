@@ -471,6 +471,12 @@ impl<A: Ip> ConnTable<A> {
         self.max = max.max(1);
     }
 
+    /// Room for `n` more entries under the bound.
+    #[inline]
+    pub fn has_room(&self, n: usize) -> bool {
+        self.live + n <= self.max
+    }
+
     /// The hash of a key, for [`ConnTable::prefetch`] and
     /// [`ConnTable::lookup_hashed`] (keyed per table: not comparable
     /// between tables).
@@ -626,18 +632,47 @@ impl<A: Ip> ConnTable<A> {
             if !dead {
                 Self::unindex(index, seed, c, idx);
             }
-            let (template, control) = (c.is_template(), c.control);
-            c.flags = flags::DEAD;
-            free.push(idx);
+            Self::free_slot(slab, free, idx);
             freed += 1;
-            if !template && control != 0 {
-                let t = slab.get_mut(control - 1);
-                t.control = t.control.saturating_sub(1);
-            }
             None
         });
         self.live -= freed;
         freed
+    }
+
+    /// Puts an entry's slot (out of the index and the wheel) on the free
+    /// list; a connection gives back its template's count.
+    fn free_slot(slab: &mut Slab<A>, free: &mut Vec<u32>, idx: u32) {
+        let c = slab.get_mut(idx);
+        let (template, control) = (c.is_template(), c.control);
+        c.flags = flags::DEAD;
+        free.push(idx);
+        if !template && control != 0 {
+            let t = slab.get_mut(control - 1);
+            t.control = t.control.saturating_sub(1);
+        }
+    }
+
+    /// Table pressure (IPVS's `drop_entry` defense): ends, before its
+    /// time, the live entry due soonest that `pick` accepts, looking at
+    /// no more than `budget` entries. `on_evict` releases what it holds;
+    /// then its keys leave the index and its slot is free at once.
+    /// Returns whether an entry was ended.
+    pub fn evict(&mut self, budget: usize, mut pick: impl FnMut(&Conn<A>) -> bool, on_evict: impl FnOnce(&mut Conn<A>)) -> bool {
+        let slab = &self.slab;
+        let Some(idx) = self.wheel.evict_ahead(budget, |i| {
+            let c = slab.get(i);
+            c.flags & flags::DEAD == 0 && pick(c)
+        }) else {
+            return false;
+        };
+        let c = self.slab.get_mut(idx);
+        on_evict(c);
+        let c = *c;
+        Self::unindex(&mut self.index, &self.seed, &c, idx);
+        Self::free_slot(&mut self.slab, &mut self.free, idx);
+        self.live -= 1;
+        true
     }
 
     /// Visits every live entry (control plane listings, flush).
@@ -846,6 +881,50 @@ mod tests {
         assert_eq!(t.insert(conn(1, 1, FwdMethod::Nat, 10)).unwrap_err(), DropReason::ConnClash);
         t.insert(conn(2, 1, FwdMethod::Nat, 10)).unwrap();
         assert_eq!(t.insert(conn(3, 1, FwdMethod::Nat, 10)).unwrap_err(), DropReason::TableFull);
+    }
+
+    #[test]
+    fn evict_frees_the_soonest_picked_entry_at_once() {
+        let mut t = ConnTable::new(3, 0);
+        let a = t.insert(conn(1, 1, FwdMethod::Nat, 50)).unwrap();
+        let b = t.insert(conn(2, 1, FwdMethod::FullNat, 20)).unwrap();
+        let _c = t.insert(conn(3, 1, FwdMethod::Nat, 10)).unwrap();
+        assert!(!t.has_room(1));
+        // c is due first but not picked; b is the soonest picked
+        let mut released = vec![];
+        assert!(t.evict(10, |c| c.caddr.octets()[3] != 3, |c| released.push(c.caddr.octets()[3])));
+        assert_eq!(released, vec![2]);
+        assert!(t.has_room(1) && t.len() == 2);
+        let kb = conn(2, 1, FwdMethod::FullNat, 0);
+        assert!(t.lookup(&kb.in_key()).is_none() && t.lookup(&kb.out_key().unwrap()).is_none());
+        // its slot is the next one used, and the wheel never visits it twice
+        assert_eq!(t.insert(conn(4, 1, FwdMethod::Nat, 30)).unwrap(), b);
+        assert!(!t.evict(10, |_| false, |_| unreachable!()));
+        let mut gone = vec![];
+        assert_eq!(t.expire(100, usize::MAX, |c| { gone.push(c.caddr.octets()[3]); true }), 3);
+        gone.sort();
+        assert_eq!(gone, vec![1, 3, 4]);
+        assert_eq!(t.len(), 0);
+        // unlinked (dead) entries are never picked
+        let d = t.insert(conn(5, 1, FwdMethod::Nat, 200)).unwrap();
+        t.unlink(d);
+        assert!(!t.evict(10, |_| true, |_| ()));
+        let _ = a;
+    }
+
+    #[test]
+    fn evicting_a_controlled_connection_gives_its_template_back_a_count() {
+        let mut t = ConnTable::new(10, 0);
+        let mut tm = conn(9, 0, FwdMethod::Nat, 100);
+        tm.flags = flags::TEMPLATE;
+        tm.proto = 0x86;
+        tm.control = 1;
+        let ti = t.insert(tm).unwrap();
+        let mut c = conn(1, 1, FwdMethod::Nat, 10);
+        c.control = ti + 1;
+        t.insert(c).unwrap();
+        assert!(t.evict(10, |c| !c.is_template(), |_| ()));
+        assert_eq!(t.get(ti).control, 0);
     }
 
     #[test]

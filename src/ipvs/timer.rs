@@ -120,6 +120,36 @@ impl Wheel {
         }
         done
     }
+
+    /// Looks ahead for one entry to end before its time: visits the
+    /// entries of the slots from the next tick on, soonest first (at most
+    /// one turn and `budget` entries), until `pick` accepts one, which is
+    /// taken out of the wheel and returned. Nothing else moves. (Table
+    /// pressure: the connections due soonest are the oldest embryonic
+    /// ones; see `ConnTable::evict`.)
+    pub fn evict_ahead(&mut self, budget: usize, mut pick: impl FnMut(u32) -> bool) -> Option<u32> {
+        let mut seen = 0;
+        for k in 0..SLOTS as u32 {
+            let s = self.next.wrapping_add(k) as usize % SLOTS;
+            // The slot being processed: entries before the cursor were
+            // visited and kept this tick; the rest may swap places freely.
+            let mut i = if k == 0 { self.cursor } else { 0 };
+            while i < self.slots[s].len() {
+                if seen == budget {
+                    return None;
+                }
+                seen += 1;
+                let id = self.slots[s][i];
+                if pick(id) {
+                    self.slots[s].swap_remove(i);
+                    self.len -= 1;
+                    return Some(id);
+                }
+                i += 1;
+            }
+        }
+        None
+    }
 }
 
 #[cfg(test)]
@@ -163,6 +193,58 @@ mod tests {
             w.advance(t, usize::MAX, |_| if reached(t, exp) { expired_at = Some(t); None } else { Some(exp) });
         }
         assert_eq!(expired_at, Some(50));
+    }
+
+    #[test]
+    fn evict_ahead_takes_the_soonest_accepted_entry_and_nothing_else() {
+        let mut w = Wheel::new(0);
+        for (id, at) in [(1, 30), (2, 5), (3, 5), (4, 9000), (5, 20)] {
+            w.insert(id, at);
+        }
+        // soonest first: 2 and 3 (tick 5) are looked at before 5 (tick 20)
+        let mut looked = Vec::new();
+        let got = w.evict_ahead(100, |id| {
+            looked.push(id);
+            id == 5 || id == 1
+        });
+        assert_eq!(got, Some(5));
+        assert_eq!(looked[..2].iter().copied().collect::<std::collections::HashSet<_>>(), [2, 3].into());
+        assert_eq!(w.len(), 4);
+        // the budget bounds the search
+        assert_eq!(w.evict_ahead(2, |id| id == 1), None);
+        assert_eq!(w.evict_ahead(3, |id| id == 1), Some(1));
+        // nothing accepted: nothing taken
+        assert_eq!(w.evict_ahead(usize::MAX, |_| false), None);
+        assert_eq!(w.len(), 3);
+        // the rest expires as before, the evicted never comes back
+        let mut gone = Vec::new();
+        for t in 0..10_000 {
+            w.advance(t, usize::MAX, |id| {
+                gone.push(id);
+                None
+            });
+        }
+        gone.sort();
+        assert_eq!(gone, vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn evict_ahead_skips_what_the_current_tick_kept() {
+        let mut w = Wheel::new(0);
+        for id in 0..4 {
+            w.insert(id, 2);
+        }
+        // tick 2: the budget runs out after two entries, both kept for a
+        // later turn of the same slot (4098)
+        w.advance(2, 2, |_| Some(2 + SLOTS as u32));
+        let mut looked = Vec::new();
+        w.evict_ahead(usize::MAX, |id| {
+            looked.push(id);
+            false
+        });
+        assert_eq!(looked.len(), 2, "only the entries after the cursor: {looked:?}");
+        assert_eq!(w.evict_ahead(usize::MAX, |_| true).map(|id| id >= 2), Some(true));
+        assert_eq!(w.len(), 3);
     }
 
     #[test]

@@ -65,7 +65,8 @@ reasons! {
         TooBig => "too_big",
         /// No headroom in the frame for the encapsulation header.
         NoHeadroom => "no_headroom",
-        /// Connection table is full and nothing could be evicted.
+        /// Connection table is full and no embryonic connection could be
+        /// evicted (drop_entry off, or none among those due soonest).
         TableFull => "table_full",
         /// A new connection's key (or reply key) is already another's.
         ConnClash => "conn_clash",
@@ -172,6 +173,9 @@ pub struct WorkerCounters {
     /// Connections ended early because a client SYN reused their ports
     /// (IPVS conn_reuse_mode) and scheduled afresh.
     pub reused_conns: u64,
+    /// Embryonic connections ended early to make room in a full table
+    /// (drop_entry: SYN flood defense).
+    pub evicted_conns: u64,
     pub templates_created: u64,
     pub templates_expired: u64,
     /// ICMP errors about a connection translated and relayed.
@@ -212,6 +216,7 @@ impl WorkerCounters {
         self.new_conns += o.new_conns;
         self.expired_conns += o.expired_conns;
         self.reused_conns += o.reused_conns;
+        self.evicted_conns += o.evicted_conns;
         self.templates_created += o.templates_created;
         self.templates_expired += o.templates_expired;
         self.icmp_relayed += o.icmp_relayed;
@@ -243,6 +248,7 @@ impl WorkerCounters {
         v.push(("new_conns".into(), self.new_conns));
         v.push(("expired_conns".into(), self.expired_conns));
         v.push(("reused_conns".into(), self.reused_conns));
+        v.push(("evicted_conns".into(), self.evicted_conns));
         v.push(("templates_created".into(), self.templates_created));
         v.push(("templates_expired".into(), self.templates_expired));
         v.push(("icmp_relayed".into(), self.icmp_relayed));
@@ -272,6 +278,9 @@ impl WorkerCounters {
         let _ = writeln!(s, "connections  new {:>11}  expired {:>8}", self.new_conns, self.expired_conns);
         if self.reused_conns > 0 {
             let _ = writeln!(s, "  ended by a SYN reusing their ports {}", self.reused_conns);
+        }
+        if self.evicted_conns > 0 {
+            let _ = writeln!(s, "  embryonic, evicted from a full table {}", self.evicted_conns);
         }
         let _ = writeln!(s, "icmp         relayed {:>7}  sent {:>11}", self.icmp_relayed, self.icmp_sent);
         if self.handoffs > 0 {
@@ -305,7 +314,7 @@ mod tests {
         c.drop(DropReason::NoDest);
         c.fwd[2][1] = 7;
         let p = c.pairs();
-        assert_eq!(p.len(), 4 + 8 + 8 + DropReason::COUNT + PassReason::COUNT);
+        assert_eq!(p.len(), 4 + 8 + 9 + DropReason::COUNT + PassReason::COUNT);
         assert!(p.contains(&("drop_no_dest".to_string(), 1)));
         assert!(p.contains(&("fwd_nat_out".to_string(), 7)));
         let r = c.render();

@@ -47,6 +47,10 @@ pub const BURST: usize = 32;
 /// burst can spend expiring).
 const EXPIRE_BUDGET: usize = 256;
 
+/// Entries a full table's eviction looks at, at most, for one embryonic
+/// connection (drop_entry).
+const EVICT_BUDGET: usize = 64;
+
 /// `Conn::dest` value when the real server no longer exists.
 const NO_DEST: u32 = u32::MAX;
 
@@ -120,6 +124,10 @@ pub struct Worker {
     now_ns: u64,
     now: u32,
     ip_id: u16,
+    /// The tick of the last eviction search that found nothing: a full
+    /// table of live connections costs one search per tick, not one per
+    /// SYN of a flood.
+    evict_miss: u32,
 }
 
 impl Worker {
@@ -139,6 +147,7 @@ impl Worker {
             now_ns,
             now,
             ip_id: 0,
+            evict_miss: now.wrapping_sub(1),
             snap: Arc::new(Snapshot::empty()),
         };
         w.set_snapshot(snap);
@@ -552,6 +561,14 @@ impl Worker {
         if m.proto == proto::TCP && (m.tcp_flags & tcp_flags::SYN == 0 || m.tcp_flags & tcp_flags::RST != 0) {
             return Verdict::Drop(DropReason::NoConn);
         }
+        // A full table: room is made by ending embryonic connections
+        // (drop_entry), one per entry this connection adds.
+        if m.proto == proto::TCP && self.snap.drop_entry {
+            let need = 1 + self.snap.services[si as usize].persistence.is_some() as usize;
+            if !A::table(&mut self.tables).has_room(need) {
+                self.make_room::<A>(need);
+            }
+        }
         let picked = match self.snap.services[si as usize].persistence {
             None => schedule(&self.snap, &mut self.sched, &self.load, self.now_ns, si, k).map(|di| (di, None)).ok_or(DropReason::NoDest),
             Some(p) => self.persist::<A>(si, k, p),
@@ -646,6 +663,34 @@ impl Worker {
         self.dstats[di].conns += 1;
         self.counters.new_conns += 1;
         self.forward::<A>(fr, m, idx, Dir::In)
+    }
+
+    /// IPVS's `drop_entry` defense against SYN floods: ends the embryonic
+    /// TCP connections (SYN_RECV: a SYN, then nothing from the client)
+    /// due to expire soonest until `need` entries fit, releasing what each
+    /// holds. Established connections, closing ones and templates are
+    /// never ended. A search that finds none is not repeated within the
+    /// same tick.
+    #[cold]
+    #[inline(never)]
+    fn make_room<A: Family>(&mut self, need: usize) {
+        if self.evict_miss == self.now {
+            return;
+        }
+        let snap = &*self.snap;
+        let now = self.now;
+        let (load, lports, counters) = (&mut self.load, &mut self.lports, &mut self.counters);
+        let table = A::table(&mut self.tables);
+        while !table.has_room(need) {
+            let embryonic = |c: &Conn<A>| c.proto == proto::TCP && !c.is_template() && c.state == TcpState::SynRecv as u8;
+            if !table.evict(EVICT_BUDGET, embryonic, |c| {
+                release(c, now, snap, load, lports, counters);
+            }) {
+                self.evict_miss = now;
+                return;
+            }
+            counters.evicted_conns += 1;
+        }
     }
 
     /// Persistence (IPVS `ip_vs_sched_persist`): the client's (masked)

@@ -773,3 +773,87 @@ fn a_persistent_client_reusing_ports_stays_with_its_template() {
     assert_eq!(addr4(&out, 30), rs);
     assert_eq!(w.counters().reused_conns, 0);
 }
+
+/// A NAT connection from CIP:`cport` through the handshake: ESTABLISHED.
+fn nat_established(w: &mut Worker, now: u64, cport: u16) -> [u8; 4] {
+    let (v, out) = one(w, now, tcp4(CIP, cport, VIP, 80, SYN, b""));
+    assert_eq!(v, TX);
+    let rs = addr4(&out, 30);
+    assert_eq!(one(w, now, tcp4(rs, 8080, CIP, cport, SYN | ACK, b"")).0, TX);
+    assert_eq!(one(w, now, tcp4(CIP, cport, VIP, 80, ACK, b"")).0, TX);
+    rs
+}
+
+/// The sum of every dest's connection counts.
+fn load_total(w: &Worker) -> u32 {
+    w.loads().iter().map(|l| l.active + l.inactive).sum()
+}
+
+#[test]
+fn a_full_table_evicts_the_oldest_embryonic_connection_for_a_new_one() {
+    let mut m = model(FwdMethod::Nat, "rr");
+    m.max_conns = 4;
+    let mut w = worker(&m);
+    nat_established(&mut w, SEC, 1000);
+    nat_established(&mut w, SEC, 1001);
+    // a flood: SYNs from spoofed sources that never answer
+    let spoofed = |i: u8| tcp4([198, 51, 100, i], 5000, VIP, 80, SYN, b"");
+    assert_eq!(one(&mut w, 2 * SEC, spoofed(1)).0, TX);
+    assert_eq!(one(&mut w, 3 * SEC, spoofed(2)).0, TX);
+    assert_eq!(w.conns(), 4);
+    // a real client gets in: one embryonic entry goes, never an
+    // established one
+    let (v, out) = one(&mut w, 4 * SEC, tcp4(CIP, 2000, VIP, 80, SYN, b""));
+    assert_eq!(v, TX);
+    assert!(verify(&out));
+    assert_eq!((w.conns(), w.counters().evicted_conns), (4, 1));
+    assert_eq!(load_total(&w), 4, "the evicted connection's load was given back");
+    let gone: Vec<u8> = (1..=2u8)
+        .filter(|&i| one(&mut w, 4 * SEC, tcp4([198, 51, 100, i], 5000, VIP, 80, ACK, b"")).0 == Verdict::Drop(DropReason::NoConn))
+        .collect();
+    assert_eq!(gone.len(), 1, "exactly one spoofed connection was evicted: {gone:?}");
+    for p in [1000, 1001, 2000] {
+        assert_eq!(one(&mut w, 4 * SEC, tcp4(CIP, p, VIP, 80, ACK, b"x")).0, TX, "client port {p}");
+    }
+    // now every entry is established or closing: nothing is evicted, the
+    // SYN is a counted drop, and the established connections carry on
+    let mut w2 = worker(&m);
+    for p in 0..4 {
+        nat_established(&mut w2, SEC, 3000 + p);
+    }
+    assert_eq!(one(&mut w2, 2 * SEC, tcp4(CIP, 2000, VIP, 80, SYN, b"")).0, Verdict::Drop(DropReason::TableFull));
+    assert_eq!(one(&mut w2, 2 * SEC, tcp4(CIP, 3000, VIP, 80, ACK, b"x")).0, TX);
+    assert_eq!(w2.counters().evicted_conns, 0);
+}
+
+#[test]
+fn drop_entry_off_udp_and_persistence() {
+    // off: a full table drops the SYN even with embryonic entries in it
+    let mut m = model(FwdMethod::Nat, "rr");
+    m.max_conns = 2;
+    m.drop_entry = false;
+    let mut w = worker(&m);
+    one(&mut w, SEC, tcp4([198, 51, 100, 1], 5000, VIP, 80, SYN, b""));
+    one(&mut w, SEC, tcp4([198, 51, 100, 2], 5000, VIP, 80, SYN, b""));
+    assert_eq!(one(&mut w, 2 * SEC, tcp4(CIP, 2000, VIP, 80, SYN, b"")).0, Verdict::Drop(DropReason::TableFull));
+    // UDP flows never evict
+    m.drop_entry = true;
+    let mut w = worker(&m);
+    one(&mut w, SEC, tcp4([198, 51, 100, 1], 5000, VIP, 80, SYN, b""));
+    one(&mut w, SEC, tcp4([198, 51, 100, 2], 5000, VIP, 80, SYN, b""));
+    assert_eq!(one(&mut w, 2 * SEC, udp4(CIP, 5353, VIP, 53, b"q")).0, Verdict::Drop(DropReason::TableFull));
+    assert_eq!(w.counters().evicted_conns, 0);
+    // a persistent service needs room for the template too: two go
+    let mut m = persistent(FwdMethod::Nat, 300, 32);
+    m.max_conns = 4;
+    let mut w = worker(&m);
+    // two spoofed clients: a template and a connection each
+    one(&mut w, SEC, tcp4([198, 51, 100, 1], 5000, VIP, 80, SYN, b""));
+    one(&mut w, SEC, tcp4([198, 51, 100, 2], 5000, VIP, 80, SYN, b""));
+    assert_eq!(w.conns(), 4);
+    let (v, _) = one(&mut w, 3 * SEC, tcp4(CIP, 2000, VIP, 80, SYN, b""));
+    assert_eq!(v, TX);
+    assert_eq!(w.counters().evicted_conns, 2);
+    assert_eq!(w.conns(), 4, "the spoofed clients' templates, the new client's template and connection");
+    assert_eq!(load_total(&w), 1);
+}

@@ -1,0 +1,186 @@
+//! A SYN flood on a full connection table, end to end: spoofed SYNs
+//! fill every worker's table with embryonic connections while real
+//! kernel TCP clients fetch through the VIP.
+//! With `drop_entry` (the default) each real SYN evicts an embryonic
+//! connection and every request is answered; without it the table stays
+//! full of the flood's entries (SYN_RECV lives 60 s) and a real client
+//! cannot connect.
+//!
+//! Topology (`lab::lan`, DR): client 10.<net>.0.2-9, director .1 with the
+//! VIP .100, rs1 .11 and rs2 .12. The flood comes from the client's
+//! namespace through a raw socket, with sources 10.<net>.0.150-249 that
+//! no host holds (the real servers' SYN-ACKs to them go nowhere).
+
+mod lab;
+
+use lab::{http_gets_from, who, Lab};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use xvs::gen::packet::tcp4;
+use xvs::wire::tcp_flags::SYN;
+
+fn config(net: u8, max_conns: usize, drop_entry: bool) -> String {
+    format!(
+        r#"
+[global]
+max_conns = {max_conns}
+drop_entry = {drop_entry}
+
+[[service]]
+proto = "tcp"
+vip = "10.{net}.0.100"
+port = 80
+scheduler = "rr"
+
+  [[service.real_server]]
+  ip = "10.{net}.0.11"
+  mode = "dr"
+
+  [[service.real_server]]
+  ip = "10.{net}.0.12"
+  mode = "dr"
+"#
+    )
+}
+
+/// Spoofed SYNs to the VIP from namespace `ns` until stopped, about 10 k
+/// per second, at least `min` of them. Stopping returns how many were sent.
+struct Flood {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    handle: Option<JoinHandle<u64>>,
+}
+
+impl Flood {
+    fn start(ns: &str, net: u8, min: u64) -> Flood {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent_out = Arc::new(AtomicU64::new(0));
+        let (ns, stop2, sent2) = (ns.to_string(), stop.clone(), sent_out.clone());
+        let handle = std::thread::spawn(move || {
+            lab::enter(&ns);
+            // SAFETY: a raw socket owned by this thread, closed below; the
+            // buffers and sockaddr outlive each call.
+            unsafe {
+                let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW);
+                assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+                let vip = [10, net, 0, 100];
+                let dst = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: 0,
+                    sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(vip) },
+                    sin_zero: [0; 8],
+                };
+                let mut sent = 0u64;
+                while sent < min || !stop2.load(Ordering::Relaxed) {
+                    let src = [10, net, 0, 150 + (sent % 100) as u8];
+                    let sport = 1024 + (sent / 100 % 60_000) as u16;
+                    let frame = tcp4(src, sport, vip, 80, SYN, b"");
+                    let ip = &frame[14..];
+                    let n = libc::sendto(
+                        fd,
+                        ip.as_ptr() as *const libc::c_void,
+                        ip.len(),
+                        0,
+                        &dst as *const _ as *const libc::sockaddr,
+                        std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                    );
+                    assert_eq!(n, ip.len() as isize, "sendto: {}", std::io::Error::last_os_error());
+                    sent += 1;
+                    sent2.store(sent, Ordering::Relaxed);
+                    if sent % 50 == 0 {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+                libc::close(fd);
+                sent
+            }
+        });
+        Flood { stop, sent: sent_out, handle: Some(handle) }
+    }
+
+    /// Waits until `n` SYNs are out.
+    fn wait_sent(&self, n: u64) {
+        let t0 = std::time::Instant::now();
+        while self.sent.load(Ordering::Relaxed) < n {
+            assert!(t0.elapsed() < Duration::from_secs(20), "the flood stalled");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn stop(&mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.take().map_or(0, |h| h.join().expect("flood thread"))
+    }
+}
+
+impl Drop for Flood {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn real_clients_get_through_a_syn_flood_on_a_full_table() {
+    let name = "real_clients_get_through_a_syn_flood_on_a_full_table";
+    let Some(mut lab) = Lab::new(name) else {
+        return;
+    };
+    let t = lab::lan(&mut lab, 70, 2, 2);
+    for (i, r) in t.rs.clone().iter().enumerate() {
+        lab.http_server(r, "0.0.0.0:80".parse().unwrap(), &format!("rs{}", i + 1));
+    }
+    // 2 × 2000 entries: at the flood's 10 k SYNs per second an embryonic
+    // connection lives about 0.4 s before it is evicted, time enough for
+    // a real client's handshake on this loaded machine.
+    let x = lab.xvs(&t.director, &config(70, 2000, true), &["-i", "d0", "--workers", "2"]);
+    // The flood fills both tables first...
+    let mut flood = Flood::start(&t.client, 70, 0);
+    flood.wait_sent(6000);
+    // ...and goes on while the clients fetch.
+    let answers = http_gets_from(&t.client, t.clients(), t.sock(0, 100, 80), 20);
+    let sent = flood.stop();
+    let c = lab.stop_xvs(x);
+    println!("{}\n{}\nflood: {sent} SYNs", lab.log(x), c.text);
+    for a in &answers {
+        let body = a
+            .as_ref()
+            .unwrap_or_else(|e| panic!("GET through the VIP during the flood failed: {e}\n{}", c.text));
+        assert!(matches!(who(body), "rs1" | "rs2"), "{body}");
+    }
+    assert!(sent >= 6000);
+    // The flood got in by evicting its own earlier SYNs; so did the
+    // clients.
+    assert!(c.get("evicted_conns") > 1000, "{}", c.text);
+    assert!(c.get("new_conns") > 4000, "{}", c.text);
+    assert_eq!(c.get("drop_table_full"), 0, "{}", c.text);
+    // Established connections are never evicted: none of the real
+    // clients' segments met a missing connection.
+    assert_eq!(c.get("drop_no_conn"), 0, "{}", c.text);
+}
+
+#[test]
+fn without_drop_entry_a_flooded_table_locks_clients_out() {
+    let name = "without_drop_entry_a_flooded_table_locks_clients_out";
+    let Some(mut lab) = Lab::new(name) else {
+        return;
+    };
+    let t = lab::lan(&mut lab, 71, 2, 2);
+    for (i, r) in t.rs.clone().iter().enumerate() {
+        lab.http_server(r, "0.0.0.0:80".parse().unwrap(), &format!("rs{}", i + 1));
+    }
+    let x = lab.xvs(&t.director, &config(71, 40, false), &["-i", "d0", "--workers", "2"]);
+    let mut flood = Flood::start(&t.client, 71, 300);
+    let sent = flood.stop();
+    // Every table is full of SYN_RECV entries for the next 60 s: a real
+    // client's SYNs (and its retransmission a second later) are dropped.
+    let vip: SocketAddr = t.sock(0, 100, 80);
+    let res = lab::in_ns(&t.client, move || TcpStream::connect_timeout(&vip, Duration::from_millis(1500)).map(|_| ()));
+    let c = lab.stop_xvs(x);
+    println!("{}\n{}\nflood: {sent} SYNs", lab.log(x), c.text);
+    assert!(res.is_err(), "a client connected through a full table without drop_entry: {}", c.text);
+    assert!(c.get("drop_table_full") > 0, "{}", c.text);
+    assert_eq!(c.get("evicted_conns"), 0, "{}", c.text);
+}
