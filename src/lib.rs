@@ -4,12 +4,12 @@
 //!
 //! - [`wire`]   packet views over frame buffers, parsing, checksums (RFC 1624)
 //! - [`ipvs`]   the IPVS domain: services, dests (real servers), connections,
-//!              the TCP state machine, schedulers and the transmit functions
-//!              of the four forwarding methods
+//!   the TCP state machine, schedulers and the transmit functions of the
+//!   four forwarding methods
 //! - [`worker`] the run-to-completion burst loop, which does not know its I/O
-//! - [`io`]     I/O drivers: pcap replay, in-memory (AF_XDP follows)
+//! - [`io`]     I/O drivers: AF_XDP (live), pcap replay, in-memory
 //! - [`ctl`]    configuration, validation and the immutable snapshot that the
-//!              control plane publishes to the workers
+//!   control plane publishes to the workers
 //! - [`health`] real-server health checks (keepalived-style), off the data path
 //! - [`stats`]  counters and drop reasons
 //! - [`gen`]    traffic generation for tests, golden captures and benchmarks

@@ -3,7 +3,7 @@
 //! validates a configuration.
 
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -185,7 +185,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(path: &PathBuf) -> Result<Arc<Snapshot>, String> {
+fn load(path: &Path) -> Result<Arc<Snapshot>, String> {
     let model = config::load_file(path).map_err(|e| e.to_string())?;
     Snapshot::build(&model, None).map(Arc::new).map_err(|e| format!("{}: {e}", path.display()))
 }

@@ -745,9 +745,8 @@ fn real_main(args: &Args) -> Result<(), String> {
                     napi.name(),
                     t.label()
                 );
-                let m = bench.run(t, napi).map_err(|e| {
+                let m = bench.run(t, napi).inspect_err(|_e| {
                     eprintln!();
-                    e
                 })?;
                 eprintln!(
                     " {} Mpps forwarded of {} Mpps sent",

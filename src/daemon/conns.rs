@@ -359,7 +359,7 @@ scheduler = "rr"
     #[test]
     fn a_silent_worker_is_named_and_its_request_taken_back() {
         let slot = Arc::new(ReportSlot::default());
-        let l = list(&[slot.clone()], 10, Duration::from_millis(20), 1);
+        let l = list(std::slice::from_ref(&slot), 10, Duration::from_millis(20), 1);
         assert_eq!(l.silent, vec![0]);
         assert!(l.entries.is_empty());
         assert!(slot.probe.requests.is_empty());

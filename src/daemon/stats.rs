@@ -333,8 +333,8 @@ impl StatsHub {
         );
         let _ = writeln!(
             out,
-            "{:<6} {:>5} {:>4} {:>8} {:>12} {:>12} {:>10} {:>10} {:>9}  {}",
-            "Worker", "Queue", "CPU", "Snapshot", "RxPkts", "TxPkts", "Drops", "Handoffs", "Conns", "Burst p50/p99/max"
+            "{:<6} {:>5} {:>4} {:>8} {:>12} {:>12} {:>10} {:>10} {:>9}  Burst p50/p99/max",
+            "Worker", "Queue", "CPU", "Snapshot", "RxPkts", "TxPkts", "Drops", "Handoffs", "Conns"
         );
         let mut total = WorkerCounters::default();
         let mut all = burst_histogram();

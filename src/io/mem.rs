@@ -81,10 +81,9 @@ impl Batch {
                 self.meta[i] = (f.head, f.len, f.port);
             }
         }
-        for i in 0..n {
-            let (h, l, _) = self.meta[i];
+        for (i, (&v, &(h, l, _))) in verdicts[..n].iter().zip(&self.meta[..n]).enumerate() {
             let base = i * CHUNK;
-            out(verdicts[i], &self.arena[base + h..base + h + l]);
+            out(v, &self.arena[base + h..base + h + l]);
         }
         self.n = 0;
     }

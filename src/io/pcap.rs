@@ -179,7 +179,6 @@ pub fn replay(worker: &mut Worker, input: &Path, output: &Path, mut progress: im
     if let Some(t0) = burst_start {
         flush(&mut batch, &stamps, worker, &mut sum, t0);
     }
-    drop(flush);
     if let Some(e) = write_err {
         return Err(werr(e));
     }

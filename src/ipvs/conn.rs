@@ -863,10 +863,10 @@ mod tests {
         let nat = t.insert(conn(1, 1000, FwdMethod::Nat, 10)).unwrap();
         let full = t.insert(conn(2, 1000, FwdMethod::FullNat, 10)).unwrap();
         let dr = t.insert(conn(3, 1000, FwdMethod::Dr, 10)).unwrap();
-        let c = t.get(nat).clone();
+        let c = *t.get(nat);
         assert_eq!(t.lookup(&c.in_key()), Some((nat, Dir::In)));
         assert_eq!(t.lookup(&c.out_key().unwrap()), Some((nat, Dir::Out)));
-        let f = t.get(full).clone();
+        let f = *t.get(full);
         let ok = f.out_key().unwrap();
         assert_eq!((ok.daddr, ok.dport), (f.laddr, f.lport));
         assert_eq!(t.lookup(&ok), Some((full, Dir::Out)));

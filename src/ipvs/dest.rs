@@ -73,8 +73,7 @@ mod tests {
 
     #[test]
     fn overload_hysteresis() {
-        let mut l = DestLoad::default();
-        l.inactive = 3;
+        let mut l = DestLoad { inactive: 3, ..DestLoad::default() };
         l.update_overload(4, 0);
         assert!(!l.overloaded);
         l.active = 1;

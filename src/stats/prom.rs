@@ -342,10 +342,10 @@ mod tests {
     use crate::stats::{DestStats, Rate};
     use std::io::Read;
 
-    fn view_parts() -> (Vec<WorkerSample>, Vec<(String, Figures)>, Vec<(String, String, Figures)>, hdrhistogram::Histogram<u64>) {
-        let mut w0 = WorkerSample::default();
-        w0.io = vec![("tx_ring_full", 2), ("sleeps", 7)];
-        w0.generation = 3;
+    type Parts = (Vec<WorkerSample>, Vec<(String, Figures)>, Vec<(String, String, Figures)>, hdrhistogram::Histogram<u64>);
+
+    fn view_parts() -> Parts {
+        let mut w0 = WorkerSample { io: vec![("tx_ring_full", 2), ("sleeps", 7)], generation: 3, ..WorkerSample::default() };
         w0.counters.rx_packets = 10;
         w0.counters.drop(DropReason::NoConn);
         w0.counters.fwd[FwdMethod::Nat.idx()][1] = 4;

@@ -121,7 +121,7 @@ mod tests {
                                    at in 0usize..28, new in proptest::collection::vec(any::<u8>(), 4)) {
             let len = data.len() & !1;
             data.truncate(len);
-            let at = (at * 2) % (len - 4 + 1) & !1;
+            let at = ((at * 2) % (len - 4 + 1)) & !1;
             let hc = checksum(&data);
             let old = data[at..at + 4].to_vec();
             data[at..at + 4].copy_from_slice(&new);
