@@ -229,6 +229,9 @@ struct Model<'a> {
     assign: &'a [Assign],
     /// The tunnel's IPv4 identification counter (non-DF packets only).
     tun_id: u16,
+    /// Per flow: between the client's SYN and the segment that ends the
+    /// handshake (IPVS's SYN_RECV), where FULLNAT adds the TOA option.
+    syn_recv: Vec<bool>,
     c: BTreeMap<String, u64>,
 }
 
@@ -313,6 +316,21 @@ impl Model<'_> {
                     seen[*flow] = true;
                     self.count("new_conns");
                 }
+                // FULLNAT's TOA: the client segment that ends SYN_RECV, an
+                // ACK without SYN or RST, carries the client's address.
+                // (The state moves even when the segment is then dropped.)
+                let mut toa = false;
+                if let Body::Tcp(t) = &p.ip.body {
+                    let f = t.flags;
+                    if *from == Side::Client && f & (sc::SYN | sc::ACK | sc::RST) == sc::SYN {
+                        self.syn_recv[*flow] = true;
+                    } else if *from == Side::Client && self.syn_recv[*flow] && f & (sc::SYN | sc::ACK | sc::RST) == sc::ACK {
+                        self.syn_recv[*flow] = false;
+                        toa = mode == FwdMethod::FullNat;
+                    } else if f & sc::RST != 0 || (*from == Side::Server && f & sc::FIN != 0) {
+                        self.syn_recv[*flow] = false;
+                    }
+                }
                 let routed = matches!(mode, FwdMethod::Nat | FwdMethod::FullNat);
                 if routed && p.ip.ttl <= 1 {
                     self.count("drop_ttl_exceeded");
@@ -371,6 +389,19 @@ impl Model<'_> {
                         if let Some((lip, lport)) = a.local {
                             ip.src = lip;
                             ip.set_sport(lport);
+                        }
+                        if toa {
+                            let len = ip.len();
+                            if let Body::Tcp(t) = &mut ip.body {
+                                if 20 + t.options.len() + 8 <= 60 && len + 8 <= MTU as usize {
+                                    t.options.extend_from_slice(&[254, 8]);
+                                    t.options.extend_from_slice(&fl.cport.to_be_bytes());
+                                    t.options.extend_from_slice(&fl.client.octets());
+                                    self.count("toa_added");
+                                } else {
+                                    self.count("toa_skipped");
+                                }
+                            }
                         }
                         Self::to_rs(&p, a.rs, ip)
                     }
@@ -460,6 +491,8 @@ fn expect(s: &Scenario, assign: &[Assign]) -> Expected {
         "icmp_relayed",
         "icmp_sent",
         "handoffs",
+        "toa_added",
+        "toa_skipped",
         "frames_in",
         "frames_out",
         "conns",
@@ -480,6 +513,7 @@ fn expect(s: &Scenario, assign: &[Assign]) -> Expected {
         s,
         assign,
         tun_id: 0,
+        syn_recv: vec![false; s.flows.len()],
         c,
     };
     let mut seen = vec![false; s.flows.len()];
@@ -958,6 +992,7 @@ fn scenarios_cover_what_they_claim() {
                     mode == FwdMethod::Nat,
                     "the bad corpus is in NAT only"
                 );
+                assert_eq!(c("toa_added") > 0, mode == FwdMethod::FullNat, "FULLNAT handshakes carry TOA");
             }
         }
         let tcp_flags: Vec<u8> = s

@@ -323,6 +323,7 @@ struct RawGlobal {
     expire_nodest_conn: Option<bool>,
     conn_reuse_mode: Option<i64>,
     drop_entry: Option<bool>,
+    toa: Option<bool>,
     expire_quiescent_template: Option<bool>,
     max_conns: Option<i64>,
     shard_prefix_v4: Option<i64>,
@@ -917,6 +918,7 @@ fn build_model(raw: &RawConfig) -> V<Model> {
         m.expire_nodest_conn = g.expire_nodest_conn.unwrap_or(false);
         m.expire_quiescent_template = g.expire_quiescent_template.unwrap_or(false);
         m.drop_entry = g.drop_entry.unwrap_or(true);
+        m.toa = g.toa.unwrap_or(true);
         if let Some(n) = g.conn_reuse_mode {
             m.conn_reuse_mode = range(n, 0, 3, &root("global").key("conn_reuse_mode"))? as u8;
         }
@@ -1317,6 +1319,7 @@ mod tests {
 expire_nodest_conn = true
 conn_reuse_mode = 3
 drop_entry = false
+toa = false
 max_conns = 1000
 
 [timeouts]
@@ -1495,6 +1498,7 @@ scheduler = "rr"
             expire_nodest_conn: true,
             conn_reuse_mode: 3,
             drop_entry: false,
+            toa: false,
             net: NetConf {
                 ports: vec![PortConf {
                     name: "eth0".into(),
@@ -1562,7 +1566,7 @@ persistence = 300
         assert_eq!(m.max_conns, crate::ctl::model::DEFAULT_MAX_CONNS);
         assert!(!m.expire_nodest_conn);
         assert_eq!(m.conn_reuse_mode, 1, "IPVS's default");
-        assert!(m.drop_entry);
+        assert!(m.drop_entry && m.toa);
         // An IPv4 service defaults to /32.
         let m =
             parse("[[service]]\nproto = \"tcp\"\nvip = \"10.0.0.1\"\nport = 1\npersistence = 5\n")
@@ -1613,6 +1617,7 @@ persistence = 300
             ("[global]\nconn_reuse_mode = 4".to_string(), "global.conn_reuse_mode", "4 exceeds 3"),
             ("[global]\nconn_reuse_mode = true".to_string(), "global.conn_reuse_mode", "expected an integer"),
             ("[global]\ndrop_entry = \"yes\"".to_string(), "global.drop_entry", "expected a boolean"),
+            ("[global]\ntoa = 1".to_string(), "global.toa", "expected a boolean"),
             ("[global]\nmaxconns = 5".to_string(), "global.maxconns", "unknown field `maxconns`"),
             ("[global]\nmetrics = \"localhost:9477\"".to_string(), "global.metrics", "'localhost:9477' is not \"off\" or an address:port"),
             ("[global]\nmetrics = 9477".to_string(), "global.metrics", "invalid type: integer `9477`, expected a string"),
@@ -2118,6 +2123,7 @@ persistence = 300
                     ("expire_nodest_conn", BOOL),
                     ("conn_reuse_mode", INT),
                     ("drop_entry", BOOL),
+                    ("toa", BOOL),
                     ("expire_quiescent_template", BOOL),
                     ("max_conns", INT),
                     ("shard_prefix_v4", INT),

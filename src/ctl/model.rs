@@ -86,6 +86,10 @@ pub struct Model {
     /// a SYN and nothing since) due to expire soonest, so a SYN flood
     /// cannot lock clients out. Off: a full table drops new connections.
     pub drop_entry: bool,
+    /// FULLNAT: add the client's address and port to the client's
+    /// handshake ACK in a TOA option (TCP option 254), as Alibaba's LVS
+    /// and DPVS do, so real servers can learn who the client is.
+    pub toa: bool,
     pub net: NetConf,
     /// Connection table bound per worker.
     pub max_conns: usize,
@@ -113,6 +117,7 @@ impl Default for Model {
             expire_nodest_conn: false,
             conn_reuse_mode: 1,
             drop_entry: true,
+            toa: true,
             net: NetConf::default(),
             max_conns: DEFAULT_MAX_CONNS,
             expire_quiescent_template: false,

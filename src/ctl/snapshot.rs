@@ -115,6 +115,8 @@ pub struct Snapshot {
     pub conn_reuse_mode: u8,
     /// IPVS's `drop_entry` defense ([`Model::drop_entry`]).
     pub drop_entry: bool,
+    /// FULLNAT TOA ([`Model::toa`]).
+    pub toa: bool,
     pub ports: Vec<Port>,
     pub max_conns: usize,
     /// IPVS `expire_quiescent_template`.
@@ -163,6 +165,7 @@ impl Snapshot {
             expire_nodest_conn: model.expire_nodest_conn,
             conn_reuse_mode: model.conn_reuse_mode,
             drop_entry: model.drop_entry,
+            toa: model.toa,
             ports: Vec::new(),
             max_conns: model.max_conns.max(1),
             expire_quiescent_template: model.expire_quiescent_template,

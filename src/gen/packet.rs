@@ -96,6 +96,31 @@ pub fn refresh_ipv4_checksum(f: &mut [u8], l3: usize) {
     f[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
 }
 
+/// Recomputes the TCP checksum of an Ethernet frame (IPv4 or IPv6, no
+/// extension headers) from scratch, after a test edited the segment.
+pub fn refresh_tcp_checksum(f: &mut [u8]) {
+    let v6 = be16(f, 12) == 0x86dd;
+    let l3 = 14;
+    let (l4, end) = if v6 {
+        (l3 + 40, l3 + 40 + be16(f, l3 + 4) as usize)
+    } else {
+        (l3 + ((f[l3] & 0x0f) as usize) * 4, l3 + be16(f, l3 + 2) as usize)
+    };
+    f[l4 + 16] = 0;
+    f[l4 + 17] = 0;
+    let ps = if v6 {
+        let a: [u8; 16] = f[l3 + 8..l3 + 24].try_into().expect("16 bytes");
+        let b: [u8; 16] = f[l3 + 24..l3 + 40].try_into().expect("16 bytes");
+        pseudo_v6(&a, &b, proto::TCP, (end - l4) as u32)
+    } else {
+        let a: [u8; 4] = f[l3 + 12..l3 + 16].try_into().expect("4 bytes");
+        let b: [u8; 4] = f[l3 + 16..l3 + 20].try_into().expect("4 bytes");
+        pseudo_v4(&a, &b, proto::TCP, (end - l4) as u16)
+    };
+    let c = !fold(sum(ps, &f[l4..end]));
+    f[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
+}
+
 /// Inserts an 802.1Q tag with VLAN id `vid`.
 pub fn vlan(f: Vec<u8>, vid: u16) -> Vec<u8> {
     let mut v = Vec::with_capacity(f.len() + 4);

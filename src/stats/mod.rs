@@ -176,6 +176,11 @@ pub struct WorkerCounters {
     /// Embryonic connections ended early to make room in a full table
     /// (drop_entry: SYN flood defense).
     pub evicted_conns: u64,
+    /// FULLNAT handshake ACKs given the client's address (TOA option).
+    pub toa_added: u64,
+    /// FULLNAT handshake ACKs sent without it: no option space, the
+    /// egress MTU or no headroom.
+    pub toa_skipped: u64,
     pub templates_created: u64,
     pub templates_expired: u64,
     /// ICMP errors about a connection translated and relayed.
@@ -217,6 +222,8 @@ impl WorkerCounters {
         self.expired_conns += o.expired_conns;
         self.reused_conns += o.reused_conns;
         self.evicted_conns += o.evicted_conns;
+        self.toa_added += o.toa_added;
+        self.toa_skipped += o.toa_skipped;
         self.templates_created += o.templates_created;
         self.templates_expired += o.templates_expired;
         self.icmp_relayed += o.icmp_relayed;
@@ -249,6 +256,8 @@ impl WorkerCounters {
         v.push(("expired_conns".into(), self.expired_conns));
         v.push(("reused_conns".into(), self.reused_conns));
         v.push(("evicted_conns".into(), self.evicted_conns));
+        v.push(("toa_added".into(), self.toa_added));
+        v.push(("toa_skipped".into(), self.toa_skipped));
         v.push(("templates_created".into(), self.templates_created));
         v.push(("templates_expired".into(), self.templates_expired));
         v.push(("icmp_relayed".into(), self.icmp_relayed));
@@ -282,6 +291,9 @@ impl WorkerCounters {
         if self.evicted_conns > 0 {
             let _ = writeln!(s, "  embryonic, evicted from a full table {}", self.evicted_conns);
         }
+        if self.toa_added + self.toa_skipped > 0 {
+            let _ = writeln!(s, "toa          added {:>9}  skipped {:>8}", self.toa_added, self.toa_skipped);
+        }
         let _ = writeln!(s, "icmp         relayed {:>7}  sent {:>11}", self.icmp_relayed, self.icmp_sent);
         if self.handoffs > 0 {
             let _ = writeln!(s, "handoffs     {}", self.handoffs);
@@ -314,7 +326,7 @@ mod tests {
         c.drop(DropReason::NoDest);
         c.fwd[2][1] = 7;
         let p = c.pairs();
-        assert_eq!(p.len(), 4 + 8 + 9 + DropReason::COUNT + PassReason::COUNT);
+        assert_eq!(p.len(), 4 + 8 + 11 + DropReason::COUNT + PassReason::COUNT);
         assert!(p.contains(&("drop_no_dest".to_string(), 1)));
         assert!(p.contains(&("fwd_nat_out".to_string(), 7)));
         let r = c.render();

@@ -19,6 +19,7 @@ pub mod checksum;
 pub mod frame;
 pub mod icmp;
 pub mod ip;
+pub mod toa;
 
 use crate::stats::{DropReason, PassReason};
 use etherparse::{Ipv4HeaderSlice, Ipv6HeaderSlice, TcpHeaderSlice};

@@ -481,6 +481,7 @@ impl Worker {
         let now = self.now;
         let c = A::table(&mut self.tables).get_mut(idx);
         Self::rebind(snap, c);
+        let was = c.state;
         if c.dest == NO_DEST && snap.expire_nodest_conn {
             A::table(&mut self.tables).unlink(idx);
             return Verdict::Drop(DropReason::DestGone);
@@ -518,7 +519,20 @@ impl Worker {
             (FwdMethod::Dr, Dir::In) => xmit::dr::xmit(fr, m, &c.dest_hop, &snap.ports),
             (FwdMethod::Nat, Dir::In) => xmit::nat::xmit_in(fr, m, c, &snap.ports),
             (FwdMethod::Nat, Dir::Out) => xmit::nat::xmit_out(fr, m, c, &snap.ports),
-            (FwdMethod::FullNat, Dir::In) => xmit::fullnat::xmit_in(fr, m, c, &snap.ports),
+            (FwdMethod::FullNat, Dir::In) => {
+                // TOA rides on the client's handshake ACK: the segment that
+                // takes the connection out of SYN_RECV, the one the
+                // server's `toa` module reads.
+                let toa = snap.toa && was == TcpState::SynRecv as u8 && m.tcp_flags & (tcp_flags::ACK | tcp_flags::SYN | tcp_flags::RST) == tcp_flags::ACK;
+                xmit::fullnat::xmit_in(fr, m, c, &snap.ports, toa).map(|(p, added)| {
+                    match added {
+                        Some(Ok(())) => self.counters.toa_added += 1,
+                        Some(Err(_)) => self.counters.toa_skipped += 1,
+                        None => {}
+                    }
+                    p
+                })
+            }
             (FwdMethod::FullNat, Dir::Out) => xmit::fullnat::xmit_out(fr, m, c, &snap.ports),
             (FwdMethod::Tun, Dir::In) => match xmit::tun::xmit(fr, m, c, &snap.ports, &mut self.ip_id) {
                 Ok(p) => Ok(p),

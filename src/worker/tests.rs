@@ -857,3 +857,57 @@ fn drop_entry_off_udp_and_persistence() {
     assert_eq!(w.conns(), 4, "the spoofed clients' templates, the new client's template and connection");
     assert_eq!(load_total(&w), 1);
 }
+
+#[test]
+fn fullnat_handshake_ack_carries_the_client_in_toa() {
+    use crate::wire::toa;
+    let mut w = worker(&model(FwdMethod::FullNat, "rr"));
+    let (_, syn) = one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, SYN, b""));
+    let lport = parse(&syn).unwrap().sport;
+    fn has_toa(f: &[u8]) -> Option<(u16, &[u8])> {
+        toa::find(&f[parse(f).unwrap().l4 as usize..])
+    }
+    assert_eq!(has_toa(&syn), None, "not on the SYN");
+    one(&mut w, SEC, tcp4(RS1, 8080, LIP, lport, SYN | ACK, b""));
+    let ack = tcp4(CIP, 40000, VIP, 80, ACK, b"GET /");
+    let (v, out) = one(&mut w, SEC, ack.clone());
+    assert_eq!(v, TX);
+    assert!(verify(&out), "every checksum from scratch");
+    assert_eq!(out.len(), ack.len() + toa::LEN_V4);
+    assert_eq!(has_toa(&out), Some((40000, &CIP[..])));
+    let m = parse(&out).unwrap();
+    assert_eq!((addr4(&out, 26), m.sport, addr4(&out, 30), m.dport), (LIP, lport, RS1, 8080));
+    assert_eq!(&out[out.len() - 5..], b"GET /");
+    assert_eq!(dst_mac(&out), RS1_MAC);
+    // only that segment: the next ones go as they came
+    let (_, out) = one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, ACK, b"more"));
+    assert_eq!(has_toa(&out), None);
+    assert_eq!(w.counters().toa_added, 1);
+    // a client whose ACK has no option space left: forwarded, counted
+    let (_, syn) = one(&mut w, SEC, tcp4(CIP, 40001, VIP, 80, SYN, b""));
+    let lport = parse(&syn).unwrap().sport;
+    one(&mut w, SEC, tcp4(RS2, 8080, LIP, lport, SYN | ACK, b""));
+    let mut full = tcp4(CIP, 40001, VIP, 80, ACK, b"");
+    full[14 + 20 + 12] = 15 << 4; // 60-byte header: 40 option bytes...
+    full.splice(14 + 40..14 + 40, [1u8; 40]); // ...of NOPs
+    let tl = be16(&full, 16) + 40;
+    full[16..18].copy_from_slice(&tl.to_be_bytes());
+    refresh_ipv4_checksum(&mut full, 14);
+    refresh_tcp_checksum(&mut full);
+    assert!(verify(&full));
+    let (v, out) = one(&mut w, SEC, full.clone());
+    assert_eq!(v, TX);
+    assert!(verify(&out));
+    assert_eq!((out.len(), has_toa(&out)), (full.len(), None));
+    assert_eq!((w.counters().toa_added, w.counters().toa_skipped), (1, 1));
+    // off: never
+    let mut m = model(FwdMethod::FullNat, "rr");
+    m.toa = false;
+    let mut w = worker(&m);
+    let (_, syn) = one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, SYN, b""));
+    let lport = parse(&syn).unwrap().sport;
+    one(&mut w, SEC, tcp4(RS1, 8080, LIP, lport, SYN | ACK, b""));
+    let (_, out) = one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, ACK, b""));
+    assert_eq!(has_toa(&out), None);
+    assert_eq!(w.counters().toa_added + w.counters().toa_skipped, 0);
+}
