@@ -141,7 +141,7 @@ fn parse_rewrite(c: &mut Criterion) {
                     (FwdMethod::Nat, false) => xmit::nat::xmit_in(&mut fr, &mut m, &cn, ports),
                     (FwdMethod::Nat, true) => xmit::nat::xmit_out(&mut fr, &mut m, &cn, ports),
                     (FwdMethod::FullNat, false) => {
-                        xmit::fullnat::xmit_in(&mut fr, &mut m, &cn, ports)
+                        xmit::fullnat::xmit_in(&mut fr, &mut m, &cn, ports, false).map(|(p, _)| p)
                     }
                     (FwdMethod::FullNat, true) => {
                         xmit::fullnat::xmit_out(&mut fr, &mut m, &cn, ports)
