@@ -35,7 +35,10 @@ deps:
 build: deps
 	$(CARGO) build --release
 
+# The benchmarks and examples are type-checked too: cargo test does not
+# build benches, and a bench that no longer compiles is a broken build.
 test: deps
+	$(CARGO) check --all-targets --quiet
 	$(CARGO) test -- --test-threads=2
 
 demo: build
