@@ -105,6 +105,32 @@ fn environment_refusals_exit_1_and_a_stop_leaves_nothing_attached() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("CPU 77"), "{err}");
 
+    // A FULLNAT local address that is the kernel's own source towards a
+    // real server (d0's address) would swallow its health checks' answers.
+    let own = write(
+        "own-laddr",
+        r#"
+[[service]]
+proto = "tcp"
+vip = "10.47.0.100"
+port = 80
+local_addresses = ["10.47.0.1"]
+  [[service.real_server]]
+  ip = "10.47.0.11"
+  port = 8080
+  mode = "fullnat"
+"#,
+    );
+    let (code, err) = xvs_in(Some(d), &["run", "--config", own.to_str().unwrap(), "-i", "d0"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("local address 10.47.0.1 is the source the director's kernel uses to reach real server 10.47.0.11"),
+        "{err}"
+    );
+    let link = lab.exec(d, &["ip", "link", "show", "d0"]);
+    assert!(!link.contains("xdp"), "nothing attached after the refusal: {link}");
+    let _ = std::fs::remove_file(own);
+
     // A second xvs on the same interface is refused while the first runs.
     let x = lab.xvs(d, SERVICE, &["-i", "d0"]);
     let (code, err) = xvs_in(Some(d), &["run", "--config", c, "-i", "d0"]);

@@ -7,8 +7,9 @@
 //! fd00:<net>::100/128) [director] d1 fd00:<net>:1::1 — LAN — rs1
 //! fd00:<net>:1::11, rs2 fd00:<net>:1::12 on port 8080. NAT: the real
 //! servers' default route is the director. FULLNAT: they have no route to
-//! the client; the local address fd00:<net>:1::200 is on d1 (/128) so the
-//! director's kernel answers neighbour solicitations for it. The
+//! the client; the local address fd00:<net>:1::200 is on d1 (/128,
+//! deprecated so the kernel never uses it as a source) so the director's
+//! kernel answers neighbour solicitations for it. The
 //! director's kernel does not forward: every answer went through xvs.
 
 mod lab;
@@ -82,7 +83,13 @@ fn run(name: &str, net: u8, mode: &str, n: usize) -> Option<(Vec<String>, lab::C
     let mut lab = Lab::new(name)?;
     let t = topo(&mut lab, net, mode == "nat");
     if mode == "fullnat" {
-        lab.ip(&t.director, &["-6", "addr", "add", &format!("fd00:{net}:1::200/128"), "dev", "d1", "nodad"]);
+        // Deprecated at once (preferred_lft 0): the kernel still answers
+        // neighbour solicitations for it but never picks it as the source
+        // of its own traffic (RFC 6724 rule 3), which xvs would refuse.
+        lab.ip(
+            &t.director,
+            &["-6", "addr", "add", &format!("fd00:{net}:1::200/128"), "dev", "d1", "nodad", "preferred_lft", "0"],
+        );
     }
     for (i, r) in t.rs.iter().enumerate() {
         lab.http_server(r, "[::]:8080".parse().unwrap(), &format!("rs{}", i + 1));

@@ -315,6 +315,37 @@ impl Rtnl {
         })
     }
 
+    /// The source address the kernel would give a packet of its own to
+    /// `dst` (`ip route get DST` → `src`), if it has a route.
+    ///
+    /// # Errors
+    /// The request failed for another reason than "no route".
+    pub fn route_source(&mut self, dst: IpAddr) -> Result<Option<IpAddr>, NetError> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = family(dst);
+        m.header.destination_prefix_length = if dst.is_ipv4() { 32 } else { 128 };
+        m.attributes.push(RouteAttribute::Destination(match dst {
+            IpAddr::V4(a) => RouteAddress::Inet(a),
+            IpAddr::V6(a) => RouteAddress::Inet6(a),
+        }));
+        let replies = match self.request(RouteNetlinkMessage::GetRoute(m), NLM_F_REQUEST, "route lookup") {
+            Ok(r) => r,
+            Err(NetError::Netlink { source, .. })
+                if matches!(source.raw_os_error(), Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH)) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(replies.iter().find_map(|r| match r {
+            RouteNetlinkMessage::NewRoute(r) => r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::PrefSource(s) => route_ip(s),
+                _ => None,
+            }),
+            _ => None,
+        }))
+    }
+
     /// Asks the kernel to resolve (or re-verify) neighbour `addr` on link
     /// `index` — `ip neigh replace ADDR dev IF use`. See the module docs.
     ///

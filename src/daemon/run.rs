@@ -78,6 +78,12 @@ pub enum RunError {
         have: usize,
         want: usize,
     },
+    #[error("service {service}: local address {laddr} is the source the director's kernel uses to reach real server {rs}: the answers to its own traffic from there (health checks, ssh) would be taken by the workers as FULLNAT replies and lost. Give FULLNAT a dedicated local address (e.g. `ip addr add ADDR/32 dev IF`)")]
+    LocalIsSource {
+        service: String,
+        laddr: std::net::IpAddr,
+        rs: std::net::IpAddr,
+    },
     #[error("--workers {0}: at least 1 and at most 256")]
     Workers(usize),
     #[error("--cores: CPU {cpu} is not one this process may run on (allowed: {allowed:?})")]
@@ -92,6 +98,7 @@ impl RunError {
             self,
             RunError::NoInterfaces
                 | RunError::Model(_)
+                | RunError::LocalIsSource { .. }
                 | RunError::Workers(_)
                 | RunError::Core { .. }
         )
@@ -206,6 +213,28 @@ pub struct Running {
     pub stale_removed: Vec<(String, u32)>,
 }
 
+/// Refuses a FULLNAT local address that the kernel would use as the
+/// source towards one of the service's real servers: the steering program
+/// gives every TCP/UDP packet to a local address to the workers, so the
+/// answers to the kernel's own connections from it (health checks) would
+/// be lost. Checked at start only: a reload or an xvsadm change that
+/// brings such an address is not (docs/config.md says so).
+fn check_local_addresses(model: &Model, rtnl: &mut Rtnl) -> Result<(), RunError> {
+    for s in &model.services {
+        if s.laddrs.is_empty() {
+            continue;
+        }
+        for d in s.dests.iter().filter(|d| d.fwd == crate::ipvs::FwdMethod::FullNat) {
+            if let Some(src) = rtnl.route_source(d.addr)? {
+                if s.laddrs.contains(&src) {
+                    return Err(RunError::LocalIsSource { service: s.key.to_string(), laddr: src, rs: d.addr });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Starts the director. See the module docs.
 ///
 /// # Errors
@@ -220,6 +249,7 @@ pub fn start(model: Model, cfg: &RunConfig) -> Result<Running, RunError> {
     xdp::af_xdp_available()?;
     let mut rtnl = Rtnl::open()?;
     let tables = rtnl.tables()?;
+    check_local_addresses(&model, &mut rtnl)?;
     for i in &cfg.interfaces {
         if !tables.links.iter().any(|l| &l.name == i) {
             return Err(NetError::NoInterface(i.clone()).into());
