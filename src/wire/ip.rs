@@ -223,6 +223,16 @@ fn fold(mut acc: u64) -> u16 {
 /// checksum" rules are applied the same way.
 #[inline]
 pub fn translate<A: Ip>(f: &mut [u8], m: &mut Meta, src: Option<(A, u16)>, dst: Option<(A, u16)>) {
+    if !A::V6 {
+        let word = |a: A| {
+            let b = a.bytes();
+            let b = b.as_ref();
+            u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+        };
+        if translate_v4(f, m, src.map(|(a, p)| (word(a), p)), dst.map(|(a, p)| (word(a), p))) {
+            return;
+        }
+    }
     let l3 = m.l3 as usize;
     let l4 = m.l4 as usize;
     // Terms of the IPv4 header checksum and of the L4 checksum.
@@ -277,6 +287,70 @@ pub fn translate<A: Ip>(f: &mut [u8], m: &mut Meta, src: Option<(A, u16)>, dst: 
         }
         put16(f, co, c);
     }
+}
+
+/// [`translate`] for an IPv4 TCP/UDP packet without IP options, on
+/// fixed-size views of the two headers (no per-field bounds checks) and
+/// with the addresses as 32-bit words. One's complement sums are
+/// congruent mod 0xffff whatever the word width, and neither sum can be
+/// zero, so the bytes are exactly those of the generic path. Returns
+/// `false`, changing nothing, for any other shape (the generic path then
+/// handles it).
+#[inline(always)]
+fn translate_v4(f: &mut [u8], m: &mut Meta, src: Option<(u32, u16)>, dst: Option<(u32, u16)>) -> bool {
+    let (l3, l4) = (m.l3 as usize, m.l4 as usize);
+    let csum = match m.proto {
+        proto::TCP => 16,
+        proto::UDP => 6,
+        _ => return false,
+    };
+    if m.v6 || l4 != l3 + 20 || (f.len() < l4 + 18 && (m.proto == proto::TCP || f.len() < l4 + 8)) {
+        return false;
+    }
+    let (head, l4b) = f.split_at_mut(l4);
+    let Ok(ip) = <&mut [u8; 20]>::try_from(&mut head[l3..]) else {
+        return false;
+    };
+    let ttl_word = u16::from_be_bytes([ip[8], ip[9]]);
+    ip[8] -= 1;
+    m.ttl -= 1;
+    let mut ip_acc = (!ttl_word) as u64 + u16::from_be_bytes([ip[8], ip[9]]) as u64;
+    let mut l4_acc = 0u64;
+    // Source and destination, unrolled: address word, then port.
+    let mut one = |ip: &mut [u8; 20], at: usize, port_at: usize, addr: u32, port: u16| -> u16 {
+        let old = u32::from_be_bytes([ip[at], ip[at + 1], ip[at + 2], ip[at + 3]]);
+        ip[at..at + 4].copy_from_slice(&addr.to_be_bytes());
+        let d = (!old) as u64 + addr as u64;
+        ip_acc += d;
+        l4_acc += d;
+        let old_port = u16::from_be_bytes([l4b[port_at], l4b[port_at + 1]]);
+        l4b[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+        // An unchanged port adds 0xffff, which is 0 to a one's complement sum.
+        l4_acc += (!old_port) as u64 + port as u64;
+        port
+    };
+    let touched = src.is_some() || dst.is_some();
+    if let Some((a, p)) = src {
+        m.sport = one(ip, 12, 0, a, p);
+    }
+    if let Some((a, p)) = dst {
+        m.dport = one(ip, 16, 2, a, p);
+    }
+    let hc = u16::from_be_bytes([ip[10], ip[11]]);
+    ip[10..12].copy_from_slice(&(!fold((!hc) as u64 + ip_acc)).to_be_bytes());
+    if touched {
+        let hc = u16::from_be_bytes([l4b[csum], l4b[csum + 1]]);
+        // An IPv4 UDP checksum of zero means "none": leave it so.
+        if m.proto == proto::UDP && hc == 0 {
+            return true;
+        }
+        let mut c = !fold((!hc) as u64 + l4_acc);
+        if m.proto == proto::UDP && c == 0 {
+            c = 0xffff;
+        }
+        l4b[csum..csum + 2].copy_from_slice(&c.to_be_bytes());
+    }
+    true
 }
 
 #[cfg(test)]
