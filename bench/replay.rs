@@ -218,21 +218,12 @@ fn scenarios(quick: bool, packets: Option<u64>) -> Vec<Scenario> {
             table: None,
         });
     }
-    // A SYN flood into a full table: an eighth of the storm fills it,
-    // every later SYN evicts an embryonic connection to get in.
-    v.push(Scenario {
-        name: "flood-dr-full".into(),
-        what: What::Storm,
-        mode: FwdMethod::Dr,
-        flows: storm,
-        pop: Popularity::Uniform,
-        sizes: Sizes::Min,
-        workers: 1,
-        packets: storm as u64,
-        udp_share: 0.0,
-        reply_share: 0.0,
-        table: Some(storm as usize / 8),
-    });
+    // A SYN flood into a full table: storm-dr, but an eighth of it fills
+    // the table and every later SYN evicts an embryonic connection.
+    let mut flood = v.iter().find(|s| s.name == "storm-dr").cloned().expect("storm-dr");
+    flood.name = "flood-dr-full".into();
+    flood.table = Some(storm as usize / 8);
+    v.push(flood);
     v.push(Scenario {
         name: format!("mix-nat-{}", label(k64)),
         what: What::Mix,

@@ -122,20 +122,27 @@ impl Drop for Flood {
     }
 }
 
-#[test]
-fn real_clients_get_through_a_syn_flood_on_a_full_table() {
-    let name = "real_clients_get_through_a_syn_flood_on_a_full_table";
-    let Some(mut lab) = Lab::new(name) else {
-        return;
-    };
-    let t = lab::lan(&mut lab, 70, 2, 2);
+/// The DR lab on `10.<net>.0.0/24` with two HTTP real servers and xvs
+/// running two workers with `max_conns` and `drop_entry`; `None` when
+/// the machine cannot run it.
+fn flooded_lab(name: &str, net: u8, max_conns: usize, drop_entry: bool) -> Option<(Lab, lab::Topo, usize)> {
+    let mut lab = Lab::new(name)?;
+    let t = lab::lan(&mut lab, net, 2, 2);
     for (i, r) in t.rs.clone().iter().enumerate() {
         lab.http_server(r, "0.0.0.0:80".parse().unwrap(), &format!("rs{}", i + 1));
     }
+    let x = lab.xvs(&t.director, &config(net, max_conns, drop_entry), &["-i", "d0", "--workers", "2"]);
+    Some((lab, t, x))
+}
+
+#[test]
+fn real_clients_get_through_a_syn_flood_on_a_full_table() {
     // 2 × 2000 entries: at the flood's 10 k SYNs per second an embryonic
     // connection lives about 0.4 s before it is evicted, time enough for
     // a real client's handshake on this loaded machine.
-    let x = lab.xvs(&t.director, &config(70, 2000, true), &["-i", "d0", "--workers", "2"]);
+    let Some((mut lab, t, x)) = flooded_lab("real_clients_get_through_a_syn_flood_on_a_full_table", 70, 2000, true) else {
+        return;
+    };
     // The flood fills both tables first...
     let mut flood = Flood::start(&t.client, 70, 0);
     flood.wait_sent(6000);
@@ -163,15 +170,9 @@ fn real_clients_get_through_a_syn_flood_on_a_full_table() {
 
 #[test]
 fn without_drop_entry_a_flooded_table_locks_clients_out() {
-    let name = "without_drop_entry_a_flooded_table_locks_clients_out";
-    let Some(mut lab) = Lab::new(name) else {
+    let Some((mut lab, t, x)) = flooded_lab("without_drop_entry_a_flooded_table_locks_clients_out", 71, 40, false) else {
         return;
     };
-    let t = lab::lan(&mut lab, 71, 2, 2);
-    for (i, r) in t.rs.clone().iter().enumerate() {
-        lab.http_server(r, "0.0.0.0:80".parse().unwrap(), &format!("rs{}", i + 1));
-    }
-    let x = lab.xvs(&t.director, &config(71, 40, false), &["-i", "d0", "--workers", "2"]);
     let mut flood = Flood::start(&t.client, 71, 300);
     let sent = flood.stop();
     // Every table is full of SYN_RECV entries for the next 60 s: a real
