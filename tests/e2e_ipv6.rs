@@ -1,6 +1,6 @@
 //! IPv6 end to end: real kernel TCP clients fetch through an IPv6 VIP
 //! from real kernel servers, in NAT and in FULLNAT (with the client's
-//! IPv6 address in the 20-byte TOA option).
+//! IPv6 address in the 20-byte TOA option), and in DR on one LAN.
 //!
 //! Topology (like `lab::two_legs`, IPv6 only; `nodad` so addresses are
 //! usable at once): client fd00:<net>::2 — d0 fd00:<net>::1 (+ VIP
@@ -139,4 +139,68 @@ fn ipv6_fullnat_with_toa() {
     assert!(c.get("fwd_fullnat_in") >= 30 && c.get("fwd_fullnat_out") >= 20, "{}", c.text);
     assert_eq!(c.get("toa_added"), 10, "every handshake ACK carried the IPv6 TOA: {}", c.text);
     assert_eq!(c.get("drop_no_conn"), 0, "{}", c.text);
+}
+
+/// DR over IPv6: client fd00:74::2, director fd00:74::1 with the VIP
+/// fd00:74::100/128 (its kernel answers neighbour solicitations for it),
+/// rs1 fd00:74::11 and rs2 fd00:74::12 with the VIP on lo (a Linux host
+/// answers solicitations only for the addresses of the link they arrive
+/// on, so the VIP on lo stays silent); all on one bridge.
+#[test]
+fn ipv6_dr_real_servers_answer_directly() {
+    let Some(mut lab) = Lab::new("ipv6_dr_real_servers_answer_directly") else {
+        return;
+    };
+    let (c, d, sw) = (lab.ns("c"), lab.ns("d"), lab.ns("sw"));
+    lab.veth(&d, "d0", &sw, "sw-d", 2);
+    lab.veth(&c, "c0", &sw, "sw-c", 1);
+    lab.ip(&c, &["-6", "addr", "add", "fd00:74::2/64", "dev", "c0", "nodad"]);
+    lab.ip(&d, &["-6", "addr", "add", "fd00:74::1/64", "dev", "d0", "nodad"]);
+    lab.ip(&d, &["-6", "addr", "add", "fd00:74::100/128", "dev", "d0", "nodad"]);
+    lab.sysctl(&d, "net.ipv6.conf.all.forwarding=0");
+    let mut ports = vec!["sw-d".to_string(), "sw-c".to_string()];
+    for i in 0..2 {
+        let r = lab.ns(&format!("r{}", i + 1));
+        let sp = format!("sw-r{}", i + 1);
+        lab.veth(&r, "eth0", &sw, &sp, 1);
+        lab.ip(&r, &["-6", "addr", "add", &format!("fd00:74::1{}/64", i + 1), "dev", "eth0", "nodad"]);
+        lab.ip(&r, &["-6", "addr", "add", "fd00:74::100/128", "dev", "lo", "nodad"]);
+        lab.http_server(&r, "[::]:80".parse().unwrap(), &format!("rs{}", i + 1));
+        ports.push(sp);
+    }
+    let p: Vec<&str> = ports.iter().map(String::as_str).collect();
+    lab.bridge(&sw, &p);
+    let config = r#"
+[[service]]
+proto = "tcp"
+vip = "fd00:74::100"
+port = 80
+scheduler = "rr"
+
+  [[service.real_server]]
+  ip = "fd00:74::11"
+  mode = "dr"
+
+  [[service.real_server]]
+  ip = "fd00:74::12"
+  mode = "dr"
+"#;
+    let x = lab.xvs(&d, config, &["-i", "d0", "--workers", "2"]);
+    let answers = http_gets(&c, "[fd00:74::100]:80".parse().unwrap(), 10);
+    let cn = lab.stop_xvs(x);
+    println!("{}\n{}", lab.log(x), cn.text);
+    let mut seen = [0; 2];
+    for a in &answers {
+        let b = a.as_ref().unwrap_or_else(|e| panic!("GET through [fd00:74::100]:80 failed: {e}\n{}", cn.text));
+        match who(b) {
+            "rs1" => seen[0] += 1,
+            "rs2" => seen[1] += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+        assert_eq!(peer_ip(b).to_string(), "fd00:74::2", "DR keeps the packet: {b}");
+    }
+    assert_eq!(seen, [5, 5], "rr over both servers");
+    assert_eq!(cn.get("new_conns"), 10, "{}", cn.text);
+    assert!(cn.get("fwd_dr_in") >= 30, "{}", cn.text);
+    assert_eq!(cn.get("fwd_dr_out"), 0, "replies go straight to the client: {}", cn.text);
 }
