@@ -1,6 +1,7 @@
 //! IPv6 end to end: real kernel TCP clients fetch through an IPv6 VIP
 //! from real kernel servers, in NAT and in FULLNAT (with the client's
-//! IPv6 address in the 20-byte TOA option), and in DR on one LAN.
+//! IPv6 address in the 20-byte TOA option), and in DR and TUN
+//! (IPv6-in-IPv6) on one LAN.
 //!
 //! Topology (like `lab::two_legs`, IPv6 only; `nodad` so addresses are
 //! usable at once): client fd00:<net>::2 — d0 fd00:<net>::1 (+ VIP
@@ -141,66 +142,94 @@ fn ipv6_fullnat_with_toa() {
     assert_eq!(c.get("drop_no_conn"), 0, "{}", c.text);
 }
 
-/// DR over IPv6: client fd00:74::2, director fd00:74::1 with the VIP
-/// fd00:74::100/128 (its kernel answers neighbour solicitations for it),
-/// rs1 fd00:74::11 and rs2 fd00:74::12 with the VIP on lo (a Linux host
-/// answers solicitations only for the addresses of the link they arrive
-/// on, so the VIP on lo stays silent); all on one bridge.
-#[test]
-fn ipv6_dr_real_servers_answer_directly() {
-    let Some(mut lab) = Lab::new("ipv6_dr_real_servers_answer_directly") else {
+/// One IPv6 LAN `fd00:<net>::/64` on a bridge: client ::2, director ::1
+/// with the VIP ::100/128 (its kernel answers neighbour solicitations for
+/// it), rs1 ::11 and rs2 ::12 with the VIP on lo (a Linux host answers
+/// solicitations only for the addresses of the link they arrive on, so
+/// the VIP on lo stays silent) and an HTTP server on port 80; `tun`: the
+/// real servers decapsulate IPv6-in-IPv6 (tests/lab/ipip_decap.bpf.c).
+/// Runs xvs in `mode`, 10 GETs, and checks them and the counters.
+fn lan_mode(name: &str, net: u8, mode: &str) {
+    let Some(mut lab) = Lab::new(name) else {
         return;
     };
+    if mode == "tun" {
+        if let Err(e) = lab::ipip_decap_object() {
+            println!("SKIP {name}: {e}");
+            return;
+        }
+    }
     let (c, d, sw) = (lab.ns("c"), lab.ns("d"), lab.ns("sw"));
     lab.veth(&d, "d0", &sw, "sw-d", 2);
     lab.veth(&c, "c0", &sw, "sw-c", 1);
-    lab.ip(&c, &["-6", "addr", "add", "fd00:74::2/64", "dev", "c0", "nodad"]);
-    lab.ip(&d, &["-6", "addr", "add", "fd00:74::1/64", "dev", "d0", "nodad"]);
-    lab.ip(&d, &["-6", "addr", "add", "fd00:74::100/128", "dev", "d0", "nodad"]);
+    let a = |h: &str| format!("fd00:{net}::{h}");
+    lab.ip(&c, &["-6", "addr", "add", &format!("{}/64", a("2")), "dev", "c0", "nodad"]);
+    lab.ip(&d, &["-6", "addr", "add", &format!("{}/64", a("1")), "dev", "d0", "nodad"]);
+    lab.ip(&d, &["-6", "addr", "add", &format!("{}/128", a("100")), "dev", "d0", "nodad"]);
     lab.sysctl(&d, "net.ipv6.conf.all.forwarding=0");
     let mut ports = vec!["sw-d".to_string(), "sw-c".to_string()];
     for i in 0..2 {
         let r = lab.ns(&format!("r{}", i + 1));
         let sp = format!("sw-r{}", i + 1);
         lab.veth(&r, "eth0", &sw, &sp, 1);
-        lab.ip(&r, &["-6", "addr", "add", &format!("fd00:74::1{}/64", i + 1), "dev", "eth0", "nodad"]);
-        lab.ip(&r, &["-6", "addr", "add", "fd00:74::100/128", "dev", "lo", "nodad"]);
+        lab.ip(&r, &["-6", "addr", "add", &format!("{}/64", a(&format!("1{}", i + 1))), "dev", "eth0", "nodad"]);
+        lab.ip(&r, &["-6", "addr", "add", &format!("{}/128", a("100")), "dev", "lo", "nodad"]);
+        if mode == "tun" {
+            lab.ipip_decap(&r, "eth0");
+        }
         lab.http_server(&r, "[::]:80".parse().unwrap(), &format!("rs{}", i + 1));
         ports.push(sp);
     }
     let p: Vec<&str> = ports.iter().map(String::as_str).collect();
     lab.bridge(&sw, &p);
-    let config = r#"
+    let config = format!(
+        r#"
 [[service]]
 proto = "tcp"
-vip = "fd00:74::100"
+vip = "{vip}"
 port = 80
 scheduler = "rr"
 
   [[service.real_server]]
-  ip = "fd00:74::11"
-  mode = "dr"
+  ip = "{rs1}"
+  mode = "{mode}"
 
   [[service.real_server]]
-  ip = "fd00:74::12"
-  mode = "dr"
-"#;
-    let x = lab.xvs(&d, config, &["-i", "d0", "--workers", "2"]);
-    let answers = http_gets(&c, "[fd00:74::100]:80".parse().unwrap(), 10);
+  ip = "{rs2}"
+  mode = "{mode}"
+"#,
+        vip = a("100"),
+        rs1 = a("11"),
+        rs2 = a("12"),
+    );
+    let x = lab.xvs(&d, &config, &["-i", "d0", "--workers", "2"]);
+    let vip: SocketAddr = format!("[{}]:80", a("100")).parse().unwrap();
+    let answers = http_gets(&c, vip, 10);
     let cn = lab.stop_xvs(x);
     println!("{}\n{}", lab.log(x), cn.text);
     let mut seen = [0; 2];
-    for a in &answers {
-        let b = a.as_ref().unwrap_or_else(|e| panic!("GET through [fd00:74::100]:80 failed: {e}\n{}", cn.text));
+    for r in &answers {
+        let b = r.as_ref().unwrap_or_else(|e| panic!("GET through {vip} failed: {e}\n{}", cn.text));
         match who(b) {
             "rs1" => seen[0] += 1,
             "rs2" => seen[1] += 1,
             other => panic!("unexpected answer {other:?}"),
         }
-        assert_eq!(peer_ip(b).to_string(), "fd00:74::2", "DR keeps the packet: {b}");
+        assert_eq!(peer_ip(b).to_string(), a("2"), "{mode} keeps the client's packet: {b}");
     }
     assert_eq!(seen, [5, 5], "rr over both servers");
     assert_eq!(cn.get("new_conns"), 10, "{}", cn.text);
-    assert!(cn.get("fwd_dr_in") >= 30, "{}", cn.text);
-    assert_eq!(cn.get("fwd_dr_out"), 0, "replies go straight to the client: {}", cn.text);
+    assert!(cn.get(&format!("fwd_{mode}_in")) >= 30, "{}", cn.text);
+    assert_eq!(cn.get(&format!("fwd_{mode}_out")), 0, "replies go straight to the client: {}", cn.text);
+    assert_eq!(cn.get("drop_too_big"), 0, "{}", cn.text);
+}
+
+#[test]
+fn ipv6_dr_real_servers_answer_directly() {
+    lan_mode("ipv6_dr_real_servers_answer_directly", 74, "dr");
+}
+
+#[test]
+fn ipv6_tun_real_servers_decapsulate_and_answer_directly() {
+    lan_mode("ipv6_tun_real_servers_decapsulate_and_answer_directly", 75, "tun");
 }

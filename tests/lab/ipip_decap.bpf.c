@@ -1,7 +1,9 @@
 // IP-in-IP decapsulation for the TUN real servers of the lab (this kernel
 // has no ipip module). A tc ingress program: an IPv4 packet carrying IPv4
-// (protocol 4) loses its outer header, and the inner packet goes up the
-// stack as if it had arrived as it is. Everything else passes untouched.
+// (protocol 4), or an IPv6 packet carrying IPv6 (next header 41, no
+// extension header), loses its outer header, and the inner packet goes up
+// the stack as if it had arrived as it is. Everything else passes
+// untouched.
 //
 // Built by tests/e2e_tun.rs with `clang -O2 -target bpf -c`; no system
 // header is needed (the few kernel ABI values are spelled out).
@@ -30,6 +32,12 @@ static long (*bpf_skb_adjust_room)(struct __sk_buff *skb, int len_diff, __u32 mo
 __attribute__((section("tc"), used)) int ipip_decap(struct __sk_buff *skb) {
     __u8 *data = (__u8 *)(long)skb->data;
     __u8 *end = (__u8 *)(long)skb->data_end;
+    if (data + 14 + 40 <= end && data[12] == 0x86 && data[13] == 0xdd && (data[14] >> 4) == 6 && data[14 + 6] == 41) {
+        // EtherType IPv6, next header 41 (IPv6 in IPv6): drop the 40-byte outer header.
+        if (bpf_skb_adjust_room(skb, -40, BPF_ADJ_ROOM_MAC, 0))
+            return TC_ACT_SHOT;
+        return TC_ACT_OK;
+    }
     if (data + 14 + 20 > end)
         return TC_ACT_OK;
     // EtherType IPv4, IHL 5 (xvs sends no options), protocol 4 (IPIP).
