@@ -471,6 +471,17 @@ fn check_config(path: PathBuf) -> ExitCode {
     match load(&path) {
         Ok(s) => {
             println!("{}: ok", path.display());
+            println!(
+                "  global: max_conns {} per worker, expire_nodest_conn {}, expire_quiescent_template {}, conn_reuse_mode {}, drop_entry {}, toa {}, shard prefix /{} /{}",
+                s.max_conns,
+                s.expire_nodest_conn,
+                s.expire_quiescent_template,
+                s.conn_reuse_mode,
+                s.drop_entry,
+                s.toa,
+                s.shard_prefix.0,
+                s.shard_prefix.1
+            );
             for svc in &s.services {
                 println!("  {} scheduler {} ({} real servers)", svc.key, svc.sched.name(), svc.dests.len());
                 for d in &s.dests[svc.dests.clone()] {

@@ -74,6 +74,28 @@ fn a_bad_config_or_command_line_exits_2() {
 }
 
 #[test]
+fn check_config_summarises_a_file_or_names_the_bad_field() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (code, out) = {
+        let o = Command::new(env!("CARGO_BIN_EXE_xvs"))
+            .args(["check-config", &format!("{root}/configs/fullnat.toml")])
+            .output()
+            .expect("running xvs");
+        (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("configs/fullnat.toml: ok"), "{out}");
+    assert!(out.contains("conn_reuse_mode 1, drop_entry true, toa true"), "the defaults: {out}");
+    assert!(out.contains("TCP 10.0.0.100:80 scheduler wrr (2 real servers)"), "{out}");
+    assert!(out.contains("-> 10.0.1.2:8080 fullnat weight 2"), "{out}");
+    let bad = write("check-bad", "[global]\nconn_reuse_mode = 9\n");
+    let (code, err) = xvs_in(None, &["check-config", bad.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("global.conn_reuse_mode: 9 exceeds 3"), "{err}");
+    let _ = std::fs::remove_file(bad);
+}
+
+#[test]
 fn environment_refusals_exit_1_and_a_stop_leaves_nothing_attached() {
     let Some(mut lab) = Lab::new("environment_refusals_exit_1_and_a_stop_leaves_nothing_attached")
     else {
