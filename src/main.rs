@@ -446,7 +446,11 @@ impl Operator {
     ) -> Result<Operator, String> {
         let hub = Arc::new(stats::StatsHub::new(d.clone()));
         let stats_thread = hub.spawn().map_err(|e| format!("starting the statistics thread: {e}"))?;
-        let handler = Arc::new(control::DaemonHandler::new(d.clone(), hub.clone(), config, reloader).with_health(health.clone()));
+        let handler = Arc::new(
+            control::DaemonHandler::new(d.clone(), hub.clone(), config, reloader)
+                .with_health(health.clone())
+                .with_checker(Box::new(run::check_model)),
+        );
         let socket = listen.socket.unwrap_or(conf.control_socket);
         let server = handler.clone().serve(&socket).map_err(|e| e.to_string())?;
         let metrics = match listen.metrics.map_or(conf.metrics, |m| m.0) {

@@ -124,6 +124,23 @@ fn fullnat_real_servers_see_the_local_address() {
     let answers = http_gets_from(&t.client, clients.clone(), t.sock(0, 100, 80), 20);
     std::thread::sleep(Duration::from_millis(100));
     let toas: Vec<(u16, Ipv4Addr)> = caps.iter_mut().flat_map(|c| c.stop()).collect();
+    // d1's own address as a local address would swallow the answers to
+    // the kernel's health checks: refused live, by xvsadm and by a reload.
+    let xvsadm = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_xvsadm"))
+            .arg("--socket")
+            .arg(lab.socket(x))
+            .args(args)
+            .output()
+            .expect("running xvsadm");
+        (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let why = "local address 10.44.1.1 is the source the director's kernel uses to reach real server 10.44.1.11";
+    let (okay, err) = xvsadm(&["--add-laddr", "-t", "10.44.0.100:80", "-z", "10.44.1.1"]);
+    assert!(!okay && err.contains(why), "{err}");
+    lab.rewrite_config(x, &CONFIG.replace("\"10.44.1.200\"", "\"10.44.1.200\", \"10.44.1.1\""));
+    let (okay, err) = xvsadm(&["--reload"]);
+    assert!(!okay && err.contains(why) && err.contains("the running configuration stays"), "{err}");
     let c = lab.stop_xvs(x);
     println!("{}\n{}", lab.log(x), c.text);
 

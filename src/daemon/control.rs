@@ -37,6 +37,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// its health-check plan, or why not (naming the file, line and field).
 pub type Reloader = Box<dyn FnMut() -> Result<Config, String> + Send>;
 
+/// A check of a whole model against the running system (beyond its own
+/// validation), made before every change and reload is applied: the
+/// daemon's refuses FULLNAT local addresses the kernel uses as sources.
+pub type Checker = Box<dyn Fn(&Model) -> Result<(), String> + Send + Sync>;
+
 /// The daemon's control handler. See the module docs.
 pub struct DaemonHandler {
     director: Arc<Director>,
@@ -49,6 +54,7 @@ pub struct DaemonHandler {
     /// go through it so the checks follow the model (see
     /// [`HealthCtl::apply_config`], [`HealthCtl::on_model_change`]).
     health: Option<Arc<HealthCtl>>,
+    checker: Option<Checker>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -94,7 +100,26 @@ impl DaemonHandler {
     /// A handler changing `director`, with figures from `stats`; `origin`
     /// names the configuration file that `reload` reads.
     pub fn new(director: Arc<Director>, stats: Arc<StatsHub>, origin: &Path, reload: Reloader) -> DaemonHandler {
-        DaemonHandler { director, stats, changes: Mutex::new(reload), origin: origin.display().to_string(), health: None }
+        DaemonHandler {
+            director,
+            stats,
+            changes: Mutex::new(reload),
+            origin: origin.display().to_string(),
+            health: None,
+            checker: None,
+        }
+    }
+
+    /// Checks every changed or reloaded model with `checker` before it is
+    /// applied; a refusal changes nothing.
+    #[must_use]
+    pub fn with_checker(mut self, checker: Checker) -> DaemonHandler {
+        self.checker = Some(checker);
+        self
+    }
+
+    fn check(&self, m: &Model) -> Result<(), String> {
+        self.checker.as_ref().map_or(Ok(()), |c| c(m))
     }
 
     /// Routes changes and reloads through `health`, so that checks are
@@ -130,7 +155,7 @@ impl DaemonHandler {
     /// or the model's).
     pub fn reload(&self) -> Result<String, String> {
         let mut reload = lock(&self.changes);
-        let res = match reload() {
+        let res = match reload().and_then(|c| self.check(&c.model).map(|()| c)) {
             Err(e) => Err(format!("reload: {e}; the running configuration stays")),
             Ok(c) => match self.apply_config(c) {
                 Ok(()) => Ok(format!(
@@ -183,6 +208,10 @@ impl DaemonHandler {
             let mut m = self.director.model();
             match ipvsadm::apply(&mut m, &cmd) {
                 Ok(Outcome::Changed) => {
+                    if let Err(e) = self.check(&m) {
+                        log::warn!("xvsadm: {} refused: {e}", summary(&cmd));
+                        return Response::error(ErrorKind::Failed, e);
+                    }
                     return match self.apply_model(m) {
                         Ok(()) => {
                             log::info!(
@@ -358,6 +387,25 @@ scheduler = "wrr"
         let r = t.h.handle(Request::Ipvsadm(Command::Restore { rules: "-C\n-A -t 10.0.0.9:80 -s rr\n-A -t 10.0.0.9:80\n".into() }));
         assert_eq!(r.error.unwrap().message, "line 3: Service already exists");
         assert_eq!(t.d.snapshot().services.len(), 1, "-R is all or nothing");
+    }
+
+    #[test]
+    fn the_checker_can_refuse_changes_and_reloads() {
+        let mut t = setup(1);
+        t.h = t.h.with_checker(Box::new(|m: &Model| {
+            if m.services.len() > 1 {
+                Err("one service only, says the checker".into())
+            } else {
+                Ok(())
+            }
+        }));
+        refused(&t, "-A -t 10.0.0.100:443 -s rr", "one service only, says the checker");
+        ok(&t.h, "-E -t 10.0.0.100:80 -s rr");
+        let gen = t.d.published().generation();
+        *t.file.lock().unwrap() = format!("{CONF}\n[[service]]\nproto = \"tcp\"\nvip = \"10.0.0.100\"\nport = 443\n");
+        let e = run(&t.h, "--reload").error.unwrap();
+        assert!(e.message.contains("one service only, says the checker") && e.message.ends_with("the running configuration stays"), "{}", e.message);
+        assert_eq!(t.d.published().generation(), gen, "nothing applied");
     }
 
     #[test]

@@ -217,8 +217,8 @@ pub struct Running {
 /// source towards one of the service's real servers: the steering program
 /// gives every TCP/UDP packet to a local address to the workers, so the
 /// answers to the kernel's own connections from it (health checks) would
-/// be lost. Checked at start only: a reload or an xvsadm change that
-/// brings such an address is not (docs/config.md says so).
+/// be lost. Checked at start, and before every reload and xvsadm change
+/// ([`check_model`]).
 fn check_local_addresses(model: &Model, rtnl: &mut Rtnl) -> Result<(), RunError> {
     for s in &model.services {
         if s.laddrs.is_empty() {
@@ -233,6 +233,18 @@ fn check_local_addresses(model: &Model, rtnl: &mut Rtnl) -> Result<(), RunError>
         }
     }
     Ok(())
+}
+
+/// The start-up check of FULLNAT local addresses for a changed or
+/// reloaded model (run in the daemon's network namespace, on the control
+/// thread; a control-plane [`crate::daemon::control::Checker`]).
+///
+/// # Errors
+/// The reason, for the operator: a local address the kernel uses as its
+/// own source, or the kernel could not be asked.
+pub fn check_model(model: &Model) -> Result<(), String> {
+    let mut rtnl = Rtnl::open().map_err(|e| e.to_string())?;
+    check_local_addresses(model, &mut rtnl).map_err(|e| e.to_string())
 }
 
 /// Starts the director. See the module docs.
