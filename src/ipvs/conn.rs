@@ -1063,6 +1063,116 @@ mod tests {
         assert!(ix.buckets.iter().all(|b| b.over == 0 && b.val == [EMPTY; WAYS]), "every passage was undone");
     }
 
+    /// One step of [`table_agrees_with_a_model_through_every_operation`].
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// A connection from client `c`, port `p`, due in `ttl` ticks.
+        Insert { c: u8, p: u16, ttl: u16 },
+        /// Unlinks the `n`-th live entry (by client order).
+        Unlink(u16),
+        /// Evicts the soonest entry whose client is odd.
+        EvictOdd,
+        /// Moves the clock on by `dt` ticks and expires, `budget` at most.
+        Advance { dt: u16, budget: u8 },
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (any::<u8>(), 0u16..4, 1u16..600).prop_map(|(c, p, ttl)| Op::Insert { c, p, ttl }),
+            1 => any::<u16>().prop_map(Op::Unlink),
+            1 => Just(Op::EvictOdd),
+            2 => (0u16..300, 1u8..64).prop_map(|(dt, budget)| Op::Advance { dt, budget }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Inserts, unlinks, evictions and expiry in any order: the table
+        /// finds exactly the entries a plain model holds, counts them
+        /// right, never frees a slot twice or hands out a slot in use, and
+        /// its wheel ends empty once every entry is due.
+        #[test]
+        fn table_agrees_with_a_model_through_every_operation(ops in proptest::collection::vec(op(), 1..300)) {
+            use proptest::prelude::*;
+            use std::collections::BTreeMap;
+            let mut t: ConnTable<Ipv4Addr> = ConnTable::new(64, 0);
+            // (client, port) -> (slot, expires); `dying`: unlinked, not yet
+            // freed (a key is never live and dying at once: see Insert).
+            let mut live: BTreeMap<(u8, u16), (u32, u32)> = BTreeMap::new();
+            let mut dying: BTreeMap<(u8, u16), u32> = BTreeMap::new();
+            let mut now = 0u32;
+            for o in ops {
+                match o {
+                    Op::Insert { c, p, ttl } => {
+                        if dying.contains_key(&(c, p)) {
+                            continue;
+                        }
+                        let r = t.insert(conn(c, p, FwdMethod::Dr, now + ttl as u32));
+                        let full = live.len() + dying.len() >= 64;
+                        match r {
+                            Ok(i) => {
+                                prop_assert!(!live.contains_key(&(c, p)) && !full);
+                                prop_assert!(live.values().all(|&(s, _)| s != i) && dying.values().all(|&s| s != i), "slot {} in use", i);
+                                live.insert((c, p), (i, now + ttl as u32));
+                            }
+                            Err(DropReason::ConnClash) => prop_assert!(live.contains_key(&(c, p))),
+                            Err(DropReason::TableFull) => prop_assert!(full),
+                            Err(e) => prop_assert!(false, "{:?}", e),
+                        }
+                    }
+                    Op::Unlink(n) => {
+                        if let Some((&k, &(i, _))) = live.iter().nth(n as usize % live.len().max(1)) {
+                            t.unlink(i);
+                            live.remove(&k);
+                            dying.insert(k, i);
+                        }
+                    }
+                    Op::EvictOdd => {
+                        let mut released = None;
+                        let got = t.evict(1000, |c| c.caddr.octets()[3] % 2 == 1, |c| released = Some((c.caddr.octets()[3], c.cport)));
+                        prop_assert_eq!(got, released.is_some());
+                        match released {
+                            Some(k) => {
+                                prop_assert!(k.0 % 2 == 1);
+                                prop_assert!(live.remove(&k).is_some(), "evicted {:?}, not live", k);
+                            }
+                            None => prop_assert!(live.keys().all(|k| k.0 % 2 == 0)),
+                        }
+                    }
+                    Op::Advance { dt, budget } => {
+                        now += dt as u32;
+                        let mut seen = Vec::new();
+                        t.expire(now, budget as usize, |c| {
+                            seen.push((c.caddr.octets()[3], c.cport));
+                            true
+                        });
+                        for k in seen {
+                            // Dead entries are freed when the wheel reaches
+                            // them; live ones only when due.
+                            if dying.remove(&k).is_none() {
+                                let exp = live.remove(&k).map(|(_, e)| e);
+                                prop_assert!(exp.is_some_and(|e| now >= e), "{:?} expired early or twice", k);
+                            }
+                        }
+                    }
+                }
+                prop_assert_eq!(t.len(), live.len() + dying.len());
+                for (&(c, p), &(i, _)) in &live {
+                    prop_assert_eq!(t.lookup(&conn(c, p, FwdMethod::Dr, 0).in_key()), Some((i, Dir::In)));
+                }
+            }
+            // Everything falls due in the end, and the wheel empties.
+            t.expire(now + 10_000, usize::MAX, |_| true);
+            t.expire(now + 20_000, usize::MAX, |_| true);
+            prop_assert_eq!(t.len(), 0);
+            prop_assert!(t.wheel.is_empty());
+            let mut f = t.free.clone();
+            f.sort_unstable();
+            f.dedup();
+            prop_assert_eq!(f.len(), t.free.len(), "a slot on the free list twice");
+        }
+    }
+
     #[test]
     fn many_connections_and_memory() {
         let n = 100_000u32;
