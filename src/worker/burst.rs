@@ -132,6 +132,39 @@ mod tests {
     const VIP: [u8; 4] = [10, 0, 0, 100];
     const RS1: [u8; 4] = [10, 0, 1, 1];
 
+    /// Runs `frames` through `one` a frame at a time and through `burst`
+    /// as one burst, both at the same clock, and asserts that every frame
+    /// gets the same verdict and bytes both ways (`what` names the case in
+    /// a failure). Returns the burst's verdicts.
+    fn same_as_one_by_one(one: &mut Worker, burst: &mut Worker, frames: &[Vec<u8>], what: &str) -> Vec<Verdict> {
+        let mut bufs: Vec<Vec<u8>> = frames
+            .iter()
+            .map(|f| {
+                let mut b = vec![0u8; HEADROOM + f.len() + 64];
+                b[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
+                b
+            })
+            .collect();
+        let mut singles = Vec::new();
+        for (f, b) in frames.iter().zip(bufs.clone().iter_mut()) {
+            let mut fr = Frame::new(b, HEADROOM, f.len());
+            one.set_clock(1_000_000_000);
+            let v = one.process(&mut fr);
+            singles.push((v, fr.data().to_vec()));
+        }
+        let mut fr: Vec<Frame<'_>> = bufs
+            .iter_mut()
+            .zip(frames)
+            .map(|(b, f)| Frame::new(b, HEADROOM, f.len()))
+            .collect();
+        let mut verdicts = vec![Verdict::Pass(crate::stats::PassReason::NonIp); fr.len()];
+        burst.process_burst(&mut fr, &mut verdicts, 1_000_000_000);
+        for (i, (f, v)) in fr.iter().zip(&verdicts).enumerate() {
+            assert_eq!((*v, f.data().to_vec()), singles[i], "{what} frame {i}");
+        }
+        verdicts
+    }
+
     /// A burst whose frames depend on each other (a SYN and the packets of
     /// its connection, which the first stage hashed before the connection
     /// existed), with other families and bad frames mixed in, gives the
@@ -155,31 +188,7 @@ mod tests {
         let snap = Arc::new(Snapshot::build(&model, None).unwrap());
         let mut one = Worker::new(0, 1, snap.clone(), 1_000_000_000);
         let mut burst = Worker::new(0, 1, snap, 1_000_000_000);
-        let mut bufs: Vec<Vec<u8>> = frames
-            .iter()
-            .map(|f| {
-                let mut b = vec![0u8; HEADROOM + f.len() + 64];
-                b[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
-                b
-            })
-            .collect();
-        let mut singles = Vec::new();
-        for (f, b) in frames.iter().zip(bufs.clone().iter_mut()) {
-            let mut fr = Frame::new(b, HEADROOM, f.len());
-            one.set_clock(1_000_000_000);
-            let v = one.process(&mut fr);
-            singles.push((v, fr.data().to_vec()));
-        }
-        let mut fr: Vec<Frame<'_>> = bufs
-            .iter_mut()
-            .zip(&frames)
-            .map(|(b, f)| Frame::new(b, HEADROOM, f.len()))
-            .collect();
-        let mut verdicts = vec![Verdict::Pass(crate::stats::PassReason::NonIp); fr.len()];
-        burst.process_burst(&mut fr, &mut verdicts, 1_000_000_000);
-        for (i, (f, v)) in fr.iter().zip(&verdicts).enumerate() {
-            assert_eq!((*v, f.data().to_vec()), singles[i], "frame {i}");
-        }
+        let verdicts = same_as_one_by_one(&mut one, &mut burst, &frames, "one worker");
         assert!(
             matches!(verdicts[2], Verdict::Tx { .. }),
             "the ACK found the connection its burst created"
@@ -223,32 +232,8 @@ mod tests {
         for id in 0..2u16 {
             let mut one = Worker::new(id, 2, snap.clone(), 1_000_000_000);
             let mut burst = Worker::new(id, 2, snap.clone(), 1_000_000_000);
-            let mut bufs: Vec<Vec<u8>> = frames
-                .iter()
-                .map(|f| {
-                    let mut b = vec![0u8; HEADROOM + f.len() + 64];
-                    b[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
-                    b
-                })
-                .collect();
-            let mut singles = Vec::new();
-            for (f, b) in frames.iter().zip(bufs.clone().iter_mut()) {
-                let mut fr = Frame::new(b, HEADROOM, f.len());
-                one.set_clock(1_000_000_000);
-                let v = one.process(&mut fr);
-                singles.push((v, fr.data().to_vec()));
-            }
-            let mut fr: Vec<Frame<'_>> = bufs
-                .iter_mut()
-                .zip(&frames)
-                .map(|(b, f)| Frame::new(b, HEADROOM, f.len()))
-                .collect();
-            let mut verdicts = vec![Verdict::Pass(crate::stats::PassReason::NonIp); fr.len()];
-            burst.process_burst(&mut fr, &mut verdicts, 1_000_000_000);
-            for (i, (f, v)) in fr.iter().zip(&verdicts).enumerate() {
-                assert_eq!((*v, f.data().to_vec()), singles[i], "worker {id} frame {i}");
-                handoffs += matches!(v, Verdict::Handoff { .. }) as u32;
-            }
+            let verdicts = same_as_one_by_one(&mut one, &mut burst, &frames, &format!("worker {id}"));
+            handoffs += verdicts.iter().filter(|v| matches!(v, Verdict::Handoff { .. })).count() as u32;
             let (a, b) = (one.counters(), burst.counters());
             assert_eq!(a.new_conns, b.new_conns);
             assert_eq!(a.templates_created, b.templates_created);
