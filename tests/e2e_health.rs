@@ -28,7 +28,6 @@ mod lab;
 use lab::Lab;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::os::fd::FromRawFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -149,62 +148,9 @@ fn next_port() -> u16 {
     p
 }
 
-/// A TCP connection from `from`:`port` to `to`, with a connect timeout
-/// (Linux bounds a blocking connect by SO_SNDTIMEO).
-fn connect_from(from: IpAddr, port: u16, to: SocketAddr, timeout: Duration) -> Result<TcpStream, String> {
-    let (IpAddr::V4(f), SocketAddr::V4(t)) = (from, to) else {
-        return Err("IPv4 only".into());
-    };
-    let sa = |a: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(a.octets()),
-        },
-        sin_zero: [0; 8],
-    };
-    let tv = libc::timeval {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
-    };
-    // SAFETY: a fresh descriptor, owned by the TcpStream on success and
-    // closed on every failure; the structs outlive the calls.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(format!("socket: {}", std::io::Error::last_os_error()));
-        }
-        let fail = |what: &str| {
-            let e = std::io::Error::last_os_error();
-            libc::close(fd);
-            Err(format!("{what}: {e}"))
-        };
-        if libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_SNDTIMEO,
-            &tv as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        ) != 0
-        {
-            return fail("SO_SNDTIMEO");
-        }
-        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        let local = sa(f, port);
-        if libc::bind(fd, &local as *const _ as *const libc::sockaddr, len) != 0 {
-            return fail(&format!("bind {from}"));
-        }
-        let remote = sa(*t.ip(), t.port());
-        if libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len) != 0 {
-            return fail(&format!("connect {to} from {from}"));
-        }
-        Ok(TcpStream::from_raw_fd(fd))
-    }
-}
-
 /// One GET through `vip` from `from`:`port`: the server's name (the body).
 fn get(from: IpAddr, port: u16, vip: SocketAddr) -> Result<String, String> {
-    let mut s = connect_from(from, port, vip, Duration::from_secs(2))?;
+    let mut s = lab::connect_from(from, port, vip, Some(Duration::from_secs(2)))?;
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     s.write_all(format!("GET / HTTP/1.1\r\nHost: {vip}\r\nConnection: close\r\n\r\n").as_bytes())
         .map_err(|e| format!("send: {e}"))?;

@@ -512,16 +512,18 @@ pub fn http_gets_from(
     in_ns(ns, move || {
         (0..n)
             .map(|i| {
-                let s = connect_from(srcs[i % srcs.len()], addr)?;
+                let s = connect_from(srcs[i % srcs.len()], 0, addr, None)?;
                 exchange(s, addr)
             })
             .collect()
     })
 }
 
-/// A TCP connection to `to` from the local address `from` (bound before
-/// connecting, which std's TcpStream cannot do).
-fn connect_from(from: IpAddr, to: SocketAddr) -> Result<TcpStream, String> {
+/// A TCP connection to `to` from the local address `from` and port
+/// `port` (0: the kernel picks one), bound before connecting, which std's
+/// TcpStream cannot do; with `timeout`, the connect gives up after it
+/// (Linux bounds a blocking connect by SO_SNDTIMEO).
+pub fn connect_from(from: IpAddr, port: u16, to: SocketAddr, timeout: Option<Duration>) -> Result<TcpStream, String> {
     use std::os::fd::FromRawFd;
     let (IpAddr::V4(f), SocketAddr::V4(t)) = (from, to) else {
         return Err("connect_from: IPv4 only".into());
@@ -535,24 +537,41 @@ fn connect_from(from: IpAddr, to: SocketAddr) -> Result<TcpStream, String> {
         sin_zero: [0; 8],
     };
     // SAFETY: a fresh socket fd is owned by the TcpStream on success and
-    // closed on every failure; the sockaddr structs outlive the calls.
+    // closed on every failure; the structs outlive the calls.
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
         if fd < 0 {
             return Err(format!("socket: {}", std::io::Error::last_os_error()));
         }
-        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        let local = sa(f, 0);
-        if libc::bind(fd, &local as *const _ as *const libc::sockaddr, len) != 0 {
+        let fail = |what: &str| {
             let e = std::io::Error::last_os_error();
             libc::close(fd);
-            return Err(format!("bind {from}: {e}"));
+            Err(format!("{what}: {e}"))
+        };
+        if let Some(timeout) = timeout {
+            let tv = libc::timeval {
+                tv_sec: timeout.as_secs() as libc::time_t,
+                tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+            };
+            if libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_SNDTIMEO,
+                &tv as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            ) != 0
+            {
+                return fail("SO_SNDTIMEO");
+            }
+        }
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let local = sa(f, port);
+        if libc::bind(fd, &local as *const _ as *const libc::sockaddr, len) != 0 {
+            return fail(&format!("bind {from}"));
         }
         let remote = sa(*t.ip(), t.port());
         if libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len) != 0 {
-            let e = std::io::Error::last_os_error();
-            libc::close(fd);
-            return Err(format!("connect {to} from {from}: {e}"));
+            return fail(&format!("connect {to} from {from}"));
         }
         Ok(TcpStream::from_raw_fd(fd))
     }
