@@ -258,7 +258,6 @@ mod tests {
     use super::*;
     use crate::ctl::config;
     use crate::ctl::snapshot::Snapshot;
-    use crate::wire::frame::{Frame, HEADROOM};
 
     const CONF: &str = r#"
 [[interface]]
@@ -282,14 +281,7 @@ scheduler = "rr"
     fn worker(n: u16) -> Worker {
         let snap = Arc::new(Snapshot::build(&config::load_str(CONF, "t").unwrap(), None).unwrap());
         let mut w = Worker::new(0, 1, snap, 1_000_000_000);
-        let mut buf = vec![0u8; 2048];
-        for p in 0..n {
-            let pkt = crate::gen::packet::tcp4([192, 0, 2, 1], 1000 + p, [10, 0, 0, 100], 80, crate::wire::tcp_flags::SYN, b"");
-            buf[HEADROOM..HEADROOM + pkt.len()].copy_from_slice(&pkt);
-            let mut fr = Frame::new(&mut buf, HEADROOM, pkt.len());
-            w.set_clock(1_000_000_000);
-            let _ = w.process(&mut fr);
-        }
+        crate::daemon::syns(&mut w, [192, 0, 2, 1], 1000..1000 + n);
         assert_eq!(w.conns(), n as usize);
         w
     }

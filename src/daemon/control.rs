@@ -274,7 +274,6 @@ mod tests {
     use crate::daemon::report::Reporter;
     use crate::io::xdp::IoStats;
     use crate::worker::Worker;
-    use crate::wire::frame::{Frame, HEADROOM};
     use std::sync::atomic::{AtomicBool, Ordering};
 
     const CONF: &str = r#"
@@ -435,14 +434,7 @@ scheduler = "wrr"
         let th = std::thread::spawn(move || {
             let mut w = Worker::new(0, 1, d.snapshot(), 1_000_000_000);
             let mut rep = Reporter::new(d.report_slot(0).unwrap());
-            let mut buf = vec![0u8; 2048];
-            for p in 0..3 {
-                let pkt = crate::gen::packet::tcp4([192, 0, 2, 1], 1000 + p, [10, 0, 0, 100], 80, crate::wire::tcp_flags::SYN, b"");
-                buf[HEADROOM..HEADROOM + pkt.len()].copy_from_slice(&pkt);
-                let mut fr = Frame::new(&mut buf, HEADROOM, pkt.len());
-                w.set_clock(1_000_000_000);
-                let _ = w.process(&mut fr);
-            }
+            crate::daemon::syns(&mut w, [192, 0, 2, 1], 1000..1003);
             while !s2.load(Ordering::Relaxed) {
                 rep.publish(&w, &IoStats::default(), (0, None), 0, false);
                 rep.serve_probe(&w, 1_000_000_000);

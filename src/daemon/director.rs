@@ -850,20 +850,7 @@ scheduler = "rr"
             let mut w = Worker::new(i, 2, d.snapshot(), 1_000_000_000);
             // Make traffic the honest way: run a SYN through worker i when
             // it owns the flow; otherwise it reports a zero.
-            let mut buf = vec![0u8; 2048];
-            let pkt = crate::gen::packet::tcp4(
-                [10, 0, 0, 9],
-                40000,
-                [10, 0, 0, 100],
-                80,
-                crate::wire::tcp_flags::SYN,
-                b"",
-            );
-            let off = crate::wire::frame::HEADROOM;
-            buf[off..off + pkt.len()].copy_from_slice(&pkt);
-            let mut fr = crate::wire::Frame::new(&mut buf, off, pkt.len());
-            w.set_clock(1_000_000_000);
-            let _ = w.process(&mut fr);
+            crate::daemon::syns(&mut w, [10, 0, 0, 9], 40000..40001);
             let mut r = Reporter::new(d.report_slot(i as usize).unwrap());
             r.publish(&w, &IoStats::default(), (i as u32, None), 0, true);
         }

@@ -28,3 +28,19 @@ pub mod signals;
 pub mod stats;
 
 pub use director::{DestTotal, Director, Published, RuleSink};
+
+/// Test support: runs a SYN to the daemon tests' VIP, 10.0.0.100:80,
+/// from `client` on each of `ports` through `w` at t = 1 s (new
+/// connections made the honest way, by the worker itself).
+#[cfg(test)]
+pub(crate) fn syns(w: &mut crate::worker::Worker, client: [u8; 4], ports: std::ops::Range<u16>) {
+    use crate::wire::frame::{Frame, HEADROOM};
+    let mut buf = vec![0u8; 2048];
+    for p in ports {
+        let pkt = crate::gen::packet::tcp4(client, p, [10, 0, 0, 100], 80, crate::wire::tcp_flags::SYN, b"");
+        buf[HEADROOM..HEADROOM + pkt.len()].copy_from_slice(&pkt);
+        let mut fr = Frame::new(&mut buf, HEADROOM, pkt.len());
+        w.set_clock(1_000_000_000);
+        let _ = w.process(&mut fr);
+    }
+}

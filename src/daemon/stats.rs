@@ -495,7 +495,6 @@ mod tests {
     use crate::daemon::report::Reporter;
     use crate::io::xdp::IoStats;
     use crate::worker::Worker;
-    use crate::wire::frame::{Frame, HEADROOM};
 
     const CONF: &str = r#"
 [[interface]]
@@ -543,15 +542,8 @@ scheduler = "rr"
         /// `n` new connections (a SYN each), then publishes.
         fn syns(&mut self, d: &Director, n: u16) {
             self.w.set_snapshot(d.snapshot());
-            let mut buf = vec![0u8; 2048];
-            for _ in 0..n {
-                self.port += 1;
-                let pkt = crate::gen::packet::tcp4([192, 0, 2, 1], self.port, [10, 0, 0, 100], 80, crate::wire::tcp_flags::SYN, b"");
-                buf[HEADROOM..HEADROOM + pkt.len()].copy_from_slice(&pkt);
-                let mut fr = Frame::new(&mut buf, HEADROOM, pkt.len());
-                self.w.set_clock(1_000_000_000);
-                let _ = self.w.process(&mut fr);
-            }
+            crate::daemon::syns(&mut self.w, [192, 0, 2, 1], self.port + 1..self.port + 1 + n);
+            self.port += n;
             self.rep.record_burst(1500);
             self.rep.publish(&self.w, &IoStats::default(), (0, Some(1)), 0, false);
         }
