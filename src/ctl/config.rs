@@ -915,10 +915,12 @@ fn member(s: &str, path: &FieldPath) -> V<GroupMember> {
 fn build_model(raw: &RawConfig) -> V<Model> {
     let mut m = Model::default();
     if let Some(g) = &raw.global {
-        m.expire_nodest_conn = g.expire_nodest_conn.unwrap_or(false);
-        m.expire_quiescent_template = g.expire_quiescent_template.unwrap_or(false);
-        m.drop_entry = g.drop_entry.unwrap_or(true);
-        m.toa = g.toa.unwrap_or(true);
+        // The defaults live in `Model::default()` only: a field given
+        // here replaces its default, an absent one keeps it.
+        m.expire_nodest_conn = g.expire_nodest_conn.unwrap_or(m.expire_nodest_conn);
+        m.expire_quiescent_template = g.expire_quiescent_template.unwrap_or(m.expire_quiescent_template);
+        m.drop_entry = g.drop_entry.unwrap_or(m.drop_entry);
+        m.toa = g.toa.unwrap_or(m.toa);
         if let Some(n) = g.conn_reuse_mode {
             m.conn_reuse_mode = range(n, 0, 3, &root("global").key("conn_reuse_mode"))? as u8;
         }
