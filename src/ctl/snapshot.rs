@@ -11,6 +11,7 @@
 //! change; uids are never reused.
 
 use super::model::{Mac, Model};
+use super::route::Routes;
 use crate::ipvs::dest::MAX_WEIGHT;
 use crate::ipvs::proto::Timeouts;
 use crate::ipvs::sched::{SchedFlags, SchedKind, SchedTable};
@@ -21,11 +22,32 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 
-/// Where to send a frame for a neighbour: egress port and the MAC.
+/// Where to send a frame for a neighbour: the egress link (index in
+/// [`Snapshot::links`]: a port, or a VLAN on one) and the neighbour's MAC.
+/// Seven bytes: a connection holds two and an IPv4 connection fits one
+/// cache line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hop {
-    pub port: u8,
+    pub link: u8,
     pub mac: Mac,
+}
+
+/// A link of the director, compiled: what a frame sent on it needs. The
+/// first `ports.len()` links are the ports themselves (untagged); the
+/// rest are their sub-interfaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// The port (AF_XDP interface) it is on.
+    pub port: u8,
+    /// The 802.1Q VLAN id frames carry on the port; 0: untagged.
+    pub vid: u16,
+    /// Our MAC on it: the source of every frame sent on it.
+    pub mac: Mac,
+    pub mtu: u16,
+    /// The source of tunnels and of ICMP errors sent on it: its first
+    /// address of the family, else its port's.
+    pub v4: Option<Ipv4Addr>,
+    pub v6: Option<Ipv6Addr>,
 }
 
 /// A real server, compiled.
@@ -70,8 +92,6 @@ pub struct Port {
     /// source of tunnels and of ICMP errors we originate).
     pub v4: Option<Ipv4Addr>,
     pub v6: Option<Ipv6Addr>,
-    prefixes: Vec<(IpAddr, u8)>,
-    gateways: Vec<IpAddr>,
 }
 
 /// Why a model cannot be compiled: which object, and why.
@@ -118,6 +138,8 @@ pub struct Snapshot {
     /// FULLNAT TOA ([`Model::toa`]).
     pub toa: bool,
     pub ports: Vec<Port>,
+    /// Ports, then sub-interfaces ([`Link`]); [`Hop::link`] indexes it.
+    pub links: Vec<Link>,
     pub max_conns: usize,
     /// IPVS `expire_quiescent_template`.
     pub expire_quiescent_template: bool,
@@ -129,20 +151,22 @@ pub struct Snapshot {
     svc_map: HashMap<SvcMapKey, u32>,
     vips: HashSet<IpAddr>,
     laddrs: HashSet<IpAddr>,
-    neigh: HashMap<IpAddr, Mac>,
+    /// Neighbours by (link, address) — the kernel's — and by address on
+    /// any link (the config's).
+    neigh: HashMap<(u8, IpAddr), Mac>,
+    neigh_any: HashMap<IpAddr, Mac>,
+    routes: Routes,
+    /// The MACs of every link: a unicast frame to another MAC is not ours.
+    own_macs: Vec<Mac>,
+    /// Per port, the VLAN ids with a link (bit per id).
+    vids: Vec<[u64; 64]>,
+    /// Addresses of the director (links, other devices, VIPs, local
+    /// addresses): a packet from outside with one as its source is a martian.
+    own_addrs: HashSet<IpAddr>,
     dest_uid: HashMap<u32, u32>,
     svc_uid: HashMap<u32, u32>,
     uids: HashMap<UidKey, u32>,
     next_uid: u32,
-}
-
-fn same_prefix(a: IpAddr, b: IpAddr, len: u8) -> bool {
-    use crate::wire::Ip;
-    match (a, b) {
-        (IpAddr::V4(x), IpAddr::V4(y)) => x.mask(len) == y.mask(len),
-        (IpAddr::V6(x), IpAddr::V6(y)) => x.mask(len) == y.mask(len),
-        _ => false,
-    }
 }
 
 impl Snapshot {
@@ -167,6 +191,7 @@ impl Snapshot {
             drop_entry: model.drop_entry,
             toa: model.toa,
             ports: Vec::new(),
+            links: Vec::new(),
             max_conns: model.max_conns.max(1),
             expire_quiescent_template: model.expire_quiescent_template,
             shard_prefix: model.shard_prefix,
@@ -174,6 +199,11 @@ impl Snapshot {
             vips: HashSet::new(),
             laddrs: HashSet::new(),
             neigh: HashMap::new(),
+            neigh_any: HashMap::new(),
+            routes: Routes::default(),
+            own_macs: Vec::new(),
+            vids: Vec::new(),
+            own_addrs: HashSet::new(),
             dest_uid: HashMap::new(),
             svc_uid: HashMap::new(),
             uids: HashMap::new(),
@@ -192,42 +222,68 @@ impl Snapshot {
     }
 
     fn build_net(&mut self, model: &Model) -> Result<(), ModelError> {
-        if model.net.ports.len() > u8::MAX as usize {
-            return Err(err("interfaces", "more than 255"));
+        let net = &model.net;
+        if net.ports.len() + net.subifs.len() > u8::MAX as usize {
+            return Err(err("interfaces", "more than 255 (ports and sub-interfaces)"));
         }
-        for p in &model.net.ports {
-            if p.mtu < 576 {
-                return Err(err(format!("interface {}", p.name), format!("mtu {} is below 576", p.mtu)));
-            }
-            let v4 = p.addrs.iter().find_map(|(a, _)| match a {
+        let first = |addrs: &[(IpAddr, u8)]| {
+            let v4 = addrs.iter().find_map(|(a, _)| match a {
                 IpAddr::V4(x) => Some(*x),
                 _ => None,
             });
-            let v6 = p.addrs.iter().find_map(|(a, _)| match a {
+            let v6 = addrs.iter().find_map(|(a, _)| match a {
                 IpAddr::V6(x) => Some(*x),
                 _ => None,
             });
-            for (a, len) in &p.addrs {
+            (v4, v6)
+        };
+        for p in &net.ports {
+            let (v4, v6) = first(&p.addrs);
+            self.ports.push(Port { name: p.name.clone(), mac: p.mac, mtu: p.mtu, v4, v6 });
+        }
+        self.vids = vec![[0; 64]; net.ports.len()];
+        for l in net.links() {
+            let what = || format!("interface {}", l.name);
+            if l.mtu < 576 {
+                return Err(err(what(), format!("mtu {} is below 576", l.mtu)));
+            }
+            for (a, len) in l.addrs {
                 let max = if a.is_ipv4() { 32 } else { 128 };
                 if *len > max {
-                    return Err(err(format!("interface {} address {a}", p.name), format!("prefix length {len} exceeds {max}")));
+                    return Err(err(format!("{} address {a}", what()), format!("prefix length {len} exceeds {max}")));
                 }
+                self.own_addrs.insert(*a);
             }
-            self.ports.push(Port {
-                name: p.name.clone(),
-                mac: p.mac,
-                mtu: p.mtu,
-                v4,
-                v6,
-                prefixes: p.addrs.clone(),
-                gateways: p.gateways.clone(),
-            });
+            let Some(port) = self.ports.get(l.port as usize) else {
+                return Err(err(what(), format!("port {} does not exist", l.port)));
+            };
+            if l.vid > 4094 {
+                return Err(err(what(), format!("VLAN id {} is not 1-4094", l.vid)));
+            }
+            let (v4, v6) = first(l.addrs);
+            self.links.push(Link { port: l.port, vid: l.vid, mac: l.mac, mtu: l.mtu, v4: v4.or(port.v4), v6: v6.or(port.v6) });
+            if !self.own_macs.contains(&l.mac) {
+                self.own_macs.push(l.mac);
+            }
+            if l.vid != 0 {
+                self.vids[l.port as usize][l.vid as usize / 64] |= 1 << (l.vid % 64);
+            }
         }
-        for n in &model.net.neighbours {
-            if self.neigh.insert(n.addr, n.mac).is_some() {
+        self.own_addrs.extend(net.local_addrs.iter().copied());
+        for n in &net.neighbours {
+            let dup = match &n.dev {
+                None => self.neigh_any.insert(n.addr, n.mac).is_some(),
+                Some(d) => match net.link_index(d) {
+                    Some(i) => self.neigh.insert((i as u8, n.addr), n.mac).is_some(),
+                    // On a device that is no link: of no use.
+                    None => false,
+                },
+            };
+            if dup {
                 return Err(err(format!("neighbour {}", n.addr), "listed twice"));
             }
         }
+        self.routes = Routes::build(net);
         Ok(())
     }
 
@@ -281,12 +337,14 @@ impl Snapshot {
                 return Err(err(&name, format!("{proto} {}:{} is already a service", m.addr, m.port)));
             }
             self.vips.insert(m.addr);
+            self.own_addrs.insert(m.addr);
         }
         for l in &svc.laddrs {
             if l.is_ipv4() != family_v4 {
                 return Err(err(&name, format!("local address {l} is not of the service's address family")));
             }
             self.laddrs.insert(*l);
+            self.own_addrs.insert(*l);
         }
         let start = self.dests.len();
         let svc_port = match &svc.key {
@@ -395,27 +453,44 @@ impl Snapshot {
         self.svc_uid.get(&uid).copied()
     }
 
-    /// Next hop for `ip`: its own neighbour entry when it has one (on the
-    /// port whose prefix holds it), else a gateway of its family — unless
-    /// `ip` is on a connected prefix: then it is reached directly or not at
-    /// all (`None` until its MAC is known; the gateway's MAC would be a
-    /// wrong one).
+    /// Next hop for `ip`: the route to it ([`Routes::next_hop`]: the link
+    /// and the gateway, or `ip` itself on a connected prefix) and that
+    /// neighbour's MAC on the link — `None` without a route or a MAC (never
+    /// another neighbour's MAC).
     pub fn next_hop(&self, ip: IpAddr) -> Option<Hop> {
-        let connected = self.ports.iter().position(|p| p.prefixes.iter().any(|(a, l)| same_prefix(*a, ip, *l)));
-        if let Some(mac) = self.neigh.get(&ip) {
-            return Some(Hop { port: connected.unwrap_or(0) as u8, mac: *mac });
+        let nh = self.routes.next_hop(ip)?;
+        let mac = self.neigh.get(&(nh.link, nh.addr)).or_else(|| self.neigh_any.get(&nh.addr))?;
+        Some(Hop { link: nh.link, mac: *mac })
+    }
+
+    /// The link a frame arrived on: port `port`, VLAN `vid` (0: untagged
+    /// or priority-tagged).
+    pub fn link_of(&self, port: u8, vid: u16) -> Option<u8> {
+        if vid == 0 {
+            return ((port as usize) < self.ports.len()).then_some(port);
         }
-        if connected.is_some() {
-            return None;
+        self.links.iter().position(|l| l.port == port && l.vid == vid).map(|i| i as u8)
+    }
+
+    /// Port `port` has a link with VLAN id `vid` (1-4095).
+    #[inline]
+    pub fn has_vid(&self, port: u8, vid: u16) -> bool {
+        self.vids.get(port as usize).is_some_and(|b| b[(vid as usize / 64) & 63] & (1 << (vid % 64)) != 0)
+    }
+
+    /// `mac` is the MAC of port `port` (the common case, one compare) or of
+    /// another link of the director.
+    #[inline]
+    pub fn is_own_mac(&self, port: u8, mac: &[u8]) -> bool {
+        match self.links.get(port as usize) {
+            Some(l) if l.mac == mac => true,
+            _ => self.own_macs.iter().any(|m| m == mac),
         }
-        for (i, p) in self.ports.iter().enumerate() {
-            for gw in p.gateways.iter().filter(|g| g.is_ipv4() == ip.is_ipv4()) {
-                if let Some(mac) = self.neigh.get(gw) {
-                    return Some(Hop { port: i as u8, mac: *mac });
-                }
-            }
-        }
-        None
+    }
+
+    /// `addr` is one of the director's own (see [`Snapshot`]'s field).
+    pub fn is_own_addr(&self, addr: IpAddr) -> bool {
+        self.own_addrs.contains(&addr)
     }
 }
 
@@ -464,9 +539,10 @@ mod tests {
                     gateways: vec![ip("10.0.0.254")],
                 }],
                 neighbours: vec![
-                    Neighbour { addr: ip("10.0.0.2"), mac: [2, 0, 0, 0, 0, 2] },
-                    Neighbour { addr: ip("10.0.0.254"), mac: [2, 0, 0, 0, 0, 0xfe] },
+                    Neighbour { dev: None, addr: ip("10.0.0.2"), mac: [2, 0, 0, 0, 0, 2] },
+                    Neighbour { dev: None, addr: ip("10.0.0.254"), mac: [2, 0, 0, 0, 0, 0xfe] },
                 ],
+                ..NetConf::default()
             },
             ..Model::default()
         }

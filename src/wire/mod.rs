@@ -381,6 +381,62 @@ fn parse_l4(f: &[u8], m: &mut Meta) -> Result<(), Reject> {
     Ok(())
 }
 
+/// Makes the frame's 802.1Q tag say `vid`, 0 meaning no tag: rewrites
+/// the tag's id (priority bits 0, as the kernel's VLAN devices send), puts
+/// a tag in (4 bytes into the headroom) or takes it out; `m`'s offsets
+/// follow the IP header. A frame already tagged `vid` is left as it is.
+///
+/// # Errors
+/// [`DropReason::NoHeadroom`] when there is no room for the tag.
+#[cold]
+#[inline(never)]
+pub fn set_vlan(fr: &mut Frame<'_>, m: &mut Meta, vid: u16) -> Result<(), DropReason> {
+    match (m.vlan, vid) {
+        (false, 0) => {}
+        (true, 0) => {
+            // The MACs move 4 bytes on, over the tag.
+            fr.data_mut().copy_within(0..12, VLAN_HLEN);
+            if !fr.pop_front(VLAN_HLEN) {
+                return Err(DropReason::Truncated);
+            }
+            m.l3 -= VLAN_HLEN as u16;
+            m.l4 -= VLAN_HLEN as u16;
+            m.end -= VLAN_HLEN as u16;
+            m.vlan = false;
+        }
+        (true, v) => {
+            let f = fr.data_mut();
+            if be16(f, 14) & 0x0fff != v {
+                put16(f, 14, v);
+            }
+        }
+        (false, v) => {
+            if !fr.push_front(VLAN_HLEN) {
+                return Err(DropReason::NoHeadroom);
+            }
+            let f = fr.data_mut();
+            f.copy_within(VLAN_HLEN..VLAN_HLEN + 12, 0);
+            put16(f, 12, ETHERTYPE_VLAN);
+            put16(f, 14, v);
+            m.l3 += VLAN_HLEN as u16;
+            m.l4 += VLAN_HLEN as u16;
+            m.end += VLAN_HLEN as u16;
+            m.vlan = true;
+        }
+    }
+    Ok(())
+}
+
+/// The VLAN id of a frame `m` says is tagged (0 for an untagged one).
+#[inline]
+pub fn vlan_id(f: &[u8], m: &Meta) -> u16 {
+    if m.vlan {
+        be16(f, 14) & 0x0fff
+    } else {
+        0
+    }
+}
+
 /// Sets destination and source MAC.
 #[inline]
 pub fn set_macs(f: &mut [u8], dst: &[u8; 6], src: &[u8; 6]) {

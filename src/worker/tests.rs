@@ -33,16 +33,17 @@ fn net() -> NetConf {
             name: "eth0".into(),
             mac: MAC_DIRECTOR,
             mtu: 1500,
-            addrs: vec![(ip("10.0.0.1"), 24), (ip("10.0.1.254"), 24), (ip("2001:db8::1"), 64)],
+            addrs: vec![(ip("10.0.0.1"), 24), (ip("10.0.1.254"), 24), (ip("2001:db8::fd"), 64), (ip("2001:db8:1::fd"), 64)],
             gateways: vec![ip("10.0.0.254"), ip("2001:db8::fe")],
         }],
         neighbours: vec![
-            Neighbour { addr: ip("10.0.1.1"), mac: RS1_MAC },
-            Neighbour { addr: ip("10.0.1.2"), mac: RS2_MAC },
-            Neighbour { addr: ip("10.0.0.254"), mac: GW_MAC },
-            Neighbour { addr: ip("2001:db8:1::1"), mac: RS1_MAC },
-            Neighbour { addr: ip("2001:db8::fe"), mac: GW_MAC },
+            Neighbour { dev: None, addr: ip("10.0.1.1"), mac: RS1_MAC },
+            Neighbour { dev: None, addr: ip("10.0.1.2"), mac: RS2_MAC },
+            Neighbour { dev: None, addr: ip("10.0.0.254"), mac: GW_MAC },
+            Neighbour { dev: None, addr: ip("2001:db8:1::1"), mac: RS1_MAC },
+            Neighbour { dev: None, addr: ip("2001:db8::fe"), mac: GW_MAC },
         ],
+        ..NetConf::default()
     }
 }
 
@@ -265,7 +266,7 @@ fn no_dest_answers_port_unreachable() {
 fn misses_and_ttl() {
     let mut w = worker(&model(FwdMethod::Nat, "rr"));
     assert_eq!(one(&mut w, SEC, tcp4(CIP, 1, VIP, 80, ACK, b"")).0, Verdict::Drop(DropReason::NoConn));
-    assert_eq!(one(&mut w, SEC, tcp4(CIP, 1, VIP, 80, SYN | RST, b"")).0, Verdict::Drop(DropReason::NoConn));
+    assert_eq!(one(&mut w, SEC, tcp4(CIP, 1, VIP, 80, SYN | RST, b"")).0, Verdict::Drop(DropReason::BadSyn));
     assert_eq!(one(&mut w, SEC, tcp4(CIP, 1, VIP, 22, SYN, b"")).0, Verdict::Pass(PassReason::NotService));
     assert_eq!(one(&mut w, SEC, icmp4_echo(CIP, VIP)).0, Verdict::Pass(PassReason::Icmp));
     let mut t1 = tcp4(CIP, 2, VIP, 80, SYN, b"");
@@ -328,6 +329,9 @@ fn icmp_errors_are_relayed_nat() {
     let mut fr = Frame::new(&mut b, 64, stray.len());
     let m = parse(fr.data()).unwrap();
     icmp::build_error::<Ipv4Addr>(&mut fr, &m, ErrorKind::PortUnreachable).unwrap();
+    // (an error built in place goes back to the sender's MAC; this one
+    // arrives at ours)
+    fr.data_mut()[0..6].copy_from_slice(&MAC_DIRECTOR);
     assert_eq!(one(&mut w, SEC, fr.data().to_vec()).0, Verdict::Pass(PassReason::Icmp));
 }
 
@@ -396,7 +400,7 @@ fn snapshot_changes_keep_connections() {
     let mut m2 = m1.clone();
     m2.services[0].dests[0].weight = 5;
     m2.services[0].dests.push(Dest { addr: ip("10.0.1.3"), port: 8080, weight: 1, fwd: FwdMethod::Nat, u_threshold: 0, l_threshold: 0 });
-    m2.net.neighbours.push(Neighbour { addr: ip("10.0.1.3"), mac: [2, 0, 0, 0, 1, 3] });
+    m2.net.neighbours.push(Neighbour { dev: None, addr: ip("10.0.1.3"), mac: [2, 0, 0, 0, 1, 3] });
     let s2 = Arc::new(Snapshot::build(&m2, Some(&s1)).unwrap());
     w.set_snapshot(s2.clone());
     let (v, out) = one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, ACK, b""));

@@ -3,7 +3,7 @@
 //! default route points at the director so replies come back through it.
 
 use super::{routable, to_hop, trim};
-use crate::ctl::snapshot::Port;
+use crate::ctl::snapshot::Link;
 use crate::ipvs::conn::Conn;
 use crate::stats::DropReason;
 use crate::wire::{ip, Frame, Ip, Meta};
@@ -11,25 +11,23 @@ use crate::wire::{ip, Frame, Ip, Meta};
 /// Client → real server: destination becomes RIP:rport.
 ///
 /// # Errors
-/// TTL exceeded, or no such egress port.
+/// TTL exceeded, no such egress link, no headroom for a VLAN tag.
 #[inline]
-pub fn xmit_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Port]) -> Result<u8, DropReason> {
+pub fn xmit_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]) -> Result<u8, DropReason> {
     trim(fr, m);
     routable(m)?;
-    let f = fr.data_mut();
-    ip::translate(f, m, None, Some((c.daddr, c.dport)));
-    to_hop(f, &c.dest_hop, ports)
+    ip::translate(fr.data_mut(), m, None, Some((c.daddr, c.dport)));
+    to_hop(fr, m, &c.dest_hop, links)
 }
 
 /// Real server → client: source becomes VIP:vport.
 ///
 /// # Errors
-/// TTL exceeded, or no such egress port.
+/// TTL exceeded, no such egress link, no headroom for a VLAN tag.
 #[inline]
-pub fn xmit_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Port]) -> Result<u8, DropReason> {
+pub fn xmit_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]) -> Result<u8, DropReason> {
     trim(fr, m);
     routable(m)?;
-    let f = fr.data_mut();
-    ip::translate(f, m, Some((c.vaddr, c.vport)), None);
-    to_hop(f, &c.client_hop, ports)
+    ip::translate(fr.data_mut(), m, Some((c.vaddr, c.vport)), None);
+    to_hop(fr, m, &c.client_hop, links)
 }
