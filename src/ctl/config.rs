@@ -1767,6 +1767,25 @@ persistence = 300
             (format!("{IF0}\naddresses = [\"10.0.0.1/24\"]\ngateways = [\"10.0.1.254\"]"), "interface[0].gateways[0]", "not on this interface"),
             (format!("{IF0}\naddresses = \"10.0.0.1/24\""), "interface[0].addresses", "invalid type: string"),
             (format!("{IF0}\nmut = 1500"), "interface[0].mut", "unknown field `mut`"),
+            // sub-interfaces
+            (format!("{IF0}\n[[interface]]\nname = \"eth0.20\"\nvlan = 20"), "interface[1].vlan", "a VLAN needs `link`"),
+            (format!("{IF0}\n[[interface]]\nname = \"eth0.20\"\nlink = \"eth9\"\nvlan = 20"), "interface[1].link", "'eth9' is no [[interface]]"),
+            (format!("{IF0}\n[[interface]]\nname = \"eth0.20\"\nlink = \"eth0\"\nvlan = 4095"), "interface[1].vlan", "4095 exceeds 4094"),
+            (format!("{IF0}\n[[interface]]\nname = \"eth0.20\"\nlink = \"eth0\"\nvlan = 0"), "interface[1].vlan", "0 is below 1"),
+            (format!("{IF0}\n[[interface]]\nname = \"vmac\"\nlink = \"eth0\""), "interface[1]", "needs `vlan`"),
+            (format!("{IF0}\n[[interface]]\nname = \"eth0.20\"\nlink = \"eth0\"\nvlan = 20\n[[interface]]\nname = \"x\"\nlink = \"eth0.20\"\nvlan = 30"), "interface[2].link", "'eth0.20' is itself a sub-interface"),
+            (format!("{IF0}\n[[interface]]\nname = \"eth0.20\"\nlink = \"eth0\"\nvlan = 20\n[[interface]]\nname = \"v20\"\nlink = \"eth0\"\nvlan = 20"), "interface[2].vlan", "VLAN 20 is already another interface's on 'eth0'"),
+            (format!("{IF0}\n[[interface]]\nname = \"eth0.20\"\nlink = \"eth0\"\nvlan = \"20\""), "interface[1].vlan", "invalid type: string"),
+            // routes
+            ("[[route]]\nto = \"10.9.0.0/16\"".to_string(), "route[0]", "a route needs `via` (a gateway), `dev` (a link), or both"),
+            ("[[route]]\nto = \"10.9.0.0\"\nvia = \"10.0.0.7\"".to_string(), "route[0].to", "no prefix length"),
+            ("[[route]]\nto = \"10.9.0.1/16\"\nvia = \"10.0.0.7\"".to_string(), "route[0].to", "10.9.0.1/16 has host bits set (the prefix is 10.9.0.0/16)"),
+            ("[[route]]\nto = \"10.9.0.0/16\"\nvia = \"2001:db8::7\"".to_string(), "route[0].via", "2001:db8::7 is not of the route's address family (IPv4)"),
+            ("[[route]]\nto = \"10.9.0.0/16\"\ndev = \"eth9\"".to_string(), "route[0].dev", "'eth9' is no [[interface]]"),
+            (format!("{IF0}\naddresses = [\"10.0.0.1/24\"]\n[[route]]\nto = \"10.9.0.0/16\"\nvia = \"10.0.5.7\""), "route[0].via", "10.0.5.7 is on no interface's prefix: say which with `dev`"),
+            (format!("{IF0}\naddresses = [\"10.0.0.1/24\"]\n[[route]]\nto = \"10.9.0.0/16\"\nvia = \"10.0.5.7\"\ndev = \"eth0\""), "route[0].via", "10.0.5.7 is not on 'eth0'"),
+            (format!("{IF0}\n[[route]]\nto = \"10.9.0.0/16\"\ndev = \"eth0\"\nmetric = -1"), "route[0].metric", "-1 is below 0"),
+            ("[[route]]\nto = \"10.9.0.0/16\"\ngw = \"10.0.0.7\"".to_string(), "route[0].gw", "unknown field `gw`"),
             // neighbours
             ("[[neighbour]]\nip = \"10.0.0.2\"\nmac = \"02:00:00:00:00:02\"\n[[neighbour]]\nip = \"10.0.0.2\"\nmac = \"02:00:00:00:00:03\"".to_string(), "neighbour[1].ip", "10.0.0.2 is already neighbour[0]"),
             ("[[neighbour]]\nip = \"10.0.0.2/24\"\nmac = \"02:00:00:00:00:02\"".to_string(), "neighbour[0].ip", "no prefix length here"),
@@ -1828,6 +1847,34 @@ persistence = 300
             ("[[services]]\nproto = \"tcp\"".to_string(), "services", "unknown field `services`"),
             ("service = 5".to_string(), "service", "invalid type: integer"),
         ]
+    }
+
+    #[test]
+    fn vlans_and_routes_make_links_and_routes() {
+        let text = "[[interface]]\nname = \"eth0\"\nmac = \"02:00:00:00:00:10\"\nmtu = 9000\naddresses = [\"10.0.0.1/24\"]\n\
+                    [[interface]]\nname = \"eth0.20\"\nlink = \"eth0\"\nvlan = 20\naddresses = [\"10.0.20.1/24\"]\ngateways = [\"10.0.20.254\"]\n\
+                    [[interface]]\nname = \"vmac\"\nlink = \"eth0\"\nmac = \"00:00:5e:00:01:33\"\nmtu = 1500\n\
+                    [[interface]]\nname = \"eth1\"\nmac = \"02:00:00:00:01:10\"\naddresses = [\"10.0.1.1/24\"]\n\
+                    [[route]]\nto = \"10.9.0.0/16\"\nvia = \"10.0.1.7\"\n\
+                    [[route]]\nto = \"2001:db8:9::/48\"\nvia = \"fe80::1\"\ndev = \"eth0.20\"\nmetric = 5\n";
+        let m = parse(text).unwrap();
+        let names: Vec<&str> = m.net.ports.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["eth0", "eth1"], "sub-interfaces are no ports");
+        let s = &m.net.subifs;
+        assert_eq!((s[0].name.as_str(), s[0].port, s[0].vid, s[0].mac, s[0].mtu), ("eth0.20", 0, 20, [2, 0, 0, 0, 0, 0x10], 9000), "the port's MAC and MTU");
+        assert_eq!((s[1].port, s[1].vid, s[1].mac, s[1].mtu), (0, 0, [0, 0, 0x5e, 0, 1, 0x33], 1500));
+        let hop = |dev: &str, via: &str| vec![RouteHop { dev: dev.into(), via: Some(a(via)) }];
+        assert_eq!(
+            m.net.routes,
+            vec![
+                RouteConf { dst: a("0.0.0.0"), len: 0, metric: 0, hops: hop("eth0.20", "10.0.20.254") },
+                RouteConf { dst: a("10.9.0.0"), len: 16, metric: 0, hops: hop("eth1", "10.0.1.7") },
+                RouteConf { dst: a("2001:db8:9::"), len: 48, metric: 5, hops: hop("eth0.20", "fe80::1") },
+            ]
+        );
+        let r = crate::ctl::route::Routes::build(&m.net);
+        assert_eq!(r.next_hop(a("10.9.3.3")).map(|h| (h.link, h.addr)), Some((1, a("10.0.1.7"))));
+        assert_eq!(r.next_hop(a("192.0.2.1")).map(|h| (h.link, h.addr)), Some((2, a("10.0.20.254"))), "links: ports, then sub-interfaces");
     }
 
     #[test]

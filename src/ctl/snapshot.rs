@@ -568,6 +568,51 @@ mod tests {
         assert_eq!(s.next_hop(ip("192.0.2.7")).unwrap().mac, [2, 0, 0, 0, 0, 0xfe]);
         assert_eq!(s.next_hop(ip("2001:db8::1")), None);
         assert_eq!(s.next_hop(ip("10.0.0.3")), None, "connected but unknown: never the gateway's MAC");
+        assert_eq!(s.next_hop(ip("10.0.0.2")).unwrap().link, 0);
+    }
+
+    #[test]
+    fn links_are_ports_then_sub_interfaces_with_their_tags_macs_and_sources() {
+        use crate::ctl::model::SubIfConf;
+        let mut m = model(vec![svc("10.0.0.100", 80, &[("10.0.0.2", 80, FwdMethod::Dr)])]);
+        m.net.subifs = vec![
+            SubIfConf { name: "eth0.20".into(), port: 0, vid: 20, mac: [2, 0, 0, 0, 0, 0x10], mtu: 1496, addrs: vec![(ip("10.0.20.1"), 24)] },
+            SubIfConf { name: "vmac".into(), port: 0, vid: 0, mac: [0, 0, 0x5e, 0, 1, 1], mtu: 1500, addrs: vec![] },
+        ];
+        // The same link-local router on two links, each with its own MAC.
+        m.net.neighbours.push(Neighbour { addr: ip("fe80::1"), mac: [2, 0, 0, 0, 0, 0xa1], dev: Some("eth0".into()) });
+        m.net.neighbours.push(Neighbour { addr: ip("fe80::1"), mac: [2, 0, 0, 0, 0, 0xa2], dev: Some("eth0.20".into()) });
+        m.net.routes.push(crate::ctl::model::RouteConf {
+            dst: ip("2001:db8:9::"),
+            len: 48,
+            metric: 0,
+            hops: vec![crate::ctl::model::RouteHop { dev: "eth0.20".into(), via: Some(ip("fe80::1")) }],
+        });
+        let s = Snapshot::build(&m, None).unwrap();
+        assert_eq!(s.links.len(), 3);
+        assert_eq!((s.links[1].port, s.links[1].vid, s.links[1].mtu), (0, 20, 1496));
+        assert_eq!(s.links[1].v4, Some("10.0.20.1".parse().unwrap()), "its own address for tunnels");
+        assert_eq!(s.links[2].v4, Some("10.0.0.1".parse().unwrap()), "none: its port's");
+        assert_eq!((s.link_of(0, 0), s.link_of(0, 20), s.link_of(0, 21), s.link_of(1, 0)), (Some(0), Some(1), None, None));
+        assert!(s.has_vid(0, 20) && !s.has_vid(0, 21) && !s.has_vid(0, 0) && !s.has_vid(1, 20) && !s.has_vid(7, 20));
+        assert!(s.is_own_mac(0, &[2, 0, 0, 0, 0, 0x10]) && s.is_own_mac(0, &[0, 0, 0x5e, 0, 1, 1]) && s.is_own_mac(9, &[0, 0, 0x5e, 0, 1, 1]));
+        assert!(!s.is_own_mac(0, &[2, 0, 0, 0, 0, 2]));
+        assert_eq!(s.next_hop(ip("2001:db8:9::5")), Some(Hop { link: 1, mac: [2, 0, 0, 0, 0, 0xa2] }), "the neighbour on the route's link");
+        assert!(s.is_own_addr(ip("10.0.20.1")) && s.is_own_addr(ip("10.0.0.100")) && !s.is_own_addr(ip("10.0.0.2")));
+    }
+
+    #[test]
+    fn bad_links_name_the_interface() {
+        use crate::ctl::model::SubIfConf;
+        let sub = |port, vid| SubIfConf { name: "eth0.x".into(), port, vid, mac: [2; 6], mtu: 1500, addrs: vec![] };
+        for (s, want) in [(sub(3, 20), "interface eth0.x: port 3 does not exist"), (sub(0, 4095), "interface eth0.x: VLAN id 4095 is not 1-4094")] {
+            let mut m = model(vec![]);
+            m.net.subifs.push(s);
+            assert_eq!(Snapshot::build(&m, None).unwrap_err().to_string(), want);
+        }
+        let mut m = model(vec![]);
+        m.net.subifs = (0..255).map(|i| SubIfConf { vid: i + 1, ..sub(0, 1) }).collect();
+        assert!(Snapshot::build(&m, None).unwrap_err().to_string().contains("more than 255"));
     }
 
     #[test]

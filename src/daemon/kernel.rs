@@ -1129,6 +1129,86 @@ mod tests {
         assert!(e.to_string().contains("no Ethernet address"), "{e}");
     }
 
+    fn link_msg(name: &str, lower: Option<u32>, info: Vec<LinkInfo>, netns: bool) -> LinkMessage {
+        let mut l = LinkMessage::default();
+        l.header.index = 9;
+        l.attributes.push(LinkAttribute::IfName(name.into()));
+        l.attributes.push(LinkAttribute::Address(vec![2, 0, 0, 0, 0, 9]));
+        l.attributes.push(LinkAttribute::Mtu(1500));
+        if let Some(i) = lower {
+            l.attributes.push(LinkAttribute::Link(i));
+        }
+        if netns {
+            l.attributes.push(LinkAttribute::LinkNetNsId(1));
+        }
+        if !info.is_empty() {
+            l.attributes.push(LinkAttribute::LinkInfo(info));
+        }
+        l
+    }
+
+    fn vlan_info(id: u16, proto: VlanProtocol) -> Vec<LinkInfo> {
+        vec![LinkInfo::Kind(InfoKind::Vlan), LinkInfo::Data(InfoData::Vlan(vec![InfoVlan::Id(id), InfoVlan::Protocol(proto)]))]
+    }
+
+    #[test]
+    fn vlan_and_macvlan_links_name_their_lower_link() {
+        let up = |m: LinkMessage| parse_link(&m).upper;
+        assert_eq!(up(link_msg("eth1.20", Some(3), vlan_info(20, VlanProtocol::Ieee8021Q), false)), Some(Upper { lower: 3, vid: 20 }));
+        assert_eq!(up(link_msg("vrrp.51", Some(2), vec![LinkInfo::Kind(InfoKind::MacVlan)], false)), Some(Upper { lower: 2, vid: 0 }));
+        assert_eq!(up(link_msg("eth1.20", Some(3), vlan_info(20, VlanProtocol::Ieee8021Ad), false)), None, "802.1ad");
+        assert_eq!(up(link_msg("veth0", Some(3), vec![LinkInfo::Kind(InfoKind::Veth)], true)), None, "a veth's peer");
+        assert_eq!(up(link_msg("mv", Some(3), vec![LinkInfo::Kind(InfoKind::MacVlan)], true)), None, "lower in another namespace");
+        assert_eq!(up(link_msg("eth0", None, vec![], false)), None);
+        let l = parse_link(&link_msg("eth1.20", Some(3), vlan_info(20, VlanProtocol::Ieee8021Q), false));
+        assert_eq!((l.name.as_str(), l.mac, l.mtu), ("eth1.20", Some([2, 0, 0, 0, 0, 9]), 1500));
+    }
+
+    fn route_msg(kind: RouteType, table: u8, len: u8, attrs: Vec<RouteAttribute>) -> RouteMessage {
+        let mut r = RouteMessage::default();
+        r.header.address_family = AddressFamily::Inet;
+        r.header.destination_prefix_length = len;
+        r.header.table = table;
+        r.header.kind = kind;
+        r.attributes = attrs;
+        r
+    }
+
+    #[test]
+    fn main_table_routes_are_parsed_with_their_kind_and_hops() {
+        use std::net::Ipv4Addr;
+        let v4 = |s: &str| RouteAddress::Inet(s.parse::<Ipv4Addr>().unwrap());
+        let r = parse_route(&route_msg(RouteType::Unicast, 254, 16, vec![
+            RouteAttribute::Destination(v4("10.9.0.0")),
+            RouteAttribute::Gateway(v4("10.0.1.7")),
+            RouteAttribute::Oif(3),
+            RouteAttribute::Priority(20),
+        ]));
+        assert_eq!(r, Some(route("10.9.0.0", 16, 20, &[(3, Some("10.0.1.7"))])));
+        // The default route has no destination attribute.
+        let r = parse_route(&route_msg(RouteType::Unicast, 254, 0, vec![RouteAttribute::Gateway(v4("10.0.0.254")), RouteAttribute::Oif(2)]));
+        assert_eq!(r, Some(route("0.0.0.0", 0, 0, &[(2, Some("10.0.0.254"))])));
+        // ECMP: RTA_MULTIPATH.
+        let hop = |oif, gw: &str| {
+            let mut h = netlink_packet_route::route::RouteNextHop::default();
+            h.interface_index = oif;
+            h.attributes.push(RouteAttribute::Gateway(v4(gw)));
+            h
+        };
+        let r = parse_route(&route_msg(RouteType::Unicast, 254, 24, vec![
+            RouteAttribute::Destination(v4("203.0.113.0")),
+            RouteAttribute::MultiPath(vec![hop(2, "10.0.0.11"), hop(3, "10.0.1.11")]),
+        ]));
+        assert_eq!(r, Some(route("203.0.113.0", 24, 0, &[(2, Some("10.0.0.11")), (3, Some("10.0.1.11"))])));
+        // Unreachable kinds have no hops; other tables and kinds are not ours.
+        let r = parse_route(&route_msg(RouteType::BlackHole, 254, 8, vec![RouteAttribute::Destination(v4("10.0.0.0"))]));
+        assert_eq!(r, Some(route("10.0.0.0", 8, 0, &[])));
+        assert_eq!(parse_route(&route_msg(RouteType::Unicast, 100, 0, vec![RouteAttribute::Oif(2)])), None);
+        assert_eq!(parse_route(&route_msg(RouteType::Unicast, 0, 0, vec![RouteAttribute::Table(100), RouteAttribute::Oif(2)])), None);
+        assert_eq!(parse_route(&route_msg(RouteType::Local, 254, 32, vec![RouteAttribute::Destination(v4("10.0.0.1")), RouteAttribute::Oif(2)])), None);
+        assert_eq!(parse_route(&route_msg(RouteType::Unicast, 254, 0, vec![])), None, "unicast without a way out");
+    }
+
     /// Needs root only for the neighbour prompt's namespace; the dumps work
     /// for everyone in the current namespace.
     #[test]

@@ -497,6 +497,43 @@ mod tests {
     }
 
     #[test]
+    fn set_vlan_puts_in_changes_and_takes_out_a_tag() {
+        let plain = tcp4([10, 0, 0, 1], 1234, [10, 0, 0, 100], 80, tcp_flags::ACK, b"data");
+        let mut b = vec![0u8; 64 + plain.len() + 8];
+        b[64..64 + plain.len()].copy_from_slice(&plain);
+        let mut fr = Frame::new(&mut b, 64, plain.len());
+        let mut m = parse(fr.data()).unwrap();
+        set_vlan(&mut fr, &mut m, 20).unwrap();
+        assert_eq!(fr.data(), &vlan(plain.clone(), 20)[..], "in");
+        assert_eq!(m, parse(fr.data()).unwrap(), "the offsets follow");
+        set_vlan(&mut fr, &mut m, 20).unwrap();
+        assert_eq!(fr.data(), &vlan(plain.clone(), 20)[..], "the same tag: untouched");
+        set_vlan(&mut fr, &mut m, 4094).unwrap();
+        assert_eq!(fr.data(), &vlan(plain.clone(), 4094)[..], "changed");
+        assert_eq!(vlan_id(fr.data(), &m), 4094);
+        set_vlan(&mut fr, &mut m, 0).unwrap();
+        assert_eq!(fr.data(), &plain[..], "out");
+        assert_eq!((m, vlan_id(fr.data(), &m)), (parse(fr.data()).unwrap(), 0));
+        set_vlan(&mut fr, &mut m, 0).unwrap();
+        assert_eq!(fr.data(), &plain[..], "untagged stays so");
+        // A priority tag's bits go when the id changes.
+        let mut prio = vlan(plain.clone(), 7);
+        prio[14] |= 0xe0;
+        let mut b = vec![0u8; 64 + prio.len()];
+        b[64..].copy_from_slice(&prio);
+        let mut fr = Frame::new(&mut b, 64, prio.len());
+        let mut m = parse(fr.data()).unwrap();
+        set_vlan(&mut fr, &mut m, 8).unwrap();
+        assert_eq!(fr.data(), &vlan(plain.clone(), 8)[..]);
+        // No headroom: refused, the frame as it was.
+        let mut b = plain.clone();
+        let mut fr = Frame::new(&mut b, 0, plain.len());
+        let mut m = parse(fr.data()).unwrap();
+        assert_eq!(set_vlan(&mut fr, &mut m, 5), Err(DropReason::NoHeadroom));
+        assert_eq!((fr.data(), m), (&plain[..], parse(&plain).unwrap()));
+    }
+
+    #[test]
     fn non_ip_passes() {
         let mut f = tcp4([1, 1, 1, 1], 1, [2, 2, 2, 2], 2, 0, b"");
         f[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
