@@ -163,6 +163,9 @@ pub struct Snapshot {
     /// Addresses of the director (links, other devices, VIPs, local
     /// addresses): a packet from outside with one as its source is a martian.
     own_addrs: HashSet<IpAddr>,
+    /// A one-hash Bloom filter of `own_addrs`: most sources miss it, and
+    /// the set is not looked up.
+    own_filter: [u64; 16],
     dest_uid: HashMap<u32, u32>,
     svc_uid: HashMap<u32, u32>,
     uids: HashMap<UidKey, u32>,
@@ -204,6 +207,7 @@ impl Snapshot {
             own_macs: Vec::new(),
             vids: Vec::new(),
             own_addrs: HashSet::new(),
+            own_filter: [0; 16],
             dest_uid: HashMap::new(),
             svc_uid: HashMap::new(),
             uids: HashMap::new(),
@@ -217,6 +221,10 @@ impl Snapshot {
         }
         for svc in &model.services {
             s.add_service(model, svc, prev)?;
+        }
+        for a in &s.own_addrs {
+            let b = own_bit(*a);
+            s.own_filter[b / 64] |= 1 << (b % 64);
         }
         Ok(s)
     }
@@ -481,17 +489,38 @@ impl Snapshot {
     /// `mac` is the MAC of port `port` (the common case, one compare) or of
     /// another link of the director.
     #[inline]
-    pub fn is_own_mac(&self, port: u8, mac: &[u8]) -> bool {
+    pub fn is_own_mac(&self, port: u8, mac: &Mac) -> bool {
         match self.links.get(port as usize) {
-            Some(l) if l.mac == mac => true,
-            _ => self.own_macs.iter().any(|m| m == mac),
+            Some(l) if l.mac == *mac => true,
+            _ => self.is_other_own_mac(mac),
         }
     }
 
-    /// `addr` is one of the director's own (see [`Snapshot`]'s field).
-    pub fn is_own_addr(&self, addr: IpAddr) -> bool {
-        self.own_addrs.contains(&addr)
+    #[cold]
+    #[inline(never)]
+    fn is_other_own_mac(&self, mac: &Mac) -> bool {
+        self.own_macs.contains(mac)
     }
+
+    /// `addr` is one of the director's own (see [`Snapshot`]'s field).
+    #[inline]
+    pub fn is_own_addr(&self, addr: IpAddr) -> bool {
+        let b = own_bit(addr);
+        self.own_filter[b / 64] & (1 << (b % 64)) != 0 && self.own_addrs.contains(&addr)
+    }
+}
+
+/// The bit of `a` in [`Snapshot`]'s `own_filter` (0-1023).
+#[inline]
+fn own_bit(a: IpAddr) -> usize {
+    let x = match a {
+        IpAddr::V4(v) => u32::from(v) as u64,
+        IpAddr::V6(v) => {
+            let n = u128::from(v);
+            (n as u64) ^ ((n >> 64) as u64).rotate_left(29)
+        }
+    };
+    (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 54) as usize
 }
 
 /// `addr:port` with brackets for IPv6.
@@ -599,6 +628,25 @@ mod tests {
         assert!(!s.is_own_mac(0, &[2, 0, 0, 0, 0, 2]));
         assert_eq!(s.next_hop(ip("2001:db8:9::5")), Some(Hop { link: 1, mac: [2, 0, 0, 0, 0, 0xa2] }), "the neighbour on the route's link");
         assert!(s.is_own_addr(ip("10.0.20.1")) && s.is_own_addr(ip("10.0.0.100")) && !s.is_own_addr(ip("10.0.0.2")));
+    }
+
+    proptest::proptest! {
+        /// The filter in front of the own-address set never hides one.
+        #[test]
+        fn own_addresses_are_found_and_others_not(own in proptest::collection::vec(proptest::prelude::any::<u32>(), 1..40),
+                                                  other in proptest::collection::vec(proptest::prelude::any::<u128>(), 1..40)) {
+            let mut m = model(vec![]);
+            m.net.local_addrs = own.iter().map(|a| IpAddr::from(a.to_be_bytes())).collect();
+            m.net.local_addrs.extend(other.iter().take(5).map(|a| IpAddr::from(a.to_be_bytes())));
+            let s = Snapshot::build(&m, None).unwrap();
+            for a in &m.net.local_addrs {
+                proptest::prop_assert!(s.is_own_addr(*a));
+            }
+            for a in other.iter().skip(5) {
+                let a = IpAddr::from(a.to_be_bytes());
+                proptest::prop_assert_eq!(s.is_own_addr(a), m.net.local_addrs.contains(&a));
+            }
+        }
     }
 
     #[test]

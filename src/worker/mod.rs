@@ -36,7 +36,7 @@ use crate::ipvs::xmit::{self, tun::TunError};
 use crate::ipvs::FwdMethod;
 use crate::stats::{DestStats, Dir, DropReason, PassReason, WorkerCounters};
 use crate::wire::icmp::{self, ErrorKind};
-use crate::wire::{parse, proto, src_mac, tcp_flags, vlan_id, Frame, Ip, Meta, Reject};
+use crate::wire::{dst_mac, parse, proto, src_mac, tcp_flags, vlan_id, Frame, Ip, Meta, Reject};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -369,7 +369,7 @@ impl Worker {
         if f[0] & 1 != 0 {
             return Some(Verdict::Pass(PassReason::NotHost));
         }
-        if !self.snap.is_own_mac(fr.port, &f[..6]) {
+        if !self.snap.is_own_mac(fr.port, &dst_mac(f)) {
             return Some(Verdict::Drop(DropReason::OtherHost));
         }
         if m.vlan {
