@@ -128,7 +128,20 @@ pub struct Worker {
     /// table of live connections costs one search per tick, not one per
     /// SYN of a flood.
     evict_miss: u32,
+    /// Per port, its MAC as a number ([`mac48`]); `u64::MAX` (no MAC
+    /// reads as that) for ports that do not exist. Inline, indexed by the
+    /// port byte: the L2 check of a frame is one load and one compare.
+    port_mac: [u64; 256],
 }
+
+/// A MAC as a number: the six bytes, little endian, in the low 48 bits
+/// (what an 8-byte load of the frame start masked with [`MAC_BITS`] reads).
+#[inline(always)]
+fn mac48(m: &[u8; 6]) -> u64 {
+    u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0])
+}
+
+const MAC_BITS: u64 = (1 << 48) - 1;
 
 impl Worker {
     /// Worker `id` of `workers`, forwarding with `snap`, its clock at
@@ -148,6 +161,7 @@ impl Worker {
             now,
             ip_id: 0,
             evict_miss: now.wrapping_sub(1),
+            port_mac: [u64::MAX; 256],
             snap: Arc::new(Snapshot::empty()),
         };
         w.set_snapshot(snap);
@@ -216,6 +230,10 @@ impl Worker {
         self.lports.sync(new.services.iter().flat_map(|s| s.laddrs.iter()));
         self.tables.v4.set_max(new.max_conns);
         self.tables.v6.set_max(new.max_conns);
+        self.port_mac = [u64::MAX; 256];
+        for (m, p) in self.port_mac.iter_mut().zip(&new.ports) {
+            *m = mac48(&p.mac);
+        }
     }
 
     /// Counts a frame its driver dropped before the worker saw it.
@@ -326,7 +344,7 @@ impl Worker {
     /// Processes one frame (the clock must have been set).
     #[inline]
     pub fn process(&mut self, fr: &mut Frame<'_>) -> Verdict {
-        let p = burst::prepare(&mut self.tables, fr.data());
+        let p = burst::prepare(self, fr);
         self.process_prepared(fr, &p)
     }
 
@@ -336,11 +354,8 @@ impl Worker {
         self.counters.rx_packets += 1;
         self.counters.rx_bytes += fr.len as u64;
         let v = match p.meta {
-            Ok(m) => match self.not_for_us(fr, &m) {
-                Some(v) => v,
-                None if m.v6 => self.process_af::<Ipv6Addr>(fr, m, p.hash),
-                None => self.process_af::<Ipv4Addr>(fr, m, p.hash),
-            },
+            Ok(m) if m.v6 => self.process_af::<Ipv6Addr>(fr, m, p.hash),
+            Ok(m) => self.process_af::<Ipv4Addr>(fr, m, p.hash),
             Err(Reject::Drop(r)) => Verdict::Drop(r),
             Err(Reject::Pass(r)) => Verdict::Pass(r),
         };
@@ -361,23 +376,26 @@ impl Worker {
     /// (PACKET_OTHERHOST: flooded by a switch, e.g. to a VRRP backup) or
     /// with a VLAN id none of the port's sub-interfaces has is dropped; a
     /// broadcast or multicast one is left to the kernel (IPVS schedules
-    /// PACKET_HOST frames only). `None`: the frame is ours. Costs one byte
-    /// test and one MAC compare for the common frame.
-    #[inline(always)]
-    fn not_for_us(&self, fr: &Frame<'_>, m: &Meta) -> Option<Verdict> {
+    /// PACKET_HOST frames only). `None`: the frame is ours.
+    ///
+    /// Only for frames that are not untagged and to their port's MAC: the
+    /// burst's first stage answers that with one compare of the MAC as a
+    /// number, so the common frame never comes here, and what is not ours
+    /// becomes a reject like a malformed frame.
+    #[cold]
+    #[inline(never)]
+    fn not_for_us(&self, fr: &Frame<'_>, m: &Meta) -> Option<Reject> {
         let f = fr.data();
         if f[0] & 1 != 0 {
-            return Some(Verdict::Pass(PassReason::NotHost));
+            return Some(Reject::Pass(PassReason::NotHost));
         }
         if !self.snap.is_own_mac(fr.port, &dst_mac(f)) {
-            return Some(Verdict::Drop(DropReason::OtherHost));
+            return Some(Reject::Drop(DropReason::OtherHost));
         }
-        if m.vlan {
-            let vid = vlan_id(f, m);
-            // VLAN 0 is a priority tag: the port's own frame.
-            if vid != 0 && !self.snap.has_vid(fr.port, vid) {
-                return Some(Verdict::Drop(DropReason::UnknownVlan));
-            }
+        let vid = vlan_id(f, m);
+        // VLAN 0 is a priority tag: the port's own frame.
+        if vid != 0 && !self.snap.has_vid(fr.port, vid) {
+            return Some(Reject::Drop(DropReason::UnknownVlan));
         }
         None
     }

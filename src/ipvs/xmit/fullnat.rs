@@ -5,7 +5,7 @@
 //! as its peer; the client's address and port reach it in the TOA option
 //! ([`crate::wire::toa`]) of the client's handshake ACK.
 
-use super::{routable, to_hop, trim};
+use super::{rewrite_to_hop, routable, to_hop, trim};
 use crate::ctl::snapshot::Link;
 use crate::ipvs::conn::Conn;
 use crate::stats::DropReason;
@@ -22,9 +22,13 @@ use crate::wire::{ip, Frame, Ip, Meta};
 pub fn xmit_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link], toa: bool) -> Result<(u8, Option<Result<(), Skip>>), DropReason> {
     trim(fr, m);
     routable(m)?;
-    ip::translate(fr.data_mut(), m, Some((c.laddr, c.lport)), Some((c.daddr, c.dport)));
-    let added = if toa { Some(add_toa(fr, m, c, links)) } else { None };
-    to_hop(fr, m, &c.dest_hop, links).map(|p| (p, added))
+    let (src, dst) = (Some((c.laddr, c.lport)), Some((c.daddr, c.dport)));
+    if toa {
+        ip::translate(fr.data_mut(), m, src, dst);
+        let added = add_toa(fr, m, c, links);
+        return to_hop(fr, m, &c.dest_hop, links).map(|p| (p, Some(added)));
+    }
+    rewrite_to_hop(fr, m, &c.dest_hop, links, |f, m| ip::translate(f, m, src, dst)).map(|p| (p, None))
 }
 
 #[cold]
@@ -42,6 +46,5 @@ fn add_toa<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link])
 pub fn xmit_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]) -> Result<u8, DropReason> {
     trim(fr, m);
     routable(m)?;
-    ip::translate(fr.data_mut(), m, Some((c.vaddr, c.vport)), Some((c.caddr, c.cport)));
-    to_hop(fr, m, &c.client_hop, links)
+    rewrite_to_hop(fr, m, &c.client_hop, links, |f, m| ip::translate(f, m, Some((c.vaddr, c.vport)), Some((c.caddr, c.cport))))
 }

@@ -43,6 +43,31 @@ pub fn to_hop(fr: &mut Frame<'_>, m: &mut Meta, hop: &Hop, links: &[Link]) -> Re
     Ok(l.port)
 }
 
+/// Rewrites the frame with `edit`, then sends it towards `hop` as
+/// [`to_hop`] does — for the common frame (no tag to put in, change or
+/// take out) in one pass over the same slice.
+///
+/// # Errors
+/// As [`to_hop`] (checked before `edit` runs).
+#[inline(always)]
+pub fn rewrite_to_hop(
+    fr: &mut Frame<'_>,
+    m: &mut Meta,
+    hop: &Hop,
+    links: &[Link],
+    edit: impl FnOnce(&mut [u8], &mut Meta),
+) -> Result<u8, DropReason> {
+    let l = links.get(hop.link as usize).ok_or(DropReason::NoNeighbour)?;
+    let tagged = m.vlan || l.vid != 0;
+    let f = fr.data_mut();
+    edit(f, m);
+    if !tagged {
+        set_macs(f, &hop.mac, &l.mac);
+        return Ok(l.port);
+    }
+    to_hop(fr, m, hop, links)
+}
+
 /// Decrements TTL / hop limit as a router does before forwarding.
 ///
 /// # Errors

@@ -2,7 +2,7 @@
 //! replies in `ip_vs_out`): VIP:vport ↔ RIP:rport; the real server's
 //! default route points at the director so replies come back through it.
 
-use super::{routable, to_hop, trim};
+use super::{rewrite_to_hop, routable, trim};
 use crate::ctl::snapshot::Link;
 use crate::ipvs::conn::Conn;
 use crate::stats::DropReason;
@@ -16,8 +16,7 @@ use crate::wire::{ip, Frame, Ip, Meta};
 pub fn xmit_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]) -> Result<u8, DropReason> {
     trim(fr, m);
     routable(m)?;
-    ip::translate(fr.data_mut(), m, None, Some((c.daddr, c.dport)));
-    to_hop(fr, m, &c.dest_hop, links)
+    rewrite_to_hop(fr, m, &c.dest_hop, links, |f, m| ip::translate(f, m, None, Some((c.daddr, c.dport))))
 }
 
 /// Real server → client: source becomes VIP:vport.
@@ -28,6 +27,5 @@ pub fn xmit_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Li
 pub fn xmit_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]) -> Result<u8, DropReason> {
     trim(fr, m);
     routable(m)?;
-    ip::translate(fr.data_mut(), m, Some((c.vaddr, c.vport)), None);
-    to_hop(fr, m, &c.client_hop, links)
+    rewrite_to_hop(fr, m, &c.client_hop, links, |f, m| ip::translate(f, m, Some((c.vaddr, c.vport)), None))
 }
