@@ -4,7 +4,7 @@
 "use strict";
 
 const HISTORY = 900; // points: 15 minutes at one per second
-const SHARE_WINDOW = 10; // points summed per share sample
+const SHARE_BUCKET_MS = 10000; // new connections summed per share bar
 
 let me = null; // {user, role, csrf, schedulers}
 let hist = []; // points, oldest first
@@ -213,19 +213,24 @@ function drawCharts(dom, s) {
   const dests = s.dests.map((d) => d.id);
   const series = (f) => dests.map((id) => ({ name: id, values: hist.map((p) => f(p.dest[destKey(s.id, id)])) }));
   Charts.timeSeries(dom.charts.cps.svg, ts, series((x) => (x ? x.cps : 0)), { stacked: true });
-  // Share: new connections summed over a few points, so each sample is a
-  // proportion of several connections rather than of one or two.
-  const shareTs = [], shareVals = dests.map(() => []);
-  for (let i = 0; i < hist.length; i += SHARE_WINDOW) {
-    const chunk = hist.slice(i, i + SHARE_WINDOW);
-    shareTs.push(chunk[chunk.length - 1].t);
-    dests.forEach((id, k) => shareVals[k].push(chunk.reduce((a, p) => a + ((p.dest[destKey(s.id, id)] || {}).new || 0), 0)));
+  // Share: new connections summed over 10-second buckets (aligned on the
+  // clock, so bars stay put), so each bar is a proportion of several
+  // connections rather than of one or two.
+  const spans = [], shareVals = dests.map(() => []);
+  for (const p of hist) {
+    const b = Math.floor(p.t / SHARE_BUCKET_MS) * SHARE_BUCKET_MS;
+    if (!spans.length || spans[spans.length - 1][0] !== b) {
+      spans.push([b, b + SHARE_BUCKET_MS]);
+      shareVals.forEach((v) => v.push(0));
+    }
+    const last = spans.length - 1;
+    dests.forEach((id, k) => (shareVals[k][last] += (p.dest[destKey(s.id, id)] || {}).new || 0));
   }
-  Charts.timeSeries(dom.charts.share.svg, shareTs, dests.map((id, k) => ({ name: id, values: shareVals[k] })), { percent: true });
+  Charts.shareBars(dom.charts.share.svg, spans, dests.map((id, k) => ({ name: id, values: shareVals[k] })));
   const svcPts = hist.map((p) => p.svc[s.id] || {});
   Charts.timeSeries(dom.charts.pps.svg, ts, [
     { name: "in", values: svcPts.map((p) => p.inpps || 0) },
-    { name: "out", values: svcPts.map((p) => p.outpps || 0) },
+    { name: "out", values: svcPts.map((p) => p.outpps || 0), dashed: true },
   ], {});
   // Legends: colours, and each real server's share of all new connections
   // in the window.
@@ -308,7 +313,8 @@ function renderWorkers(f) {
   const box = document.getElementById("burst");
   let svg = box.querySelector("svg");
   if (!svg) box.append((svg = Charts.svg("chart")));
-  Charts.bars(svg, f.burst.buckets.map(([ub, n]) => ({ label: "≤" + ns(ub).replace(" ", ""), value: n })));
+  const short = (v) => (v < 1e3 ? v + "n" : v < 1e6 ? Math.round(v / 1e3) + "µ" : Math.round(v / 1e6) + "m");
+  Charts.bars(svg, f.burst.buckets.map(([ub, n]) => ({ label: short(ub), value: n })));
   setText(document.getElementById("burst-text"), f.burst.count
     ? `${si(f.burst.count)} bursts: p50 ${ns(f.burst.p50)}, p90 ${ns(f.burst.p90)}, p99 ${ns(f.burst.p99)}, p99.9 ${ns(f.burst.p999)}, max ${ns(f.burst.max)}`
     : "no burst yet");

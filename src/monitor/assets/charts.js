@@ -83,9 +83,39 @@ const Charts = (() => {
         const bot = below.map((v, i) => `${x(ts[i]).toFixed(1)},${y(v).toFixed(1)}`).reverse();
         svg.appendChild(el("polygon", { points: top.concat(bot).join(" "), fill: color, "fill-opacity": 0.55, stroke: color, "stroke-width": 1, "data-series": s.name }));
       } else {
-        svg.appendChild(el("polyline", { points: top.join(" "), fill: "none", stroke: color, "stroke-width": 1.6, "data-series": s.name }));
+        const line = el("polyline", { points: top.join(" "), fill: "none", stroke: color, "stroke-width": 1.6, "data-series": s.name });
+        // A dashed line stays visible on top of an equal one (NAT in = out).
+        if (s.dashed) line.setAttribute("stroke-dasharray", "5 3");
+        svg.appendChild(line);
       }
     });
+  }
+
+  // Stacked 100% bars over time: spans [[t0, t1]], series [{name, values}]
+  // (one value per span). For shares: each bar is one span's proportions.
+  function shareBars(svg, spans, series) {
+    const n = spans.length;
+    const t1 = n ? spans[n - 1][1] : Date.now();
+    const t0 = Math.min(n ? spans[0][0] : t1, t1 - 60000);
+    frame(svg, 100, (v) => Math.round(v) + "%", t0, t1);
+    const x = (t) => L + (W - L - R) * (t - t0) / Math.max(1, t1 - t0);
+    const y = (v) => T + (H - T - B) * (1 - v / 100);
+    for (let i = 0; i < n; i++) {
+      let sum = 0;
+      for (const s of series) sum += s.values[i] || 0;
+      if (!sum) continue;
+      const x0 = x(spans[i][0]), w = Math.max(2, x(spans[i][1]) - x0 - 1);
+      let acc = 0;
+      series.forEach((s, k) => {
+        const v = 100 * (s.values[i] || 0) / sum;
+        if (v > 0) {
+          const r = el("rect", { x: x0.toFixed(1), y: y(acc + v).toFixed(1), width: w.toFixed(1), height: (y(acc) - y(acc + v)).toFixed(1), fill: s.color || PALETTE[k % PALETTE.length], "fill-opacity": 0.8, "data-series": s.name });
+          r.appendChild(el("title", {}, `${s.name}: ${v.toFixed(1)}% (${s.values[i]} of ${sum})`));
+          svg.appendChild(r);
+        }
+        acc += v;
+      });
+    }
   }
 
   // bars: [{label, value}]
@@ -109,7 +139,7 @@ const Charts = (() => {
       const r = el("rect", { x: L + i * bw + 1, y: H - B - h, width: Math.max(1, bw - 2), height: h, fill: PALETTE[0] });
       r.appendChild(el("title", {}, `${b.label}: ${b.value}`));
       svg.appendChild(r);
-      if (n <= 16 || i % 2 === 0) svg.appendChild(el("text", { x: L + i * bw + bw / 2, y: H - 6, "text-anchor": "middle", class: "tick" }, b.label));
+      if (n <= 8 || i % 2 === 0) svg.appendChild(el("text", { x: L + i * bw + bw / 2, y: H - 6, "text-anchor": "middle", class: "tick" }, b.label));
     });
   }
 
@@ -117,5 +147,5 @@ const Charts = (() => {
     return el("svg", { class: cls || "chart", preserveAspectRatio: "none" });
   }
 
-  return { timeSeries, bars, svg, si, PALETTE };
+  return { timeSeries, shareBars, bars, svg, si, PALETTE };
 })();
