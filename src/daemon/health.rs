@@ -797,6 +797,12 @@ scheduler = "wrr"
         let r = h.report();
         assert!(r.dests[0].up);
         assert_eq!((r.dests[0].weight, r.dests[0].ups), (5, 1));
+        assert_eq!(r.checks[0].last_ok, Some(true));
+        // The event log (the monitor's): both transitions, numbered.
+        let ev = h.events(0);
+        let kinds: Vec<(u64, bool)> = ev.iter().map(|e| (e.seq, matches!(e.event, Event::DestDown { .. }))).collect();
+        assert_eq!(kinds, vec![(1, true), (2, false)], "{ev:?}");
+        assert_eq!(h.events(1).len(), 1, "only those after seq 1");
 
         // A reload (10.0.0.3 to weight 4) keeps 10.0.0.2's health and counts.
         let c2 = config::load_config_str(&conf(&state, 4), "t.toml").unwrap();

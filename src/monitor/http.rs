@@ -458,8 +458,8 @@ impl App {
             }
             (Method::GET, "/api/audit") => json_resp(StatusCode::OK, &json!({ "entries": self.audit.recent() })),
             (Method::POST, "/api/logout") => {
-                if let Err(r) = self.csrf(&req, &sess) {
-                    return r;
+                if let Err(why) = self.csrf(&req, &sess) {
+                    return error(StatusCode::FORBIDDEN, why);
                 }
                 lock(&self.sessions).remove(&token);
                 self.audit(&sess.user, peer, "logout", "ok");
@@ -479,13 +479,14 @@ impl App {
     }
 
     /// The CSRF and origin checks of a change.
-    fn csrf<B>(&self, req: &Request<B>, sess: &Session) -> Result<(), Resp> {
+    /// `Err`: why the request is refused (403).
+    fn csrf<B>(&self, req: &Request<B>, sess: &Session) -> Result<(), &'static str> {
         if !same_origin(req.headers()) {
-            return Err(error(StatusCode::FORBIDDEN, "cross-origin request refused"));
+            return Err("cross-origin request refused");
         }
         let sent = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok());
         if !auth::csrf_ok(sent, &sess.csrf) {
-            return Err(error(StatusCode::FORBIDDEN, "missing or wrong CSRF token"));
+            return Err("missing or wrong CSRF token");
         }
         Ok(())
     }
@@ -647,9 +648,9 @@ impl App {
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        if let Err(r) = self.csrf(&req, sess) {
-            self.audit(&sess.user, peer, "change", "forbidden: missing or wrong CSRF token");
-            return r;
+        if let Err(why) = self.csrf(&req, sess) {
+            self.audit(&sess.user, peer, "change", &format!("forbidden: {why}"));
+            return error(StatusCode::FORBIDDEN, why);
         }
         let body = match Self::body(req).await {
             Ok(b) => b,

@@ -384,7 +384,7 @@ impl Sampler {
                 counters.push((k, v));
             }
         }
-        drops.sort_by(|a, b| b.1.cmp(&a.1));
+        drops.sort_by_key(|d| std::cmp::Reverse(d.1));
         let burst = burst_view(&all);
         let t = &health.totals;
         let summary = HealthSummary { checked: t.checked, down: t.down, checks: t.checks, runs: t.runs, failures: t.failures };
