@@ -285,6 +285,10 @@ fn run_director(
             return ExitCode::from(2);
         }
     };
+    if matches!(listen.monitor, Some(Metrics(Some(_)))) && conf.daemon.monitor.as_ref().map_or(true, |m| m.users.is_empty()) {
+        eprintln!("xvs: --monitor: {} has no [[monitor.user]]: nobody could log in (docs/monitor.md)", config.display());
+        return ExitCode::from(2);
+    }
     if let Err(e) = signals::install() {
         eprintln!("xvs: installing signal handlers: {e}");
         return ExitCode::from(1);

@@ -352,3 +352,37 @@ fn the_monitor_in_a_real_browser() {
     assert!(log.contains("user=admin") && log.contains("what=\"xvsadm -e -t 10.47.0.100:80 -r 10.47.1.11:8080 -m -w 3\" result=\"ok\""), "{log}");
     assert!(log.contains("user=viewer") && log.contains("result=\"forbidden: role viewer\""), "{log}");
 }
+
+/// `xvs passwd` prints a hash that verifies; `xvs run --monitor` without
+/// users and a bad `[monitor]` are configuration errors (exit 2) naming
+/// what is wrong.
+#[test]
+fn passwd_and_monitor_configuration_errors() {
+    let mut p = Command::new(env!("CARGO_BIN_EXE_xvs"))
+        .arg("passwd")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    p.stdin.take().unwrap().write_all(b"s3cret pass\n").unwrap();
+    let out = p.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(xvs::monitor::auth::verify_password(hash.trim(), "s3cret pass"));
+    assert!(!xvs::monitor::auth::verify_password(hash.trim(), "s3cret pass\n"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("x.toml");
+    std::fs::write(&f, "[[service]]\nproto = \"tcp\"\nvip = \"10.0.0.1\"\nport = 80\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xvs")).args(["run", "--monitor", "127.0.0.1:9443", "-c"]).arg(&f).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no [[monitor.user]]"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_xvs")).args(["run", "--monitor", "nowhere", "-c"]).arg(&f).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'nowhere' is not \"off\" or an address:port"));
+    std::fs::write(&f, "[monitor]\nlisten = \"127.0.0.1:9443\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xvs")).arg("check-config").arg(&f).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("monitor.user"), "{}", String::from_utf8_lossy(&out.stderr));
+}

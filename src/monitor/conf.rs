@@ -272,4 +272,15 @@ mod tests {
         }
         assert!(build("nosuch = 1").unwrap_err().1.contains("unknown field"));
     }
+
+    #[test]
+    fn the_config_file_places_monitor_errors() {
+        let base = "[[service]]\nproto = \"tcp\"\nvip = \"10.0.0.1\"\nport = 80\n";
+        let text = format!("{base}[monitor]\n[[monitor.user]]\nname = \"a\"\nrole = \"boss\"\npassword_hash = \"{HASH}\"\n");
+        let e = crate::ctl::config::load_config_str(&text, "xvs.toml").unwrap_err().to_string();
+        assert!(e.contains("monitor.user[0].role") && e.contains("'boss' is not a role") && e.contains("line 8, column 8"), "{e}");
+        let c = crate::ctl::config::load_config_str(&text.replace("boss", "admin"), "xvs.toml").unwrap();
+        assert_eq!(c.daemon.monitor.unwrap().users[0].name, "a");
+        assert_eq!(crate::ctl::config::load_config_str(base, "t").unwrap().daemon.monitor, None, "no [monitor], no monitor");
+    }
 }

@@ -534,12 +534,14 @@ impl App {
             return error(StatusCode::BAD_REQUEST, "expected {\"user\": ..., \"password\": ...}");
         };
         let user = self.users.iter().find(|u| u.name == l.user).cloned();
-        let hash = match &user {
-            Some(u) => u.password_hash.clone(),
-            None => self.dummy_hash.get_or_init(|| auth::hash_password("no such user").unwrap_or_default()).clone(),
-        };
-        let pw = l.password;
-        let ok = tokio::task::spawn_blocking(move || auth::verify_password(&hash, &pw)).await.unwrap_or(false);
+        let hash = user.as_ref().map(|u| u.password_hash.clone());
+        let (app, pw) = (self.clone(), l.password);
+        let ok = tokio::task::spawn_blocking(move || {
+            let hash = hash.unwrap_or_else(|| app.dummy_hash.get_or_init(|| auth::hash_password("no such user").unwrap_or_default()).clone());
+            auth::verify_password(&hash, &pw)
+        })
+        .await
+        .unwrap_or(false);
         let name: String = l.user.chars().take(64).collect();
         match user {
             Some(u) if ok => {
@@ -656,22 +658,22 @@ impl App {
             Ok(b) => b,
             Err(r) => return r,
         };
-        let c: Change = match serde_json::from_slice(&body) {
-            Ok(c) => c,
-            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("change: {e}")),
-        };
-        let key = format!("{} {}", c.service, c.dest);
-        let drained = lock(&self.drained).get(&key).copied();
+        let parsed = serde_json::from_slice::<Change>(&body).map_err(|e| format!("change: {e}"));
         let model = self.ctx.director.model();
-        let words = match change_words(&model, &c, drained) {
-            Ok(w) => w,
-            Err(e) => return error(StatusCode::BAD_REQUEST, &e),
-        };
-        let command = format!("xvsadm {}", words.join(" "));
+        let key = parsed.as_ref().map(|c| format!("{} {}", c.service, c.dest)).unwrap_or_default();
+        let drained = lock(&self.drained).get(&key).copied();
+        let words = parsed.as_ref().map_err(Clone::clone).and_then(|c| change_words(&model, c, drained));
         if sess.role != Role::Admin {
-            self.audit(&sess.user, peer, &command, "forbidden: role viewer");
+            // Refused whatever it asks; the audit says what it was.
+            let what = words.as_ref().map_or_else(|_| "change (malformed)".to_string(), |w| format!("xvsadm {}", w.join(" ")));
+            self.audit(&sess.user, peer, &what, "forbidden: role viewer");
             return error(StatusCode::FORBIDDEN, &format!("user {} (viewer) may not change the configuration", sess.user));
         }
+        let (c, words) = match (parsed, words) {
+            (Ok(c), Ok(w)) => (c, w),
+            (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, &e),
+        };
+        let command = format!("xvsadm {}", words.join(" "));
         // Remember the weight a drain replaces (for restore).
         let before = model
             .services

@@ -221,6 +221,9 @@ async fn logins_set_a_strict_cookie_and_wrong_ones_get_401() {
         assert_eq!(h.get("set-cookie"), None, "{body}");
         assert!(!text.contains("csrf"), "{text}");
     }
+    // Too big.
+    let big = format!(r#"{{"user":"alice","password":"{}"}}"#, "x".repeat(MAX_BODY));
+    assert_eq!(send(&app, Call { json: Some(big), ..call("POST", "/api/login") }).await.0, StatusCode::PAYLOAD_TOO_LARGE);
     // Not JSON (a cross-site form could send that), or from another origin.
     let form = Request::builder()
         .method("POST")
@@ -250,9 +253,11 @@ async fn changes_need_the_csrf_token_and_the_admin_role() {
     let (_, _, who) = send(&app, Call { cookie: Some(&v_tok), ..call("GET", "/api/session") }).await;
     assert!(who.contains(r#""role":"viewer""#), "{who}");
     // ...and may not change, even with its own valid token.
-    let (st, _, text) = send(&app, Call { cookie: Some(&v_tok), csrf: Some(&v_csrf), json: body(), ..call("POST", "/api/change") }).await;
-    assert_eq!(st, StatusCode::FORBIDDEN, "{text}");
-    assert!(text.contains("victor (viewer) may not change"), "{text}");
+    for json in [body(), Some("{\"op\": 1}".to_string())] {
+        let (st, _, text) = send(&app, Call { cookie: Some(&v_tok), csrf: Some(&v_csrf), json, ..call("POST", "/api/change") }).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{text}");
+        assert!(text.contains("victor (viewer) may not change"), "{text}");
+    }
     // The admin without a token, with a wrong one, with the viewer's, from
     // another origin.
     let wrong = "0".repeat(64);
