@@ -272,15 +272,29 @@ pub fn bad_corpus() -> Vec<(&'static str, Vec<u8>, Reject)> {
     let mut f = good.clone();
     f[24] ^= 0xff; // break the header checksum
     v.push(("bad ip checksum", f, d(DropReason::BadIpChecksum)));
-    let mut f = good.clone();
-    f[20] |= 0x20; // more fragments
+    let mut f = with_ipv4_options(&good);
+    f[34..38].copy_from_slice(&[1, 7, 9, 0]); // record route, length past the header
     refresh_ipv4_checksum(&mut f, 14);
-    v.push(("first fragment", f, d(DropReason::Fragment)));
-    let mut f = good.clone();
-    f[21] = 0x10; // fragment offset
+    v.push(("ip option beyond header", f, d(DropReason::BadIpOptions)));
+    let mut f = with_ipv4_options(&good);
+    f[34..38].copy_from_slice(&[0x44, 1, 0, 0]); // timestamp, length 1
     refresh_ipv4_checksum(&mut f, 14);
-    v.push(("later fragment", f, d(DropReason::Fragment)));
-    v.push(("ip options", with_ipv4_options(&good), d(DropReason::IpOptions)));
+    v.push(("ip option length below 2", f, d(DropReason::BadIpOptions)));
+    let mut f = with_ipv4_options(&good);
+    f[34..38].copy_from_slice(&[1, 0x83, 3, 4]); // loose source route
+    refresh_ipv4_checksum(&mut f, 14);
+    v.push(("ip source route", f, d(DropReason::SourceRoute)));
+    let mut f = good.clone();
+    f[20] = 0x1f; // fragment offset 8184 * 8: past 64 KiB with its payload
+    f[21] = 0xff;
+    refresh_ipv4_checksum(&mut f, 14);
+    v.push(("fragment beyond 64 KiB", f, d(DropReason::BadIpLength)));
+    let mut f = good.clone();
+    f[20] |= 0x20; // more fragments: the first fragment's TCP header must be whole
+    f[16..18].copy_from_slice(&30u16.to_be_bytes());
+    refresh_ipv4_checksum(&mut f, 14);
+    f.truncate(14 + 30);
+    v.push(("first fragment with a cut tcp header", f, d(DropReason::BadL4Header)));
     let mut f = good.clone();
     f[14 + 20 + 12] = 0x40; // TCP data offset 4
     v.push(("tcp data offset below 5", f, d(DropReason::BadL4Header)));
@@ -309,14 +323,124 @@ pub fn bad_corpus() -> Vec<(&'static str, Vec<u8>, Reject)> {
     let mut f = g6.clone();
     f[18..20].copy_from_slice(&500u16.to_be_bytes());
     v.push(("ipv6 payload beyond frame", f, d(DropReason::Truncated)));
-    let mut f = g6.clone();
-    f[14 + 6] = 44; // fragment header
-    v.push(("ipv6 fragment", f, d(DropReason::Fragment)));
+    let mut f = g6[..14 + 40].to_vec();
+    f[18..20].copy_from_slice(&4u16.to_be_bytes());
+    f[14 + 6] = 44; // a fragment header cut short
+    f.extend_from_slice(&[6, 0, 0, 1]);
+    v.push(("ipv6 fragment header cut", f, d(DropReason::BadIpv6Ext)));
     let mut f = g6.clone();
     f[14 + 6] = 0; // hop-by-hop whose length runs past the end
     f[14 + 40 + 1] = 200;
     v.push(("ipv6 ext beyond end", f, d(DropReason::BadIpv6Ext)));
     v
+}
+
+/// Splits the IPv4 datagram of `f` (Ethernet, no VLAN tag) into fragments
+/// carrying at most `max` bytes of payload each (rounded down to a
+/// multiple of 8), identification `id`, as a sending kernel does; options
+/// are kept in every fragment.
+pub fn fragment4(f: &[u8], max: usize, id: u16) -> Vec<Vec<u8>> {
+    let ihl = (f[14] & 0x0f) as usize * 4;
+    let total = be16(f, 16) as usize;
+    let payload = &f[14 + ihl..14 + total];
+    let step = (max & !7).max(8);
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off < payload.len() || out.is_empty() {
+        let n = step.min(payload.len() - off);
+        let more = off + n < payload.len();
+        let mut g = f[..14 + ihl].to_vec();
+        g.extend_from_slice(&payload[off..off + n]);
+        g[16..18].copy_from_slice(&((ihl + n) as u16).to_be_bytes());
+        g[18..20].copy_from_slice(&id.to_be_bytes());
+        let fo = (be16(f, 20) & 0x4000) | if more { 0x2000 } else { 0 } | (off / 8) as u16;
+        g[20..22].copy_from_slice(&fo.to_be_bytes());
+        refresh_ipv4_checksum(&mut g, 14);
+        out.push(g);
+        off += n;
+    }
+    out
+}
+
+/// Splits the IPv6 datagram of `f` (Ethernet, no VLAN tag, no extension
+/// headers) into fragments of at most `max` bytes of payload each (rounded
+/// down to a multiple of 8) behind a fragment header with identification
+/// `id`.
+pub fn fragment6(f: &[u8], max: usize, id: u32) -> Vec<Vec<u8>> {
+    let nh = f[14 + 6];
+    let plen = be16(f, 18) as usize;
+    let payload = &f[54..54 + plen];
+    let step = (max & !7).max(8);
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off < payload.len() || out.is_empty() {
+        let n = step.min(payload.len() - off);
+        let more = off + n < payload.len();
+        let mut g = f[..54].to_vec();
+        g[14 + 6] = 44;
+        g[18..20].copy_from_slice(&((8 + n) as u16).to_be_bytes());
+        let fo = off as u16 | more as u16;
+        g.extend_from_slice(&[nh, 0]);
+        g.extend_from_slice(&fo.to_be_bytes());
+        g.extend_from_slice(&id.to_be_bytes());
+        g.extend_from_slice(&payload[off..off + n]);
+        out.push(g);
+        off += n;
+    }
+    out
+}
+
+/// Puts fragments (Ethernet frames, IPv4 or IPv6 with the fragment header
+/// right after the fixed one) back together: the Ethernet and IP header of
+/// the first, the payloads in offset order. `None` when a piece is missing
+/// or they overlap.
+pub fn reassemble(frags: &[Vec<u8>]) -> Option<Vec<u8>> {
+    let mut parts: Vec<(usize, bool, &Vec<u8>)> = frags
+        .iter()
+        .map(|g| {
+            if be16(g, 12) == 0x86dd {
+                let fo = be16(g, 56);
+                ((fo & 0xfff8) as usize, fo & 1 != 0, g)
+            } else {
+                let fo = be16(g, 20);
+                ((fo & 0x1fff) as usize * 8, fo & 0x2000 != 0, g)
+            }
+        })
+        .collect();
+    parts.sort_by_key(|p| p.0);
+    let first = parts.first()?.2;
+    let v6 = be16(first, 12) == 0x86dd;
+    let hl = if v6 { 54 } else { 14 + (first[14] & 0x0f) as usize * 4 };
+    let mut out = if v6 {
+        let mut h = first[..54].to_vec();
+        h[14 + 6] = first[54];
+        h
+    } else {
+        first[..hl].to_vec()
+    };
+    let mut next = 0;
+    for (i, (off, more, g)) in parts.iter().enumerate() {
+        if *off != next || (*more != (i + 1 < parts.len())) {
+            return None;
+        }
+        let (start, end) = if v6 {
+            (62, 54 + be16(g, 18) as usize)
+        } else {
+            (14 + (g[14] & 0x0f) as usize * 4, 14 + be16(g, 16) as usize)
+        };
+        out.extend_from_slice(g.get(start..end)?);
+        next += end - start;
+    }
+    if v6 {
+        let plen = (out.len() - 54) as u16;
+        out[18..20].copy_from_slice(&plen.to_be_bytes());
+    } else {
+        let tl = (out.len() - 14) as u16;
+        out[16..18].copy_from_slice(&tl.to_be_bytes());
+        out[20..22].copy_from_slice(&(be16(first, 20) & 0x4000).to_be_bytes());
+        refresh_ipv4_checksum(&mut out, 14);
+    }
+    Some(out)
 }
 
 /// Returns `f` (Ethernet/IPv4, no options) with 4 bytes of IPv4 options

@@ -101,12 +101,12 @@ pub enum Rule {
 }
 
 // Key kinds, as steer.bpf.c names them.
-const K_VIP: u8 = 1;
-const K_VIP_ADDR: u8 = 2;
-const K_LADDR: u8 = 3;
-const K_REAL: u8 = 4;
-const K_REAL_ADDR: u8 = 5;
-const K_LOCAL: u8 = 6;
+pub(super) const K_VIP: u8 = 1;
+pub(super) const K_VIP_ADDR: u8 = 2;
+pub(super) const K_LADDR: u8 = 3;
+pub(super) const K_REAL: u8 = 4;
+pub(super) const K_REAL_ADDR: u8 = 5;
+pub(super) const K_LOCAL: u8 = 6;
 
 /// A key of the rules map: kind, protocol, port (network order), address
 /// (IPv6, or IPv4-mapped). Byte layout of `struct rule_key`.
