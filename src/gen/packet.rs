@@ -134,13 +134,14 @@ pub fn vlan(f: Vec<u8>, vid: u16) -> Vec<u8> {
 /// Verifies every checksum in an Ethernet frame from scratch: the IPv4
 /// header, the TCP/UDP/ICMP/ICMPv6 checksum, and recursively the inner
 /// packet of IPIP / IPv6-in-IP and the IP header quoted in ICMP errors.
+/// Fragments get their IP header checked only (see [`reassemble`]).
 /// Returns false on any mismatch or unparseable frame.
 pub fn verify(f: &[u8]) -> bool {
     if f.len() < 14 {
         return false;
     }
     let (mut et, mut l3) = (be16(f, 12), 14);
-    if et == 0x8100 {
+    if et == 0x8100 || et == 0x88a8 {
         if f.len() < 18 {
             return false;
         }
@@ -166,7 +167,8 @@ pub fn verify_ip(p: &[u8], v6: bool, quoted: bool) -> bool {
         if p.len() < ihl || checksum(&p[..ihl]) != 0 {
             return false;
         }
-        if quoted {
+        // A fragment has no whole L4 segment to check (reassemble first).
+        if quoted || be16(p, 6) & 0x3fff != 0 {
             return true;
         }
         let total = be16(p, 2) as usize;
@@ -181,7 +183,7 @@ pub fn verify_ip(p: &[u8], v6: bool, quoted: bool) -> bool {
         if p.len() < 40 || p[0] >> 4 != 6 {
             return false;
         }
-        if quoted {
+        if quoted || p[6] == 44 {
             return true;
         }
         let total = 40 + be16(p, 4) as usize;
