@@ -474,3 +474,104 @@ mod tests {
         assert!(!verify(&f), "a flipped payload bit must fail the TCP checksum");
     }
 }
+
+/// Addresses the steering samples draw from (IPv4): a VIP, two real
+/// servers, a FULLNAT local address, the director, a client, a stranger.
+pub const SAMPLE_V4: [[u8; 4]; 7] = [[10, 0, 0, 100], [10, 0, 1, 1], [10, 0, 1, 2], [10, 0, 0, 200], [10, 0, 0, 1], [192, 0, 2, 1], [198, 51, 100, 7]];
+/// The same roles in IPv6 (VIP, real server, director, client, stranger).
+pub const SAMPLE_V6: [&str; 5] = ["2001:db8::100", "2001:db8:1::1", "2001:db8::1", "2001:db8::2", "2001:db8:9::9"];
+
+/// A frame built from `c` (a vector of random choices, so a property
+/// test shrinks it): Ethernet with or without an 802.1Q / 802.1ad tag,
+/// ARP or IPv4 (options, fragments, bad checksums) or IPv6 (extension and
+/// fragment headers), TCP / UDP / ICMP errors and echoes / other
+/// protocols, between the [`SAMPLE_V4`] / [`SAMPLE_V6`] addresses and
+/// the ports services use, sometimes cut short or with a byte flipped.
+/// Meant to reach every branch of the steering program and the parser.
+pub fn steering_sample(c: &[u8]) -> Vec<u8> {
+    let at = |i: usize| c.get(i).copied().unwrap_or(0);
+    const PORTS: [u16; 7] = [80, 8080, 53, 0, 40000, 443, 5353];
+    let port = |i: usize| PORTS[at(i) as usize % PORTS.len()];
+    let payload = vec![0x5a; at(9) as usize % 64];
+    let v6 = at(0) % 3 == 0;
+    let pr = match at(1) % 8 {
+        0..=2 => proto::TCP,
+        3..=4 => proto::UDP,
+        5 => if v6 { proto::ICMPV6 } else { proto::ICMP },
+        6 => 47,
+        _ => if v6 { 0 } else { proto::ICMP },
+    };
+    let mut f = if v6 {
+        let a = |i: usize| -> [u8; 16] { SAMPLE_V6[at(i) as usize % SAMPLE_V6.len()].parse::<std::net::Ipv6Addr>().map(|a| a.octets()).unwrap_or([0; 16]) };
+        let (s, d) = (a(2), a(3));
+        match pr {
+            proto::TCP => tcp6(s, port(4), d, port(5), at(6), &payload),
+            proto::UDP => udp6(s, port(4), d, port(5), &payload),
+            _ => {
+                let mut f = udp6(s, port(4), d, port(5), &payload);
+                f[20] = pr;
+                if pr == proto::ICMPV6 {
+                    f[54] = at(7) % 6; // 1-4 errors, 0/5 not
+                }
+                f
+            }
+        }
+    } else {
+        let a = |i: usize| SAMPLE_V4[at(i) as usize % SAMPLE_V4.len()];
+        let (s, d) = (a(2), a(3));
+        let mut f = match pr {
+            proto::TCP => tcp4(s, port(4), d, port(5), at(6), &payload),
+            proto::UDP => udp4(s, port(4), d, port(5), &payload),
+            _ => {
+                let mut f = udp4(s, port(4), d, port(5), &payload);
+                f[23] = pr;
+                if pr == proto::ICMP {
+                    f[34] = [0, 3, 8, 11, 5, 12][at(7) as usize % 6];
+                }
+                refresh_ipv4_checksum(&mut f, 14);
+                f
+            }
+        };
+        if at(8) % 4 == 0 {
+            f = with_ipv4_options(&f);
+        }
+        if at(10) % 5 == 0 {
+            f = fragment4(&f, 8 * (1 + at(11) as usize % 4), at(12) as u16).swap_remove(at(13) as usize % 2 * (payload.len() > 40) as usize);
+        }
+        f
+    };
+    if v6 && at(10) % 5 == 0 && f[20] != 0 {
+        let frags = fragment6(&f, 8 * (1 + at(11) as usize % 4), at(12) as u32);
+        let n = frags.len();
+        f = frags.into_iter().nth(at(13) as usize % n).unwrap_or_default();
+    }
+    if v6 && pr == 0 {
+        // a hop-by-hop header (PadN) in front of a UDP header
+        let mut g = f[..54].to_vec();
+        g.extend_from_slice(&[proto::UDP, 0, 1, 4, 0, 0, 0, 0]);
+        g.extend_from_slice(&f[54..]);
+        let pl = be16(&g, 18) + 8;
+        g[18..20].copy_from_slice(&pl.to_be_bytes());
+        f = g;
+    }
+    match at(14) % 8 {
+        0 => f = vlan(f, 20),
+        1 => {
+            f = vlan(f, 20);
+            f[12..14].copy_from_slice(&0x88a8u16.to_be_bytes());
+        }
+        2 if at(15) % 4 == 0 => f[12..14].copy_from_slice(&0x0806u16.to_be_bytes()),
+        _ => {}
+    }
+    match at(16) % 10 {
+        0 => f.truncate(at(17) as usize % (f.len() + 1)),
+        1 => {
+            let i = at(17) as usize % f.len().max(1);
+            if let Some(b) = f.get_mut(i) {
+                *b ^= 1 << (at(18) % 8);
+            }
+        }
+        _ => {}
+    }
+    f
+}

@@ -1100,3 +1100,68 @@ fn a_real_servers_own_traffic_goes_to_the_kernel() {
     assert_eq!(v, vec![Verdict::Pass(PassReason::NotService), Verdict::Pass(PassReason::Fragment), Verdict::Pass(PassReason::Fragment)]);
     assert_eq!(w.conns(), 0);
 }
+
+/// Drops the kernel in front of IPVS makes too (bad headers and lengths,
+/// source routes, TTL), or IPVS itself (no real server, no connection for
+/// a non-SYN, a full table) — or that follow from forwarding without
+/// reassembly (a fragment ahead of its first). What is redirected must
+/// end as one of these, be forwarded, or go to the kernel.
+const IPVS_LIKE_DROPS: &[DropReason] = &[
+    DropReason::Truncated,
+    DropReason::BadIpHeader,
+    DropReason::BadIpLength,
+    DropReason::BadIpChecksum,
+    DropReason::BadIpOptions,
+    DropReason::SourceRoute,
+    DropReason::TtlExceeded,
+    DropReason::BadL4Header,
+    DropReason::BadIpv6Ext,
+    DropReason::BadIcmp,
+    DropReason::NoConn,
+    DropReason::NoDest,
+    DropReason::NoLocalPort,
+    DropReason::NoNeighbour,
+    DropReason::TooBig,
+    DropReason::TableFull,
+    DropReason::ConnClash,
+    DropReason::FamilyMismatch,
+    DropReason::FragNoHead,
+];
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config { cases: 400, failure_persistence: None, ..Default::default() })]
+    /// The steering program and the worker are one specification: a
+    /// frame the program (its mirror, held to the BPF object by
+    /// `steer::tests`) redirects is forwarded, handed to another worker or
+    /// to the kernel — never as "not IP", which would mean the two
+    /// disagree on what a frame is — or dropped for a reason IPVS (or the
+    /// kernel before it) drops it for. Sequences of frames, so that later
+    /// ones meet the connections and fragment entries earlier ones made.
+    #[test]
+    fn what_is_redirected_is_forwarded_given_back_or_dropped_as_ipvs_would(
+        fwd in proptest::sample::select(vec![FwdMethod::Nat, FwdMethod::FullNat, FwdMethod::Dr, FwdMethod::Tun]),
+        workers in 1u16..3,
+        seq in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 20), 1..12),
+    ) {
+        use crate::io::xdp::steer::Rule;
+        use crate::io::xdp::steer_model::{classify, RuleSet, Steered};
+        let m = model(fwd, "rr");
+        let mut rules = Rule::for_services(&m.services, &m.groups);
+        rules.extend(m.net.ports.iter().flat_map(|p| p.addrs.iter().map(|(a, _)| Rule::Local(*a))));
+        let set = RuleSet::new(&rules);
+        let mut w = Worker::new(workers - 1, workers, Arc::new(Snapshot::build(&m, None).unwrap()), SEC);
+        for c in &seq {
+            let f = steering_sample(c);
+            if classify(&f, &set) != Steered::Redirect {
+                continue;
+            }
+            let (v, out) = one(&mut w, SEC, f.clone());
+            match v {
+                Verdict::Tx { .. } => proptest::prop_assert!(verify(&out) || !verify(&f), "{fwd}: sent a broken frame for {:02x?}", f),
+                Verdict::Handoff { .. } => {}
+                Verdict::Pass(r) => proptest::prop_assert_ne!(r, PassReason::NonIp, "{}: the program redirected what the parser calls not IP: {:02x?}", fwd, f),
+                Verdict::Drop(r) => proptest::prop_assert!(IPVS_LIKE_DROPS.contains(&r), "{fwd}: dropped as {r} {:02x?}", f),
+            }
+        }
+    }
+}
