@@ -67,7 +67,8 @@ fn a4(f: &[u8], off: usize) -> [u8; 4] {
 /// Groups IPv4 fragments (outer header for TUN: the inner packet) by
 /// (source, destination, id) and reassembles each datagram.
 fn datagrams(out: &[Vec<u8>], tun: bool) -> Vec<Vec<u8>> {
-    let mut groups: BTreeMap<([u8; 4], [u8; 4], u16), Vec<Vec<u8>>> = BTreeMap::new();
+    type Datagram = ([u8; 4], [u8; 4], u16);
+    let mut groups: BTreeMap<Datagram, Vec<Vec<u8>>> = BTreeMap::new();
     for f in out {
         assert!(verify(f), "a forwarded fragment's headers: {f:02x?}");
         let inner = if tun {
@@ -112,12 +113,12 @@ fn tshark_checks(pcap: &Path, datagrams: usize) {
     let mut good_udp = 0;
     for line in text.lines() {
         let cols: Vec<&str> = line.split('\t').collect();
-        assert!(cols.get(2).is_none_or(|c| c.is_empty()), "malformed: {line}");
+        assert!(cols.get(2).map_or(true, |c| c.is_empty()), "malformed: {line}");
         if let Some(s) = cols.first().filter(|c| !c.is_empty()) {
             assert_eq!(*s, "1", "udp checksum status: {line}");
             good_udp += 1;
         }
-        assert!(cols.get(1).is_none_or(|c| c.split(',').all(|s| s == "1" || s == "2")), "ip checksum status: {line}");
+        assert!(cols.get(1).map_or(true, |c| c.split(',').all(|s| s == "1" || s == "2")), "ip checksum status: {line}");
     }
     assert_eq!(good_udp, datagrams, "{text}");
 }

@@ -458,22 +458,6 @@ pub fn with_ipv4_options(f: &[u8]) -> Vec<u8> {
     v
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn generated_frames_verify() {
-        assert!(verify(&tcp4([1, 2, 3, 4], 1, [5, 6, 7, 8], 2, tcp_flags::SYN | tcp_flags::ACK, b"x")));
-        assert!(verify(&udp6(V6A, 1, V6B, 2, b"hello")));
-        assert!(verify(&icmp4_echo([1, 2, 3, 4], [5, 6, 7, 8])));
-        assert!(verify(&vlan(udp4([1, 2, 3, 4], 1, [5, 6, 7, 8], 2, b"q"), 3)));
-        let mut f = tcp4([1, 2, 3, 4], 1, [5, 6, 7, 8], 2, tcp_flags::ACK, b"x");
-        let n = f.len();
-        f[n - 1] ^= 1;
-        assert!(!verify(&f), "a flipped payload bit must fail the TCP checksum");
-    }
-}
 
 /// Addresses the steering samples draw from (IPv4): a VIP, two real
 /// servers, a FULLNAT local address, the director, a client, a stranger.
@@ -574,4 +558,21 @@ pub fn steering_sample(c: &[u8]) -> Vec<u8> {
         _ => {}
     }
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_frames_verify() {
+        assert!(verify(&tcp4([1, 2, 3, 4], 1, [5, 6, 7, 8], 2, tcp_flags::SYN | tcp_flags::ACK, b"x")));
+        assert!(verify(&udp6(V6A, 1, V6B, 2, b"hello")));
+        assert!(verify(&icmp4_echo([1, 2, 3, 4], [5, 6, 7, 8])));
+        assert!(verify(&vlan(udp4([1, 2, 3, 4], 1, [5, 6, 7, 8], 2, b"q"), 3)));
+        let mut f = tcp4([1, 2, 3, 4], 1, [5, 6, 7, 8], 2, tcp_flags::ACK, b"x");
+        let n = f.len();
+        f[n - 1] ^= 1;
+        assert!(!verify(&f), "a flipped payload bit must fail the TCP checksum");
+    }
 }

@@ -386,42 +386,37 @@ fn parse_v6(f: &[u8], l3: usize, vlan: bool) -> Result<Meta, Reject> {
     let mut off = l3 + IPV6_HLEN;
     let mut n = 0;
     let mut frag = 0;
-    loop {
-        match nh {
-            // hop-by-hop, routing, destination options: skip; a fragment
-            // header too (its first fragment holds the rest of the chain
-            // and the L4 header, RFC 7112), unless the offset is not zero
-            0 | 43 | 60 | 44 => {
-                n += 1;
-                if n > MAX_V6_EXT || off + 8 > end {
-                    return Err(DropReason::BadIpv6Ext.into());
-                }
-                let len = if nh == 44 { 8 } else { (f[off + 1] as usize + 1) * 8 };
-                if nh == 44 {
-                    let fo = be16(f, off + 2);
-                    // Offset 0 and no more fragments: an atomic fragment
-                    // (RFC 6946), a whole datagram.
-                    frag = if fo & 0xfff8 != 0 {
-                        FRAG_LATER
-                    } else if fo & 1 != 0 {
-                        FRAG_FIRST
-                    } else {
-                        frag
-                    };
-                }
-                nh = f[off];
-                off += len;
-                if off > end {
-                    return Err(DropReason::BadIpv6Ext.into());
-                }
-                if frag == FRAG_LATER {
-                    if (fo6(f, off - 8) as usize) + (end - off) > u16::MAX as usize {
-                        return Err(DropReason::BadIpLength.into());
-                    }
-                    break;
-                }
+    // Hop-by-hop, routing, destination options: skipped; a fragment
+    // header too (its first fragment holds the rest of the chain and the
+    // L4 header, RFC 7112), unless its offset is not zero.
+    while let 0 | 43 | 60 | 44 = nh {
+        n += 1;
+        if n > MAX_V6_EXT || off + 8 > end {
+            return Err(DropReason::BadIpv6Ext.into());
+        }
+        let len = if nh == 44 { 8 } else { (f[off + 1] as usize + 1) * 8 };
+        if nh == 44 {
+            let fo = be16(f, off + 2);
+            // Offset 0 and no more fragments: an atomic fragment
+            // (RFC 6946), a whole datagram.
+            frag = if fo & 0xfff8 != 0 {
+                FRAG_LATER
+            } else if fo & 1 != 0 {
+                FRAG_FIRST
+            } else {
+                frag
+            };
+        }
+        nh = f[off];
+        off += len;
+        if off > end {
+            return Err(DropReason::BadIpv6Ext.into());
+        }
+        if frag == FRAG_LATER {
+            if (fo6(f, off - 8) as usize) + (end - off) > u16::MAX as usize {
+                return Err(DropReason::BadIpLength.into());
             }
-            _ => break,
+            break;
         }
     }
     let mut m = Meta {

@@ -1013,111 +1013,6 @@ pub fn netlink_send_ack(nl_fd: RawFd, msg: &[u8]) -> bool {
         && i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]) == 0
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn producer_ring_counts_free_entries_and_wraps() {
-        let mut r: Ring<u64> = Ring::heap(4);
-        assert_eq!(r.prod_free(1), 4);
-        for v in 0..4 {
-            r.prod_write(v);
-        }
-        r.prod_publish();
-        assert_eq!(r.prod_free(1), 0);
-        assert_eq!(r.prod().load(Ordering::Relaxed), 4);
-        // The "kernel" consumes three.
-        r.cons().store(3, Ordering::Release);
-        assert_eq!(r.prod_free(1), 3);
-        for v in 4..7 {
-            r.prod_write(v);
-        }
-        r.prod_publish();
-        assert_eq!(r.prod_outstanding(), 4);
-        // Entries 4..7 landed in slots 0..3 (wrapped).
-        // SAFETY (test): reading our own heap ring.
-        let slots: Vec<u64> = (0..4).map(|i| unsafe { *r.descs.add(i) }).collect();
-        assert_eq!(slots, vec![4, 5, 6, 3]);
-    }
-
-    #[test]
-    fn consumer_ring_sees_only_published_entries() {
-        let mut r: Ring<u64> = Ring::heap(8);
-        assert_eq!(r.cons_avail(8), 0);
-        for i in 0..8u64 {
-            // SAFETY (test): writing our own heap ring as the "kernel".
-            unsafe { *r.descs.add(i as usize) = 100 + i };
-        }
-        r.prod().store(5, Ordering::Release);
-        assert_eq!(r.cons_avail(3), 3);
-        assert_eq!(
-            (r.cons_read(), r.cons_read(), r.cons_read()),
-            (100, 101, 102)
-        );
-        r.cons_release();
-        assert_eq!(r.cons().load(Ordering::Relaxed), 3);
-        assert_eq!(r.cons_avail(8), 2);
-        // Index arithmetic survives u32 wrap-around.
-        let mut w: Ring<u64> = Ring::heap(4);
-        w.cached_prod = u32::MAX - 1;
-        w.cached_cons = u32::MAX - 1;
-        w.prod().store(u32::MAX - 1, Ordering::Relaxed);
-        w.cons().store(u32::MAX - 1, Ordering::Relaxed);
-        assert_eq!(w.prod_free(1), 4);
-        for v in 0..3 {
-            w.prod_write(v);
-        }
-        w.prod_publish();
-        assert_eq!(w.prod().load(Ordering::Relaxed), 1);
-        assert_eq!(w.prod_free(1), 1);
-    }
-
-    #[test]
-    fn area_tokens_map_to_disjoint_chunks() {
-        let (area, mut toks) = Area::new(4, 2048).unwrap();
-        assert_eq!(toks.len(), 4);
-        let (a, rest) = toks.split_at_mut(1);
-        area.chunk_mut(&mut a[0]).fill(0xaa);
-        area.chunk_mut(&mut rest[0]).fill(0xbb);
-        assert_eq!(area.chunk_mut(&mut a[0])[2047], 0xaa);
-        assert_eq!(area.addr(&rest[0]), 2048);
-        // A kernel address anywhere inside chunk 3 names chunk 3.
-        assert_eq!(area.token(3 * 2048 + 256).map(|c| c.idx), Some(3));
-        assert_eq!(area.offset(3 * 2048 + 256), 256);
-        assert!(area.token(4 * 2048).is_none());
-        assert!(Area::new(4, 3000).is_err());
-    }
-
-    #[test]
-    #[should_panic(expected = "another UMEM area")]
-    fn a_token_of_another_area_is_refused() {
-        let (a, _) = Area::new(1, 2048).unwrap();
-        let (_b, mut tb) = Area::new(1, 2048).unwrap();
-        let _ = a.chunk_mut(&mut tb[0]);
-    }
-
-    #[test]
-    fn detach_message_layout() {
-        let m = xdp_detach_msg(7, XDP_FLAGS_SKB_MODE, 42);
-        let u16at = |o: usize| u16::from_ne_bytes([m[o], m[o + 1]]);
-        let u32at = |o: usize| u32::from_ne_bytes([m[o], m[o + 1], m[o + 2], m[o + 3]]);
-        assert_eq!(u32at(0) as usize, m.len());
-        assert_eq!(u16at(4), libc::RTM_SETLINK);
-        assert_eq!(u32at(20), 7);
-        assert_eq!((u16at(32), u16at(34)), (28, IFLA_XDP | NLA_F_NESTED));
-        assert_eq!((u16at(38), u32at(40) as i32), (IFLA_XDP_FD, -1));
-        assert_eq!(
-            (u16at(46), u32at(48)),
-            (
-                IFLA_XDP_FLAGS,
-                XDP_FLAGS_SKB_MODE | libbpf_sys::XDP_FLAGS_REPLACE
-            )
-        );
-        assert_eq!((u16at(54), u32at(56)), (IFLA_XDP_EXPECTED_FD, 42));
-    }
-}
-
 // ---------------------------------------------------------------------------
 // The kernel path: TAP devices, tc programs, test runs
 
@@ -1235,4 +1130,109 @@ pub fn prog_test_run(prog_fd: RawFd, data: &[u8]) -> io::Result<u32> {
     // SAFETY: valid program fd and opts.
     cvt_neg(unsafe { libbpf_sys::bpf_prog_test_run_opts(prog_fd, &mut o) })?;
     Ok(o.retval)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producer_ring_counts_free_entries_and_wraps() {
+        let mut r: Ring<u64> = Ring::heap(4);
+        assert_eq!(r.prod_free(1), 4);
+        for v in 0..4 {
+            r.prod_write(v);
+        }
+        r.prod_publish();
+        assert_eq!(r.prod_free(1), 0);
+        assert_eq!(r.prod().load(Ordering::Relaxed), 4);
+        // The "kernel" consumes three.
+        r.cons().store(3, Ordering::Release);
+        assert_eq!(r.prod_free(1), 3);
+        for v in 4..7 {
+            r.prod_write(v);
+        }
+        r.prod_publish();
+        assert_eq!(r.prod_outstanding(), 4);
+        // Entries 4..7 landed in slots 0..3 (wrapped).
+        // SAFETY (test): reading our own heap ring.
+        let slots: Vec<u64> = (0..4).map(|i| unsafe { *r.descs.add(i) }).collect();
+        assert_eq!(slots, vec![4, 5, 6, 3]);
+    }
+
+    #[test]
+    fn consumer_ring_sees_only_published_entries() {
+        let mut r: Ring<u64> = Ring::heap(8);
+        assert_eq!(r.cons_avail(8), 0);
+        for i in 0..8u64 {
+            // SAFETY (test): writing our own heap ring as the "kernel".
+            unsafe { *r.descs.add(i as usize) = 100 + i };
+        }
+        r.prod().store(5, Ordering::Release);
+        assert_eq!(r.cons_avail(3), 3);
+        assert_eq!(
+            (r.cons_read(), r.cons_read(), r.cons_read()),
+            (100, 101, 102)
+        );
+        r.cons_release();
+        assert_eq!(r.cons().load(Ordering::Relaxed), 3);
+        assert_eq!(r.cons_avail(8), 2);
+        // Index arithmetic survives u32 wrap-around.
+        let mut w: Ring<u64> = Ring::heap(4);
+        w.cached_prod = u32::MAX - 1;
+        w.cached_cons = u32::MAX - 1;
+        w.prod().store(u32::MAX - 1, Ordering::Relaxed);
+        w.cons().store(u32::MAX - 1, Ordering::Relaxed);
+        assert_eq!(w.prod_free(1), 4);
+        for v in 0..3 {
+            w.prod_write(v);
+        }
+        w.prod_publish();
+        assert_eq!(w.prod().load(Ordering::Relaxed), 1);
+        assert_eq!(w.prod_free(1), 1);
+    }
+
+    #[test]
+    fn area_tokens_map_to_disjoint_chunks() {
+        let (area, mut toks) = Area::new(4, 2048).unwrap();
+        assert_eq!(toks.len(), 4);
+        let (a, rest) = toks.split_at_mut(1);
+        area.chunk_mut(&mut a[0]).fill(0xaa);
+        area.chunk_mut(&mut rest[0]).fill(0xbb);
+        assert_eq!(area.chunk_mut(&mut a[0])[2047], 0xaa);
+        assert_eq!(area.addr(&rest[0]), 2048);
+        // A kernel address anywhere inside chunk 3 names chunk 3.
+        assert_eq!(area.token(3 * 2048 + 256).map(|c| c.idx), Some(3));
+        assert_eq!(area.offset(3 * 2048 + 256), 256);
+        assert!(area.token(4 * 2048).is_none());
+        assert!(Area::new(4, 3000).is_err());
+    }
+
+    #[test]
+    #[should_panic(expected = "another UMEM area")]
+    fn a_token_of_another_area_is_refused() {
+        let (a, _) = Area::new(1, 2048).unwrap();
+        let (_b, mut tb) = Area::new(1, 2048).unwrap();
+        let _ = a.chunk_mut(&mut tb[0]);
+    }
+
+    #[test]
+    fn detach_message_layout() {
+        let m = xdp_detach_msg(7, XDP_FLAGS_SKB_MODE, 42);
+        let u16at = |o: usize| u16::from_ne_bytes([m[o], m[o + 1]]);
+        let u32at = |o: usize| u32::from_ne_bytes([m[o], m[o + 1], m[o + 2], m[o + 3]]);
+        assert_eq!(u32at(0) as usize, m.len());
+        assert_eq!(u16at(4), libc::RTM_SETLINK);
+        assert_eq!(u32at(20), 7);
+        assert_eq!((u16at(32), u16at(34)), (28, IFLA_XDP | NLA_F_NESTED));
+        assert_eq!((u16at(38), u32at(40) as i32), (IFLA_XDP_FD, -1));
+        assert_eq!(
+            (u16at(46), u32at(48)),
+            (
+                IFLA_XDP_FLAGS,
+                XDP_FLAGS_SKB_MODE | libbpf_sys::XDP_FLAGS_REPLACE
+            )
+        );
+        assert_eq!((u16at(54), u32at(56)), (IFLA_XDP_EXPECTED_FD, 42));
+    }
 }
