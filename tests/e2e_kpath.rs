@@ -184,3 +184,86 @@ fn a_large_udp_datagram_through_nat_is_answered_in_fragments() {
     assert!(c.get("fwd_nat_out") >= 4, "{}", c.text);
     assert_eq!(c.get("drop_frag_no_head"), 0, "{}", c.text);
 }
+
+/// An ICMP echo request from `src` (MAC `smac`) to `dst` (MAC `dmac`),
+/// checksums set.
+fn echo(smac: [u8; 6], src: [u8; 4], dmac: [u8; 6], dst: [u8; 4]) -> Vec<u8> {
+    let mut f = xvs::gen::packet::icmp4_echo(src, dst);
+    f[0..6].copy_from_slice(&dmac);
+    f[6..12].copy_from_slice(&smac);
+    f
+}
+
+fn fmt_mac(m: [u8; 6]) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+fn mac_of(lab: &Lab, ns: &str, iface: &str) -> [u8; 6] {
+    let out = lab.exec(ns, &["ip", "-o", "link", "show", iface]);
+    let hex = out.split("link/ether ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or_else(|| panic!("no MAC in {out}"));
+    let v: Vec<u8> = hex.split(':').map(|h| u8::from_str_radix(h, 16).unwrap()).collect();
+    v.try_into().unwrap()
+}
+
+/// `Icmp: ... OutEchoReps` of the calling thread's namespace.
+fn echo_replies() -> u64 {
+    let t = std::fs::read_to_string("/proc/thread-self/net/snmp").unwrap();
+    let mut icmp = t.lines().filter(|l| l.starts_with("Icmp:"));
+    let (names, vals) = (icmp.next().unwrap(), icmp.next().unwrap());
+    let i = names.split_whitespace().position(|n| n == "OutEchoReps").unwrap();
+    vals.split_whitespace().nth(i).unwrap().parse().unwrap()
+}
+
+/// The kernel path alone, in both of its modes: a frame a worker gives
+/// back is received by the kernel as from the interface — here an echo
+/// request, which the kernel answers out of that interface.
+#[test]
+fn the_kernel_path_delivers_in_both_modes() {
+    use xvs::io::xdp::kpath::{KernelMode, KernelPath, KernelPort};
+    let Some(mut lab) = Lab::new("the_kernel_path_delivers_in_both_modes") else {
+        return;
+    };
+    let a = lab.ns("a");
+    let b = lab.ns("b");
+    lab.veth(&a, "va", &b, "vb", 1);
+    lab.ip(&a, &["addr", "add", "10.72.0.1/24", "dev", "va"]);
+    lab.ip(&b, &["addr", "add", "10.72.0.2/24", "dev", "vb"]);
+    let (ma, mb) = (mac_of(&lab, &a, "va"), mac_of(&lab, &b, "vb"));
+    lab.ip(&a, &["neigh", "replace", "10.72.0.2", "lladdr", &fmt_mac(mb), "dev", "va"]);
+    let ifindex = in_ns(&a, || xvs::io::xdp::ifindex("va").unwrap());
+    // Gives the kernel path in `mode` one echo request from vb and
+    // returns (frames written, echo replies the kernel sent).
+    let run = |mode: KernelMode, wait: Duration| {
+        let frame = echo(mb, [10, 72, 0, 2], ma, [10, 72, 0, 1]);
+        in_ns(&a, move || {
+            let port = KernelPort { name: "va".into(), ifindex, mac: ma, mtu: 1500 };
+            let (kp, mut tx) = KernelPath::open(&[port], 1, mode).unwrap();
+            assert_eq!(kp.taps(), &[format!("xvsk{ifindex}")]);
+            let before = echo_replies();
+            assert!(tx[0].push(0, &frame));
+            tx[0].flush();
+            let t0 = std::time::Instant::now();
+            while (echo_replies() == before || kp.stats().sent == 0) && t0.elapsed() < wait {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            (kp.stats().sent, echo_replies() - before)
+        })
+    };
+    // Re-injected at va's ingress, the frame passes even strict reverse
+    // path filtering: for the kernel it came in on va.
+    lab.sysctl(&a, "net.ipv4.conf.all.rp_filter=1");
+    lab.sysctl(&a, "net.ipv4.conf.va.rp_filter=1");
+    assert_eq!(run(KernelMode::Ingress, Duration::from_secs(3)), (1, 1), "ingress mode: the kernel answered");
+    // Received on the TAP itself (the fallback beside generic XDP), which
+    // has no address, it fails any reverse path filter (the kernel's
+    // fib_validate_source refuses address-less devices), strict or loose,
+    // and passes without one, as documented.
+    assert_eq!(run(KernelMode::Tap, Duration::from_millis(300)), (1, 0), "tap mode, strict rp_filter");
+    lab.sysctl(&a, "net.ipv4.conf.all.rp_filter=2");
+    assert_eq!(run(KernelMode::Tap, Duration::from_millis(300)), (1, 0), "tap mode, loose rp_filter");
+    lab.sysctl(&a, "net.ipv4.conf.all.rp_filter=0");
+    assert_eq!(run(KernelMode::Tap, Duration::from_secs(3)), (1, 1), "tap mode, no rp_filter");
+    // The TAP went away with the kernel path.
+    let links = lab.exec(&a, &["ip", "-o", "link"]);
+    assert!(!links.contains("xvsk"), "{links}");
+}

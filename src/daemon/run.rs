@@ -389,6 +389,12 @@ fn kernel_path(director: &Director, io: &XdpIo, workers: usize) -> Result<(Kerne
         native &= st.mode(i) == Some(Attached::Native);
     }
     let mode = if native { KernelMode::Ingress } else { KernelMode::Tap };
+    if mode == KernelMode::Tap && crate::io::xdp::kpath::rp_filter_all() != 0 {
+        log::warn!(
+            "kernel path: the steering program runs in generic mode, so frames for the kernel are received on the TAP devices, \
+             and net.ipv4.conf.all.rp_filter is on: the kernel drops them (set it to 0)"
+        );
+    }
     KernelPath::open(&ports, workers, mode)
 }
 

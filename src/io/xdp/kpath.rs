@@ -16,8 +16,13 @@
 //!   such re-injected frames, generic (skb-mode) XDP does — it would send
 //!   them straight back to the worker — so with a generic attachment
 //!   ([`KernelMode::Tap`]) the frame is received on the TAP itself instead
-//!   (same MAC, so it is for the host; strict rp_filter on the original
-//!   interface's network refuses it, loose mode accepts it).
+//!   (same MAC, so it is for the host). The TAP has no address, and the
+//!   kernel's reverse path filter, strict or loose, refuses every frame
+//!   received on an address-less device: this mode needs
+//!   `net.ipv4.conf.all.rp_filter=0` ([`rp_filter_all`] tells).
+//!   Routing by destination, sockets and forwarding work the same;
+//!   whatever matches the input device (`ip rule iif`, netfilter) sees
+//!   the TAP.
 //! - Workers hold a [`KernelTx`]: [`KernelTx::push`] copies the frame into
 //!   one of the worker's own preallocated buffers and queues it on a
 //!   bounded single-producer queue; no allocation, no syscall, no lock.
@@ -184,6 +189,10 @@ fn open_tap(p: &KernelPort, mode: KernelMode) -> Result<Tap, XdpError> {
     // No IPv6 on the TAP: no link-local address, no router solicitations
     // written back to us. Missing when the kernel has no IPv6: fine.
     let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
+    // Frames received on the TAP itself (KernelMode::Tap) pass no reverse
+    // path filter (the TAP has no address): never its own. (The kernel
+    // applies the higher of this and `all`; see `rp_filter_all`.)
+    let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{name}/rp_filter"), "0");
     sys::link_setup(&name, p.mac, p.mtu).map_err(err("set up TAP device"))?;
     let obj = match mode {
         KernelMode::Tap => None,
@@ -198,6 +207,12 @@ fn open_tap(p: &KernelPort, mode: KernelMode) -> Result<Tap, XdpError> {
         }
     };
     Ok(Tap { fd, _obj: obj })
+}
+
+/// `net.ipv4.conf.all.rp_filter` of the calling thread's namespace (0
+/// when unreadable).
+pub fn rp_filter_all() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/conf/all/rp_filter").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
 }
 
 impl KernelPath {
