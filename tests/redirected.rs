@@ -1,4 +1,6 @@
-//! Fragments through `xvs replay` in every forwarding mode, checked as
+//! What the steering program redirects beyond plain frames, through
+//! `xvs replay` in every forwarding mode: IPv4 options and 802.1ad tags
+//! (last test), and fragments, checked as
 //! the golden tests check frames: a large UDP datagram from the client,
 //! fragmented in order, out of order with its first fragment last (the
 //! fragments ahead of it are dropped, counted), and with its later
@@ -11,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use xvs::gen::packet::{fragment4, reassemble, udp4, verify};
+use xvs::gen::packet::{fragment4, reassemble, tcp4, udp4, verify, vlan, with_ipv4_options};
 use xvs::gen::scenario::{parse_pcap, pcap_bytes, CLIENT, LIPS, RS, VIP};
 use xvs::wire::{be16, parse};
 
@@ -214,4 +216,48 @@ fn fragments_through_dr() {
 #[test]
 fn fragments_through_tun() {
     run_mode("tun");
+}
+
+/// A SYN with IPv4 options and one tagged with an 802.1ad S-tag, in every
+/// mode: forwarded (NAT and FULLNAT find the ports after the options),
+/// every checksum good by tshark, the tag kept.
+#[test]
+fn options_and_802_1ad_tags_through_every_mode() {
+    for mode in ["nat", "fullnat", "dr", "tun"] {
+        let d = Scratch::new(&format!("{mode}-opt"));
+        let opt = with_ipv4_options(&tcp4(CLIENT.octets(), 40000, VIP.octets(), 80, 0x02, b""));
+        let mut ad = vlan(tcp4(CLIENT.octets(), 40001, VIP.octets(), 80, 0x02, b""), 20);
+        ad[12..14].copy_from_slice(&0x88a8u16.to_be_bytes());
+        let (out, counters, pout) = replay(&d, mode, "opt", &[opt, ad]);
+        assert_eq!(out.len(), 2, "{mode}: {counters:?}");
+        assert!(out.iter().all(|f| verify(f)), "{mode}");
+        let m = parse(&out[0]).unwrap();
+        // (TUN: the inner header, behind the outer one.)
+        let ihl = if mode == "tun" { (out[0][34] & 0x0f) as usize * 4 } else { m.l4 as usize - 14 };
+        assert_eq!(ihl, 24, "{mode}: the options are kept");
+        if mode == "nat" || mode == "fullnat" {
+            assert_eq!(m.dport, 8080, "{mode}: the port after the options is rewritten");
+        }
+        assert_eq!(be16(&out[1], 12), 0x88a8, "{mode}: the S-tag is kept");
+        let ok = Command::new("tshark").arg("--version").output().is_ok_and(|o| o.status.success());
+        if !ok {
+            println!("SKIP tshark checks: tshark is not installed");
+            continue;
+        }
+        let o = Command::new("tshark")
+            .arg("-r")
+            .arg(&pout)
+            .args(["-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE"])
+            .args(["-T", "fields", "-e", "tcp.checksum.status", "-e", "ip.checksum.status", "-e", "_ws.malformed", "-e", "vlan.etype"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+        assert_eq!(lines.len(), 2, "{mode}: {text}");
+        for l in &lines {
+            assert_eq!(l[0], "1", "{mode}: tcp checksum: {text}");
+            assert!(l[1].split(',').all(|s| s == "1"), "{mode}: ip checksum: {text}");
+            assert!(l.get(2).map_or(true, |c| c.is_empty()), "{mode}: malformed: {text}");
+        }
+    }
 }
