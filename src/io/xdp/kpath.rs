@@ -137,8 +137,10 @@ impl KernelTx {
         b.port = port;
         b.len = frame.len() as u16;
         b.data[VNET_HDR_LEN..VNET_HDR_LEN + frame.len()].copy_from_slice(frame);
-        // Never full: the buffers in circulation are the queue's capacity.
-        if self.lane.full.push(b).is_err() {
+        // Never full (the buffers in circulation are its capacity); if it
+        // were, the buffer goes back rather than out of circulation.
+        if let Err(b) = self.lane.full.push(b) {
+            let _ = self.lane.free.push(b);
             return false;
         }
         self.queued = true;
