@@ -11,7 +11,7 @@ use xvs::ctl::config;
 use xvs::ctl::snapshot::Snapshot;
 use xvs::daemon::health::HealthCtl;
 use xvs::daemon::run::{self, RunConfig};
-use xvs::daemon::{control, stats};
+use xvs::daemon::{control, notify, stats};
 use xvs::daemon::signals;
 use xvs::io::pcap;
 use xvs::io::xdp::PollMode;
@@ -47,6 +47,8 @@ Example:
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    #[command(flatten)]
+    log: xvs::health::logger::LogArgs,
 }
 
 const RUN_ABOUT: &str = "\
@@ -172,6 +174,10 @@ struct Listen {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = xvs::health::logger::init_with(&cli.log) {
+        eprintln!("xvs: {e}");
+        return ExitCode::from(2);
+    }
     match cli.cmd {
         Cmd::Run { config, interfaces, workers, poll, cores, counters, socket, metrics } => {
             let poll = match poll {
@@ -263,7 +269,6 @@ fn run_director(
     counters: bool,
     listen: Listen,
 ) -> ExitCode {
-    let _ = xvs::health::logger::init(log::LevelFilter::Info);
     let (conf, interfaces) = match load_live(&config, &cli_ifaces) {
         Ok(x) => x,
         Err(e) => {
@@ -341,6 +346,9 @@ fn run_director(
             return ExitCode::from(1);
         }
     };
+    // systemd (Type=notify): READY once the workers run, the watchdog fed
+    // while they make progress (xvs::daemon::notify).
+    let mut service = notify::Service::from_env(format!("forwarding {} service(s) on {}", snap.services.len(), interfaces.join(", ")));
     let mut died = false;
     while !signals::stop_requested() {
         if running.worker_died() {
@@ -348,11 +356,15 @@ fn run_director(
             died = true;
             break;
         }
+        service.tick(&d);
         if signals::take_reload() {
+            service.reloading();
             let _ = ops.handler.reload();
+            service.reloaded();
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    service.stopping();
     log::info!("stopping");
     drop(ops);
     health.stop();

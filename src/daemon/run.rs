@@ -62,8 +62,10 @@ const LONE_MAX_SLEEP: Duration = Duration::from_millis(50);
 /// Why the director could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("not running as root: attaching XDP programs and opening AF_XDP sockets need CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_IPC_LOCK")]
-    NotRoot,
+    #[error("{0}")]
+    Privileges(#[from] super::privs::Missing),
+    #[error("reading this process's capabilities: {0}")]
+    NoCapabilities(std::io::Error),
     #[error("no interfaces: name them with -i or [[interface]] in the config")]
     NoInterfaces,
     #[error(transparent)]
@@ -255,10 +257,6 @@ pub fn start(model: Model, cfg: &RunConfig) -> Result<Running, RunError> {
     if cfg.interfaces.is_empty() {
         return Err(RunError::NoInterfaces);
     }
-    if !xdp::is_root() {
-        return Err(RunError::NotRoot);
-    }
-    xdp::af_xdp_available()?;
     let mut rtnl = Rtnl::open()?;
     let tables = rtnl.tables()?;
     check_local_addresses(&model, &mut rtnl)?;
@@ -289,6 +287,14 @@ pub fn start(model: Model, cfg: &RunConfig) -> Result<Running, RunError> {
             want: workers,
         });
     }
+    // Privileges before the first privileged call, so a missing one is
+    // named rather than met half-way; the UMEM is sized as XdpIo::open
+    // sizes it (for the memlock limit).
+    let probe = XdpConfig { interfaces: cfg.interfaces.clone(), ..XdpConfig::default() };
+    super::privs::Privileges::current()
+        .map_err(RunError::NoCapabilities)?
+        .check(probe.chunks_per_queue() as u64 * probe.frame_size as u64 * workers as u64)?;
+    xdp::af_xdp_available()?;
     let placement = placement(workers, cfg.cores.as_deref(), &allowed)?;
 
     let director = Arc::new(Director::with_kernel(

@@ -53,7 +53,7 @@ use umem::Shared;
 pub enum XdpError {
     #[error("interface '{iface}' does not exist (in this network namespace)")]
     NoInterface { iface: String },
-    #[error("permission denied {what} on '{iface}': AF_XDP and XDP need root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_IPC_LOCK)")]
+    #[error("permission denied {what} on '{iface}': AF_XDP and XDP need root or CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_PERFMON and CAP_IPC_LOCK")]
     NoPermission { iface: String, what: &'static str },
     #[error("this kernel has no AF_XDP sockets ({0}); it needs CONFIG_XDP_SOCKETS=y")]
     NoAfXdp(io::Error),
