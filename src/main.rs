@@ -128,6 +128,11 @@ enum Cmd {
         /// control_socket, else /run/xvs/xvs.sock).
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
+        /// Group given the control socket, mode 0660, so its members may use
+        /// xvsadm (default: [global] control_socket_group, else none: root
+        /// only, mode 0600).
+        #[arg(long, value_name = "GROUP", value_parser = parse_group_arg)]
+        socket_group: Option<u32>,
         /// Where the Prometheus endpoint listens, `ADDR:PORT` or `off`
         /// (default: [global] metrics, else 127.0.0.1:9477).
         #[arg(long, value_name = "ADDR:PORT|off", value_parser = parse_metrics_arg)]
@@ -166,9 +171,14 @@ fn parse_metrics_arg(s: &str) -> Result<Metrics, String> {
     config::parse_metrics(s).map(Metrics)
 }
 
+fn parse_group_arg(s: &str) -> Result<u32, String> {
+    xvs::daemon::privs::group_id(s).map_err(|e| e.to_string())
+}
+
 /// Where `xvs run` listens besides the data path (command line over config).
 struct Listen {
     socket: Option<PathBuf>,
+    socket_group: Option<u32>,
     metrics: Option<Metrics>,
 }
 
@@ -179,12 +189,12 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     match cli.cmd {
-        Cmd::Run { config, interfaces, workers, poll, cores, counters, socket, metrics } => {
+        Cmd::Run { config, interfaces, workers, poll, cores, counters, socket, socket_group, metrics } => {
             let poll = match poll {
                 Poll::Adaptive => PollMode::default(),
                 Poll::Busy => PollMode::Busy,
             };
-            run_director(config, interfaces, workers, poll, cores, counters, Listen { socket, metrics })
+            run_director(config, interfaces, workers, poll, cores, counters, Listen { socket, socket_group, metrics })
         }
         Cmd::Replay { config, input, output, counters } => replay(config, input, output, counters),
         Cmd::CheckConfig { config } => check_config(config),
@@ -464,7 +474,8 @@ impl Operator {
                 .with_checker(Box::new(run::check_model)),
         );
         let socket = listen.socket.unwrap_or(conf.control_socket);
-        let server = handler.clone().serve(&socket).map_err(|e| e.to_string())?;
+        let group = listen.socket_group.or(conf.control_socket_group);
+        let server = handler.clone().serve_group(&socket, group).map_err(|e| e.to_string())?;
         let metrics = match listen.metrics.map_or(conf.metrics, |m| m.0) {
             None => None,
             Some(addr) => {

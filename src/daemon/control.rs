@@ -254,7 +254,17 @@ impl DaemonHandler {
     /// The socket is in use by another daemon, is not a socket, or cannot
     /// be created.
     pub fn serve(self: Arc<Self>, path: &Path) -> Result<Server, ControlError> {
-        Server::bind(path, self, ServerOpts::default())
+        self.serve_group(path, None)
+    }
+
+    /// As [`DaemonHandler::serve`], the socket given to `group` with mode
+    /// 0660 (members may use xvsadm) when there is one.
+    ///
+    /// # Errors
+    /// As [`Server::bind`].
+    pub fn serve_group(self: Arc<Self>, path: &Path, group: Option<u32>) -> Result<Server, ControlError> {
+        let opts = ServerOpts { group, mode: if group.is_some() { 0o660 } else { 0o600 }, ..ServerOpts::default() };
+        Server::bind(path, self, opts)
     }
 }
 
