@@ -161,6 +161,13 @@ enum Cmd {
         #[arg(value_name = "FILE")]
         config: PathBuf,
     },
+    /// Write the manual pages and shell completions under DIR (the
+    /// package build runs it; xvs::manual).
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 /// `--metrics`: where, or `None` for off.
@@ -198,6 +205,16 @@ fn main() -> ExitCode {
         }
         Cmd::Replay { config, input, output, counters } => replay(config, input, output, counters),
         Cmd::CheckConfig { config } => check_config(config),
+        Cmd::Generate { dir } => match xvs::manual::write_all(&<Cli as clap::CommandFactory>::command(), &dir) {
+            Ok(files) => {
+                println!("{} files under {}", files.len(), dir.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("xvs generate: {}: {e}", dir.display());
+                ExitCode::from(1)
+            }
+        },
     }
 }
 
