@@ -88,6 +88,10 @@ fn summary(cmd: &Command) -> String {
         Command::Restore { rules } => format!("restore {} line(s)", rules.lines().count()),
         Command::AddLaddr { svc: s, addr, .. } => format!("add local address {addr} to {}", svc(s)),
         Command::DelLaddr { svc: s, addr, .. } => format!("delete local address {addr} of {}", svc(s)),
+        Command::Zero(Some(s)) => format!("zero the counters of {}", svc(s)),
+        Command::Zero(None) => "zero every counter".into(),
+        Command::GetLaddr(Some(s)) => format!("list the local addresses of {}", svc(s)),
+        Command::Reload => "reload".into(),
         other => format!("{other:?}"),
     }
 }

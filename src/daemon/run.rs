@@ -84,7 +84,8 @@ pub enum RunError {
     LocalIsSource {
         service: String,
         laddr: std::net::IpAddr,
-        rs: std::net::IpAddr,
+        /// As ipvsadm prints it (`10.0.1.1:80`).
+        rs: String,
     },
     #[error("--workers {0}: at least 1 and at most 256")]
     Workers(usize),
@@ -229,7 +230,7 @@ fn check_local_addresses(model: &Model, rtnl: &mut Rtnl) -> Result<(), RunError>
         for d in s.dests.iter().filter(|d| d.fwd == crate::ipvs::FwdMethod::FullNat) {
             if let Some(src) = rtnl.route_source(d.addr)? {
                 if s.laddrs.contains(&src) {
-                    return Err(RunError::LocalIsSource { service: s.key.to_string(), laddr: src, rs: d.addr });
+                    return Err(RunError::LocalIsSource { service: s.key.to_string(), laddr: src, rs: crate::ctl::snapshot::fmt_sock(d.addr, d.port) });
                 }
             }
         }
