@@ -84,7 +84,7 @@ impl Filter {
                 },
             }
         }
-        f.targets.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        f.targets.sort_by_key(|t| std::cmp::Reverse(t.0.len()));
         Ok(f)
     }
 
@@ -178,6 +178,29 @@ pub fn rfc3339(t: SystemTime) -> String {
         rem % 60,
         d.subsec_millis()
     )
+}
+
+/// The inverse of [`rfc3339`] for tools that read the log (`Z` times
+/// with milliseconds as it writes them); `None` for anything else.
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let b = s.as_bytes();
+    if b.len() != 24 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'.' || b[23] != b'Z' {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<u64>().ok();
+    let (y, mo, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
+    let (h, mi, sec, ms) = (n(11..13)?, n(14..16)?, n(17..19)?, n(20..23)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 59 || y < 1970 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant), the inverse of civil_from_days.
+    let (y, mo) = (y as i64 - i64::from(mo <= 2), mo as i64);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if mo > 2 { mo - 3 } else { mo + 9 }) + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = u64::try_from(era * 146_097 + doe - 719_468).ok()?;
+    Some(UNIX_EPOCH + std::time::Duration::from_millis(((days * 86_400 + h * 3600 + mi * 60 + sec) * 1000) + ms))
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
@@ -280,6 +303,17 @@ mod tests {
         assert_eq!(rfc3339(at(1_767_225_599, 999)), "2025-12-31T23:59:59.999Z");
         assert_eq!(rfc3339(at(4_102_444_800, 0)), "2100-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(UNIX_EPOCH - Duration::from_secs(5)), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn log_times_parse_back() {
+        for ms in [0u64, 951_825_600_007, 1_767_225_599_999, 4_102_444_800_000, 1_796_468_134_330] {
+            let t = UNIX_EPOCH + Duration::from_millis(ms);
+            assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t), "{}", rfc3339(t));
+        }
+        for bad in ["", "1796468134.330", "2026-13-01T00:00:00.000Z", "2026-01-01T00:00:00.000", "2026-01-01 00:00:00.000Z", "2026-01-01T24:00:00.000Z"] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 
     #[test]
