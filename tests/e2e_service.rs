@@ -14,6 +14,7 @@ use lab::{http_gets, who, Lab};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -79,6 +80,13 @@ struct Manager {
     _dir: tempfile::TempDir,
     path: std::path::PathBuf,
     got: Arc<Mutex<Vec<(Instant, String)>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Manager {
@@ -91,20 +99,22 @@ impl Manager {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
         let got = Arc::new(Mutex::new(Vec::new()));
-        let g = got.clone();
-        // Ends when the socket's directory is gone (recv keeps timing out;
-        // the thread is detached and the test process exits).
+        let stop = Arc::new(AtomicBool::new(false));
+        let (g, st) = (got.clone(), stop.clone());
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
-            loop {
+            while !st.load(Ordering::Relaxed) {
                 match sock.recv(&mut buf) {
                     Ok(n) => g.lock().unwrap().push((Instant::now(), String::from_utf8_lossy(&buf[..n]).into_owned())),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
-                    Err(_) => return,
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                    Err(e) => {
+                        g.lock().unwrap().push((Instant::now(), format!("(recv: {e})")));
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
                 }
             }
         });
-        Manager { _dir: dir, path, got }
+        Manager { _dir: dir, path, got, stop }
     }
 
     fn messages(&self) -> Vec<(Instant, String)> {
@@ -112,13 +122,14 @@ impl Manager {
     }
 
     /// Waits until a message contains `what`; returns how many came before.
-    fn wait_for(&self, what: &str, after: usize, timeout: Duration) -> usize {
+    /// `log` is xvs's, for the failure message.
+    fn wait_for(&self, what: &str, after: usize, timeout: Duration, log: impl Fn() -> String) -> usize {
         let t0 = Instant::now();
         loop {
             if let Some(i) = self.messages().iter().skip(after).position(|(_, m)| m.contains(what)) {
                 return after + i;
             }
-            assert!(t0.elapsed() < timeout, "no {what} within {timeout:?}: {:?}", self.texts());
+            assert!(t0.elapsed() < timeout, "no {what} within {timeout:?}: {:?}\nxvs:\n{}", self.texts(), log());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -175,15 +186,15 @@ fn unprivileged_with_only_its_capabilities_it_forwards_and_speaks_to_systemd() {
     assert_eq!(caps, want, "CapEff {caps:#x}: only NET_ADMIN, NET_RAW, IPC_LOCK, PERFMON, BPF");
 
     // READY=1 (with its status) once the worker runs, then the watchdog.
-    let ready = manager.wait_for("READY=1", 0, Duration::from_secs(5));
+    let ready = manager.wait_for("READY=1", 0, Duration::from_secs(5), || lab.log(x));
     assert!(manager.texts()[ready].contains("STATUS=forwarding 1 service(s) on d0, d1"), "{:?}", manager.texts());
     assert!(
         manager.texts()[..ready].iter().all(|m| !m.contains("WATCHDOG=1")),
         "no watchdog before READY: {:?}",
         manager.texts()
     );
-    let first_feed = manager.wait_for("WATCHDOG=1", ready, Duration::from_secs(5));
-    manager.wait_for("WATCHDOG=1", first_feed + 1, Duration::from_secs(5));
+    let first_feed = manager.wait_for("WATCHDOG=1", ready, Duration::from_secs(5), || lab.log(x));
+    manager.wait_for("WATCHDOG=1", first_feed + 1, Duration::from_secs(5), || lab.log(x));
 
     // Traffic flows.
     let answers = http_gets(&t.client, t.sock(0, 100, 80), 10);
@@ -195,13 +206,13 @@ fn unprivileged_with_only_its_capabilities_it_forwards_and_speaks_to_systemd() {
     // SIGHUP (ExecReload): RELOADING=1, then READY=1 again.
     let before = manager.messages().len();
     lab.signal(x, "HUP");
-    let reloading = manager.wait_for("RELOADING=1", before, Duration::from_secs(5));
-    manager.wait_for("READY=1", reloading + 1, Duration::from_secs(5));
+    let reloading = manager.wait_for("RELOADING=1", before, Duration::from_secs(5), || lab.log(x));
+    manager.wait_for("READY=1", reloading + 1, Duration::from_secs(5), || lab.log(x));
 
     // Stop: STOPPING=1, and the clean exit of the lab's stop.
     let before = manager.messages().len();
     let c = lab.stop_xvs(x);
-    manager.wait_for("STOPPING=1", before, Duration::from_secs(2));
+    manager.wait_for("STOPPING=1", before, Duration::from_secs(2), || lab.log(x));
     assert_eq!(c.get("new_conns"), 10, "{}", c.text);
     let log = lab.log(x);
     assert!(!log.contains("missing capabilit") && !log.contains("watchdog is no longer fed"), "{log}");
