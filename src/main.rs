@@ -67,8 +67,9 @@ validated whole; an invalid file is logged and the running configuration
 stays.
 
 The control socket (`--socket`, [global] control_socket, default
-/run/xvs/xvs.sock, root only) serves `xvsadm`: ipvsadm's commands change
-the running director live, listings show live figures. The Prometheus
+/run/xvs/xvs.sock; mode 0600, or 0660 for the group of --socket-group)
+serves `xvsadm`: ipvsadm's commands change the running director live,
+listings show live figures. The Prometheus
 endpoint (`--metrics`, [global] metrics, default 127.0.0.1:9477; `off`
 disables it) serves every counter at /metrics. See docs/operations.md.
 
@@ -80,8 +81,13 @@ Reloads include the health checks; real servers that stay keep their
 health state.
 
 Exit status: 0 after a clean stop, 2 for a bad command line or
-configuration, 1 when the system refuses (not root, no AF_XDP, a missing
-interface, a busy queue, ...).
+configuration, 1 when the system refuses (a missing capability, no
+AF_XDP, a missing interface, a busy queue, ...).
+
+Under systemd (Type=notify) it reports READY once every worker runs and
+feeds the watchdog only while they all make progress; it needs root or
+CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_PERFMON and CAP_IPC_LOCK (see
+xvs(8) and docs/operations.md).
 
 Example:
   xvs run --config configs/demo.toml -i eth0 -i eth1";
