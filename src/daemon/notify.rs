@@ -188,7 +188,7 @@ impl Service {
                 Tick::Feed => self.notifier.feed(),
                 Tick::Wait => {}
                 Tick::Stalled(n) => log::error!(
-                    "worker {n} has published no report for {:?}: the systemd watchdog is no longer fed",
+                    "worker {n} has published no report for at least {:?}: the systemd watchdog is no longer fed",
                     w.interval / 2
                 ),
             }
