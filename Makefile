@@ -11,12 +11,14 @@ CARGO ?= cargo
 #     and libxdp/libbpf (AF_XDP driver)
 #   tshark: golden tests dissect every output frame with checksum validation
 #   iproute2 iputils-ping nftables ethtool curl python3 openssl: namespace labs (openssl makes the HTTPS check's test certificate)
+#   chromium chromium-driver: the monitor's end-to-end test drives a real
+#     headless browser (tests/e2e_monitor.rs, tests/browser/)
 #   dpkg-dev binutils adduser man-db systemd util-linux: the Debian package
 #     (make deb: dpkg-shlibdeps, strip) and its test (install, man -l,
 #     systemd-analyze verify, setpriv for the least-privilege lab)
 APT_PKGS := clang llvm libelf-dev zlib1g-dev pkg-config m4 libpcap-dev \
             tshark iproute2 iputils-ping nftables ethtool curl python3 openssl ca-certificates \
-            dpkg-dev binutils adduser man-db systemd util-linux
+            chromium chromium-driver dpkg-dev binutils adduser man-db systemd util-linux
 
 .PHONY: all deps build test deb deb-package demo bench bench-quick microbench linerate clean
 

@@ -21,6 +21,7 @@ pub mod health;
 pub mod io;
 pub mod ipvs;
 pub mod manual;
+pub mod monitor;
 pub mod stats;
 pub mod wire;
 pub mod worker;

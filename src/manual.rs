@@ -47,6 +47,7 @@ const XVS_SECTIONS: &[Section] = &[
             "/etc/xvs/xvs.toml\tThe configuration (xvs.toml(5)); the packaged unit runs xvs run --config /etc/xvs/xvs.toml.",
             "/run/xvs/xvs.sock\tThe control socket xvsadm(8) talks to ([global] control_socket, --socket). Mode 0600, or 0660 for the group of [global] control_socket_group (the package sets xvs).",
             "/run/xvs/xdp-NETNS-IFINDEX.lock\tOne lock per interface, so two directors never share one ($RUNTIME_DIRECTORY instead of /run/xvs when set).",
+            "/var/lib/xvs/\tThe monitor's state ([monitor] state_dir): its self-signed certificate and key.",
             "/usr/share/doc/xvs/examples/\tExample configurations: one per forwarding mode, health checks.",
             "/lib/systemd/system/xvs.service\tThe systemd unit (Type=notify, watchdog, hardening).",
         ],
