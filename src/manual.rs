@@ -574,7 +574,7 @@ mod tests {
         let plain = man.replace("\\fB", "").replace("\\fR", "").replace("\\fI", "").replace("\\-", "-");
         let mut fields = 0;
         for l in CONFIG_MD.lines().filter(|l| l.starts_with("| `")) {
-            let key = cells(l)[0].trim_matches('`').to_string();
+            let key = cells(l)[0].replace('`', "");
             assert!(plain.contains(&format!(".TP\n{key}\n")), "xvs.toml(5) lacks the field {key}");
             fields += 1;
         }
