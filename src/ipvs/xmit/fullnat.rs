@@ -48,3 +48,25 @@ pub fn xmit_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[L
     routable(m)?;
     rewrite_to_hop(fr, m, &c.client_hop, links, |f, m| ip::translate(f, m, Some((c.vaddr, c.vport)), Some((c.caddr, c.cport))))
 }
+
+/// A later fragment (no L4 header), client → real server: LIP → RIP.
+///
+/// # Errors
+/// TTL exceeded, no such egress link, no headroom for a VLAN tag.
+#[cold]
+pub fn frag_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]) -> Result<u8, DropReason> {
+    trim(fr, m);
+    routable(m)?;
+    rewrite_to_hop(fr, m, &c.dest_hop, links, |f, m| ip::translate_l3(f, m, Some(c.laddr), Some(c.daddr)))
+}
+
+/// A later fragment, real server → client: VIP → CIP.
+///
+/// # Errors
+/// TTL exceeded, no such egress link, no headroom for a VLAN tag.
+#[cold]
+pub fn frag_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]) -> Result<u8, DropReason> {
+    trim(fr, m);
+    routable(m)?;
+    rewrite_to_hop(fr, m, &c.client_hop, links, |f, m| ip::translate_l3(f, m, Some(c.vaddr), Some(c.caddr)))
+}
