@@ -15,6 +15,7 @@ use crate::ipvs::dest::MAX_WEIGHT;
 use crate::ipvs::proto::Timeouts;
 use crate::ipvs::sched::{SchedFlags, SchedKind, SchedTable};
 use crate::ipvs::service::{Persistence, ServiceKey};
+use crate::ipvs::timer::MAX_TIMEOUT;
 use crate::ipvs::{FwdMethod, Proto};
 use hashbrown::{HashMap, HashSet};
 use std::fmt;
@@ -179,6 +180,7 @@ impl Snapshot {
             uids: HashMap::new(),
             next_uid: prev.map_or(1, |p| p.next_uid),
         };
+        model.timeouts.check().map_err(|why| err("timeouts", why))?;
         s.build_net(model)?;
         for g in &model.groups {
             if g.members.is_empty() {
@@ -264,6 +266,9 @@ impl Snapshot {
             return Err(err(&name, "mixes IPv4 and IPv6 addresses"));
         }
         if let Some(p) = svc.persistence {
+            if !(1..=MAX_TIMEOUT).contains(&p.timeout) {
+                return Err(err(&name, format!("persistence timeout {} s is out of range 1 ..= {MAX_TIMEOUT} s (31 days)", p.timeout)));
+            }
             let max = if family_v4 { 32 } else { 128 };
             if p.netmask > max {
                 return Err(err(&name, format!("persistence netmask /{} exceeds /{max}", p.netmask)));
