@@ -56,6 +56,10 @@ pub mod flags {
     /// Already released (its load, local port and count given back) by an
     /// early expiry: when the wheel comes round it is only freed.
     pub const RELEASED: u8 = 32;
+    /// FULLNAT: its local port comes from the pool of its real server's
+    /// every port (a real server that keeps the client's destination
+    /// port), not of `dport` alone (`laddr::PoolKey`).
+    pub const LPORT_ANY: u8 = 64;
 }
 
 /// A 5-tuple as seen on the wire.
@@ -104,6 +108,9 @@ pub struct Conn<A: Ip> {
     pub state: u8,
     pub fwd: FwdMethod,
     pub flags: u8,
+    /// Packets from the client, saturating (IPVS's `in_pkts`, which
+    /// drop_entry reads: a connection with few is a likely flood entry).
+    pub in_pkts: u8,
 }
 
 impl<A: Ip> Conn<A> {
@@ -654,25 +661,33 @@ impl<A: Ip> ConnTable<A> {
     }
 
     /// Table pressure (IPVS's `drop_entry` defense): ends, before its
-    /// time, the live entry due soonest that `pick` accepts, looking at
-    /// no more than `budget` entries. `on_evict` releases what it holds;
-    /// then its keys leave the index and its slot is free at once.
-    /// Returns whether an entry was ended.
-    pub fn evict(&mut self, budget: usize, mut pick: impl FnMut(&Conn<A>) -> bool, on_evict: impl FnOnce(&mut Conn<A>)) -> bool {
+    /// time, the entry due soonest that `pick` accepts, looking at no more
+    /// than `budget` entries; an unlinked entry met on the way (already
+    /// ended, waiting for the wheel) is freed instead, unless it is a
+    /// template that connections still refer to. `on_evict` releases what
+    /// the entry holds; then its keys leave the index and its slot is free
+    /// at once. Returns the entry as it was, and whether it was live
+    /// (`false`: an unlinked one reclaimed); `None` when nothing was found.
+    pub fn evict(&mut self, budget: usize, mut pick: impl FnMut(&Conn<A>) -> bool, on_evict: impl FnOnce(&mut Conn<A>)) -> Option<(Conn<A>, bool)> {
         let slab = &self.slab;
-        let Some(idx) = self.wheel.evict_ahead(budget, |i| {
+        let idx = self.wheel.evict_ahead(budget, |i| {
             let c = slab.get(i);
-            c.flags & flags::DEAD == 0 && pick(c)
-        }) else {
-            return false;
-        };
+            if c.flags & flags::DEAD != 0 {
+                !(c.is_template() && c.control > 0)
+            } else {
+                pick(c)
+            }
+        })?;
         let c = self.slab.get_mut(idx);
+        let live = c.flags & flags::DEAD == 0;
         on_evict(c);
         let c = *c;
-        Self::unindex(&mut self.index, &self.seed, &c, idx);
+        if live {
+            Self::unindex(&mut self.index, &self.seed, &c, idx);
+        }
         Self::free_slot(&mut self.slab, &mut self.free, idx);
         self.live -= 1;
-        true
+        Some((c, live))
     }
 
     /// Visits every live entry (control plane listings, flush).
@@ -854,6 +869,7 @@ mod tests {
             state: 0,
             fwd,
             flags: 0,
+            in_pkts: 1,
         }
     }
 
@@ -892,23 +908,38 @@ mod tests {
         assert!(!t.has_room(1));
         // c is due first but not picked; b is the soonest picked
         let mut released = vec![];
-        assert!(t.evict(10, |c| c.caddr.octets()[3] != 3, |c| released.push(c.caddr.octets()[3])));
+        let (got, live) = t.evict(10, |c| c.caddr.octets()[3] != 3, |c| released.push(c.caddr.octets()[3])).unwrap();
+        assert_eq!((got.caddr.octets()[3], live), (2, true));
         assert_eq!(released, vec![2]);
         assert!(t.has_room(1) && t.len() == 2);
         let kb = conn(2, 1, FwdMethod::FullNat, 0);
         assert!(t.lookup(&kb.in_key()).is_none() && t.lookup(&kb.out_key().unwrap()).is_none());
         // its slot is the next one used, and the wheel never visits it twice
         assert_eq!(t.insert(conn(4, 1, FwdMethod::Nat, 30)).unwrap(), b);
-        assert!(!t.evict(10, |_| false, |_| unreachable!()));
+        assert!(t.evict(10, |_| false, |_| unreachable!()).is_none());
         let mut gone = vec![];
         assert_eq!(t.expire(100, usize::MAX, |c| { gone.push(c.caddr.octets()[3]); true }), 3);
         gone.sort();
         assert_eq!(gone, vec![1, 3, 4]);
         assert_eq!(t.len(), 0);
-        // unlinked (dead) entries are never picked
+        // an unlinked (dead) entry is reclaimed, whatever `pick` says,
+        // released once more (the release knows what it gave back already)
         let d = t.insert(conn(5, 1, FwdMethod::Nat, 200)).unwrap();
         t.unlink(d);
-        assert!(!t.evict(10, |_| true, |_| ()));
+        let mut seen = 0;
+        let (got, live) = t.evict(10, |_| false, |_| seen += 1).unwrap();
+        assert_eq!((got.caddr.octets()[3], live, seen, t.len()), (5, false, 1, 0));
+        assert_eq!(t.expire(1000, usize::MAX, |_| true), 0, "the wheel no longer holds it");
+        // but never a dead template that connections still refer to
+        let mut tm = conn(6, 0, FwdMethod::Nat, 100);
+        tm.flags = flags::TEMPLATE;
+        tm.control = 1;
+        let ti = t.insert(tm).unwrap();
+        let mut c = conn(6, 1, FwdMethod::Nat, 500);
+        c.control = ti + 1;
+        t.insert(c).unwrap();
+        t.unlink(ti);
+        assert!(t.evict(10, |_| false, |_| ()).is_none());
         let _ = a;
     }
 
@@ -923,7 +954,7 @@ mod tests {
         let mut c = conn(1, 1, FwdMethod::Nat, 10);
         c.control = ti + 1;
         t.insert(c).unwrap();
-        assert!(t.evict(10, |c| !c.is_template(), |_| ()));
+        assert!(t.evict(10, |c| !c.is_template(), |_| ()).is_some_and(|(c, live)| c.control == ti + 1 && live));
         assert_eq!(t.get(ti).control, 0);
     }
 
@@ -1130,13 +1161,19 @@ mod tests {
                     Op::EvictOdd => {
                         let mut released = None;
                         let got = t.evict(1000, |c| c.caddr.octets()[3] % 2 == 1, |c| released = Some((c.caddr.octets()[3], c.cport)));
-                        prop_assert_eq!(got, released.is_some());
-                        match released {
-                            Some(k) => {
+                        prop_assert_eq!(got.is_some(), released.is_some());
+                        match got {
+                            Some((c, true)) => {
+                                let k = (c.caddr.octets()[3], c.cport);
+                                prop_assert_eq!(Some(k), released);
                                 prop_assert!(k.0 % 2 == 1);
                                 prop_assert!(live.remove(&k).is_some(), "evicted {:?}, not live", k);
                             }
-                            None => prop_assert!(live.keys().all(|k| k.0 % 2 == 0)),
+                            Some((c, false)) => {
+                                let k = (c.caddr.octets()[3], c.cport);
+                                prop_assert!(dying.remove(&k).is_some(), "reclaimed {:?}, not unlinked", k);
+                            }
+                            None => prop_assert!(live.keys().all(|k| k.0 % 2 == 0) && dying.is_empty()),
                         }
                     }
                     Op::Advance { dt, budget } => {
