@@ -2,11 +2,13 @@
 //! service), [`dest::Dest`] (a real server), [`conn`] (connections and their
 //! table), [`laddr`] (FULLNAT local addresses), [`proto`] (the TCP state
 //! machine and per-protocol timeouts), [`sched`] (schedulers), [`xmit`]
-//! (the four forwarding methods) and [`timer`] (the expiry wheel).
+//! (the four forwarding methods), [`timer`] (the expiry wheel) and [`mem`]
+//! (the tables' memory, supplied ahead of need).
 
 pub mod conn;
 pub mod dest;
 pub mod laddr;
+pub mod mem;
 pub mod proto;
 pub mod sched;
 pub mod service;

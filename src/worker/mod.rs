@@ -28,6 +28,7 @@ use crate::ctl::snapshot::{Hop, Snapshot};
 use crate::ipvs::conn::{flags, Conn, ConnTable, Key};
 use crate::ipvs::dest::DestLoad;
 use crate::ipvs::laddr::{port_owner, LocalPorts, PoolKey};
+use crate::ipvs::mem::{Provider, ReserveStats};
 use crate::ipvs::proto::{tcp_next, TcpDir, TcpState, Timeouts};
 use crate::ipvs::sched::{SchedCtx, SchedState};
 use crate::ipvs::service::{Persistence, ServiceKey};
@@ -47,6 +48,10 @@ pub const BURST: usize = 32;
 /// Connections the wheel looks at per burst at most (bounds the time a
 /// burst can spend expiring).
 const EXPIRE_BUDGET: usize = 256;
+
+/// Index buckets a burst moves while the index grows (about 2–6 µs; see
+/// `ConnTable::maintain`).
+const MIGRATE_PER_BURST: usize = 32;
 
 /// Entries a full table's eviction looks at, at most, for one embryonic
 /// connection (drop_entry).
@@ -330,9 +335,35 @@ impl Worker {
     pub fn process_burst(&mut self, frames: &mut [Frame<'_>], verdicts: &mut [Verdict], now_ns: u64) {
         self.set_clock(now_ns);
         self.expire(EXPIRE_BUDGET);
+        self.maintain(MIGRATE_PER_BURST);
         for (fr, v) in frames.chunks_mut(BURST).zip(verdicts.chunks_mut(BURST)) {
             self.run_burst(fr, v);
         }
+    }
+
+    /// Moves up to `budget` buckets of each family's growing index into its
+    /// new array (done a little every burst; an idle worker may do more).
+    /// Returns whether a table still has some to move.
+    #[inline]
+    pub fn maintain(&mut self, budget: usize) -> bool {
+        let a = self.tables.v4.maintain(budget);
+        let b = self.tables.v6.maintain(budget);
+        a || b
+    }
+
+    /// Has the connection tables take their memory from `provider`, whose
+    /// thread faults it in ahead of need (`ipvs::mem`): a table growing
+    /// under a SYN storm then never waits for the kernel to zero pages.
+    pub fn attach_memory(&mut self, provider: &Provider) {
+        self.tables.v4.attach(provider);
+        self.tables.v6.attach(provider);
+    }
+
+    /// Blocks of table memory taken ready from the provider, and mapped by
+    /// the worker itself (both families).
+    pub fn memory_supply(&self) -> ReserveStats {
+        let (a, b) = (self.tables.v4.reserve_stats(), self.tables.v6.reserve_stats());
+        ReserveStats { ready: a.ready + b.ready, inline: a.inline + b.inline }
     }
 
     /// Expires due connections, looking at most at `budget` entries per
