@@ -36,7 +36,7 @@
 use super::timer::{reached, Wheel, TICKS_PER_SEC};
 use super::mem::{Block, HugeArray, Provider, Reserve, ReserveStats, Zeroable};
 use super::FwdMethod;
-use crate::ctl::snapshot::Hop;
+use super::dest::Hop;
 use crate::stats::{Dir, DropReason};
 use crate::wire::Ip;
 use std::hash::BuildHasher;

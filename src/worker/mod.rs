@@ -24,7 +24,8 @@
 //! prefetching what their lookups will touch, so that the cache misses of
 //! a big table overlap ([`burst`]).
 
-use crate::ctl::snapshot::{Hop, Snapshot};
+use crate::ctl::snapshot::Snapshot;
+use crate::ipvs::dest::Hop;
 use crate::ipvs::conn::{flags, Conn, ConnTable, Key};
 use crate::ipvs::dest::DestLoad;
 use crate::ipvs::laddr::{port_owner, LocalPorts, PoolKey};
