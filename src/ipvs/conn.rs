@@ -730,9 +730,7 @@ impl<A: Ip> ConnTable<A> {
         }
         // While the index grows, older keys may still be in the table
         // being drained.
-        if self.index.old.is_none() {
-            return None;
-        }
+        self.index.old.as_ref()?;
         let v = self.index.find_old(t, |v| same_key(self.slab.get(v >> 1), v, k))?;
         Some((v >> 1, if v & 1 == 0 { Dir::In } else { Dir::Out }))
     }

@@ -270,8 +270,7 @@ mod tests {
         assert_eq!(t.check(), Ok(()));
         t.set(MAX_TIMEOUT + 1, 0, 0);
         assert_eq!(t.check().unwrap_err(), "tcp is 2678401 s: at most 2678400 s (31 days)");
-        let mut t = Timeouts::default();
-        t.udp = u32::MAX;
+        let t = Timeouts { udp: u32::MAX, ..Timeouts::default() };
         assert!(t.check().unwrap_err().starts_with("udp is 4294967295 s"));
         let mut t = Timeouts::default();
         t.tcp[SynRecv as usize] = 0;
