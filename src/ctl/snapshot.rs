@@ -12,60 +12,18 @@
 
 use super::model::{Mac, Model};
 use super::route::Routes;
+pub use crate::ipvs::dest::{DestEntry, Hop};
+pub use crate::ipvs::netif::{Link, Netif};
 use crate::ipvs::dest::MAX_WEIGHT;
 use crate::ipvs::proto::Timeouts;
 use crate::ipvs::sched::{SchedFlags, SchedKind, SchedTable};
 use crate::ipvs::service::{Persistence, ServiceKey};
+use crate::ipvs::timer::MAX_TIMEOUT;
 use crate::ipvs::{FwdMethod, Proto};
 use hashbrown::{HashMap, HashSet};
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::ops::Range;
-
-/// Where to send a frame for a neighbour: the egress link (index in
-/// [`Snapshot::links`]: a port, or a VLAN on one) and the neighbour's MAC.
-/// Seven bytes: a connection holds two and an IPv4 connection fits one
-/// cache line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Hop {
-    pub link: u8,
-    pub mac: Mac,
-}
-
-/// A link of the director, compiled: what a frame sent on it needs. The
-/// first `ports.len()` links are the ports themselves (untagged); the
-/// rest are their sub-interfaces.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Link {
-    /// The port (AF_XDP interface) it is on.
-    pub port: u8,
-    /// The 802.1Q VLAN id frames carry on the port; 0: untagged.
-    pub vid: u16,
-    /// Our MAC on it: the source of every frame sent on it.
-    pub mac: Mac,
-    pub mtu: u16,
-    /// The source of tunnels and of ICMP errors sent on it: its first
-    /// address of the family, else its port's.
-    pub v4: Option<Ipv4Addr>,
-    pub v6: Option<Ipv6Addr>,
-}
-
-/// A real server, compiled.
-#[derive(Clone, Debug)]
-pub struct DestEntry {
-    pub uid: u32,
-    /// Index of its service in [`Snapshot::services`].
-    pub svc: u32,
-    pub addr: IpAddr,
-    /// 0 = the packet's destination port.
-    pub port: u16,
-    pub weight: i32,
-    pub fwd: FwdMethod,
-    pub u_threshold: u32,
-    pub l_threshold: u32,
-    /// Next hop towards it (`None`: no neighbour known yet).
-    pub hop: Option<Hop>,
-}
 
 /// A virtual service, compiled.
 #[derive(Debug)]
@@ -80,18 +38,6 @@ pub struct SvcEntry {
     pub dests: Range<usize>,
     /// FULLNAT local addresses.
     pub laddrs: Vec<IpAddr>,
-}
-
-/// A port (interface) of the director, compiled.
-#[derive(Clone, Debug)]
-pub struct Port {
-    pub name: String,
-    pub mac: Mac,
-    pub mtu: u16,
-    /// The director's first address of each family on this port (the
-    /// source of tunnels and of ICMP errors we originate).
-    pub v4: Option<Ipv4Addr>,
-    pub v6: Option<Ipv6Addr>,
 }
 
 /// Why a model cannot be compiled: which object, and why.
@@ -137,7 +83,7 @@ pub struct Snapshot {
     pub drop_entry: bool,
     /// FULLNAT TOA ([`Model::toa`]).
     pub toa: bool,
-    pub ports: Vec<Port>,
+    pub ports: Vec<Netif>,
     /// Ports, then sub-interfaces ([`Link`]); [`Hop::link`] indexes it.
     pub links: Vec<Link>,
     pub max_conns: usize,
@@ -213,6 +159,7 @@ impl Snapshot {
             uids: HashMap::new(),
             next_uid: prev.map_or(1, |p| p.next_uid),
         };
+        model.timeouts.check().map_err(|why| err("timeouts", why))?;
         s.build_net(model)?;
         for g in &model.groups {
             if g.members.is_empty() {
@@ -247,7 +194,7 @@ impl Snapshot {
         };
         for p in &net.ports {
             let (v4, v6) = first(&p.addrs);
-            self.ports.push(Port { name: p.name.clone(), mac: p.mac, mtu: p.mtu, v4, v6 });
+            self.ports.push(Netif { name: p.name.clone(), mac: p.mac, mtu: p.mtu, v4, v6 });
         }
         self.vids = vec![[0; 64]; net.ports.len()];
         for l in net.links() {
@@ -328,6 +275,9 @@ impl Snapshot {
             return Err(err(&name, "mixes IPv4 and IPv6 addresses"));
         }
         if let Some(p) = svc.persistence {
+            if !(1..=MAX_TIMEOUT).contains(&p.timeout) {
+                return Err(err(&name, format!("persistence timeout {} s is out of range 1 ..= {MAX_TIMEOUT} s (31 days)", p.timeout)));
+            }
             let max = if family_v4 { 32 } else { 128 };
             if p.netmask > max {
                 return Err(err(&name, format!("persistence netmask /{} exceeds /{max}", p.netmask)));

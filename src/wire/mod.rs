@@ -537,6 +537,8 @@ pub fn vlan_id(f: &[u8], m: &Meta) -> u16 {
         0
     }
 }
+/// An Ethernet address.
+pub type Mac = [u8; 6];
 
 /// Sets destination and source MAC.
 #[inline]

@@ -3,7 +3,8 @@
 //! the VIP on a loopback and answers the client directly.
 
 use super::{to_hop, trim};
-use crate::ctl::snapshot::{Hop, Link};
+use crate::ipvs::dest::Hop;
+use crate::ipvs::netif::Link;
 use crate::stats::DropReason;
 use crate::wire::{Frame, Meta};
 

@@ -6,7 +6,7 @@
 //! ([`crate::wire::toa`]) of the client's handshake ACK.
 
 use super::{rewrite_to_hop, routable, to_hop, trim};
-use crate::ctl::snapshot::Link;
+use crate::ipvs::netif::Link;
 use crate::ipvs::conn::Conn;
 use crate::stats::DropReason;
 use crate::wire::toa::{self, Skip};

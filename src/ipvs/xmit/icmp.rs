@@ -13,7 +13,7 @@
 
 use super::tun::{self, TunError};
 use super::{route, to_hop, trim};
-use crate::ctl::snapshot::Link;
+use crate::ipvs::netif::Link;
 use crate::ipvs::conn::Conn;
 use crate::ipvs::FwdMethod;
 use crate::stats::DropReason;

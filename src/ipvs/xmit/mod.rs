@@ -20,7 +20,8 @@ pub mod icmp;
 pub mod nat;
 pub mod tun;
 
-use crate::ctl::snapshot::{Hop, Link};
+use crate::ipvs::dest::Hop;
+use crate::ipvs::netif::Link;
 use crate::stats::DropReason;
 use crate::wire::{ip, set_macs, set_vlan, Frame, Meta};
 

@@ -3,7 +3,7 @@
 //! default route points at the director so replies come back through it.
 
 use super::{rewrite_to_hop, routable, trim};
-use crate::ctl::snapshot::Link;
+use crate::ipvs::netif::Link;
 use crate::ipvs::conn::Conn;
 use crate::stats::DropReason;
 use crate::wire::{ip, Frame, Ip, Meta};

@@ -13,7 +13,7 @@
 //! dropped, counted (xvs does not fragment).
 
 use super::to_hop;
-use crate::ctl::snapshot::Link;
+use crate::ipvs::netif::Link;
 use crate::ipvs::conn::Conn;
 use crate::stats::DropReason;
 use crate::wire::checksum::checksum;
