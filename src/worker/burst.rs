@@ -10,7 +10,7 @@
 //! Prefetches are hints: what this stage computes is only the parse
 //! result and the hash, which the processing stage would compute anyway.
 
-use super::{parse, Family, Tables, Verdict, Worker, BURST, MAC_BITS};
+use super::{parse, Family, Tables, Verdict, Worker, BURST};
 use crate::ipvs::conn::Key;
 use crate::wire::{proto, Frame, Meta, Reject};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -59,9 +59,10 @@ pub(super) fn prepare(w: &mut Worker, fr: &Frame<'_>) -> Prepared {
     let mut meta = parse(f);
     if let Ok(m) = &meta {
         // The common frame: untagged, to its port's MAC — read as one
-        // 8-byte load (a parsed frame is longer), the two bytes after the
-        // MAC masked off.
-        let plain = !m.vlan && f.first_chunk::<8>().is_some_and(|h| u64::from_le_bytes(*h) & MAC_BITS == w.port_mac[fr.port as usize]);
+        // 8-byte load (a parsed frame is longer) shifted up over the two
+        // bytes after the MAC; the tag flag goes in the freed low bits,
+        // so that one compare answers both.
+        let plain = f.first_chunk::<8>().is_some_and(|h| (u64::from_le_bytes(*h) << 16) | u64::from(m.vlan) == w.port_mac[fr.port as usize]);
         if !plain {
             if let Some(r) = w.not_for_us(fr, m) {
                 meta = Err(r);

@@ -36,12 +36,27 @@ use crate::wire::{ip, set_macs, set_vlan, Frame, Meta};
 #[inline]
 pub fn to_hop(fr: &mut Frame<'_>, m: &mut Meta, hop: &Hop, links: &[Link]) -> Result<u8, DropReason> {
     let l = links.get(hop.link as usize).ok_or(DropReason::NoNeighbour)?;
-    // One test for the common untagged-in, untagged-out frame.
-    if m.vlan || l.vid != 0 {
+    to_link(fr, m, hop, l)
+}
+
+/// [`to_hop`] on the hop's link `l`, already looked up by the caller.
+///
+/// # Errors
+/// [`DropReason::NoHeadroom`] when a tag does not fit.
+#[inline(always)]
+pub fn to_link(fr: &mut Frame<'_>, m: &mut Meta, hop: &Hop, l: &Link) -> Result<u8, DropReason> {
+    if tagged(m, l) {
         set_vlan(fr, m, l.vid)?;
     }
     set_macs(fr.data_mut(), &hop.mac, &l.mac);
     Ok(l.port)
+}
+
+/// Whether the frame has a tag to put in, change or take out on its way
+/// to link `l`: one test for the common untagged-in, untagged-out frame.
+#[inline(always)]
+pub fn tagged(m: &Meta, l: &Link) -> bool {
+    (u16::from(m.vlan) | l.vid) != 0
 }
 
 /// Rewrites the frame with `edit`, then sends it towards `hop` as
@@ -49,7 +64,8 @@ pub fn to_hop(fr: &mut Frame<'_>, m: &mut Meta, hop: &Hop, links: &[Link]) -> Re
 /// take out) in one pass over the same slice.
 ///
 /// # Errors
-/// As [`to_hop`] (checked before `edit` runs).
+/// As [`to_hop`] (checked after `edit` ran: a frame dropped for them
+/// is dropped edited).
 #[inline(always)]
 pub fn rewrite_to_hop(
     fr: &mut Frame<'_>,
@@ -58,15 +74,15 @@ pub fn rewrite_to_hop(
     links: &[Link],
     edit: impl FnOnce(&mut [u8], &mut Meta),
 ) -> Result<u8, DropReason> {
-    let l = links.get(hop.link as usize).ok_or(DropReason::NoNeighbour)?;
-    let tagged = m.vlan || l.vid != 0;
     let f = fr.data_mut();
     edit(f, m);
-    if !tagged {
+    // The link after the edit: nothing of it is live across `edit`'s call.
+    let l = links.get(hop.link as usize).ok_or(DropReason::NoNeighbour)?;
+    if !tagged(m, l) {
         set_macs(f, &hop.mac, &l.mac);
         return Ok(l.port);
     }
-    to_hop(fr, m, hop, links)
+    to_link(fr, m, hop, l)
 }
 
 /// Decrements TTL / hop limit as a router does before forwarding.

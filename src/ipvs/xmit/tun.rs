@@ -12,12 +12,12 @@
 //! MTU the client must use (the caller sends it); one without DF is
 //! dropped, counted (xvs does not fragment).
 
-use super::to_hop;
+use super::{tagged, to_link};
 use crate::ipvs::netif::Link;
 use crate::ipvs::conn::Conn;
 use crate::stats::DropReason;
 use crate::wire::checksum::checksum;
-use crate::wire::{proto, put16, Frame, Ip, Meta, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
+use crate::wire::{proto, put16, set_macs, Frame, Ip, Meta, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 
 /// Why a packet could not be encapsulated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,6 +115,12 @@ pub fn xmit<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]
     m.end = (inner + inner_len) as u16;
     m.proto = inner_proto;
     // The copied Ethernet header still carries the ingress tag, if any:
-    // to_hop gives the frame the egress link's.
-    Ok(to_hop(fr, m, &c.dest_hop, links)?)
+    // to_link gives the frame the egress link's. The common frame (no tag
+    // in or out) takes its MACs on the slice at hand, from the link
+    // looked up above.
+    if !tagged(m, link) {
+        set_macs(f, &c.dest_hop.mac, &link.mac);
+        return Ok(link.port);
+    }
+    Ok(to_link(fr, m, &c.dest_hop, link)?)
 }
