@@ -543,8 +543,12 @@ pub type Mac = [u8; 6];
 /// Sets destination and source MAC.
 #[inline]
 pub fn set_macs(f: &mut [u8], dst: &[u8; 6], src: &[u8; 6]) {
-    f[0..6].copy_from_slice(dst);
-    f[6..12].copy_from_slice(src);
+    // One length test for both (a frame shorter than the two MACs, never
+    // one the parser took, is left as it is).
+    if let Some(h) = f.first_chunk_mut::<12>() {
+        h[..6].copy_from_slice(dst);
+        h[6..].copy_from_slice(src);
+    }
 }
 
 /// Reads the source MAC.
