@@ -140,6 +140,9 @@ pub struct Worker {
     /// exist. Inline, indexed by the port byte: the L2 check of a frame is
     /// one load, a shift and one compare.
     port_mac: [u64; 256],
+    /// The snapshot's timeouts in ticks (`timer::secs` of each), so that
+    /// a packet's new expiry is a load and an add.
+    ticks: Timeouts,
     /// The same for a full FULLNAT port pool.
     port_evict_miss: u32,
     /// drop_entry's rate counters, by packets seen (`todrop_entry`).
@@ -174,6 +177,7 @@ impl Worker {
             ip_id: 0,
             evict_miss: now.wrapping_sub(1),
             port_mac: [u64::MAX; 256],
+            ticks: Timeouts::default(),
             port_evict_miss: now.wrapping_sub(1),
             todrop: [0; 9],
             frags: FragTable::default(),
@@ -257,6 +261,7 @@ impl Worker {
         for (m, p) in self.port_mac.iter_mut().zip(&new.ports) {
             *m = mac48(&p.mac);
         }
+        self.ticks = Timeouts { tcp: new.timeouts.tcp.map(timer::secs), udp: timer::secs(new.timeouts.udp) };
     }
 
     /// Counts a frame its driver dropped before the worker saw it.
@@ -642,7 +647,7 @@ impl Worker {
                 }
             }
         }
-        c.expires = now.wrapping_add(timer::secs(Self::timeout(&snap.timeouts, c.proto, c.state)));
+        c.expires = now.wrapping_add(Self::timeout(&self.ticks, c.proto, c.state));
         c.in_pkts = c.in_pkts.saturating_add((dir == Dir::In) as u8);
         // Borrowed, not copied: a copy of an aligned connection costs a
         // realigned stack frame and four vector moves per packet.
