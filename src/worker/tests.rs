@@ -244,6 +244,25 @@ fn tcp_state_drives_active_inactive_and_timeouts() {
 }
 
 #[test]
+fn changed_timeouts_apply_from_the_next_packet() {
+    // The worker keeps the timeouts in ticks: a snapshot switch converts them.
+    let m1 = model(FwdMethod::Nat, "rr");
+    let s1 = Arc::new(Snapshot::build(&m1, None).unwrap());
+    let mut w = Worker::new(0, 1, s1.clone(), SEC);
+    one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, SYN, b""));
+    one(&mut w, SEC, tcp4(RS1, 8080, CIP, 40000, SYN | ACK, b""));
+    one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, ACK, b"")); // ESTABLISHED: 900 s
+    let mut m2 = m1.clone();
+    m2.timeouts.tcp[TcpState::Established as usize] = 2000;
+    w.set_snapshot(Arc::new(Snapshot::build(&m2, Some(&s1)).unwrap()));
+    one(&mut w, 2 * SEC, tcp4(CIP, 40000, VIP, 80, ACK, b"")); // now until 2002 s
+    one(&mut w, 1500 * SEC, tcp4(CIP, 1, [10, 0, 0, 9], 1, ACK, b""));
+    assert_eq!(w.conns(), 1, "the new, longer timeout");
+    one(&mut w, 2010 * SEC, tcp4(CIP, 1, [10, 0, 0, 9], 1, ACK, b""));
+    assert_eq!(w.conns(), 0);
+}
+
+#[test]
 fn no_dest_answers_port_unreachable() {
     let mut m = model(FwdMethod::Dr, "wrr");
     for d in &mut m.services[0].dests {
