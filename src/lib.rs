@@ -21,5 +21,6 @@ pub mod health;
 pub mod io;
 pub mod ipvs;
 pub mod stats;
+pub mod sync;
 pub mod wire;
 pub mod worker;
