@@ -56,6 +56,9 @@ pub mod flags {
     /// Already released (its load, local port and count given back) by an
     /// early expiry: when the wheel comes round it is only freed.
     pub const RELEASED: u8 = 32;
+    /// Came from a peer director (connection sync) without a known next
+    /// hop towards the client: the first client packet names it.
+    pub const LEARN_HOP: u8 = 64;
 }
 
 /// A 5-tuple as seen on the wire.
@@ -104,6 +107,9 @@ pub struct Conn<A: Ip> {
     pub state: u8,
     pub fwd: FwdMethod,
     pub flags: u8,
+    /// Connection sync: incoming packets until it is synced again (IPVS's
+    /// sync_threshold / sync_period count; 0: not counting).
+    pub sync_left: u16,
 }
 
 impl<A: Ip> Conn<A> {
@@ -854,6 +860,7 @@ mod tests {
             state: 0,
             fwd,
             flags: 0,
+            sync_left: 0,
         }
     }
 

@@ -30,8 +30,29 @@ pub fn port_owner(port: u16, n: u16) -> u16 {
 /// One local address's free ports, for one worker.
 #[derive(Debug)]
 struct Ports {
+    /// Free ports, least recently released first. May hold ports that
+    /// were taken by [`LocalPorts::reserve`] since: `used` tells, and
+    /// `alloc` drops them when it meets them.
     free: VecDeque<u16>,
     in_use: u32,
+    /// Bit `p`: port `p` is in use.
+    used: Box<[u64; 1024]>,
+}
+
+impl Ports {
+    #[inline]
+    fn is_used(&self, p: u16) -> bool {
+        self.used[p as usize >> 6] & (1 << (p & 63)) != 0
+    }
+    #[inline]
+    fn set_used(&mut self, p: u16, on: bool) {
+        let (w, b) = (p as usize >> 6, 1u64 << (p & 63));
+        if on {
+            self.used[w] |= b;
+        } else {
+            self.used[w] &= !b;
+        }
+    }
 }
 
 /// A worker's local port allocator over every local address it has seen.
@@ -55,6 +76,7 @@ impl LocalPorts {
         self.pools.entry(addr).or_insert_with(|| Ports {
             free: (PORT_MIN..=u16::MAX).filter(|p| port_owner(*p, n) == w).collect(),
             in_use: 0,
+            used: Box::new([0; 1024]),
         })
     }
 
@@ -76,7 +98,12 @@ impl LocalPorts {
         for k in 0..n {
             let a = laddrs[(self.cursor + k) % n];
             let p = self.pool(a);
-            if let Some(port) = p.free.pop_front() {
+            while let Some(port) = p.free.pop_front() {
+                if p.is_used(port) {
+                    // Reserved for a synced connection since it was freed.
+                    continue;
+                }
+                p.set_used(port, true);
                 p.in_use += 1;
                 self.cursor = (self.cursor + k + 1) % n;
                 return Some((a, port));
@@ -92,11 +119,29 @@ impl LocalPorts {
             return;
         }
         if let Some(p) = self.pools.get_mut(&addr) {
-            if p.in_use > 0 {
+            if p.is_used(port) {
+                p.set_used(port, false);
                 p.in_use -= 1;
                 p.free.push_back(port);
             }
         }
+    }
+
+    /// Takes port `port` of `addr` out of the free list: a connection
+    /// received from a peer director holds it (connection sync). `false`
+    /// when it is not this worker's, not free, or `addr` unknown.
+    pub fn reserve(&mut self, addr: IpAddr, port: u16) -> bool {
+        if port < PORT_MIN || port_owner(port, self.workers) != self.worker {
+            return false;
+        }
+        let Some(p) = self.pools.get_mut(&addr) else { return false };
+        if p.is_used(port) {
+            return false;
+        }
+        // Its entry in `free` stays: `alloc` skips it while it is used.
+        p.set_used(port, true);
+        p.in_use += 1;
+        true
     }
 
     /// Ports in use on `addr`.
@@ -111,6 +156,23 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_synced_connection_reserves_its_port() {
+        let l = [ip("10.0.0.200")];
+        let mut a = LocalPorts::new(1, 2);
+        a.sync(l.iter());
+        assert!(a.reserve(l[0], 1025));
+        assert!(!a.reserve(l[0], 1025), "taken");
+        assert!(!a.reserve(l[0], 1026), "worker 0's");
+        assert!(!a.reserve(ip("10.0.0.9"), 1027), "unknown address");
+        assert_eq!(a.in_use(l[0]), 1);
+        for _ in 0..10 {
+            assert_ne!(a.alloc(&l), Some((l[0], 1025)), "never handed out while reserved");
+        }
+        a.release(l[0], 1025);
+        assert_eq!(a.in_use(l[0]), 10);
     }
 
     #[test]

@@ -128,6 +128,8 @@ pub struct Worker {
     /// table of live connections costs one search per tick, not one per
     /// SYN of a flood.
     evict_miss: u32,
+    /// Connection sync events go here while a master daemon runs.
+    sync: Option<sync::SyncTap>,
 }
 
 impl Worker {
@@ -149,6 +151,7 @@ impl Worker {
             ip_id: 0,
             evict_miss: now.wrapping_sub(1),
             snap: Arc::new(Snapshot::empty()),
+            sync: None,
         };
         w.set_snapshot(snap);
         w
@@ -481,6 +484,9 @@ impl Worker {
         let now = self.now;
         let c = A::table(&mut self.tables).get_mut(idx);
         Self::rebind(snap, c);
+        if c.flags & flags::LEARN_HOP != 0 && !sync::learn_hop(snap, c, fr, dir) {
+            return Verdict::Drop(DropReason::NoNeighbour);
+        }
         let was = c.state;
         if c.dest == NO_DEST && snap.expire_nodest_conn {
             A::table(&mut self.tables).unlink(idx);
@@ -511,6 +517,10 @@ impl Worker {
             }
         }
         c.expires = now.wrapping_add(timer::secs(Self::timeout(&snap.timeouts, c.proto, c.state)));
+        let sync_due = match &self.sync {
+            Some(t) => sync::due(t, c, dir, was),
+            None => false,
+        };
         // Borrowed, not copied: a copy of an aligned connection costs a
         // realigned stack frame and four vector moves per packet.
         let c = &*c;
@@ -542,7 +552,7 @@ impl Worker {
             // DR/TUN replies bypass the director; no out key exists for them.
             (FwdMethod::Dr | FwdMethod::Tun, Dir::Out) => Err(DropReason::NoConn),
         };
-        match res {
+        let v = match res {
             Ok(port) => {
                 self.counters.fwd[c.fwd.idx()][dir as usize] += 1;
                 if c.dest != NO_DEST {
@@ -558,7 +568,11 @@ impl Worker {
                 Verdict::Tx { port }
             }
             Err(r) => Verdict::Drop(r),
+        };
+        if sync_due {
+            self.sync_emit::<A>(idx);
         }
+        v
     }
 
     /// Step 5: a packet with no connection.
@@ -656,6 +670,7 @@ impl Worker {
             state: TcpState::None as u8,
             fwd: dest.fwd,
             flags: cflags,
+            sync_left: sync::arm(&self.sync),
         };
         let idx = match A::table(&mut self.tables).insert(c) {
             Ok(i) => i,
@@ -763,6 +778,7 @@ impl Worker {
             state: 0,
             fwd: d.fwd,
             flags: flags::TEMPLATE | flags::BOUND,
+            sync_left: 0,
         };
         let ti = A::table(&mut self.tables).insert(t)?;
         self.load[di].persist += 1;
@@ -919,6 +935,9 @@ fn release<A: Ip>(
 }
 
 mod burst;
+mod sync;
+
+pub use sync::{sync_owner, Applied, SyncPort, SyncTap};
 
 #[cfg(test)]
 mod tests;

@@ -13,21 +13,21 @@ use crate::ipvs::Proto;
 use crate::wire::tcp_flags::*;
 use crate::wire::{be16, dst_mac};
 
-const RS1_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
-const RS2_MAC: [u8; 6] = [2, 0, 0, 0, 1, 2];
-const GW_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
-const VIP: [u8; 4] = [10, 0, 0, 100];
-const LIP: [u8; 4] = [10, 0, 0, 200];
-const CIP: [u8; 4] = [192, 0, 2, 1];
-const RS1: [u8; 4] = [10, 0, 1, 1];
-const RS2: [u8; 4] = [10, 0, 1, 2];
-const SEC: u64 = 1_000_000_000;
+pub(super) const RS1_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
+pub(super) const RS2_MAC: [u8; 6] = [2, 0, 0, 0, 1, 2];
+pub(super) const GW_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
+pub(super) const VIP: [u8; 4] = [10, 0, 0, 100];
+pub(super) const LIP: [u8; 4] = [10, 0, 0, 200];
+pub(super) const CIP: [u8; 4] = [192, 0, 2, 1];
+pub(super) const RS1: [u8; 4] = [10, 0, 1, 1];
+pub(super) const RS2: [u8; 4] = [10, 0, 1, 2];
+pub(super) const SEC: u64 = 1_000_000_000;
 
-fn ip(s: &str) -> IpAddr {
+pub(super) fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn net() -> NetConf {
+pub(super) fn net() -> NetConf {
     NetConf {
         ports: vec![PortConf {
             name: "eth0".into(),
@@ -48,7 +48,7 @@ fn net() -> NetConf {
 
 /// TCP and UDP services on VIP:80 (port 53 for UDP), two real servers with
 /// weights 1 and 2, the given method and scheduler.
-fn model(fwd: FwdMethod, sched: &str) -> Model {
+pub(super) fn model(fwd: FwdMethod, sched: &str) -> Model {
     let rport = if matches!(fwd, FwdMethod::Nat | FwdMethod::FullNat) { 8080 } else { 0 };
     let svc = |proto, port| Service {
         key: ServiceKey::Addr { proto, addr: ip("10.0.0.100"), port },
@@ -64,12 +64,12 @@ fn model(fwd: FwdMethod, sched: &str) -> Model {
     Model { services: vec![svc(Proto::Tcp, 80), svc(Proto::Udp, 53)], net: net(), ..Model::default() }
 }
 
-fn worker(m: &Model) -> Worker {
+pub(super) fn worker(m: &Model) -> Worker {
     Worker::new(0, 1, Arc::new(Snapshot::build(m, None).unwrap()), SEC)
 }
 
 /// Runs frames through `w` at `now` (ns), returning verdicts and bytes.
-fn run(w: &mut Worker, now: u64, frames: &[Vec<u8>]) -> Vec<(Verdict, Vec<u8>)> {
+pub(super) fn run(w: &mut Worker, now: u64, frames: &[Vec<u8>]) -> Vec<(Verdict, Vec<u8>)> {
     let mut out = Vec::new();
     let mut b = Batch::new();
     for f in frames {
@@ -82,13 +82,13 @@ fn run(w: &mut Worker, now: u64, frames: &[Vec<u8>]) -> Vec<(Verdict, Vec<u8>)> 
     out
 }
 
-fn one(w: &mut Worker, now: u64, f: Vec<u8>) -> (Verdict, Vec<u8>) {
+pub(super) fn one(w: &mut Worker, now: u64, f: Vec<u8>) -> (Verdict, Vec<u8>) {
     run(w, now, &[f]).pop().unwrap()
 }
 
-const TX: Verdict = Verdict::Tx { port: 0 };
+pub(super) const TX: Verdict = Verdict::Tx { port: 0 };
 
-fn addr4(f: &[u8], off: usize) -> [u8; 4] {
+pub(super) fn addr4(f: &[u8], off: usize) -> [u8; 4] {
     [f[off], f[off + 1], f[off + 2], f[off + 3]]
 }
 
@@ -471,14 +471,14 @@ fn shard_hash_is_stable() {
     assert_eq!(shard_hash(&[192, 0, 2, 1]), 1_291_677_996);
 }
 
-fn persistent(fwd: FwdMethod, timeout: u32, netmask: u8) -> Model {
+pub(super) fn persistent(fwd: FwdMethod, timeout: u32, netmask: u8) -> Model {
     let mut m = model(fwd, "rr");
     m.services[0].persistence = Some(Persistence { timeout, netmask });
     m
 }
 
 /// The real server a connection went to (destination MAC).
-fn rs_of(out: &[u8]) -> [u8; 6] {
+pub(super) fn rs_of(out: &[u8]) -> [u8; 6] {
     dst_mac(out)
 }
 
