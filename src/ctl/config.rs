@@ -174,6 +174,8 @@ pub struct Config {
     pub health: HealthPlan,
     /// What `xvs run` serves besides forwarding (`[global]`).
     pub daemon: DaemonConf,
+    /// Connection sync (`[sync]`, `src/sync/conf.rs`).
+    pub sync: crate::sync::conf::SyncConf,
 }
 
 /// Where `xvs run` listens for operators: the control socket of `xvsadm`
@@ -270,7 +272,8 @@ pub fn load_config_str(text: &str, origin: &str) -> Result<Config, ConfigError> 
     }
     let health = doc.health(&model)?;
     let daemon = doc.daemon()?;
-    Ok(Config { model, health, daemon })
+    let sync = doc.sync()?;
+    Ok(Config { model, health, daemon, sync })
 }
 
 /// Whether `text` is ipvsadm-save rules rather than TOML: its first line
@@ -295,7 +298,7 @@ pub fn load_rules_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
         origin: origin.to_string(),
         source,
     })?;
-    Ok(Config { model, health: HealthPlan::default(), daemon: DaemonConf::default() })
+    Ok(Config { model, health: HealthPlan::default(), daemon: DaemonConf::default(), sync: Default::default() })
 }
 
 // ---------------------------------------------------------------------------
@@ -315,6 +318,7 @@ struct RawConfig {
     group: Vec<RawGroup>,
     #[serde(default)]
     service: Vec<RawService>,
+    sync: Option<crate::sync::conf::RawSync>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -587,6 +591,22 @@ impl<'i> Doc<'i> {
             d.metrics = parse_metrics(m).map_err(|why| self.invalid(Bad { path, why }))?;
         }
         Ok(d)
+    }
+
+    /// Connection sync (`[sync]`); a bad field is named under `sync`.
+    fn sync(&self) -> Result<crate::sync::conf::SyncConf, ConfigError> {
+        let Some(raw) = &self.raw.sync else { return Ok(Default::default()) };
+        crate::sync::conf::build(raw).map_err(|(field, why)| {
+            // `master.syncid`, `peers[1]` → field path segments.
+            let mut path = root("sync");
+            for part in field.split('.') {
+                match part.split_once('[') {
+                    Some((k, i)) => path = path.key(k).idx(i.trim_end_matches(']').parse().unwrap_or(0)),
+                    None => path = path.key(part),
+                }
+            }
+            self.invalid(Bad { path, why })
+        })
     }
 
     /// Step 4: the health checks of `model` (built from this document, so

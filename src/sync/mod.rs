@@ -14,6 +14,9 @@
 //! lands in the table) is `worker::sync`.
 
 pub mod auth;
+pub mod conf;
 pub mod conn;
+pub mod daemon;
 pub mod link;
+pub mod net;
 pub mod wire;

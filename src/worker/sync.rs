@@ -434,6 +434,11 @@ impl SyncPort {
         SyncPort { link, gen: 0, walk: None }
     }
 
+    /// The generation of the parameters the worker runs with.
+    pub fn params_seen(&self) -> u64 {
+        self.gen
+    }
+
     /// Once per loop, between bursts: new parameters, received
     /// connections, a walk's next slice. Allocates nothing.
     #[inline]
