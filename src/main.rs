@@ -15,6 +15,7 @@ use xvs::daemon::{control, stats};
 use xvs::daemon::signals;
 use xvs::io::pcap;
 use xvs::io::xdp::PollMode;
+use xvs::sync::daemon::SyncService;
 use xvs::worker::Worker;
 
 const LONG_ABOUT: &str = "\
@@ -304,6 +305,17 @@ fn run_director(
             return ExitCode::from(2);
         }
     };
+    // Connection sync (docs/ha.md): its thread, joined to every worker.
+    let sync_conf = conf.sync.clone();
+    let sync = match start_sync(&d, sync_conf.clone()) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("xvs run: [sync]: {e}");
+            health.stop();
+            running.stop();
+            return ExitCode::from(2);
+        }
+    };
     let snap = d.snapshot();
     let modes: Vec<String> = interfaces
         .iter()
@@ -333,7 +345,7 @@ fn run_director(
         }
         Ok(c)
     });
-    let ops = match Operator::start(&d, &health, &config, reloader, listen, conf.daemon) {
+    let ops = match Operator::start(&d, &health, &config, reloader, listen, conf.daemon, (sync.clone(), sync_conf)) {
         Ok(o) => o,
         Err(e) => {
             log::error!("{e}");
@@ -355,6 +367,10 @@ fn run_director(
     }
     log::info!("stopping");
     drop(ops);
+    // The sync thread waits on the workers' walks: it stops before them.
+    if let Ok(s) = Arc::try_unwrap(sync) {
+        s.stop();
+    }
     health.stop();
     let health = health.report();
     let reports = running.stop();
@@ -443,13 +459,15 @@ impl Operator {
         reloader: control::Reloader,
         listen: Listen,
         conf: config::DaemonConf,
+        sync: (Arc<SyncService>, xvs::sync::conf::SyncConf),
     ) -> Result<Operator, String> {
         let hub = Arc::new(stats::StatsHub::new(d.clone()));
         let stats_thread = hub.spawn().map_err(|e| format!("starting the statistics thread: {e}"))?;
         let handler = Arc::new(
             control::DaemonHandler::new(d.clone(), hub.clone(), config, reloader)
                 .with_health(health.clone())
-                .with_checker(Box::new(run::check_model)),
+                .with_checker(Box::new(run::check_model))
+                .with_sync(sync.0, sync.1),
         );
         let socket = listen.socket.unwrap_or(conf.control_socket);
         let server = handler.clone().serve(&socket).map_err(|e| e.to_string())?;
@@ -469,6 +487,19 @@ impl Operator {
         );
         Ok(Operator { handler, _server: server, _metrics: metrics, _stats: stats_thread })
     }
+}
+
+/// Starts connection sync for the running director's workers.
+fn start_sync(d: &Arc<xvs::daemon::Director>, conf: xvs::sync::conf::SyncConf) -> Result<SyncService, String> {
+    let links = (0..).map_while(|i| d.report_slot(i)).map(|s| s.sync.clone()).collect();
+    let d2 = d.clone();
+    let s = SyncService::start(links, Box::new(move || d2.snapshot()), conf.clone())?;
+    for (role, dc) in [("master", &conf.master), ("backup", &conf.backup)] {
+        if let Some(dc) = dc {
+            log::info!("sync: {role} daemon on {} (syncid {})", dc.interface, dc.syncid);
+        }
+    }
+    Ok(s)
 }
 
 fn check_config(path: PathBuf) -> ExitCode {

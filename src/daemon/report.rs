@@ -93,6 +93,8 @@ pub struct ReportSlot {
     cur: ArcSwap<WorkerReport>,
     /// Connection listings asked of this worker.
     pub probe: ConnProbe,
+    /// Connection sync's queues to and from this worker (`src/sync/link.rs`).
+    pub sync: Arc<crate::sync::link::Link>,
 }
 
 impl ReportSlot {

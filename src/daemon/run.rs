@@ -433,6 +433,7 @@ fn worker_main(mut ctx: WorkerCtx) {
     let Some(slot) = ctx.director.report_slot(ctx.id as usize) else {
         return;
     };
+    let mut sync = crate::worker::SyncPort::new(slot.sync.clone());
     let mut reporter = Reporter::new(slot);
     let mut worker = Worker::new(ctx.id, ctx.workers, published.load(), clock_ns());
     let mut gen = worker.snapshot().generation;
@@ -499,6 +500,9 @@ fn worker_main(mut ctx: WorkerCtx) {
             next_report = now + report_ns;
         }
         reporter.serve_probe(&worker, now);
+        // Connection sync: new parameters, received connections, walks.
+        worker.set_clock(now);
+        sync.serve(&mut worker);
         if handled > 0 {
             busy_since = Some(now);
         }

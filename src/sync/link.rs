@@ -22,9 +22,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Events a worker's queue holds.
-pub const EVENTS: usize = 8192;
+pub const EVENTS: usize = 4096;
 /// Received connections a worker's inbox holds.
-pub const INBOX: usize = 8192;
+pub const INBOX: usize = 4096;
 /// Received connections a worker applies per loop at most.
 pub const INBOX_PER_LOOP: usize = 256;
 /// Entries a walk carries per hand-back.
