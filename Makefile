@@ -10,8 +10,9 @@ CARGO ?= cargo
 #   clang llvm libelf-dev zlib1g-dev pkg-config m4 libpcap-dev: XDP program
 #     and libxdp/libbpf (AF_XDP driver)
 #   tshark: golden tests dissect every output frame with checksum validation
+#   keepalived: VRRP between two directors (tests/e2e_ha.rs, configs/keepalived/)
 #   iproute2 iputils-ping nftables ethtool curl python3 openssl: namespace labs (openssl makes the HTTPS check's test certificate)
-APT_PKGS := clang llvm libelf-dev zlib1g-dev pkg-config m4 libpcap-dev \
+APT_PKGS := clang llvm libelf-dev zlib1g-dev pkg-config m4 libpcap-dev keepalived \
             tshark iproute2 iputils-ping nftables ethtool curl python3 openssl ca-certificates
 
 .PHONY: all deps build test demo bench bench-quick microbench linerate clean

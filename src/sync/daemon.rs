@@ -125,7 +125,8 @@ struct Status {
     since: Option<Instant>,
     /// A peer answered a pull (then the timeout does not make us in sync).
     answered: bool,
-    /// Peers heard: (address, bulk port, when).
+    /// Peers heard since the start, never forgotten: (address, bulk port,
+    /// when last).
     heard: Vec<(IpAddr, u16, Instant)>,
     last_error: Option<String>,
 }
@@ -365,10 +366,18 @@ impl SyncService {
         match open(&conf) {
             Ok(s) => {
                 let started = (old.master.is_none() && old.backup.is_none()) && (conf.master.is_some() || conf.backup.is_some());
+                // A node that becomes a backup pulls the table again: it may
+                // have missed what its peer did meanwhile (a link down).
+                let backup = old.backup.is_none() && conf.backup.is_some();
                 {
                     let mut st = lock(&self.shared.status);
-                    if started {
+                    if started || backup {
                         st.since = Some(Instant::now());
+                        st.answered = false;
+                    }
+                    if backup {
+                        st.in_sync = false;
+                        st.note = "pulling the table from a peer".into();
                     }
                     if conf.master.is_none() && conf.backup.is_none() {
                         st.since = None;
@@ -709,11 +718,11 @@ impl Runner {
         for l in &self.sh.links {
             l.set_params(p);
         }
+        // With no daemon the node is not in sync ([`SyncService::in_sync`]),
+        // but it keeps what it pulled: a role switch (stop one daemon,
+        // start the other) does not pull again unless a backup starts.
         let mut st = lock(&self.sh.status);
-        if self.master.is_none() && self.backup.is_none() {
-            st.in_sync = false;
-            st.note = "no sync daemon runs".into();
-        } else if !st.in_sync {
+        if (self.master.is_some() || self.backup.is_some()) && !st.in_sync {
             st.note = "pulling the table from a peer".into();
         }
     }
@@ -985,8 +994,11 @@ impl Runner {
         heard.sort_by_key(|h| std::cmp::Reverse(h.2));
         cands.extend(heard.iter().map(|(a, p, _)| SocketAddr::new(*a, *p)));
         cands.retain(|c| !self.myself.contains(c));
-        let timed_out = st.since.is_some_and(|t| t.elapsed() >= self.conf.pull_timeout);
-        if cands.is_empty() || (timed_out && !st.answered) {
+        // Nothing to pull only when no peer ever answered or said hello:
+        // a node that heard a peer keeps trying (after a link down it must
+        // not take over with a stale table).
+        let timed_out = st.since.is_some_and(|t| t.elapsed() >= self.conf.pull_timeout) && st.heard.is_empty() && !st.answered;
+        if cands.is_empty() || timed_out {
             if timed_out {
                 st.in_sync = true;
                 st.note = format!("no peer answered within {:?}: nothing to pull", self.conf.pull_timeout);
