@@ -167,7 +167,7 @@ impl Ha {
             Mode::FullNat => format!("        {}/32 dev d1\n", a(n, 1, 200)),
             Mode::Dr => String::new(),
         };
-        let nt = |role: &str| format!("/usr/bin/env XVSADM={xvsadm} {} {role} d0 1 {}", notify.display(), sock.display());
+        let nt = |role: &str| format!("/usr/bin/env XVSADM={xvsadm} {} {role} d0 1 {} {}", notify.display(), self.vip(), sock.display());
         let conf = format!(
             r#"global_defs {{
     router_id xvs-lab-d{k}
@@ -658,7 +658,17 @@ fn failover_and_back(test: &str, net: u8, mode: Mode, failure: Failure) {
     let after_fail = seen.udp.iter().filter(|(t, n)| *t > t_fail + vrrp + Duration::from_millis(300) && *t < t_back && n.is_some()).count();
     let after_back = seen.udp.iter().filter(|(t, n)| *t > t_back + back + Duration::from_millis(500) && n.is_some()).count();
     assert!(after_fail > 5 && after_back > 5, "{mode:?}/{failure:?}: the UDP flow carries on ({after_fail} after the failover, {after_back} after the failback)");
-    assert!(answered.iter().all(|n| *n == answered[0]), "{mode:?}/{failure:?}: the UDP flow stays on one real server: {answered:?}");
+    let when: Vec<String> = seen.udp.iter().map(|(t, n)| format!("{:?}:{}", t.saturating_duration_since(t_fail), n.as_deref().unwrap_or("-"))).collect();
+    assert!(
+        answered.iter().all(|n| *n == answered[0]),
+        "{mode:?}/{failure:?}: the UDP flow stays on one real server: {when:?} (failback at {:?})\n---- sync d1\n{}\n---- sync d2\n{}\n---- -L -c d2\n{}",
+        t_back.saturating_duration_since(t_fail),
+        ha.xvsadm(0, &["--sync-status"]).1,
+        ha.xvsadm(1, &["--sync-status"]).1,
+        ha.xvsadm(1, &["-L", "-n", "-c"]).1.lines().filter(|l| l.starts_with("UDP")).collect::<Vec<_>>().join("\n")
+            + "\n---- xvs d2\n"
+            + &ha.lab.log(ha.xvs[1])
+    );
     if failure == Failure::Kill {
         assert!(status.contains("pulled"), "director 1 pulled the table when it came back: {status}");
     }

@@ -2,37 +2,48 @@
 # keepalived notify script for xvs: switches the connection sync daemons
 # with xvsadm when VRRP moves this director between MASTER and BACKUP.
 #
-#   notify_master "/etc/keepalived/xvs-notify.sh master IFACE SYNCID"
-#   notify_backup "/etc/keepalived/xvs-notify.sh backup IFACE SYNCID"
-#   notify_fault  "/etc/keepalived/xvs-notify.sh fault  IFACE SYNCID"
+#   notify_master "/etc/keepalived/xvs-notify.sh master IFACE SYNCID VIP"
+#   notify_backup "/etc/keepalived/xvs-notify.sh backup IFACE SYNCID VIP"
+#   notify_fault  "/etc/keepalived/xvs-notify.sh fault  IFACE SYNCID VIP"
 #
 # IFACE is the interface the sync messages use (ipvsadm's
-# --mcast-interface), SYNCID the cluster's sync id. A fourth argument names
-# xvs's control socket when it is not the default (/run/xvs/xvs.sock).
-# XVSADM overrides the xvsadm binary (default: xvsadm on PATH).
+# --mcast-interface) and the one the VIP is on; SYNCID the cluster's sync
+# id; VIP one of the instance's virtual addresses ("-": none). A fifth
+# argument names xvs's control socket when it is not the default
+# (/run/xvs/xvs.sock); XVSADM overrides the xvsadm binary (default: xvsadm
+# on PATH).
 #
 # A master sends its connections; a backup (and a faulty node, which will
 # be a backup when it comes back) takes them, and pulls the whole table
-# from its peer when it starts. Errors such as "No master sync daemon is
-# running" are expected and harmless; the script always succeeds so that
-# keepalived's state change is never held up.
+# from its peer when it starts.
+#
+# keepalived starts each notify script on its own, so the scripts of two
+# transitions close together (BACKUP -> MASTER -> BACKUP while priorities
+# settle at start-up) run at the same time, in no particular order. So the
+# script takes a lock and then looks at the VIP: keepalived adds it before
+# notify_master and removes it before notify_backup, so whichever script
+# runs last sets the roles for the state keepalived is in now.
 
 role=$1
 iface=${2:-eth0}
 syncid=${3:-1}
-[ -n "$4" ] && export XVS_SOCKET="$4"
+vip=${4:--}
+[ -n "$5" ] && export XVS_SOCKET="$5"
 xvsadm=${XVSADM:-xvsadm}
 
-# keepalived starts each notify script on its own: two transitions close
-# together (BACKUP -> MASTER -> BACKUP at start-up) would run two scripts
-# at once, and their stop/start pairs could interleave and leave both
-# daemons running. One lock per xvs daemon (per control socket) keeps them
-# in the order keepalived started them.
 lockdir=/run/lock
 [ -d "$lockdir" ] && [ -w "$lockdir" ] || lockdir=/tmp
 lock="$lockdir/xvs-notify$(printf '%s' "${XVS_SOCKET:-default}" | tr -c 'A-Za-z0-9' '_').lock"
 exec 9>"$lock"
 command -v flock >/dev/null 2>&1 && flock -w 10 9
+
+if [ "$vip" != "-" ]; then
+	if ip -o addr show dev "$iface" 2>/dev/null | grep -q " $vip/"; then
+		role=master
+	else
+		role=backup
+	fi
+fi
 
 case "$role" in
 master)

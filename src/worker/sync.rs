@@ -468,7 +468,10 @@ impl SyncPort {
             match w.sync_apply(&sc) {
                 Ok(Applied::Added) => LinkStats::bump(&s.added),
                 Ok(Applied::Updated) => LinkStats::bump(&s.updated),
-                Err(r) => LinkStats::bump(&s.refused[r as usize]),
+                Err(r) => {
+                    LinkStats::bump(&s.refused[r as usize]);
+                    log::debug!("sync: refused ({}) {sc:?}", r.name());
+                }
             }
         }
     }
