@@ -12,8 +12,11 @@ CARGO ?= cargo
 #   tshark: golden tests dissect every output frame with checksum validation
 #   keepalived: VRRP between two directors (tests/e2e_ha.rs, configs/keepalived/)
 #   iproute2 iputils-ping nftables ethtool curl python3 openssl: namespace labs (openssl makes the HTTPS check's test certificate)
+#   chromium chromium-driver: the monitor's end-to-end test drives a real
+#     headless browser (tests/e2e_monitor.rs, tests/browser/)
 APT_PKGS := clang llvm libelf-dev zlib1g-dev pkg-config m4 libpcap-dev keepalived \
-            tshark iproute2 iputils-ping nftables ethtool curl python3 openssl ca-certificates
+            tshark iproute2 iputils-ping nftables ethtool curl python3 openssl ca-certificates \
+            chromium chromium-driver
 
 .PHONY: all deps build test demo bench bench-quick microbench linerate clean
 

@@ -131,7 +131,15 @@ enum Cmd {
         /// (default: [global] metrics, else 127.0.0.1:9477).
         #[arg(long, value_name = "ADDR:PORT|off", value_parser = parse_metrics_arg)]
         metrics: Option<Metrics>,
+        /// Where the HTTPS monitor listens, `ADDR:PORT` or `off` (default:
+        /// [monitor] listen, else 127.0.0.1:9443 when [monitor] is
+        /// configured; docs/monitor.md).
+        #[arg(long, value_name = "ADDR:PORT|off", value_parser = parse_monitor_arg)]
+        monitor: Option<Metrics>,
     },
+    /// Print an argon2 hash of a password for [[monitor.user]]
+    /// password_hash (read from the terminal, or a line of standard input).
+    Passwd,
     /// Replay a capture through the worker and write what it transmits.
     #[command(long_about = REPLAY_ABOUT)]
     Replay {
@@ -165,22 +173,28 @@ fn parse_metrics_arg(s: &str) -> Result<Metrics, String> {
     config::parse_metrics(s).map(Metrics)
 }
 
+fn parse_monitor_arg(s: &str) -> Result<Metrics, String> {
+    xvs::monitor::conf::parse_listen(s).map(Metrics)
+}
+
 /// Where `xvs run` listens besides the data path (command line over config).
 struct Listen {
     socket: Option<PathBuf>,
     metrics: Option<Metrics>,
+    monitor: Option<Metrics>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Run { config, interfaces, workers, poll, cores, counters, socket, metrics } => {
+        Cmd::Run { config, interfaces, workers, poll, cores, counters, socket, metrics, monitor } => {
             let poll = match poll {
                 Poll::Adaptive => PollMode::default(),
                 Poll::Busy => PollMode::Busy,
             };
-            run_director(config, interfaces, workers, poll, cores, counters, Listen { socket, metrics })
+            run_director(config, interfaces, workers, poll, cores, counters, Listen { socket, metrics, monitor })
         }
+        Cmd::Passwd => passwd(),
         Cmd::Replay { config, input, output, counters } => replay(config, input, output, counters),
         Cmd::CheckConfig { config } => check_config(config),
     }
@@ -272,6 +286,10 @@ fn run_director(
             return ExitCode::from(2);
         }
     };
+    if matches!(listen.monitor, Some(Metrics(Some(_)))) && conf.daemon.monitor.as_ref().map_or(true, |m| m.users.is_empty()) {
+        eprintln!("xvs: --monitor: {} has no [[monitor.user]]: nobody could log in (docs/monitor.md)", config.display());
+        return ExitCode::from(2);
+    }
     if let Err(e) = signals::install() {
         eprintln!("xvs: installing signal handlers: {e}");
         return ExitCode::from(1);
@@ -341,7 +359,7 @@ fn run_director(
             log::warn!("reload: the interface list changed ({ifaces:?}); interfaces change only with a restart");
         }
         if c.daemon != started_conf {
-            log::warn!("reload: control_socket and metrics change only with a restart");
+            log::warn!("reload: control_socket, metrics and [monitor] change only with a restart");
         }
         Ok(c)
     });
@@ -373,7 +391,7 @@ fn run_director(
     }
     health.stop();
     let health = health.report();
-    let reports = running.stop();
+    let (reports, kernel) = running.stop();
     let mut total = xvs::stats::WorkerCounters::default();
     for r in &reports {
         total.merge(&r.counters);
@@ -382,6 +400,7 @@ fn run_director(
         for (k, v) in total.pairs() {
             println!("{k}={v}");
         }
+        println!("kernel_sent={}\nkernel_errors={}\nkernel_partial_csum={}", kernel.sent, kernel.errors, kernel.partial_csum);
         for (k, v) in health.totals.pairs() {
             println!("{k}={v}");
         }
@@ -406,6 +425,10 @@ fn run_director(
     } else {
         println!("xvs run: stopped; counters of {} worker(s):", reports.len());
         print!("{}", total.render());
+        println!(
+            "kernel path: {} sent, {} write errors, {} with a partial checksum",
+            kernel.sent, kernel.errors, kernel.partial_csum
+        );
         println!("real servers:");
         for t in d.dest_totals() {
             println!(
@@ -448,6 +471,8 @@ struct Operator {
     handler: Arc<control::DaemonHandler>,
     _server: xvs::ctl::control::Server,
     _metrics: Option<xvs::stats::prom::Endpoint>,
+    /// Before `_stats`: the monitor reads the hub.
+    _monitor: Option<xvs::monitor::Monitor>,
     _stats: stats::StatsThread,
 }
 
@@ -485,7 +510,85 @@ impl Operator {
             socket.display(),
             metrics.as_ref().map_or("off".to_string(), |m| format!("on http://{}/metrics", m.addr))
         );
-        Ok(Operator { handler, _server: server, _metrics: metrics, _stats: stats_thread })
+        let ctx = xvs::monitor::Ctx { director: d.clone(), hub, handler: handler.clone(), health: Some(health.clone()) };
+        let monitor = start_monitor(conf.monitor, listen.monitor, ctx)?;
+        Ok(Operator { handler, _server: server, _metrics: metrics, _monitor: monitor, _stats: stats_thread })
+    }
+}
+
+/// Starts the monitor when `[monitor]` or `--monitor` asks for it.
+fn start_monitor(
+    conf: Option<xvs::monitor::MonitorConf>,
+    flag: Option<Metrics>,
+    ctx: xvs::monitor::Ctx,
+) -> Result<Option<xvs::monitor::Monitor>, String> {
+    let conf = match (conf, flag) {
+        (_, Some(Metrics(None))) | (None, None) => return Ok(None),
+        (Some(c), None) => c,
+        (c, Some(Metrics(Some(addr)))) => {
+            xvs::monitor::MonitorConf { listen: Some(addr), ..c.unwrap_or_default() }
+        }
+    };
+    if conf.listen.is_none() {
+        return Ok(None);
+    }
+    let m = xvs::monitor::Monitor::start(&conf, ctx)?;
+    log::info!(
+        "monitor on https://{} ({} user(s)); certificate {}{}, SHA-256 fingerprint {}",
+        m.addr,
+        conf.users.len(),
+        m.cert_path.display(),
+        if m.generated { " (self-signed, made now)" } else { "" },
+        m.fingerprint
+    );
+    Ok(Some(m))
+}
+
+/// `xvs passwd`: a password from the terminal (asked twice, not echoed)
+/// or one line of standard input, hashed.
+fn passwd() -> ExitCode {
+    use std::io::{BufRead, IsTerminal};
+    let read_line = || {
+        let mut s = String::new();
+        std::io::stdin().lock().read_line(&mut s).map(|_| s.trim_end_matches(['\n', '\r']).to_string())
+    };
+    let pw = if std::io::stdin().is_terminal() {
+        let ask = |prompt: &str| -> std::io::Result<String> {
+            eprint!("{prompt}");
+            let _echo = xvs::monitor::auth::NoEcho::new();
+            let r = read_line();
+            eprintln!();
+            r
+        };
+        match (ask("Password: "), ask("Again: ")) {
+            (Ok(a), Ok(b)) if a == b => a,
+            (Ok(_), Ok(_)) => {
+                eprintln!("xvs passwd: the passwords differ");
+                return ExitCode::from(1);
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("xvs passwd: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        match read_line() {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("xvs passwd: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    };
+    match xvs::monitor::auth::hash_password(&pw) {
+        Ok(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("xvs passwd: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

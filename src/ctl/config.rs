@@ -187,6 +187,8 @@ pub struct DaemonConf {
     pub control_socket: std::path::PathBuf,
     /// Where the metrics endpoint listens; `None`: `"off"`.
     pub metrics: Option<std::net::SocketAddr>,
+    /// The monitor (`[monitor]`; `None` without the table).
+    pub monitor: Option<crate::monitor::MonitorConf>,
 }
 
 /// The metrics endpoint unless the config says otherwise: localhost only,
@@ -198,6 +200,7 @@ impl Default for DaemonConf {
         DaemonConf {
             control_socket: crate::ctl::control::DEFAULT_SOCKET.into(),
             metrics: DEFAULT_METRICS.parse().ok(),
+            monitor: None,
         }
     }
 }
@@ -318,6 +321,7 @@ struct RawConfig {
     group: Vec<RawGroup>,
     #[serde(default)]
     service: Vec<RawService>,
+    monitor: Option<crate::monitor::conf::RawMonitor>,
     sync: Option<crate::sync::conf::RawSync>,
 }
 
@@ -571,24 +575,36 @@ impl<'i> Doc<'i> {
         Ok(m)
     }
 
-    /// The daemon's listeners (`[global] control_socket`, `metrics`).
+    /// The daemon's listeners (`[global] control_socket`, `metrics`,
+    /// `[monitor]`).
     fn daemon(&self) -> Result<DaemonConf, ConfigError> {
         let mut d = DaemonConf::default();
-        let Some(g) = &self.raw.global else { return Ok(d) };
-        if let Some(p) = &g.control_socket {
-            let path = root("global").key("control_socket");
-            // sun_path holds 107 bytes and a NUL.
-            if !p.starts_with('/') || p.ends_with('/') || p.len() > 107 || p.contains('\0') {
-                return Err(self.invalid(Bad {
-                    path,
-                    why: format!("'{p}' is not an absolute socket path of at most 107 bytes"),
-                }));
+        if let Some(g) = &self.raw.global {
+            if let Some(p) = &g.control_socket {
+                let path = root("global").key("control_socket");
+                // sun_path holds 107 bytes and a NUL.
+                if !p.starts_with('/') || p.ends_with('/') || p.len() > 107 || p.contains('\0') {
+                    return Err(self.invalid(Bad {
+                        path,
+                        why: format!("'{p}' is not an absolute socket path of at most 107 bytes"),
+                    }));
+                }
+                d.control_socket = p.into();
             }
-            d.control_socket = p.into();
+            if let Some(m) = &g.metrics {
+                let path = root("global").key("metrics");
+                d.metrics = parse_metrics(m).map_err(|why| self.invalid(Bad { path, why }))?;
+            }
         }
-        if let Some(m) = &g.metrics {
-            let path = root("global").key("metrics");
-            d.metrics = parse_metrics(m).map_err(|why| self.invalid(Bad { path, why }))?;
+        if let Some(m) = &self.raw.monitor {
+            use crate::monitor::conf::PathSeg;
+            d.monitor = Some(m.build().map_err(|(segs, why)| {
+                let path = segs.iter().fold(root("monitor"), |p, s| match s {
+                    PathSeg::Key(k) => p.key(k),
+                    PathSeg::Idx(i) => p.idx(*i),
+                });
+                self.invalid(Bad { path, why })
+            })?);
         }
         Ok(d)
     }
