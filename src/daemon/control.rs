@@ -132,6 +132,11 @@ impl DaemonHandler {
         self
     }
 
+    /// The sync service, when this daemon runs one (the monitor shows it).
+    pub fn sync(&self) -> Option<&Arc<SyncService>> {
+        self.sync.as_ref().map(|(s, _)| s)
+    }
+
     /// A sync daemon command.
     fn sync_command(&self, cmd: &Command) -> Response {
         let Some((sync, _)) = &self.sync else {

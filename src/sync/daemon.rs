@@ -290,6 +290,39 @@ impl Shared {
     }
 }
 
+/// What [`SyncService::view`] shows.
+#[derive(Clone, Debug, Default, serde::Serialize, PartialEq)]
+pub struct SyncView {
+    /// `master`, `backup`, both (active-active) or none.
+    pub roles: Vec<&'static str>,
+    /// `-L --daemon`'s lines.
+    pub daemons: Vec<String>,
+    /// What `--sync-status` says with its exit code.
+    pub in_sync: bool,
+    /// Why (or why not).
+    pub note: String,
+    /// Peers heard since the start.
+    pub peers: Vec<PeerView>,
+    /// Connections sent and received in sync messages.
+    pub sent: u64,
+    pub received: u64,
+    /// Events the workers' full queues dropped.
+    pub events_dropped: u64,
+    /// Received records the workers refused.
+    pub refused: u64,
+    /// Messages and records ignored (malformed, unauthenticated, replayed,
+    /// skewed, unsupported, inbox full).
+    pub ignored: u64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize, PartialEq)]
+pub struct PeerView {
+    pub addr: String,
+    /// Since it was last heard.
+    pub heard_ms: u64,
+}
+
 /// The sync service of a running director. See the module docs.
 pub struct SyncService {
     shared: Arc<Shared>,
@@ -525,6 +558,40 @@ impl SyncService {
             get(&s.refreshes)
         ));
         o
+    }
+
+    /// Where this node stands, for the monitor's page (what `--sync-status`
+    /// prints, as data).
+    pub fn view(&self) -> SyncView {
+        let c = self.conf();
+        let st = lock(&self.shared.status).clone();
+        let s = &self.shared.stats;
+        let running = c.master.is_some() || c.backup.is_some();
+        let mut roles = Vec::new();
+        if c.master.is_some() {
+            roles.push("master");
+        }
+        if c.backup.is_some() {
+            roles.push("backup");
+        }
+        let refused: u64 =
+            self.shared.links.iter().map(|l| l.stats.refused.iter().map(get).sum::<u64>()).sum::<u64>();
+        let ignored = s.decode_errors.iter().map(get).sum::<u64>()
+            + s.record_errors.iter().map(get).sum::<u64>()
+            + [&s.unsupported, &s.auth_failed, &s.replayed, &s.skewed, &s.inbox_full].into_iter().map(get).sum::<u64>();
+        SyncView {
+            roles,
+            daemons: self.list().lines().map(str::to_string).collect(),
+            in_sync: running && st.in_sync,
+            note: if running { st.note } else { "no sync daemon runs".into() },
+            peers: st.heard.iter().map(|(a, _, t)| PeerView { addr: a.to_string(), heard_ms: t.elapsed().as_millis() as u64 }).collect(),
+            sent: get(&s.records_sent),
+            received: get(&s.records_received),
+            events_dropped: self.shared.links.iter().map(|l| l.events_dropped()).sum(),
+            refused,
+            ignored,
+            last_error: st.last_error,
+        }
     }
 
     /// The counters (tests, metrics).
