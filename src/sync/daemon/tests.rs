@@ -306,3 +306,30 @@ fn a_bad_interface_or_key_is_refused_and_changes_nothing() {
     a.start_daemon(Role::Master, daemon(p, 1)).unwrap();
     assert!(a.conf().master.is_some());
 }
+
+#[test]
+fn active_active_each_node_is_master_of_its_syncid_and_backup_of_the_other() {
+    // A: master of sync id 1, backup of 2; B the other way round. Each
+    // daemon pair has its own port, so unicast over loopback reaches the
+    // right backup.
+    let (p1, [p2, bulk_a, bulk_b]) = ports();
+    let (a, wa) = node(SyncConf { master: Some(daemon(p1, 1)), backup: Some(daemon(p2, 2)), ..base(true, bulk_a) });
+    let (b, wb) = node(SyncConf { master: Some(daemon(p2, 2)), backup: Some(daemon(p1, 1)), ..base(true, bulk_b) });
+    wait("both in sync", 10, || a.in_sync() && b.in_sync());
+    wa.connect(1000, 20);
+    wb.connect(5000, 30);
+    wait("each node holding both tables", 10, || wa.conns() == 50 && wb.conns() == 50);
+    // (A backup's maxlen is what lo's MTU allows, as IPVS computes it.)
+    assert_eq!(
+        a.list(),
+        format!(
+            "master sync daemon (mcast=lo, syncid=1, maxlen=1472, group=224.0.0.81, port={p1}, ttl=1)\nbackup sync daemon (mcast=lo, syncid=2, maxlen=65507, group=224.0.0.81, port={p2}, ttl=1)\n"
+        )
+    );
+    // Each backup took only the other's sync id; nothing was refused.
+    for (n, s) in [("A", &a), ("B", &b)] {
+        assert!(get(&s.stats().msgs_sent) > 0 && get(&s.stats().msgs_received) > 0, "{n}: {}", s.status_text());
+        assert_eq!(s.view().refused, 0, "{n}: {}", s.status_text());
+        assert_eq!(s.view().roles, vec!["master", "backup"], "{n}");
+    }
+}
