@@ -47,6 +47,7 @@ fn conn(fs: &FlowSet, id: u32) -> Conn<Ipv4Addr> {
         fwd: FwdMethod::Nat,
         flags: 0,
         sync_left: 0,
+        in_pkts: 1,
     }
 }
 

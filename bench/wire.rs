@@ -84,6 +84,7 @@ fn conn(mode: FwdMethod) -> Conn<Ipv4Addr> {
         fwd: mode,
         flags: 0,
         sync_left: 0,
+        in_pkts: 1,
     }
 }
 

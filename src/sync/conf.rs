@@ -144,9 +144,9 @@ pub struct SyncConf {
     /// Largest difference between a signed message's clock and ours.
     pub max_skew: Duration,
     /// IPVS `sync_threshold`.
-    pub threshold: u16,
+    pub threshold: u8,
     /// IPVS `sync_period` (0: once, at the threshold).
-    pub period: u16,
+    pub period: u8,
     /// IPVS `sync_refresh_period`: connections with traffic are synced
     /// again at least this often (0: off).
     pub refresh_period: Duration,
@@ -289,8 +289,8 @@ pub fn build(raw: &RawSync) -> Result<SyncConf, Bad> {
         Ok(int(v, f, lo, hi)?.map_or(d, |s| Duration::from_millis(s as u64)))
     };
     c.max_skew = secs(raw.max_skew, "max_skew", 1, 86400, c.max_skew)?;
-    c.period = int(raw.period, "period", 0, 65535)?.map_or(c.period, |v| v as u16);
-    c.threshold = int(raw.threshold, "threshold", 0, 65535)?.map_or(c.threshold, |v| v as u16);
+    c.period = int(raw.period, "period", 0, 255)?.map_or(c.period, |v| v as u8);
+    c.threshold = int(raw.threshold, "threshold", 0, 255)?.map_or(c.threshold, |v| v as u8);
     // IPVS: the threshold must be below a non-zero period.
     if c.period > 0 && c.threshold >= c.period {
         return Err(("threshold".into(), format!("{} must be below period ({})", c.threshold, c.period)));

@@ -39,9 +39,9 @@ pub struct Params {
     pub master: bool,
     /// `sync_threshold`: a connection is synced at its `threshold`-th
     /// incoming packet ...
-    pub threshold: u16,
+    pub threshold: u8,
     /// ... and every `period` packets after that (`sync_period`; 0: once).
-    pub period: u16,
+    pub period: u8,
     /// Also sync TCP connections in SYN_RECV (IPVS does not).
     pub syn_recv: bool,
 }

@@ -28,7 +28,7 @@
 use super::{release, template_key, Family, Worker, NO_DEST};
 use crate::ctl::snapshot::{Hop, Snapshot};
 use crate::ipvs::conn::{flags, Conn, Key};
-use crate::ipvs::laddr::port_owner;
+use crate::ipvs::laddr::{port_owner, PoolKey};
 use crate::ipvs::proto::TcpState;
 use crate::ipvs::service::ServiceKey;
 use crate::ipvs::timer::{self, TICKS_PER_SEC};
@@ -70,7 +70,7 @@ fn synced_state(s: u8, syn_recv: bool) -> bool {
 
 /// The countdown a new connection starts with.
 #[inline]
-pub(super) fn arm(t: &Option<SyncTap>) -> u16 {
+pub(super) fn arm(t: &Option<SyncTap>) -> u8 {
     match t {
         Some(t) if t.params.threshold > 0 => t.params.threshold,
         Some(t) => t.params.period,
@@ -257,6 +257,7 @@ impl Worker {
                 fwd,
                 flags: flags::TEMPLATE | flags::BOUND,
                 sync_left: 0,
+                in_pkts: 0,
             };
             A::table(&mut self.tables).insert(t).map_err(clash)?;
             self.load[di].persist += 1;
@@ -300,7 +301,7 @@ impl Worker {
                 if port_owner(lp, self.workers) != self.id || (self.workers > 1 && self.owner(&key) != self.id) {
                     return Err(Refused::Owner);
                 }
-                if !self.lports.reserve(la, lp) {
+                if !self.lports.reserve(PoolKey { laddr: la, daddr: dest.addr, dport: dest.port }, lp) {
                     return Err(Refused::PortTaken);
                 }
                 (a, lp)
@@ -325,6 +326,12 @@ impl Worker {
         if inactive {
             cflags |= flags::INACTIVE;
         }
+        // FULLNAT towards a real server that keeps the client's port: its
+        // local port is from that server's every-port pool (as the worker's
+        // own connections).
+        if fwd == FwdMethod::FullNat && dest.port == 0 {
+            cflags |= flags::LPORT_ANY;
+        }
         let c = Conn {
             caddr,
             vaddr,
@@ -347,10 +354,11 @@ impl Worker {
             fwd,
             flags: cflags,
             sync_left: arm(&self.sync),
+            in_pkts: 0,
         };
         if let Err(e) = A::table(&mut self.tables).insert(c) {
             if lport != 0 {
-                self.lports.release(laddr.into(), lport);
+                self.lports.release(PoolKey { laddr: laddr.into(), daddr: dest.addr, dport: dest.port }, lport);
             }
             return Err(clash(e));
         }

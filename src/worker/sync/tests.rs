@@ -10,7 +10,7 @@ use crate::sync::link::Walk;
 use crate::wire::tcp_flags::*;
 use crate::wire::{dst_mac, parse};
 
-fn params(threshold: u16, period: u16) -> Params {
+fn params(threshold: u8, period: u8) -> Params {
     Params { master: true, threshold, period, syn_recv: false }
 }
 
