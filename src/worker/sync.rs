@@ -109,9 +109,10 @@ pub(super) fn due<A: Ip>(t: &SyncTap, c: &mut Conn<A>, dir: Dir, was: u8) -> boo
 /// unknown (the reply cannot be sent).
 #[cold]
 #[inline(never)]
-pub(super) fn learn_hop<A: Ip>(snap: &Snapshot, c: &mut Conn<A>, fr: &Frame<'_>, dir: Dir) -> bool {
+pub(super) fn learn_hop<A: Ip>(snap: &Snapshot, c: &mut Conn<A>, fr: &Frame<'_>, m: &crate::wire::Meta, dir: Dir) -> bool {
     let hop = match dir {
-        Dir::In => Some(Hop { port: fr.port, mac: src_mac(fr.data()) }),
+        // The link it arrived on (its port, or the port's VLAN of its tag).
+        Dir::In => snap.link_of(fr.port, crate::wire::vlan_id(fr.data(), m)).map(|link| Hop { link, mac: src_mac(fr.data()) }),
         Dir::Out => snap.next_hop(c.caddr.into()),
     };
     match hop {
@@ -250,8 +251,8 @@ impl Worker {
                 dest: di as u32,
                 snap_gen: (snap.generation as u32).wrapping_sub(1),
                 control: 0,
-                dest_hop: dest.hop.unwrap_or(Hop { port: 0, mac: [0; 6] }),
-                client_hop: dest.hop.unwrap_or(Hop { port: 0, mac: [0; 6] }),
+                dest_hop: dest.hop.unwrap_or(Hop { link: 0, mac: [0; 6] }),
+                client_hop: dest.hop.unwrap_or(Hop { link: 0, mac: [0; 6] }),
                 proto: key.proto,
                 state: 0,
                 fwd,
@@ -308,7 +309,7 @@ impl Worker {
             }
             None => (A::UNSPECIFIED, 0),
         };
-        let placeholder = Hop { port: 0, mac: [0; 6] };
+        let placeholder = Hop { link: 0, mac: [0; 6] };
         let dest_hop = dest.hop.unwrap_or(placeholder);
         let mut cflags = flags::BOUND;
         let client_hop = if fwd.sees_replies() {
