@@ -424,7 +424,11 @@ impl StatsHub {
                         ("handoff_overflow", r.io.handoff_overflow),
                         ("handoff_full", r.handoff_full),
                         ("sleeps", r.io.sleeps),
+                        ("umem_fill", r.io.umem_fill),
+                        ("umem_rx", r.io.umem_rx),
+                        ("umem_completed", r.io.umem_completed),
                     ],
+                    umem: umem_gauges(&r.io),
                     burst_ns: r.burst_ns.clone(),
                 }
             })
@@ -667,4 +671,13 @@ scheduler = "rr"
         }
         assert!(names >= exprs.len());
     }
+}
+
+/// Where a worker's share of the UMEM is (`xvs_umem_chunks`): free in
+/// its pool, waiting in its return queue, given to the kernel (fill, RX,
+/// TX and completion rings), and the share itself. Frames being handed
+/// between workers are the difference, zero when traffic stops.
+fn umem_gauges(io: &crate::io::xdp::IoStats) -> [(&'static str, u64); 4] {
+    let kernel = (io.umem_fill + io.tx).saturating_sub(io.umem_rx + io.umem_completed);
+    [("free", io.umem_free), ("returning", io.umem_returning), ("kernel", kernel), ("total", io.umem_total)]
 }

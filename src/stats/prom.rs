@@ -35,6 +35,8 @@ pub struct WorkerSample {
     /// Its I/O driver's event counters, `(name, value)` (AF_XDP: tx ring
     /// full, wake-ups, sleeps, ...).
     pub io: Vec<(&'static str, u64)>,
+    /// Where its UMEM chunks are (`free`, `returning`, `kernel`, `total`).
+    pub umem: [(&'static str, u64); 4],
     /// Its per-burst processing time in nanoseconds.
     pub burst_ns: Option<hdrhistogram::Histogram<u64>>,
 }
@@ -146,6 +148,12 @@ pub fn render(v: &MetricsView<'_>) -> String {
     for (i, w) in v.workers.iter().enumerate() {
         for (event, n) in &w.io {
             o.sample("xvs_io_events_total", &[("worker", &i.to_string()), ("event", event)], n);
+        }
+    }
+    o.family("xvs_umem_chunks", "gauge", "UMEM chunks per worker by where they are: free, returning (freed by another worker), kernel (fill/RX/TX/completion rings), total (its share).");
+    for (i, w) in v.workers.iter().enumerate() {
+        for (at, n) in &w.umem {
+            o.sample("xvs_umem_chunks", &[("worker", &i.to_string()), ("at", at)], n);
         }
     }
     if let Some(h) = v.burst_ns {

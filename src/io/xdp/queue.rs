@@ -120,6 +120,20 @@ pub struct IoStats {
     pub handoff_overflow: u64,
     /// Sleeps in `poll()`.
     pub sleeps: u64,
+    /// UMEM accounting (docs/reliability.md): chunks put on the fill
+    /// rings, taken off the RX rings, reaped from the completion rings.
+    /// With `tx`, the chunks this worker gave the kernel and did not take
+    /// back are `umem_fill + tx - umem_rx - umem_completed`.
+    pub umem_fill: u64,
+    pub umem_rx: u64,
+    pub umem_completed: u64,
+    /// Gauges as of the last burst: chunks free in this worker's pool,
+    /// waiting in its return queue, and its share of the UMEM. Summed
+    /// over the workers, free + returning + in the kernel (+ frames being
+    /// handed over) = total, always.
+    pub umem_free: u64,
+    pub umem_returning: u64,
+    pub umem_total: u64,
 }
 
 /// Kernel statistics of one socket (`XDP_STATISTICS`).
@@ -189,6 +203,7 @@ impl QueueIo {
             })
             .collect();
         let low_water = socks.iter().map(|s| s.fill.size() as usize).sum::<usize>() + MAX_BURST;
+        let umem_total = shared.per_queue() as u64;
         let mut q = QueueIo {
             shared,
             queue,
@@ -201,7 +216,7 @@ impl QueueIo {
             mode,
             empty_polls: 0,
             next_port: 0,
-            stats: IoStats::default(),
+            stats: IoStats { umem_total, ..IoStats::default() },
         };
         q.service_rings();
         q
@@ -276,15 +291,18 @@ impl QueueIo {
         for s in &mut self.socks {
             let pool = &mut self.pool;
             let shared = &*self.shared;
-            let (_, bad) = s.comp.reap(area, u32::MAX, |c| pool.put(shared, c));
+            let (n, bad) = s.comp.reap(area, u32::MAX, |c| pool.put(shared, c));
+            self.stats.umem_completed += n as u64;
             self.stats.bad_descs += bad as u64;
         }
         if self.pool.len() < self.low_water {
             self.pool.collect_returns(&self.shared);
         }
         for s in &mut self.socks {
-            s.fill.refill(area, &mut self.pool.free, u32::MAX);
+            self.stats.umem_fill += s.fill.refill(area, &mut self.pool.free, u32::MAX) as u64;
         }
+        self.stats.umem_free = self.pool.len() as u64;
+        self.stats.umem_returning = self.pool.returning(&self.shared) as u64;
     }
 
     /// Receives up to `max` (at most [`MAX_BURST`]) frames and runs `f` on
@@ -307,7 +325,7 @@ impl QueueIo {
             }
             let port = (self.next_port + k) % nports;
             let pending = &mut self.pending;
-            let (_, bad) = self.socks[port]
+            let (got, bad) = self.socks[port]
                 .rx
                 .recv(area, room as u32, |chunk, head, len| {
                     // recv takes at most `room`: the push cannot overflow.
@@ -318,6 +336,7 @@ impl QueueIo {
                         port: port as u8,
                     })
                 });
+            self.stats.umem_rx += got as u64;
             self.stats.bad_descs += bad as u64;
         }
         if nports > 0 {
@@ -453,9 +472,9 @@ impl QueueIo {
         }
         // Recycled frames go straight back to the fill rings.
         for s in &mut self.socks {
-            s.fill
-                .refill(&self.shared.area, &mut self.pool.free, u32::MAX);
+            self.stats.umem_fill += s.fill.refill(&self.shared.area, &mut self.pool.free, u32::MAX) as u64;
         }
+        self.stats.umem_free = self.pool.len() as u64;
         n
     }
 

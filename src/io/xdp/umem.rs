@@ -109,6 +109,12 @@ impl Pool {
         }
     }
 
+    /// Chunks other workers gave back that this pool has not collected
+    /// yet (UMEM accounting).
+    pub fn returning(&self, shared: &Shared) -> usize {
+        shared.returns.get(self.owner as usize).map_or(0, ArrayQueue::len)
+    }
+
     /// Free chunks in the pool.
     #[inline]
     pub fn len(&self) -> usize {
