@@ -339,6 +339,11 @@ impl Lab {
         &self.xvs[i].socket
     }
 
+    /// xvs `i`'s process id.
+    pub fn pid(&self, i: usize) -> u32 {
+        self.xvs[i].child.id()
+    }
+
     /// xvs `i`'s stderr so far.
     pub fn log(&self, i: usize) -> String {
         self.xvs[i].log.lock().unwrap().join("\n")
