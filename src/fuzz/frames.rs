@@ -664,8 +664,8 @@ pub fn check_tx(snap: &Snapshot, input: &[u8], out: &[u8], port: u8) {
     assert!(out.len() >= 14, "a transmitted frame of {} bytes", out.len());
     let dmac: [u8; 6] = out[..6].try_into().expect("6");
     assert!(!own_macs(snap).any(|m| m == dmac), "sent to the director's own MAC {dmac:02x?}: {out:02x?}");
-    assert!(dmac[0] & 1 == 0, "sent to a multicast / broadcast MAC {dmac:02x?}");
-    assert!(dmac != [0; 6], "sent to the zero MAC");
+    assert!(dmac[0] & 1 == 0, "sent to a multicast / broadcast MAC {dmac:02x?}: in {input:02x?} out {out:02x?}");
+    assert!(dmac != [0; 6], "sent to the zero MAC: in {input:02x?} out {out:02x?}");
     let m = match parse(out) {
         Ok(m) => m,
         Err(Reject::Pass(_)) => panic!("a transmitted frame is not IP: {out:02x?}"),

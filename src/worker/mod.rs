@@ -613,7 +613,17 @@ impl Worker {
             return Verdict::Drop(DropReason::NoNeighbour);
         };
         let client_hop = if dest.fwd.sees_replies() {
-            snap.next_hop(k.saddr.into()).unwrap_or(Hop { port: fr.port, mac: src_mac(fr.data()) })
+            match snap.next_hop(k.saddr.into()) {
+                Some(h) => h,
+                // The way back is the frame's source MAC: only if a frame
+                // may be sent there (found by fuzzing: a broadcast source
+                // became the destination of every reply).
+                None if usable_mac(snap, src_mac(fr.data())) => Hop { port: fr.port, mac: src_mac(fr.data()) },
+                None => {
+                    untmpl(self);
+                    return Verdict::Drop(DropReason::NoNeighbour);
+                }
+            }
         } else {
             dest_hop
         };
@@ -774,9 +784,15 @@ impl Worker {
     /// the original packet counts as dropped for `why`.
     #[cold]
     fn send_error<A: Ip>(&mut self, fr: &mut Frame<'_>, m: &Meta, kind: ErrorKind, why: DropReason) -> Verdict {
-        self.counters.drop(why);
+        // The error goes back to the frame's source MAC: never to a
+        // broadcast, multicast, zero or our own one. When it cannot be
+        // sent the frame is one drop for `why`, as any other.
+        if !usable_mac(&self.snap, src_mac(fr.data())) {
+            return Verdict::Drop(why);
+        }
         match icmp::build_error::<A>(fr, m, kind) {
             Ok(()) => {
+                self.counters.drop(why);
                 self.counters.icmp_sent += 1;
                 let p = fr.port;
                 if let Some(port) = self.snap.ports.get(p as usize) {
@@ -785,7 +801,7 @@ impl Worker {
                 }
                 Verdict::Tx { port: p }
             }
-            Err(r) => Verdict::Drop(r),
+            Err(_) => Verdict::Drop(why),
         }
     }
 
@@ -831,6 +847,13 @@ impl Worker {
             Err(r) => Verdict::Drop(r),
         }
     }
+}
+
+/// Whether a frame may be sent to `mac`: unicast, not zero, not one of
+/// the director's own (a frame with such a source is spoofed or looped).
+#[inline]
+fn usable_mac(snap: &Snapshot, mac: [u8; 6]) -> bool {
+    mac[0] & 1 == 0 && mac != [0; 6] && !snap.ports.iter().any(|p| p.mac == mac)
 }
 
 /// Runs service `si`'s scheduler with this worker's state for it: a dest

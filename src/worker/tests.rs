@@ -911,3 +911,35 @@ fn fullnat_handshake_ack_carries_the_client_in_toa() {
     assert_eq!(has_toa(&out), None);
     assert_eq!(w.counters().toa_added + w.counters().toa_skipped, 0);
 }
+
+/// Found by the `icmp_relay` fuzz target (fuzz/regressions/icmp_relay/):
+/// a client frame whose source MAC is broadcast, multicast, zero or the
+/// director's own must not become the MAC its replies, relayed ICMP
+/// errors or generated ICMP errors are sent to.
+#[test]
+fn a_bogus_source_mac_is_never_a_destination() {
+    let d = MAC_DIRECTOR;
+    for bad in [[0xff; 6], [0x01, 0, 0x5e, 0, 0, 1], [0; 6], d] {
+        // NAT: the client has no neighbour entry (it is not on a connected
+        // prefix... it is 10.0.0.7 on eth0's, without a MAC), so its frame's
+        // source MAC would be the way back.
+        let mut w = worker(&model(FwdMethod::Nat, "rr"));
+        let mut syn = tcp4([10, 0, 0, 7], 40000, VIP, 80, SYN, b"");
+        syn[6..12].copy_from_slice(&bad);
+        let (v, out) = one(&mut w, SEC, syn);
+        assert_eq!(v, Verdict::Drop(DropReason::NoNeighbour), "{bad:02x?}: {out:02x?}");
+        assert_eq!(w.conns(), 0);
+        // No real server: no ICMP error to that MAC either.
+        let mut m = model(FwdMethod::Dr, "wrr");
+        for x in &mut m.services[0].dests {
+            x.weight = 0;
+        }
+        let mut w = worker(&m);
+        let mut syn = tcp4(CIP, 40000, VIP, 80, SYN, b"");
+        syn[6..12].copy_from_slice(&bad);
+        let (v, _) = one(&mut w, SEC, syn);
+        assert_eq!(v, Verdict::Drop(DropReason::NoDest), "{bad:02x?}");
+        let c = w.counters();
+        assert_eq!((c.icmp_sent, c.tx_packets, c.total_drops()), (0, 0, 1), "one frame, one drop");
+    }
+}
