@@ -375,7 +375,7 @@ fn run_director(
     drop(ops);
     health.stop();
     let health = health.report();
-    let reports = running.stop();
+    let (reports, kernel) = running.stop();
     let mut total = xvs::stats::WorkerCounters::default();
     for r in &reports {
         total.merge(&r.counters);
@@ -384,6 +384,7 @@ fn run_director(
         for (k, v) in total.pairs() {
             println!("{k}={v}");
         }
+        println!("kernel_sent={}\nkernel_errors={}\nkernel_partial_csum={}", kernel.sent, kernel.errors, kernel.partial_csum);
         for (k, v) in health.totals.pairs() {
             println!("{k}={v}");
         }
@@ -408,6 +409,10 @@ fn run_director(
     } else {
         println!("xvs run: stopped; counters of {} worker(s):", reports.len());
         print!("{}", total.render());
+        println!(
+            "kernel path: {} sent, {} write errors, {} with a partial checksum",
+            kernel.sent, kernel.errors, kernel.partial_csum
+        );
         println!("real servers:");
         for t in d.dest_totals() {
             println!(

@@ -28,8 +28,10 @@
 //! and stable, so the driver speaks it directly and uses libbpf (through
 //! libbpf-sys) only to load the program and reach its maps.
 
+pub mod kpath;
 pub mod queue;
 pub mod steer;
+pub mod steer_model;
 mod sys;
 pub mod umem;
 
