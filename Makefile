@@ -113,5 +113,16 @@ soak: deps
 	gnuplot -e "csv='target/soak/soak.csv'; png='target/soak/soak.png'" tests/soak.gp
 	@echo "soak: target/soak/soak.csv, target/soak/soak.png"
 
+# Miri (docs/reliability.md) over the unsafe code that runs without system
+# calls: the connection table's arrays and index (src/ipvs/conn.rs), the
+# AF_XDP ring index arithmetic over a heap ring, the UMEM area and pools
+# (src/io/xdp/sys.rs, umem.rs). Proptests run 16 cases each (Miri is slow).
+# Installs the nightly toolchain's miri component when missing.
+miri:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@rustup +nightly component list --installed | grep -q '^miri' || rustup +nightly component add miri rust-src
+	PROPTEST_CASES=16 MIRIFLAGS="-Zmiri-disable-isolation" $(CARGO) +nightly miri test --lib -- \
+	  ipvs::conn io::xdp::sys io::xdp::umem --skip many_connections_and_memory
+
 clean:
 	$(CARGO) clean
