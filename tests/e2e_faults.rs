@@ -259,3 +259,118 @@ fn a_control_and_metrics_flood_does_not_disturb_forwarding() {
     assert_eq!(failed, 0, "forwarding disturbed by the flood: {first:?}");
     assert!(ok > 20, "too little traffic to say anything: {ok}");
 }
+
+/// An HTTP server in `ns` on :8080 answering `<name> <peer>`, that the
+/// test can kill: its listener and every connection close at once.
+struct Killable {
+    stop: Arc<AtomicBool>,
+}
+
+impl Killable {
+    fn start(ns: &str, name: &str) -> Killable {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ns, name, stop2) = (ns.to_string(), name.to_string(), stop.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            lab::enter(&ns);
+            let l = std::net::TcpListener::bind("0.0.0.0:8080").expect("bind :8080");
+            l.set_nonblocking(true).unwrap();
+            tx.send(()).unwrap();
+            while !stop2.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((mut s, peer)) => {
+                        let (name, stop3) = (name.clone(), stop2.clone());
+                        std::thread::spawn(move || {
+                            let _ = s.set_nonblocking(false);
+                            let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
+                            let mut req = Vec::new();
+                            let mut b = [0u8; 512];
+                            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                                if stop3.load(Ordering::Relaxed) {
+                                    return;
+                                }
+                                match s.read(&mut b) {
+                                    Ok(0) => return,
+                                    Ok(n) => req.extend_from_slice(&b[..n]),
+                                    Err(_) => continue,
+                                }
+                            }
+                            let _ = s.write_all(format!("HTTP/1.0 200 OK\r\n\r\n{name} {peer}").as_bytes());
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        rx.recv().unwrap();
+        Killable { stop }
+    }
+
+    fn kill(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Killable {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[test]
+fn a_dead_and_a_blackholed_real_server_are_taken_out_and_the_others_serve_on() {
+    let Some(mut lab) = Lab::new("a_dead_and_a_blackholed_real_server") else { return };
+    let net = 84;
+    let t = lab::two_legs(&mut lab, net, 2, 3, true);
+    let servers: Vec<Killable> = t.rs.iter().enumerate().map(|(i, r)| Killable::start(r, &format!("rs{}", i + 1))).collect();
+    let dest = |i: u8| {
+        format!(
+            r#"
+  [[service.real_server]]
+  ip = "10.{net}.1.{i}"
+  port = 8080
+  mode = "nat"
+  [service.real_server.check]
+  type = "tcp"
+  interval = "300ms"
+  timeout = "300ms"
+  rise = 1
+  fall = 2
+"#
+        )
+    };
+    let conf = format!("[[service]]\nproto = \"tcp\"\nvip = \"10.{net}.0.100\"\nport = 80\nscheduler = \"rr\"\n{}{}{}", dest(11), dest(12), dest(13));
+    let x = lab.xvs(&t.director, &conf, &["-i", "d0", "-i", "d1", "--workers", "2"]);
+    let vip = t.sock(0, 100, 80);
+    let load = Load::start(&t.client, vip, 2);
+    std::thread::sleep(Duration::from_secs(1));
+    // rs2 vanishes without a word (its link goes down: no RST, no ICMP);
+    // rs3's server dies (its port refuses: RST).
+    sh(&["ip", "-n", &t.rs[1], "link", "set", "eth0", "down"]).unwrap();
+    servers[2].kill();
+    let t_fault = Instant::now();
+    // Both are taken out: the health checker logs them down.
+    let mut down_after = None;
+    while t_fault.elapsed() < Duration::from_secs(10) {
+        let log = lab.log(x);
+        if log.contains(&format!("10.{net}.1.12:8080 is down")) && log.contains(&format!("10.{net}.1.13:8080 is down")) {
+            down_after = Some(t_fault.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (ok_during, failed_during, _) = load.stop();
+    // From then on, every request is answered, by rs1.
+    let after = lab::in_ns(&t.client, move || (0..30).map(|_| get(vip, Duration::from_secs(3))).collect::<Vec<_>>());
+    let log = lab.log(x);
+    let c = lab.stop_xvs(x);
+    println!("{log}\ntaken out {down_after:?} after the faults; meanwhile {ok_during} answers, {failed_during} failures\n{}", c.text);
+    let down_after = down_after.unwrap_or_else(|| panic!("rs2 and rs3 were not both taken out within 10 s:\n{log}"));
+    for a in &after {
+        let body = a.as_ref().unwrap_or_else(|e| panic!("a request failed after the dead servers were taken out: {e}"));
+        assert!(body.contains("rs1 "), "answered by {body:?}, not the live server");
+    }
+    assert!(down_after < Duration::from_secs(5), "taking them out took {down_after:?}");
+    assert_eq!(c.get("health_downs"), 2, "{}", c.text);
+    assert!(c.get("new_conns") >= 30, "{}", c.text);
+}
