@@ -374,3 +374,51 @@ fn a_dead_and_a_blackholed_real_server_are_taken_out_and_the_others_serve_on() {
     assert_eq!(c.get("health_downs"), 2, "{}", c.text);
     assert!(c.get("new_conns") >= 30, "{}", c.text);
 }
+
+/// Waits until a fetch through `vip` from `ns` succeeds: the time it took.
+fn flows_again(ns: &str, vip: SocketAddr, within: Duration) -> Option<Duration> {
+    lab::in_ns(ns, move || {
+        let t0 = Instant::now();
+        while t0.elapsed() < within {
+            if get(vip, Duration::from_millis(500)).is_ok_and(|b| b.contains("rs")) {
+                return Some(t0.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    })
+}
+
+#[test]
+fn the_directors_interface_going_down_and_up_and_changing_mtu_is_survived() {
+    let Some((mut lab, t, x)) = nat_lab("the_directors_interface_going_down_and_up", 85) else { return };
+    let vip = t.sock(0, 100, 80);
+    let d = t.director.clone();
+    let mut took = Vec::new();
+    for (what, cmds) in [
+        ("d1 down and up", vec![vec!["link", "set", "d1", "down"], vec!["link", "set", "d1", "up"]]),
+        ("d0 down and up", vec![vec!["link", "set", "d0", "down"], vec!["link", "set", "d0", "up"]]),
+        ("d1 mtu 1400", vec![vec!["link", "set", "d1", "mtu", "1400"]]),
+        ("d1 mtu 1500", vec![vec!["link", "set", "d1", "mtu", "1500"]]),
+    ] {
+        let load = Load::start(&t.client, vip, 1);
+        std::thread::sleep(Duration::from_millis(500));
+        for c in &cmds {
+            let mut args = vec!["ip", "-n", d.as_str()];
+            args.extend(c.iter().copied());
+            sh(&args).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let (ok, failed, _) = load.stop();
+        let back = flows_again(&t.client, vip, Duration::from_secs(15));
+        println!("{what}: {ok} answers, {failed} failures meanwhile; traffic again after {back:?}");
+        took.push((what, back));
+    }
+    let log = lab.log(x);
+    let c = lab.stop_xvs(x);
+    println!("{log}\n{}", c.text);
+    for (what, back) in took {
+        let back = back.unwrap_or_else(|| panic!("after {what}, no answer through the VIP within 15 s:\n{log}"));
+        assert!(back < Duration::from_secs(10), "after {what}, traffic took {back:?} to flow again");
+    }
+}
