@@ -491,6 +491,15 @@ impl Drop for StatsThread {
     }
 }
 
+/// Where a worker's share of the UMEM is (`xvs_umem_chunks`): free in
+/// its pool, waiting in its return queue, given to the kernel (fill, RX,
+/// TX and completion rings), and the share itself. Frames being handed
+/// between workers are the difference, zero when traffic stops.
+fn umem_gauges(io: &crate::io::xdp::IoStats) -> [(&'static str, u64); 4] {
+    let kernel = (io.umem_fill + io.tx).saturating_sub(io.umem_rx + io.umem_completed);
+    [("free", io.umem_free), ("returning", io.umem_returning), ("kernel", kernel), ("total", io.umem_total)]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -671,13 +680,4 @@ scheduler = "rr"
         }
         assert!(names >= exprs.len());
     }
-}
-
-/// Where a worker's share of the UMEM is (`xvs_umem_chunks`): free in
-/// its pool, waiting in its return queue, given to the kernel (fill, RX,
-/// TX and completion rings), and the share itself. Frames being handed
-/// between workers are the difference, zero when traffic stops.
-fn umem_gauges(io: &crate::io::xdp::IoStats) -> [(&'static str, u64); 4] {
-    let kernel = (io.umem_fill + io.tx).saturating_sub(io.umem_rx + io.umem_completed);
-    [("free", io.umem_free), ("returning", io.umem_returning), ("kernel", kernel), ("total", io.umem_total)]
 }

@@ -80,9 +80,12 @@ impl<'a> Bytes<'a> {
 
 pub mod seeds;
 
+/// A harness: the fuzzer's bytes in, a panic when an invariant breaks.
+pub type Harness = fn(&[u8]);
+
 /// Every target: its name (the cargo-fuzz target and the folder of its
 /// seeds and regressions) and its harness.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Harness)] = &[
     ("frames_raw", |d| frames::run(d, frames::Mode::Raw)),
     ("frames", |d| frames::run(d, frames::Mode::Structured)),
     ("icmp_relay", |d| frames::run(d, frames::Mode::Icmp)),

@@ -313,7 +313,7 @@ struct Ring<T> {
 enum Backing {
     Kernel(#[allow(dead_code)] Mmap),
     #[cfg(test)]
-    Heap(HeapBuf),
+    Heap(#[allow(dead_code)] HeapBuf),
 }
 
 /// The memory of a test ring, held as a raw pointer: a `Box` moved into
