@@ -17,7 +17,7 @@ APT_PKGS := clang llvm libelf-dev zlib1g-dev pkg-config m4 libpcap-dev \
             tshark iproute2 iputils-ping nftables ethtool curl python3 openssl ca-certificates \
             chromium chromium-driver
 
-.PHONY: all deps build test demo bench bench-quick microbench linerate clean fuzz fuzz-seeds soak miri
+.PHONY: test-faults all deps build test demo bench bench-quick microbench linerate clean fuzz fuzz-seeds soak miri
 
 all: build
 
@@ -75,6 +75,13 @@ linerate:
 	$(CARGO) build --release --bins --example linerate
 	$(CARGO) run --release --example linerate -- $(LINERATE_ARGS)
 
+# The long fault-injection test (tests/e2e_flood.rs, docs/reliability.md):
+# a SYN flood from FLOOD_SYNS spoofed sources (default 10 million) and a
+# UDP flood through the live path. Needs root; CI runs it after make test.
+FLOOD_SYNS ?= 10000000
+test-faults: deps
+	FLOOD_SYNS=$(FLOOD_SYNS) $(CARGO) test --test e2e_flood -- --ignored --nocapture
+
 # Coverage-guided fuzzing (docs/reliability.md): every cargo-fuzz target
 # in fuzz/ for FUZZ_TIME seconds each (default 180), one after the other,
 # niced, corpora kept in fuzz/corpus/<target> (seeded from fuzz/seeds/).
@@ -108,7 +115,7 @@ fuzz-seeds:
 DURATION ?= 300
 SOAK_SAMPLE ?= 60
 soak: deps
-	@command -v gnuplot >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -qq --no-install-recommends gnuplot-nox >/dev/null; }
+	@command -v gnuplot >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends gnuplot-nox >/dev/null; }
 	DURATION=$(DURATION) SAMPLE=$(SOAK_SAMPLE) $(CARGO) test --test soak -- --ignored --nocapture soak
 	gnuplot -e "csv='target/soak/soak.csv'; png='target/soak/soak.png'" tests/soak.gp
 	@echo "soak: target/soak/soak.csv, target/soak/soak.png"

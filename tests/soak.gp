@@ -11,7 +11,7 @@ set ytics nomirror
 set y2tics
 set yrange [0:*]
 set y2range [0:*]
-set key top left
+set key bottom right
 set grid
 plot csv using ($1/60):($2/1024) every ::1 with linespoints lw 2 title "RSS of xvs run (MiB)", \
      csv using ($1/60):3 every ::1 axes x1y2 with linespoints lw 2 title "connections"
