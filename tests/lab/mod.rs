@@ -346,9 +346,15 @@ impl Lab {
         }
     }
 
-    /// Replaces xvs `i`'s config file (for a SIGHUP reload).
+    /// Replaces xvs `i`'s config file (for a SIGHUP reload) atomically,
+    /// as careful tools do (a new file renamed over the old): a reload
+    /// racing an in-place write could read it truncated, and an empty
+    /// file is a valid configuration without services.
     pub fn rewrite_config(&self, i: usize, config: &str) {
-        std::fs::write(&self.xvs[i].config, config).unwrap();
+        let path = &self.xvs[i].config;
+        let tmp = path.with_extension("toml.new");
+        std::fs::write(&tmp, config).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
     }
 
     /// xvs `i`'s control socket (unless the test gave `--socket`).
