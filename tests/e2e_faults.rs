@@ -12,6 +12,11 @@
 //!   more file descriptors after than before.
 //! - a flood of control-socket requests and metrics scrapes while
 //!   forwarding: every fetch through the VIP still succeeds.
+//! - a real server that dies (RST) and one that blackholes (link down):
+//!   the health checker takes both out, then the live one answers all.
+//! - the director's interfaces going down and up, changing MTU and MAC:
+//!   traffic flows again within a bounded time, and after the MAC
+//!   changes xvs sends from the new MACs (captured on both legs).
 
 mod lab;
 
@@ -389,6 +394,44 @@ fn flows_again(ns: &str, vip: SocketAddr, within: Duration) -> Option<Duration> 
     })
 }
 
+/// The source MACs of the TCP frames from port `sport` (or to port
+/// `dport`) that reach namespace `ns` during `within` (an AF_PACKET
+/// socket on all its interfaces).
+fn source_macs(ns: &str, sport: Option<u16>, dport: Option<u16>, within: Duration) -> std::thread::JoinHandle<std::collections::BTreeSet<[u8; 6]>> {
+    let ns = ns.to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        lab::enter(&ns);
+        let mut seen = std::collections::BTreeSet::new();
+        // SAFETY: a packet socket owned by this thread and closed below;
+        // the buffer and timeval outlive the calls.
+        unsafe {
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, (libc::ETH_P_ALL as u16).to_be() as i32);
+            assert!(fd >= 0, "packet socket: {}", std::io::Error::last_os_error());
+            let tv = libc::timeval { tv_sec: 0, tv_usec: 50_000 };
+            libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv as *const _ as *const libc::c_void, std::mem::size_of::<libc::timeval>() as libc::socklen_t);
+            tx.send(()).unwrap();
+            let mut buf = [0u8; 2048];
+            let t0 = Instant::now();
+            while t0.elapsed() < within {
+                let n = libc::recv(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0);
+                if n <= 0 {
+                    continue;
+                }
+                let f = &buf[..n as usize];
+                let Ok(m) = xvs::wire::parse(f) else { continue };
+                if m.proto == xvs::wire::proto::TCP && sport.map_or(true, |p| m.sport == p) && dport.map_or(true, |p| m.dport == p) {
+                    seen.insert(f[6..12].try_into().unwrap());
+                }
+            }
+            libc::close(fd);
+        }
+        seen
+    });
+    rx.recv_timeout(Duration::from_secs(5)).expect("capture started");
+    h
+}
+
 #[test]
 fn the_directors_interface_going_down_and_up_and_changing_mtu_is_survived() {
     let Some((mut lab, t, x)) = nat_lab("the_directors_interface_going_down_and_up", 85) else { return };
@@ -400,6 +443,10 @@ fn the_directors_interface_going_down_and_up_and_changing_mtu_is_survived() {
         ("d0 down and up", vec![vec!["link", "set", "d0", "down"], vec!["link", "set", "d0", "up"]]),
         ("d1 mtu 1400", vec![vec!["link", "set", "d1", "mtu", "1400"]]),
         ("d1 mtu 1500", vec![vec!["link", "set", "d1", "mtu", "1500"]]),
+        // A new MAC: the real servers still address the old one until
+        // their neighbour entry is renewed, xvs sends from the new one.
+        ("d1 mac changed", vec![vec!["link", "set", "d1", "address", "02:00:5e:00:d1:01"]]),
+        ("d0 mac changed", vec![vec!["link", "set", "d0", "address", "02:00:5e:00:d0:01"]]),
     ] {
         let load = Load::start(&t.client, vip, 1);
         std::thread::sleep(Duration::from_millis(500));
@@ -414,9 +461,18 @@ fn the_directors_interface_going_down_and_up_and_changing_mtu_is_survived() {
         println!("{what}: {ok} answers, {failed} failures meanwhile; traffic again after {back:?}");
         took.push((what, back));
     }
+    // xvs sends from the new MACs: to the client from d0's, to the real
+    // servers from d1's.
+    let to_client = source_macs(&t.client, Some(80), None, Duration::from_millis(600));
+    let to_rs = source_macs(&t.rs[0], None, Some(8080), Duration::from_millis(600));
+    let answers = lab::in_ns(&t.client, move || (0..6).filter(|_| get(vip, Duration::from_secs(2)).is_ok()).count());
+    let (to_client, to_rs) = (to_client.join().unwrap(), to_rs.join().unwrap());
     let log = lab.log(x);
     let c = lab.stop_xvs(x);
     println!("{log}\n{}", c.text);
+    assert!(answers > 0, "no answer after the MAC changes");
+    assert_eq!(to_client.into_iter().collect::<Vec<_>>(), [[2, 0, 0x5e, 0, 0xd0, 1]], "frames to the client not from d0's new MAC");
+    assert_eq!(to_rs.into_iter().collect::<Vec<_>>(), [[2, 0, 0x5e, 0, 0xd1, 1]], "frames to rs1 not from d1's new MAC");
     for (what, back) in took {
         let back = back.unwrap_or_else(|| panic!("after {what}, no answer through the VIP within 15 s:\n{log}"));
         assert!(back < Duration::from_secs(10), "after {what}, traffic took {back:?} to flow again");
