@@ -106,7 +106,8 @@ linerate:
 
 # The long fault-injection test (tests/e2e_flood.rs, docs/reliability.md):
 # a SYN flood from FLOOD_SYNS spoofed sources (default 10 million) and a
-# UDP flood through the live path. Needs root; CI runs it after make test.
+# UDP flood through the live path (about 1.5 min). Needs root; CI runs it
+# after make test (.ci/run).
 FLOOD_SYNS ?= 10000000
 test-faults: deps
 	FLOOD_SYNS=$(FLOOD_SYNS) $(CARGO) test --test e2e_flood -- --ignored --nocapture
