@@ -495,9 +495,10 @@ impl Drop for StatsThread {
 /// its pool, waiting in its return queue, given to the kernel (fill, RX,
 /// TX and completion rings), and the share itself. Frames being handed
 /// between workers are the difference, zero when traffic stops.
-fn umem_gauges(io: &crate::io::xdp::IoStats) -> [(&'static str, u64); 4] {
+fn umem_gauges(io: &crate::io::xdp::IoStats) -> [u64; 4] {
     let kernel = (io.umem_fill + io.tx).saturating_sub(io.umem_rx + io.umem_completed);
-    [("free", io.umem_free), ("returning", io.umem_returning), ("kernel", kernel), ("total", io.umem_total)]
+    // In the order of prom::UMEM_AT.
+    [io.umem_free, io.umem_returning, kernel, io.umem_total]
 }
 
 #[cfg(test)]

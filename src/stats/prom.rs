@@ -22,6 +22,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+/// The `at` labels of `xvs_umem_chunks`, in the order of
+/// [`WorkerSample::umem`]: free in the worker's pool, returning (freed by
+/// another worker), in the kernel's rings, the worker's whole share.
+pub const UMEM_AT: [&str; 4] = ["free", "returning", "kernel", "total"];
+
 /// One worker's published figures.
 #[derive(Clone, Debug, Default)]
 pub struct WorkerSample {
@@ -35,8 +40,8 @@ pub struct WorkerSample {
     /// Its I/O driver's event counters, `(name, value)` (AF_XDP: tx ring
     /// full, wake-ups, sleeps, ...).
     pub io: Vec<(&'static str, u64)>,
-    /// Where its UMEM chunks are (`free`, `returning`, `kernel`, `total`).
-    pub umem: [(&'static str, u64); 4],
+    /// Where its UMEM chunks are, in the order of [`UMEM_AT`].
+    pub umem: [u64; 4],
     /// Its per-burst processing time in nanoseconds.
     pub burst_ns: Option<hdrhistogram::Histogram<u64>>,
 }
@@ -152,7 +157,7 @@ pub fn render(v: &MetricsView<'_>) -> String {
     }
     o.family("xvs_umem_chunks", "gauge", "UMEM chunks per worker by where they are: free, returning (freed by another worker), kernel (fill/RX/TX/completion rings), total (its share).");
     for (i, w) in v.workers.iter().enumerate() {
-        for (at, n) in &w.umem {
+        for (at, n) in UMEM_AT.iter().zip(&w.umem) {
             o.sample("xvs_umem_chunks", &[("worker", &i.to_string()), ("at", at)], n);
         }
     }
@@ -360,6 +365,7 @@ mod tests {
         w0.counters.drop(DropReason::NoConn);
         w0.counters.fwd[FwdMethod::Nat.idx()][1] = 4;
         w0.conns = 3;
+        w0.umem = [5, 1, 2, 8];
         let f = Figures {
             active: 2,
             inactive: 1,
@@ -392,6 +398,8 @@ mod tests {
                 .map(|s| s.2)
         };
         assert_eq!(get("xvs_rx_packets_total", &[("worker", "0")]), Some(10.0));
+        assert_eq!(get("xvs_umem_chunks", &[("worker", "0"), ("at", "kernel")]), Some(2.0));
+        assert_eq!(get("xvs_umem_chunks", &[("worker", "1"), ("at", "total")]), Some(0.0));
         assert_eq!(get("xvs_dropped_packets_total", &[("worker", "0"), ("reason", "no_conn")]), Some(1.0));
         assert_eq!(get("xvs_forwarded_packets_total", &[("method", "nat"), ("direction", "out")]), Some(4.0));
         assert_eq!(get("xvs_connections", &[("worker", "0")]), Some(3.0));
