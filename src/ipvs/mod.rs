@@ -2,11 +2,19 @@
 //! service), [`dest::Dest`] (a real server), [`conn`] (connections and their
 //! table), [`laddr`] (FULLNAT local addresses), [`proto`] (the TCP state
 //! machine and per-protocol timeouts), [`sched`] (schedulers), [`xmit`]
-//! (the four forwarding methods) and [`timer`] (the expiry wheel).
+//! (the four forwarding methods), [`timer`] (the expiry wheel), [`mem`]
+//! (the tables' memory, supplied ahead of need) and [`netif`] (the
+//! director's interfaces).
+//!
+//! Nothing here imports the control plane: what the data path reads of
+//! the compiled configuration ([`dest::DestEntry`], [`dest::Hop`],
+//! [`netif::Netif`]) is defined here, and `ctl::snapshot` builds it.
 
 pub mod conn;
 pub mod dest;
 pub mod laddr;
+pub mod mem;
+pub mod netif;
 pub mod proto;
 pub mod sched;
 pub mod service;
@@ -100,6 +108,19 @@ impl FwdMethod {
     #[inline]
     pub const fn sees_replies(self) -> bool {
         matches!(self, FwdMethod::Nat | FwdMethod::FullNat)
+    }
+    /// Whether this method's transmit would drop a packet with TTL / hop
+    /// limit `ttl`: NAT and FULLNAT route (decrement it, drop at 1 or 0);
+    /// DR and TUN leave the IP header as it is.
+    ///
+    /// # Errors
+    /// [`crate::stats::DropReason::TtlExceeded`].
+    #[inline]
+    pub fn check_ttl(self, ttl: u8) -> Result<(), crate::stats::DropReason> {
+        if self.sees_replies() && ttl <= 1 {
+            return Err(crate::stats::DropReason::TtlExceeded);
+        }
+        Ok(())
     }
 }
 

@@ -24,10 +24,12 @@
 //! prefetching what their lookups will touch, so that the cache misses of
 //! a big table overlap ([`burst`]).
 
-use crate::ctl::snapshot::{Hop, Snapshot};
+use crate::ctl::snapshot::Snapshot;
+use crate::ipvs::dest::Hop;
 use crate::ipvs::conn::{flags, Conn, ConnTable, Key};
 use crate::ipvs::dest::DestLoad;
-use crate::ipvs::laddr::{port_owner, LocalPorts};
+use crate::ipvs::laddr::{port_owner, LocalPorts, PoolKey};
+use crate::ipvs::mem::{Provider, ReserveStats};
 use crate::ipvs::proto::{tcp_next, TcpDir, TcpState, Timeouts};
 use crate::ipvs::sched::{SchedCtx, SchedState};
 use crate::ipvs::service::{Persistence, ServiceKey};
@@ -36,7 +38,7 @@ use crate::ipvs::xmit::{self, tun::TunError};
 use crate::ipvs::FwdMethod;
 use crate::stats::{DestStats, Dir, DropReason, PassReason, WorkerCounters};
 use crate::wire::icmp::{self, ErrorKind};
-use crate::wire::{frag_id, parse, proto, src_mac, tcp_flags, Frame, Ip, Meta, Reject, FRAG_LATER};
+use crate::wire::{dst_mac, frag_id, parse, proto, src_mac, tcp_flags, vlan_id, Frame, Ip, Meta, Reject, FRAG_LATER};
 use frag::{FragKey, FragTable, Follow};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -47,6 +49,10 @@ pub const BURST: usize = 32;
 /// Connections the wheel looks at per burst at most (bounds the time a
 /// burst can spend expiring).
 const EXPIRE_BUDGET: usize = 256;
+
+/// Index buckets a burst moves while the index grows (about 2–6 µs; see
+/// `ConnTable::maintain`).
+const MIGRATE_PER_BURST: usize = 32;
 
 /// Entries a full table's eviction looks at, at most, for one embryonic
 /// connection (drop_entry).
@@ -129,9 +135,26 @@ pub struct Worker {
     /// table of live connections costs one search per tick, not one per
     /// SYN of a flood.
     evict_miss: u32,
+    /// Per port, its MAC as a number ([`mac48`]); `u64::MAX` (no MAC
+    /// reads as that) for ports that do not exist. Inline, indexed by the
+    /// port byte: the L2 check of a frame is one load and one compare.
+    port_mac: [u64; 256],
+    /// The same for a full FULLNAT port pool.
+    port_evict_miss: u32,
+    /// drop_entry's rate counters, by packets seen (`todrop_entry`).
+    todrop: [u8; 9],
     /// What became of recent first fragments (`frag`).
     frags: FragTable,
 }
+
+/// A MAC as a number: the six bytes, little endian, in the low 48 bits
+/// (what an 8-byte load of the frame start masked with [`MAC_BITS`] reads).
+#[inline(always)]
+fn mac48(m: &[u8; 6]) -> u64 {
+    u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0])
+}
+
+const MAC_BITS: u64 = (1 << 48) - 1;
 
 impl Worker {
     /// Worker `id` of `workers`, forwarding with `snap`, its clock at
@@ -151,6 +174,9 @@ impl Worker {
             now,
             ip_id: 0,
             evict_miss: now.wrapping_sub(1),
+            port_mac: [u64::MAX; 256],
+            port_evict_miss: now.wrapping_sub(1),
+            todrop: [0; 9],
             frags: FragTable::default(),
             snap: Arc::new(Snapshot::empty()),
         };
@@ -217,9 +243,21 @@ impl Worker {
         self.load = load;
         self.dstats = dstats;
         self.sched = sched;
-        self.lports.sync(new.services.iter().flat_map(|s| s.laddrs.iter()));
+        // One port pool per (local address, real server address and
+        // port) of every FULLNAT real server.
+        self.lports.sync(new.dests.iter().map(|d| {
+            let laddrs: &[IpAddr] = if d.fwd == FwdMethod::FullNat { &new.services[d.svc as usize].laddrs } else { &[] };
+            laddrs
+                .iter()
+                .filter(|l| l.is_ipv4() == d.addr.is_ipv4())
+                .map(move |&laddr| PoolKey { laddr, daddr: d.addr, dport: d.port })
+        }));
         self.tables.v4.set_max(new.max_conns);
         self.tables.v6.set_max(new.max_conns);
+        self.port_mac = [u64::MAX; 256];
+        for (m, p) in self.port_mac.iter_mut().zip(&new.ports) {
+            *m = mac48(&p.mac);
+        }
     }
 
     /// Counts a frame its driver dropped before the worker saw it.
@@ -316,9 +354,35 @@ impl Worker {
     pub fn process_burst(&mut self, frames: &mut [Frame<'_>], verdicts: &mut [Verdict], now_ns: u64) {
         self.set_clock(now_ns);
         self.expire(EXPIRE_BUDGET);
+        self.maintain(MIGRATE_PER_BURST);
         for (fr, v) in frames.chunks_mut(BURST).zip(verdicts.chunks_mut(BURST)) {
             self.run_burst(fr, v);
         }
+    }
+
+    /// Moves up to `budget` buckets of each family's growing index into its
+    /// new array (done a little every burst; an idle worker may do more).
+    /// Returns whether a table still has some to move.
+    #[inline]
+    pub fn maintain(&mut self, budget: usize) -> bool {
+        let a = self.tables.v4.maintain(budget);
+        let b = self.tables.v6.maintain(budget);
+        a || b
+    }
+
+    /// Has the connection tables take their memory from `provider`, whose
+    /// thread faults it in ahead of need (`ipvs::mem`): a table growing
+    /// under a SYN storm then never waits for the kernel to zero pages.
+    pub fn attach_memory(&mut self, provider: &Provider) {
+        self.tables.v4.attach(provider);
+        self.tables.v6.attach(provider);
+    }
+
+    /// Blocks of table memory taken ready from the provider, and mapped by
+    /// the worker itself (both families).
+    pub fn memory_supply(&self) -> ReserveStats {
+        let (a, b) = (self.tables.v4.reserve_stats(), self.tables.v6.reserve_stats());
+        ReserveStats { ready: a.ready + b.ready, inline: a.inline + b.inline }
     }
 
     /// Expires due connections, looking at most at `budget` entries per
@@ -337,7 +401,7 @@ impl Worker {
     /// Processes one frame (the clock must have been set).
     #[inline]
     pub fn process(&mut self, fr: &mut Frame<'_>) -> Verdict {
-        let p = burst::prepare(&mut self.tables, fr.data());
+        let p = burst::prepare(self, fr);
         self.process_prepared(fr, &p)
     }
 
@@ -363,6 +427,42 @@ impl Worker {
             Verdict::Handoff { .. } => self.counters.handoffs += 1,
         }
         v
+    }
+
+    /// What the kernel in front of IPVS does with a frame that is not for
+    /// this host, decided on L2 alone: a unicast frame to another MAC
+    /// (PACKET_OTHERHOST: flooded by a switch, e.g. to a VRRP backup) or
+    /// with a VLAN id none of the port's sub-interfaces has is dropped; a
+    /// broadcast or multicast one is left to the kernel (IPVS schedules
+    /// PACKET_HOST frames only). `None`: the frame is ours.
+    ///
+    /// Only for frames that are not untagged and to their port's MAC: the
+    /// burst's first stage answers that with one compare of the MAC as a
+    /// number, so the common frame never comes here, and what is not ours
+    /// becomes a reject like a malformed frame.
+    #[cold]
+    #[inline(never)]
+    fn not_for_us(&self, fr: &Frame<'_>, m: &Meta) -> Option<Reject> {
+        let f = fr.data();
+        if f[0] & 1 != 0 {
+            return Some(Reject::Pass(PassReason::NotHost));
+        }
+        if !self.snap.is_own_mac(fr.port, &dst_mac(f)) {
+            return Some(Reject::Drop(DropReason::OtherHost));
+        }
+        let vid = vlan_id(f, m);
+        // VLAN 0 is a priority tag: the port's own frame.
+        if vid != 0 && !self.snap.has_vid(fr.port, vid) {
+            return Some(Reject::Drop(DropReason::UnknownVlan));
+        }
+        None
+    }
+
+    /// The link a frame arrived on (its port, or the port's VLAN
+    /// sub-interface of its tag).
+    #[cold]
+    fn ingress_link(&self, fr: &Frame<'_>, m: &Meta) -> u8 {
+        self.snap.link_of(fr.port, vlan_id(fr.data(), m)).unwrap_or(fr.port)
     }
 
     /// The worker that owns the flow of the packet `key` describes: the
@@ -401,9 +501,17 @@ impl Worker {
         // keys, so a hit is ours, and the common case skips the ownership
         // rule's VIP / local address lookups.
         if let Some((idx, dir)) = A::table(&mut self.tables).lookup_hashed(&key, hash) {
-            // A SYN on a connection that is over starts a new one (IPVS's
-            // conn_reuse_mode); one flag test keeps this off the common path.
-            if m.tcp_flags & tcp_flags::SYN == 0 || dir != Dir::In || m.proto != proto::TCP || !self.retire_for_syn::<A>(idx) {
+            // One flag test keeps SYNs off the common path (UDP has no
+            // flags). A SYN with FIN or RST is no segment a stack sends;
+            // a SYN on a connection that is over starts a new one (IPVS's
+            // conn_reuse_mode).
+            if m.tcp_flags & tcp_flags::SYN == 0 {
+                return self.forward::<A, false>(fr, &mut m, idx, dir);
+            }
+            if m.tcp_flags & (tcp_flags::FIN | tcp_flags::RST) != 0 {
+                return Verdict::Drop(DropReason::BadSyn);
+            }
+            if dir != Dir::In || !self.retire_for_syn::<A>(idx) {
                 return self.forward::<A, false>(fr, &mut m, idx, dir);
             }
         }
@@ -460,6 +568,11 @@ impl Worker {
         }
     }
 
+    /// Also refreshes the next hops: towards the real server (the dest's
+    /// current hop) and, when the replies pass through us, towards the
+    /// client (the current route to it) — a changed neighbour MAC or route
+    /// reaches established connections on their next packet. A hop that
+    /// is unknown now keeps its last value.
     #[cold]
     #[inline(never)]
     fn rebind_slow<A: Ip>(snap: &Snapshot, c: &mut Conn<A>) {
@@ -472,6 +585,11 @@ impl Worker {
                 }
             }
             None => c.dest = NO_DEST,
+        }
+        if c.fwd.sees_replies() && !c.is_template() {
+            if let Some(h) = snap.next_hop(c.caddr.into()) {
+                c.client_hop = h;
+            }
         }
     }
 
@@ -526,18 +644,19 @@ impl Worker {
             }
         }
         c.expires = now.wrapping_add(timer::secs(Self::timeout(&snap.timeouts, c.proto, c.state)));
+        c.in_pkts = c.in_pkts.saturating_add((dir == Dir::In) as u8);
         // Borrowed, not copied: a copy of an aligned connection costs a
         // realigned stack frame and four vector moves per packet.
         let c = &*c;
         let bytes = fr.len as u64;
         let res = match (c.fwd, dir) {
-            (FwdMethod::Dr, Dir::In) => xmit::dr::xmit(fr, m, &c.dest_hop, &snap.ports),
-            (FwdMethod::Nat, Dir::In) if LATER => xmit::nat::frag_in(fr, m, c, &snap.ports),
-            (FwdMethod::Nat, Dir::Out) if LATER => xmit::nat::frag_out(fr, m, c, &snap.ports),
-            (FwdMethod::FullNat, Dir::In) if LATER => xmit::fullnat::frag_in(fr, m, c, &snap.ports),
-            (FwdMethod::FullNat, Dir::Out) if LATER => xmit::fullnat::frag_out(fr, m, c, &snap.ports),
-            (FwdMethod::Nat, Dir::In) => xmit::nat::xmit_in(fr, m, c, &snap.ports),
-            (FwdMethod::Nat, Dir::Out) => xmit::nat::xmit_out(fr, m, c, &snap.ports),
+            (FwdMethod::Dr, Dir::In) => xmit::dr::xmit(fr, m, &c.dest_hop, &snap.links),
+            (FwdMethod::Nat, Dir::In) if LATER => xmit::nat::frag_in(fr, m, c, &snap.links),
+            (FwdMethod::Nat, Dir::Out) if LATER => xmit::nat::frag_out(fr, m, c, &snap.links),
+            (FwdMethod::FullNat, Dir::In) if LATER => xmit::fullnat::frag_in(fr, m, c, &snap.links),
+            (FwdMethod::FullNat, Dir::Out) if LATER => xmit::fullnat::frag_out(fr, m, c, &snap.links),
+            (FwdMethod::Nat, Dir::In) => xmit::nat::xmit_in(fr, m, c, &snap.links),
+            (FwdMethod::Nat, Dir::Out) => xmit::nat::xmit_out(fr, m, c, &snap.links),
             (FwdMethod::FullNat, Dir::In) => {
                 // TOA rides on the client's handshake ACK: the segment that
                 // takes the connection out of SYN_RECV, the one the
@@ -545,7 +664,7 @@ impl Worker {
                 // (Never in a fragment: the option would move the data
                 // under the offsets of the fragments that follow.)
                 let toa = snap.toa && was == TcpState::SynRecv as u8 && m.tcp_flags & (tcp_flags::ACK | tcp_flags::SYN | tcp_flags::RST) == tcp_flags::ACK && m.frag == 0;
-                xmit::fullnat::xmit_in(fr, m, c, &snap.ports, toa).map(|(p, added)| {
+                xmit::fullnat::xmit_in(fr, m, c, &snap.links, toa).map(|(p, added)| {
                     match added {
                         Some(Ok(())) => self.counters.toa_added += 1,
                         Some(Err(_)) => self.counters.toa_skipped += 1,
@@ -554,8 +673,8 @@ impl Worker {
                     p
                 })
             }
-            (FwdMethod::FullNat, Dir::Out) => xmit::fullnat::xmit_out(fr, m, c, &snap.ports),
-            (FwdMethod::Tun, Dir::In) => match xmit::tun::xmit(fr, m, c, &snap.ports, &mut self.ip_id) {
+            (FwdMethod::FullNat, Dir::Out) => xmit::fullnat::xmit_out(fr, m, c, &snap.links),
+            (FwdMethod::Tun, Dir::In) => match xmit::tun::xmit(fr, m, c, &snap.links, &mut self.ip_id) {
                 Ok(p) => Ok(p),
                 Err(TunError::Drop(r)) => Err(r),
                 Err(TunError::NeedFrag { mtu }) => return self.send_error::<A>(fr, m, ErrorKind::TooBig { mtu }, DropReason::TooBig),
@@ -659,13 +778,18 @@ impl Worker {
                 Verdict::Pass(PassReason::NotService)
             };
         };
-        // IPVS schedules TCP only on a SYN (without RST).
-        if m.proto == proto::TCP && (m.tcp_flags & tcp_flags::SYN == 0 || m.tcp_flags & tcp_flags::RST != 0) {
+        // IPVS schedules TCP only on a SYN; one that also carries FIN or
+        // RST, port 0 and martian sources are refused before anything is
+        // scheduled or counted (see `admissible`).
+        if m.proto == proto::TCP && m.tcp_flags & tcp_flags::SYN == 0 {
             return Verdict::Drop(DropReason::NoConn);
         }
-        // A full table: room is made by ending embryonic connections
-        // (drop_entry), one per entry this connection adds.
-        if m.proto == proto::TCP && self.snap.drop_entry {
+        if let Err(r) = self.admissible(m, k) {
+            return Verdict::Drop(r);
+        }
+        // A full table: room is made by ending embryonic or idle
+        // connections (drop_entry), one per entry this connection adds.
+        if self.snap.drop_entry {
             let need = 1 + self.snap.services[si as usize].persistence.is_some() as usize;
             if !A::table(&mut self.tables).has_room(need) {
                 self.make_room::<A>(need);
@@ -673,12 +797,11 @@ impl Worker {
         }
         let picked = match self.snap.services[si as usize].persistence {
             None => schedule(&self.snap, &mut self.sched, &self.load, self.now_ns, si, k).map(|di| (di, None)).ok_or(DropReason::NoDest),
-            Some(p) => self.persist::<A>(si, k, p),
+            Some(p) => self.persist::<A>(si, k, p, m.ttl),
         };
         // A borrow, not a clone: the refcount is shared with every worker,
         // and two workers bumping it per new connection fight over its line.
         let snap = &*self.snap;
-        let svc = &snap.services[si as usize];
         let (di, tmpl) = match picked {
             Ok(x) => x,
             Err(DropReason::NoDest) => return self.send_error::<A>(fr, m, ErrorKind::PortUnreachable, DropReason::NoDest),
@@ -700,13 +823,20 @@ impl Worker {
             untmpl(self);
             return Verdict::Drop(DropReason::NoNeighbour);
         };
+        // A packet its transmit would drop makes no connection.
+        if let Err(r) = dest.fwd.check_ttl(m.ttl) {
+            untmpl(self);
+            return Verdict::Drop(r);
+        }
+        // Replies go the route's way to the client; without a route, back
+        // to the previous hop the packet came from.
         let client_hop = if dest.fwd.sees_replies() {
             match snap.next_hop(k.saddr.into()) {
                 Some(h) => h,
                 // The way back is the frame's source MAC: only if a frame
                 // may be sent there (found by fuzzing: a broadcast source
                 // became the destination of every reply).
-                None if usable_mac(snap, src_mac(fr.data())) => Hop { port: fr.port, mac: src_mac(fr.data()) },
+                None if usable_mac(snap, src_mac(fr.data())) => Hop { link: self.ingress_link(fr, m), mac: src_mac(fr.data()) },
                 None => {
                     untmpl(self);
                     return Verdict::Drop(DropReason::NoNeighbour);
@@ -716,7 +846,23 @@ impl Worker {
             dest_hop
         };
         let (laddr, lport) = if dest.fwd == FwdMethod::FullNat {
-            match self.lports.alloc(&svc.laddrs).and_then(|(a, p)| A::from_ip(a).map(|a| (a, p))) {
+            let got = match self.lports.alloc(di) {
+                Some(x) => Some(x),
+                // A full pool: the real server's own drop_entry.
+                None if snap.drop_entry => Self::make_port_room::<A>(
+                    snap,
+                    &mut self.tables,
+                    &mut self.lports,
+                    &mut self.load,
+                    &mut self.counters,
+                    &mut self.todrop,
+                    &mut self.port_evict_miss,
+                    self.now,
+                    di,
+                ),
+                None => None,
+            };
+            match got.and_then(|(a, p)| A::from_ip(a).map(|a| (a, p))) {
                 Some(x) => x,
                 None => {
                     untmpl(self);
@@ -733,6 +879,9 @@ impl Worker {
         }
         if udp {
             cflags |= flags::INACTIVE;
+        }
+        if dest.fwd == FwdMethod::FullNat && dest.port == 0 {
+            cflags |= flags::LPORT_ANY;
         }
         let c = Conn {
             caddr: k.saddr,
@@ -754,12 +903,13 @@ impl Worker {
             state: TcpState::None as u8,
             fwd: dest.fwd,
             flags: cflags,
+            in_pkts: 0,
         };
         let idx = match A::table(&mut self.tables).insert(c) {
             Ok(i) => i,
             Err(r) => {
                 if dest.fwd == FwdMethod::FullNat {
-                    self.lports.release(laddr.into(), lport);
+                    self.lports.release(PoolKey { laddr: laddr.into(), daddr: dest.addr, dport: dest.port }, lport);
                 }
                 untmpl(self);
                 return Verdict::Drop(r);
@@ -777,12 +927,35 @@ impl Worker {
         self.forward::<A, false>(fr, m, idx, Dir::In)
     }
 
-    /// IPVS's `drop_entry` defense against SYN floods: ends the embryonic
-    /// TCP connections (SYN_RECV: a SYN, then nothing from the client)
-    /// due to expire soonest until `need` entries fit, releasing what each
-    /// holds. Established connections, closing ones and templates are
-    /// never ended. A search that finds none is not repeated within the
-    /// same tick.
+    /// What the kernel's input path and a stateful firewall refuse before
+    /// a flow could become a connection: a SYN with FIN or RST, source or
+    /// destination port 0, a martian source ([`martian`], or one of the
+    /// director's own addresses: the kernel's `fib_validate_source`).
+    /// Checked for new flows only; established ones passed it.
+    ///
+    /// # Errors
+    /// [`DropReason::BadSyn`], [`DropReason::ZeroPort`] or
+    /// [`DropReason::Martian`].
+    #[inline]
+    fn admissible<A: Ip>(&self, m: &Meta, k: &Key<A>) -> Result<(), DropReason> {
+        if m.tcp_flags & (tcp_flags::FIN | tcp_flags::RST) != 0 {
+            return Err(DropReason::BadSyn);
+        }
+        if k.sport == 0 || k.dport == 0 {
+            return Err(DropReason::ZeroPort);
+        }
+        let src: IpAddr = k.saddr.into();
+        if martian(src) || self.snap.is_own_addr(src) {
+            return Err(DropReason::Martian);
+        }
+        Ok(())
+    }
+
+    /// IPVS's `drop_entry` defense (`ip_vs_random_dropentry`): ends
+    /// connections that [`droppable`] accepts, due to expire soonest,
+    /// until `need` entries fit, releasing what each holds; a persistence
+    /// template left without connections goes with its last one. A search
+    /// that finds none is not repeated within the same tick.
     #[cold]
     #[inline(never)]
     fn make_room<A: Family>(&mut self, need: usize) {
@@ -791,18 +964,71 @@ impl Worker {
         }
         let snap = &*self.snap;
         let now = self.now;
-        let (load, lports, counters) = (&mut self.load, &mut self.lports, &mut self.counters);
+        let (load, lports, counters, rate) = (&mut self.load, &mut self.lports, &mut self.counters, &mut self.todrop);
         let table = A::table(&mut self.tables);
         while !table.has_room(need) {
-            let embryonic = |c: &Conn<A>| c.proto == proto::TCP && !c.is_template() && c.state == TcpState::SynRecv as u8;
-            if !table.evict(EVICT_BUDGET, embryonic, |c| {
+            let Some((c, live)) = table.evict(EVICT_BUDGET, |c| droppable(c, now, &snap.timeouts, rate), |c| {
                 release(c, now, snap, load, lports, counters);
-            }) {
+            }) else {
                 self.evict_miss = now;
                 return;
+            };
+            if live {
+                counters.evicted_conns += 1;
+                end_orphan_template(table, &c, now, snap, load, lports, counters);
             }
-            counters.evicted_conns += 1;
         }
+    }
+
+    /// drop_entry for a full FULLNAT port pool: ends a connection that
+    /// holds a port of one of dest `di`'s pools and that [`droppable`]
+    /// accepts, then allocates again. `None` when none is found (no new
+    /// search within the same tick) or the pools are still full.
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn make_port_room<A: Family>(
+        snap: &Snapshot,
+        tables: &mut Tables,
+        lports: &mut LocalPorts,
+        load: &mut [DestLoad],
+        counters: &mut WorkerCounters,
+        rate: &mut [u8; 9],
+        miss: &mut u32,
+        now: u32,
+        di: usize,
+    ) -> Option<(IpAddr, u16)> {
+        if *miss == now {
+            return None;
+        }
+        let d = &snap.dests[di];
+        let laddrs = &snap.services[d.svc as usize].laddrs;
+        let holds_port = |c: &Conn<A>| {
+            c.fwd == FwdMethod::FullNat
+                && c.flags & flags::TEMPLATE == 0
+                && Into::<IpAddr>::into(c.daddr) == d.addr
+                && pool_key(c).dport == d.port
+                && laddrs.contains(&c.laddr.into())
+        };
+        let table = A::table(tables);
+        // A few tries: an unlinked entry reclaimed on the way may hold no
+        // port of these pools.
+        for _ in 0..4 {
+            let Some((c, live)) = table.evict(EVICT_BUDGET, |c| holds_port(c) && droppable(c, now, &snap.timeouts, rate), |c| {
+                release(c, now, snap, load, lports, counters);
+            }) else {
+                *miss = now;
+                return None;
+            };
+            if live {
+                counters.evicted_conns += 1;
+                end_orphan_template(table, &c, now, snap, load, lports, counters);
+            }
+            if let Some(x) = lports.alloc(di) {
+                return Some(x);
+            }
+        }
+        None
     }
 
     /// Persistence (IPVS `ip_vs_sched_persist`): the client's (masked)
@@ -814,7 +1040,7 @@ impl Worker {
     /// # Errors
     /// [`DropReason::NoDest`] when the scheduler finds none, or why the
     /// template could not be made.
-    fn persist<A: Family>(&mut self, si: u32, k: &Key<A>, p: Persistence) -> Result<(usize, Option<u32>), DropReason> {
+    fn persist<A: Family>(&mut self, si: u32, k: &Key<A>, p: Persistence, ttl: u8) -> Result<(usize, Option<u32>), DropReason> {
         let snap = &*self.snap;
         let svc = &snap.services[si as usize];
         let tk = template_key(&svc.key, k, p.netmask);
@@ -841,6 +1067,8 @@ impl Worker {
         let d = &snap.dests[di];
         let daddr = A::from_ip(d.addr).ok_or(DropReason::FamilyMismatch)?;
         let hop = d.hop.ok_or(DropReason::NoNeighbour)?;
+        // No template for a packet that will not be sent.
+        d.fwd.check_ttl(ttl)?;
         let t = Conn {
             caddr: tk.saddr,
             vaddr: tk.daddr,
@@ -861,6 +1089,7 @@ impl Worker {
             state: 0,
             fwd: d.fwd,
             flags: flags::TEMPLATE | flags::BOUND,
+            in_pkts: 0,
         };
         let ti = A::table(&mut self.tables).insert(t)?;
         self.load[di].persist += 1;
@@ -882,9 +1111,11 @@ impl Worker {
             Ok(()) => {
                 self.counters.drop(why);
                 self.counters.icmp_sent += 1;
+                // Back to the sender on the link it came from (the frame
+                // keeps its tag), from our MAC there.
                 let p = fr.port;
-                if let Some(port) = self.snap.ports.get(p as usize) {
-                    let mac = port.mac;
+                let mac = self.snap.links.get(self.ingress_link(fr, m) as usize).map(|l| l.mac);
+                if let Some(mac) = mac {
                     fr.data_mut()[6..12].copy_from_slice(&mac);
                 }
                 Verdict::Tx { port: p }
@@ -901,6 +1132,11 @@ impl Worker {
             Ok(q) => q,
             Err(r) => return Verdict::Drop(r),
         };
+        // The kernel's input path drops these before IPVS sees them.
+        let src: IpAddr = A::src(f, &m).into();
+        if martian(src) || self.snap.is_own_addr(src) {
+            return Verdict::Drop(DropReason::Martian);
+        }
         let (qs, qd) = q.addrs::<A>(f);
         // The quoted packet went through us: its reverse is our key.
         let key = Key { saddr: qd, daddr: qs, sport: q.dport, dport: q.sport, proto: q.proto };
@@ -919,8 +1155,8 @@ impl Worker {
         Self::rebind(snap, c);
         let c = *c;
         let res = match dir {
-            Dir::Out => xmit::icmp::relay_out(fr, &mut m, &mut q, &c, &snap.ports),
-            Dir::In => match xmit::icmp::relay_in(fr, &mut m, &mut q, &c, &snap.ports, &mut self.ip_id) {
+            Dir::Out => xmit::icmp::relay_out(fr, &mut m, &mut q, &c, &snap.links),
+            Dir::In => match xmit::icmp::relay_in(fr, &mut m, &mut q, &c, &snap.links, &mut self.ip_id) {
                 Ok(p) => Ok(p),
                 Err(TunError::Drop(r)) => Err(r),
                 // An error about an error is never sent.
@@ -977,6 +1213,22 @@ pub fn template_key<A: Ip>(svc: &ServiceKey, k: &Key<A>, netmask: u8) -> Key<A> 
     }
 }
 
+/// A source address no packet from outside may have (RFC 1812 5.3.7,
+/// RFC 4291 2.7 and what Linux's input path drops): IPv4 0.0.0.0/8,
+/// 127.0.0.0/8, multicast 224.0.0.0/4, class E 240.0.0.0/4 with the
+/// limited broadcast; IPv6 ::, ::1, multicast ff00::/8 and IPv4-mapped
+/// ::ffff:0:0/96 (Linux's TCP refuses SYNs from those).
+#[inline]
+pub fn martian(src: IpAddr) -> bool {
+    match src {
+        IpAddr::V4(a) => {
+            let b = a.octets()[0];
+            b == 0 || b == 127 || b >= 224
+        }
+        IpAddr::V6(a) => a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.to_ipv4_mapped().is_some(),
+    }
+}
+
 /// Releases what an expiring entry holds: its place in its dest's load,
 /// its FULLNAT local port; a template still controlling connections is
 /// kept another persistence timeout (IPVS re-arms it).
@@ -1023,10 +1275,83 @@ fn release<A: Ip>(
         c.flags &= !flags::BOUND;
     }
     if c.fwd == FwdMethod::FullNat {
-        lports.release(c.laddr.into(), c.lport);
+        lports.release(pool_key(c), c.lport);
     }
     counters.expired_conns += 1;
     true
+}
+
+/// The local port pool a FULLNAT connection's port came from.
+#[inline]
+fn pool_key<A: Ip>(c: &Conn<A>) -> PoolKey {
+    PoolKey { laddr: c.laddr.into(), daddr: c.daddr.into(), dport: if c.flags & flags::LPORT_ANY != 0 { 0 } else { c.dport } }
+}
+
+/// Idle time after which drop_entry may end a connection that is not
+/// embryonic (IPVS's `todrop_entry`: 60 s).
+const DROP_IDLE_SECS: u32 = 60;
+
+/// Which entries drop_entry may end, as IPVS's `ip_vs_random_dropentry`
+/// chooses them: never a template; a TCP connection in SYN_RECV or SYNACK
+/// (embryonic); an ESTABLISHED TCP connection, or a connection of another
+/// protocol (UDP), that has been idle for 60 s and has had 1 to 8 packets
+/// from its client — of those with `n` packets, one candidate in `n`
+/// (`todrop_entry`'s rates, per worker here: the fewer packets, the
+/// likelier a flood's entry). Closing TCP connections are never ended.
+#[inline]
+fn droppable<A: Ip>(c: &Conn<A>, now: u32, t: &Timeouts, rate: &mut [u8; 9]) -> bool {
+    if c.is_template() {
+        return false;
+    }
+    if c.proto == proto::TCP {
+        match TcpState::from_u8(c.state) {
+            TcpState::SynRecv | TcpState::SynAck => return true,
+            TcpState::Established => {}
+            _ => return false,
+        }
+    }
+    // Idle since its last refresh, which set `expires` one timeout ahead.
+    let timeout = timer::secs(Worker::timeout(t, c.proto, c.state));
+    if !timer::reached(now.wrapping_add(timeout), c.expires.wrapping_add(timer::secs(DROP_IDLE_SECS))) {
+        return false;
+    }
+    let n = c.in_pkts as usize;
+    if n == 0 || n >= rate.len() {
+        return false;
+    }
+    if rate[n] > 1 {
+        rate[n] -= 1;
+        return false;
+    }
+    rate[n] = n as u8;
+    true
+}
+
+/// After drop_entry ended `c`: a template that controlled it and controls
+/// nothing now is released and unlinked too (IPVS expires `cp->control`
+/// with its connection), so the client is scheduled afresh; its slot is
+/// reclaimed by the next eviction or when the wheel reaches it.
+fn end_orphan_template<A: Ip>(
+    table: &mut ConnTable<A>,
+    c: &Conn<A>,
+    now: u32,
+    snap: &Snapshot,
+    load: &mut [DestLoad],
+    lports: &mut LocalPorts,
+    counters: &mut WorkerCounters,
+) {
+    if c.control == 0 {
+        return;
+    }
+    let ti = c.control - 1;
+    let t = table.get_mut(ti);
+    if !t.is_template() || t.control != 0 || t.flags & flags::DEAD != 0 {
+        return;
+    }
+    if release(t, now, snap, load, lports, counters) {
+        t.flags |= flags::RELEASED;
+        table.unlink(ti);
+    }
 }
 
 mod burst;
@@ -1034,3 +1359,6 @@ mod frag;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests_l2;
