@@ -14,9 +14,9 @@
 //!   forwarding: every fetch through the VIP still succeeds.
 //! - a real server that dies (RST) and one that blackholes (link down):
 //!   the health checker takes both out, then the live one answers all.
-//! - the director's interfaces going down and up, changing MTU and MAC:
-//!   traffic flows again within a bounded time, and after the MAC
-//!   changes xvs sends from the new MACs (captured on both legs).
+//! - the director's interfaces going down and up, changing MTU, and the
+//!   real servers' leg changing MAC: traffic flows again within a bounded
+//!   time, and xvs sends to the real servers from the new MAC.
 
 mod lab;
 
@@ -446,7 +446,9 @@ fn the_directors_interface_going_down_and_up_and_changing_mtu_is_survived() {
         // A new MAC: the real servers still address the old one until
         // their neighbour entry is renewed, xvs sends from the new one.
         ("d1 mac changed", vec![vec!["link", "set", "d1", "address", "02:00:5e:00:d1:01"]]),
-        ("d0 mac changed", vec![vec!["link", "set", "d0", "address", "02:00:5e:00:d0:01"]]),
+        // (d0's MAC, the clients' side, is not changed: since main's L2
+        // check, frames to the old MAC are dropped as another host's until
+        // the clients' neighbour entries expire, tens of seconds.)
     ] {
         let load = Load::start(&t.client, vip, 1);
         std::thread::sleep(Duration::from_millis(500));
@@ -461,17 +463,14 @@ fn the_directors_interface_going_down_and_up_and_changing_mtu_is_survived() {
         println!("{what}: {ok} answers, {failed} failures meanwhile; traffic again after {back:?}");
         took.push((what, back));
     }
-    // xvs sends from the new MACs: to the client from d0's, to the real
-    // servers from d1's.
-    let to_client = source_macs(&t.client, Some(80), None, Duration::from_millis(600));
+    // xvs sends to the real servers from d1's new MAC.
     let to_rs = source_macs(&t.rs[0], None, Some(8080), Duration::from_millis(600));
     let answers = lab::in_ns(&t.client, move || (0..6).filter(|_| get(vip, Duration::from_secs(2)).is_ok()).count());
-    let (to_client, to_rs) = (to_client.join().unwrap(), to_rs.join().unwrap());
+    let to_rs = to_rs.join().unwrap();
     let log = lab.log(x);
     let c = lab.stop_xvs(x);
     println!("{log}\n{}", c.text);
     assert!(answers > 0, "no answer after the MAC changes");
-    assert_eq!(to_client.into_iter().collect::<Vec<_>>(), [[2, 0, 0x5e, 0, 0xd0, 1]], "frames to the client not from d0's new MAC");
     assert_eq!(to_rs.into_iter().collect::<Vec<_>>(), [[2, 0, 0x5e, 0, 0xd1, 1]], "frames to rs1 not from d1's new MAC");
     for (what, back) in took {
         let back = back.unwrap_or_else(|| panic!("after {what}, no answer through the VIP within 15 s:\n{log}"));
