@@ -189,6 +189,10 @@ pub struct WorkerCounters {
     pub icmp_sent: u64,
     /// Frames handed to another worker.
     pub handoffs: u64,
+    /// TCP/UDP frames that arrived with a partial checksum (a sender with
+    /// TX checksum offload behind a veth or virtual NIC) and had it
+    /// completed in software.
+    pub csum_completed: u64,
     pub drops: [u64; DropReason::COUNT],
     pub passes: [u64; PassReason::COUNT],
 }
@@ -229,6 +233,7 @@ impl WorkerCounters {
         self.icmp_relayed += o.icmp_relayed;
         self.icmp_sent += o.icmp_sent;
         self.handoffs += o.handoffs;
+        self.csum_completed += o.csum_completed;
         for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
             *a += b;
         }
@@ -263,6 +268,7 @@ impl WorkerCounters {
         v.push(("icmp_relayed".into(), self.icmp_relayed));
         v.push(("icmp_sent".into(), self.icmp_sent));
         v.push(("handoffs".into(), self.handoffs));
+        v.push(("csum_completed".into(), self.csum_completed));
         for r in DropReason::ALL {
             v.push((format!("drop_{}", r.name()), self.drops[*r as usize]));
         }
@@ -298,6 +304,9 @@ impl WorkerCounters {
         if self.handoffs > 0 {
             let _ = writeln!(s, "handoffs     {}", self.handoffs);
         }
+        if self.csum_completed > 0 {
+            let _ = writeln!(s, "partial checksums completed {}", self.csum_completed);
+        }
         let _ = writeln!(s, "dropped      {}", self.total_drops());
         for r in DropReason::ALL {
             let n = self.drops[*r as usize];
@@ -326,7 +335,7 @@ mod tests {
         c.drop(DropReason::NoDest);
         c.fwd[2][1] = 7;
         let p = c.pairs();
-        assert_eq!(p.len(), 4 + 8 + 11 + DropReason::COUNT + PassReason::COUNT);
+        assert_eq!(p.len(), 4 + 8 + 12 + DropReason::COUNT + PassReason::COUNT);
         assert!(p.contains(&("drop_no_dest".to_string(), 1)));
         assert!(p.contains(&("fwd_nat_out".to_string(), 7)));
         let r = c.render();

@@ -36,7 +36,7 @@ use crate::ipvs::xmit::{self, tun::TunError};
 use crate::ipvs::FwdMethod;
 use crate::stats::{DestStats, Dir, DropReason, PassReason, WorkerCounters};
 use crate::wire::icmp::{self, ErrorKind};
-use crate::wire::{parse, proto, src_mac, tcp_flags, Frame, Ip, Meta, Reject};
+use crate::wire::{checksum, parse, proto, src_mac, tcp_flags, Frame, Ip, Meta, Reject};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -374,7 +374,6 @@ impl Worker {
     /// table (TCP/UDP).
     #[inline(always)]
     fn process_af<A: Family>(&mut self, fr: &mut Frame<'_>, mut m: Meta, hash: u64) -> Verdict {
-        let f = fr.data();
         if m.proto != proto::TCP && m.proto != proto::UDP {
             if m.is_icmp_error() {
                 return self.icmp_error::<A>(fr, m);
@@ -384,6 +383,14 @@ impl Worker {
             }
             return Verdict::Pass(PassReason::NotService);
         }
+        // A partial checksum (a CHECKSUM_PARTIAL sender behind a veth) is
+        // completed before anything reads or rewrites it; a frame from a
+        // NIC pays only the parser's pseudo-header comparison.
+        if m.partial {
+            self.counters.csum_completed += 1;
+            checksum::complete(fr.data_mut(), &m);
+        }
+        let f = fr.data();
         let key = Key { saddr: A::src(f, &m), daddr: A::dst(f, &m), sport: m.sport, dport: m.dport, proto: m.proto };
         // Lookup before ownership: only the owner ever inserts a flow's
         // keys, so a hit is ours, and the common case skips the ownership
