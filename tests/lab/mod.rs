@@ -6,9 +6,12 @@
 //!   `xvs` (SIGTERM, so it detaches its XDP programs; SIGKILL after 5 s),
 //!   stops the servers and deletes the namespaces — also when the test
 //!   panics.
-//! - Every veth end has its TX checksum offload off: a veth sender leaves
-//!   TCP/UDP checksums to "hardware" and XDP on the peer would see partial
-//!   ones (docs/afxdp.md). Real NICs put full checksums on the wire.
+//! - veth pairs keep the kernel's defaults, TX checksum offload on, as
+//!   users build them: a kernel TCP/UDP sender leaves a partial checksum
+//!   (the pseudo-header sum) that XDP sees raw and xvs completes
+//!   (docs/afxdp.md). [`Lab::full_checksums`] turns the offload off on
+//!   the veths made after it, for a lab of senders that put full
+//!   checksums on the wire, as real NICs deliver them.
 //! - Servers and clients are threads of the test process that entered a
 //!   namespace (`setns`): their sockets are ordinary kernel sockets of that
 //!   namespace. An HTTP server answers `GET` with `<name> <peer ip>:<peer
@@ -104,6 +107,8 @@ pub struct Lab {
     servers: Vec<Server>,
     xvs: Vec<Xvs>,
     files: Vec<PathBuf>,
+    /// `ethtool -K <if> tx off` on every new veth end.
+    tx_off: bool,
 }
 
 impl Lab {
@@ -126,6 +131,7 @@ impl Lab {
             servers: Vec::new(),
             xvs: Vec::new(),
             files: Vec::new(),
+            tx_off: false,
         })
     }
 
@@ -138,16 +144,26 @@ impl Lab {
         name
     }
 
-    /// A veth pair `a_if` (in `a`) — `b_if` (in `b`), both up, TX
-    /// checksum offload off on both; `queues` RX/TX queues on the `a` end
-    /// (the `b` end keeps one, so everything it sends lands on queue 0).
+    /// From now on, veth ends are made with TX checksum offload off, so
+    /// their senders put full TCP/UDP checksums on the wire as a real
+    /// NIC delivers them (the default leaves partial ones).
+    pub fn full_checksums(&mut self) {
+        self.tx_off = true;
+    }
+
+    /// A veth pair `a_if` (in `a`) — `b_if` (in `b`), both up, offloads
+    /// at the kernel's defaults (unless [`Lab::full_checksums`]);
+    /// `queues` RX/TX queues on the `a` end (the `b` end keeps one, so
+    /// everything it sends lands on queue 0).
     pub fn veth(&mut self, a: &str, a_if: &str, b: &str, b_if: &str, queues: u32) {
         let q = queues.max(1).to_string();
         #[rustfmt::skip]
         must(&["ip", "-n", a, "link", "add", "name", a_if, "numtxqueues", &q, "numrxqueues", &q, "type", "veth",
                "peer", "name", b_if, "numtxqueues", "1", "numrxqueues", "1", "netns", b]);
         for (ns, i) in [(a, a_if), (b, b_if)] {
-            must(&["ip", "netns", "exec", ns, "ethtool", "-K", i, "tx", "off"]);
+            if self.tx_off {
+                must(&["ip", "netns", "exec", ns, "ethtool", "-K", i, "tx", "off"]);
+            }
             must(&["ip", "-n", ns, "link", "set", i, "up"]);
         }
     }
@@ -173,6 +189,12 @@ impl Lab {
         let mut v = vec!["ip", "netns", "exec", ns];
         v.extend_from_slice(args);
         must(&v)
+    }
+
+    /// True when an XDP program is attached to `iface` in `ns`.
+    pub fn xdp_attached(&self, ns: &str, iface: &str) -> bool {
+        let out = must(&["ip", "-n", ns, "-d", "link", "show", "dev", iface]);
+        out.split_whitespace().any(|w| w == "xdp" || w.starts_with("xdp/") || w == "xdpgeneric" || w == "prog/xdp")
     }
 
     /// `sysctl -qw <kv>` in `ns`.
@@ -260,16 +282,26 @@ impl Lab {
 
     /// As [`Lab::xvs`], waiting for a log line containing `ready`.
     pub fn xvs_until(&mut self, ns: &str, config: &str, args: &[&str], ready: &str) -> usize {
+        self.xvs_with(ns, Some(config), args, &[], ready)
+    }
+
+    /// Starts `xvs run` in `ns` with `config` (TOML text; `None`: no
+    /// `--config` at all), `args` and the environment variables `env`,
+    /// and waits for a log line containing `ready`.
+    pub fn xvs_with(&mut self, ns: &str, config: Option<&str>, args: &[&str], env: &[(&str, &str)], ready: &str) -> usize {
         let path = std::env::temp_dir().join(format!("{}-{}.toml", self.base, self.files.len()));
-        std::fs::write(&path, config).unwrap();
+        if let Some(config) = config {
+            std::fs::write(&path, config).unwrap();
+        }
         self.files.push(path.clone());
         let bin = env!("CARGO_BIN_EXE_xvs");
         let socket = std::env::temp_dir().join(format!("{}-{}.sock", self.base, self.files.len()));
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns, bin, "run", "--config"])
-            .arg(&path)
-            .arg("--counters")
-            .args(args);
+        cmd.args(["netns", "exec", ns, bin, "run"]);
+        if config.is_some() {
+            cmd.arg("--config").arg(&path);
+        }
+        cmd.arg("--counters").args(args).envs(env.iter().copied());
         if !args.contains(&"--socket") {
             cmd.arg("--socket").arg(&socket);
         }
@@ -352,6 +384,26 @@ impl Lab {
             &format!("-{sig}"),
             &self.xvs[i].child.id().to_string(),
         ]);
+    }
+
+    /// Waits up to `timeout` for xvs `i` to end by itself: its exit
+    /// status and stdout (panics when it is still running).
+    pub fn wait_exit(&mut self, i: usize, timeout: Duration) -> (std::process::ExitStatus, String) {
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(st) = self.xvs[i].child.try_wait().unwrap() {
+                break st;
+            }
+            if t0.elapsed() > timeout {
+                panic!("xvs did not exit within {timeout:?}:\n{}", self.log(i));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut out = String::new();
+        if let Some(mut s) = self.xvs[i].stdout.take() {
+            let _ = s.read_to_string(&mut out);
+        }
+        (status, out)
     }
 
     /// Stops xvs `i` with SIGTERM and returns its exit status and the
@@ -512,7 +564,7 @@ pub fn http_gets_from(
     in_ns(ns, move || {
         (0..n)
             .map(|i| {
-                let s = connect_from(srcs[i % srcs.len()], 0, addr, None)?;
+                let s = connect_from(srcs[i % srcs.len()], 0, addr, Some(Duration::from_secs(5)))?;
                 exchange(s, addr)
             })
             .collect()
