@@ -260,6 +260,9 @@ impl DaemonHandler {
 
 impl ControlHandler for DaemonHandler {
     fn handle(&self, req: Request) -> Response {
+        if matches!(req, Request::Ping) && super::fault::armed(super::fault::Fault::ControlPanic) {
+            panic!("test fault {}: the control handler panics", super::fault::Fault::ControlPanic.name());
+        }
         match req {
             Request::Ping => Response::ok(ipvsadm::version()),
             Request::Ipvsadm(cmd) => self.command(cmd),

@@ -361,10 +361,26 @@ impl Running {
         &self.director
     }
 
-    /// True when a worker thread has ended (it panicked: workers only end
-    /// when told to stop).
-    pub fn worker_died(&self) -> bool {
-        self.workers.iter().any(|h| h.is_finished())
+    /// A thread the director cannot forward without that has ended
+    /// although nobody asked it to stop — a worker, or the kernel watcher
+    /// (they end only by panicking): joined, and described with its panic
+    /// message for the log. The caller should [`Running::stop`] (which
+    /// detaches the XDP programs) and exit non-zero, so that a supervisor
+    /// restarts the director: its queue would otherwise be redirected to a
+    /// socket nobody reads. A panic caught on purpose elsewhere (a control
+    /// request, a health check task) ends no such thread and detaches
+    /// nothing.
+    pub fn dead_thread(&mut self) -> Option<String> {
+        if let Some(i) = self.workers.iter().position(|h| h.is_finished()) {
+            let h = self.workers.remove(i);
+            let name = h.thread().name().unwrap_or("a worker").to_string();
+            return Some(format!("{name} died: {}", ended(h.join())));
+        }
+        if self.watcher.as_ref().is_some_and(|w| w.handle.is_finished()) {
+            let w = self.watcher.take()?;
+            return Some(format!("the netlink watcher died: {}", ended(w.handle.join())));
+        }
+        None
     }
 
     /// Stops everything (see the module docs) and returns the workers'
@@ -380,6 +396,18 @@ impl Running {
         // Detach the XDP programs here, after the sockets are closed.
         drop(self.director.take_rule_sink());
         self.director.reports()
+    }
+}
+
+/// How a joined thread ended, for the log: its panic message.
+fn ended(r: std::thread::Result<()>) -> String {
+    match r {
+        Ok(()) => "it returned".into(),
+        Err(p) => match (p.downcast_ref::<&str>(), p.downcast_ref::<String>()) {
+            (Some(s), _) => format!("panicked: {s}"),
+            (_, Some(s)) => format!("panicked: {s}"),
+            _ => "panicked".into(),
+        },
     }
 }
 
@@ -455,6 +483,8 @@ fn worker_main(mut ctx: WorkerCtx) {
     // Start of the last loop that handled frames: the next loop's clock
     // read ends it (one clock read per loop).
     let mut busy_since: Option<u64> = None;
+    // Compiled out of release builds (see `daemon::fault`).
+    let fault = me == 0 && super::fault::armed(super::fault::Fault::WorkerPanic);
 
     while !published.stopping() {
         if published.generation() != gen {
@@ -501,6 +531,9 @@ fn worker_main(mut ctx: WorkerCtx) {
         reporter.serve_probe(&worker, now);
         if handled > 0 {
             busy_since = Some(now);
+            if fault {
+                panic!("test fault {}: worker 0 panics", super::fault::Fault::WorkerPanic.name());
+            }
         }
         io.idle(handled, max_sleep);
     }
