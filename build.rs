@@ -1,5 +1,7 @@
-//! Compiles the XDP steering program (`src/io/xdp/steer.bpf.c`) with clang's
-//! BPF target into `$OUT_DIR/steer.bpf.o`, which the AF_XDP driver embeds.
+//! Compiles the XDP steering program (`src/io/xdp/steer.bpf.c`) and the
+//! kernel path's tc program (`src/io/xdp/kpath.bpf.c`) with clang's BPF target
+//! into `$OUT_DIR/steer.bpf.o` and `kpath.bpf.o`, which the AF_XDP driver
+//! embeds.
 //!
 //! The program includes no system headers, so clang is all it needs
 //! (`make deps` installs it). `CLANG` overrides the compiler.
@@ -9,11 +11,14 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
-    let src = "src/io/xdp/steer.bpf.c";
-    println!("cargo:rerun-if-changed={src}");
     println!("cargo:rerun-if-env-changed=CLANG");
-    let out =
-        PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("steer.bpf.o");
+    compile("src/io/xdp/steer.bpf.c", "steer.bpf.o");
+    compile("src/io/xdp/kpath.bpf.c", "kpath.bpf.o");
+}
+
+fn compile(src: &str, obj: &str) {
+    println!("cargo:rerun-if-changed={src}");
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join(obj);
     let clang = env::var("CLANG").unwrap_or_else(|_| "clang".to_string());
     let result = Command::new(&clang)
         .args([

@@ -11,7 +11,7 @@ use xvs::ctl::config;
 use xvs::ctl::snapshot::Snapshot;
 use xvs::daemon::health::HealthCtl;
 use xvs::daemon::run::{self, RunConfig};
-use xvs::daemon::{control, stats};
+use xvs::daemon::{control, notify, stats};
 use xvs::daemon::signals;
 use xvs::io::pcap;
 use xvs::io::xdp::PollMode;
@@ -47,6 +47,8 @@ Example:
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    #[command(flatten)]
+    log: xvs::health::logger::LogArgs,
 }
 
 const RUN_ABOUT: &str = "\
@@ -69,8 +71,9 @@ validated whole; an invalid file is logged and the running configuration
 stays.
 
 The control socket (`--socket`, [global] control_socket, default
-/run/xvs/xvs.sock, root only) serves `xvsadm`: ipvsadm's commands change
-the running director live, listings show live figures. The Prometheus
+/run/xvs/xvs.sock; mode 0600, or 0660 for the group of --socket-group)
+serves `xvsadm`: ipvsadm's commands change the running director live,
+listings show live figures. The Prometheus
 endpoint (`--metrics`, [global] metrics, default 127.0.0.1:9477; `off`
 disables it) serves every counter at /metrics. See docs/operations.md.
 
@@ -82,9 +85,15 @@ Reloads include the health checks; real servers that stay keep their
 health state.
 
 Exit status: 0 after a clean stop, 2 for a bad command line or
-configuration, 1 when the system refuses (not root, no AF_XDP, a missing
-interface, a busy queue, ...) or when a worker thread dies (its XDP
-programs are detached first; a supervisor should restart xvs).
+configuration, 1 when the system refuses (a missing capability, no
+AF_XDP, a missing interface, a busy queue, ...) or when a worker thread
+dies (its XDP programs are detached first; a supervisor should restart
+xvs).
+
+Under systemd (Type=notify) it reports READY once every worker runs and
+feeds the watchdog only while they all make progress; it needs root or
+CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_PERFMON and CAP_IPC_LOCK (see
+xvs(8) and docs/operations.md).
 
 Example:
   xvs run --config configs/demo.toml -i eth0 -i eth1";
@@ -132,11 +141,24 @@ enum Cmd {
         /// control_socket, else /run/xvs/xvs.sock).
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
+        /// Group given the control socket, mode 0660, so its members may use
+        /// xvsadm (default: [global] control_socket_group, else none: root
+        /// only, mode 0600).
+        #[arg(long, value_name = "GROUP", value_parser = parse_group_arg)]
+        socket_group: Option<u32>,
         /// Where the Prometheus endpoint listens, `ADDR:PORT` or `off`
         /// (default: [global] metrics, else 127.0.0.1:9477).
         #[arg(long, value_name = "ADDR:PORT|off", value_parser = parse_metrics_arg)]
         metrics: Option<Metrics>,
+        /// Where the HTTPS monitor listens, `ADDR:PORT` or `off` (default:
+        /// [monitor] listen, else 127.0.0.1:9443 when [monitor] is
+        /// configured; docs/monitor.md).
+        #[arg(long, value_name = "ADDR:PORT|off", value_parser = parse_monitor_arg)]
+        monitor: Option<Metrics>,
     },
+    /// Print an argon2 hash of a password for [[monitor.user]]
+    /// password_hash (read from the terminal, or a line of standard input).
+    Passwd,
     /// Replay a capture through the worker and write what it transmits.
     #[command(long_about = REPLAY_ABOUT)]
     Replay {
@@ -160,6 +182,13 @@ enum Cmd {
         #[arg(value_name = "FILE")]
         config: PathBuf,
     },
+    /// Write the manual pages and shell completions under DIR (the
+    /// package build runs it; xvs::manual).
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 /// `--metrics`: where, or `None` for off.
@@ -170,24 +199,49 @@ fn parse_metrics_arg(s: &str) -> Result<Metrics, String> {
     config::parse_metrics(s).map(Metrics)
 }
 
+fn parse_group_arg(s: &str) -> Result<u32, String> {
+    xvs::daemon::privs::group_id(s).map_err(|e| e.to_string())
+}
+
+fn parse_monitor_arg(s: &str) -> Result<Metrics, String> {
+    xvs::monitor::conf::parse_listen(s).map(Metrics)
+}
+
 /// Where `xvs run` listens besides the data path (command line over config).
 struct Listen {
     socket: Option<PathBuf>,
+    socket_group: Option<u32>,
     metrics: Option<Metrics>,
+    monitor: Option<Metrics>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = xvs::health::logger::init_with(&cli.log) {
+        eprintln!("xvs: {e}");
+        return ExitCode::from(2);
+    }
     match cli.cmd {
-        Cmd::Run { config, interfaces, workers, poll, cores, counters, socket, metrics } => {
+        Cmd::Run { config, interfaces, workers, poll, cores, counters, socket, socket_group, metrics, monitor } => {
             let poll = match poll {
                 Poll::Adaptive => PollMode::default(),
                 Poll::Busy => PollMode::Busy,
             };
-            run_director(config, interfaces, workers, poll, cores, counters, Listen { socket, metrics })
+            run_director(config, interfaces, workers, poll, cores, counters, Listen { socket, socket_group, metrics, monitor })
         }
+        Cmd::Passwd => passwd(),
         Cmd::Replay { config, input, output, counters } => replay(config, input, output, counters),
         Cmd::CheckConfig { config } => check_config(config),
+        Cmd::Generate { dir } => match xvs::manual::write_all(&<Cli as clap::CommandFactory>::command(), &dir) {
+            Ok(files) => {
+                println!("{} files under {}", files.len(), dir.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("xvs generate: {}: {e}", dir.display());
+                ExitCode::from(1)
+            }
+        },
     }
 }
 
@@ -276,7 +330,6 @@ fn run_director(
     counters: bool,
     listen: Listen,
 ) -> ExitCode {
-    let _ = xvs::health::logger::init(log::LevelFilter::Info);
     let (conf, interfaces) = match load_live(config.as_deref(), &cli_ifaces) {
         Ok(x) => x,
         Err(e) => {
@@ -284,6 +337,11 @@ fn run_director(
             return ExitCode::from(2);
         }
     };
+    if matches!(listen.monitor, Some(Metrics(Some(_)))) && conf.daemon.monitor.as_ref().map_or(true, |m| m.users.is_empty()) {
+        let origin = config.as_deref().map_or_else(|| NO_CONFIG.to_string(), |p| p.display().to_string());
+        eprintln!("xvs: --monitor: {origin} has no [[monitor.user]]: nobody could log in (docs/monitor.md)");
+        return ExitCode::from(2);
+    }
     if let Err(e) = signals::install() {
         eprintln!("xvs: installing signal handlers: {e}");
         return ExitCode::from(1);
@@ -345,7 +403,7 @@ fn run_director(
             log::warn!("reload: the interface list changed ({ifaces:?}); interfaces change only with a restart");
         }
         if c.daemon != started_conf {
-            log::warn!("reload: control_socket and metrics change only with a restart");
+            log::warn!("reload: control_socket, metrics and [monitor] change only with a restart");
         }
         Ok(c)
     });
@@ -358,6 +416,9 @@ fn run_director(
             return ExitCode::from(1);
         }
     };
+    // systemd (Type=notify): READY once the workers run, the watchdog fed
+    // while they make progress (xvs::daemon::notify).
+    let mut service = notify::Service::from_env(format!("forwarding {} service(s) on {}", snap.services.len(), interfaces.join(", ")));
     let mut died = None;
     while !signals::stop_requested() {
         if let Some(what) = running.dead_thread() {
@@ -365,16 +426,20 @@ fn run_director(
             died = Some(what);
             break;
         }
+        service.tick(&d);
         if signals::take_reload() {
+            service.reloading();
             let _ = ops.handler.reload();
+            service.reloaded();
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    service.stopping();
     log::info!("stopping");
     drop(ops);
     health.stop();
     let health = health.report();
-    let reports = running.stop();
+    let (reports, kernel) = running.stop();
     let mut total = xvs::stats::WorkerCounters::default();
     for r in &reports {
         total.merge(&r.counters);
@@ -383,6 +448,7 @@ fn run_director(
         for (k, v) in total.pairs() {
             println!("{k}={v}");
         }
+        println!("kernel_sent={}\nkernel_errors={}\nkernel_partial_csum={}", kernel.sent, kernel.errors, kernel.partial_csum);
         for (k, v) in health.totals.pairs() {
             println!("{k}={v}");
         }
@@ -407,6 +473,10 @@ fn run_director(
     } else {
         println!("xvs run: stopped; counters of {} worker(s):", reports.len());
         print!("{}", total.render());
+        println!(
+            "kernel path: {} sent, {} write errors, {} with a partial checksum",
+            kernel.sent, kernel.errors, kernel.partial_csum
+        );
         println!("real servers:");
         for t in d.dest_totals() {
             println!(
@@ -465,6 +535,8 @@ struct Operator {
     handler: Arc<control::DaemonHandler>,
     _server: xvs::ctl::control::Server,
     _metrics: Option<xvs::stats::prom::Endpoint>,
+    /// Before `_stats`: the monitor reads the hub.
+    _monitor: Option<xvs::monitor::Monitor>,
     _stats: stats::StatsThread,
 }
 
@@ -485,7 +557,8 @@ impl Operator {
                 .with_checker(Box::new(run::check_model)),
         );
         let socket = listen.socket.unwrap_or(conf.control_socket);
-        let server = handler.clone().serve(&socket).map_err(|e| e.to_string())?;
+        let group = listen.socket_group.or(conf.control_socket_group);
+        let server = handler.clone().serve_group(&socket, group).map_err(|e| e.to_string())?;
         let metrics = match listen.metrics.map_or(conf.metrics, |m| m.0) {
             None => None,
             Some(addr) => {
@@ -500,7 +573,85 @@ impl Operator {
             socket.display(),
             metrics.as_ref().map_or("off".to_string(), |m| format!("on http://{}/metrics", m.addr))
         );
-        Ok(Operator { handler, _server: server, _metrics: metrics, _stats: stats_thread })
+        let ctx = xvs::monitor::Ctx { director: d.clone(), hub, handler: handler.clone(), health: Some(health.clone()) };
+        let monitor = start_monitor(conf.monitor, listen.monitor, ctx)?;
+        Ok(Operator { handler, _server: server, _metrics: metrics, _monitor: monitor, _stats: stats_thread })
+    }
+}
+
+/// Starts the monitor when `[monitor]` or `--monitor` asks for it.
+fn start_monitor(
+    conf: Option<xvs::monitor::MonitorConf>,
+    flag: Option<Metrics>,
+    ctx: xvs::monitor::Ctx,
+) -> Result<Option<xvs::monitor::Monitor>, String> {
+    let conf = match (conf, flag) {
+        (_, Some(Metrics(None))) | (None, None) => return Ok(None),
+        (Some(c), None) => c,
+        (c, Some(Metrics(Some(addr)))) => {
+            xvs::monitor::MonitorConf { listen: Some(addr), ..c.unwrap_or_default() }
+        }
+    };
+    if conf.listen.is_none() {
+        return Ok(None);
+    }
+    let m = xvs::monitor::Monitor::start(&conf, ctx)?;
+    log::info!(
+        "monitor on https://{} ({} user(s)); certificate {}{}, SHA-256 fingerprint {}",
+        m.addr,
+        conf.users.len(),
+        m.cert_path.display(),
+        if m.generated { " (self-signed, made now)" } else { "" },
+        m.fingerprint
+    );
+    Ok(Some(m))
+}
+
+/// `xvs passwd`: a password from the terminal (asked twice, not echoed)
+/// or one line of standard input, hashed.
+fn passwd() -> ExitCode {
+    use std::io::{BufRead, IsTerminal};
+    let read_line = || {
+        let mut s = String::new();
+        std::io::stdin().lock().read_line(&mut s).map(|_| s.trim_end_matches(['\n', '\r']).to_string())
+    };
+    let pw = if std::io::stdin().is_terminal() {
+        let ask = |prompt: &str| -> std::io::Result<String> {
+            eprint!("{prompt}");
+            let _echo = xvs::monitor::auth::NoEcho::new();
+            let r = read_line();
+            eprintln!();
+            r
+        };
+        match (ask("Password: "), ask("Again: ")) {
+            (Ok(a), Ok(b)) if a == b => a,
+            (Ok(_), Ok(_)) => {
+                eprintln!("xvs passwd: the passwords differ");
+                return ExitCode::from(1);
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("xvs passwd: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        match read_line() {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("xvs passwd: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    };
+    match xvs::monitor::auth::hash_password(&pw) {
+        Ok(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("xvs passwd: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

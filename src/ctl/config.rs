@@ -185,6 +185,10 @@ pub struct DaemonConf {
     pub control_socket: std::path::PathBuf,
     /// Where the metrics endpoint listens; `None`: `"off"`.
     pub metrics: Option<std::net::SocketAddr>,
+    /// The group given the control socket (mode 0660); `None`: mode 0600.
+    pub control_socket_group: Option<u32>,
+    /// The monitor (`[monitor]`; `None` without the table).
+    pub monitor: Option<crate::monitor::MonitorConf>,
 }
 
 /// The metrics endpoint unless the config says otherwise: localhost only,
@@ -196,6 +200,8 @@ impl Default for DaemonConf {
         DaemonConf {
             control_socket: crate::ctl::control::DEFAULT_SOCKET.into(),
             metrics: DEFAULT_METRICS.parse().ok(),
+            control_socket_group: None,
+            monitor: None,
         }
     }
 }
@@ -315,6 +321,7 @@ struct RawConfig {
     group: Vec<RawGroup>,
     #[serde(default)]
     service: Vec<RawService>,
+    monitor: Option<crate::monitor::conf::RawMonitor>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -329,6 +336,7 @@ struct RawGlobal {
     shard_prefix_v4: Option<i64>,
     shard_prefix_v6: Option<i64>,
     control_socket: Option<String>,
+    control_socket_group: Option<String>,
     metrics: Option<String>,
 }
 
@@ -567,24 +575,41 @@ impl<'i> Doc<'i> {
         Ok(m)
     }
 
-    /// The daemon's listeners (`[global] control_socket`, `metrics`).
+    /// The daemon's listeners (`[global] control_socket`, `metrics`,
+    /// `[monitor]`).
     fn daemon(&self) -> Result<DaemonConf, ConfigError> {
         let mut d = DaemonConf::default();
-        let Some(g) = &self.raw.global else { return Ok(d) };
-        if let Some(p) = &g.control_socket {
-            let path = root("global").key("control_socket");
-            // sun_path holds 107 bytes and a NUL.
-            if !p.starts_with('/') || p.ends_with('/') || p.len() > 107 || p.contains('\0') {
-                return Err(self.invalid(Bad {
-                    path,
-                    why: format!("'{p}' is not an absolute socket path of at most 107 bytes"),
-                }));
+        if let Some(g) = &self.raw.global {
+            if let Some(p) = &g.control_socket {
+                let path = root("global").key("control_socket");
+                // sun_path holds 107 bytes and a NUL.
+                if !p.starts_with('/') || p.ends_with('/') || p.len() > 107 || p.contains('\0') {
+                    return Err(self.invalid(Bad {
+                        path,
+                        why: format!("'{p}' is not an absolute socket path of at most 107 bytes"),
+                    }));
+                }
+                d.control_socket = p.into();
             }
-            d.control_socket = p.into();
+            if let Some(m) = &g.metrics {
+                let path = root("global").key("metrics");
+                d.metrics = parse_metrics(m).map_err(|why| self.invalid(Bad { path, why }))?;
+            }
+            if let Some(group) = &g.control_socket_group {
+                let path = root("global").key("control_socket_group");
+                let gid = crate::daemon::privs::group_id(group).map_err(|e| self.invalid(Bad { path, why: e.to_string() }))?;
+                d.control_socket_group = Some(gid);
+            }
         }
-        if let Some(m) = &g.metrics {
-            let path = root("global").key("metrics");
-            d.metrics = parse_metrics(m).map_err(|why| self.invalid(Bad { path, why }))?;
+        if let Some(m) = &self.raw.monitor {
+            use crate::monitor::conf::PathSeg;
+            d.monitor = Some(m.build().map_err(|(segs, why)| {
+                let path = segs.iter().fold(root("monitor"), |p, s| match s {
+                    PathSeg::Key(k) => p.key(k),
+                    PathSeg::Idx(i) => p.idx(*i),
+                });
+                self.invalid(Bad { path, why })
+            })?);
         }
         Ok(d)
     }
@@ -1605,6 +1630,9 @@ persistence = 300
         assert_eq!(d.metrics, None);
         assert_eq!(parse_metrics("0.0.0.0:9477"), Ok(Some("0.0.0.0:9477".parse().unwrap())));
         assert!(parse_metrics("on").unwrap_err().contains("'on' is not"));
+        assert_eq!(d.control_socket_group, None);
+        let d = load_config_str("[global]\ncontrol_socket_group = \"root\"\n", "t").unwrap().daemon;
+        assert_eq!(d.control_socket_group, Some(0));
     }
 
     /// `(config, expected field path, expected part of the reason)`.
@@ -1625,6 +1653,8 @@ persistence = 300
             ("[global]\nmetrics = 9477".to_string(), "global.metrics", "invalid type: integer `9477`, expected a string"),
             ("[global]\ncontrol_socket = \"xvs.sock\"".to_string(), "global.control_socket", "'xvs.sock' is not an absolute socket path"),
             ("[global]\ncontrol_socket = \"/run/xvs/\"".to_string(), "global.control_socket", "is not an absolute socket path"),
+            ("[global]\ncontrol_socket_group = \"xvs-no-such-group\"".to_string(), "global.control_socket_group", "no group 'xvs-no-such-group'"),
+            ("[global]\ncontrol_socket_group = 0".to_string(), "global.control_socket_group", "invalid type: integer `0`, expected a string"),
             ("[timeouts]\ntcp = 0".to_string(), "timeouts.tcp", "0 is not a timeout"),
             ("[timeouts]\nudp = -5".to_string(), "timeouts.udp", "-5 is below 1"),
             ("[timeouts]\ntcp_fin = 99999999".to_string(), "timeouts.tcp_fin", "99999999 exceeds 2678400"),

@@ -4,7 +4,7 @@
 //! can show what a panic does to a running director: that a control
 //! handler's panic costs one request and leaves forwarding alone, and
 //! that a worker's death ends the process with a non-zero status and the
-//! XDP programs detached. These triggers let the tests (`tests/e2e_panic.rs`)
+//! XDP programs detached. These triggers let the tests (`tests/e2e_run.rs`)
 //! cause exactly those panics. They exist only in builds with debug
 //! assertions — the test profile that builds the binary the tests run;
 //! `cargo build --release` compiles them out, [`armed`] is then a

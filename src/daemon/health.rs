@@ -85,6 +85,27 @@ struct Shared {
     /// The last engine's checks, once stopped (for the report at stop).
     stopped: Mutex<Vec<CheckStatus>>,
     retired: Mutex<Retired>,
+    /// The last [`EVENT_LOG`] events, for the monitor's event log.
+    events: Mutex<EventLog>,
+}
+
+/// Health events kept for [`HealthCtl::events`].
+pub const EVENT_LOG: usize = 256;
+
+/// One event of the health checker, numbered and timed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthEvent {
+    /// 1, 2, ... in the order they happened (a reader asks for those after
+    /// the last it saw).
+    pub seq: u64,
+    pub at: std::time::SystemTime,
+    pub event: Event,
+}
+
+#[derive(Debug, Default)]
+struct EventLog {
+    last: u64,
+    items: std::collections::VecDeque<HealthEvent>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -289,6 +310,7 @@ impl HealthCtl {
             engine: Mutex::new(engine),
             stopped: Mutex::new(Vec::new()),
             retired: Mutex::new(Retired::default()),
+            events: Mutex::new(EventLog::default()),
         });
         let sh = shared.clone();
         let overlay: Overlay = Box::new(move |m: &Model| {
@@ -422,6 +444,12 @@ impl HealthCtl {
         }
     }
 
+    /// The events kept (the last [`EVENT_LOG`]) numbered after `after`,
+    /// oldest first.
+    pub fn events(&self, after: u64) -> Vec<HealthEvent> {
+        lock(&self.shared.events).items.iter().filter(|e| e.seq > after).cloned().collect()
+    }
+
     /// The totals of [`HealthCtl::report`].
     pub fn totals(&self) -> HealthTotals {
         self.report().totals
@@ -460,24 +488,25 @@ async fn next_event(rx: &mut Option<mpsc::Receiver<Event>>) -> Option<Event> {
     }
 }
 
-/// A short summary of events for the log: `10.0.1.1:80 down, ...`.
+/// A short summary of events for the log, services and real servers as
+/// ipvsadm prints them: `TCP 10.0.0.1:80 -> 10.0.1.1:80 down, ...`.
 fn summary(evs: &[Event]) -> String {
     let v: Vec<String> = evs
         .iter()
         .map(|e| match e {
-            Event::DestDown { service, dest, .. } => format!("{service} {dest} down"),
+            Event::DestDown { service, dest, .. } => format!("{service} -> {dest} down"),
             Event::DestUp {
                 service,
                 dest,
                 weight,
                 ..
-            } => format!("{service} {dest} up (weight {weight})"),
+            } => format!("{service} -> {dest} up (weight {weight})"),
             Event::WeightChange {
                 service,
                 dest,
                 new_weight,
                 ..
-            } => format!("{service} {dest} weight {new_weight}"),
+            } => format!("{service} -> {dest} weight {new_weight}"),
         })
         .collect();
     v.join(", ")
@@ -536,6 +565,18 @@ impl Manager {
 
     /// Copies the engine's states to the overlay and republishes.
     fn on_events(&mut self, evs: &[Event]) {
+        {
+            let mut log = lock(&self.shared.events);
+            let at = std::time::SystemTime::now();
+            for e in evs {
+                log.last += 1;
+                let seq = log.last;
+                if log.items.len() == EVENT_LOG {
+                    log.items.pop_front();
+                }
+                log.items.push_back(HealthEvent { seq, at, event: e.clone() });
+            }
+        }
         let states = match lock(&self.shared.engine).as_ref() {
             Some(e) => e.states(),
             None => return,
@@ -757,6 +798,12 @@ scheduler = "wrr"
         let r = h.report();
         assert!(r.dests[0].up);
         assert_eq!((r.dests[0].weight, r.dests[0].ups), (5, 1));
+        assert_eq!(r.checks[0].last_ok, Some(true));
+        // The event log (the monitor's): both transitions, numbered.
+        let ev = h.events(0);
+        let kinds: Vec<(u64, bool)> = ev.iter().map(|e| (e.seq, matches!(e.event, Event::DestDown { .. }))).collect();
+        assert_eq!(kinds, vec![(1, true), (2, false)], "{ev:?}");
+        assert_eq!(h.events(1).len(), 1, "only those after seq 1");
 
         // A reload (10.0.0.3 to weight 4) keeps 10.0.0.2's health and counts.
         let c2 = config::load_config_str(&conf(&state, 4), "t.toml").unwrap();

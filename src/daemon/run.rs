@@ -21,6 +21,12 @@
 //!   handled frames is timed (from its clock read to the next loop's) into
 //!   the report's burst histogram; between bursts a worker carries on any
 //!   connection listing asked of it (`daemon::conns`).
+//! - What a worker gives back to the kernel (`Verdict::Pass`: a real
+//!   server's own traffic, ...) goes through the kernel path
+//!   ([`xdp::kpath`]): copied into the worker's bounded queue, written to
+//!   a TAP device by a thread, re-injected at the interface it came in on.
+//!   A full queue drops the frame, counted as `kernel_full`. Without a
+//!   kernel path (no /dev/net/tun) they are counted so too.
 //! - [`Running::stop`] stops the workers, closes their sockets, stops the
 //!   watcher and then detaches the XDP programs (on the calling thread),
 //!   and returns the final reports.
@@ -30,9 +36,10 @@ use super::kernel::{Monitor, NetError, Rtnl, Unresolved};
 use super::report::{Reporter, WorkerReport, REPORT_INTERVAL};
 use crate::ctl::model::Model;
 use crate::ctl::snapshot::ModelError;
+use crate::io::xdp::kpath::{KernelMode, KernelPath, KernelPort, KernelStats, KernelTx};
 use crate::io::xdp::{
-    self, AttachMode, BindMode, Fate, Handed, PollMode, QueueIo, XdpConfig, XdpError, XdpIo,
-    MAX_BURST,
+    self, AttachMode, Attached, BindMode, Fate, Handed, PollMode, QueueIo, XdpConfig, XdpError,
+    XdpIo, MAX_BURST,
 };
 use crate::stats::DropReason;
 use crate::wire::Frame;
@@ -62,8 +69,10 @@ const LONE_MAX_SLEEP: Duration = Duration::from_millis(50);
 /// Why the director could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("not running as root: attaching XDP programs and opening AF_XDP sockets need CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_IPC_LOCK")]
-    NotRoot,
+    #[error("{0}")]
+    Privileges(#[from] super::privs::Missing),
+    #[error("reading this process's capabilities: {0}")]
+    NoCapabilities(std::io::Error),
     #[error("no interfaces: name them with -i or [[interface]] in the config")]
     NoInterfaces,
     #[error(transparent)]
@@ -82,7 +91,8 @@ pub enum RunError {
     LocalIsSource {
         service: String,
         laddr: std::net::IpAddr,
-        rs: std::net::IpAddr,
+        /// As ipvsadm prints it (`10.0.1.1:80`).
+        rs: String,
     },
     #[error("--workers {0}: at least 1 and at most 256")]
     Workers(usize),
@@ -211,6 +221,8 @@ pub struct Running {
     pub zerocopy: Vec<bool>,
     /// XDP programs of crashed runs that were removed at start.
     pub stale_removed: Vec<(String, u32)>,
+    /// The way back to the kernel (`None` when it could not be set up).
+    kernel: Option<KernelPath>,
 }
 
 /// Refuses a FULLNAT local address that the kernel would use as the
@@ -227,7 +239,7 @@ fn check_local_addresses(model: &Model, rtnl: &mut Rtnl) -> Result<(), RunError>
         for d in s.dests.iter().filter(|d| d.fwd == crate::ipvs::FwdMethod::FullNat) {
             if let Some(src) = rtnl.route_source(d.addr)? {
                 if s.laddrs.contains(&src) {
-                    return Err(RunError::LocalIsSource { service: s.key.to_string(), laddr: src, rs: d.addr });
+                    return Err(RunError::LocalIsSource { service: s.key.to_string(), laddr: src, rs: crate::ctl::snapshot::fmt_sock(d.addr, d.port) });
                 }
             }
         }
@@ -255,10 +267,6 @@ pub fn start(model: Model, cfg: &RunConfig) -> Result<Running, RunError> {
     if cfg.interfaces.is_empty() {
         return Err(RunError::NoInterfaces);
     }
-    if !xdp::is_root() {
-        return Err(RunError::NotRoot);
-    }
-    xdp::af_xdp_available()?;
     let mut rtnl = Rtnl::open()?;
     let tables = rtnl.tables()?;
     check_local_addresses(&model, &mut rtnl)?;
@@ -289,6 +297,14 @@ pub fn start(model: Model, cfg: &RunConfig) -> Result<Running, RunError> {
             want: workers,
         });
     }
+    // Privileges before the first privileged call, so a missing one is
+    // named rather than met half-way; the UMEM is sized as XdpIo::open
+    // sizes it (for the memlock limit).
+    let probe = XdpConfig { interfaces: cfg.interfaces.clone(), ..XdpConfig::default() };
+    super::privs::Privileges::current()
+        .map_err(RunError::NoCapabilities)?
+        .check(probe.chunks_per_queue() as u64 * probe.frame_size as u64 * workers as u64)?;
+    xdp::af_xdp_available()?;
     let placement = placement(workers, cfg.cores.as_deref(), &allowed)?;
 
     let director = Arc::new(Director::with_kernel(
@@ -310,6 +326,16 @@ pub fn start(model: Model, cfg: &RunConfig) -> Result<Running, RunError> {
     let zerocopy = (0..cfg.interfaces.len())
         .map(|p| queues[0].zerocopy(p))
         .collect();
+    let (kernel, mut ktx) = match kernel_path(&director, &io, workers) {
+        Ok((k, t)) => {
+            log::info!("kernel path: {} ({:?})", k.taps().join(", "), k.mode());
+            (Some(k), t.into_iter().map(Some).collect())
+        }
+        Err(e) => {
+            log::warn!("no kernel path ({e}): frames for the kernel that reach the workers are dropped (kernel_full)");
+            (None, (0..workers).map(|_| None).collect::<Vec<_>>())
+        }
+    };
     director.set_rule_sink(Box::new(io))?;
 
     let inboxes: Arc<Vec<ArrayQueue<Handed>>> =
@@ -323,6 +349,7 @@ pub fn start(model: Model, cfg: &RunConfig) -> Result<Running, RunError> {
             io: q,
             director: director.clone(),
             inboxes: inboxes.clone(),
+            kernel: ktx[i].take(),
         };
         let h = std::thread::Builder::new()
             .name(format!("xvs-worker-{i}"))
@@ -352,7 +379,30 @@ pub fn start(model: Model, cfg: &RunConfig) -> Result<Running, RunError> {
         placement,
         zerocopy,
         stale_removed,
+        kernel,
     })
+}
+
+/// The kernel path for the director's ports (in port order): frames are
+/// re-injected at their interface's ingress when every steering program
+/// runs in driver mode, else received on the TAP itself.
+fn kernel_path(director: &Director, io: &XdpIo, workers: usize) -> Result<(KernelPath, Vec<KernelTx>), XdpError> {
+    let net = director.net();
+    let st = io.steering();
+    let mut ports = Vec::new();
+    let mut native = true;
+    for (i, p) in net.ports.iter().enumerate() {
+        ports.push(KernelPort { name: p.name.clone(), ifindex: xdp::ifindex(&p.name)?, mac: p.mac, mtu: p.mtu as u32 });
+        native &= st.mode(i) == Some(Attached::Native);
+    }
+    let mode = if native { KernelMode::Ingress } else { KernelMode::Tap };
+    if mode == KernelMode::Tap && crate::io::xdp::kpath::rp_filter_all() != 0 {
+        log::warn!(
+            "kernel path: the steering program runs in generic mode, so frames for the kernel are received on the TAP devices, \
+             and net.ipv4.conf.all.rp_filter is on: the kernel drops them (set it to 0)"
+        );
+    }
+    KernelPath::open(&ports, workers, mode)
 }
 
 impl Running {
@@ -383,9 +433,14 @@ impl Running {
         None
     }
 
+    /// The kernel path's counters (zero without one).
+    pub fn kernel_stats(&self) -> KernelStats {
+        self.kernel.as_ref().map(|k| k.stats()).unwrap_or_default()
+    }
+
     /// Stops everything (see the module docs) and returns the workers'
-    /// final reports.
-    pub fn stop(mut self) -> Vec<Arc<WorkerReport>> {
+    /// final reports and the kernel path's counters.
+    pub fn stop(mut self) -> (Vec<Arc<WorkerReport>>, KernelStats) {
         self.director.stop();
         for h in self.workers.drain(..) {
             let _ = h.join();
@@ -395,7 +450,9 @@ impl Running {
         }
         // Detach the XDP programs here, after the sockets are closed.
         drop(self.director.take_rule_sink());
-        self.director.reports()
+        let ks = self.kernel_stats();
+        drop(self.kernel.take());
+        (self.director.reports(), ks)
     }
 }
 
@@ -418,10 +475,11 @@ struct WorkerCtx {
     io: QueueIo,
     director: Arc<Director>,
     inboxes: Arc<Vec<ArrayQueue<Handed>>>,
+    kernel: Option<KernelTx>,
 }
 
 /// Runs the worker on a burst and turns its verdicts into the driver's
-/// fates.
+/// fates; what is the kernel's is copied to the kernel path.
 #[inline]
 fn run_burst(
     w: &mut Worker,
@@ -430,20 +488,36 @@ fn run_burst(
     ports: &[u8],
     fates: &mut [Fate],
     now: u64,
+    kernel: &mut Option<KernelTx>,
 ) {
     for (f, &p) in frames.iter_mut().zip(ports) {
         f.port = p;
     }
     let n = frames.len().min(MAX_BURST);
     w.process_burst(&mut frames[..n], &mut verdicts[..n], now);
-    for (fate, v) in fates.iter_mut().zip(&verdicts[..n]) {
+    for ((fate, v), f) in fates.iter_mut().zip(&verdicts[..n]).zip(frames.iter()) {
         *fate = match *v {
             Verdict::Tx { port } => Fate::Tx { port },
             Verdict::Handoff { worker } => Fate::Handoff { worker },
-            // AF_XDP cannot give a frame back to the kernel: the steering
-            // program keeps what is not ours there in the first place.
-            Verdict::Drop(_) | Verdict::Pass(_) => Fate::Recycle,
+            Verdict::Drop(_) => Fate::Recycle,
+            // AF_XDP cannot give a frame back to the kernel: a copy goes
+            // through the kernel path.
+            Verdict::Pass(_) => {
+                to_kernel(w, kernel, f);
+                Fate::Recycle
+            }
         };
+    }
+    if let Some(k) = kernel {
+        k.flush();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn to_kernel(w: &mut Worker, kernel: &mut Option<KernelTx>, f: &Frame<'_>) {
+    if !kernel.as_mut().is_some_and(|k| k.push(f.port, f.data())) {
+        w.count_kernel_full();
     }
 }
 
@@ -496,8 +570,9 @@ fn worker_main(mut ctx: WorkerCtx) {
         if let Some(t) = busy_since.take() {
             reporter.record_burst(now.saturating_sub(t));
         }
+        let kernel = &mut ctx.kernel;
         let mut handled = io.burst(BURST, |f, p, fa| {
-            run_burst(&mut worker, &mut verdicts, f, p, fa, now)
+            run_burst(&mut worker, &mut verdicts, f, p, fa, now, kernel)
         });
         let mut pass_on = |io: &mut QueueIo, refused: &mut ArrayVec<Handed, MAX_BURST>| {
             io.take_handoffs(|to, h| {
@@ -515,7 +590,7 @@ fn worker_main(mut ctx: WorkerCtx) {
             let inbox = &inboxes[me];
             handled += io.burst_handed(
                 std::iter::from_fn(|| inbox.pop()).take(BURST),
-                |f, p, fa| run_burst(&mut worker, &mut verdicts, f, p, fa, now),
+                |f, p, fa| run_burst(&mut worker, &mut verdicts, f, p, fa, now, kernel),
             );
             pass_on(io, &mut refused);
         }

@@ -625,4 +625,46 @@ scheduler = "rr"
         assert!(t.contains("connections  new           3"), "{t}");
         assert!(t.contains("burst time   1 bursts"), "{t}");
     }
+
+    /// configs/grafana/xvs.json asks only for metrics (and label values)
+    /// this hub serves.
+    #[test]
+    fn the_grafana_dashboard_uses_metrics_that_exist() {
+        let d = Arc::new(Director::new(model(), 1).unwrap());
+        let hub = StatsHub::new(d.clone());
+        let mut w = W::new(&d);
+        w.syns(&d, 2);
+        let text = hub.metrics_text();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/grafana/xvs.json");
+        let dash: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut exprs = Vec::new();
+        for p in dash["panels"].as_array().unwrap() {
+            for t in p["targets"].as_array().unwrap() {
+                exprs.push(t["expr"].as_str().unwrap().to_string());
+            }
+        }
+        exprs.push(dash["templating"]["list"][0]["definition"].as_str().unwrap().to_string());
+        assert!(exprs.len() > 15);
+        let mut names = 0;
+        for e in &exprs {
+            let b = e.as_bytes();
+            let mut i = 0;
+            while let Some(at) = e[i..].find("xvs_") {
+                let start = i + at;
+                let end = start + e[start..].find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(e.len() - start);
+                let name = &e[start..end];
+                assert!(text.contains(&format!("# TYPE {name} ")), "{name} (in {e}) is not a metric xvs serves");
+                names += 1;
+                i = end.min(b.len());
+            }
+            for (label, values) in [("event", "tx_ring_full|kick_errors|bad_descriptors|handoff_full|handoff_overflow"), ("quantile", "0.5|0.99|0.999")] {
+                if e.contains(&format!("{label}=")) {
+                    for v in values.split('|') {
+                        assert!(text.contains(&format!("{label}=\"{v}\"")), "{label}={v}");
+                    }
+                }
+            }
+        }
+        assert!(names >= exprs.len());
+    }
 }

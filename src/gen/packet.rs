@@ -134,13 +134,14 @@ pub fn vlan(f: Vec<u8>, vid: u16) -> Vec<u8> {
 /// Verifies every checksum in an Ethernet frame from scratch: the IPv4
 /// header, the TCP/UDP/ICMP/ICMPv6 checksum, and recursively the inner
 /// packet of IPIP / IPv6-in-IP and the IP header quoted in ICMP errors.
+/// Fragments get their IP header checked only (see [`reassemble`]).
 /// Returns false on any mismatch or unparseable frame.
 pub fn verify(f: &[u8]) -> bool {
     if f.len() < 14 {
         return false;
     }
     let (mut et, mut l3) = (be16(f, 12), 14);
-    if et == 0x8100 {
+    if et == 0x8100 || et == 0x88a8 {
         if f.len() < 18 {
             return false;
         }
@@ -166,7 +167,8 @@ pub fn verify_ip(p: &[u8], v6: bool, quoted: bool) -> bool {
         if p.len() < ihl || checksum(&p[..ihl]) != 0 {
             return false;
         }
-        if quoted {
+        // A fragment has no whole L4 segment to check (reassemble first).
+        if quoted || be16(p, 6) & 0x3fff != 0 {
             return true;
         }
         let total = be16(p, 2) as usize;
@@ -181,7 +183,7 @@ pub fn verify_ip(p: &[u8], v6: bool, quoted: bool) -> bool {
         if p.len() < 40 || p[0] >> 4 != 6 {
             return false;
         }
-        if quoted {
+        if quoted || p[6] == 44 {
             return true;
         }
         let total = 40 + be16(p, 4) as usize;
@@ -272,15 +274,29 @@ pub fn bad_corpus() -> Vec<(&'static str, Vec<u8>, Reject)> {
     let mut f = good.clone();
     f[24] ^= 0xff; // break the header checksum
     v.push(("bad ip checksum", f, d(DropReason::BadIpChecksum)));
-    let mut f = good.clone();
-    f[20] |= 0x20; // more fragments
+    let mut f = with_ipv4_options(&good);
+    f[34..38].copy_from_slice(&[1, 7, 9, 0]); // record route, length past the header
     refresh_ipv4_checksum(&mut f, 14);
-    v.push(("first fragment", f, d(DropReason::Fragment)));
-    let mut f = good.clone();
-    f[21] = 0x10; // fragment offset
+    v.push(("ip option beyond header", f, d(DropReason::BadIpOptions)));
+    let mut f = with_ipv4_options(&good);
+    f[34..38].copy_from_slice(&[0x44, 1, 0, 0]); // timestamp, length 1
     refresh_ipv4_checksum(&mut f, 14);
-    v.push(("later fragment", f, d(DropReason::Fragment)));
-    v.push(("ip options", with_ipv4_options(&good), d(DropReason::IpOptions)));
+    v.push(("ip option length below 2", f, d(DropReason::BadIpOptions)));
+    let mut f = with_ipv4_options(&good);
+    f[34..38].copy_from_slice(&[1, 0x83, 3, 4]); // loose source route
+    refresh_ipv4_checksum(&mut f, 14);
+    v.push(("ip source route", f, d(DropReason::SourceRoute)));
+    let mut f = good.clone();
+    f[20] = 0x1f; // fragment offset 8184 * 8: past 64 KiB with its payload
+    f[21] = 0xff;
+    refresh_ipv4_checksum(&mut f, 14);
+    v.push(("fragment beyond 64 KiB", f, d(DropReason::BadIpLength)));
+    let mut f = good.clone();
+    f[20] |= 0x20; // more fragments: the first fragment's TCP header must be whole
+    f[16..18].copy_from_slice(&30u16.to_be_bytes());
+    refresh_ipv4_checksum(&mut f, 14);
+    f.truncate(14 + 30);
+    v.push(("first fragment with a cut tcp header", f, d(DropReason::BadL4Header)));
     let mut f = good.clone();
     f[14 + 20 + 12] = 0x40; // TCP data offset 4
     v.push(("tcp data offset below 5", f, d(DropReason::BadL4Header)));
@@ -309,14 +325,124 @@ pub fn bad_corpus() -> Vec<(&'static str, Vec<u8>, Reject)> {
     let mut f = g6.clone();
     f[18..20].copy_from_slice(&500u16.to_be_bytes());
     v.push(("ipv6 payload beyond frame", f, d(DropReason::Truncated)));
-    let mut f = g6.clone();
-    f[14 + 6] = 44; // fragment header
-    v.push(("ipv6 fragment", f, d(DropReason::Fragment)));
+    let mut f = g6[..14 + 40].to_vec();
+    f[18..20].copy_from_slice(&4u16.to_be_bytes());
+    f[14 + 6] = 44; // a fragment header cut short
+    f.extend_from_slice(&[6, 0, 0, 1]);
+    v.push(("ipv6 fragment header cut", f, d(DropReason::BadIpv6Ext)));
     let mut f = g6.clone();
     f[14 + 6] = 0; // hop-by-hop whose length runs past the end
     f[14 + 40 + 1] = 200;
     v.push(("ipv6 ext beyond end", f, d(DropReason::BadIpv6Ext)));
     v
+}
+
+/// Splits the IPv4 datagram of `f` (Ethernet, no VLAN tag) into fragments
+/// carrying at most `max` bytes of payload each (rounded down to a
+/// multiple of 8), identification `id`, as a sending kernel does; options
+/// are kept in every fragment.
+pub fn fragment4(f: &[u8], max: usize, id: u16) -> Vec<Vec<u8>> {
+    let ihl = (f[14] & 0x0f) as usize * 4;
+    let total = be16(f, 16) as usize;
+    let payload = &f[14 + ihl..14 + total];
+    let step = (max & !7).max(8);
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off < payload.len() || out.is_empty() {
+        let n = step.min(payload.len() - off);
+        let more = off + n < payload.len();
+        let mut g = f[..14 + ihl].to_vec();
+        g.extend_from_slice(&payload[off..off + n]);
+        g[16..18].copy_from_slice(&((ihl + n) as u16).to_be_bytes());
+        g[18..20].copy_from_slice(&id.to_be_bytes());
+        let fo = (be16(f, 20) & 0x4000) | if more { 0x2000 } else { 0 } | (off / 8) as u16;
+        g[20..22].copy_from_slice(&fo.to_be_bytes());
+        refresh_ipv4_checksum(&mut g, 14);
+        out.push(g);
+        off += n;
+    }
+    out
+}
+
+/// Splits the IPv6 datagram of `f` (Ethernet, no VLAN tag, no extension
+/// headers) into fragments of at most `max` bytes of payload each (rounded
+/// down to a multiple of 8) behind a fragment header with identification
+/// `id`.
+pub fn fragment6(f: &[u8], max: usize, id: u32) -> Vec<Vec<u8>> {
+    let nh = f[14 + 6];
+    let plen = be16(f, 18) as usize;
+    let payload = &f[54..54 + plen];
+    let step = (max & !7).max(8);
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off < payload.len() || out.is_empty() {
+        let n = step.min(payload.len() - off);
+        let more = off + n < payload.len();
+        let mut g = f[..54].to_vec();
+        g[14 + 6] = 44;
+        g[18..20].copy_from_slice(&((8 + n) as u16).to_be_bytes());
+        let fo = off as u16 | more as u16;
+        g.extend_from_slice(&[nh, 0]);
+        g.extend_from_slice(&fo.to_be_bytes());
+        g.extend_from_slice(&id.to_be_bytes());
+        g.extend_from_slice(&payload[off..off + n]);
+        out.push(g);
+        off += n;
+    }
+    out
+}
+
+/// Puts fragments (Ethernet frames, IPv4 or IPv6 with the fragment header
+/// right after the fixed one) back together: the Ethernet and IP header of
+/// the first, the payloads in offset order. `None` when a piece is missing
+/// or they overlap.
+pub fn reassemble(frags: &[Vec<u8>]) -> Option<Vec<u8>> {
+    let mut parts: Vec<(usize, bool, &Vec<u8>)> = frags
+        .iter()
+        .map(|g| {
+            if be16(g, 12) == 0x86dd {
+                let fo = be16(g, 56);
+                ((fo & 0xfff8) as usize, fo & 1 != 0, g)
+            } else {
+                let fo = be16(g, 20);
+                ((fo & 0x1fff) as usize * 8, fo & 0x2000 != 0, g)
+            }
+        })
+        .collect();
+    parts.sort_by_key(|p| p.0);
+    let first = parts.first()?.2;
+    let v6 = be16(first, 12) == 0x86dd;
+    let hl = if v6 { 54 } else { 14 + (first[14] & 0x0f) as usize * 4 };
+    let mut out = if v6 {
+        let mut h = first[..54].to_vec();
+        h[14 + 6] = first[54];
+        h
+    } else {
+        first[..hl].to_vec()
+    };
+    let mut next = 0;
+    for (i, (off, more, g)) in parts.iter().enumerate() {
+        if *off != next || (*more != (i + 1 < parts.len())) {
+            return None;
+        }
+        let (start, end) = if v6 {
+            (62, 54 + be16(g, 18) as usize)
+        } else {
+            (14 + (g[14] & 0x0f) as usize * 4, 14 + be16(g, 16) as usize)
+        };
+        out.extend_from_slice(g.get(start..end)?);
+        next += end - start;
+    }
+    if v6 {
+        let plen = (out.len() - 54) as u16;
+        out[18..20].copy_from_slice(&plen.to_be_bytes());
+    } else {
+        let tl = (out.len() - 14) as u16;
+        out[16..18].copy_from_slice(&tl.to_be_bytes());
+        out[20..22].copy_from_slice(&(be16(first, 20) & 0x4000).to_be_bytes());
+        refresh_ipv4_checksum(&mut out, 14);
+    }
+    Some(out)
 }
 
 /// Returns `f` (Ethernet/IPv4, no options) with 4 bytes of IPv4 options
@@ -330,6 +456,108 @@ pub fn with_ipv4_options(f: &[u8]) -> Vec<u8> {
     v[16..18].copy_from_slice(&tl.to_be_bytes());
     refresh_ipv4_checksum(&mut v, 14);
     v
+}
+
+
+/// Addresses the steering samples draw from (IPv4): a VIP, two real
+/// servers, a FULLNAT local address, the director, a client, a stranger.
+pub const SAMPLE_V4: [[u8; 4]; 7] = [[10, 0, 0, 100], [10, 0, 1, 1], [10, 0, 1, 2], [10, 0, 0, 200], [10, 0, 0, 1], [192, 0, 2, 1], [198, 51, 100, 7]];
+/// The same roles in IPv6 (VIP, real server, director, client, stranger).
+pub const SAMPLE_V6: [&str; 5] = ["2001:db8::100", "2001:db8:1::1", "2001:db8::1", "2001:db8::2", "2001:db8:9::9"];
+
+/// A frame built from `c` (a vector of random choices, so a property
+/// test shrinks it): Ethernet with or without an 802.1Q / 802.1ad tag,
+/// ARP or IPv4 (options, fragments, bad checksums) or IPv6 (extension and
+/// fragment headers), TCP / UDP / ICMP errors and echoes / other
+/// protocols, between the [`SAMPLE_V4`] / [`SAMPLE_V6`] addresses and
+/// the ports services use, sometimes cut short or with a byte flipped.
+/// Meant to reach every branch of the steering program and the parser.
+pub fn steering_sample(c: &[u8]) -> Vec<u8> {
+    let at = |i: usize| c.get(i).copied().unwrap_or(0);
+    const PORTS: [u16; 7] = [80, 8080, 53, 0, 40000, 443, 5353];
+    let port = |i: usize| PORTS[at(i) as usize % PORTS.len()];
+    let payload = vec![0x5a; at(9) as usize % 64];
+    let v6 = at(0) % 3 == 0;
+    let pr = match at(1) % 8 {
+        0..=2 => proto::TCP,
+        3..=4 => proto::UDP,
+        5 => if v6 { proto::ICMPV6 } else { proto::ICMP },
+        6 => 47,
+        _ => if v6 { 0 } else { proto::ICMP },
+    };
+    let mut f = if v6 {
+        let a = |i: usize| -> [u8; 16] { SAMPLE_V6[at(i) as usize % SAMPLE_V6.len()].parse::<std::net::Ipv6Addr>().map(|a| a.octets()).unwrap_or([0; 16]) };
+        let (s, d) = (a(2), a(3));
+        match pr {
+            proto::TCP => tcp6(s, port(4), d, port(5), at(6), &payload),
+            proto::UDP => udp6(s, port(4), d, port(5), &payload),
+            _ => {
+                let mut f = udp6(s, port(4), d, port(5), &payload);
+                f[20] = pr;
+                if pr == proto::ICMPV6 {
+                    f[54] = at(7) % 6; // 1-4 errors, 0/5 not
+                }
+                f
+            }
+        }
+    } else {
+        let a = |i: usize| SAMPLE_V4[at(i) as usize % SAMPLE_V4.len()];
+        let (s, d) = (a(2), a(3));
+        let mut f = match pr {
+            proto::TCP => tcp4(s, port(4), d, port(5), at(6), &payload),
+            proto::UDP => udp4(s, port(4), d, port(5), &payload),
+            _ => {
+                let mut f = udp4(s, port(4), d, port(5), &payload);
+                f[23] = pr;
+                if pr == proto::ICMP {
+                    f[34] = [0, 3, 8, 11, 5, 12][at(7) as usize % 6];
+                }
+                refresh_ipv4_checksum(&mut f, 14);
+                f
+            }
+        };
+        if at(8) % 4 == 0 {
+            f = with_ipv4_options(&f);
+        }
+        if at(10) % 5 == 0 {
+            f = fragment4(&f, 8 * (1 + at(11) as usize % 4), at(12) as u16).swap_remove(at(13) as usize % 2 * (payload.len() > 40) as usize);
+        }
+        f
+    };
+    if v6 && at(10) % 5 == 0 && f[20] != 0 {
+        let frags = fragment6(&f, 8 * (1 + at(11) as usize % 4), at(12) as u32);
+        let n = frags.len();
+        f = frags.into_iter().nth(at(13) as usize % n).unwrap_or_default();
+    }
+    if v6 && pr == 0 {
+        // a hop-by-hop header (PadN) in front of a UDP header
+        let mut g = f[..54].to_vec();
+        g.extend_from_slice(&[proto::UDP, 0, 1, 4, 0, 0, 0, 0]);
+        g.extend_from_slice(&f[54..]);
+        let pl = be16(&g, 18) + 8;
+        g[18..20].copy_from_slice(&pl.to_be_bytes());
+        f = g;
+    }
+    match at(14) % 8 {
+        0 => f = vlan(f, 20),
+        1 => {
+            f = vlan(f, 20);
+            f[12..14].copy_from_slice(&0x88a8u16.to_be_bytes());
+        }
+        2 if at(15) % 4 == 0 => f[12..14].copy_from_slice(&0x0806u16.to_be_bytes()),
+        _ => {}
+    }
+    match at(16) % 10 {
+        0 => f.truncate(at(17) as usize % (f.len() + 1)),
+        1 => {
+            let i = at(17) as usize % f.len().max(1);
+            if let Some(b) = f.get_mut(i) {
+                *b ^= 1 << (at(18) % 8);
+            }
+        }
+        _ => {}
+    }
+    f
 }
 
 #[cfg(test)]

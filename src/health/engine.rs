@@ -83,6 +83,8 @@ pub struct CheckStatus {
     pub failures: u64,
     /// Empty before the first failure.
     pub last_failure: String,
+    /// The last run passed (`None` before the first run).
+    pub last_ok: Option<bool>,
     /// How many (service, real server) pairs use it.
     pub users: usize,
 }
@@ -269,6 +271,7 @@ fn initial(plan: &HealthPlan, prev: Option<&HealthStates>) -> (Shared, Vec<Check
             runs: 0,
             failures: 0,
             last_failure: String::new(),
+            last_ok: None,
             users: fanout[i].len(),
         });
         checks.push(c);
@@ -373,6 +376,7 @@ async fn aggregate(
             let c = &checks[idx];
             (st.up, st.runs, st.failures) = (c.up, c.runs, c.failures);
             st.last_failure.clone_from(&c.last_failure);
+            st.last_ok = Some(outcome.is_ok());
             for &ti in &fanout[idx] {
                 let t = &plan.targets()[ti];
                 let up = t.checks.iter().all(|c| checks[*c].up);

@@ -43,10 +43,16 @@ reasons! {
         BadIpLength => "bad_ip_length",
         /// IPv4 header checksum does not verify.
         BadIpChecksum => "bad_ip_checksum",
-        /// IPv4 options present (not forwarded by xvs).
-        IpOptions => "ip_options",
-        /// IPv4 fragment or IPv6 fragment header (no reassembly in xvs).
-        Fragment => "fragment",
+        /// IPv4 options that do not parse (an option running past the
+        /// header, a length below 2): the kernel drops them too.
+        BadIpOptions => "bad_ip_options",
+        /// IPv4 loose or strict source route option: the kernel drops them
+        /// unless `accept_source_route` is on (it is off by default).
+        SourceRoute => "source_route",
+        /// A fragment at a non-zero offset whose first fragment has not
+        /// been seen (out of order, or its datagram's entry expired or was
+        /// displaced): xvs does not know its ports.
+        FragNoHead => "frag_no_head",
         /// TTL / hop limit would reach zero.
         TtlExceeded => "ttl_exceeded",
         /// TCP data offset, UDP length or ICMP header invalid or truncated.
@@ -78,6 +84,10 @@ reasons! {
         UnsupportedProto => "unsupported_proto",
         /// Hand-off queue to the owning worker is full.
         HandoffFull => "handoff_full",
+        /// A frame for the kernel (counted under its pass reason too) that
+        /// never reached it: the kernel path's queue was full, or there is
+        /// no kernel path.
+        KernelFull => "kernel_full",
         /// Transmit ring is full.
         TxFull => "tx_full",
         /// Packet family (IPv4/IPv6) differs from its real server's (e.g. TUN
@@ -87,7 +97,8 @@ reasons! {
 }
 
 reasons! {
-    /// Why a frame was handed to the kernel (XDP_PASS) instead of forwarded.
+    /// Why a frame was handed to the kernel (through the kernel path:
+    /// `io::xdp::kpath`) instead of forwarded.
     PassReason {
         /// Not IPv4/IPv6 (ARP, LLDP, ...).
         NonIp => "non_ip",
@@ -95,6 +106,9 @@ reasons! {
         NotService => "not_service",
         /// ICMP that is not an error about a tracked connection (e.g. echo).
         Icmp => "icmp",
+        /// A later fragment of a datagram whose first fragment went to the
+        /// kernel.
+        Fragment => "fragment",
     }
 }
 
@@ -361,12 +375,12 @@ mod tests {
     fn merge_adds() {
         let mut a = WorkerCounters::default();
         let mut b = WorkerCounters::default();
-        a.drop(DropReason::Fragment);
-        b.drop(DropReason::Fragment);
+        a.drop(DropReason::FragNoHead);
+        b.drop(DropReason::FragNoHead);
         b.fwd[2][1] = 5;
         b.pass(PassReason::NonIp);
         a.merge(&b);
-        assert_eq!(a.drops[DropReason::Fragment as usize], 2);
+        assert_eq!(a.drops[DropReason::FragNoHead as usize], 2);
         assert_eq!(a.fwd[2][1], 5);
         assert_eq!(a.total_passes(), 1);
     }

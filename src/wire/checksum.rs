@@ -135,9 +135,13 @@ fn fold48(acc: u64) -> u16 {
 }
 
 /// Offset of the TCP/UDP checksum field of a parsed frame, `None` for
-/// other protocols.
+/// other protocols and for fragments (a fragment's segment is not what
+/// the checksum covers, and senders complete it before fragmenting).
 #[inline(always)]
 fn tcp_udp_csum_off(m: &Meta) -> Option<usize> {
+    if m.frag != 0 {
+        return None;
+    }
     match m.proto {
         proto::TCP => Some(m.l4 as usize + 16),
         proto::UDP => Some(m.l4 as usize + 6),

@@ -42,8 +42,8 @@ pub struct Quoted {
 }
 
 /// Parses the packet quoted by the ICMP error `m` describes. The quoted
-/// packet must have a full IP header (no IPv4 options, no IPv6 extension
-/// headers) and the first 8 bytes of its TCP/UDP header.
+/// packet must have a full IP header (IPv4 options included; no IPv6
+/// extension headers) and the first 8 bytes of its TCP/UDP header.
 ///
 /// # Errors
 /// [`DropReason::BadIcmp`] when the quote is short or not TCP/UDP of the
@@ -51,12 +51,15 @@ pub struct Quoted {
 pub fn quoted(f: &[u8], m: &Meta) -> Result<Quoted, DropReason> {
     let q = m.l4 as usize + 8;
     let end = m.end as usize;
-    let hlen = if m.v6 { 40 } else { 20 };
-    if q + hlen + 8 > end {
+    if q + 20 > end {
+        return Err(DropReason::BadIcmp);
+    }
+    let hlen = if m.v6 { 40 } else { (f[q] & 0x0f) as usize * 4 };
+    if hlen < 20 || q + hlen + 8 > end {
         return Err(DropReason::BadIcmp);
     }
     let (ver, pr) = if m.v6 { (6, f[q + 6]) } else { (4, f[q + 9]) };
-    if f[q] >> 4 != ver || (!m.v6 && f[q] & 0x0f != 5) {
+    if f[q] >> 4 != ver {
         return Err(DropReason::BadIcmp);
     }
     if pr != proto::TCP && pr != proto::UDP {

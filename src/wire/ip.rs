@@ -195,6 +195,36 @@ pub fn dec_ttl(f: &mut [u8], m: &mut Meta) {
     m.ttl -= 1;
 }
 
+/// Translates a fragment at a non-zero offset, which has no L4 header:
+/// decrements the TTL / hop limit (the caller has checked it is > 1) and
+/// sets the source and/or destination address; only the IPv4 header
+/// checksum follows. (The datagram's L4 checksum is in its first
+/// fragment, which [`translate`] updated for the same addresses.)
+#[inline]
+pub fn translate_l3<A: Ip>(f: &mut [u8], m: &mut Meta, src: Option<A>, dst: Option<A>) {
+    let l3 = m.l3 as usize;
+    let mut ip_acc = 0u64;
+    if m.v6 {
+        f[l3 + 7] -= 1;
+    } else {
+        let old = be16(f, l3 + 8);
+        f[l3 + 8] -= 1;
+        ip_acc += (!old) as u64 + be16(f, l3 + 8) as u64;
+    }
+    m.ttl -= 1;
+    for (at, new) in [(A::SRC_OFF, src), (A::dst_off(), dst)] {
+        let Some(addr) = new else { continue };
+        let o = l3 + at;
+        let nb = addr.bytes();
+        diff_words(&mut ip_acc, &f[o..o + A::LEN], nb.as_ref());
+        f[o..o + A::LEN].copy_from_slice(nb.as_ref());
+    }
+    if !m.v6 {
+        let co = l3 + 10;
+        put16(f, co, !fold((!be16(f, co)) as u64 + ip_acc));
+    }
+}
+
 /// Adds `!old + new` over 16-bit words (RFC 1624 eqn. 3 terms) to `acc`.
 #[inline(always)]
 fn diff_words(acc: &mut u64, old: &[u8], new: &[u8]) {

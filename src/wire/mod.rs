@@ -30,7 +30,7 @@ pub use ip::Ip;
 
 /// Ethernet header length (no VLAN tag).
 pub const ETH_HLEN: usize = 14;
-/// One 802.1Q tag.
+/// One 802.1Q (or 802.1ad) tag.
 pub const VLAN_HLEN: usize = 4;
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
 pub const ETHERTYPE_IPV6: u16 = 0x86dd;
@@ -83,7 +83,7 @@ pub struct Meta {
     pub end: u16,
     /// IPv6 (else IPv4).
     pub v6: bool,
-    /// The frame carries one 802.1Q tag.
+    /// The frame carries one 802.1Q (or 802.1ad) tag.
     pub vlan: bool,
     /// IPv4 Don't Fragment (always true for IPv6: routers never fragment).
     pub df: bool,
@@ -101,9 +101,22 @@ pub struct Meta {
     pub icmp_code: u8,
     /// The TCP/UDP checksum field holds a partial checksum (the folded
     /// pseudo-header sum a sender with TX checksum offload leaves): see
-    /// [`checksum::is_partial`]; [`checksum::complete`] finishes it.
+    /// [`checksum::is_partial`]; [`checksum::complete`] finishes it. Never
+    /// set on a fragment: a sender completes the checksum before it
+    /// fragments (the kernel's `ip_fragment` / `ip6_fragment`), and a
+    /// fragment's segment is not the one the checksum covers.
     pub partial: bool,
+    /// A fragment: [`FRAG_FIRST`] (offset 0, more follow: its L4 header is
+    /// parsed, its length is the whole datagram's), [`FRAG_LATER`] (no L4
+    /// header: `l4` is where its payload starts, ports and flags are zero),
+    /// or 0.
+    pub frag: u8,
 }
+
+/// [`Meta::frag`] of the first fragment of a datagram.
+pub const FRAG_FIRST: u8 = 1;
+/// [`Meta::frag`] of a fragment at a non-zero offset.
+pub const FRAG_LATER: u8 = 2;
 
 impl Meta {
     /// Length of the IP datagram.
@@ -146,8 +159,9 @@ pub fn put16(b: &mut [u8], off: usize, v: u16) {
     b[off..off + 2].copy_from_slice(&v.to_be_bytes());
 }
 
-/// Parses and validates a frame (Ethernet, at most one 802.1Q tag, IPv4 or
-/// IPv6, then TCP/UDP/ICMP/ICMPv6 headers).
+/// Parses and validates a frame (Ethernet, at most one 802.1Q or 802.1ad
+/// tag, IPv4 (options included) or IPv6, then TCP/UDP/ICMP/ICMPv6
+/// headers; fragments are marked in [`Meta::frag`]).
 ///
 /// The common frame (untagged IPv4 without options, TCP or UDP, valid)
 /// takes a fast path that accepts exactly what [`parse_checked`] accepts
@@ -157,8 +171,8 @@ pub fn put16(b: &mut [u8], off: usize, v: u16) {
 ///
 /// # Errors
 /// A [`Reject`] naming why the frame cannot be forwarded: truncation, bad
-/// header fields or lengths, IPv4 options and fragments are drops; non-IP
-/// frames are passes. TTL is the forwarding stage's business. Unknown L4 protocols parse fine (`proto` tells)
+/// header fields or lengths, malformed or source-routing IPv4 options
+/// (which the kernel drops too) are drops; non-IP frames are passes. TTL is the forwarding stage's business. Unknown L4 protocols parse fine (`proto` tells)
 /// and are the caller's decision.
 #[inline(always)]
 pub fn parse(f: &[u8]) -> Result<Meta, Reject> {
@@ -259,7 +273,9 @@ pub fn parse_checked(f: &[u8]) -> Result<Meta, Reject> {
     let mut et = be16(f, 12);
     let mut l3 = ETH_HLEN;
     let mut vlan = false;
-    if et == ETHERTYPE_VLAN {
+    // 802.1ad (an S-tag alone) reads like 802.1Q: the steering program
+    // takes both, so the parser must.
+    if et == ETHERTYPE_VLAN || et == ETHERTYPE_QINQ {
         if f.len() < ETH_HLEN + VLAN_HLEN {
             return Err(DropReason::Truncated.into());
         }
@@ -294,12 +310,21 @@ fn parse_v4(f: &[u8], l3: usize, vlan: bool) -> Result<Meta, Reject> {
     if checksum::checksum(h.slice()) != 0 {
         return Err(DropReason::BadIpChecksum.into());
     }
-    if h.more_fragments() || h.fragments_offset().value() != 0 {
-        return Err(DropReason::Fragment.into());
-    }
     if ihl != IPV4_HLEN {
-        return Err(DropReason::IpOptions.into());
+        ipv4_options(&h.slice()[IPV4_HLEN..])?;
     }
+    let offset = h.fragments_offset().value() as usize * 8;
+    let frag = if offset != 0 {
+        // The kernel refuses a fragment reaching past 64 KiB.
+        if offset + total - ihl > u16::MAX as usize {
+            return Err(DropReason::BadIpLength.into());
+        }
+        FRAG_LATER
+    } else if h.more_fragments() {
+        FRAG_FIRST
+    } else {
+        0
+    };
     let mut m = Meta {
         l3: l3 as u16,
         l4: (l3 + ihl) as u16,
@@ -309,10 +334,61 @@ fn parse_v4(f: &[u8], l3: usize, vlan: bool) -> Result<Meta, Reject> {
         df: h.dont_fragment(),
         proto: h.protocol().0,
         ttl: h.ttl(),
+        frag,
         ..Meta::default()
     };
-    parse_l4(f, &mut m)?;
+    if frag != FRAG_LATER {
+        parse_l4(f, &mut m)?;
+    }
     Ok(m)
+}
+
+/// Checks IPv4 options as the kernel's `ip_options_compile` walks them:
+/// each option fits the header; source routes (LSRR, SSRR) are refused,
+/// as the kernel refuses them with `accept_source_route` off (its
+/// default). Other options are forwarded as they are.
+#[cold]
+fn ipv4_options(o: &[u8]) -> Result<(), Reject> {
+    let mut i = 0;
+    while i < o.len() {
+        match o[i] {
+            0 => break, // end of options
+            1 => i += 1, // no-op
+            t => {
+                let len = *o.get(i + 1).ok_or(DropReason::BadIpOptions)? as usize;
+                if len < 2 || i + len > o.len() {
+                    return Err(DropReason::BadIpOptions.into());
+                }
+                if t == 0x83 || t == 0x89 {
+                    return Err(DropReason::SourceRoute.into());
+                }
+                i += len;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The identification of a fragment (IPv4's 16 bits, IPv6's 32), for a
+/// frame [`parse`] marked as one (0 otherwise).
+pub fn frag_id(f: &[u8], m: &Meta) -> u32 {
+    let l3 = m.l3 as usize;
+    if !m.v6 {
+        return be16(f, l3 + 4) as u32;
+    }
+    // Walk the chain again to the fragment header (parse checked it).
+    let (mut nh, mut off) = (f[l3 + 6], l3 + IPV6_HLEN);
+    for _ in 0..=MAX_V6_EXT {
+        match nh {
+            44 => return u32::from_be_bytes([f[off + 4], f[off + 5], f[off + 6], f[off + 7]]),
+            0 | 43 | 60 => {
+                nh = f[off];
+                off += (f[off + 1] as usize + 1) * 8;
+            }
+            _ => break,
+        }
+    }
+    0
 }
 
 /// Most extension headers xvs walks before giving up (counted drop).
@@ -331,23 +407,38 @@ fn parse_v6(f: &[u8], l3: usize, vlan: bool) -> Result<Meta, Reject> {
     let mut nh = h.next_header().0;
     let mut off = l3 + IPV6_HLEN;
     let mut n = 0;
-    loop {
-        match nh {
-            // hop-by-hop, routing, destination options: skip
-            0 | 43 | 60 => {
-                n += 1;
-                if n > MAX_V6_EXT || off + 8 > end {
-                    return Err(DropReason::BadIpv6Ext.into());
-                }
-                let len = (f[off + 1] as usize + 1) * 8;
-                nh = f[off];
-                off += len;
-                if off > end {
-                    return Err(DropReason::BadIpv6Ext.into());
-                }
+    let mut frag = 0;
+    // Hop-by-hop, routing, destination options: skipped; a fragment
+    // header too (its first fragment holds the rest of the chain and the
+    // L4 header, RFC 7112), unless its offset is not zero.
+    while let 0 | 43 | 60 | 44 = nh {
+        n += 1;
+        if n > MAX_V6_EXT || off + 8 > end {
+            return Err(DropReason::BadIpv6Ext.into());
+        }
+        let len = if nh == 44 { 8 } else { (f[off + 1] as usize + 1) * 8 };
+        if nh == 44 {
+            let fo = be16(f, off + 2);
+            // Offset 0 and no more fragments: an atomic fragment
+            // (RFC 6946), a whole datagram.
+            frag = if fo & 0xfff8 != 0 {
+                FRAG_LATER
+            } else if fo & 1 != 0 {
+                FRAG_FIRST
+            } else {
+                frag
+            };
+        }
+        nh = f[off];
+        off += len;
+        if off > end {
+            return Err(DropReason::BadIpv6Ext.into());
+        }
+        if frag == FRAG_LATER {
+            if (fo6(f, off - 8) as usize) + (end - off) > u16::MAX as usize {
+                return Err(DropReason::BadIpLength.into());
             }
-            44 => return Err(DropReason::Fragment.into()),
-            _ => break,
+            break;
         }
     }
     let mut m = Meta {
@@ -359,10 +450,19 @@ fn parse_v6(f: &[u8], l3: usize, vlan: bool) -> Result<Meta, Reject> {
         df: true,
         proto: nh,
         ttl: h.hop_limit(),
+        frag,
         ..Meta::default()
     };
-    parse_l4(f, &mut m)?;
+    if frag != FRAG_LATER {
+        parse_l4(f, &mut m)?;
+    }
     Ok(m)
+}
+
+/// The byte offset an IPv6 fragment header at `off` gives.
+#[inline]
+fn fo6(f: &[u8], off: usize) -> u16 {
+    be16(f, off + 2) & 0xfff8
 }
 
 #[inline]
@@ -375,7 +475,7 @@ fn parse_l4(f: &[u8], m: &mut Meta) -> Result<(), Reject> {
             m.sport = t.source_port();
             m.dport = t.destination_port();
             m.tcp_flags = seg[13];
-            m.partial = partial(f, m);
+            m.partial = m.frag == 0 && partial(f, m);
         }
         proto::UDP => {
             if seg.len() < 8 {
@@ -383,12 +483,13 @@ fn parse_l4(f: &[u8], m: &mut Meta) -> Result<(), Reject> {
             }
             let ulen = be16(seg, 4) as usize;
             // IPv6 jumbograms (ulen 0) are not supported: a counted drop.
-            if ulen < 8 || ulen > seg.len() {
+            // A first fragment holds only the head of its datagram.
+            if ulen < 8 || (ulen > seg.len() && m.frag == 0) {
                 return Err(DropReason::BadL4Header.into());
             }
             m.sport = be16(seg, 0);
             m.dport = be16(seg, 2);
-            m.partial = partial(f, m);
+            m.partial = m.frag == 0 && partial(f, m);
         }
         proto::ICMP | proto::ICMPV6 => {
             if seg.len() < 8 {

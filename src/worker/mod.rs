@@ -36,7 +36,8 @@ use crate::ipvs::xmit::{self, tun::TunError};
 use crate::ipvs::FwdMethod;
 use crate::stats::{DestStats, Dir, DropReason, PassReason, WorkerCounters};
 use crate::wire::icmp::{self, ErrorKind};
-use crate::wire::{checksum, parse, proto, src_mac, tcp_flags, Frame, Ip, Meta, Reject};
+use crate::wire::{checksum, frag_id, parse, proto, src_mac, tcp_flags, Frame, Ip, Meta, Reject, FRAG_LATER};
+use frag::{FragKey, FragTable, Follow};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -128,6 +129,8 @@ pub struct Worker {
     /// table of live connections costs one search per tick, not one per
     /// SYN of a flood.
     evict_miss: u32,
+    /// What became of recent first fragments (`frag`).
+    frags: FragTable,
 }
 
 impl Worker {
@@ -148,6 +151,7 @@ impl Worker {
             now,
             ip_id: 0,
             evict_miss: now.wrapping_sub(1),
+            frags: FragTable::default(),
             snap: Arc::new(Snapshot::empty()),
         };
         w.set_snapshot(snap);
@@ -222,6 +226,13 @@ impl Worker {
     pub fn count_drop(&mut self, r: DropReason) {
         self.counters.rx_packets += 1;
         self.counters.drop(r);
+    }
+
+    /// Counts a frame for the kernel that its driver could not give it
+    /// (the kernel path's queue was full, or there is none).
+    #[cold]
+    pub fn count_kernel_full(&mut self) {
+        self.counters.drop(DropReason::KernelFull);
     }
 
     /// Counters so far.
@@ -336,6 +347,7 @@ impl Worker {
         self.counters.rx_packets += 1;
         self.counters.rx_bytes += fr.len as u64;
         let v = match p.meta {
+            Ok(m) if m.frag != 0 => self.fragment(fr, m, p.hash),
             Ok(m) if m.v6 => self.process_af::<Ipv6Addr>(fr, m, p.hash),
             Ok(m) => self.process_af::<Ipv4Addr>(fr, m, p.hash),
             Err(Reject::Drop(r)) => Verdict::Drop(r),
@@ -399,7 +411,7 @@ impl Worker {
             // A SYN on a connection that is over starts a new one (IPVS's
             // conn_reuse_mode); one flag test keeps this off the common path.
             if m.tcp_flags & tcp_flags::SYN == 0 || dir != Dir::In || m.proto != proto::TCP || !self.retire_for_syn::<A>(idx) {
-                return self.forward::<A>(fr, &mut m, idx, dir);
+                return self.forward::<A, false>(fr, &mut m, idx, dir);
             }
         }
         if self.workers > 1 {
@@ -481,9 +493,12 @@ impl Worker {
         }
     }
 
-    /// Steps 6 and 7 for a packet of connection `idx`.
+    /// Steps 6 and 7 for a packet of connection `idx`. `LATER`: a fragment
+    /// at a non-zero offset, which has no L4 header: no state change, and
+    /// NAT/FULLNAT rewrite its IP header only (the first fragment's L4
+    /// checksum covers the whole datagram and was updated with it).
     #[inline]
-    fn forward<A: Family>(&mut self, fr: &mut Frame<'_>, m: &mut Meta, idx: u32, dir: Dir) -> Verdict {
+    fn forward<A: Family, const LATER: bool>(&mut self, fr: &mut Frame<'_>, m: &mut Meta, idx: u32, dir: Dir) -> Verdict {
         let snap = &self.snap;
         let now = self.now;
         let c = A::table(&mut self.tables).get_mut(idx);
@@ -493,7 +508,7 @@ impl Worker {
             A::table(&mut self.tables).unlink(idx);
             return Verdict::Drop(DropReason::DestGone);
         }
-        if c.proto == proto::TCP {
+        if c.proto == proto::TCP && !LATER {
             let tdir = match dir {
                 Dir::Out => TcpDir::Output,
                 Dir::In if c.flags & flags::NOOUTPUT != 0 => TcpDir::InputOnly,
@@ -524,13 +539,19 @@ impl Worker {
         let bytes = fr.len as u64;
         let res = match (c.fwd, dir) {
             (FwdMethod::Dr, Dir::In) => xmit::dr::xmit(fr, m, &c.dest_hop, &snap.ports),
+            (FwdMethod::Nat, Dir::In) if LATER => xmit::nat::frag_in(fr, m, c, &snap.ports),
+            (FwdMethod::Nat, Dir::Out) if LATER => xmit::nat::frag_out(fr, m, c, &snap.ports),
+            (FwdMethod::FullNat, Dir::In) if LATER => xmit::fullnat::frag_in(fr, m, c, &snap.ports),
+            (FwdMethod::FullNat, Dir::Out) if LATER => xmit::fullnat::frag_out(fr, m, c, &snap.ports),
             (FwdMethod::Nat, Dir::In) => xmit::nat::xmit_in(fr, m, c, &snap.ports),
             (FwdMethod::Nat, Dir::Out) => xmit::nat::xmit_out(fr, m, c, &snap.ports),
             (FwdMethod::FullNat, Dir::In) => {
                 // TOA rides on the client's handshake ACK: the segment that
                 // takes the connection out of SYN_RECV, the one the
                 // server's `toa` module reads.
-                let toa = snap.toa && was == TcpState::SynRecv as u8 && m.tcp_flags & (tcp_flags::ACK | tcp_flags::SYN | tcp_flags::RST) == tcp_flags::ACK;
+                // (Never in a fragment: the option would move the data
+                // under the offsets of the fragments that follow.)
+                let toa = snap.toa && was == TcpState::SynRecv as u8 && m.tcp_flags & (tcp_flags::ACK | tcp_flags::SYN | tcp_flags::RST) == tcp_flags::ACK && m.frag == 0;
                 xmit::fullnat::xmit_in(fr, m, c, &snap.ports, toa).map(|(p, added)| {
                     match added {
                         Some(Ok(())) => self.counters.toa_added += 1,
@@ -565,6 +586,73 @@ impl Worker {
                 Verdict::Tx { port }
             }
             Err(r) => Verdict::Drop(r),
+        }
+    }
+
+    /// A fragment (see `frag`): the first one is handled like any packet
+    /// and what became of it is remembered; later ones follow it.
+    #[cold]
+    #[inline(never)]
+    fn fragment(&mut self, fr: &mut Frame<'_>, m: Meta, hash: u64) -> Verdict {
+        if m.v6 {
+            self.fragment_af::<Ipv6Addr>(fr, m, hash)
+        } else {
+            self.fragment_af::<Ipv4Addr>(fr, m, hash)
+        }
+    }
+
+    fn fragment_af<A: Family>(&mut self, fr: &mut Frame<'_>, mut m: Meta, hash: u64) -> Verdict {
+        let f = fr.data();
+        let (src, dst) = (A::src(f, &m), A::dst(f, &m));
+        let mapped = |a: A| match a.into() {
+            IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+            IpAddr::V6(a) => a.octets(),
+        };
+        let fk = FragKey { src: mapped(src), dst: mapped(dst), id: frag_id(f, &m), proto: m.proto };
+        if m.frag != FRAG_LATER {
+            let tcp_udp = m.proto == proto::TCP || m.proto == proto::UDP;
+            // ICMP errors are short enough never to be fragmented by a
+            // sane sender: one that is goes to the kernel.
+            let v = if !tcp_udp && m.is_icmp_error() {
+                Verdict::Pass(PassReason::Icmp)
+            } else {
+                self.process_af::<A>(fr, m, hash)
+            };
+            let what = match v {
+                Verdict::Tx { .. } if tcp_udp => Follow::Conn { sport: m.sport, dport: m.dport },
+                Verdict::Tx { .. } => Follow::Drop(DropReason::UnsupportedProto),
+                Verdict::Handoff { worker } => Follow::Handoff(worker),
+                Verdict::Pass(_) => Follow::Kernel,
+                Verdict::Drop(r) => Follow::Drop(r),
+            };
+            self.frags.insert(fk, what, self.now);
+            return v;
+        }
+        match self.frags.get(&fk, self.now) {
+            Some(Follow::Conn { sport, dport }) => {
+                let key = Key { saddr: src, daddr: dst, sport, dport, proto: m.proto };
+                match A::table(&mut self.tables).lookup(&key) {
+                    Some((idx, dir)) => self.forward::<A, true>(fr, &mut m, idx, dir),
+                    None => Verdict::Drop(DropReason::NoConn),
+                }
+            }
+            Some(Follow::Handoff(worker)) => Verdict::Handoff { worker },
+            Some(Follow::Kernel) => Verdict::Pass(PassReason::Fragment),
+            Some(Follow::Drop(r)) => Verdict::Drop(r),
+            None => {
+                // Its first fragment may be on its way to the owner of the
+                // flow, when the addresses name it (to a VIP: the client;
+                // a NAT reply: the client); a FULLNAT reply's owner is in
+                // the port, which only the first fragment has.
+                if self.workers > 1 && !self.snap.is_laddr(dst.into()) {
+                    let key = Key { saddr: src, daddr: dst, sport: 0, dport: 0, proto: m.proto };
+                    let o = self.owner(&key);
+                    if o != self.id {
+                        return Verdict::Handoff { worker: o };
+                    }
+                }
+                Verdict::Drop(DropReason::FragNoHead)
+            }
         }
     }
 
@@ -683,7 +771,7 @@ impl Worker {
         l.update_overload(dest.u_threshold, dest.l_threshold);
         self.dstats[di].conns += 1;
         self.counters.new_conns += 1;
-        self.forward::<A>(fr, m, idx, Dir::In)
+        self.forward::<A, false>(fr, m, idx, Dir::In)
     }
 
     /// IPVS's `drop_entry` defense against SYN floods: ends the embryonic
@@ -926,6 +1014,7 @@ fn release<A: Ip>(
 }
 
 mod burst;
+mod frag;
 
 #[cfg(test)]
 mod tests;

@@ -1017,6 +1017,260 @@ fn partial_checksums_are_completed_in_every_mode() {
     }
 }
 
+// ---- what the steering program redirects: fragments, options, 802.1ad,
+// ---- a real server's own traffic
+
+/// Runs `frags` (one datagram's fragments, in the given order) and returns
+/// the verdicts and the forwarded frames in order.
+fn run_all(w: &mut Worker, frags: &[Vec<u8>]) -> (Vec<Verdict>, Vec<Vec<u8>>) {
+    let out = run(w, SEC, frags);
+    let v = out.iter().map(|(v, _)| *v).collect();
+    let tx = out.into_iter().filter(|(v, _)| matches!(v, Verdict::Tx { .. })).map(|(_, d)| d).collect();
+    (v, tx)
+}
+
+#[test]
+fn nat_forwards_fragments_both_ways_and_drops_those_that_overtake_their_head() {
+    let mut w = worker(&model(FwdMethod::Nat, "rr"));
+    let big = udp4(CIP, 5353, VIP, 53, &[7u8; 3000]);
+    let frags = fragment4(&big, 1480, 77);
+    assert_eq!(frags.len(), 3);
+    let (v, out) = run_all(&mut w, &frags);
+    assert_eq!(v, vec![TX; 3]);
+    for f in &out {
+        assert!(verify(f), "each fragment's IP header");
+        assert_eq!((addr4(f, 30), addr4(f, 26), be16(f, 18)), (RS1, CIP, 77), "same real server, client, id");
+    }
+    let whole = reassemble(&out).expect("the fragments still fit together");
+    assert!(verify(&whole), "the datagram's UDP checksum holds over the rewritten fragments");
+    let m = parse(&whole).unwrap();
+    assert_eq!((m.sport, m.dport), (5353, 8080));
+    // The reply, fragmented by the real server: source back to VIP:53.
+    let back = fragment4(&udp4(RS1, 8080, CIP, 5353, &[9u8; 2500]), 1480, 4242);
+    let (v, out) = run_all(&mut w, &back);
+    assert_eq!(v, vec![TX; 2]);
+    assert!(out.iter().all(|f| addr4(f, 26) == VIP && addr4(f, 30) == CIP && dst_mac(f) == GW_MAC));
+    let whole = reassemble(&out).unwrap();
+    assert!(verify(&whole));
+    let m = parse(&whole).unwrap();
+    assert_eq!((m.sport, m.dport), (53, 5353));
+    assert_eq!(w.counters().new_conns, 1);
+    // Out of order: what comes before its first fragment is dropped,
+    // counted; the rest of the next datagram follows its head.
+    let frags = fragment4(&udp4(CIP, 5353, VIP, 53, &[1u8; 3000]), 1480, 78);
+    let (v, out) = run_all(&mut w, &[frags[2].clone(), frags[0].clone(), frags[1].clone()]);
+    assert_eq!(v, vec![Verdict::Drop(DropReason::FragNoHead), TX, TX]);
+    assert_eq!(out.len(), 2);
+    assert_eq!(w.counters().drops[DropReason::FragNoHead as usize], 1);
+    // Entries expire: a fragment 2 s after its head finds nothing.
+    let frags = fragment4(&udp4(CIP, 5353, VIP, 53, &[1u8; 3000]), 1480, 79);
+    assert_eq!(one(&mut w, SEC, frags[0].clone()).0, TX);
+    assert_eq!(one(&mut w, 4 * SEC, frags[1].clone()).0, Verdict::Drop(DropReason::FragNoHead));
+}
+
+#[test]
+fn fullnat_dr_and_tun_forward_fragments() {
+    // FULLNAT: both addresses of every fragment; the reply to LIP:lport too.
+    let mut w = worker(&model(FwdMethod::FullNat, "rr"));
+    let frags = fragment4(&udp4(CIP, 5353, VIP, 53, &[3u8; 2000]), 1000, 5);
+    let (v, out) = run_all(&mut w, &frags);
+    assert_eq!(v, vec![TX; 3]);
+    assert!(out.iter().all(|f| addr4(f, 26) == LIP && addr4(f, 30) == RS1));
+    let whole = reassemble(&out).unwrap();
+    assert!(verify(&whole));
+    let lport = parse(&whole).unwrap().sport;
+    let back = fragment4(&udp4(RS1, 8080, LIP, lport, &[4u8; 2000]), 1000, 6);
+    let (v, out) = run_all(&mut w, &back);
+    assert_eq!(v, vec![TX; 3]);
+    let whole = reassemble(&out).unwrap();
+    assert!(verify(&whole));
+    let m = parse(&whole).unwrap();
+    assert_eq!((addr4(&whole, 26), m.sport, addr4(&whole, 30), m.dport), (VIP, 53, CIP, 5353));
+    // DR: every fragment to the real server's MAC, nothing else changed.
+    let mut w = worker(&model(FwdMethod::Dr, "rr"));
+    let (v, out) = run_all(&mut w, &frags);
+    assert_eq!(v, vec![TX; 3]);
+    for (o, i) in out.iter().zip(&frags) {
+        assert_eq!((dst_mac(o), &o[12..]), (RS1_MAC, &i[12..]));
+    }
+    // TUN: every fragment encapsulated whole towards the real server.
+    let mut w = worker(&model(FwdMethod::Tun, "rr"));
+    let (v, out) = run_all(&mut w, &frags);
+    assert_eq!(v, vec![TX; 3]);
+    for (o, i) in out.iter().zip(&frags) {
+        assert!(verify(o));
+        assert_eq!((addr4(o, 30), &o[34..]), (RS1, &i[14..]));
+    }
+    assert_eq!(w.counters().new_conns, 1);
+}
+
+#[test]
+fn ipv6_fragments_follow_their_first_through_nat() {
+    let mut m = model(FwdMethod::Nat, "rr");
+    m.services = vec![Service {
+        key: ServiceKey::Addr { proto: Proto::Udp, addr: ip("2001:db8::100"), port: 53 },
+        sched: "rr".into(),
+        sched_flags: SchedFlags::default(),
+        persistence: None,
+        dests: vec![Dest { addr: ip("2001:db8:1::1"), port: 0, weight: 1, fwd: FwdMethod::Nat, u_threshold: 0, l_threshold: 0 }],
+        laddrs: vec![],
+    }];
+    let mut w = worker(&m);
+    let IpAddr::V6(vip) = ip("2001:db8::100") else { unreachable!() };
+    let IpAddr::V6(rs) = ip("2001:db8:1::1") else { unreachable!() };
+    let frags = fragment6(&udp6(V6A, 5353, vip.octets(), 53, &[5u8; 3000]), 1400, 0xdead_beef);
+    assert_eq!(frags.len(), 3);
+    let (v, out) = run_all(&mut w, &frags);
+    assert_eq!(v, vec![TX; 3]);
+    assert!(out.iter().all(|f| f[38..54] == rs.octets() && f[21] == 63), "destination and hop limit of every fragment");
+    let whole = reassemble(&out).unwrap();
+    assert!(verify(&whole), "UDP checksum of the datagram");
+    let back = fragment6(&udp6(rs.octets(), 53, V6A, 5353, &[6u8; 2000]), 1400, 9);
+    let (v, out) = run_all(&mut w, &back);
+    assert_eq!(v, vec![TX; 2]);
+    assert!(out.iter().all(|f| f[22..38] == vip.octets()));
+    assert!(verify(&reassemble(&out).unwrap()));
+    // Out of order: the later fragment first is dropped.
+    let frags = fragment6(&udp6(V6A, 5353, vip.octets(), 53, &[5u8; 3000]), 1400, 10);
+    assert_eq!(one(&mut w, SEC, frags[1].clone()).0, Verdict::Drop(DropReason::FragNoHead));
+}
+
+#[test]
+fn fragments_meet_the_owner_of_their_flow() {
+    // FULLNAT replies are owned by the local port, which only the first
+    // fragment carries: the worker that receives the datagram remembers
+    // where it handed the head and hands the rest the same way.
+    let snap = Arc::new(Snapshot::build(&model(FwdMethod::FullNat, "rr"), None).unwrap());
+    let mut ws: Vec<Worker> = (0..2).map(|i| Worker::new(i, 2, snap.clone(), SEC)).collect();
+    let mut checked = 0;
+    for host in 1..=8u8 {
+        let cip = [192, 0, 2, host];
+        let syn = tcp4(cip, 40000, VIP, 80, SYN, b"");
+        let (mut v, mut out) = one(&mut ws[0], SEC, syn.clone());
+        if let Verdict::Handoff { worker } = v {
+            (v, out) = one(&mut ws[worker as usize], SEC, syn);
+        }
+        assert_eq!(v, TX);
+        let m = parse(&out).unwrap();
+        let owner = crate::ipvs::laddr::port_owner(m.sport, 2);
+        let reply = tcp4(addr4(&out, 30), m.dport, LIP, m.sport, ACK, &[1u8; 2000]);
+        let frags = fragment4(&reply, 1000, host as u16);
+        let rx = 1 - owner as usize; // the wrong worker receives them all
+        for f in &frags {
+            assert_eq!(one(&mut ws[rx], SEC, f.clone()).0, Verdict::Handoff { worker: owner });
+        }
+        let (v, out) = run_all(&mut ws[owner as usize], &frags);
+        assert_eq!(v, vec![TX; 3]);
+        assert!(verify(&reassemble(&out).unwrap()));
+        checked += 1;
+    }
+    assert_eq!(checked, 8);
+}
+
+#[test]
+fn ipv4_options_and_802_1ad_are_forwarded() {
+    for fwd in [FwdMethod::Nat, FwdMethod::FullNat, FwdMethod::Dr, FwdMethod::Tun] {
+        let mut w = worker(&model(fwd, "rr"));
+        let syn = with_ipv4_options(&tcp4(CIP, 40000, VIP, 80, SYN, b"opt"));
+        let (v, out) = one(&mut w, SEC, syn);
+        assert_eq!(v, TX, "{fwd}");
+        assert!(verify(&out), "{fwd}");
+        if matches!(fwd, FwdMethod::Nat | FwdMethod::FullNat) {
+            let m = parse(&out).unwrap();
+            assert_eq!((m.l4, m.dport), (38, 8080), "{fwd}: the port after the options is rewritten");
+        }
+    }
+    // An S-tag (802.1ad) frame parses like an 802.1Q one.
+    let mut w = worker(&model(FwdMethod::Nat, "rr"));
+    let mut f = vlan(tcp4(CIP, 40000, VIP, 80, SYN, b""), 20);
+    f[12..14].copy_from_slice(&0x88a8u16.to_be_bytes());
+    let (v, out) = one(&mut w, SEC, f);
+    assert_eq!(v, TX);
+    assert_eq!((be16(&out, 12), addr4(&out, 34)), (0x88a8, RS1));
+    assert!(verify(&out));
+}
+
+#[test]
+fn a_real_servers_own_traffic_goes_to_the_kernel() {
+    // A NAT real server querying an upstream server from its service port:
+    // no connection, no service: the kernel routes it, as with IPVS.
+    let mut w = worker(&model(FwdMethod::Nat, "rr"));
+    let q = udp4(RS1, 8080, [203, 0, 113, 5], 53, b"upstream?");
+    assert_eq!(one(&mut w, SEC, q).0, Verdict::Pass(PassReason::NotService));
+    let syn = tcp4(RS1, 8080, [203, 0, 113, 5], 443, SYN, b"");
+    assert_eq!(one(&mut w, SEC, syn).0, Verdict::Pass(PassReason::NotService));
+    // Its fragments follow the head to the kernel.
+    let frags = fragment4(&udp4(RS1, 8080, [203, 0, 113, 5], 53, &[0u8; 3000]), 1480, 1);
+    let (v, _) = run_all(&mut w, &frags);
+    assert_eq!(v, vec![Verdict::Pass(PassReason::NotService), Verdict::Pass(PassReason::Fragment), Verdict::Pass(PassReason::Fragment)]);
+    assert_eq!(w.conns(), 0);
+}
+
+/// Drops the kernel in front of IPVS makes too (bad headers and lengths,
+/// source routes, TTL), or IPVS itself (no real server, no connection for
+/// a non-SYN, a full table) — or that follow from forwarding without
+/// reassembly (a fragment ahead of its first). What is redirected must
+/// end as one of these, be forwarded, or go to the kernel.
+const IPVS_LIKE_DROPS: &[DropReason] = &[
+    DropReason::Truncated,
+    DropReason::BadIpHeader,
+    DropReason::BadIpLength,
+    DropReason::BadIpChecksum,
+    DropReason::BadIpOptions,
+    DropReason::SourceRoute,
+    DropReason::TtlExceeded,
+    DropReason::BadL4Header,
+    DropReason::BadIpv6Ext,
+    DropReason::BadIcmp,
+    DropReason::NoConn,
+    DropReason::NoDest,
+    DropReason::NoLocalPort,
+    DropReason::NoNeighbour,
+    DropReason::TooBig,
+    DropReason::TableFull,
+    DropReason::ConnClash,
+    DropReason::FamilyMismatch,
+    DropReason::FragNoHead,
+];
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config { cases: 400, failure_persistence: None, ..Default::default() })]
+    /// The steering program and the worker are one specification: a
+    /// frame the program (its mirror, held to the BPF object by
+    /// `steer::tests`) redirects is forwarded, handed to another worker or
+    /// to the kernel — never as "not IP", which would mean the two
+    /// disagree on what a frame is — or dropped for a reason IPVS (or the
+    /// kernel before it) drops it for. Sequences of frames, so that later
+    /// ones meet the connections and fragment entries earlier ones made.
+    #[test]
+    fn what_is_redirected_is_forwarded_given_back_or_dropped_as_ipvs_would(
+        fwd in proptest::sample::select(vec![FwdMethod::Nat, FwdMethod::FullNat, FwdMethod::Dr, FwdMethod::Tun]),
+        workers in 1u16..3,
+        seq in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 20), 1..12),
+    ) {
+        use crate::io::xdp::steer::Rule;
+        use crate::io::xdp::steer_model::{classify, RuleSet, Steered};
+        let m = model(fwd, "rr");
+        let mut rules = Rule::for_services(&m.services, &m.groups);
+        rules.extend(m.net.ports.iter().flat_map(|p| p.addrs.iter().map(|(a, _)| Rule::Local(*a))));
+        let set = RuleSet::new(&rules);
+        let mut w = Worker::new(workers - 1, workers, Arc::new(Snapshot::build(&m, None).unwrap()), SEC);
+        for c in &seq {
+            let f = steering_sample(c);
+            if classify(&f, &set) != Steered::Redirect {
+                continue;
+            }
+            let (v, out) = one(&mut w, SEC, f.clone());
+            match v {
+                Verdict::Tx { .. } => proptest::prop_assert!(verify(&out) || !verify(&f), "{fwd}: sent a broken frame for {:02x?}", f),
+                Verdict::Handoff { .. } => {}
+                Verdict::Pass(r) => proptest::prop_assert_ne!(r, PassReason::NonIp, "{}: the program redirected what the parser calls not IP: {:02x?}", fwd, f),
+                Verdict::Drop(r) => proptest::prop_assert!(IPVS_LIKE_DROPS.contains(&r), "{fwd}: dropped as {r} {:02x?}", f),
+            }
+        }
+    }
+}
+
 /// Each completion is counted (`csum_completed`); frames with full
 /// checksums are not.
 #[test]

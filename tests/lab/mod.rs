@@ -109,6 +109,10 @@ pub struct Lab {
     files: Vec<PathBuf>,
     /// `ethtool -K <if> tx off` on every new veth end.
     tx_off: bool,
+    /// Put before the xvs binary and added to its environment (see
+    /// [`Lab::wrap_xvs`]).
+    wrap: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Lab {
@@ -132,6 +136,8 @@ impl Lab {
             xvs: Vec::new(),
             files: Vec::new(),
             tx_off: false,
+            wrap: Vec::new(),
+            env: Vec::new(),
         })
     }
 
@@ -274,6 +280,14 @@ impl Lab {
         });
     }
 
+    /// Starts the xvs processes that follow wrapped in `wrap` (a command
+    /// that ends by running its arguments, e.g. `setpriv --reuid ...`),
+    /// with `env` added to their environment.
+    pub fn wrap_xvs(&mut self, wrap: &[&str], env: &[(&str, &str)]) {
+        self.wrap = wrap.iter().map(|s| s.to_string()).collect();
+        self.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    }
+
     /// Starts `xvs run` in `ns` with `config` (TOML text) and `args`, and
     /// waits until it runs and has resolved every next hop.
     pub fn xvs(&mut self, ns: &str, config: &str, args: &[&str]) -> usize {
@@ -297,7 +311,10 @@ impl Lab {
         let bin = env!("CARGO_BIN_EXE_xvs");
         let socket = std::env::temp_dir().join(format!("{}-{}.sock", self.base, self.files.len()));
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns, bin, "run"]);
+        cmd.args(["netns", "exec", ns])
+            .args(&self.wrap)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .args([bin, "run"]);
         if config.is_some() {
             cmd.arg("--config").arg(&path);
         }
@@ -369,6 +386,12 @@ impl Lab {
     /// xvs `i`'s control socket (unless the test gave `--socket`).
     pub fn socket(&self, i: usize) -> &std::path::Path {
         &self.xvs[i].socket
+    }
+
+    /// xvs `i`'s process id (`ip netns exec` and a wrapper such as
+    /// setpriv exec it: the child's).
+    pub fn pid(&self, i: usize) -> u32 {
+        self.xvs[i].child.id()
     }
 
     /// xvs `i`'s stderr so far.

@@ -19,8 +19,8 @@ use crate::ipvs::FwdMethod;
 use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr};
 
-/// The `-f`/`-t`/`-u` words naming a service.
-pub(super) fn rule_name(model: &Model, key: &ServiceKey) -> String {
+/// The `-f`/`-t`/`-u` words naming a service (`-t 10.0.0.100:80`).
+pub fn rule_name(model: &Model, key: &ServiceKey) -> String {
     match key {
         ServiceKey::Addr { proto, addr, port } => {
             let opt = match proto {

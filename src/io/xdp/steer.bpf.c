@@ -12,7 +12,12 @@
 //   K_VIP_ADDR   fragments and ICMP errors to a VIP
 //   K_REAL_ADDR  fragments and ICMP errors from a NAT real server
 // ICMP errors and fragments carry no usable ports, so they match on the
-// address alone; the worker decides what to do with them.
+// address alone; the worker decides what to do with them (it forwards
+// fragments of its flows, and gives what is not its own to the kernel
+// through the kernel path, kpath.rs).
+//
+// steer_model.rs mirrors this program in Rust, test by test, and a test
+// holds the two equal (BPF_PROG_TEST_RUN): change both together.
 //   K_LOCAL      an address of the director itself: what a NAT real server
 //                sends to it is not a reply to a client (those go to the
 //                client's address) but to the director's own kernel —
@@ -188,7 +193,7 @@ int xvs_steer(struct xdp_md *ctx)
 
 	if (frag) {
 		// No ports to look at: fragments of service traffic go to the
-		// worker (which counts them), anything else to the kernel.
+		// worker (which forwards them), anything else to the kernel.
 		if (has(&dk, K_VIP_ADDR, 0, 0) || has(&dk, K_LADDR, 0, 0))
 			goto redirect;
 		if (has(&sk, K_REAL_ADDR, 0, 0) && !has(&dk, K_LOCAL, 0, 0))

@@ -8,7 +8,8 @@
 //!   falling back to generic (skb) mode where the driver has no XDP (or as
 //!   [`AttachMode`] says).
 //! - Before attaching it takes a lock per interface (`flock` on
-//!   `/run/xvs/xdp-<netns>-<ifindex>.lock`, released by the kernel when the
+//!   `/run/xvs/xdp-<netns>-<ifindex>.lock`, or in `$RUNTIME_DIRECTORY`
+//!   when systemd or a test sets it; released by the kernel when the
 //!   process dies; the file is removed on a clean exit). With the lock held, an attached program named
 //!   [`PROG_NAME`] can only be left over from a crashed run: it is removed
 //!   ([`Steering::stale_removed`] tells). Any other program is not ours and
@@ -42,8 +43,17 @@ pub const PROG_NAME: &str = "xvs_steer";
 pub const MAX_QUEUES: u32 = 256;
 /// Entries of the rules map (each [`Rule`] takes one or two).
 pub const MAX_RULE_KEYS: usize = 65536;
-/// Where the per-interface locks live.
+/// Where the per-interface locks live (unless `$RUNTIME_DIRECTORY` says).
 pub const LOCK_DIR: &str = "/run/xvs";
+
+/// The lock directory: the first of systemd's `$RUNTIME_DIRECTORY` (the
+/// unit's `RuntimeDirectory=`, writable by its user), else [`LOCK_DIR`].
+fn lock_dir() -> PathBuf {
+    std::env::var("RUNTIME_DIRECTORY")
+        .ok()
+        .and_then(|v| v.split(':').next().filter(|d| !d.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(LOCK_DIR))
+}
 
 static STEER_OBJ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/steer.bpf.o"));
 
@@ -101,12 +111,12 @@ pub enum Rule {
 }
 
 // Key kinds, as steer.bpf.c names them.
-const K_VIP: u8 = 1;
-const K_VIP_ADDR: u8 = 2;
-const K_LADDR: u8 = 3;
-const K_REAL: u8 = 4;
-const K_REAL_ADDR: u8 = 5;
-const K_LOCAL: u8 = 6;
+pub(super) const K_VIP: u8 = 1;
+pub(super) const K_VIP_ADDR: u8 = 2;
+pub(super) const K_LADDR: u8 = 3;
+pub(super) const K_REAL: u8 = 4;
+pub(super) const K_REAL_ADDR: u8 = 5;
+pub(super) const K_LOCAL: u8 = 6;
 
 /// A key of the rules map: kind, protocol, port (network order), address
 /// (IPv6, or IPv4-mapped). Byte layout of `struct rule_key`.
@@ -337,10 +347,11 @@ impl Drop for IfLock {
 }
 
 fn lock_interface(name: &str, ifindex: u32) -> Result<IfLock, XdpError> {
-    let path = PathBuf::from(LOCK_DIR).join(format!("xdp-{}-{}.lock", netns_inode(), ifindex));
+    let dir = lock_dir();
+    let path = dir.join(format!("xdp-{}-{}.lock", netns_inode(), ifindex));
     loop {
         let open = || {
-            fs::create_dir_all(LOCK_DIR)?;
+            fs::create_dir_all(&dir)?;
             OpenOptions::new()
                 .create(true)
                 .truncate(false)
@@ -615,6 +626,58 @@ impl Steering {
     }
 }
 
+/// The steering program loaded but attached nowhere, to run it on frames
+/// with `BPF_PROG_TEST_RUN` (tests hold [`super::steer_model`] to it).
+/// Needs root.
+#[doc(hidden)]
+pub struct SteerTestbed {
+    _obj: BpfObject,
+    prog: RawFd,
+    stats: RawFd,
+    ncpus: usize,
+}
+
+impl SteerTestbed {
+    /// Loads the program with `rules` in its map (and no socket in its
+    /// XSKMAP).
+    ///
+    /// # Errors
+    /// Loading or filling the map failed (no permission, no BPF).
+    pub fn load(rules: &[Rule]) -> Result<SteerTestbed, XdpError> {
+        let obj = BpfObject::load(STEER_OBJ).map_err(|e| XdpError::Load(format!("{PROG_NAME}: {e}")))?;
+        let get = |r: io::Result<RawFd>| r.map_err(|e| XdpError::Load(e.to_string()));
+        let prog = get(obj.prog_fd(PROG_NAME))?;
+        let rfd = get(obj.map_fd("rules"))?;
+        let stats = get(obj.map_fd("stats"))?;
+        for k in rules.iter().flat_map(|r| r.keys().into_iter().flatten()) {
+            sys::map_update(rfd, &k, &[1]).map_err(|e| XdpError::Load(format!("rule: {e}")))?;
+        }
+        let ncpus = sys::possible_cpus().map_err(|e| XdpError::Load(e.to_string()))?;
+        Ok(SteerTestbed { _obj: obj, prog, stats, ncpus })
+    }
+
+    /// What the program does with `frame`: a redirect to a socket shows as
+    /// the `no_socket` counter going up (there is no socket), a pass as
+    /// `passed`. Frames shorter than an Ethernet header cannot be run
+    /// (the kernel refuses them) and are passed, as the program would.
+    ///
+    /// # Errors
+    /// The test run or a counter read failed.
+    pub fn run(&self, frame: &[u8]) -> io::Result<super::steer_model::Steered> {
+        use super::steer_model::Steered;
+        if frame.len() < 14 {
+            return Ok(Steered::Pass);
+        }
+        let before = sys::percpu_u64_sum(self.stats, 2, self.ncpus)?;
+        let ret = sys::prog_test_run(self.prog, frame)?;
+        let after = sys::percpu_u64_sum(self.stats, 2, self.ncpus)?;
+        if ret != 2 {
+            return Err(io::Error::other(format!("xvs_steer returned {ret}, not XDP_PASS")));
+        }
+        Ok(if after > before { Steered::Redirect } else { Steered::Pass })
+    }
+}
+
 /// Whether a program named [`PROG_NAME`] is attached to interface `name`
 /// (in this thread's namespace) in any mode.
 ///
@@ -804,6 +867,69 @@ mod tests {
         }
         // DR replies bypass the director: no rule for 192.168.1.2.
         assert_eq!(rules.len(), want.len());
+    }
+
+    /// The rules of a director with a NAT TCP service and a UDP port-0
+    /// one with NAT and FULLNAT real servers, IPv4 and IPv6, and its own
+    /// addresses (the pools of `gen::packet::steering_sample`).
+    fn sample_rules() -> Vec<Rule> {
+        let services = vec![
+            svc(
+                ServiceKey::Addr { proto: Proto::Tcp, addr: ip("10.0.0.100"), port: 80 },
+                vec![dest("10.0.1.1", 8080, FwdMethod::Nat), dest("10.0.1.2", 8080, FwdMethod::Nat)],
+                vec![],
+            ),
+            svc(
+                ServiceKey::Addr { proto: Proto::Udp, addr: ip("10.0.0.100"), port: 0 },
+                vec![dest("10.0.1.1", 0, FwdMethod::Nat), dest("10.0.1.2", 0, FwdMethod::FullNat)],
+                vec![ip("10.0.0.200")],
+            ),
+            svc(
+                ServiceKey::Addr { proto: Proto::Tcp, addr: ip("2001:db8::100"), port: 443 },
+                vec![dest("2001:db8:1::1", 443, FwdMethod::Nat)],
+                vec![],
+            ),
+        ];
+        let mut r = Rule::for_services(&services, &[]);
+        r.extend(["10.0.0.1", "2001:db8::1"].iter().map(|a| Rule::Local(ip(a))));
+        r
+    }
+
+    /// The Rust mirror and the BPF object agree on every frame: the
+    /// samples of `steering_sample` from every choice vector proptest
+    /// draws, and every prefix of some. Root only (loads the program).
+    #[test]
+    fn the_mirror_decides_as_the_bpf_object_does() {
+        use super::super::steer_model::{classify, RuleSet};
+        use crate::gen::packet::steering_sample;
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+        if !super::super::is_root() {
+            println!("SKIP the_mirror_decides_as_the_bpf_object_does: needs root (BPF_PROG_TEST_RUN)");
+            return;
+        }
+        let rules = sample_rules();
+        let tb = SteerTestbed::load(&rules).expect("loading the steering program");
+        let set = RuleSet::new(&rules);
+        let redirected = std::cell::Cell::new(0u32);
+        let mut runner = TestRunner::new(Config { cases: 3000, failure_persistence: None, ..Config::default() });
+        let result = runner.run(&proptest::collection::vec(any::<u8>(), 20), |c| {
+            let f = steering_sample(&c);
+            let want = tb.run(&f).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(classify(&f, &set), want, "frame {:02x?}", f);
+            if want == super::super::steer_model::Steered::Redirect {
+                redirected.set(redirected.get() + 1);
+            }
+            for n in [14, 18, 33, 34, 37, 53, 54, 57, 61, 62] {
+                if n < f.len() {
+                    prop_assert_eq!(classify(&f[..n], &set), tb.run(&f[..n]).unwrap(), "prefix {} of {:02x?}", n, f);
+                }
+            }
+            Ok(())
+        });
+        result.unwrap();
+        let redirected = redirected.get();
+        assert!(redirected > 300, "the samples reach the redirecting branches ({redirected})");
     }
 
     #[test]

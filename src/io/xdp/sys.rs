@@ -1013,6 +1013,125 @@ pub fn netlink_send_ack(nl_fd: RawFd, msg: &[u8]) -> bool {
         && i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]) == 0
 }
 
+// ---------------------------------------------------------------------------
+// The kernel path: TAP devices, tc programs, test runs
+
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const IFF_TAP: libc::c_short = 0x0002;
+const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_VNET_HDR: libc::c_short = 0x4000;
+
+fn ifreq_named(name: &str) -> io::Result<libc::ifreq> {
+    let b = name.as_bytes();
+    if b.is_empty() || b.len() >= libc::IFNAMSIZ || b.contains(&0) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad interface name {name:?}")));
+    }
+    // SAFETY: ifreq is plain data; all zeroes is valid.
+    let mut r: libc::ifreq = unsafe { zeroed() };
+    for (d, s) in r.ifr_name.iter_mut().zip(b) {
+        *d = *s as libc::c_char;
+    }
+    Ok(r)
+}
+
+/// Creates (or attaches to) the TAP device `name` with a virtio-net header
+/// in front of every frame (`IFF_VNET_HDR`), no packet information; the
+/// device goes away when the returned fd (its last one) is closed.
+pub fn tap_open(name: &str) -> io::Result<OwnedFd> {
+    let path = c"/dev/net/tun";
+    // SAFETY: valid C string; the fd returned is ours.
+    let fd = cvt(unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })?;
+    // SAFETY: fresh fd owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut r = ifreq_named(name)?;
+    r.ifr_ifru.ifru_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+    // SAFETY: TUNSETIFF reads and writes one ifreq.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut r) })?;
+    Ok(fd)
+}
+
+/// Sets an interface's MAC address, MTU and brings it up (ioctls on a
+/// throwaway datagram socket).
+pub fn link_setup(name: &str, mac: [u8; 6], mtu: u32) -> io::Result<()> {
+    // SAFETY: plain socket(2).
+    let s = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: fresh fd.
+    let s = unsafe { OwnedFd::from_raw_fd(s) };
+    let mut r = ifreq_named(name)?;
+    // SAFETY: writing the union's sockaddr member of a zeroed ifreq.
+    unsafe {
+        r.ifr_ifru.ifru_hwaddr.sa_family = libc::ARPHRD_ETHER;
+        for (d, b) in r.ifr_ifru.ifru_hwaddr.sa_data.iter_mut().zip(mac) {
+            *d = b as libc::c_char;
+        }
+    }
+    // SAFETY: each ioctl reads/writes one ifreq.
+    cvt(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCSIFHWADDR as _, &mut r) })?;
+    let mut r = ifreq_named(name)?;
+    r.ifr_ifru.ifru_mtu = mtu as libc::c_int;
+    // SAFETY: as above.
+    cvt(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCSIFMTU as _, &mut r) })?;
+    let mut r = ifreq_named(name)?;
+    // SAFETY: as above.
+    cvt(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut r) })?;
+    // SAFETY: the kernel filled the flags member.
+    unsafe { r.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: as above.
+    cvt(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS as _, &mut r) })?;
+    Ok(())
+}
+
+/// Attaches `prog_fd` as a direct-action tc classifier on `ifindex`'s
+/// ingress (creating its clsact qdisc). Both go away with the device.
+pub fn tc_ingress_attach(ifindex: u32, prog_fd: RawFd) -> io::Result<()> {
+    let mut hook = libbpf_sys::bpf_tc_hook {
+        sz: size_of::<libbpf_sys::bpf_tc_hook>() as _,
+        ifindex: ifindex as i32,
+        attach_point: libbpf_sys::BPF_TC_INGRESS,
+        ..Default::default()
+    };
+    // SAFETY: a valid hook; EEXIST (qdisc already there) is fine.
+    match cvt_neg(unsafe { libbpf_sys::bpf_tc_hook_create(&mut hook) }) {
+        Err(e) if e.raw_os_error() != Some(libc::EEXIST) => return Err(e),
+        _ => {}
+    }
+    let mut opts = libbpf_sys::bpf_tc_opts {
+        sz: size_of::<libbpf_sys::bpf_tc_opts>() as _,
+        prog_fd,
+        ..Default::default()
+    };
+    // SAFETY: valid hook and opts for the call.
+    cvt_neg(unsafe { libbpf_sys::bpf_tc_attach(&hook, &mut opts) }).map(drop)
+}
+
+/// `write(2)` of one buffer; the byte count.
+pub fn write_fd(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for `buf.len()` bytes for the call.
+    let n = unsafe { libc::write(fd, buf.as_ptr() as *const libc::c_void, buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Runs a loaded program once over `data` (`BPF_PROG_TEST_RUN`); its
+/// return value.
+pub fn prog_test_run(prog_fd: RawFd, data: &[u8]) -> io::Result<u32> {
+    let mut out = vec![0u8; data.len() + 256];
+    // SAFETY: zeroed opts are valid; the buffers outlive the call.
+    let mut o: libbpf_sys::bpf_test_run_opts = unsafe { zeroed() };
+    o.sz = size_of::<libbpf_sys::bpf_test_run_opts>() as _;
+    o.data_in = data.as_ptr() as *const _;
+    o.data_size_in = data.len() as u32;
+    o.data_out = out.as_mut_ptr() as *mut _;
+    o.data_size_out = out.len() as u32;
+    o.repeat = 1;
+    // SAFETY: valid program fd and opts.
+    cvt_neg(unsafe { libbpf_sys::bpf_prog_test_run_opts(prog_fd, &mut o) })?;
+    Ok(o.retval)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

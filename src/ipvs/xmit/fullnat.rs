@@ -46,3 +46,29 @@ pub fn xmit_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[P
     ip::translate(f, m, Some((c.vaddr, c.vport)), Some((c.caddr, c.cport)));
     to_hop(f, &c.client_hop, ports)
 }
+
+/// A later fragment (no L4 header), client → real server: LIP → RIP.
+///
+/// # Errors
+/// TTL exceeded, or no such egress port.
+#[cold]
+pub fn frag_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Port]) -> Result<u8, DropReason> {
+    trim(fr, m);
+    routable(m)?;
+    let f = fr.data_mut();
+    ip::translate_l3(f, m, Some(c.laddr), Some(c.daddr));
+    to_hop(f, &c.dest_hop, ports)
+}
+
+/// A later fragment, real server → client: VIP → CIP.
+///
+/// # Errors
+/// TTL exceeded, or no such egress port.
+#[cold]
+pub fn frag_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Port]) -> Result<u8, DropReason> {
+    trim(fr, m);
+    routable(m)?;
+    let f = fr.data_mut();
+    ip::translate_l3(f, m, Some(c.vaddr), Some(c.caddr));
+    to_hop(f, &c.client_hop, ports)
+}

@@ -33,3 +33,30 @@ pub fn xmit_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[P
     ip::translate(f, m, Some((c.vaddr, c.vport)), None);
     to_hop(f, &c.client_hop, ports)
 }
+
+/// A later fragment (no L4 header), client → real server: destination
+/// becomes RIP; the port lives in the first fragment.
+///
+/// # Errors
+/// TTL exceeded, or no such egress port.
+#[cold]
+pub fn frag_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Port]) -> Result<u8, DropReason> {
+    trim(fr, m);
+    routable(m)?;
+    let f = fr.data_mut();
+    ip::translate_l3(f, m, None, Some(c.daddr));
+    to_hop(f, &c.dest_hop, ports)
+}
+
+/// A later fragment, real server → client: source becomes VIP.
+///
+/// # Errors
+/// TTL exceeded, or no such egress port.
+#[cold]
+pub fn frag_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Port]) -> Result<u8, DropReason> {
+    trim(fr, m);
+    routable(m)?;
+    let f = fr.data_mut();
+    ip::translate_l3(f, m, Some(c.vaddr), None);
+    to_hop(f, &c.client_hop, ports)
+}
