@@ -11,39 +11,18 @@
 //! change; uids are never reused.
 
 use super::model::{Mac, Model};
+pub use crate::ipvs::dest::{DestEntry, Hop};
+pub use crate::ipvs::netif::Netif;
 use crate::ipvs::dest::MAX_WEIGHT;
 use crate::ipvs::proto::Timeouts;
 use crate::ipvs::sched::{SchedFlags, SchedKind, SchedTable};
 use crate::ipvs::service::{Persistence, ServiceKey};
+use crate::ipvs::timer::MAX_TIMEOUT;
 use crate::ipvs::{FwdMethod, Proto};
 use hashbrown::{HashMap, HashSet};
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::ops::Range;
-
-/// Where to send a frame for a neighbour: egress port and the MAC.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Hop {
-    pub port: u8,
-    pub mac: Mac,
-}
-
-/// A real server, compiled.
-#[derive(Clone, Debug)]
-pub struct DestEntry {
-    pub uid: u32,
-    /// Index of its service in [`Snapshot::services`].
-    pub svc: u32,
-    pub addr: IpAddr,
-    /// 0 = the packet's destination port.
-    pub port: u16,
-    pub weight: i32,
-    pub fwd: FwdMethod,
-    pub u_threshold: u32,
-    pub l_threshold: u32,
-    /// Next hop towards it (`None`: no neighbour known yet).
-    pub hop: Option<Hop>,
-}
 
 /// A virtual service, compiled.
 #[derive(Debug)]
@@ -58,20 +37,6 @@ pub struct SvcEntry {
     pub dests: Range<usize>,
     /// FULLNAT local addresses.
     pub laddrs: Vec<IpAddr>,
-}
-
-/// A port (interface) of the director, compiled.
-#[derive(Clone, Debug)]
-pub struct Port {
-    pub name: String,
-    pub mac: Mac,
-    pub mtu: u16,
-    /// The director's first address of each family on this port (the
-    /// source of tunnels and of ICMP errors we originate).
-    pub v4: Option<Ipv4Addr>,
-    pub v6: Option<Ipv6Addr>,
-    prefixes: Vec<(IpAddr, u8)>,
-    gateways: Vec<IpAddr>,
 }
 
 /// Why a model cannot be compiled: which object, and why.
@@ -117,7 +82,7 @@ pub struct Snapshot {
     pub drop_entry: bool,
     /// FULLNAT TOA ([`Model::toa`]).
     pub toa: bool,
-    pub ports: Vec<Port>,
+    pub ports: Vec<Netif>,
     pub max_conns: usize,
     /// IPVS `expire_quiescent_template`.
     pub expire_quiescent_template: bool,
@@ -179,6 +144,7 @@ impl Snapshot {
             uids: HashMap::new(),
             next_uid: prev.map_or(1, |p| p.next_uid),
         };
+        model.timeouts.check().map_err(|why| err("timeouts", why))?;
         s.build_net(model)?;
         for g in &model.groups {
             if g.members.is_empty() {
@@ -213,7 +179,7 @@ impl Snapshot {
                     return Err(err(format!("interface {} address {a}", p.name), format!("prefix length {len} exceeds {max}")));
                 }
             }
-            self.ports.push(Port {
+            self.ports.push(Netif {
                 name: p.name.clone(),
                 mac: p.mac,
                 mtu: p.mtu,
@@ -264,6 +230,9 @@ impl Snapshot {
             return Err(err(&name, "mixes IPv4 and IPv6 addresses"));
         }
         if let Some(p) = svc.persistence {
+            if !(1..=MAX_TIMEOUT).contains(&p.timeout) {
+                return Err(err(&name, format!("persistence timeout {} s is out of range 1 ..= {MAX_TIMEOUT} s (31 days)", p.timeout)));
+            }
             let max = if family_v4 { 32 } else { 128 };
             if p.netmask > max {
                 return Err(err(&name, format!("persistence netmask /{} exceeds /{max}", p.netmask)));

@@ -1,6 +1,7 @@
 //! A real server ("destination" in IPVS) as the control plane describes it.
 
 use super::FwdMethod;
+use crate::wire::Mac;
 use std::net::IpAddr;
 
 /// Largest weight ipvsadm accepts.
@@ -65,6 +66,34 @@ impl DestLoad {
             }
         }
     }
+}
+
+// What the data path reads of a real server and its next hop: compiled
+// by the control plane (`ctl::snapshot`), defined here so that the data
+// path depends on nothing above it.
+
+/// Where to send a frame for a neighbour: egress port and the MAC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hop {
+    pub port: u8,
+    pub mac: Mac,
+}
+
+/// A real server, compiled.
+#[derive(Clone, Debug)]
+pub struct DestEntry {
+    pub uid: u32,
+    /// Index of its service in `Snapshot::services`.
+    pub svc: u32,
+    pub addr: IpAddr,
+    /// 0 = the packet's destination port.
+    pub port: u16,
+    pub weight: i32,
+    pub fwd: FwdMethod,
+    pub u_threshold: u32,
+    pub l_threshold: u32,
+    /// Next hop towards it (`None`: no neighbour known yet).
+    pub hop: Option<Hop>,
 }
 
 #[cfg(test)]

@@ -513,6 +513,9 @@ fn partial(f: &[u8], m: &Meta) -> bool {
     }
 }
 
+/// An Ethernet address.
+pub type Mac = [u8; 6];
+
 /// Sets destination and source MAC.
 #[inline]
 pub fn set_macs(f: &mut [u8], dst: &[u8; 6], src: &[u8; 6]) {
