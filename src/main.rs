@@ -61,9 +61,10 @@ Without --config, xvs starts with an empty table on the interfaces given
 with -i, and xvsadm fills it (as ipvsadm fills IPVS's); `xvsadm -S` saves it
 in a form --config reads back.
 
-Interfaces are the config's [[interface]] names, or those given with -i
-(which replace them). Their MACs, MTUs, addresses, default gateways and
-neighbours come from the kernel (the kernel wins over the config file; a
+Interfaces are the config's [[interface]] names (not its sub-interfaces),
+or those given with -i (which replace them). Their MACs, MTUs, addresses,
+VLAN sub-interfaces, the main routing table and the neighbours come from
+the kernel (the kernel wins over the config file; a
 static [[neighbour]] only fills in an address the kernel does not know).
 
 SIGHUP (or `xvsadm --reload`) reloads the configuration file: it is
