@@ -446,9 +446,33 @@ impl Worker {
         }
         release(c, self.now, snap, &mut self.load, &mut self.lports, &mut self.counters);
         c.flags |= flags::RELEASED;
-        A::table(&mut self.tables).unlink(idx);
+        A::table(&mut self.tables).retire(idx);
         self.counters.reused_conns += 1;
         true
+    }
+
+    /// A client packet of a connection whose real server was removed
+    /// (IPVS `ip_vs_in`, "the destination server is not available").
+    /// Without `expire_nodest_conn` it is dropped and the connection's
+    /// timer is not restarted: it ends at its time. With it (kernel 5.9
+    /// and later) the connection ends now — its load, local port and
+    /// place in the table are given back at once — and the packet is
+    /// scheduled afresh: a UDP datagram or a SYN starts a new connection,
+    /// another TCP segment finds none (`no_conn`). A later fragment has no
+    /// ports to schedule with: it is dropped (its first fragment decides).
+    #[cold]
+    #[inline(never)]
+    fn dest_gone<A: Family, const LATER: bool>(&mut self, fr: &mut Frame<'_>, m: &mut Meta, idx: u32) -> Verdict {
+        if !self.snap.expire_nodest_conn || LATER {
+            return Verdict::Drop(DropReason::DestGone);
+        }
+        let snap = &*self.snap;
+        let c = A::table(&mut self.tables).get_mut(idx);
+        let key = c.in_key();
+        release(c, self.now, snap, &mut self.load, &mut self.lports, &mut self.counters);
+        c.flags |= flags::RELEASED;
+        A::table(&mut self.tables).retire(idx);
+        self.new_conn::<A>(fr, m, &key)
     }
 
     /// Re-binds a connection to the current snapshot's dest index after a
@@ -497,9 +521,8 @@ impl Worker {
         let c = A::table(&mut self.tables).get_mut(idx);
         Self::rebind(snap, c);
         let was = c.state;
-        if c.dest == NO_DEST && snap.expire_nodest_conn {
-            A::table(&mut self.tables).unlink(idx);
-            return Verdict::Drop(DropReason::DestGone);
+        if c.dest == NO_DEST && dir == Dir::In {
+            return self.dest_gone::<A, LATER>(fr, m, idx);
         }
         if c.proto == proto::TCP && !LATER {
             let tdir = match dir {

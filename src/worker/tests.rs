@@ -402,20 +402,114 @@ fn snapshot_changes_keep_connections() {
     let (v, out) = one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, ACK, b""));
     assert_eq!((v, addr4(&out, 30)), (TX, RS1));
     assert_eq!(w.loads()[0].conns(), 1, "load follows the dest by uid");
-    // rs2 removed: its connection goes on (expire_nodest_conn off)...
+    // rs2 removed: its connection's packets are dropped (expire_nodest_conn
+    // off, as IPVS), the others go on
     let mut m3 = m2.clone();
     m3.services[0].dests.remove(1);
     let s3 = Arc::new(Snapshot::build(&m3, Some(&s2)).unwrap());
     w.set_snapshot(s3.clone());
-    let (v, out) = one(&mut w, SEC, tcp4(CIP, 40001, VIP, 80, ACK, b""));
-    assert_eq!((v, addr4(&out, 30)), (TX, RS2));
-    // ...and with expire_nodest_conn it is dropped and forgotten
+    assert_eq!(one(&mut w, SEC, tcp4(CIP, 40001, VIP, 80, ACK, b"")).0, Verdict::Drop(DropReason::DestGone));
+    assert_eq!(one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, ACK, b"")).0, TX);
+    // ...and with expire_nodest_conn the connection ends at its next
+    // packet, which finds none (a TCP segment other than SYN)
     let mut m4 = m3.clone();
     m4.expire_nodest_conn = true;
     w.set_snapshot(Arc::new(Snapshot::build(&m4, Some(&s3)).unwrap()));
-    assert_eq!(one(&mut w, SEC, tcp4(CIP, 40001, VIP, 80, ACK, b"")).0, Verdict::Drop(DropReason::DestGone));
+    assert_eq!(one(&mut w, SEC, tcp4(CIP, 40001, VIP, 80, ACK, b"")).0, Verdict::Drop(DropReason::NoConn));
+    assert_eq!(w.conns(), 1);
     assert_eq!(one(&mut w, SEC, tcp4(CIP, 40001, VIP, 80, ACK, b"")).0, Verdict::Drop(DropReason::NoConn));
     assert_eq!(one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, ACK, b"")).0, TX);
+}
+
+/// Opens, through FULLNAT worker `w`, an established TCP connection and a
+/// UDP flow from client port `cport`; returns their local ports.
+fn open_fullnat_pair(w: &mut Worker, cport: u16) -> (u16, u16) {
+    let (v, out) = one(w, SEC, tcp4(CIP, cport, VIP, 80, SYN, b""));
+    assert_eq!(v, TX);
+    let tport = parse(&out).unwrap().sport;
+    let rs = addr4(&out, 30);
+    assert_eq!(one(w, SEC, tcp4(rs, 8080, LIP, tport, SYN | ACK, b"")).0, TX);
+    assert_eq!(one(w, SEC, tcp4(CIP, cport, VIP, 80, ACK, b"")).0, TX);
+    let (v, out) = one(w, SEC, udp4(CIP, cport, VIP, 53, b"q"));
+    assert_eq!(v, TX);
+    (tport, parse(&out).unwrap().sport)
+}
+
+#[test]
+fn without_expire_nodest_conn_a_removed_servers_connections_are_dropped_until_they_expire() {
+    let mut m = model(FwdMethod::FullNat, "rr");
+    m.services[0].dests.remove(0); // TCP: rs2 alone
+    m.services[1].dests.remove(0); // UDP: rs2 alone
+    let s1 = Arc::new(Snapshot::build(&m, None).unwrap());
+    let mut w = Worker::new(0, 1, s1.clone(), SEC);
+    let (tport, uport) = open_fullnat_pair(&mut w, 40000);
+    let lip = ip("10.0.0.200");
+    assert_eq!((w.conns(), w.lports.in_use(lip)), (2, 2));
+    // rs2 leaves both services (rs1 comes in its place)
+    let mut m2 = model(FwdMethod::FullNat, "rr");
+    m2.services[0].dests.remove(1);
+    m2.services[1].dests.remove(1);
+    w.set_snapshot(Arc::new(Snapshot::build(&m2, Some(&s1)).unwrap()));
+    // Every client packet is dropped, for as long as the connections last
+    // (their timers are not restarted by them); the real server's replies
+    // still reach the client (IPVS checks only the client's direction).
+    for t in [1, 100, 250] {
+        assert_eq!(one(&mut w, t * SEC, tcp4(CIP, 40000, VIP, 80, ACK, b"x")).0, Verdict::Drop(DropReason::DestGone), "{t} s");
+        assert_eq!(one(&mut w, t * SEC, udp4(CIP, 40000, VIP, 53, b"q")).0, Verdict::Drop(DropReason::DestGone), "{t} s");
+        assert_eq!(w.conns(), 2, "{t} s");
+    }
+    assert_eq!(one(&mut w, 250 * SEC, tcp4(RS2, 8080, LIP, tport, ACK, b"")).0, TX);
+    assert_eq!(w.counters().drops[DropReason::DestGone as usize], 6);
+    // UDP (300 s) expires when its last forwarded packet says, not later
+    let (v, _) = one(&mut w, 302 * SEC, tcp4(RS2, 8080, LIP, tport, ACK, b""));
+    assert_eq!(v, TX);
+    assert_eq!((w.conns(), w.lports.in_use(lip)), (1, 1), "the UDP flow ended at its time");
+    assert_eq!(one(&mut w, 303 * SEC, udp4(RS2, 8080, LIP, uport, b"a")).0, Verdict::Drop(DropReason::NoConn));
+    assert_eq!(w.loads()[0], DestLoad::default(), "rs1 has nothing of rs2's");
+}
+
+#[test]
+fn with_expire_nodest_conn_a_removed_servers_connection_ends_at_once_and_the_packet_is_scheduled() {
+    let mut m = model(FwdMethod::FullNat, "rr");
+    m.max_conns = 2;
+    m.expire_nodest_conn = true;
+    m.services[0].dests.remove(0);
+    m.services[1].dests.remove(0);
+    let s1 = Arc::new(Snapshot::build(&m, None).unwrap());
+    let mut w = Worker::new(0, 1, s1.clone(), SEC);
+    let (tport, uport) = open_fullnat_pair(&mut w, 40000);
+    let lip = ip("10.0.0.200");
+    assert_eq!(one(&mut w, SEC, udp4(CIP, 40001, VIP, 53, b"q")).0, Verdict::Drop(DropReason::TableFull));
+    let mut m2 = model(FwdMethod::FullNat, "rr");
+    m2.max_conns = 2;
+    m2.expire_nodest_conn = true;
+    m2.services[0].dests.remove(1);
+    m2.services[1].dests.remove(1);
+    w.set_snapshot(Arc::new(Snapshot::build(&m2, Some(&s1)).unwrap()));
+    // The UDP flow's next datagram ends it and is scheduled: to rs1, with
+    // a new local port; the old one is free at once, and so is the old
+    // connection's place in the (full) table.
+    let (v, out) = one(&mut w, 2 * SEC, udp4(CIP, 40000, VIP, 53, b"q"));
+    assert_eq!(v, TX);
+    assert_eq!(addr4(&out, 30), RS1);
+    assert_eq!((w.conns(), w.lports.in_use(lip)), (2, 2));
+    assert_eq!(w.counters().new_conns, 3);
+    assert_eq!(w.counters().expired_conns, 1);
+    // The TCP connection's next segment ends it; not a SYN, it is no
+    // connection's. Its port and place are free now.
+    assert_eq!(one(&mut w, 2 * SEC, tcp4(CIP, 40000, VIP, 80, ACK, b"x")).0, Verdict::Drop(DropReason::NoConn));
+    assert_eq!((w.conns(), w.lports.in_use(lip)), (1, 1));
+    assert_eq!(one(&mut w, 2 * SEC, tcp4(RS2, 8080, LIP, tport, ACK, b"")).0, Verdict::Drop(DropReason::NoConn));
+    assert_eq!(one(&mut w, 2 * SEC, udp4(RS2, 8080, LIP, uport, b"a")).0, Verdict::Drop(DropReason::NoConn));
+    // A new connection takes the freed place at once.
+    assert_eq!(one(&mut w, 2 * SEC, tcp4(CIP, 40002, VIP, 80, SYN, b"")).0, TX);
+    assert_eq!(w.counters().drops[DropReason::DestGone as usize], 0);
+    assert_eq!((w.loads()[0].conns(), w.loads()[1].conns()), (1, 1), "rs1 holds the two new connections (TCP, UDP)");
+    // When the wheel comes round to the ended entries it frees their
+    // slots without counting them twice.
+    one(&mut w, 400 * SEC, tcp4(CIP, 40003, VIP, 80, SYN, b""));
+    assert_eq!(w.counters().expired_conns, 4, "two ended early, then the UDP flow and the SYN_RECV one at their time");
+    assert_eq!(w.conns(), 1);
 }
 
 #[test]
