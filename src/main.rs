@@ -394,6 +394,11 @@ fn run_director(
         for l in health.check_lines() {
             println!("{l}");
         }
+        // Each worker's balance (docs/operations.md): the end-to-end tests
+        // check that it holds.
+        for r in &reports {
+            println!("worker {} {}", r.worker, r.counters.balance());
+        }
         for t in d.dest_totals() {
             println!(
                 "dest {} {} conns={} inpkts={} outpkts={} inbytes={} outbytes={}",
@@ -428,6 +433,13 @@ fn run_director(
         }
         print!("{}", health.render());
         for r in &reports {
+            let b = r.counters.balance();
+            println!(
+                "  worker {}: {} ({})",
+                r.worker,
+                b,
+                if b.holds() { "balanced" } else { "DOES NOT BALANCE" }
+            );
             println!(
                 "  worker {} (queue {}, {}): rx {} tx {} tx_full {} handed out {} handoff_full {} sleeps {}",
                 r.worker,

@@ -852,7 +852,7 @@ scheduler = "rr"
             // it owns the flow; otherwise it reports a zero.
             crate::daemon::syns(&mut w, [10, 0, 0, 9], 40000..40001);
             let mut r = Reporter::new(d.report_slot(i as usize).unwrap());
-            r.publish(&w, &IoStats::default(), (i as u32, None), 0, true);
+            r.publish(&w, &IoStats::default(), (i as u32, None), true);
         }
         let t = d.dest_totals();
         assert_eq!(t.len(), 1);

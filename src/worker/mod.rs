@@ -55,6 +55,27 @@ const EVICT_BUDGET: usize = 64;
 /// `Conn::dest` value when the real server no longer exists.
 const NO_DEST: u32 = u32::MAX;
 
+/// Verdicts a driver could not carry out, for [`Worker::count_refused`]:
+/// `Tx` frames it could not queue (a full ring; an invalid port or range,
+/// as (frames, bytes)) and `Handoff` frames it could not deliver (the
+/// owner's inbox was full).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Refused {
+    pub tx_full: (u64, u64),
+    pub tx_invalid: (u64, u64),
+    pub handoff_full: u64,
+    /// `Handoff` frames whose range lay outside their buffer (a bug).
+    pub handoff_invalid: u64,
+}
+
+impl Refused {
+    /// True when nothing was refused.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.tx_full.0 == 0 && self.tx_invalid.0 == 0 && self.handoff_full == 0 && self.handoff_invalid == 0
+    }
+}
+
 /// What to do with a frame after processing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -228,11 +249,37 @@ impl Worker {
         self.counters.drop(r);
     }
 
-    /// Counts a frame for the kernel that its driver could not give it
-    /// (the kernel path's queue was full, or there is none).
+    /// Counts a frame for the kernel (`Pass(r)`) that its driver could not
+    /// give it (the kernel path's queue was full, or there is none): it is
+    /// dropped (`kernel_full`), not passed.
     #[cold]
-    pub fn count_kernel_full(&mut self) {
+    pub fn count_kernel_full(&mut self, r: PassReason) {
+        self.counters.passes[r as usize] = self.counters.passes[r as usize].saturating_sub(1);
         self.counters.drop(DropReason::KernelFull);
+    }
+
+    /// Counts what the driver could not do with verdicts the worker gave
+    /// (see [`Refused`]): forwarded frames it could not transmit are
+    /// dropped, not transmitted; frames it could not hand to their owner
+    /// are dropped, not handed off.
+    #[cold]
+    pub fn count_refused(&mut self, r: &Refused) {
+        let c = &mut self.counters;
+        for (reason, (n, bytes)) in [(DropReason::TxFull, r.tx_full), (DropReason::TxInvalid, r.tx_invalid)] {
+            c.tx_packets = c.tx_packets.saturating_sub(n);
+            c.tx_bytes = c.tx_bytes.saturating_sub(bytes);
+            c.drops[reason as usize] += n;
+        }
+        c.handoffs = c.handoffs.saturating_sub(r.handoff_full + r.handoff_invalid);
+        c.drops[DropReason::HandoffFull as usize] += r.handoff_full;
+        c.drops[DropReason::TxInvalid as usize] += r.handoff_invalid;
+    }
+
+    /// Counts frames other workers handed to this one (they are counted as
+    /// received when processed).
+    #[inline]
+    pub fn count_handed_in(&mut self, n: usize) {
+        self.counters.handed_in += n as u64;
     }
 
     /// Counters so far.
@@ -635,8 +682,9 @@ impl Worker {
                 self.process_af::<A>(fr, m, hash)
             };
             let what = match v {
-                Verdict::Tx { .. } if tcp_udp => Follow::Conn { sport: m.sport, dport: m.dport },
-                Verdict::Tx { .. } => Follow::Drop(DropReason::UnsupportedProto),
+                // (Only TCP/UDP heads are ever transmitted: other
+                // protocols and ICMP errors in fragments are passed.)
+                Verdict::Tx { .. } => Follow::Conn { sport: m.sport, dport: m.dport },
                 Verdict::Handoff { worker } => Follow::Handoff(worker),
                 Verdict::Pass(_) => Follow::Kernel,
                 Verdict::Drop(r) => Follow::Drop(r),

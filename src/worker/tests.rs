@@ -1250,6 +1250,7 @@ proptest::proptest! {
                 continue;
             }
             let (v, out) = one(&mut w, SEC, f.clone());
+            proptest::prop_assert!(w.counters().balance().holds(), "{}: {}", fwd, w.counters().balance());
             match v {
                 Verdict::Tx { .. } => proptest::prop_assert!(verify(&out) || !verify(&f), "{fwd}: sent a broken frame for {:02x?}", f),
                 Verdict::Handoff { .. } => {}
@@ -1258,4 +1259,57 @@ proptest::proptest! {
             }
         }
     }
+}
+
+/// Every frame a worker is given ends in exactly one place, and the
+/// counters say where: `rx + made = tx + dropped + to_kernel + handed_off`
+/// (docs/operations.md), also when the driver could not do what a verdict
+/// said (a full TX ring, a full inbox, a full kernel path).
+#[test]
+fn counters_balance_through_every_outcome() {
+    let mut m = model(FwdMethod::Nat, "rr");
+    m.services[1].dests.iter_mut().for_each(|d| d.weight = 0); // UDP: no server
+    let snap = Arc::new(Snapshot::build(&m, None).unwrap());
+    let mut w = Worker::new(0, 2, snap, SEC);
+    // Pick a client the other worker owns and one this worker owns.
+    let (mut mine, mut theirs) = (None, None);
+    for h in 1..=50u8 {
+        let c = [192, 0, 2, h];
+        match one(&mut w, SEC, tcp4(c, 1000, VIP, 80, SYN, b"")).0 {
+            TX => mine = mine.or(Some(c)),
+            Verdict::Handoff { .. } => theirs = theirs.or(Some(c)),
+            v => panic!("{v:?}"),
+        }
+    }
+    let (mine, theirs) = (mine.unwrap(), theirs.unwrap());
+    let frames = vec![
+        tcp4(mine, 40000, VIP, 80, SYN, b""),       // forwarded
+        tcp4(RS1, 8080, mine, 40000, SYN | ACK, b""), // forwarded (reply)
+        tcp4(theirs, 40000, VIP, 80, SYN, b""),     // handed off
+        tcp4(mine, 40001, VIP, 80, ACK, b""),       // dropped: no connection
+        icmp4_echo(mine, VIP),                      // to the kernel
+        udp4(mine, 5353, VIP, 53, b"q"),            // no server: ICMP error made in its place
+        vec![0u8; 10],                              // dropped: truncated
+    ];
+    let before = w.counters().clone();
+    let out = run(&mut w, SEC, &frames);
+    let c = w.counters();
+    assert_eq!(c.rx_packets - before.rx_packets, 7);
+    assert_eq!(c.icmp_sent, 1, "{out:?}");
+    assert!(c.balance().holds(), "{}", c.balance());
+    // The driver could not transmit one frame nor hand one off, and the
+    // kernel path was full for the echo request: they count as dropped.
+    let (tx, handoffs, passes) = (c.tx_packets, c.handoffs, c.total_passes());
+    w.count_refused(&Refused { tx_full: (1, 60), handoff_full: 1, ..Refused::default() });
+    w.count_kernel_full(PassReason::Icmp);
+    let c = w.counters();
+    assert_eq!((c.tx_packets, c.handoffs, c.total_passes()), (tx - 1, handoffs - 1, passes - 1));
+    assert_eq!(
+        (c.drops[DropReason::TxFull as usize], c.drops[DropReason::HandoffFull as usize], c.drops[DropReason::KernelFull as usize]),
+        (1, 1, 1)
+    );
+    assert!(c.balance().holds(), "{}", c.balance());
+    // Frames handed in are received (and counted apart as well).
+    w.count_handed_in(3);
+    assert_eq!(w.counters().handed_in, 3);
 }
