@@ -591,7 +591,7 @@ fn check_config(path: PathBuf) -> ExitCode {
         Ok(s) => {
             println!("{}: ok", path.display());
             println!(
-                "  global: max_conns {} per worker, expire_nodest_conn {}, expire_quiescent_template {}, conn_reuse_mode {}, drop_entry {}, toa {}, shard prefix /{} /{}",
+                "  global: max_conns {} per worker, expire_nodest_conn {}, expire_quiescent_template {}, conn_reuse_mode {}, drop_entry {}, toa {}, shard prefix /{} /{}, icmp errors {}/s burst {}",
                 s.max_conns,
                 s.expire_nodest_conn,
                 s.expire_quiescent_template,
@@ -599,7 +599,9 @@ fn check_config(path: PathBuf) -> ExitCode {
                 s.drop_entry,
                 s.toa,
                 s.shard_prefix.0,
-                s.shard_prefix.1
+                s.shard_prefix.1,
+                s.icmp_limit.0,
+                s.icmp_limit.1
             );
             for svc in &s.services {
                 println!("  {} scheduler {} ({} real servers)", svc.key, svc.sched.name(), svc.dests.len());

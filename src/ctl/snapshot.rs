@@ -121,6 +121,9 @@ pub struct Snapshot {
     pub max_conns: usize,
     /// IPVS `expire_quiescent_template`.
     pub expire_quiescent_template: bool,
+    /// The ICMP error rate limit for the whole director: (messages a
+    /// second, burst); 0 a second = none ([`Model::icmp_msgs_per_sec`]).
+    pub icmp_limit: (u32, u32),
     /// Prefix lengths (IPv4, IPv6) of the client address that decide which
     /// worker owns a flow: the model's `shard_prefix`, made coarser where a
     /// service's persistence netmask is, so a persistent client (subnet)
@@ -170,6 +173,7 @@ impl Snapshot {
             max_conns: model.max_conns.max(1),
             expire_quiescent_template: model.expire_quiescent_template,
             shard_prefix: model.shard_prefix,
+            icmp_limit: (model.icmp_msgs_per_sec, model.icmp_msgs_burst),
             svc_map: HashMap::new(),
             vips: HashSet::new(),
             laddrs: HashSet::new(),

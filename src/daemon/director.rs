@@ -250,6 +250,7 @@ fn same_forwarding(a: &Snapshot, b: &Snapshot) -> bool {
         && a.expire_nodest_conn == b.expire_nodest_conn
         && a.conn_reuse_mode == b.conn_reuse_mode
         && a.drop_entry == b.drop_entry
+        && a.icmp_limit == b.icmp_limit
         && a.toa == b.toa
         && a.expire_quiescent_template == b.expire_quiescent_template
         && a.max_conns == b.max_conns

@@ -152,6 +152,8 @@ pub struct Worker {
     evict_miss: u32,
     /// What became of recent first fragments (`frag`).
     frags: FragTable,
+    /// The rate limit of the ICMP errors it builds (its share).
+    icmp_limit: TokenBucket,
 }
 
 impl Worker {
@@ -173,6 +175,7 @@ impl Worker {
             ip_id: 0,
             evict_miss: now.wrapping_sub(1),
             frags: FragTable::default(),
+            icmp_limit: TokenBucket::share(snap.icmp_limit.0, snap.icmp_limit.1, workers.max(1), now_ns),
             snap: Arc::new(Snapshot::empty()),
         };
         w.set_snapshot(snap);
@@ -241,6 +244,8 @@ impl Worker {
         self.lports.sync(new.services.iter().flat_map(|s| s.laddrs.iter()));
         self.tables.v4.set_max(new.max_conns);
         self.tables.v6.set_max(new.max_conns);
+        let (rate, burst) = new.icmp_limit;
+        self.icmp_limit.reshape(TokenBucket::share(rate, burst, self.workers, self.now_ns));
     }
 
     /// Counts a frame its driver dropped before the worker saw it.
@@ -930,22 +935,29 @@ impl Worker {
     }
 
     /// Answers the packet's sender with an ICMP error built in place;
-    /// the original packet counts as dropped for `why`.
+    /// the original packet counts as dropped for `why`, the error as made
+    /// and transmitted. Errors other than fragmentation needed / packet
+    /// too big are rate limited (`[global] icmp_msgs_per_sec`): without a
+    /// token the packet is only dropped, counted as `icmp_limited`.
     #[cold]
     fn send_error<A: Ip>(&mut self, fr: &mut Frame<'_>, m: &Meta, kind: ErrorKind, why: DropReason) -> Verdict {
-        self.counters.drop(why);
-        match icmp::build_error::<A>(fr, m, kind) {
-            Ok(()) => {
-                self.counters.icmp_sent += 1;
-                let p = fr.port;
-                if let Some(port) = self.snap.ports.get(p as usize) {
-                    let mac = port.mac;
-                    fr.data_mut()[6..12].copy_from_slice(&mac);
-                }
-                Verdict::Tx { port: p }
-            }
-            Err(r) => Verdict::Drop(r),
+        let pmtu = matches!(kind, ErrorKind::TooBig { .. });
+        if !pmtu && !self.icmp_limit.allow(self.now_ns) {
+            self.counters.icmp_limited += 1;
+            return Verdict::Drop(why);
         }
+        // (Without the headroom to build it in, only the drop remains.)
+        if icmp::build_error::<A>(fr, m, kind).is_err() {
+            return Verdict::Drop(why);
+        }
+        self.counters.drop(why);
+        self.counters.icmp_sent += 1;
+        let p = fr.port;
+        if let Some(port) = self.snap.ports.get(p as usize) {
+            let mac = port.mac;
+            fr.data_mut()[6..12].copy_from_slice(&mac);
+        }
+        Verdict::Tx { port: p }
     }
 
     /// Step 2: an ICMP error; relayed when it is about a connection.
@@ -1079,6 +1091,9 @@ fn release<A: Ip>(
 
 mod burst;
 mod frag;
+mod limit;
+
+use limit::TokenBucket;
 
 #[cfg(test)]
 mod tests;

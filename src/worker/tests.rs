@@ -1313,3 +1313,42 @@ fn counters_balance_through_every_outcome() {
     w.count_handed_in(3);
     assert_eq!(w.counters().handed_in, 3);
 }
+
+/// The ICMP errors a worker makes are rate limited (`icmp_msgs_per_sec`,
+/// `icmp_msgs_burst`, a worker's share); what is over the limit is only
+/// dropped, counted. Fragmentation needed is never limited.
+#[test]
+fn icmp_errors_are_rate_limited_but_path_mtu_ones_are_not() {
+    let mut m = model(FwdMethod::Tun, "rr");
+    m.services[1].dests.iter_mut().for_each(|d| d.weight = 0); // UDP: no server
+    m.icmp_msgs_per_sec = 10;
+    m.icmp_msgs_burst = 5;
+    let mut w = worker(&m);
+    let udp: Vec<Vec<u8>> = (0..20).map(|i| udp4(CIP, 5000 + i, VIP, 53, b"q")).collect();
+    let sent = |out: &[(Verdict, Vec<u8>)]| out.iter().filter(|(v, _)| *v == TX).count();
+    assert_eq!(sent(&run(&mut w, SEC, &udp)), 5, "the burst");
+    assert_eq!((w.counters().icmp_sent, w.counters().icmp_limited), (5, 15));
+    assert_eq!(sent(&run(&mut w, SEC + SEC / 5, &udp)), 2, "200 ms at 10/s");
+    assert_eq!(sent(&run(&mut w, 10 * SEC, &udp)), 5, "full again, no more than the burst");
+    assert_eq!(w.counters().drops[DropReason::NoDest as usize], 60);
+    assert!(w.counters().balance().holds(), "{}", w.counters().balance());
+    // Packets too big for the tunnel, with DF: every one is answered.
+    assert_eq!(one(&mut w, 10 * SEC, tcp4(CIP, 40000, VIP, 80, SYN, b"")).0, TX);
+    let big: Vec<Vec<u8>> = (0..20).map(|_| tcp4(CIP, 40000, VIP, 80, ACK, &[0u8; 1441])).collect();
+    assert_eq!(sent(&run(&mut w, 10 * SEC, &big)), 20);
+    assert_eq!(w.counters().drops[DropReason::TooBig as usize], 20);
+    // Two workers share the director's limit: 5 / 2, rounded up, each.
+    let snap = Arc::new(Snapshot::build(&m, None).unwrap());
+    for id in 0..2 {
+        let mut w = Worker::new(id, 2, snap.clone(), SEC);
+        let mine: Vec<Vec<u8>> = (0..200u16)
+            .map(|i| udp4([192, 0, 2, (i % 250) as u8 + 1], 5000 + i, VIP, 53, b"q"))
+            .filter(|f| {
+                let mut probe = Worker::new(id, 2, snap.clone(), SEC);
+                !matches!(one(&mut probe, SEC, f.clone()).0, Verdict::Handoff { .. })
+            })
+            .collect();
+        assert!(mine.len() > 10);
+        assert_eq!(sent(&run(&mut w, SEC, &mine)), 3, "worker {id}");
+    }
+}
