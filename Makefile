@@ -13,11 +13,14 @@ CARGO ?= cargo
 #   iproute2 iputils-ping nftables ethtool curl python3 openssl: namespace labs (openssl makes the HTTPS check's test certificate)
 #   chromium chromium-driver: the monitor's end-to-end test drives a real
 #     headless browser (tests/e2e_monitor.rs, tests/browser/)
+#   dpkg-dev binutils adduser man-db systemd util-linux: the Debian package
+#     (make deb: dpkg-shlibdeps, strip) and its test (install, man -l,
+#     systemd-analyze verify, setpriv for the least-privilege lab)
 APT_PKGS := clang llvm libelf-dev zlib1g-dev pkg-config m4 libpcap-dev \
             tshark iproute2 iputils-ping nftables ethtool curl python3 openssl ca-certificates \
-            chromium chromium-driver
+            chromium chromium-driver dpkg-dev binutils adduser man-db systemd util-linux
 
-.PHONY: all deps build test demo bench bench-quick microbench linerate clean
+.PHONY: all deps build test deb deb-package demo bench bench-quick microbench linerate clean
 
 all: build
 
@@ -40,9 +43,35 @@ build: deps
 
 # The benchmarks and examples are type-checked too: cargo test does not
 # build benches, and a bench that no longer compiles is a broken build.
+# The package test (tests/deb.rs) installs the package of the binaries
+# the tests run (no release build), checks it and purges it.
 test: deps
 	$(CARGO) check --all-targets --quiet
-	$(CARGO) test -- --test-threads=2
+	$(CARGO) test --no-run --quiet
+	$(MAKE) --no-print-directory deb-package DEB_DIR=debug
+	XVS_DEB=$(DEB_FILE) $(CARGO) test -- --test-threads=2
+
+# The Debian package: target/debian/xvs.deb (docs/operations.md), from
+# the release build. deb-package packages the binaries of target/DEB_DIR
+# as they are: stripped, with the man pages and completions of `xvs
+# generate`, the unit, default configuration and maintainer scripts of
+# debian/ and the rest of [package.metadata.deb] in Cargo.toml.
+# cargo-deb is installed if missing.
+DEB_DIR ?= release
+DEB_FILE = target/debian/xvs.deb
+deb: deps
+	$(CARGO) build --release --bins
+	$(MAKE) --no-print-directory deb-package DEB_DIR=release
+
+deb-package:
+	@command -v cargo-deb >/dev/null || $(CARGO) install --locked cargo-deb
+	rm -rf target/pkg && mkdir -p target/pkg/bin
+	strip -o target/pkg/bin/xvs target/$(DEB_DIR)/xvs
+	strip -o target/pkg/bin/xvsadm target/$(DEB_DIR)/xvsadm
+	target/pkg/bin/xvs generate target/pkg
+	gzip -9n target/pkg/man/*
+	$(CARGO) deb --no-build --no-strip --output $(DEB_FILE)
+	@echo "deb: $(DEB_FILE)"
 
 demo: build
 	@tests/demo/lab_demo.sh

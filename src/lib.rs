@@ -20,6 +20,7 @@ pub mod gen;
 pub mod health;
 pub mod io;
 pub mod ipvs;
+pub mod manual;
 pub mod monitor;
 pub mod stats;
 pub mod wire;

@@ -11,7 +11,7 @@ use xvs::ctl::config;
 use xvs::ctl::snapshot::Snapshot;
 use xvs::daemon::health::HealthCtl;
 use xvs::daemon::run::{self, RunConfig};
-use xvs::daemon::{control, stats};
+use xvs::daemon::{control, notify, stats};
 use xvs::daemon::signals;
 use xvs::io::pcap;
 use xvs::io::xdp::PollMode;
@@ -47,6 +47,8 @@ Example:
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    #[command(flatten)]
+    log: xvs::health::logger::LogArgs,
 }
 
 const RUN_ABOUT: &str = "\
@@ -65,8 +67,9 @@ validated whole; an invalid file is logged and the running configuration
 stays.
 
 The control socket (`--socket`, [global] control_socket, default
-/run/xvs/xvs.sock, root only) serves `xvsadm`: ipvsadm's commands change
-the running director live, listings show live figures. The Prometheus
+/run/xvs/xvs.sock; mode 0600, or 0660 for the group of --socket-group)
+serves `xvsadm`: ipvsadm's commands change the running director live,
+listings show live figures. The Prometheus
 endpoint (`--metrics`, [global] metrics, default 127.0.0.1:9477; `off`
 disables it) serves every counter at /metrics. See docs/operations.md.
 
@@ -78,8 +81,13 @@ Reloads include the health checks; real servers that stay keep their
 health state.
 
 Exit status: 0 after a clean stop, 2 for a bad command line or
-configuration, 1 when the system refuses (not root, no AF_XDP, a missing
-interface, a busy queue, ...).
+configuration, 1 when the system refuses (a missing capability, no
+AF_XDP, a missing interface, a busy queue, ...).
+
+Under systemd (Type=notify) it reports READY once every worker runs and
+feeds the watchdog only while they all make progress; it needs root or
+CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_PERFMON and CAP_IPC_LOCK (see
+xvs(8) and docs/operations.md).
 
 Example:
   xvs run --config configs/demo.toml -i eth0 -i eth1";
@@ -126,6 +134,11 @@ enum Cmd {
         /// control_socket, else /run/xvs/xvs.sock).
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
+        /// Group given the control socket, mode 0660, so its members may use
+        /// xvsadm (default: [global] control_socket_group, else none: root
+        /// only, mode 0600).
+        #[arg(long, value_name = "GROUP", value_parser = parse_group_arg)]
+        socket_group: Option<u32>,
         /// Where the Prometheus endpoint listens, `ADDR:PORT` or `off`
         /// (default: [global] metrics, else 127.0.0.1:9477).
         #[arg(long, value_name = "ADDR:PORT|off", value_parser = parse_metrics_arg)]
@@ -162,6 +175,13 @@ enum Cmd {
         #[arg(value_name = "FILE")]
         config: PathBuf,
     },
+    /// Write the manual pages and shell completions under DIR (the
+    /// package build runs it; xvs::manual).
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 /// `--metrics`: where, or `None` for off.
@@ -172,6 +192,10 @@ fn parse_metrics_arg(s: &str) -> Result<Metrics, String> {
     config::parse_metrics(s).map(Metrics)
 }
 
+fn parse_group_arg(s: &str) -> Result<u32, String> {
+    xvs::daemon::privs::group_id(s).map_err(|e| e.to_string())
+}
+
 fn parse_monitor_arg(s: &str) -> Result<Metrics, String> {
     xvs::monitor::conf::parse_listen(s).map(Metrics)
 }
@@ -179,23 +203,38 @@ fn parse_monitor_arg(s: &str) -> Result<Metrics, String> {
 /// Where `xvs run` listens besides the data path (command line over config).
 struct Listen {
     socket: Option<PathBuf>,
+    socket_group: Option<u32>,
     metrics: Option<Metrics>,
     monitor: Option<Metrics>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = xvs::health::logger::init_with(&cli.log) {
+        eprintln!("xvs: {e}");
+        return ExitCode::from(2);
+    }
     match cli.cmd {
-        Cmd::Run { config, interfaces, workers, poll, cores, counters, socket, metrics, monitor } => {
+        Cmd::Run { config, interfaces, workers, poll, cores, counters, socket, socket_group, metrics, monitor } => {
             let poll = match poll {
                 Poll::Adaptive => PollMode::default(),
                 Poll::Busy => PollMode::Busy,
             };
-            run_director(config, interfaces, workers, poll, cores, counters, Listen { socket, metrics, monitor })
+            run_director(config, interfaces, workers, poll, cores, counters, Listen { socket, socket_group, metrics, monitor })
         }
         Cmd::Passwd => passwd(),
         Cmd::Replay { config, input, output, counters } => replay(config, input, output, counters),
         Cmd::CheckConfig { config } => check_config(config),
+        Cmd::Generate { dir } => match xvs::manual::write_all(&<Cli as clap::CommandFactory>::command(), &dir) {
+            Ok(files) => {
+                println!("{} files under {}", files.len(), dir.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("xvs generate: {}: {e}", dir.display());
+                ExitCode::from(1)
+            }
+        },
     }
 }
 
@@ -277,7 +316,6 @@ fn run_director(
     counters: bool,
     listen: Listen,
 ) -> ExitCode {
-    let _ = xvs::health::logger::init(log::LevelFilter::Info);
     let (conf, interfaces) = match load_live(&config, &cli_ifaces) {
         Ok(x) => x,
         Err(e) => {
@@ -359,6 +397,9 @@ fn run_director(
             return ExitCode::from(1);
         }
     };
+    // systemd (Type=notify): READY once the workers run, the watchdog fed
+    // while they make progress (xvs::daemon::notify).
+    let mut service = notify::Service::from_env(format!("forwarding {} service(s) on {}", snap.services.len(), interfaces.join(", ")));
     let mut died = false;
     while !signals::stop_requested() {
         if running.worker_died() {
@@ -366,11 +407,15 @@ fn run_director(
             died = true;
             break;
         }
+        service.tick(&d);
         if signals::take_reload() {
+            service.reloading();
             let _ = ops.handler.reload();
+            service.reloaded();
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    service.stopping();
     log::info!("stopping");
     drop(ops);
     health.stop();
@@ -489,7 +534,8 @@ impl Operator {
                 .with_checker(Box::new(run::check_model)),
         );
         let socket = listen.socket.unwrap_or(conf.control_socket);
-        let server = handler.clone().serve(&socket).map_err(|e| e.to_string())?;
+        let group = listen.socket_group.or(conf.control_socket_group);
+        let server = handler.clone().serve_group(&socket, group).map_err(|e| e.to_string())?;
         let metrics = match listen.metrics.map_or(conf.metrics, |m| m.0) {
             None => None,
             Some(addr) => {

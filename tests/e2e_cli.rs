@@ -201,6 +201,6 @@ fn not_root_exits_1_with_a_clear_message() {
         return;
     }
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("not running as root"), "{err}");
+    assert!(err.contains("missing capabilities CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_PERFMON, CAP_IPC_LOCK"), "{err}");
     let _ = std::fs::remove_file(cfg);
 }

@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Seconds since the epoch, as the xvs log prints them.
+/// Seconds since the epoch (to compare with [`logged_at`]).
 fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -43,12 +43,15 @@ fn now() -> f64 {
         .as_secs_f64()
 }
 
-/// The time of the first xvs log line containing `what`.
+/// The time of the first xvs log line containing `what` (its RFC 3339
+/// stamp, as seconds since the epoch).
 fn logged_at(log: &str, what: &str) -> Option<f64> {
     log.lines()
         .find(|l| l.contains(what))
         .and_then(|l| l.split_whitespace().next())
-        .and_then(|t| t.parse().ok())
+        .and_then(xvs::health::logger::parse_rfc3339)
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_secs_f64())
 }
 
 /// Why the HTTP servers of these tests cannot run here, if they cannot.

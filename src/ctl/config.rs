@@ -185,6 +185,8 @@ pub struct DaemonConf {
     pub control_socket: std::path::PathBuf,
     /// Where the metrics endpoint listens; `None`: `"off"`.
     pub metrics: Option<std::net::SocketAddr>,
+    /// The group given the control socket (mode 0660); `None`: mode 0600.
+    pub control_socket_group: Option<u32>,
     /// The monitor (`[monitor]`; `None` without the table).
     pub monitor: Option<crate::monitor::MonitorConf>,
 }
@@ -198,6 +200,7 @@ impl Default for DaemonConf {
         DaemonConf {
             control_socket: crate::ctl::control::DEFAULT_SOCKET.into(),
             metrics: DEFAULT_METRICS.parse().ok(),
+            control_socket_group: None,
             monitor: None,
         }
     }
@@ -335,6 +338,7 @@ struct RawGlobal {
     shard_prefix_v4: Option<i64>,
     shard_prefix_v6: Option<i64>,
     control_socket: Option<String>,
+    control_socket_group: Option<String>,
     metrics: Option<String>,
 }
 
@@ -592,6 +596,11 @@ impl<'i> Doc<'i> {
             if let Some(m) = &g.metrics {
                 let path = root("global").key("metrics");
                 d.metrics = parse_metrics(m).map_err(|why| self.invalid(Bad { path, why }))?;
+            }
+            if let Some(group) = &g.control_socket_group {
+                let path = root("global").key("control_socket_group");
+                let gid = crate::daemon::privs::group_id(group).map_err(|e| self.invalid(Bad { path, why: e.to_string() }))?;
+                d.control_socket_group = Some(gid);
             }
         }
         if let Some(m) = &self.raw.monitor {
@@ -1634,6 +1643,9 @@ persistence = 300
         assert_eq!(d.metrics, None);
         assert_eq!(parse_metrics("0.0.0.0:9477"), Ok(Some("0.0.0.0:9477".parse().unwrap())));
         assert!(parse_metrics("on").unwrap_err().contains("'on' is not"));
+        assert_eq!(d.control_socket_group, None);
+        let d = load_config_str("[global]\ncontrol_socket_group = \"root\"\n", "t").unwrap().daemon;
+        assert_eq!(d.control_socket_group, Some(0));
     }
 
     /// `(config, expected field path, expected part of the reason)`.
@@ -1656,6 +1668,8 @@ persistence = 300
             ("[global]\nmetrics = 9477".to_string(), "global.metrics", "invalid type: integer `9477`, expected a string"),
             ("[global]\ncontrol_socket = \"xvs.sock\"".to_string(), "global.control_socket", "'xvs.sock' is not an absolute socket path"),
             ("[global]\ncontrol_socket = \"/run/xvs/\"".to_string(), "global.control_socket", "is not an absolute socket path"),
+            ("[global]\ncontrol_socket_group = \"xvs-no-such-group\"".to_string(), "global.control_socket_group", "no group 'xvs-no-such-group'"),
+            ("[global]\ncontrol_socket_group = 0".to_string(), "global.control_socket_group", "invalid type: integer `0`, expected a string"),
             ("[timeouts]\ntcp = 0".to_string(), "timeouts.tcp", "0 is not a timeout"),
             ("[timeouts]\nudp = -5".to_string(), "timeouts.udp", "-5 is below 1"),
             ("[timeouts]\ntcp_fin = 99999999".to_string(), "timeouts.tcp_fin", "99999999 exceeds 2678400"),

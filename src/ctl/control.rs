@@ -172,6 +172,9 @@ pub struct ServerOpts {
     pub max_clients: usize,
     /// Permissions of the socket file.
     pub mode: u32,
+    /// The socket file's group (the daemon must be a member, or have
+    /// CAP_CHOWN); `None`: the daemon's.
+    pub group: Option<u32>,
 }
 
 impl Default for ServerOpts {
@@ -181,6 +184,7 @@ impl Default for ServerOpts {
             timeout: Duration::from_secs(5),
             max_clients: 32,
             mode: 0o600,
+            group: None,
         }
     }
 }
@@ -266,7 +270,10 @@ impl Server {
         let tmp = PathBuf::from(tmp);
         let _ = std::fs::remove_file(&tmp);
         let listener = UnixListener::bind(&tmp).map_err(io_err(path))?;
-        let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(opts.mode))
+        let placed = opts
+            .group
+            .map_or(Ok(()), |g| std::os::unix::fs::chown(&tmp, None, Some(g)))
+            .and_then(|()| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(opts.mode)))
             .and_then(|()| std::fs::rename(&tmp, path));
         if let Err(e) = placed {
             let _ = std::fs::remove_file(&tmp);
@@ -696,7 +703,22 @@ mod tests {
     }
 
     #[test]
-    fn socket_is_private_and_replaced_when_stale() {
+    fn a_socket_group_opens_it_to_the_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.sock");
+        use std::os::unix::fs::MetadataExt;
+        // Root may give any group (nogroup here, not its own); anyone else
+        // its own.
+        let own = std::fs::metadata(dir.path()).unwrap().gid();
+        let gid = if crate::io::xdp::is_root() { 65534 } else { own };
+        let opts = ServerOpts { group: Some(gid), mode: 0o660, ..ServerOpts::default() };
+        let s = Server::bind(&path, Arc::new(ModelHandler::new(Model::default())), opts).unwrap();
+        let meta = std::fs::metadata(s.path()).unwrap();
+        assert_eq!((meta.permissions().mode() & 0o777, meta.gid()), (0o660, gid));
+    }
+
+    #[test]
+        fn socket_is_private_and_replaced_when_stale() {
         let (dir, s, _) = start(ServerOpts::default());
         let mode = std::fs::metadata(s.path()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);

@@ -31,7 +31,7 @@ mod save;
 pub use apply::{apply, restore};
 pub use help::{help, version};
 pub use list::{render, ConnEntry, Figures, LaddrFigures, Rate, StatsView, View, TABLE_SIZE};
-pub use parse::{parse, parse_rules};
+pub use parse::{options, parse, parse_rules, OptValue};
 pub use save::{rule_name, save};
 
 use super::snapshot::ModelError;

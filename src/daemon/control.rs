@@ -88,6 +88,10 @@ fn summary(cmd: &Command) -> String {
         Command::Restore { rules } => format!("restore {} line(s)", rules.lines().count()),
         Command::AddLaddr { svc: s, addr, .. } => format!("add local address {addr} to {}", svc(s)),
         Command::DelLaddr { svc: s, addr, .. } => format!("delete local address {addr} of {}", svc(s)),
+        Command::Zero(Some(s)) => format!("zero the counters of {}", svc(s)),
+        Command::Zero(None) => "zero every counter".into(),
+        Command::GetLaddr(Some(s)) => format!("list the local addresses of {}", svc(s)),
+        Command::Reload => "reload".into(),
         other => format!("{other:?}"),
     }
 }
@@ -254,7 +258,17 @@ impl DaemonHandler {
     /// The socket is in use by another daemon, is not a socket, or cannot
     /// be created.
     pub fn serve(self: Arc<Self>, path: &Path) -> Result<Server, ControlError> {
-        Server::bind(path, self, ServerOpts::default())
+        self.serve_group(path, None)
+    }
+
+    /// As [`DaemonHandler::serve`], the socket given to `group` with mode
+    /// 0660 (members may use xvsadm) when there is one.
+    ///
+    /// # Errors
+    /// As [`Server::bind`].
+    pub fn serve_group(self: Arc<Self>, path: &Path, group: Option<u32>) -> Result<Server, ControlError> {
+        let opts = ServerOpts { group, mode: if group.is_some() { 0o660 } else { 0o600 }, ..ServerOpts::default() };
+        Server::bind(path, self, opts)
     }
 }
 

@@ -488,24 +488,25 @@ async fn next_event(rx: &mut Option<mpsc::Receiver<Event>>) -> Option<Event> {
     }
 }
 
-/// A short summary of events for the log: `10.0.1.1:80 down, ...`.
+/// A short summary of events for the log, services and real servers as
+/// ipvsadm prints them: `TCP 10.0.0.1:80 -> 10.0.1.1:80 down, ...`.
 fn summary(evs: &[Event]) -> String {
     let v: Vec<String> = evs
         .iter()
         .map(|e| match e {
-            Event::DestDown { service, dest, .. } => format!("{service} {dest} down"),
+            Event::DestDown { service, dest, .. } => format!("{service} -> {dest} down"),
             Event::DestUp {
                 service,
                 dest,
                 weight,
                 ..
-            } => format!("{service} {dest} up (weight {weight})"),
+            } => format!("{service} -> {dest} up (weight {weight})"),
             Event::WeightChange {
                 service,
                 dest,
                 new_weight,
                 ..
-            } => format!("{service} {dest} weight {new_weight}"),
+            } => format!("{service} -> {dest} weight {new_weight}"),
         })
         .collect();
     v.join(", ")

@@ -24,6 +24,8 @@ pub mod health;
 pub mod kernel;
 pub mod report;
 pub mod run;
+pub mod notify;
+pub mod privs;
 pub mod signals;
 pub mod stats;
 

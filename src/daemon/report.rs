@@ -85,6 +85,9 @@ pub struct WorkerReport {
     pub burst_ns: Option<Histogram<u64>>,
     /// Published after the worker stopped: the figures are final.
     pub last: bool,
+    /// Publications so far (1 for the first): the watchdog's sign that the
+    /// worker's loop runs (`daemon::notify`).
+    pub seq: u64,
 }
 
 /// The slot readers load reports from.
@@ -112,6 +115,8 @@ pub struct Reporter {
     burst: Histogram<u64>,
     /// The connection listing being copied, if any.
     job: Option<Box<ConnSample>>,
+    /// Reports published.
+    seq: u64,
 }
 
 impl Reporter {
@@ -122,6 +127,7 @@ impl Reporter {
             spare: None,
             burst: burst_histogram(),
             job: None,
+            seq: 0,
         }
     }
 
@@ -193,6 +199,8 @@ impl Reporter {
                 }),
         );
         r.last = last;
+        self.seq += 1;
+        r.seq = self.seq;
         self.spare = Some(self.slot.cur.swap(next));
     }
 }
@@ -246,7 +254,7 @@ mod tests {
             "a held report never changes under its reader"
         );
         let now = slot.load();
-        assert_eq!((now.io.rx, now.last), (9, true));
+        assert_eq!((now.io.rx, now.last, now.seq), (9, true, 2));
         drop((held, now));
         for i in 0..4 {
             rep.publish(

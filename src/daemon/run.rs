@@ -69,8 +69,10 @@ const LONE_MAX_SLEEP: Duration = Duration::from_millis(50);
 /// Why the director could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("not running as root: attaching XDP programs and opening AF_XDP sockets need CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_IPC_LOCK")]
-    NotRoot,
+    #[error("{0}")]
+    Privileges(#[from] super::privs::Missing),
+    #[error("reading this process's capabilities: {0}")]
+    NoCapabilities(std::io::Error),
     #[error("no interfaces: name them with -i or [[interface]] in the config")]
     NoInterfaces,
     #[error(transparent)]
@@ -89,7 +91,8 @@ pub enum RunError {
     LocalIsSource {
         service: String,
         laddr: std::net::IpAddr,
-        rs: std::net::IpAddr,
+        /// As ipvsadm prints it (`10.0.1.1:80`).
+        rs: String,
     },
     #[error("--workers {0}: at least 1 and at most 256")]
     Workers(usize),
@@ -236,7 +239,7 @@ fn check_local_addresses(model: &Model, rtnl: &mut Rtnl) -> Result<(), RunError>
         for d in s.dests.iter().filter(|d| d.fwd == crate::ipvs::FwdMethod::FullNat) {
             if let Some(src) = rtnl.route_source(d.addr)? {
                 if s.laddrs.contains(&src) {
-                    return Err(RunError::LocalIsSource { service: s.key.to_string(), laddr: src, rs: d.addr });
+                    return Err(RunError::LocalIsSource { service: s.key.to_string(), laddr: src, rs: crate::ctl::snapshot::fmt_sock(d.addr, d.port) });
                 }
             }
         }
@@ -264,10 +267,6 @@ pub fn start(model: Model, cfg: &RunConfig) -> Result<Running, RunError> {
     if cfg.interfaces.is_empty() {
         return Err(RunError::NoInterfaces);
     }
-    if !xdp::is_root() {
-        return Err(RunError::NotRoot);
-    }
-    xdp::af_xdp_available()?;
     let mut rtnl = Rtnl::open()?;
     let tables = rtnl.tables()?;
     check_local_addresses(&model, &mut rtnl)?;
@@ -298,6 +297,14 @@ pub fn start(model: Model, cfg: &RunConfig) -> Result<Running, RunError> {
             want: workers,
         });
     }
+    // Privileges before the first privileged call, so a missing one is
+    // named rather than met half-way; the UMEM is sized as XdpIo::open
+    // sizes it (for the memlock limit).
+    let probe = XdpConfig { interfaces: cfg.interfaces.clone(), ..XdpConfig::default() };
+    super::privs::Privileges::current()
+        .map_err(RunError::NoCapabilities)?
+        .check(probe.chunks_per_queue() as u64 * probe.frame_size as u64 * workers as u64)?;
+    xdp::af_xdp_available()?;
     let placement = placement(workers, cfg.cores.as_deref(), &allowed)?;
 
     let director = Arc::new(Director::with_kernel(

@@ -104,6 +104,10 @@ pub struct Lab {
     servers: Vec<Server>,
     xvs: Vec<Xvs>,
     files: Vec<PathBuf>,
+    /// Put before the xvs binary and added to its environment (see
+    /// [`Lab::wrap_xvs`]).
+    wrap: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Lab {
@@ -126,6 +130,8 @@ impl Lab {
             servers: Vec::new(),
             xvs: Vec::new(),
             files: Vec::new(),
+            wrap: Vec::new(),
+            env: Vec::new(),
         })
     }
 
@@ -252,6 +258,14 @@ impl Lab {
         });
     }
 
+    /// Starts the xvs processes that follow wrapped in `wrap` (a command
+    /// that ends by running its arguments, e.g. `setpriv --reuid ...`),
+    /// with `env` added to their environment.
+    pub fn wrap_xvs(&mut self, wrap: &[&str], env: &[(&str, &str)]) {
+        self.wrap = wrap.iter().map(|s| s.to_string()).collect();
+        self.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    }
+
     /// Starts `xvs run` in `ns` with `config` (TOML text) and `args`, and
     /// waits until it runs and has resolved every next hop.
     pub fn xvs(&mut self, ns: &str, config: &str, args: &[&str]) -> usize {
@@ -266,7 +280,10 @@ impl Lab {
         let bin = env!("CARGO_BIN_EXE_xvs");
         let socket = std::env::temp_dir().join(format!("{}-{}.sock", self.base, self.files.len()));
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns, bin, "run", "--config"])
+        cmd.args(["netns", "exec", ns])
+            .args(&self.wrap)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .args([bin, "run", "--config"])
             .arg(&path)
             .arg("--counters")
             .args(args);
@@ -337,6 +354,12 @@ impl Lab {
     /// xvs `i`'s control socket (unless the test gave `--socket`).
     pub fn socket(&self, i: usize) -> &std::path::Path {
         &self.xvs[i].socket
+    }
+
+    /// xvs `i`'s process id (`ip netns exec` and a wrapper such as
+    /// setpriv exec it: the child's).
+    pub fn pid(&self, i: usize) -> u32 {
+        self.xvs[i].child.id()
     }
 
     /// xvs `i`'s stderr so far.

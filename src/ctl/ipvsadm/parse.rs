@@ -199,6 +199,38 @@ enum Tok {
     Unsupported(&'static str),
 }
 
+/// How an ipvsadm option takes its value (for the manual and the shell
+/// completions, [`options`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptValue {
+    None,
+    Required,
+    /// Glued or the next word when it does not start with `-` (`-p`).
+    Optional,
+}
+
+/// The options xvsadm accepts, as (long name, short letters, value), in
+/// ipvsadm's order; a long name with two letters (`--list`, `-L`/`-l`)
+/// comes once. The options xvs refuses are not listed.
+pub fn options() -> Vec<(&'static str, Vec<char>, OptValue)> {
+    let mut out: Vec<(&'static str, Vec<char>, OptValue)> = Vec::new();
+    for (long, short, arg, tok) in OPTIONS {
+        if matches!(tok, Tok::Unsupported(_)) {
+            continue;
+        }
+        let value = match arg {
+            Arg::No => OptValue::None,
+            Arg::Required => OptValue::Required,
+            Arg::Optional => OptValue::Optional,
+        };
+        match out.iter_mut().find(|(l, _, _)| l == long) {
+            Some((_, shorts, _)) => shorts.extend(short),
+            None => out.push((long, short.iter().copied().collect(), value)),
+        }
+    }
+    out
+}
+
 /// (long name, short letter, value, meaning)
 const OPTIONS: &[(&str, Option<char>, Arg, Tok)] = &[
     ("add-service", Some('A'), Arg::No, Tok::Cmd(Cmd::Add)),

@@ -21,10 +21,12 @@
 //!   busy queue apart.
 //! - All `unsafe` code and every syscall live in [`sys`].
 //!
-//! Why not xsk-rs: its frame descriptors keep their address private, so a
-//! frame can only be sent from where it was received; the worker needs to
-//! send from a different start inside the same chunk (tunnel headers and
-//! ICMP errors are built in the headroom). The kernel interface is small
+//! Why not xsk-rs (it shares one UMEM across interfaces as this driver
+//! does, so that is not the reason): it transmits a frame only from where
+//! its data starts, never from the headroom in front of a received packet,
+//! so every encapsulated frame (tunnel headers and ICMP errors are built
+//! in the headroom) would cost a memmove of the packet; it builds libxdp
+//! from C; and it pins an old libbpf-sys. The kernel interface is small
 //! and stable, so the driver speaks it directly and uses libbpf (through
 //! libbpf-sys) only to load the program and reach its maps.
 
@@ -55,7 +57,7 @@ use umem::Shared;
 pub enum XdpError {
     #[error("interface '{iface}' does not exist (in this network namespace)")]
     NoInterface { iface: String },
-    #[error("permission denied {what} on '{iface}': AF_XDP and XDP need root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_IPC_LOCK)")]
+    #[error("permission denied {what} on '{iface}': AF_XDP and XDP need root or CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_PERFMON and CAP_IPC_LOCK")]
     NoPermission { iface: String, what: &'static str },
     #[error("this kernel has no AF_XDP sockets ({0}); it needs CONFIG_XDP_SOCKETS=y")]
     NoAfXdp(io::Error),

@@ -8,7 +8,8 @@
 //!   falling back to generic (skb) mode where the driver has no XDP (or as
 //!   [`AttachMode`] says).
 //! - Before attaching it takes a lock per interface (`flock` on
-//!   `/run/xvs/xdp-<netns>-<ifindex>.lock`, released by the kernel when the
+//!   `/run/xvs/xdp-<netns>-<ifindex>.lock`, or in `$RUNTIME_DIRECTORY`
+//!   when systemd or a test sets it; released by the kernel when the
 //!   process dies; the file is removed on a clean exit). With the lock held, an attached program named
 //!   [`PROG_NAME`] can only be left over from a crashed run: it is removed
 //!   ([`Steering::stale_removed`] tells). Any other program is not ours and
@@ -42,8 +43,17 @@ pub const PROG_NAME: &str = "xvs_steer";
 pub const MAX_QUEUES: u32 = 256;
 /// Entries of the rules map (each [`Rule`] takes one or two).
 pub const MAX_RULE_KEYS: usize = 65536;
-/// Where the per-interface locks live.
+/// Where the per-interface locks live (unless `$RUNTIME_DIRECTORY` says).
 pub const LOCK_DIR: &str = "/run/xvs";
+
+/// The lock directory: the first of systemd's `$RUNTIME_DIRECTORY` (the
+/// unit's `RuntimeDirectory=`, writable by its user), else [`LOCK_DIR`].
+fn lock_dir() -> PathBuf {
+    std::env::var("RUNTIME_DIRECTORY")
+        .ok()
+        .and_then(|v| v.split(':').next().filter(|d| !d.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(LOCK_DIR))
+}
 
 static STEER_OBJ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/steer.bpf.o"));
 
@@ -337,10 +347,11 @@ impl Drop for IfLock {
 }
 
 fn lock_interface(name: &str, ifindex: u32) -> Result<IfLock, XdpError> {
-    let path = PathBuf::from(LOCK_DIR).join(format!("xdp-{}-{}.lock", netns_inode(), ifindex));
+    let dir = lock_dir();
+    let path = dir.join(format!("xdp-{}-{}.lock", netns_inode(), ifindex));
     loop {
         let open = || {
-            fs::create_dir_all(LOCK_DIR)?;
+            fs::create_dir_all(&dir)?;
             OpenOptions::new()
                 .create(true)
                 .truncate(false)
