@@ -11,7 +11,7 @@
 //! change; uids are never reused.
 
 use super::model::{Mac, Model};
-use crate::ipvs::dest::MAX_WEIGHT;
+use crate::ipvs::dest::{SharedLoad, MAX_WEIGHT};
 use crate::ipvs::proto::Timeouts;
 use crate::ipvs::sched::{SchedFlags, SchedKind, SchedTable};
 use crate::ipvs::service::{Persistence, ServiceKey};
@@ -20,6 +20,7 @@ use hashbrown::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
+use std::sync::Arc;
 
 /// Where to send a frame for a neighbour: egress port and the MAC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +44,9 @@ pub struct DestEntry {
     pub l_threshold: u32,
     /// Next hop towards it (`None`: no neighbour known yet).
     pub hop: Option<Hop>,
+    /// Its connection counts, shared by every worker and kept from
+    /// snapshot to snapshot while the real server stays (by uid).
+    pub shared: Arc<SharedLoad>,
 }
 
 /// A virtual service, compiled.
@@ -117,13 +121,13 @@ pub struct Snapshot {
     pub drop_entry: bool,
     /// FULLNAT TOA ([`Model::toa`]).
     pub toa: bool,
+    /// The ICMP error rate limit for the whole director: (messages a
+    /// second, burst); 0 a second = none ([`Model::icmp_msgs_per_sec`]).
+    pub icmp_limit: (u32, u32),
     pub ports: Vec<Port>,
     pub max_conns: usize,
     /// IPVS `expire_quiescent_template`.
     pub expire_quiescent_template: bool,
-    /// The ICMP error rate limit for the whole director: (messages a
-    /// second, burst); 0 a second = none ([`Model::icmp_msgs_per_sec`]).
-    pub icmp_limit: (u32, u32),
     /// Prefix lengths (IPv4, IPv6) of the client address that decide which
     /// worker owns a flow: the model's `shard_prefix`, made coarser where a
     /// service's persistence netmask is, so a persistent client (subnet)
@@ -169,11 +173,11 @@ impl Snapshot {
             conn_reuse_mode: model.conn_reuse_mode,
             drop_entry: model.drop_entry,
             toa: model.toa,
+            icmp_limit: (model.icmp_msgs_per_sec, model.icmp_msgs_burst),
             ports: Vec::new(),
             max_conns: model.max_conns.max(1),
             expire_quiescent_template: model.expire_quiescent_template,
             shard_prefix: model.shard_prefix,
-            icmp_limit: (model.icmp_msgs_per_sec, model.icmp_msgs_burst),
             svc_map: HashMap::new(),
             vips: HashSet::new(),
             laddrs: HashSet::new(),
@@ -327,6 +331,14 @@ impl Snapshot {
             let key = UidKey::Dest(svc.key.clone(), d.addr, d.port);
             let uid = self.uid(key, prev);
             let hop = self.next_hop(d.addr);
+            // The counts outlive snapshots: connections opened under the
+            // previous one close under this one.
+            let shared = prev
+                .and_then(|p| p.dest_index(uid).map(|i| p.dests[i as usize].shared.clone()))
+                .unwrap_or_default();
+            // New thresholds take effect at once (IPVS clears the flag
+            // when the upper threshold is removed or raised).
+            shared.thresholds_changed(d.u_threshold, d.l_threshold);
             self.dest_uid.insert(uid, self.dests.len() as u32);
             self.dests.push(DestEntry {
                 uid,
@@ -338,6 +350,7 @@ impl Snapshot {
                 u_threshold: d.u_threshold,
                 l_threshold: d.l_threshold,
                 hop,
+                shared,
             });
         }
         let dests = start..self.dests.len();

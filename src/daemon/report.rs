@@ -195,7 +195,8 @@ impl Reporter {
                 .map(|(d, (s, l))| DestReport {
                     uid: d.uid,
                     stats: *s,
-                    load: *l,
+                    // The flag is the director's, not this worker's.
+                    load: DestLoad { overloaded: d.shared.overloaded(), ..*l },
                 }),
         );
         r.last = last;

@@ -138,8 +138,15 @@ pub struct Worker {
     tables: Tables,
     /// Per service (snapshot index): this worker's scheduler state.
     sched: Vec<SchedState>,
-    /// Per dest (snapshot index): this worker's load and traffic.
+    /// Per dest (snapshot index): this worker's load and traffic. The
+    /// load is this worker's share (reports add the workers'); every
+    /// change is also made to the director-wide count
+    /// ([`DestEntry::shared`](crate::ctl::snapshot::DestEntry::shared)),
+    /// which is what the schedulers and the thresholds see.
     load: Vec<DestLoad>,
+    /// Scratch: the director-wide loads of the service being scheduled,
+    /// read from the shared counts when a connection is scheduled.
+    view: Vec<DestLoad>,
     dstats: Vec<DestStats>,
     lports: LocalPorts,
     counters: WorkerCounters,
@@ -167,6 +174,7 @@ impl Worker {
             tables: Tables { v4: ConnTable::new(snap.max_conns, now), v6: ConnTable::new(snap.max_conns, now) },
             sched: Vec::new(),
             load: Vec::new(),
+            view: Vec::new(),
             dstats: Vec::new(),
             lports: LocalPorts::new(id, workers.max(1)),
             counters: WorkerCounters::default(),
@@ -239,6 +247,7 @@ impl Worker {
             });
         }
         self.load = load;
+        self.view = vec![DestLoad::default(); new.dests.len()];
         self.dstats = dstats;
         self.sched = sched;
         self.lports.sync(new.services.iter().flat_map(|s| s.laddrs.iter()));
@@ -587,14 +596,17 @@ impl Worker {
                 c.state = new as u8;
                 if c.flags & flags::BOUND != 0 && c.dest != NO_DEST {
                     let l = &mut self.load[c.dest as usize];
+                    let shared = &self.snap.dests[c.dest as usize].shared;
                     let inactive = c.flags & flags::INACTIVE != 0;
                     if !inactive && new != TcpState::Established {
                         l.active = l.active.saturating_sub(1);
                         l.inactive += 1;
+                        shared.moved(true);
                         c.flags |= flags::INACTIVE;
                     } else if inactive && new == TcpState::Established {
                         l.inactive = l.inactive.saturating_sub(1);
                         l.active += 1;
+                        shared.moved(false);
                         c.flags &= !flags::INACTIVE;
                     }
                 }
@@ -748,7 +760,7 @@ impl Worker {
             }
         }
         let picked = match self.snap.services[si as usize].persistence {
-            None => schedule(&self.snap, &mut self.sched, &self.load, self.now_ns, si, k).map(|di| (di, None)).ok_or(DropReason::NoDest),
+            None => schedule(&self.snap, &mut self.sched, &mut self.view, self.now_ns, si, k).map(|di| (di, None)).ok_or(DropReason::NoDest),
             Some(p) => self.persist::<A>(si, k, p),
         };
         // A borrow, not a clone: the refcount is shared with every worker,
@@ -837,7 +849,8 @@ impl Worker {
         } else {
             l.active += 1;
         }
-        l.update_overload(dest.u_threshold, dest.l_threshold);
+        dest.shared.open(udp, dest.u_threshold, dest.l_threshold);
+        l.overloaded = dest.shared.overloaded();
         self.dstats[di].conns += 1;
         self.counters.new_conns += 1;
         self.forward::<A, false>(fr, m, idx, Dir::In)
@@ -903,7 +916,7 @@ impl Worker {
             }
             table.unlink(ti);
         }
-        let di = schedule(snap, &mut self.sched, &self.load, self.now_ns, si, k).ok_or(DropReason::NoDest)?;
+        let di = schedule(snap, &mut self.sched, &mut self.view, self.now_ns, si, k).ok_or(DropReason::NoDest)?;
         let d = &snap.dests[di];
         let daddr = A::from_ip(d.addr).ok_or(DropReason::FamilyMismatch)?;
         let hop = d.hop.ok_or(DropReason::NoNeighbour)?;
@@ -930,6 +943,7 @@ impl Worker {
         };
         let ti = A::table(&mut self.tables).insert(t)?;
         self.load[di].persist += 1;
+        snap.dests[di].shared.persist(true);
         self.counters.templates_created += 1;
         Ok((di, Some(ti)))
     }
@@ -1004,15 +1018,21 @@ impl Worker {
     }
 }
 
-/// Runs service `si`'s scheduler with this worker's state for it: a dest
-/// index of the snapshot. (A function of the worker's parts, not a method,
-/// so that callers may hold a borrow of the snapshot.)
+/// Runs service `si`'s scheduler with this worker's state for it and the
+/// director-wide loads of its dests (read into `view`, as IPVS's
+/// schedulers read `struct ip_vs_dest`'s counts): a dest index of the
+/// snapshot. (A function of the worker's parts, not a method, so that
+/// callers may hold a borrow of the snapshot.)
 #[inline]
-fn schedule<A: Ip>(snap: &Snapshot, sched: &mut [SchedState], load: &[DestLoad], now_ns: u64, si: u32, k: &Key<A>) -> Option<usize> {
+fn schedule<A: Ip>(snap: &Snapshot, sched: &mut [SchedState], view: &mut [DestLoad], now_ns: u64, si: u32, k: &Key<A>) -> Option<usize> {
     let svc = &snap.services[si as usize];
+    let view = &mut view[svc.dests.clone()];
+    for (v, d) in view.iter_mut().zip(&snap.dests[svc.dests.clone()]) {
+        *v = d.shared.get();
+    }
     let ctx = SchedCtx {
         dests: &snap.dests[svc.dests.clone()],
-        load: &load[svc.dests.clone()],
+        load: view,
         saddr: k.saddr.into(),
         sport: k.sport,
         daddr: k.daddr.into(),
@@ -1063,6 +1083,7 @@ fn release<A: Ip>(
         if c.flags & flags::BOUND != 0 {
             if let Some(i) = di {
                 load[i as usize].persist = load[i as usize].persist.saturating_sub(1);
+                snap.dests[i as usize].shared.persist(false);
             }
             c.flags &= !flags::BOUND;
         }
@@ -1073,12 +1094,14 @@ fn release<A: Ip>(
         if let Some(i) = snap.dest_index(c.dest_uid) {
             let d = &snap.dests[i as usize];
             let l = &mut load[i as usize];
-            if c.flags & flags::INACTIVE != 0 {
+            let inactive = c.flags & flags::INACTIVE != 0;
+            if inactive {
                 l.inactive = l.inactive.saturating_sub(1);
             } else {
                 l.active = l.active.saturating_sub(1);
             }
-            l.update_overload(d.u_threshold, d.l_threshold);
+            d.shared.close(inactive, d.u_threshold, d.l_threshold);
+            l.overloaded = d.shared.overloaded();
         }
         c.flags &= !flags::BOUND;
     }

@@ -1352,3 +1352,81 @@ fn icmp_errors_are_rate_limited_but_path_mtu_ones_are_not() {
         assert_eq!(sent(&run(&mut w, SEC, &mine)), 3, "worker {id}");
     }
 }
+
+/// Two workers of one director, and SYNs from clients each of them owns
+/// (`per` clients a worker, in order).
+fn two_workers(m: &Model, per: usize) -> (Vec<Worker>, Vec<Vec<[u8; 4]>>) {
+    let snap = Arc::new(Snapshot::build(m, None).unwrap());
+    let ws: Vec<Worker> = (0..2).map(|i| Worker::new(i, 2, snap.clone(), SEC)).collect();
+    let mut mine = vec![Vec::new(), Vec::new()];
+    for host in 1..=250u8 {
+        let c = [192, 0, 2, host];
+        let k = Key { saddr: Ipv4Addr::from(c), daddr: Ipv4Addr::from(VIP), sport: 1000, dport: 80, proto: 6 };
+        let o = ws[0].owner(&k) as usize;
+        if mine[o].len() < per {
+            mine[o].push(c);
+        }
+    }
+    assert!(mine.iter().all(|v| v.len() == per));
+    (ws, mine)
+}
+
+/// The upper threshold (`-x`) holds for the director, not per worker, as
+/// in IPVS: a server with `-x 2` takes two connections whichever workers
+/// open them, and is usable again once they end.
+#[test]
+fn thresholds_are_global_across_workers() {
+    let mut m = model(FwdMethod::Dr, "wrr");
+    m.services[0].dests[0].weight = 0; // rs2 only
+    m.services[0].dests[1].u_threshold = 2;
+    m.services[0].dests[1].l_threshold = 1;
+    let (mut ws, mine) = two_workers(&m, 2);
+    let syn = |c: [u8; 4]| tcp4(c, 1000, VIP, 80, SYN, b"");
+    // worker 0 opens one, worker 1 one: rs2 is at its threshold ...
+    assert_eq!(dst_mac(&one(&mut ws[0], SEC, syn(mine[0][0])).1), RS2_MAC);
+    assert_eq!(dst_mac(&one(&mut ws[1], SEC, syn(mine[1][0])).1), RS2_MAC);
+    assert!(ws[0].snap.dests[1].shared.overloaded());
+    // ... for both: each worker's second SYN finds no server (per-worker
+    // counts would have let each take 2, 4 in all).
+    for (i, w) in ws.iter_mut().enumerate() {
+        one(w, SEC, syn(mine[i][1]));
+        assert_eq!(w.counters().drops[DropReason::NoDest as usize], 1, "worker {i}");
+        assert_eq!(w.loads()[1].conns(), 1, "worker {i}'s share");
+    }
+    // worker 1's connection ends (SYN_RECV, 60 s): 1 is not below the
+    // lower threshold 1; worker 0's ends too: 0 is, for both workers.
+    one(&mut ws[1], 70 * SEC, tcp4([198, 51, 100, 9], 1, [10, 0, 0, 9], 1, ACK, b""));
+    assert!(ws[0].snap.dests[1].shared.overloaded(), "1 conn left");
+    one(&mut ws[0], 70 * SEC, tcp4([198, 51, 100, 9], 1, [10, 0, 0, 9], 1, ACK, b""));
+    assert_eq!(dst_mac(&one(&mut ws[1], 70 * SEC, syn(mine[1][1])).1), RS2_MAC);
+}
+
+/// lc sees the connections the other workers opened: after worker 0 put
+/// two on rs1 and one on rs2, worker 1's first choice is rs2 (per-worker
+/// counts would have made it rs1, the first of two idle servers).
+#[test]
+fn least_connection_counts_are_global_across_workers() {
+    let mut m = model(FwdMethod::Dr, "lc");
+    m.services[0].dests[1].weight = 1;
+    let (mut ws, mine) = two_workers(&m, 3);
+    let syn = |c: [u8; 4]| tcp4(c, 1000, VIP, 80, SYN, b"");
+    let picks: Vec<[u8; 6]> = mine[0].iter().map(|&c| dst_mac(&one(&mut ws[0], SEC, syn(c)).1)).collect();
+    assert_eq!(picks, vec![RS1_MAC, RS2_MAC, RS1_MAC]);
+    assert_eq!(dst_mac(&one(&mut ws[1], SEC, syn(mine[1][0])).1), RS2_MAC);
+    assert_eq!(dst_mac(&one(&mut ws[1], SEC, syn(mine[1][1])).1), RS1_MAC, "2 and 2: the first");
+    // Each worker reports its own share; the director adds them.
+    let share = |w: &Worker| (w.loads()[0].conns(), w.loads()[1].conns());
+    assert_eq!((share(&ws[0]), share(&ws[1])), ((2, 1), (1, 1)));
+    // The shared counts follow a connection between inactive and active.
+    let snap = Arc::new(Snapshot::build(&m, None).unwrap());
+    let mut w = Worker::new(0, 1, snap.clone(), SEC);
+    let counts = || (snap.dests[0].shared.get().active, snap.dests[0].shared.get().inactive);
+    one(&mut w, SEC, syn(CIP));
+    assert_eq!(counts(), (0, 1), "SYN_RECV is inactive");
+    one(&mut w, SEC, tcp4(CIP, 1000, VIP, 80, ACK, b""));
+    assert_eq!(counts(), (1, 0), "ESTABLISHED is active");
+    one(&mut w, SEC, tcp4(CIP, 1000, VIP, 80, FIN | ACK, b""));
+    assert_eq!(counts(), (0, 1));
+    one(&mut w, 1000 * SEC, tcp4([198, 51, 100, 9], 1, [10, 0, 0, 9], 1, ACK, b""));
+    assert_eq!(snap.dests[0].shared.get(), DestLoad::default(), "released");
+}
