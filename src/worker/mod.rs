@@ -152,7 +152,9 @@ pub struct Worker {
     counters: WorkerCounters,
     now_ns: u64,
     now: u32,
-    ip_id: u16,
+    /// The outer IPv4 ids of tunnelled packets (its own, disjoint from
+    /// the other workers').
+    ip_id: xmit::tun::IpIds,
     /// The tick of the last eviction search that found nothing: a full
     /// table of live connections costs one search per tick, not one per
     /// SYN of a flood.
@@ -180,7 +182,7 @@ impl Worker {
             counters: WorkerCounters::default(),
             now_ns,
             now,
-            ip_id: 0,
+            ip_id: xmit::tun::IpIds::new(id, workers),
             evict_miss: now.wrapping_sub(1),
             frags: FragTable::default(),
             icmp_limit: TokenBucket::share(snap.icmp_limit.0, snap.icmp_limit.1, workers.max(1), now_ns),
