@@ -55,7 +55,7 @@ impl IpIds {
 
     /// The next id.
     #[inline]
-    pub fn next(&mut self) -> u16 {
+    pub fn take(&mut self) -> u16 {
         self.next = if self.next + 1 >= self.per { 0 } else { self.next + 1 };
         // < per * workers <= 65536
         (self.next * self.workers + self.worker) as u16
@@ -118,7 +118,7 @@ pub fn xmit<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Port]
         let id = if m.df {
             0
         } else {
-            ip_id.next()
+            ip_id.take()
         };
         let h = &mut f[l2..l2 + 20];
         h[0] = 0x45;
@@ -158,10 +158,10 @@ mod tests {
             for w in 0..n {
                 let mut ids = IpIds::new(w, n);
                 let per = 65536 / n as usize;
-                let mine: Vec<u16> = (0..per).map(|_| ids.next()).collect();
+                let mine: Vec<u16> = (0..per).map(|_| ids.take()).collect();
                 assert!(mine.iter().all(|id| id % n == w), "worker {w} of {n}");
                 assert!(mine.iter().all(|&id| seen.insert(id)), "worker {w} of {n} repeats or meets another");
-                assert_eq!(ids.next(), mine[0], "then it starts again");
+                assert_eq!(ids.take(), mine[0], "then it starts again");
             }
         }
     }
