@@ -36,6 +36,7 @@ use xvs::gen::traffic::{
     capture, Emitted, Established, FlowSet, Handshake, Ids, Kind, Mix, Peer, Peers, Popularity,
     Sizes, Source, Storm, Topology, LEN_64,
 };
+use xvs::ipvs::mem::Provider;
 use xvs::ipvs::FwdMethod;
 use xvs::stats::{DropReason, WorkerCounters};
 use xvs::wire::frame::HEADROOM;
@@ -75,6 +76,16 @@ struct Args {
     /// Timed packets per scenario (default: 20 M, 2 M with --quick).
     #[arg(long)]
     packets: Option<u64>,
+    /// Workers map and fault in their tables' memory themselves, without
+    /// the memory provider thread the daemon runs (`ipvs::mem`): the
+    /// storm's p99.9 burst as it was before the provider.
+    #[arg(long)]
+    no_mem_provider: bool,
+    /// Burst percentiles from the worker thread's CPU time instead of the
+    /// wall clock: page faults count, time the thread spent preempted by
+    /// other processes does not (tail figures on a shared machine).
+    #[arg(long)]
+    cpu_time: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -291,6 +302,20 @@ impl Clock {
 }
 
 /// A burst of a timed phase. Its own function, never inlined, so that
+/// Whether burst times are the thread's CPU time (`--cpu-time`).
+static CPU_TIME: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The calling thread's CPU time in ns, when `--cpu-time` asks for it.
+fn cpu_time_ns() -> Option<u64> {
+    if !CPU_TIME.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid timespec to write into.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (r == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
 /// `valgrind --tool=callgrind --toggle-collect='*timed_burst*'` counts the
 /// timed phase only (bench/callgrind.sh).
 #[inline(never)]
@@ -338,6 +363,7 @@ fn drive(
             })
             .collect();
         let now = clock.now_ns();
+        let c0 = cpu_time_ns();
         let t0 = Instant::now();
         if hist.is_some() {
             timed_burst(w, &mut frames, &mut arena.verdicts[..n], now);
@@ -347,7 +373,11 @@ fn drive(
         let dt = t0.elapsed();
         d.busy += dt;
         if let Some(h) = hist.as_deref_mut() {
-            let _ = h.record(dt.as_nanos().max(1) as u64);
+            let ns = match c0 {
+                Some(c0) => cpu_time_ns().map_or(0, |c1| c1.saturating_sub(c0)),
+                None => dt.as_nanos() as u64,
+            };
+            let _ = h.record(ns.max(1));
         }
         for (i, fr) in frames.iter().enumerate() {
             let e = arena.emitted[i].expect("emitted");
@@ -424,6 +454,7 @@ impl Progress {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_worker(
     s: &Scenario,
     snap: Arc<Snapshot>,
@@ -432,9 +463,13 @@ fn run_worker(
     ready: &Barrier,
     go: &Barrier,
     done: &Barrier,
+    mem: Option<&Provider>,
 ) -> WorkerResult {
     let flows = FlowSet::new(seed, s.udp_share);
     let mut worker = Worker::new(w, s.workers, snap, CLOCK0);
+    if let Some(p) = mem {
+        worker.attach_memory(p);
+    }
     let mut arena = Arena::new();
     let clock = Clock(Instant::now());
     let mut prog = Progress::new();
@@ -629,7 +664,7 @@ struct Row {
     load: String,
 }
 
-fn run(s: &Scenario, seed: u64) -> Row {
+fn run(s: &Scenario, seed: u64, provider: bool) -> Row {
     let mut topo = Topology::new(s.mode, s.flows as u64 / s.workers as u64 + 1);
     if s.what == What::Mix {
         // Finished flows linger in TIME_WAIT: room for every flow started.
@@ -650,17 +685,22 @@ fn run(s: &Scenario, seed: u64) -> Row {
         Barrier::new(n + 1),
     );
     let rss0 = rss_bytes();
+    // As the daemon does: a thread faults the tables' memory in ahead of
+    // need (not pinned: off the workers' cores when there are more).
+    let mem = Provider::new();
+    let mem_thread = if provider { Some(mem.spawn().expect("memory provider thread")) } else { None };
     let (results, rss_setup, rss_end) = std::thread::scope(|sc| {
         let handles: Vec<_> = (0..n)
             .map(|w| {
                 let snap = snap.clone();
                 let core = cores.get(w % cores.len().max(1)).copied();
                 let (ready, go, done) = (&ready, &go, &done);
+                let mem = mem_thread.as_ref().map(|_| &mem);
                 sc.spawn(move || {
                     if let Some(c) = core {
                         core_affinity::set_for_current(c);
                     }
-                    run_worker(s, snap, w as u16, seed, ready, go, done)
+                    run_worker(s, snap, w as u16, seed, ready, go, done, mem)
                 })
             })
             .collect();
@@ -675,6 +715,10 @@ fn run(s: &Scenario, seed: u64) -> Row {
             .collect();
         (r, rss_setup, rss_end)
     });
+    if let Some(h) = mem_thread {
+        mem.stop();
+        h.join().expect("memory provider thread");
+    }
     let mut hist =
         Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
     let mut c = WorkerCounters::default();
@@ -1182,7 +1226,8 @@ fn main() {
             s.name,
             t0.elapsed().as_secs_f64()
         );
-        let r = run(s, args.seed);
+        CPU_TIME.store(args.cpu_time, std::sync::atomic::Ordering::Relaxed);
+        let r = run(s, args.seed, !args.no_mem_provider);
         print_cells(&cells(&r));
         let _ = std::io::stdout().flush();
         rows.push(r);

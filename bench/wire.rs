@@ -83,6 +83,7 @@ fn conn(mode: FwdMethod) -> Conn<Ipv4Addr> {
         state: 3,
         fwd: mode,
         flags: 0,
+        in_pkts: 1,
     }
 }
 

@@ -194,8 +194,10 @@ fn choices(dir: &TempDir, mode: FwdMethod) -> Vec<Assign> {
     );
     let n2 = got(&tcp).iter().filter(|&&r| r == 1).count();
     assert_eq!(n2, 2 * (tcp.len() - n2), "rs2 gets twice rs1's share");
-    let mut locals: Vec<(std::net::Ipv4Addr, u16)> = Vec::new();
-    for a in &assign {
+    // Local ports are pooled per (local address, real server): a tuple
+    // towards a real server is never given twice.
+    let mut locals: Vec<(std::net::Ipv4Addr, u16, usize)> = Vec::new();
+    for (i, a) in assign.iter().enumerate() {
         match (mode, a.local) {
             (FwdMethod::FullNat, Some((lip, lport))) => {
                 assert!(
@@ -203,8 +205,13 @@ fn choices(dir: &TempDir, mode: FwdMethod) -> Vec<Assign> {
                     "{lip} is not a configured local address"
                 );
                 assert!(lport >= 1024, "local port {lport} below 1024");
-                assert!(!locals.contains(&(lip, lport)), "{lip}:{lport} given twice");
-                locals.push((lip, lport));
+                let key = (lip, lport, a.rs + 2 * probe.flows[i].proto as usize);
+                assert!(
+                    !locals.contains(&key),
+                    "{lip}:{lport} given twice towards real server {}",
+                    a.rs
+                );
+                locals.push(key);
             }
             (FwdMethod::FullNat, None) => panic!("FULLNAT flow without a local address"),
             (_, l) => assert_eq!(l, None),

@@ -256,6 +256,37 @@ fn exit_codes_and_messages_are_ipvsadm_s() {
     assert_eq!(lab.xvsadm(&["--reload"], "").status.code(), Some(1));
 }
 
+/// Timeouts beyond 31 days (ipvsadm's bound, well inside the expiry
+/// wheel's horizon) are usage errors naming the value, for `--set` and
+/// `-p`; nothing reaches the daemon. The bound itself is accepted.
+#[test]
+fn out_of_range_timeouts_are_refused() {
+    let lab = Lab::new(Model::default());
+    lab.line("xvsadm -A -t 10.0.0.1:80 -s rr");
+    for (args, bad) in [
+        (&["--set", "2678401", "0", "0"][..], "2678401"),
+        (&["--set", "0", "0", "99999999999"], "99999999999"),
+        (&["-E", "-t", "10.0.0.1:80", "-s", "rr", "-p", "4294967296"], "4294967296"),
+        (&["-A", "-t", "10.0.0.2:80", "-p0"], "0"),
+    ] {
+        let out = lab.xvsadm(args, "");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!("invalid timeout value `{bad}' specified\n"),
+            "{args:?}"
+        );
+    }
+    assert_eq!(lab.handler.model().timeouts, Model::default().timeouts);
+    assert!(lab.handler.model().services[0].persistence.is_none());
+    lab.line("xvsadm --set 2678400 0 1");
+    lab.line("xvsadm -E -t 10.0.0.1:80 -s rr -p 2678400");
+    assert_eq!(
+        lab.stdout(&["-L", "--timeout"]),
+        "Timeout (tcp tcpfin udp): 2678400 120 1\n"
+    );
+}
+
 #[test]
 fn help_and_version_need_no_daemon() {
     let out = run(None, &["-h"], "");

@@ -53,8 +53,8 @@ pub const DEFAULT_MTU: u16 = 1500;
 /// The smallest MTU accepted: every IPv4 host must take 576-byte datagrams.
 pub const MIN_MTU: u16 = 576;
 /// Largest timeout (connection states, persistence) in seconds: 31 days,
-/// ipvsadm's and keepalived's bound.
-pub const MAX_TIMEOUT: u32 = 31 * 86400;
+/// ipvsadm's and keepalived's bound (the timer wheel's, `ipvs::timer`).
+pub use crate::ipvs::timer::MAX_TIMEOUT;
 /// Largest connection threshold (ipvsadm `-x`/`-y` take 0..INT_MAX).
 pub const MAX_THRESHOLD: u32 = i32::MAX as u32;
 /// Longest interface name (Linux `IFNAMSIZ` less the terminating NUL).
@@ -1673,6 +1673,8 @@ persistence = 300
             ("[timeouts]\ntcp = 0".to_string(), "timeouts.tcp", "0 is not a timeout"),
             ("[timeouts]\nudp = -5".to_string(), "timeouts.udp", "-5 is below 1"),
             ("[timeouts]\ntcp_fin = 99999999".to_string(), "timeouts.tcp_fin", "99999999 exceeds 2678400"),
+            ("[timeouts.tcp_state]\nsyn_recv = 4294967296".to_string(), "timeouts.tcp_state.syn_recv", "4294967296 exceeds 2678400"),
+            ("[timeouts.tcp_state]\ntime_wait = 0".to_string(), "timeouts.tcp_state.time_wait", "0 is not a timeout"),
             ("[timeouts.tcp_state]\nSYN_RECV = 5".to_string(), "timeouts.tcp_state.SYN_RECV", "is not a TCP state (known: none, established"),
             ("[timeouts.tcp_state]\nsynrecv = 5".to_string(), "timeouts.tcp_state.synrecv", "is not a TCP state"),
             ("[timeouts]\ntcp = 100\ntcp_state = { established = 200 }".to_string(), "timeouts.tcp_state.established", "contradicts timeouts.tcp = 100"),
@@ -1733,6 +1735,8 @@ persistence = 300
             (format!("{SVC}\nflags = [\"sh-port\", \"sh-bogus\"]"), "service[0].flags[1]", "unknown scheduler flag 'sh-bogus'"),
             (format!("{SVC}\nflags = \"sh-port\""), "service[0].flags", "invalid type: string"),
             (format!("{SVC}\npersistence = 0"), "service[0].persistence", "0 is not a timeout"),
+            (format!("{SVC}\npersistence = 2678401"), "service[0].persistence", "2678401 exceeds 2678400"),
+            (format!("{SVC}\npersistence = 999999999999"), "service[0].persistence", "999999999999 exceeds 2678400"),
             (format!("{SVC}\npersistence_netmask = 24"), "service[0].persistence_netmask", "needs `persistence`"),
             (format!("{SVC}\npersistence = 60\npersistence_netmask = 33"), "service[0].persistence_netmask", "33 exceeds 32"),
             ("[[service]]\nproto = \"tcp\"\nvip = \"::1\"\nport = 80\npersistence = 60\npersistence_netmask = 129".to_string(), "service[0].persistence_netmask", "129 exceeds 128"),

@@ -45,7 +45,7 @@ use std::net::IpAddr;
 pub const DEFAULT_SCHED: &str = "wlc";
 
 /// Longest persistence / connection timeout ipvsadm accepts (31 days).
-pub const MAX_TIMEOUT: u32 = 86400 * 31;
+pub use crate::ipvs::timer::MAX_TIMEOUT;
 
 /// The service a command names: ipvsadm's `-t|-u host:port` or `-f mark`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

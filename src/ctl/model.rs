@@ -8,7 +8,7 @@ use crate::ipvs::service::{Group, Service};
 use std::net::IpAddr;
 
 /// A MAC address.
-pub type Mac = [u8; 6];
+pub use crate::wire::Mac;
 
 /// Formats a MAC as `aa:bb:cc:dd:ee:ff`.
 pub fn fmt_mac(m: &Mac) -> String {

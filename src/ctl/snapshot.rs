@@ -11,43 +11,18 @@
 //! change; uids are never reused.
 
 use super::model::{Mac, Model};
-use crate::ipvs::dest::{SharedLoad, MAX_WEIGHT};
+pub use crate::ipvs::dest::{DestEntry, Hop};
+pub use crate::ipvs::netif::Netif;
+use crate::ipvs::dest::MAX_WEIGHT;
 use crate::ipvs::proto::Timeouts;
 use crate::ipvs::sched::{SchedFlags, SchedKind, SchedTable};
 use crate::ipvs::service::{Persistence, ServiceKey};
+use crate::ipvs::timer::MAX_TIMEOUT;
 use crate::ipvs::{FwdMethod, Proto};
 use hashbrown::{HashMap, HashSet};
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::ops::Range;
-use std::sync::Arc;
-
-/// Where to send a frame for a neighbour: egress port and the MAC.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Hop {
-    pub port: u8,
-    pub mac: Mac,
-}
-
-/// A real server, compiled.
-#[derive(Clone, Debug)]
-pub struct DestEntry {
-    pub uid: u32,
-    /// Index of its service in [`Snapshot::services`].
-    pub svc: u32,
-    pub addr: IpAddr,
-    /// 0 = the packet's destination port.
-    pub port: u16,
-    pub weight: i32,
-    pub fwd: FwdMethod,
-    pub u_threshold: u32,
-    pub l_threshold: u32,
-    /// Next hop towards it (`None`: no neighbour known yet).
-    pub hop: Option<Hop>,
-    /// Its connection counts, shared by every worker and kept from
-    /// snapshot to snapshot while the real server stays (by uid).
-    pub shared: Arc<SharedLoad>,
-}
 
 /// A virtual service, compiled.
 #[derive(Debug)]
@@ -62,20 +37,6 @@ pub struct SvcEntry {
     pub dests: Range<usize>,
     /// FULLNAT local addresses.
     pub laddrs: Vec<IpAddr>,
-}
-
-/// A port (interface) of the director, compiled.
-#[derive(Clone, Debug)]
-pub struct Port {
-    pub name: String,
-    pub mac: Mac,
-    pub mtu: u16,
-    /// The director's first address of each family on this port (the
-    /// source of tunnels and of ICMP errors we originate).
-    pub v4: Option<Ipv4Addr>,
-    pub v6: Option<Ipv6Addr>,
-    prefixes: Vec<(IpAddr, u8)>,
-    gateways: Vec<IpAddr>,
 }
 
 /// Why a model cannot be compiled: which object, and why.
@@ -124,7 +85,7 @@ pub struct Snapshot {
     /// The ICMP error rate limit for the whole director: (messages a
     /// second, burst); 0 a second = none ([`Model::icmp_msgs_per_sec`]).
     pub icmp_limit: (u32, u32),
-    pub ports: Vec<Port>,
+    pub ports: Vec<Netif>,
     pub max_conns: usize,
     /// IPVS `expire_quiescent_template`.
     pub expire_quiescent_template: bool,
@@ -187,6 +148,7 @@ impl Snapshot {
             uids: HashMap::new(),
             next_uid: prev.map_or(1, |p| p.next_uid),
         };
+        model.timeouts.check().map_err(|why| err("timeouts", why))?;
         s.build_net(model)?;
         for g in &model.groups {
             if g.members.is_empty() {
@@ -221,7 +183,7 @@ impl Snapshot {
                     return Err(err(format!("interface {} address {a}", p.name), format!("prefix length {len} exceeds {max}")));
                 }
             }
-            self.ports.push(Port {
+            self.ports.push(Netif {
                 name: p.name.clone(),
                 mac: p.mac,
                 mtu: p.mtu,
@@ -272,6 +234,9 @@ impl Snapshot {
             return Err(err(&name, "mixes IPv4 and IPv6 addresses"));
         }
         if let Some(p) = svc.persistence {
+            if !(1..=MAX_TIMEOUT).contains(&p.timeout) {
+                return Err(err(&name, format!("persistence timeout {} s is out of range 1 ..= {MAX_TIMEOUT} s (31 days)", p.timeout)));
+            }
             let max = if family_v4 { 32 } else { 128 };
             if p.netmask > max {
                 return Err(err(&name, format!("persistence netmask /{} exceeds /{max}", p.netmask)));

@@ -402,6 +402,37 @@ scheduler = "wrr"
         assert_eq!(t.d.snapshot().services.len(), 1, "-R is all or nothing");
     }
 
+    /// A client that speaks the socket's JSON itself skips xvsadm's
+    /// parser: timeouts out of range (beyond 31 days, far past the expiry
+    /// wheel's horizon at u32::MAX, or 0 for a persistence) are refused by
+    /// the model's own check, naming the field, and change nothing.
+    #[test]
+    fn raw_requests_with_out_of_range_timeouts_are_refused() {
+        let t = setup(1);
+        let send = |json: &str| {
+            let req: Request = serde_json::from_str(json).unwrap();
+            let gen = t.d.published().generation();
+            let model = t.d.model();
+            let e = t.h.handle(req).error.unwrap_or_else(|| panic!("{json} was accepted"));
+            assert_eq!((t.d.published().generation(), t.d.model()), (gen, model), "{json} changed something");
+            e.message
+        };
+        let m = send(r#"{"ipvsadm":{"set_timeouts":{"tcp":4294967295,"tcpfin":0,"udp":0}}}"#);
+        assert!(m.contains("timeouts: tcp is 4294967295 s: at most 2678400 s (31 days)"), "{m}");
+        let m = send(r#"{"ipvsadm":{"set_timeouts":{"tcp":0,"tcpfin":0,"udp":2678401}}}"#);
+        assert!(m.contains("timeouts: udp is 2678401 s"), "{m}");
+        let svc = |p: u32| {
+            format!(r#"{{"ipvsadm":{{"edit_service":{{"svc":{{"addr":{{"proto":"tcp","addr":"10.0.0.100","port":80}}}},"sched":"wrr","sched_flags":0,"persistent":{p},"netmask":null}}}}}}"#)
+        };
+        let m = send(&svc(4_000_000_000));
+        assert!(m.contains("service TCP 10.0.0.100:80: persistence timeout 4000000000 s is out of range 1 ..= 2678400 s"), "{m}");
+        let m = send(&svc(0));
+        assert!(m.contains("persistence timeout 0 s is out of range"), "{m}");
+        // in range: accepted
+        assert_eq!(t.h.handle(serde_json::from_str(&svc(2_678_400)).unwrap()).error, None);
+        ok(&t.h, "--set 2678400 1 1");
+    }
+
     #[test]
     fn the_checker_can_refuse_changes_and_reloads() {
         let mut t = setup(1);

@@ -36,6 +36,7 @@ use super::kernel::{Monitor, NetError, Rtnl, Unresolved};
 use super::report::{Reporter, WorkerReport, REPORT_INTERVAL};
 use crate::ctl::model::Model;
 use crate::ctl::snapshot::ModelError;
+use crate::ipvs::mem::Provider;
 use crate::io::xdp::kpath::{KernelMode, KernelPath, KernelPort, KernelStats, KernelTx};
 use crate::io::xdp::{
     self, AttachMode, Attached, BindMode, Fate, Handed, PollMode, QueueIo, XdpConfig, XdpError,
@@ -57,6 +58,8 @@ use std::time::{Duration, Instant};
 pub const INBOX: usize = 4096;
 /// Connections a worker expires per pass when it has no traffic.
 const IDLE_EXPIRE_BUDGET: usize = 1024;
+/// Index buckets an idle loop moves while a table's index grows.
+const IDLE_MIGRATE_BUDGET: usize = 256;
 /// How often an idle worker runs expiry.
 const IDLE_EXPIRE_EVERY: Duration = Duration::from_millis(100);
 /// Longest sleep of an adaptive worker when other workers may hand it
@@ -214,6 +217,8 @@ fn clock_ns() -> u64 {
 pub struct Running {
     director: Arc<Director>,
     workers: Vec<JoinHandle<()>>,
+    /// The tables' memory provider and its thread.
+    mem: Option<(Provider, JoinHandle<()>)>,
     watcher: Option<NetWatcher>,
     /// CPU of each worker.
     pub placement: Vec<Option<usize>>,
@@ -340,6 +345,18 @@ pub fn start(model: Model, cfg: &RunConfig) -> Result<Running, RunError> {
 
     let inboxes: Arc<Vec<ArrayQueue<Handed>>> =
         Arc::new((0..workers).map(|_| ArrayQueue::new(INBOX)).collect());
+    // The connection tables' memory is faulted in ahead of need by a
+    // thread of its own, so that no worker waits for the kernel to zero
+    // pages while its table grows (ipvs::mem). Without it the workers map
+    // their own.
+    let mem = Provider::new();
+    let mem_thread = match mem.spawn() {
+        Ok(h) => Some(h),
+        Err(e) => {
+            log::warn!("no memory provider thread ({e}): workers fault their tables' memory in themselves");
+            None
+        }
+    };
     let mut handles = Vec::with_capacity(workers);
     for (i, q) in queues.into_iter().enumerate() {
         let ctx = WorkerCtx {
@@ -350,6 +367,7 @@ pub fn start(model: Model, cfg: &RunConfig) -> Result<Running, RunError> {
             director: director.clone(),
             inboxes: inboxes.clone(),
             kernel: ktx[i].take(),
+            mem: mem_thread.as_ref().map(|_| mem.clone()),
         };
         let h = std::thread::Builder::new()
             .name(format!("xvs-worker-{i}"))
@@ -361,6 +379,7 @@ pub fn start(model: Model, cfg: &RunConfig) -> Result<Running, RunError> {
                 for h in handles {
                     let _ = h.join();
                 }
+                mem.stop();
                 drop(director.take_rule_sink());
                 return Err(XdpError::Sys {
                     iface: "-".into(),
@@ -375,6 +394,7 @@ pub fn start(model: Model, cfg: &RunConfig) -> Result<Running, RunError> {
     Ok(Running {
         director,
         workers: handles,
+        mem: mem_thread.map(|h| (mem, h)),
         watcher: Some(watcher),
         placement,
         zerocopy,
@@ -429,6 +449,10 @@ impl Running {
         for h in self.workers.drain(..) {
             let _ = h.join();
         }
+        if let Some((p, h)) = self.mem.take() {
+            p.stop();
+            let _ = h.join();
+        }
         if let Some(w) = self.watcher.take() {
             w.stop();
         }
@@ -449,6 +473,7 @@ struct WorkerCtx {
     director: Arc<Director>,
     inboxes: Arc<Vec<ArrayQueue<Handed>>>,
     kernel: Option<KernelTx>,
+    mem: Option<Provider>,
 }
 
 /// Runs the worker on a burst and turns its verdicts into the driver's
@@ -510,6 +535,9 @@ fn worker_main(mut ctx: WorkerCtx) {
     };
     let mut reporter = Reporter::new(slot);
     let mut worker = Worker::new(ctx.id, ctx.workers, published.load(), clock_ns());
+    if let Some(p) = &ctx.mem {
+        worker.attach_memory(p);
+    }
     let mut gen = worker.snapshot().generation;
     let mut verdicts = [Verdict::Drop(DropReason::Truncated); MAX_BURST];
     let mut refused: ArrayVec<Handed, MAX_BURST> = ArrayVec::new();
@@ -577,6 +605,10 @@ fn worker_main(mut ctx: WorkerCtx) {
             worker.set_clock(now);
             worker.expire(IDLE_EXPIRE_BUDGET);
             next_expire = now + expire_ns;
+        }
+        if handled == 0 {
+            // An idle worker finishes a growing index's drain sooner.
+            worker.maintain(IDLE_MIGRATE_BUDGET);
         }
         if now >= next_report {
             reporter.publish(&worker, io.stats(), meta, false);

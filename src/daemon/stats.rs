@@ -422,6 +422,7 @@ impl StatsHub {
                         ("bad_descriptors", r.io.bad_descs),
                         ("handed_out", r.io.handed_out),
                         ("handoff_overflow", r.io.handoff_overflow),
+                        ("handoff_quota", r.io.handoff_quota),
                         ("handoff_full", r.handoff_full),
                         ("sleeps", r.io.sleeps),
                     ],

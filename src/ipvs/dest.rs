@@ -1,6 +1,7 @@
 //! A real server ("destination" in IPVS) as the control plane describes it.
 
 use super::FwdMethod;
+use crate::wire::Mac;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
@@ -86,7 +87,7 @@ impl DestLoad {
 /// up to one connection per other worker.
 ///
 /// The control plane keeps one per real server (by uid) from snapshot
-/// to snapshot ([`crate::ctl::snapshot::DestEntry::shared`]).
+/// to snapshot ([`DestEntry::shared`]).
 #[derive(Debug, Default)]
 #[repr(align(64))]
 pub struct SharedLoad {
@@ -185,6 +186,37 @@ impl SharedLoad {
     pub fn thresholds_changed(&self, upper: u32, lower: u32) {
         self.overload(self.conns.load(Relaxed), upper, lower);
     }
+}
+
+// What the data path reads of a real server and its next hop: compiled
+// by the control plane (`ctl::snapshot`), defined here so that the data
+// path depends on nothing above it.
+
+/// Where to send a frame for a neighbour: egress port and the MAC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hop {
+    pub port: u8,
+    pub mac: Mac,
+}
+
+/// A real server, compiled.
+#[derive(Clone, Debug)]
+pub struct DestEntry {
+    pub uid: u32,
+    /// Index of its service in `Snapshot::services`.
+    pub svc: u32,
+    pub addr: IpAddr,
+    /// 0 = the packet's destination port.
+    pub port: u16,
+    pub weight: i32,
+    pub fwd: FwdMethod,
+    pub u_threshold: u32,
+    pub l_threshold: u32,
+    /// Next hop towards it (`None`: no neighbour known yet).
+    pub hop: Option<Hop>,
+    /// Its connection counts, shared by every worker and kept from
+    /// snapshot to snapshot while the real server stays (by uid).
+    pub shared: std::sync::Arc<SharedLoad>,
 }
 
 #[cfg(test)]

@@ -2,11 +2,19 @@
 //! service), [`dest::Dest`] (a real server), [`conn`] (connections and their
 //! table), [`laddr`] (FULLNAT local addresses), [`proto`] (the TCP state
 //! machine and per-protocol timeouts), [`sched`] (schedulers), [`xmit`]
-//! (the four forwarding methods) and [`timer`] (the expiry wheel).
+//! (the four forwarding methods), [`timer`] (the expiry wheel), [`mem`]
+//! (the tables' memory, supplied ahead of need) and [`netif`] (the
+//! director's interfaces).
+//!
+//! Nothing here imports the control plane: what the data path reads of
+//! the compiled configuration ([`dest::DestEntry`], [`dest::Hop`],
+//! [`netif::Netif`]) is defined here, and `ctl::snapshot` builds it.
 
 pub mod conn;
 pub mod dest;
 pub mod laddr;
+pub mod mem;
+pub mod netif;
 pub mod proto;
 pub mod sched;
 pub mod service;

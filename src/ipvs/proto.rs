@@ -127,6 +127,8 @@ pub fn tcp_next(cur: TcpState, dir: TcpDir, flags: u8) -> TcpState {
     TABLE[dir as usize][ev][cur as usize]
 }
 
+use super::timer::MAX_TIMEOUT;
+
 /// Connection timeouts in seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
@@ -165,6 +167,33 @@ impl Timeouts {
         if udp > 0 {
             self.udp = udp;
         }
+    }
+
+    /// Checks every timeout against 1 ..= [`MAX_TIMEOUT`] seconds (a
+    /// longer one would pass the timer wheel's horizon).
+    ///
+    /// # Errors
+    /// The first value out of range, named as the config file names it
+    /// (`tcp`, `tcp_fin`, `udp`, `tcp_state.<state>`), and why.
+    pub fn check(&self) -> Result<(), String> {
+        let bad = |field: String, v: u32| {
+            if v == 0 {
+                Err(format!("{field} is 0: a timeout is at least 1 s"))
+            } else if v > MAX_TIMEOUT {
+                Err(format!("{field} is {v} s: at most {MAX_TIMEOUT} s (31 days)"))
+            } else {
+                Ok(())
+            }
+        };
+        for s in TcpState::ALL {
+            let field = match s {
+                Established => "tcp".to_string(),
+                FinWait => "tcp_fin".to_string(),
+                s => format!("tcp_state.{}", s.name().to_lowercase()),
+            };
+            bad(field, self.tcp[s as usize])?;
+        }
+        bad("udp".into(), self.udp)
     }
 
     /// The three values `ipvsadm -L --timeout` prints.
@@ -231,5 +260,23 @@ mod tests {
         let mut t2 = t;
         t2.set(3600, 0, 60);
         assert_eq!(t2.triple(), (3600, 120, 60));
+        assert_eq!(t.check(), Ok(()));
+    }
+
+    #[test]
+    fn timeouts_beyond_the_wheel_or_zero_are_named() {
+        let mut t = Timeouts::default();
+        t.set(MAX_TIMEOUT, MAX_TIMEOUT, MAX_TIMEOUT);
+        assert_eq!(t.check(), Ok(()));
+        t.set(MAX_TIMEOUT + 1, 0, 0);
+        assert_eq!(t.check().unwrap_err(), "tcp is 2678401 s: at most 2678400 s (31 days)");
+        let t = Timeouts { udp: u32::MAX, ..Timeouts::default() };
+        assert!(t.check().unwrap_err().starts_with("udp is 4294967295 s"));
+        let mut t = Timeouts::default();
+        t.tcp[SynRecv as usize] = 0;
+        assert_eq!(t.check().unwrap_err(), "tcp_state.syn_recv is 0: a timeout is at least 1 s");
+        t.tcp[SynRecv as usize] = 60;
+        t.tcp[FinWait as usize] = 10 * MAX_TIMEOUT;
+        assert!(t.check().unwrap_err().starts_with("tcp_fin is "));
     }
 }

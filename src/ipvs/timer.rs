@@ -15,6 +15,20 @@ pub const TICKS_PER_SEC: u32 = (1_000_000_000 / TICK_NS) as u32;
 /// Slots in the wheel (a power of two): 4096 ticks = 409.6 s per turn.
 const SLOTS: usize = 4096;
 
+/// How far ahead an expiry may lie: tick numbers are `u32` compared with
+/// wrapping arithmetic ([`reached`]), so a time more than 2^31 ticks
+/// (6.8 years) ahead reads as already past — a timeout that long would
+/// expire at once, not never.
+pub const HORIZON_TICKS: u32 = u32::MAX / 2;
+
+/// Longest timeout in seconds (connection states, persistence): 31 days,
+/// ipvsadm's and keepalived's bound. Every timeout that reaches a worker
+/// is checked against it (the config, xvsadm, the control socket:
+/// `Snapshot::build`), far inside the wheel's [`HORIZON_TICKS`].
+pub const MAX_TIMEOUT: u32 = 31 * 86400;
+
+const _: () = assert!((MAX_TIMEOUT as u64) * (TICKS_PER_SEC as u64) < HORIZON_TICKS as u64 / 2);
+
 /// Converts a monotonic time in ns to ticks. Tick numbers are `u32` and
 /// compared with wrapping arithmetic (they wrap after 13 years).
 #[inline]
@@ -31,7 +45,7 @@ pub fn secs(s: u32) -> u32 {
 /// `a` is at or after `b` in wrapping tick arithmetic.
 #[inline]
 pub fn reached(a: u32, b: u32) -> bool {
-    a.wrapping_sub(b) < u32::MAX / 2
+    a.wrapping_sub(b) < HORIZON_TICKS
 }
 
 /// The wheel. Entries are `u32` ids (connection slab indexes).

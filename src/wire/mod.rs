@@ -479,6 +479,9 @@ fn parse_l4(f: &[u8], m: &mut Meta) -> Result<(), Reject> {
     Ok(())
 }
 
+/// An Ethernet address.
+pub type Mac = [u8; 6];
+
 /// Sets destination and source MAC.
 #[inline]
 pub fn set_macs(f: &mut [u8], dst: &[u8; 6], src: &[u8; 6]) {

@@ -24,10 +24,12 @@
 //! prefetching what their lookups will touch, so that the cache misses of
 //! a big table overlap ([`burst`]).
 
-use crate::ctl::snapshot::{Hop, Snapshot};
+use crate::ctl::snapshot::Snapshot;
+use crate::ipvs::dest::Hop;
 use crate::ipvs::conn::{flags, Conn, ConnTable, Key};
 use crate::ipvs::dest::DestLoad;
-use crate::ipvs::laddr::{port_owner, LocalPorts};
+use crate::ipvs::laddr::{port_owner, LocalPorts, PoolKey};
+use crate::ipvs::mem::{Provider, ReserveStats};
 use crate::ipvs::proto::{tcp_next, TcpDir, TcpState, Timeouts};
 use crate::ipvs::sched::{SchedCtx, SchedState};
 use crate::ipvs::service::{Persistence, ServiceKey};
@@ -47,6 +49,10 @@ pub const BURST: usize = 32;
 /// Connections the wheel looks at per burst at most (bounds the time a
 /// burst can spend expiring).
 const EXPIRE_BUDGET: usize = 256;
+
+/// Index buckets a burst moves while the index grows (about 2–6 µs; see
+/// `ConnTable::maintain`).
+const MIGRATE_PER_BURST: usize = 32;
 
 /// Entries a full table's eviction looks at, at most, for one embryonic
 /// connection (drop_entry).
@@ -141,7 +147,7 @@ pub struct Worker {
     /// Per dest (snapshot index): this worker's load and traffic. The
     /// load is this worker's share (reports add the workers'); every
     /// change is also made to the director-wide count
-    /// ([`DestEntry::shared`](crate::ctl::snapshot::DestEntry::shared)),
+    /// ([`DestEntry::shared`](crate::ipvs::dest::DestEntry::shared)),
     /// which is what the schedulers and the thresholds see.
     load: Vec<DestLoad>,
     /// Scratch: the director-wide loads of the service being scheduled,
@@ -159,6 +165,10 @@ pub struct Worker {
     /// table of live connections costs one search per tick, not one per
     /// SYN of a flood.
     evict_miss: u32,
+    /// The same for a full FULLNAT port pool.
+    port_evict_miss: u32,
+    /// drop_entry's rate counters, by packets seen (`todrop_entry`).
+    todrop: [u8; 9],
     /// What became of recent first fragments (`frag`).
     frags: FragTable,
     /// The rate limit of the ICMP errors it builds (its share).
@@ -184,6 +194,8 @@ impl Worker {
             now,
             ip_id: xmit::tun::IpIds::new(id, workers),
             evict_miss: now.wrapping_sub(1),
+            port_evict_miss: now.wrapping_sub(1),
+            todrop: [0; 9],
             frags: FragTable::default(),
             icmp_limit: TokenBucket::share(snap.icmp_limit.0, snap.icmp_limit.1, workers.max(1), now_ns),
             snap: Arc::new(Snapshot::empty()),
@@ -252,7 +264,15 @@ impl Worker {
         self.view = vec![DestLoad::default(); new.dests.len()];
         self.dstats = dstats;
         self.sched = sched;
-        self.lports.sync(new.services.iter().flat_map(|s| s.laddrs.iter()));
+        // One port pool per (local address, real server address and
+        // port) of every FULLNAT real server.
+        self.lports.sync(new.dests.iter().map(|d| {
+            let laddrs: &[IpAddr] = if d.fwd == FwdMethod::FullNat { &new.services[d.svc as usize].laddrs } else { &[] };
+            laddrs
+                .iter()
+                .filter(|l| l.is_ipv4() == d.addr.is_ipv4())
+                .map(move |&laddr| PoolKey { laddr, daddr: d.addr, dport: d.port })
+        }));
         self.tables.v4.set_max(new.max_conns);
         self.tables.v6.set_max(new.max_conns);
         let (rate, burst) = new.icmp_limit;
@@ -379,9 +399,35 @@ impl Worker {
     pub fn process_burst(&mut self, frames: &mut [Frame<'_>], verdicts: &mut [Verdict], now_ns: u64) {
         self.set_clock(now_ns);
         self.expire(EXPIRE_BUDGET);
+        self.maintain(MIGRATE_PER_BURST);
         for (fr, v) in frames.chunks_mut(BURST).zip(verdicts.chunks_mut(BURST)) {
             self.run_burst(fr, v);
         }
+    }
+
+    /// Moves up to `budget` buckets of each family's growing index into its
+    /// new array (done a little every burst; an idle worker may do more).
+    /// Returns whether a table still has some to move.
+    #[inline]
+    pub fn maintain(&mut self, budget: usize) -> bool {
+        let a = self.tables.v4.maintain(budget);
+        let b = self.tables.v6.maintain(budget);
+        a || b
+    }
+
+    /// Has the connection tables take their memory from `provider`, whose
+    /// thread faults it in ahead of need (`ipvs::mem`): a table growing
+    /// under a SYN storm then never waits for the kernel to zero pages.
+    pub fn attach_memory(&mut self, provider: &Provider) {
+        self.tables.v4.attach(provider);
+        self.tables.v6.attach(provider);
+    }
+
+    /// Blocks of table memory taken ready from the provider, and mapped by
+    /// the worker itself (both families).
+    pub fn memory_supply(&self) -> ReserveStats {
+        let (a, b) = (self.tables.v4.reserve_stats(), self.tables.v6.reserve_stats());
+        ReserveStats { ready: a.ready + b.ready, inline: a.inline + b.inline }
     }
 
     /// Expires due connections, looking at most at `budget` entries per
@@ -615,6 +661,7 @@ impl Worker {
             }
         }
         c.expires = now.wrapping_add(timer::secs(Self::timeout(&snap.timeouts, c.proto, c.state)));
+        c.in_pkts = c.in_pkts.saturating_add((dir == Dir::In) as u8);
         // Borrowed, not copied: a copy of an aligned connection costs a
         // realigned stack frame and four vector moves per packet.
         let c = &*c;
@@ -753,9 +800,9 @@ impl Worker {
         if m.proto == proto::TCP && (m.tcp_flags & tcp_flags::SYN == 0 || m.tcp_flags & tcp_flags::RST != 0) {
             return Verdict::Drop(DropReason::NoConn);
         }
-        // A full table: room is made by ending embryonic connections
-        // (drop_entry), one per entry this connection adds.
-        if m.proto == proto::TCP && self.snap.drop_entry {
+        // A full table: room is made by ending embryonic or idle
+        // connections (drop_entry), one per entry this connection adds.
+        if self.snap.drop_entry {
             let need = 1 + self.snap.services[si as usize].persistence.is_some() as usize;
             if !A::table(&mut self.tables).has_room(need) {
                 self.make_room::<A>(need);
@@ -768,7 +815,6 @@ impl Worker {
         // A borrow, not a clone: the refcount is shared with every worker,
         // and two workers bumping it per new connection fight over its line.
         let snap = &*self.snap;
-        let svc = &snap.services[si as usize];
         let (di, tmpl) = match picked {
             Ok(x) => x,
             Err(DropReason::NoDest) => return self.send_error::<A>(fr, m, ErrorKind::PortUnreachable, DropReason::NoDest),
@@ -796,7 +842,23 @@ impl Worker {
             dest_hop
         };
         let (laddr, lport) = if dest.fwd == FwdMethod::FullNat {
-            match self.lports.alloc(&svc.laddrs).and_then(|(a, p)| A::from_ip(a).map(|a| (a, p))) {
+            let got = match self.lports.alloc(di) {
+                Some(x) => Some(x),
+                // A full pool: the real server's own drop_entry.
+                None if snap.drop_entry => Self::make_port_room::<A>(
+                    snap,
+                    &mut self.tables,
+                    &mut self.lports,
+                    &mut self.load,
+                    &mut self.counters,
+                    &mut self.todrop,
+                    &mut self.port_evict_miss,
+                    self.now,
+                    di,
+                ),
+                None => None,
+            };
+            match got.and_then(|(a, p)| A::from_ip(a).map(|a| (a, p))) {
                 Some(x) => x,
                 None => {
                     untmpl(self);
@@ -813,6 +875,9 @@ impl Worker {
         }
         if udp {
             cflags |= flags::INACTIVE;
+        }
+        if dest.fwd == FwdMethod::FullNat && dest.port == 0 {
+            cflags |= flags::LPORT_ANY;
         }
         let c = Conn {
             caddr: k.saddr,
@@ -834,12 +899,13 @@ impl Worker {
             state: TcpState::None as u8,
             fwd: dest.fwd,
             flags: cflags,
+            in_pkts: 0,
         };
         let idx = match A::table(&mut self.tables).insert(c) {
             Ok(i) => i,
             Err(r) => {
                 if dest.fwd == FwdMethod::FullNat {
-                    self.lports.release(laddr.into(), lport);
+                    self.lports.release(PoolKey { laddr: laddr.into(), daddr: dest.addr, dport: dest.port }, lport);
                 }
                 untmpl(self);
                 return Verdict::Drop(r);
@@ -858,12 +924,11 @@ impl Worker {
         self.forward::<A, false>(fr, m, idx, Dir::In)
     }
 
-    /// IPVS's `drop_entry` defense against SYN floods: ends the embryonic
-    /// TCP connections (SYN_RECV: a SYN, then nothing from the client)
-    /// due to expire soonest until `need` entries fit, releasing what each
-    /// holds. Established connections, closing ones and templates are
-    /// never ended. A search that finds none is not repeated within the
-    /// same tick.
+    /// IPVS's `drop_entry` defense (`ip_vs_random_dropentry`): ends
+    /// connections that [`droppable`] accepts, due to expire soonest,
+    /// until `need` entries fit, releasing what each holds; a persistence
+    /// template left without connections goes with its last one. A search
+    /// that finds none is not repeated within the same tick.
     #[cold]
     #[inline(never)]
     fn make_room<A: Family>(&mut self, need: usize) {
@@ -872,18 +937,71 @@ impl Worker {
         }
         let snap = &*self.snap;
         let now = self.now;
-        let (load, lports, counters) = (&mut self.load, &mut self.lports, &mut self.counters);
+        let (load, lports, counters, rate) = (&mut self.load, &mut self.lports, &mut self.counters, &mut self.todrop);
         let table = A::table(&mut self.tables);
         while !table.has_room(need) {
-            let embryonic = |c: &Conn<A>| c.proto == proto::TCP && !c.is_template() && c.state == TcpState::SynRecv as u8;
-            if !table.evict(EVICT_BUDGET, embryonic, |c| {
+            let Some((c, live)) = table.evict(EVICT_BUDGET, |c| droppable(c, now, &snap.timeouts, rate), |c| {
                 release(c, now, snap, load, lports, counters);
-            }) {
+            }) else {
                 self.evict_miss = now;
                 return;
+            };
+            if live {
+                counters.evicted_conns += 1;
+                end_orphan_template(table, &c, now, snap, load, lports, counters);
             }
-            counters.evicted_conns += 1;
         }
+    }
+
+    /// drop_entry for a full FULLNAT port pool: ends a connection that
+    /// holds a port of one of dest `di`'s pools and that [`droppable`]
+    /// accepts, then allocates again. `None` when none is found (no new
+    /// search within the same tick) or the pools are still full.
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn make_port_room<A: Family>(
+        snap: &Snapshot,
+        tables: &mut Tables,
+        lports: &mut LocalPorts,
+        load: &mut [DestLoad],
+        counters: &mut WorkerCounters,
+        rate: &mut [u8; 9],
+        miss: &mut u32,
+        now: u32,
+        di: usize,
+    ) -> Option<(IpAddr, u16)> {
+        if *miss == now {
+            return None;
+        }
+        let d = &snap.dests[di];
+        let laddrs = &snap.services[d.svc as usize].laddrs;
+        let holds_port = |c: &Conn<A>| {
+            c.fwd == FwdMethod::FullNat
+                && c.flags & flags::TEMPLATE == 0
+                && Into::<IpAddr>::into(c.daddr) == d.addr
+                && pool_key(c).dport == d.port
+                && laddrs.contains(&c.laddr.into())
+        };
+        let table = A::table(tables);
+        // A few tries: an unlinked entry reclaimed on the way may hold no
+        // port of these pools.
+        for _ in 0..4 {
+            let Some((c, live)) = table.evict(EVICT_BUDGET, |c| holds_port(c) && droppable(c, now, &snap.timeouts, rate), |c| {
+                release(c, now, snap, load, lports, counters);
+            }) else {
+                *miss = now;
+                return None;
+            };
+            if live {
+                counters.evicted_conns += 1;
+                end_orphan_template(table, &c, now, snap, load, lports, counters);
+            }
+            if let Some(x) = lports.alloc(di) {
+                return Some(x);
+            }
+        }
+        None
     }
 
     /// Persistence (IPVS `ip_vs_sched_persist`): the client's (masked)
@@ -942,6 +1060,7 @@ impl Worker {
             state: 0,
             fwd: d.fwd,
             flags: flags::TEMPLATE | flags::BOUND,
+            in_pkts: 0,
         };
         let ti = A::table(&mut self.tables).insert(t)?;
         self.load[di].persist += 1;
@@ -1108,10 +1227,83 @@ fn release<A: Ip>(
         c.flags &= !flags::BOUND;
     }
     if c.fwd == FwdMethod::FullNat {
-        lports.release(c.laddr.into(), c.lport);
+        lports.release(pool_key(c), c.lport);
     }
     counters.expired_conns += 1;
     true
+}
+
+/// The local port pool a FULLNAT connection's port came from.
+#[inline]
+fn pool_key<A: Ip>(c: &Conn<A>) -> PoolKey {
+    PoolKey { laddr: c.laddr.into(), daddr: c.daddr.into(), dport: if c.flags & flags::LPORT_ANY != 0 { 0 } else { c.dport } }
+}
+
+/// Idle time after which drop_entry may end a connection that is not
+/// embryonic (IPVS's `todrop_entry`: 60 s).
+const DROP_IDLE_SECS: u32 = 60;
+
+/// Which entries drop_entry may end, as IPVS's `ip_vs_random_dropentry`
+/// chooses them: never a template; a TCP connection in SYN_RECV or SYNACK
+/// (embryonic); an ESTABLISHED TCP connection, or a connection of another
+/// protocol (UDP), that has been idle for 60 s and has had 1 to 8 packets
+/// from its client — of those with `n` packets, one candidate in `n`
+/// (`todrop_entry`'s rates, per worker here: the fewer packets, the
+/// likelier a flood's entry). Closing TCP connections are never ended.
+#[inline]
+fn droppable<A: Ip>(c: &Conn<A>, now: u32, t: &Timeouts, rate: &mut [u8; 9]) -> bool {
+    if c.is_template() {
+        return false;
+    }
+    if c.proto == proto::TCP {
+        match TcpState::from_u8(c.state) {
+            TcpState::SynRecv | TcpState::SynAck => return true,
+            TcpState::Established => {}
+            _ => return false,
+        }
+    }
+    // Idle since its last refresh, which set `expires` one timeout ahead.
+    let timeout = timer::secs(Worker::timeout(t, c.proto, c.state));
+    if !timer::reached(now.wrapping_add(timeout), c.expires.wrapping_add(timer::secs(DROP_IDLE_SECS))) {
+        return false;
+    }
+    let n = c.in_pkts as usize;
+    if n == 0 || n >= rate.len() {
+        return false;
+    }
+    if rate[n] > 1 {
+        rate[n] -= 1;
+        return false;
+    }
+    rate[n] = n as u8;
+    true
+}
+
+/// After drop_entry ended `c`: a template that controlled it and controls
+/// nothing now is released and unlinked too (IPVS expires `cp->control`
+/// with its connection), so the client is scheduled afresh; its slot is
+/// reclaimed by the next eviction or when the wheel reaches it.
+fn end_orphan_template<A: Ip>(
+    table: &mut ConnTable<A>,
+    c: &Conn<A>,
+    now: u32,
+    snap: &Snapshot,
+    load: &mut [DestLoad],
+    lports: &mut LocalPorts,
+    counters: &mut WorkerCounters,
+) {
+    if c.control == 0 {
+        return;
+    }
+    let ti = c.control - 1;
+    let t = table.get_mut(ti);
+    if !t.is_template() || t.control != 0 || t.flags & flags::DEAD != 0 {
+        return;
+    }
+    if release(t, now, snap, load, lports, counters) {
+        t.flags |= flags::RELEASED;
+        table.unlink(ti);
+    }
 }
 
 mod burst;

@@ -930,13 +930,14 @@ fn drop_entry_off_udp_and_persistence() {
     one(&mut w, SEC, tcp4([198, 51, 100, 1], 5000, VIP, 80, SYN, b""));
     one(&mut w, SEC, tcp4([198, 51, 100, 2], 5000, VIP, 80, SYN, b""));
     assert_eq!(one(&mut w, 2 * SEC, tcp4(CIP, 2000, VIP, 80, SYN, b"")).0, Verdict::Drop(DropReason::TableFull));
-    // UDP flows never evict
+    // a new UDP flow makes room as a SYN does (IPVS's drop_entry does not
+    // ask what the newcomer is)
     m.drop_entry = true;
     let mut w = worker(&m);
     one(&mut w, SEC, tcp4([198, 51, 100, 1], 5000, VIP, 80, SYN, b""));
     one(&mut w, SEC, tcp4([198, 51, 100, 2], 5000, VIP, 80, SYN, b""));
-    assert_eq!(one(&mut w, 2 * SEC, udp4(CIP, 5353, VIP, 53, b"q")).0, Verdict::Drop(DropReason::TableFull));
-    assert_eq!(w.counters().evicted_conns, 0);
+    assert_eq!(one(&mut w, 2 * SEC, udp4(CIP, 5353, VIP, 53, b"q")).0, TX);
+    assert_eq!(w.counters().evicted_conns, 1);
     // a persistent service needs room for the template too: two go
     let mut m = persistent(FwdMethod::Nat, 300, 32);
     m.max_conns = 4;
@@ -948,8 +949,121 @@ fn drop_entry_off_udp_and_persistence() {
     let (v, _) = one(&mut w, 3 * SEC, tcp4(CIP, 2000, VIP, 80, SYN, b""));
     assert_eq!(v, TX);
     assert_eq!(w.counters().evicted_conns, 2);
-    assert_eq!(w.conns(), 4, "the spoofed clients' templates, the new client's template and connection");
+    // the spoofed clients' templates went with their connections (IPVS
+    // expires `cp->control` too): released at once, freed by a later
+    // eviction or the wheel
+    assert_eq!(w.counters().templates_expired, 2);
+    assert_eq!(w.conns(), 4, "the spoofed clients' unlinked templates, the new client's template and connection");
     assert_eq!(load_total(&w), 1);
+    assert_eq!(w.loads().iter().map(|l| l.persist).sum::<u32>(), 1);
+    // a second newcomer gets in too, and the table stays within bounds
+    let (v, _) = one(&mut w, 4 * SEC, tcp4([192, 0, 2, 9], 2000, VIP, 80, SYN, b""));
+    assert_eq!(v, TX);
+    assert_eq!(w.conns(), 4);
+}
+
+/// IPVS's `ip_vs_random_dropentry` also ends UDP flows and ESTABLISHED
+/// connections that have been idle for 60 s and have had at most 8
+/// packets from their client (one candidate in n of those with n
+/// packets); never a younger one, one with more packets, or a closing one.
+#[test]
+fn drop_entry_ends_idle_udp_flows_and_idle_established_connections() {
+    let mut m = model(FwdMethod::Nat, "rr");
+    m.max_conns = 3;
+    let mut w = worker(&m);
+    for i in 1..=3 {
+        assert_eq!(one(&mut w, SEC, udp4([198, 51, 100, i], 5353, VIP, 53, b"q")).0, TX);
+    }
+    // 30 s idle: none may go
+    assert_eq!(one(&mut w, 31 * SEC, udp4(CIP, 5353, VIP, 53, b"q")).0, Verdict::Drop(DropReason::TableFull));
+    // 61 s idle (the UDP timeout is 300 s): one goes for the newcomer
+    assert_eq!(one(&mut w, 62 * SEC, udp4(CIP, 5353, VIP, 53, b"q")).0, TX);
+    assert_eq!((w.conns(), w.counters().evicted_conns), (3, 1));
+    assert_eq!(load_total(&w), 3, "the ended flow's load was given back");
+
+    // TCP: an idle ESTABLISHED connection with 3 packets from its client
+    // goes, one with 10 stays
+    let mut m = model(FwdMethod::Nat, "rr");
+    m.max_conns = 2;
+    let mut w = worker(&m);
+    nat_established(&mut w, SEC, 1000); // SYN, ACK: 2 packets in
+    one(&mut w, SEC, tcp4(CIP, 1000, VIP, 80, ACK, b"x"));
+    nat_established(&mut w, SEC, 1001);
+    for _ in 0..8 {
+        one(&mut w, SEC, tcp4(CIP, 1001, VIP, 80, ACK, b"x"));
+    }
+    assert_eq!(one(&mut w, 30 * SEC, tcp4(CIP, 2000, VIP, 80, SYN, b"")).0, Verdict::Drop(DropReason::TableFull), "not idle long enough");
+    assert_eq!(one(&mut w, 100 * SEC, tcp4(CIP, 2000, VIP, 80, SYN, b"")).0, TX);
+    assert_eq!(w.counters().evicted_conns, 1);
+    assert_eq!(one(&mut w, 100 * SEC, tcp4(CIP, 1000, VIP, 80, ACK, b"x")).0, Verdict::Drop(DropReason::NoConn), "the 3-packet one went");
+    assert_eq!(one(&mut w, 100 * SEC, tcp4(CIP, 1001, VIP, 80, ACK, b"x")).0, TX, "the 10-packet one stays");
+    // a table of busy or closing connections: nothing goes
+    let mut m = model(FwdMethod::Nat, "rr");
+    m.max_conns = 2;
+    let mut w = worker(&m);
+    nat_established(&mut w, SEC, 1000);
+    for _ in 0..9 {
+        one(&mut w, SEC, tcp4(CIP, 1000, VIP, 80, ACK, b"x"));
+    }
+    nat_open_close(&mut w, SEC, 1001);
+    assert_eq!(one(&mut w, 100 * SEC, udp4(CIP, 5353, VIP, 53, b"q")).0, Verdict::Drop(DropReason::TableFull));
+    assert_eq!(w.counters().evicted_conns, 0);
+}
+
+/// Client addresses the worker `w` of `n` owns (with the default /32
+/// shard prefix), from 198.18.0.0 on.
+fn owned_sources(w: u16, n: u16, count: usize) -> Vec<[u8; 4]> {
+    (0u32..)
+        .map(|i| (0xc612_0000u32 + i).to_be_bytes())
+        .filter(|a| shard_hash(a) % n as u32 == w as u32)
+        .take(count)
+        .collect()
+}
+
+/// FULLNAT local ports are pooled per (local address, real server): a SYN
+/// flood towards one real server cannot take the ports of another, every
+/// real server has a local address's whole port space (the same port goes
+/// towards both), and a full pool makes room as drop_entry does, ending the
+/// embryonic connection due first that holds one of its ports.
+#[test]
+fn fullnat_ports_are_pooled_per_real_server_and_a_full_pool_evicts() {
+    let m = model(FwdMethod::FullNat, "rr");
+    // worker 0 of 8: 8064 ports per pool, so the test floods quickly
+    let mut w = Worker::new(0, 8, Arc::new(Snapshot::build(&m, None).unwrap()), SEC);
+    let slice = LocalPorts::new(0, 8).slice() as usize;
+    assert_eq!(slice, 8064);
+    let srcs = owned_sources(0, 8, 2 * slice + 1);
+    let syns: Vec<Vec<u8>> = srcs[..2 * slice].iter().map(|&s| tcp4(s, 40000, VIP, 80, SYN, b"")).collect();
+    let out = run(&mut w, SEC, &syns);
+    let mut ports: [Vec<u16>; 2] = [vec![], vec![]];
+    for (v, f) in &out {
+        assert_eq!(*v, TX, "every SYN gets a port: {slice} per real server");
+        let rs = addr4(f, 14 + 16);
+        assert_eq!(addr4(f, 14 + 12), LIP);
+        ports[(rs == RS2) as usize].push(parse(f).unwrap().sport);
+    }
+    for p in &mut ports {
+        p.sort_unstable();
+        assert_eq!(p.len(), slice);
+    }
+    assert_eq!(ports[0], ports[1], "the same local ports towards each real server");
+    assert_eq!(w.laddr_in_use(ip("10.0.0.200")), 2 * slice as u32);
+    // both pools are full: the next SYN (rr: real server 1) ends the
+    // embryonic connection due first that holds one of real server 1's
+    // ports, and takes it
+    let (v, f) = one(&mut w, 2 * SEC, tcp4(srcs[2 * slice], 40000, VIP, 80, SYN, b""));
+    assert_eq!(v, TX);
+    assert_eq!(addr4(&f, 14 + 16), RS1);
+    assert_eq!(w.counters().evicted_conns, 1);
+    assert_eq!(w.conns(), 2 * slice);
+    // the same flood with drop_entry off: the SYN is dropped, counted
+    let mut m = model(FwdMethod::FullNat, "rr");
+    m.drop_entry = false;
+    let mut w = Worker::new(0, 8, Arc::new(Snapshot::build(&m, None).unwrap()), SEC);
+    assert!(run(&mut w, SEC, &syns).iter().all(|(v, _)| *v == TX));
+    let (v, _) = one(&mut w, 2 * SEC, tcp4(srcs[2 * slice], 40000, VIP, 80, SYN, b""));
+    assert_eq!(v, Verdict::Drop(DropReason::NoLocalPort));
+    assert_eq!(w.counters().evicted_conns, 0);
 }
 
 #[test]

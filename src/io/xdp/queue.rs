@@ -119,6 +119,10 @@ pub struct IoStats {
     pub handed_out: u64,
     /// `Handoff` frames recycled because more than a burst was pending.
     pub handoff_overflow: u64,
+    /// `Handoff` frames recycled because this worker's chunks abroad
+    /// (handed off, not back yet) were at its quota: another worker is
+    /// not draining its inbox.
+    pub handoff_quota: u64,
     /// Sleeps in `poll()`.
     pub sleeps: u64,
 }
@@ -164,6 +168,8 @@ pub struct QueueIo {
     /// Pool level below which chunks returned by other workers are
     /// collected (keeps the return-queue atomics off the common path).
     low_water: usize,
+    /// Most own chunks abroad at once (see [`QueueIo::handoff_quota`]).
+    quota: u32,
     pending: ArrayVec<Pending, MAX_BURST>,
     handoffs: ArrayVec<(u16, Handed), MAX_BURST>,
     pollfds: Vec<libc::pollfd>,
@@ -191,13 +197,16 @@ impl QueueIo {
                 revents: 0,
             })
             .collect();
-        let low_water = socks.iter().map(|s| s.fill.size() as usize).sum::<usize>() + MAX_BURST;
+        let fill = socks.iter().map(|s| s.fill.size() as usize).sum::<usize>();
+        let low_water = fill + MAX_BURST;
+        let quota = handoff_quota(shared.per_queue() as usize, fill);
         let mut q = QueueIo {
             shared,
             queue,
             socks,
             pool,
             low_water,
+            quota,
             pending: ArrayVec::new(),
             handoffs: ArrayVec::new(),
             pollfds,
@@ -256,6 +265,20 @@ impl QueueIo {
     /// Free chunks in this worker's pool.
     pub fn free_chunks(&self) -> usize {
         self.pool.len()
+    }
+
+    /// Most of this worker's chunks that may be abroad at once: handed to
+    /// other workers and not back yet (in their inboxes, TX or completion
+    /// rings, or return queue). Half of what the worker has beyond its
+    /// fill rings and a burst (at least a burst): whatever another worker
+    /// does, this one keeps enough chunks to fill its own fill rings.
+    pub fn handoff_quota(&self) -> u32 {
+        self.quota
+    }
+
+    /// This worker's chunks abroad now.
+    pub fn chunks_abroad(&self) -> u32 {
+        self.pool.abroad()
     }
 
     /// Bytes per UMEM chunk (the `buf` length of every frame).
@@ -350,6 +373,7 @@ impl QueueIo {
         F: for<'x> FnOnce(&mut [Frame<'x>], &[u8], &mut [Fate]),
     {
         for h in items.into_iter().take(MAX_BURST - self.pending.len()) {
+            self.pool.came_home(&self.shared, &h.chunk);
             self.pending.push(Pending {
                 chunk: h.chunk,
                 head: h.head,
@@ -378,6 +402,7 @@ impl QueueIo {
     /// Frees a handed frame that could not be delivered (e.g. the target
     /// worker's queue was full).
     pub fn recycle_handed(&mut self, h: Handed) {
+        self.pool.came_home(&self.shared, &h.chunk);
         self.pool.put(&self.shared, h.chunk);
     }
 
@@ -450,12 +475,23 @@ impl QueueIo {
                         port: p.port,
                     };
                     if head.checked_add(len).is_some_and(|e| e <= chunk_size) {
+                        let own = self.pool.is_own(&self.shared, &h.chunk);
+                        // Another worker not draining its inbox may hold
+                        // this many of ours, no more.
+                        if own && !self.pool.may_lend(&self.shared, self.quota) {
+                            self.stats.handoff_quota += 1;
+                            self.pool.put(&self.shared, h.chunk);
+                            continue;
+                        }
+                        self.pool.lend(&self.shared, &h.chunk);
                         match self.handoffs.try_push((worker, h)) {
                             Ok(()) => self.stats.handed_out += 1,
                             Err(e) => {
                                 self.stats.handoff_overflow += 1;
                                 self.refused.handoff_full += 1;
-                                self.pool.put(&self.shared, e.element().1.chunk);
+                                let c = e.element().1.chunk;
+                                self.pool.came_home(&self.shared, &c);
+                                self.pool.put(&self.shared, c);
                             }
                         }
                     } else {
@@ -573,6 +609,13 @@ impl QueueIo {
         }
         true
     }
+}
+
+/// The quota of [`QueueIo::handoff_quota`] for `per_queue` chunks and
+/// fill rings of `fill` entries in all.
+fn handoff_quota(per_queue: usize, fill: usize) -> u32 {
+    let spare = per_queue.saturating_sub(fill + MAX_BURST) / 2;
+    spare.max(MAX_BURST).min(u32::MAX as usize) as u32
 }
 
 /// Kicks the kernel to transmit when the TX ring asks for it. In copy mode

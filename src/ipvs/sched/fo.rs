@@ -8,7 +8,7 @@
 
 use super::util::first_heaviest;
 use super::{SchedCtx, SchedFlags, Scheduler};
-use crate::ctl::snapshot::DestEntry;
+use crate::ipvs::dest::DestEntry;
 
 pub struct Fo;
 

@@ -35,7 +35,7 @@
 
 use super::util::{locality_overloaded, locate, weighted_least_conn};
 use super::{SchedCtx, SchedFlags, Scheduler};
-use crate::ctl::snapshot::DestEntry;
+use crate::ipvs::dest::DestEntry;
 use hashbrown::HashMap;
 use std::net::IpAddr;
 

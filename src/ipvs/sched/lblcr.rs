@@ -26,7 +26,7 @@
 use super::lblc::{Expiry, LastUse};
 use super::util::{conn_overhead, first_least, locality_overloaded, locate, weighted_least_conn};
 use super::{SchedCtx, SchedFlags, Scheduler};
-use crate::ctl::snapshot::DestEntry;
+use crate::ipvs::dest::DestEntry;
 use hashbrown::HashMap;
 use std::net::IpAddr;
 

@@ -9,7 +9,7 @@
 
 use super::util::{least_by, overhead};
 use super::{SchedCtx, SchedFlags, Scheduler};
-use crate::ctl::snapshot::DestEntry;
+use crate::ipvs::dest::DestEntry;
 
 pub struct Lc;
 

@@ -36,7 +36,7 @@
 
 use super::util::{addr_fold, hashed_pick, hsiphash_u32, Slot, NONE};
 use super::{SchedCtx, SchedFlags, Scheduler};
-use crate::ctl::snapshot::DestEntry;
+use crate::ipvs::dest::DestEntry;
 
 pub struct Mh;
 

@@ -31,7 +31,7 @@ mod util;
 pub mod wlc;
 pub mod wrr;
 
-use crate::ctl::snapshot::DestEntry;
+use crate::ipvs::dest::DestEntry;
 use crate::ipvs::dest::DestLoad;
 use std::fmt::Debug;
 use std::net::IpAddr;

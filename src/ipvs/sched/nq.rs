@@ -9,7 +9,7 @@
 use super::sed::sed_overhead;
 use super::util::{dests_loads, usable, Least};
 use super::{SchedCtx, SchedFlags, Scheduler};
-use crate::ctl::snapshot::DestEntry;
+use crate::ipvs::dest::DestEntry;
 
 pub struct Nq;
 

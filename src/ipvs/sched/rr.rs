@@ -5,7 +5,7 @@
 //! zero do not matter.
 
 use super::{SchedCtx, SchedFlags, Scheduler};
-use crate::ctl::snapshot::DestEntry;
+use crate::ipvs::dest::DestEntry;
 
 pub struct Rr;
 

@@ -10,7 +10,7 @@
 
 use super::util::{least_by, weight};
 use super::{SchedCtx, SchedFlags, Scheduler};
-use crate::ctl::snapshot::DestEntry;
+use crate::ipvs::dest::DestEntry;
 use crate::ipvs::dest::DestLoad;
 
 pub struct Sed;

@@ -15,7 +15,7 @@
 
 use super::util::{addr_fold, hash_32, hashed_pick, Slot, NONE};
 use super::{SchedCtx, SchedFlags, Scheduler};
-use crate::ctl::snapshot::DestEntry;
+use crate::ipvs::dest::DestEntry;
 
 pub struct Sh;
 

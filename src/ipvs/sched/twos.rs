@@ -17,7 +17,7 @@
 
 use super::util::{addr_fold, dests_loads, first_least, overhead, usable, Cand};
 use super::{SchedCtx, SchedFlags, Scheduler};
-use crate::ctl::snapshot::DestEntry;
+use crate::ipvs::dest::DestEntry;
 
 pub struct Twos;
 

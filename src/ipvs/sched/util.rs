@@ -9,7 +9,7 @@
 //! Everything here is allocation-free and cannot panic on any input.
 
 use super::SchedCtx;
-use crate::ctl::snapshot::DestEntry;
+use crate::ipvs::dest::DestEntry;
 use crate::ipvs::dest::DestLoad;
 use std::net::IpAddr;
 
@@ -315,7 +315,7 @@ pub(crate) mod testutil {
     //! Loads and decision loops for the tests of the load-aware schedulers.
     use super::super::testutil::{ctx, dests};
     use super::super::{SchedFlags, SchedKind};
-    use crate::ctl::snapshot::DestEntry;
+    use crate::ipvs::dest::DestEntry;
     use crate::ipvs::dest::DestLoad;
     use std::net::{IpAddr, Ipv4Addr};
 

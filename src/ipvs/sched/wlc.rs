@@ -9,7 +9,7 @@
 
 use super::util::weighted_least_conn;
 use super::{SchedCtx, SchedFlags, Scheduler};
-use crate::ctl::snapshot::DestEntry;
+use crate::ipvs::dest::DestEntry;
 
 pub struct Wlc;
 

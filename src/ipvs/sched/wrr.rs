@@ -7,7 +7,7 @@
 //! control plane); each worker keeps the cursor and `cw`.
 
 use super::{SchedCtx, SchedFlags, Scheduler};
-use crate::ctl::snapshot::DestEntry;
+use crate::ipvs::dest::DestEntry;
 
 pub struct Wrr;
 

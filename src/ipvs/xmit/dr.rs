@@ -3,7 +3,8 @@
 //! the VIP on a loopback and answers the client directly.
 
 use super::{to_hop, trim};
-use crate::ctl::snapshot::{Hop, Port};
+use crate::ipvs::dest::Hop;
+use crate::ipvs::netif::Netif;
 use crate::stats::DropReason;
 use crate::wire::{Frame, Meta};
 
@@ -13,7 +14,7 @@ use crate::wire::{Frame, Meta};
 /// # Errors
 /// [`DropReason::NoNeighbour`] for a hop on a port that does not exist.
 #[inline]
-pub fn xmit(fr: &mut Frame<'_>, m: &Meta, hop: &Hop, ports: &[Port]) -> Result<u8, DropReason> {
+pub fn xmit(fr: &mut Frame<'_>, m: &Meta, hop: &Hop, ports: &[Netif]) -> Result<u8, DropReason> {
     trim(fr, m);
     to_hop(fr.data_mut(), hop, ports)
 }

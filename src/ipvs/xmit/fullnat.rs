@@ -6,7 +6,7 @@
 //! ([`crate::wire::toa`]) of the client's handshake ACK.
 
 use super::{routable, to_hop, trim};
-use crate::ctl::snapshot::Port;
+use crate::ipvs::netif::Netif;
 use crate::ipvs::conn::Conn;
 use crate::stats::DropReason;
 use crate::wire::toa::{self, Skip};
@@ -19,7 +19,7 @@ use crate::wire::{ip, Frame, Ip, Meta};
 /// # Errors
 /// TTL exceeded, or no such egress port.
 #[inline]
-pub fn xmit_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Port], toa: bool) -> Result<(u8, Option<Result<(), Skip>>), DropReason> {
+pub fn xmit_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Netif], toa: bool) -> Result<(u8, Option<Result<(), Skip>>), DropReason> {
     trim(fr, m);
     routable(m)?;
     ip::translate(fr.data_mut(), m, Some((c.laddr, c.lport)), Some((c.daddr, c.dport)));
@@ -29,7 +29,7 @@ pub fn xmit_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Po
 
 #[cold]
 #[inline(never)]
-fn add_toa<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Port]) -> Result<(), Skip> {
+fn add_toa<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Netif]) -> Result<(), Skip> {
     let mtu = ports.get(c.dest_hop.port as usize).map_or(0, |p| p.mtu);
     toa::insert(fr, m, c.caddr, c.cport, mtu)
 }
@@ -39,7 +39,7 @@ fn add_toa<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Port])
 /// # Errors
 /// TTL exceeded, or no such egress port.
 #[inline]
-pub fn xmit_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Port]) -> Result<u8, DropReason> {
+pub fn xmit_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Netif]) -> Result<u8, DropReason> {
     trim(fr, m);
     routable(m)?;
     let f = fr.data_mut();
@@ -52,7 +52,7 @@ pub fn xmit_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[P
 /// # Errors
 /// TTL exceeded, or no such egress port.
 #[cold]
-pub fn frag_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Port]) -> Result<u8, DropReason> {
+pub fn frag_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Netif]) -> Result<u8, DropReason> {
     trim(fr, m);
     routable(m)?;
     let f = fr.data_mut();
@@ -65,7 +65,7 @@ pub fn frag_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Po
 /// # Errors
 /// TTL exceeded, or no such egress port.
 #[cold]
-pub fn frag_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Port]) -> Result<u8, DropReason> {
+pub fn frag_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Netif]) -> Result<u8, DropReason> {
     trim(fr, m);
     routable(m)?;
     let f = fr.data_mut();

@@ -13,7 +13,7 @@
 
 use super::tun::{self, TunError};
 use super::{route, to_hop, trim};
-use crate::ctl::snapshot::Port;
+use crate::ipvs::netif::Netif;
 use crate::ipvs::conn::Conn;
 use crate::ipvs::FwdMethod;
 use crate::stats::DropReason;
@@ -30,7 +30,7 @@ pub fn relay_out<A: Ip>(
     m: &mut Meta,
     q: &mut Quoted,
     c: &Conn<A>,
-    ports: &[Port],
+    ports: &[Netif],
 ) -> Result<u8, DropReason> {
     trim(fr, m);
     let f = fr.data_mut();
@@ -66,7 +66,7 @@ pub fn relay_in<A: Ip>(
     m: &mut Meta,
     q: &mut Quoted,
     c: &Conn<A>,
-    ports: &[Port],
+    ports: &[Netif],
     ip_id: &mut tun::IpIds,
 ) -> Result<u8, TunError> {
     match c.fwd {

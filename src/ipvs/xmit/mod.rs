@@ -19,7 +19,8 @@ pub mod icmp;
 pub mod nat;
 pub mod tun;
 
-use crate::ctl::snapshot::{Hop, Port};
+use crate::ipvs::dest::Hop;
+use crate::ipvs::netif::Netif;
 use crate::stats::DropReason;
 use crate::wire::{ip, set_macs, Frame, Meta};
 
@@ -28,7 +29,7 @@ use crate::wire::{ip, set_macs, Frame, Meta};
 /// # Errors
 /// [`DropReason::NoNeighbour`] when the hop's port does not exist.
 #[inline]
-pub fn to_hop(f: &mut [u8], hop: &Hop, ports: &[Port]) -> Result<u8, DropReason> {
+pub fn to_hop(f: &mut [u8], hop: &Hop, ports: &[Netif]) -> Result<u8, DropReason> {
     let p = ports.get(hop.port as usize).ok_or(DropReason::NoNeighbour)?;
     set_macs(f, &hop.mac, &p.mac);
     Ok(hop.port)

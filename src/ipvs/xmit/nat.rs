@@ -3,7 +3,7 @@
 //! default route points at the director so replies come back through it.
 
 use super::{routable, to_hop, trim};
-use crate::ctl::snapshot::Port;
+use crate::ipvs::netif::Netif;
 use crate::ipvs::conn::Conn;
 use crate::stats::DropReason;
 use crate::wire::{ip, Frame, Ip, Meta};
@@ -13,7 +13,7 @@ use crate::wire::{ip, Frame, Ip, Meta};
 /// # Errors
 /// TTL exceeded, or no such egress port.
 #[inline]
-pub fn xmit_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Port]) -> Result<u8, DropReason> {
+pub fn xmit_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Netif]) -> Result<u8, DropReason> {
     trim(fr, m);
     routable(m)?;
     let f = fr.data_mut();
@@ -26,7 +26,7 @@ pub fn xmit_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Po
 /// # Errors
 /// TTL exceeded, or no such egress port.
 #[inline]
-pub fn xmit_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Port]) -> Result<u8, DropReason> {
+pub fn xmit_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Netif]) -> Result<u8, DropReason> {
     trim(fr, m);
     routable(m)?;
     let f = fr.data_mut();
@@ -40,7 +40,7 @@ pub fn xmit_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[P
 /// # Errors
 /// TTL exceeded, or no such egress port.
 #[cold]
-pub fn frag_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Port]) -> Result<u8, DropReason> {
+pub fn frag_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Netif]) -> Result<u8, DropReason> {
     trim(fr, m);
     routable(m)?;
     let f = fr.data_mut();
@@ -53,7 +53,7 @@ pub fn frag_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Po
 /// # Errors
 /// TTL exceeded, or no such egress port.
 #[cold]
-pub fn frag_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Port]) -> Result<u8, DropReason> {
+pub fn frag_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Netif]) -> Result<u8, DropReason> {
     trim(fr, m);
     routable(m)?;
     let f = fr.data_mut();

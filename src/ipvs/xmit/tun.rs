@@ -13,7 +13,7 @@
 //! dropped, counted (xvs does not fragment).
 
 use super::to_hop;
-use crate::ctl::snapshot::Port;
+use crate::ipvs::netif::Netif;
 use crate::ipvs::conn::Conn;
 use crate::stats::DropReason;
 use crate::wire::checksum::checksum;
@@ -70,7 +70,7 @@ impl IpIds {
 /// [`TunError::NeedFrag`] when the result would exceed the egress MTU and
 /// fragmentation is not allowed; a drop for no headroom, no tunnel source
 /// address on the egress port, a packet too big without DF.
-pub fn xmit<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Port], ip_id: &mut IpIds) -> Result<u8, TunError> {
+pub fn xmit<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Netif], ip_id: &mut IpIds) -> Result<u8, TunError> {
     let port = ports.get(c.dest_hop.port as usize).ok_or(DropReason::NoNeighbour)?;
     let outer = A::HLEN;
     let inner_len = m.ip_len();
