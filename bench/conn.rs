@@ -35,11 +35,11 @@ fn conn(fs: &FlowSet, id: u32) -> Conn<Ipv4Addr> {
         snap_gen: 1,
         control: 0,
         dest_hop: Hop {
-            port: 1,
+            link: 1,
             mac: [2, 0, 0, 0, 1, 1],
         },
         client_hop: Hop {
-            port: 0,
+            link: 0,
             mac: [2, 0, 0, 0, 0, 0xfe],
         },
         proto: 6,

@@ -72,11 +72,11 @@ fn conn(mode: FwdMethod) -> Conn<Ipv4Addr> {
         snap_gen: 1,
         control: 0,
         dest_hop: Hop {
-            port: 1,
+            link: 1,
             mac: [2, 0, 0, 0, 1, 1],
         },
         client_hop: Hop {
-            port: 0,
+            link: 0,
             mac: [2, 0, 0, 0, 0, 0xfe],
         },
         proto: 6,
@@ -94,7 +94,7 @@ fn parse_rewrite(c: &mut Criterion) {
         None,
     )
     .expect("snapshot");
-    let ports = &snap.ports;
+    let ports = &snap.links;
     let fs = FlowSet::new(1, 0.0);
     let peer = Peer {
         rs: [10, 0, 1, 1],
@@ -136,7 +136,7 @@ fn parse_rewrite(c: &mut Criterion) {
                 let mut fr = Frame::new(&mut buf, HEADROOM, len);
                 let mut m = parse(fr.data()).expect("valid frame");
                 let r = match (mode, out) {
-                    (FwdMethod::Dr, _) => xmit::dr::xmit(&mut fr, &m, &cn.dest_hop, ports),
+                    (FwdMethod::Dr, _) => xmit::dr::xmit(&mut fr, &mut m, &cn.dest_hop, ports),
                     (FwdMethod::Tun, _) => xmit::tun::xmit(&mut fr, &mut m, &cn, ports, &mut ip_id)
                         .map_err(|_| xvs::stats::DropReason::TooBig),
                     (FwdMethod::Nat, false) => xmit::nat::xmit_in(&mut fr, &mut m, &cn, ports),

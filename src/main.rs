@@ -57,9 +57,10 @@ binds one AF_XDP socket per (interface, queue), and forwards the services of
 the configuration with one pinned worker per queue until SIGINT or SIGTERM.
 On stop, the programs are detached and the counters printed.
 
-Interfaces are the config's [[interface]] names, or those given with -i
-(which replace them). Their MACs, MTUs, addresses, default gateways and
-neighbours come from the kernel (the kernel wins over the config file; a
+Interfaces are the config's [[interface]] names (not its sub-interfaces),
+or those given with -i (which replace them). Their MACs, MTUs, addresses,
+VLAN sub-interfaces, the main routing table and the neighbours come from
+the kernel (the kernel wins over the config file; a
 static [[neighbour]] only fills in an address the kernel does not know).
 
 SIGHUP (or `xvsadm --reload`) reloads the configuration file: it is

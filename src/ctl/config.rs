@@ -23,7 +23,7 @@
 //!
 //! The file format is documented field by field in `docs/config.md`.
 
-use super::model::{parse_mac, Mac, Model, Neighbour, NetConf, PortConf};
+use super::model::{parse_mac, Mac, Model, Neighbour, NetConf, PortConf, RouteConf, RouteHop, SubIfConf};
 use super::snapshot::{fmt_sock, ModelError, Snapshot};
 use crate::ipvs::dest::{Dest, MAX_WEIGHT};
 use crate::ipvs::proto::{TcpState, Timeouts};
@@ -318,6 +318,8 @@ struct RawConfig {
     #[serde(default)]
     neighbour: Vec<RawNeighbour>,
     #[serde(default)]
+    route: Vec<RawRoute>,
+    #[serde(default)]
     group: Vec<RawGroup>,
     #[serde(default)]
     service: Vec<RawService>,
@@ -365,6 +367,10 @@ struct RawInterface {
     addresses: Vec<String>,
     #[serde(default)]
     gateways: Vec<String>,
+    /// A sub-interface of this port (another `[[interface]]`).
+    link: Option<String>,
+    /// Its 802.1Q VLAN id.
+    vlan: Option<i64>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -372,6 +378,15 @@ struct RawInterface {
 struct RawNeighbour {
     ip: String,
     mac: String,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    to: String,
+    via: Option<String>,
+    dev: Option<String>,
+    metric: Option<i64>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -970,7 +985,7 @@ fn build_model(raw: &RawConfig) -> V<Model> {
     if let Some(t) = &raw.timeouts {
         m.timeouts = timeouts(t)?;
     }
-    m.net = net(&raw.interface, &raw.neighbour)?;
+    m.net = net(&raw.interface, &raw.neighbour, &raw.route)?;
     m.groups = groups(&raw.group)?;
     for (i, s) in raw.service.iter().enumerate() {
         let path = root("service").idx(i);
@@ -1030,9 +1045,11 @@ fn timeouts(t: &RawTimeouts) -> V<Timeouts> {
     Ok(out)
 }
 
-fn net(ifs: &[RawInterface], neigh: &[RawNeighbour]) -> V<NetConf> {
+fn net(ifs: &[RawInterface], neigh: &[RawNeighbour], routes: &[RawRoute]) -> V<NetConf> {
     let mut net = NetConf::default();
     let mut addrs: Vec<(IpAddr, FieldPath)> = Vec::new();
+    // Ports first (sub-interfaces name them); every name once.
+    let mut names: Vec<&str> = Vec::new();
     for (i, r) in ifs.iter().enumerate() {
         let path = root("interface").idx(i);
         if i > u8::MAX as usize - 1 {
@@ -1053,9 +1070,14 @@ fn net(ifs: &[RawInterface], neigh: &[RawNeighbour]) -> V<NetConf> {
                 ),
             );
         }
-        if let Some(j) = net.ports.iter().position(|p: &PortConf| p.name == name) {
+        if let Some(j) = names.iter().position(|n| *n == name) {
             return bad(&np, format!("'{name}' is already interface[{j}]"));
         }
+        names.push(name);
+    }
+    for (i, r) in ifs.iter().enumerate() {
+        let path = root("interface").idx(i);
+        let name = r.name.as_str();
         let mp = path.key("mac");
         let mac = match &r.mac {
             None => NO_MAC,
@@ -1077,13 +1099,7 @@ fn net(ifs: &[RawInterface], neigh: &[RawNeighbour]) -> V<NetConf> {
             None => DEFAULT_MTU,
             Some(v) => range(v, MIN_MTU as i64, u16::MAX as i64, &path.key("mtu"))? as u16,
         };
-        let mut port = PortConf {
-            name: name.to_string(),
-            mac,
-            mtu,
-            addrs: Vec::new(),
-            gateways: Vec::new(),
-        };
+        let mut own = Vec::new();
         for (j, a) in r.addresses.iter().enumerate() {
             let ap = path.key("addresses").idx(j);
             let p = prefix(a, &ap)?;
@@ -1091,12 +1107,13 @@ fn net(ifs: &[RawInterface], neigh: &[RawNeighbour]) -> V<NetConf> {
                 return bad(&ap, format!("{} is already {other}", p.0));
             }
             addrs.push((p.0, ap));
-            port.addrs.push(p);
+            own.push(p);
         }
+        let mut gateways: Vec<IpAddr> = Vec::new();
         for (j, g) in r.gateways.iter().enumerate() {
             let gp = path.key("gateways").idx(j);
             let gw = ip(g, &gp)?;
-            if port.gateways.iter().any(|o| o.is_ipv4() == gw.is_ipv4()) {
+            if gateways.iter().any(|o| o.is_ipv4() == gw.is_ipv4()) {
                 return bad(
                     &gp,
                     format!("a second {} gateway (one per family)", family(gw)),
@@ -1104,7 +1121,7 @@ fn net(ifs: &[RawInterface], neigh: &[RawNeighbour]) -> V<NetConf> {
             }
             // A gateway must be on the link; IPv6 routers are usually
             // link-local, which no configured prefix holds.
-            if !is_link_local(gw) && !port.addrs.iter().any(|(n, l)| in_prefix(gw, *n, *l)) {
+            if !is_link_local(gw) && !own.iter().any(|(n, l)| in_prefix(gw, *n, *l)) {
                 return bad(
                     &gp,
                     format!(
@@ -1112,9 +1129,52 @@ fn net(ifs: &[RawInterface], neigh: &[RawNeighbour]) -> V<NetConf> {
                     ),
                 );
             }
-            port.gateways.push(gw);
+            gateways.push(gw);
         }
-        net.ports.push(port);
+        match &r.link {
+            None => {
+                if r.vlan.is_some() {
+                    return bad(&path.key("vlan"), "a VLAN needs `link`, the interface it is on");
+                }
+                net.ports.push(PortConf { name: name.to_string(), mac, mtu, addrs: own, gateways });
+            }
+            Some(parent) => {
+                let lp = path.key("link");
+                let Some(pi) = ifs.iter().position(|o| &o.name == parent) else {
+                    return bad(&lp, format!("'{parent}' is no [[interface]]"));
+                };
+                if ifs[pi].link.is_some() {
+                    return bad(&lp, format!("'{parent}' is itself a sub-interface; a sub-interface is on a port"));
+                }
+                let vid = match r.vlan {
+                    Some(v) => range(v, 1, 4094, &path.key("vlan"))? as u16,
+                    None if r.mac.is_none() => {
+                        return bad(&path, "a sub-interface needs `vlan` (802.1Q id), or its own `mac` (an untagged one, as a macvlan)")
+                    }
+                    None => 0,
+                };
+                // The port's index: ports are the interfaces without `link`.
+                let port = ifs[..pi].iter().filter(|o| o.link.is_none()).count() as u8;
+                let (pmac, pmtu) = (ifs[pi].mac.as_ref().and_then(|t| parse_mac(t).ok()).unwrap_or(NO_MAC), ifs[pi].mtu);
+                net.subifs.push(SubIfConf {
+                    name: name.to_string(),
+                    port,
+                    vid,
+                    mac: if r.mac.is_some() { mac } else { pmac },
+                    mtu: if r.mtu.is_some() { mtu } else { pmtu.map_or(DEFAULT_MTU, |m| m.clamp(MIN_MTU as i64, u16::MAX as i64) as u16) },
+                    addrs: own,
+                });
+                for gw in gateways {
+                    let any = if gw.is_ipv4() { IpAddr::from([0u8; 4]) } else { IpAddr::from([0u8; 16]) };
+                    net.routes.push(RouteConf { dst: any, len: 0, metric: 0, hops: vec![RouteHop { dev: name.to_string(), via: Some(gw) }] });
+                }
+            }
+        }
+    }
+    if let Some((i, _)) = net.subifs.iter().enumerate().find(|(i, s)| net.subifs[..*i].iter().any(|o| o.port == s.port && o.vid == s.vid && s.vid != 0)) {
+        let s = &net.subifs[i];
+        let at = ifs.iter().position(|o| o.name == s.name).unwrap_or(0);
+        return bad(&root("interface").idx(at).key("vlan"), format!("VLAN {} is already another interface's on '{}'", s.vid, net.ports[s.port as usize].name));
     }
     for (i, r) in neigh.iter().enumerate() {
         let path = root("neighbour").idx(i);
@@ -1129,9 +1189,60 @@ fn net(ifs: &[RawInterface], neigh: &[RawNeighbour]) -> V<NetConf> {
         net.neighbours.push(Neighbour {
             addr,
             mac: mac(&r.mac, &path.key("mac"))?,
+            dev: None,
         });
     }
+    for (i, r) in routes.iter().enumerate() {
+        let path = root("route").idx(i);
+        let (dst, len) = prefix(&r.to, &path.key("to"))?;
+        if masked(dst, len) != dst {
+            return bad(&path.key("to"), format!("{dst}/{len} has host bits set (the prefix is {}/{len})", masked(dst, len)));
+        }
+        let via = match &r.via {
+            None => None,
+            Some(v) => {
+                let vp = path.key("via");
+                let gw = ip(v, &vp)?;
+                if gw.is_ipv4() != dst.is_ipv4() {
+                    return bad(&vp, format!("{gw} is not of the route's address family ({})", family(dst)));
+                }
+                Some(gw)
+            }
+        };
+        let on = |l: &crate::ctl::model::LinkRef<'_>, gw: IpAddr| l.addrs.iter().any(|(n, pl)| in_prefix(gw, *n, *pl));
+        let dev = match (&r.dev, via) {
+            (Some(d), _) => {
+                let dp = path.key("dev");
+                let Some(l) = net.links().find(|l| l.name == d) else {
+                    return bad(&dp, format!("'{d}' is no [[interface]]"));
+                };
+                if let Some(gw) = via.filter(|g| !is_link_local(*g) && !on(&l, *g)) {
+                    return bad(&path.key("via"), format!("{gw} is not on '{d}' (inside none of its addresses' prefixes)"));
+                }
+                d.clone()
+            }
+            (None, Some(gw)) => match net.links().find(|l| on(l, gw)) {
+                Some(l) => l.name.to_string(),
+                None => return bad(&path.key("via"), format!("{gw} is on no interface's prefix: say which with `dev`")),
+            },
+            (None, None) => return bad(&path, "a route needs `via` (a gateway), `dev` (a link), or both"),
+        };
+        let metric = match r.metric {
+            None => 0,
+            Some(m) => range(m, 0, u32::MAX as i64, &path.key("metric"))? as u32,
+        };
+        net.routes.push(RouteConf { dst, len, metric, hops: vec![RouteHop { dev, via }] });
+    }
     Ok(net)
+}
+
+/// `a` with the bits past `len` cleared.
+fn masked(a: IpAddr, len: u8) -> IpAddr {
+    use crate::wire::Ip;
+    match a {
+        IpAddr::V4(x) => IpAddr::V4(x.mask(len)),
+        IpAddr::V6(x) => IpAddr::V6(x.mask(len)),
+    }
 }
 
 fn groups(raw: &[RawGroup]) -> V<Vec<Group>> {
@@ -1548,14 +1659,17 @@ scheduler = "rr"
                 }],
                 neighbours: vec![
                     Neighbour {
+                        dev: None,
                         addr: a("10.0.0.254"),
                         mac: [2, 0, 0, 0, 0, 0xfe],
                     },
                     Neighbour {
+                        dev: None,
                         addr: a("2001:db8::2"),
                         mac: [2, 0, 0, 0, 0, 2],
                     },
                 ],
+                ..NetConf::default()
             },
             max_conns: 1000,
             expire_quiescent_template: false,
@@ -1700,6 +1814,25 @@ persistence = 300
             (format!("{IF0}\naddresses = [\"10.0.0.1/24\"]\ngateways = [\"10.0.1.254\"]"), "interface[0].gateways[0]", "not on this interface"),
             (format!("{IF0}\naddresses = \"10.0.0.1/24\""), "interface[0].addresses", "invalid type: string"),
             (format!("{IF0}\nmut = 1500"), "interface[0].mut", "unknown field `mut`"),
+            // sub-interfaces
+            (format!("{IF0}\n[[interface]]\nname = \"eth0.20\"\nvlan = 20"), "interface[1].vlan", "a VLAN needs `link`"),
+            (format!("{IF0}\n[[interface]]\nname = \"eth0.20\"\nlink = \"eth9\"\nvlan = 20"), "interface[1].link", "'eth9' is no [[interface]]"),
+            (format!("{IF0}\n[[interface]]\nname = \"eth0.20\"\nlink = \"eth0\"\nvlan = 4095"), "interface[1].vlan", "4095 exceeds 4094"),
+            (format!("{IF0}\n[[interface]]\nname = \"eth0.20\"\nlink = \"eth0\"\nvlan = 0"), "interface[1].vlan", "0 is below 1"),
+            (format!("{IF0}\n[[interface]]\nname = \"vmac\"\nlink = \"eth0\""), "interface[1]", "needs `vlan`"),
+            (format!("{IF0}\n[[interface]]\nname = \"eth0.20\"\nlink = \"eth0\"\nvlan = 20\n[[interface]]\nname = \"x\"\nlink = \"eth0.20\"\nvlan = 30"), "interface[2].link", "'eth0.20' is itself a sub-interface"),
+            (format!("{IF0}\n[[interface]]\nname = \"eth0.20\"\nlink = \"eth0\"\nvlan = 20\n[[interface]]\nname = \"v20\"\nlink = \"eth0\"\nvlan = 20"), "interface[2].vlan", "VLAN 20 is already another interface's on 'eth0'"),
+            (format!("{IF0}\n[[interface]]\nname = \"eth0.20\"\nlink = \"eth0\"\nvlan = \"20\""), "interface[1].vlan", "invalid type: string"),
+            // routes
+            ("[[route]]\nto = \"10.9.0.0/16\"".to_string(), "route[0]", "a route needs `via` (a gateway), `dev` (a link), or both"),
+            ("[[route]]\nto = \"10.9.0.0\"\nvia = \"10.0.0.7\"".to_string(), "route[0].to", "no prefix length"),
+            ("[[route]]\nto = \"10.9.0.1/16\"\nvia = \"10.0.0.7\"".to_string(), "route[0].to", "10.9.0.1/16 has host bits set (the prefix is 10.9.0.0/16)"),
+            ("[[route]]\nto = \"10.9.0.0/16\"\nvia = \"2001:db8::7\"".to_string(), "route[0].via", "2001:db8::7 is not of the route's address family (IPv4)"),
+            ("[[route]]\nto = \"10.9.0.0/16\"\ndev = \"eth9\"".to_string(), "route[0].dev", "'eth9' is no [[interface]]"),
+            (format!("{IF0}\naddresses = [\"10.0.0.1/24\"]\n[[route]]\nto = \"10.9.0.0/16\"\nvia = \"10.0.5.7\""), "route[0].via", "10.0.5.7 is on no interface's prefix: say which with `dev`"),
+            (format!("{IF0}\naddresses = [\"10.0.0.1/24\"]\n[[route]]\nto = \"10.9.0.0/16\"\nvia = \"10.0.5.7\"\ndev = \"eth0\""), "route[0].via", "10.0.5.7 is not on 'eth0'"),
+            (format!("{IF0}\n[[route]]\nto = \"10.9.0.0/16\"\ndev = \"eth0\"\nmetric = -1"), "route[0].metric", "-1 is below 0"),
+            ("[[route]]\nto = \"10.9.0.0/16\"\ngw = \"10.0.0.7\"".to_string(), "route[0].gw", "unknown field `gw`"),
             // neighbours
             ("[[neighbour]]\nip = \"10.0.0.2\"\nmac = \"02:00:00:00:00:02\"\n[[neighbour]]\nip = \"10.0.0.2\"\nmac = \"02:00:00:00:00:03\"".to_string(), "neighbour[1].ip", "10.0.0.2 is already neighbour[0]"),
             ("[[neighbour]]\nip = \"10.0.0.2/24\"\nmac = \"02:00:00:00:00:02\"".to_string(), "neighbour[0].ip", "no prefix length here"),
@@ -1763,6 +1896,34 @@ persistence = 300
             ("[[services]]\nproto = \"tcp\"".to_string(), "services", "unknown field `services`"),
             ("service = 5".to_string(), "service", "invalid type: integer"),
         ]
+    }
+
+    #[test]
+    fn vlans_and_routes_make_links_and_routes() {
+        let text = "[[interface]]\nname = \"eth0\"\nmac = \"02:00:00:00:00:10\"\nmtu = 9000\naddresses = [\"10.0.0.1/24\"]\n\
+                    [[interface]]\nname = \"eth0.20\"\nlink = \"eth0\"\nvlan = 20\naddresses = [\"10.0.20.1/24\"]\ngateways = [\"10.0.20.254\"]\n\
+                    [[interface]]\nname = \"vmac\"\nlink = \"eth0\"\nmac = \"00:00:5e:00:01:33\"\nmtu = 1500\n\
+                    [[interface]]\nname = \"eth1\"\nmac = \"02:00:00:00:01:10\"\naddresses = [\"10.0.1.1/24\"]\n\
+                    [[route]]\nto = \"10.9.0.0/16\"\nvia = \"10.0.1.7\"\n\
+                    [[route]]\nto = \"2001:db8:9::/48\"\nvia = \"fe80::1\"\ndev = \"eth0.20\"\nmetric = 5\n";
+        let m = parse(text).unwrap();
+        let names: Vec<&str> = m.net.ports.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["eth0", "eth1"], "sub-interfaces are no ports");
+        let s = &m.net.subifs;
+        assert_eq!((s[0].name.as_str(), s[0].port, s[0].vid, s[0].mac, s[0].mtu), ("eth0.20", 0, 20, [2, 0, 0, 0, 0, 0x10], 9000), "the port's MAC and MTU");
+        assert_eq!((s[1].port, s[1].vid, s[1].mac, s[1].mtu), (0, 0, [0, 0, 0x5e, 0, 1, 0x33], 1500));
+        let hop = |dev: &str, via: &str| vec![RouteHop { dev: dev.into(), via: Some(a(via)) }];
+        assert_eq!(
+            m.net.routes,
+            vec![
+                RouteConf { dst: a("0.0.0.0"), len: 0, metric: 0, hops: hop("eth0.20", "10.0.20.254") },
+                RouteConf { dst: a("10.9.0.0"), len: 16, metric: 0, hops: hop("eth1", "10.0.1.7") },
+                RouteConf { dst: a("2001:db8:9::"), len: 48, metric: 5, hops: hop("eth0.20", "fe80::1") },
+            ]
+        );
+        let r = crate::ctl::route::Routes::build(&m.net);
+        assert_eq!(r.next_hop(a("10.9.3.3")).map(|h| (h.link, h.addr)), Some((1, a("10.0.1.7"))));
+        assert_eq!(r.next_hop(a("192.0.2.1")).map(|h| (h.link, h.addr)), Some((2, a("10.0.20.254"))), "links: ports, then sub-interfaces");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod model;
+pub mod route;
 pub mod control;
 pub mod snapshot;
 pub mod ipvsadm;

@@ -46,19 +46,108 @@ pub struct PortConf {
     pub gateways: Vec<IpAddr>,
 }
 
-/// A neighbour: an IP on a connected link and its MAC.
+/// A sub-interface of a port: an 802.1Q VLAN (`eth1.20`: frames to and
+/// from it carry tag `vid` on the port), or with `vid` 0 an untagged one
+/// with a MAC of its own (a macvlan, as keepalived's `use_vmac` makes).
+/// xvs binds the port and tags or untags itself; see docs/modes.md.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubIfConf {
+    pub name: String,
+    /// Index of its port in [`NetConf::ports`].
+    pub port: u8,
+    /// VLAN id 1-4094; 0: untagged.
+    pub vid: u16,
+    pub mac: Mac,
+    pub mtu: u16,
+    /// Connected prefixes, as [`PortConf::addrs`].
+    pub addrs: Vec<(IpAddr, u8)>,
+}
+
+/// One way out of a route: the interface (a port, a sub-interface, or a
+/// device xvs does not send on) and the gateway, `None` for a destination
+/// on the link itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteHop {
+    pub dev: String,
+    pub via: Option<IpAddr>,
+}
+
+/// A route of the main table: `dst/len` through `hops` (several: ECMP;
+/// none: the destination is unreachable — blackhole, unreachable,
+/// prohibit). The lowest `metric` of a prefix wins.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteConf {
+    pub dst: IpAddr,
+    pub len: u8,
+    pub metric: u32,
+    pub hops: Vec<RouteHop>,
+}
+
+/// A neighbour: an IP on a connected link and its MAC; on interface
+/// `dev` only (the kernel's entries), or on any (`None`: the config's).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Neighbour {
     pub addr: IpAddr,
     pub mac: Mac,
+    pub dev: Option<String>,
 }
 
 /// The director's links. In replay they come from the config; the live
 /// driver fills them from the kernel (netlink).
+///
+/// Links are numbered ports first, then sub-interfaces ([`NetConf::links`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NetConf {
     pub ports: Vec<PortConf>,
+    pub subifs: Vec<SubIfConf>,
+    /// Routes besides the connected prefixes and the ports' gateways,
+    /// which count as routes too (see [`crate::ctl::route`]).
+    pub routes: Vec<RouteConf>,
     pub neighbours: Vec<Neighbour>,
+    /// The director's addresses on other devices than its links (lo, a
+    /// management interface): with the links' addresses, the sources a
+    /// packet from outside may not have (martians).
+    pub local_addrs: Vec<IpAddr>,
+}
+
+/// One link (a port or a sub-interface) as [`NetConf::links`] lists them.
+#[derive(Clone, Copy, Debug)]
+pub struct LinkRef<'a> {
+    pub name: &'a str,
+    pub port: u8,
+    pub vid: u16,
+    pub mac: Mac,
+    pub mtu: u16,
+    pub addrs: &'a [(IpAddr, u8)],
+}
+
+impl NetConf {
+    /// The links: every port (index = port index), then every
+    /// sub-interface.
+    pub fn links(&self) -> impl Iterator<Item = LinkRef<'_>> {
+        let ports = self.ports.iter().enumerate().map(|(i, p)| LinkRef {
+            name: &p.name,
+            port: i as u8,
+            vid: 0,
+            mac: p.mac,
+            mtu: p.mtu,
+            addrs: &p.addrs,
+        });
+        let subs = self.subifs.iter().map(|s| LinkRef {
+            name: &s.name,
+            port: s.port,
+            vid: s.vid,
+            mac: s.mac,
+            mtu: s.mtu,
+            addrs: &s.addrs,
+        });
+        ports.chain(subs)
+    }
+
+    /// Index of the link named `name`.
+    pub fn link_index(&self, name: &str) -> Option<usize> {
+        self.links().position(|l| l.name == name)
+    }
 }
 
 /// Default bound on connections per worker.

@@ -11,8 +11,9 @@
 //! change; uids are never reused.
 
 use super::model::{Mac, Model};
+use super::route::Routes;
 pub use crate::ipvs::dest::{DestEntry, Hop};
-pub use crate::ipvs::netif::Netif;
+pub use crate::ipvs::netif::{Link, Netif};
 use crate::ipvs::dest::MAX_WEIGHT;
 use crate::ipvs::proto::Timeouts;
 use crate::ipvs::sched::{SchedFlags, SchedKind, SchedTable};
@@ -86,6 +87,8 @@ pub struct Snapshot {
     /// second, burst); 0 a second = none ([`Model::icmp_msgs_per_sec`]).
     pub icmp_limit: (u32, u32),
     pub ports: Vec<Netif>,
+    /// Ports, then sub-interfaces ([`Link`]); [`Hop::link`] indexes it.
+    pub links: Vec<Link>,
     pub max_conns: usize,
     /// IPVS `expire_quiescent_template`.
     pub expire_quiescent_template: bool,
@@ -97,20 +100,25 @@ pub struct Snapshot {
     svc_map: HashMap<SvcMapKey, u32>,
     vips: HashSet<IpAddr>,
     laddrs: HashSet<IpAddr>,
-    neigh: HashMap<IpAddr, Mac>,
+    /// Neighbours by (link, address) — the kernel's — and by address on
+    /// any link (the config's).
+    neigh: HashMap<(u8, IpAddr), Mac>,
+    neigh_any: HashMap<IpAddr, Mac>,
+    routes: Routes,
+    /// The MACs of every link: a unicast frame to another MAC is not ours.
+    own_macs: Vec<Mac>,
+    /// Per port, the VLAN ids with a link (bit per id).
+    vids: Vec<[u64; 64]>,
+    /// Addresses of the director (links, other devices, VIPs, local
+    /// addresses): a packet from outside with one as its source is a martian.
+    own_addrs: HashSet<IpAddr>,
+    /// A one-hash Bloom filter of `own_addrs`: most sources miss it, and
+    /// the set is not looked up.
+    own_filter: [u64; 16],
     dest_uid: HashMap<u32, u32>,
     svc_uid: HashMap<u32, u32>,
     uids: HashMap<UidKey, u32>,
     next_uid: u32,
-}
-
-fn same_prefix(a: IpAddr, b: IpAddr, len: u8) -> bool {
-    use crate::wire::Ip;
-    match (a, b) {
-        (IpAddr::V4(x), IpAddr::V4(y)) => x.mask(len) == y.mask(len),
-        (IpAddr::V6(x), IpAddr::V6(y)) => x.mask(len) == y.mask(len),
-        _ => false,
-    }
 }
 
 impl Snapshot {
@@ -136,6 +144,7 @@ impl Snapshot {
             toa: model.toa,
             icmp_limit: (model.icmp_msgs_per_sec, model.icmp_msgs_burst),
             ports: Vec::new(),
+            links: Vec::new(),
             max_conns: model.max_conns.max(1),
             expire_quiescent_template: model.expire_quiescent_template,
             shard_prefix: model.shard_prefix,
@@ -143,6 +152,12 @@ impl Snapshot {
             vips: HashSet::new(),
             laddrs: HashSet::new(),
             neigh: HashMap::new(),
+            neigh_any: HashMap::new(),
+            routes: Routes::default(),
+            own_macs: Vec::new(),
+            vids: Vec::new(),
+            own_addrs: HashSet::new(),
+            own_filter: [0; 16],
             dest_uid: HashMap::new(),
             svc_uid: HashMap::new(),
             uids: HashMap::new(),
@@ -158,46 +173,76 @@ impl Snapshot {
         for svc in &model.services {
             s.add_service(model, svc, prev)?;
         }
+        for a in &s.own_addrs {
+            let b = own_bit(*a);
+            s.own_filter[b / 64] |= 1 << (b % 64);
+        }
         Ok(s)
     }
 
     fn build_net(&mut self, model: &Model) -> Result<(), ModelError> {
-        if model.net.ports.len() > u8::MAX as usize {
-            return Err(err("interfaces", "more than 255"));
+        let net = &model.net;
+        if net.ports.len() + net.subifs.len() > u8::MAX as usize {
+            return Err(err("interfaces", "more than 255 (ports and sub-interfaces)"));
         }
-        for p in &model.net.ports {
-            if p.mtu < 576 {
-                return Err(err(format!("interface {}", p.name), format!("mtu {} is below 576", p.mtu)));
-            }
-            let v4 = p.addrs.iter().find_map(|(a, _)| match a {
+        let first = |addrs: &[(IpAddr, u8)]| {
+            let v4 = addrs.iter().find_map(|(a, _)| match a {
                 IpAddr::V4(x) => Some(*x),
                 _ => None,
             });
-            let v6 = p.addrs.iter().find_map(|(a, _)| match a {
+            let v6 = addrs.iter().find_map(|(a, _)| match a {
                 IpAddr::V6(x) => Some(*x),
                 _ => None,
             });
-            for (a, len) in &p.addrs {
+            (v4, v6)
+        };
+        for p in &net.ports {
+            let (v4, v6) = first(&p.addrs);
+            self.ports.push(Netif { name: p.name.clone(), mac: p.mac, mtu: p.mtu, v4, v6 });
+        }
+        self.vids = vec![[0; 64]; net.ports.len()];
+        for l in net.links() {
+            let what = || format!("interface {}", l.name);
+            if l.mtu < 576 {
+                return Err(err(what(), format!("mtu {} is below 576", l.mtu)));
+            }
+            for (a, len) in l.addrs {
                 let max = if a.is_ipv4() { 32 } else { 128 };
                 if *len > max {
-                    return Err(err(format!("interface {} address {a}", p.name), format!("prefix length {len} exceeds {max}")));
+                    return Err(err(format!("{} address {a}", what()), format!("prefix length {len} exceeds {max}")));
                 }
+                self.own_addrs.insert(*a);
             }
-            self.ports.push(Netif {
-                name: p.name.clone(),
-                mac: p.mac,
-                mtu: p.mtu,
-                v4,
-                v6,
-                prefixes: p.addrs.clone(),
-                gateways: p.gateways.clone(),
-            });
+            let Some(port) = self.ports.get(l.port as usize) else {
+                return Err(err(what(), format!("port {} does not exist", l.port)));
+            };
+            if l.vid > 4094 {
+                return Err(err(what(), format!("VLAN id {} is not 1-4094", l.vid)));
+            }
+            let (v4, v6) = first(l.addrs);
+            self.links.push(Link { port: l.port, vid: l.vid, mac: l.mac, mtu: l.mtu, v4: v4.or(port.v4), v6: v6.or(port.v6) });
+            if !self.own_macs.contains(&l.mac) {
+                self.own_macs.push(l.mac);
+            }
+            if l.vid != 0 {
+                self.vids[l.port as usize][l.vid as usize / 64] |= 1 << (l.vid % 64);
+            }
         }
-        for n in &model.net.neighbours {
-            if self.neigh.insert(n.addr, n.mac).is_some() {
+        self.own_addrs.extend(net.local_addrs.iter().copied());
+        for n in &net.neighbours {
+            let dup = match &n.dev {
+                None => self.neigh_any.insert(n.addr, n.mac).is_some(),
+                Some(d) => match net.link_index(d) {
+                    Some(i) => self.neigh.insert((i as u8, n.addr), n.mac).is_some(),
+                    // On a device that is no link: of no use.
+                    None => false,
+                },
+            };
+            if dup {
                 return Err(err(format!("neighbour {}", n.addr), "listed twice"));
             }
         }
+        self.routes = Routes::build(net);
         Ok(())
     }
 
@@ -254,12 +299,14 @@ impl Snapshot {
                 return Err(err(&name, format!("{proto} {}:{} is already a service", m.addr, m.port)));
             }
             self.vips.insert(m.addr);
+            self.own_addrs.insert(m.addr);
         }
         for l in &svc.laddrs {
             if l.is_ipv4() != family_v4 {
                 return Err(err(&name, format!("local address {l} is not of the service's address family")));
             }
             self.laddrs.insert(*l);
+            self.own_addrs.insert(*l);
         }
         let start = self.dests.len();
         let svc_port = match &svc.key {
@@ -377,28 +424,66 @@ impl Snapshot {
         self.svc_uid.get(&uid).copied()
     }
 
-    /// Next hop for `ip`: its own neighbour entry when it has one (on the
-    /// port whose prefix holds it), else a gateway of its family — unless
-    /// `ip` is on a connected prefix: then it is reached directly or not at
-    /// all (`None` until its MAC is known; the gateway's MAC would be a
-    /// wrong one).
+    /// Next hop for `ip`: the route to it ([`Routes::next_hop`]: the link
+    /// and the gateway, or `ip` itself on a connected prefix) and that
+    /// neighbour's MAC on the link — `None` without a route or a MAC (never
+    /// another neighbour's MAC).
     pub fn next_hop(&self, ip: IpAddr) -> Option<Hop> {
-        let connected = self.ports.iter().position(|p| p.prefixes.iter().any(|(a, l)| same_prefix(*a, ip, *l)));
-        if let Some(mac) = self.neigh.get(&ip) {
-            return Some(Hop { port: connected.unwrap_or(0) as u8, mac: *mac });
-        }
-        if connected.is_some() {
-            return None;
-        }
-        for (i, p) in self.ports.iter().enumerate() {
-            for gw in p.gateways.iter().filter(|g| g.is_ipv4() == ip.is_ipv4()) {
-                if let Some(mac) = self.neigh.get(gw) {
-                    return Some(Hop { port: i as u8, mac: *mac });
-                }
-            }
-        }
-        None
+        let nh = self.routes.next_hop(ip)?;
+        let mac = self.neigh.get(&(nh.link, nh.addr)).or_else(|| self.neigh_any.get(&nh.addr))?;
+        Some(Hop { link: nh.link, mac: *mac })
     }
+
+    /// The link a frame arrived on: port `port`, VLAN `vid` (0: untagged
+    /// or priority-tagged).
+    pub fn link_of(&self, port: u8, vid: u16) -> Option<u8> {
+        if vid == 0 {
+            return ((port as usize) < self.ports.len()).then_some(port);
+        }
+        self.links.iter().position(|l| l.port == port && l.vid == vid).map(|i| i as u8)
+    }
+
+    /// Port `port` has a link with VLAN id `vid` (1-4095).
+    #[inline]
+    pub fn has_vid(&self, port: u8, vid: u16) -> bool {
+        self.vids.get(port as usize).is_some_and(|b| b[(vid as usize / 64) & 63] & (1 << (vid % 64)) != 0)
+    }
+
+    /// `mac` is the MAC of port `port` (the common case, one compare) or of
+    /// another link of the director.
+    #[inline]
+    pub fn is_own_mac(&self, port: u8, mac: &Mac) -> bool {
+        match self.links.get(port as usize) {
+            Some(l) if l.mac == *mac => true,
+            _ => self.is_other_own_mac(mac),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn is_other_own_mac(&self, mac: &Mac) -> bool {
+        self.own_macs.contains(mac)
+    }
+
+    /// `addr` is one of the director's own (see [`Snapshot`]'s field).
+    #[inline]
+    pub fn is_own_addr(&self, addr: IpAddr) -> bool {
+        let b = own_bit(addr);
+        self.own_filter[b / 64] & (1 << (b % 64)) != 0 && self.own_addrs.contains(&addr)
+    }
+}
+
+/// The bit of `a` in [`Snapshot`]'s `own_filter` (0-1023).
+#[inline]
+fn own_bit(a: IpAddr) -> usize {
+    let x = match a {
+        IpAddr::V4(v) => u32::from(v) as u64,
+        IpAddr::V6(v) => {
+            let n = u128::from(v);
+            (n as u64) ^ ((n >> 64) as u64).rotate_left(29)
+        }
+    };
+    (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 54) as usize
 }
 
 /// `addr:port` with brackets for IPv6.
@@ -446,9 +531,10 @@ mod tests {
                     gateways: vec![ip("10.0.0.254")],
                 }],
                 neighbours: vec![
-                    Neighbour { addr: ip("10.0.0.2"), mac: [2, 0, 0, 0, 0, 2] },
-                    Neighbour { addr: ip("10.0.0.254"), mac: [2, 0, 0, 0, 0, 0xfe] },
+                    Neighbour { dev: None, addr: ip("10.0.0.2"), mac: [2, 0, 0, 0, 0, 2] },
+                    Neighbour { dev: None, addr: ip("10.0.0.254"), mac: [2, 0, 0, 0, 0, 0xfe] },
                 ],
+                ..NetConf::default()
             },
             ..Model::default()
         }
@@ -474,6 +560,70 @@ mod tests {
         assert_eq!(s.next_hop(ip("192.0.2.7")).unwrap().mac, [2, 0, 0, 0, 0, 0xfe]);
         assert_eq!(s.next_hop(ip("2001:db8::1")), None);
         assert_eq!(s.next_hop(ip("10.0.0.3")), None, "connected but unknown: never the gateway's MAC");
+        assert_eq!(s.next_hop(ip("10.0.0.2")).unwrap().link, 0);
+    }
+
+    #[test]
+    fn links_are_ports_then_sub_interfaces_with_their_tags_macs_and_sources() {
+        use crate::ctl::model::SubIfConf;
+        let mut m = model(vec![svc("10.0.0.100", 80, &[("10.0.0.2", 80, FwdMethod::Dr)])]);
+        m.net.subifs = vec![
+            SubIfConf { name: "eth0.20".into(), port: 0, vid: 20, mac: [2, 0, 0, 0, 0, 0x10], mtu: 1496, addrs: vec![(ip("10.0.20.1"), 24)] },
+            SubIfConf { name: "vmac".into(), port: 0, vid: 0, mac: [0, 0, 0x5e, 0, 1, 1], mtu: 1500, addrs: vec![] },
+        ];
+        // The same link-local router on two links, each with its own MAC.
+        m.net.neighbours.push(Neighbour { addr: ip("fe80::1"), mac: [2, 0, 0, 0, 0, 0xa1], dev: Some("eth0".into()) });
+        m.net.neighbours.push(Neighbour { addr: ip("fe80::1"), mac: [2, 0, 0, 0, 0, 0xa2], dev: Some("eth0.20".into()) });
+        m.net.routes.push(crate::ctl::model::RouteConf {
+            dst: ip("2001:db8:9::"),
+            len: 48,
+            metric: 0,
+            hops: vec![crate::ctl::model::RouteHop { dev: "eth0.20".into(), via: Some(ip("fe80::1")) }],
+        });
+        let s = Snapshot::build(&m, None).unwrap();
+        assert_eq!(s.links.len(), 3);
+        assert_eq!((s.links[1].port, s.links[1].vid, s.links[1].mtu), (0, 20, 1496));
+        assert_eq!(s.links[1].v4, Some("10.0.20.1".parse().unwrap()), "its own address for tunnels");
+        assert_eq!(s.links[2].v4, Some("10.0.0.1".parse().unwrap()), "none: its port's");
+        assert_eq!((s.link_of(0, 0), s.link_of(0, 20), s.link_of(0, 21), s.link_of(1, 0)), (Some(0), Some(1), None, None));
+        assert!(s.has_vid(0, 20) && !s.has_vid(0, 21) && !s.has_vid(0, 0) && !s.has_vid(1, 20) && !s.has_vid(7, 20));
+        assert!(s.is_own_mac(0, &[2, 0, 0, 0, 0, 0x10]) && s.is_own_mac(0, &[0, 0, 0x5e, 0, 1, 1]) && s.is_own_mac(9, &[0, 0, 0x5e, 0, 1, 1]));
+        assert!(!s.is_own_mac(0, &[2, 0, 0, 0, 0, 2]));
+        assert_eq!(s.next_hop(ip("2001:db8:9::5")), Some(Hop { link: 1, mac: [2, 0, 0, 0, 0, 0xa2] }), "the neighbour on the route's link");
+        assert!(s.is_own_addr(ip("10.0.20.1")) && s.is_own_addr(ip("10.0.0.100")) && !s.is_own_addr(ip("10.0.0.2")));
+    }
+
+    proptest::proptest! {
+        /// The filter in front of the own-address set never hides one.
+        #[test]
+        fn own_addresses_are_found_and_others_not(own in proptest::collection::vec(proptest::prelude::any::<u32>(), 1..40),
+                                                  other in proptest::collection::vec(proptest::prelude::any::<u128>(), 1..40)) {
+            let mut m = model(vec![]);
+            m.net.local_addrs = own.iter().map(|a| IpAddr::from(a.to_be_bytes())).collect();
+            m.net.local_addrs.extend(other.iter().take(5).map(|a| IpAddr::from(a.to_be_bytes())));
+            let s = Snapshot::build(&m, None).unwrap();
+            for a in &m.net.local_addrs {
+                proptest::prop_assert!(s.is_own_addr(*a));
+            }
+            for a in other.iter().skip(5) {
+                let a = IpAddr::from(a.to_be_bytes());
+                proptest::prop_assert_eq!(s.is_own_addr(a), m.net.local_addrs.contains(&a));
+            }
+        }
+    }
+
+    #[test]
+    fn bad_links_name_the_interface() {
+        use crate::ctl::model::SubIfConf;
+        let sub = |port, vid| SubIfConf { name: "eth0.x".into(), port, vid, mac: [2; 6], mtu: 1500, addrs: vec![] };
+        for (s, want) in [(sub(3, 20), "interface eth0.x: port 3 does not exist"), (sub(0, 4095), "interface eth0.x: VLAN id 4095 is not 1-4094")] {
+            let mut m = model(vec![]);
+            m.net.subifs.push(s);
+            assert_eq!(Snapshot::build(&m, None).unwrap_err().to_string(), want);
+        }
+        let mut m = model(vec![]);
+        m.net.subifs = (0..255).map(|i| SubIfConf { vid: i + 1, ..sub(0, 1) }).collect();
+        assert!(Snapshot::build(&m, None).unwrap_err().to_string().contains("more than 255"));
     }
 
     #[test]

@@ -196,9 +196,10 @@ fn rules_for(configured: &Model, running: Option<&Model>, net: &NetConf) -> Vec<
         rules.extend(Rule::for_services(&o.services, &o.groups));
     }
     rules.extend(
-        net.ports
-            .iter()
-            .flat_map(|p| p.addrs.iter().map(|(a, _)| Rule::Local(*a))),
+        net.links()
+            .flat_map(|l| l.addrs.iter().map(|(a, _)| *a))
+            .chain(net.local_addrs.iter().copied())
+            .map(Rule::Local),
     );
     rules.sort();
     rules.dedup();
@@ -669,13 +670,14 @@ scheduler = "rr"
                 mac: Some([2, 0, 0, 0, 0xaa, 1]),
                 mtu: 1500,
                 up: true,
+                upper: None,
             }],
             addrs: vec![Addr {
                 index: 5,
                 addr: "10.0.0.1".parse().unwrap(),
                 prefix: 24,
             }],
-            defaults: vec![],
+            routes: vec![],
             neighs: neigh_mac
                 .map(|m| Neigh {
                     index: 5,

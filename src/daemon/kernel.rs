@@ -2,7 +2,7 @@
 //!
 //! # Contract
 //!
-//! - [`Rtnl`] dumps the kernel's links, addresses, default routes and
+//! - [`Rtnl`] dumps the kernel's links, addresses, main-table routes and
 //!   neighbours ([`Rtnl::tables`]) in the calling thread's network
 //!   namespace, and asks the kernel to resolve a neighbour
 //!   ([`Rtnl::prompt`]).
@@ -12,7 +12,8 @@
 //!   triggers a fresh dump, so a lost notification (ENOBUFS) costs nothing
 //!   but a delay.
 //! - [`net_conf`] turns the dumps into the model's [`NetConf`] for the
-//!   director's interfaces, merged with the static configuration (the
+//!   director's interfaces — their VLAN (and macvlan) sub-interfaces, the
+//!   routes, the neighbours — merged with the static configuration (the
 //!   kernel wins, see the function), and lists the next hops nobody has
 //!   resolved yet. It is a pure function: tested without a kernel.
 //! - Control plane only: everything here allocates and blocks.
@@ -25,13 +26,16 @@
 //! host, without binding a socket or picking a port, and without guessing
 //! a MAC. (`ip neigh replace ADDR dev IF use` does the same.)
 
-use crate::ctl::model::{Mac, Neighbour, NetConf, PortConf};
+use crate::ctl::model::{Mac, Neighbour, NetConf, PortConf, RouteConf, RouteHop, SubIfConf};
+use crate::ctl::route::Routes;
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
     NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, VlanProtocol,
+};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
@@ -53,6 +57,8 @@ pub enum NetError {
     NoInterface(String),
     #[error("interface '{0}' has no Ethernet address (xvs needs an Ethernet-like device)")]
     NotEthernet(String),
+    #[error("interface '{name}' is a sub-interface (VLAN or macvlan) of '{port}': run xvs on '{port}' (-i {port}); it serves the sub-interfaces of its ports itself")]
+    SubInterface { name: String, port: String },
 }
 
 fn nl(op: &'static str) -> impl FnOnce(io::Error) -> NetError {
@@ -69,6 +75,17 @@ pub struct Link {
     pub mac: Option<Mac>,
     pub mtu: u32,
     pub up: bool,
+    /// For a VLAN (802.1Q) or macvlan device: the link it sits on.
+    pub upper: Option<Upper>,
+}
+
+/// What makes a link a sub-interface of another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Upper {
+    /// Index of the lower link (IFLA_LINK).
+    pub lower: u32,
+    /// VLAN id (IFLA_VLAN_ID); 0 for a macvlan.
+    pub vid: u16,
 }
 
 /// An address on a link.
@@ -79,13 +96,15 @@ pub struct Addr {
     pub prefix: u8,
 }
 
-/// A default route of the main table through a gateway.
+/// A route of the main table: unicast through `hops` (output link index,
+/// gateway), or with no hops a blackhole / unreachable / prohibit one.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DefaultRoute {
-    pub oif: u32,
-    pub gateway: IpAddr,
+pub struct Route {
+    pub dst: IpAddr,
+    pub len: u8,
     /// Lower wins.
     pub metric: u32,
+    pub hops: Vec<(u32, Option<IpAddr>)>,
 }
 
 /// A neighbour entry.
@@ -137,7 +156,7 @@ impl NeighState {
 pub struct Tables {
     pub links: Vec<Link>,
     pub addrs: Vec<Addr>,
-    pub defaults: Vec<DefaultRoute>,
+    pub routes: Vec<Route>,
     pub neighs: Vec<Neigh>,
 }
 
@@ -266,11 +285,11 @@ impl Rtnl {
             .collect())
     }
 
-    /// The default routes of the main table that go through a gateway.
+    /// The main table's unicast and unreachable routes, both families.
     ///
     /// # Errors
     /// The dump failed.
-    pub fn default_routes(&mut self) -> Result<Vec<DefaultRoute>, NetError> {
+    pub fn routes(&mut self) -> Result<Vec<Route>, NetError> {
         let msgs = self.dump(
             RouteNetlinkMessage::GetRoute(RouteMessage::default()),
             "dump routes",
@@ -278,7 +297,7 @@ impl Rtnl {
         Ok(msgs
             .into_iter()
             .filter_map(|m| match m {
-                RouteNetlinkMessage::NewRoute(r) => parse_default_route(&r),
+                RouteNetlinkMessage::NewRoute(r) => parse_route(&r),
                 _ => None,
             })
             .collect())
@@ -302,7 +321,7 @@ impl Rtnl {
             .collect())
     }
 
-    /// Links, addresses, default routes and neighbours.
+    /// Links, addresses, routes and neighbours.
     ///
     /// # Errors
     /// A dump failed.
@@ -310,7 +329,7 @@ impl Rtnl {
         Ok(Tables {
             links: self.links()?,
             addrs: self.addrs()?,
-            defaults: self.default_routes()?,
+            routes: self.routes()?,
             neighs: self.neighbours()?,
         })
     }
@@ -390,16 +409,56 @@ fn parse_link(l: &LinkMessage) -> Link {
         mac: None,
         mtu: 0,
         up: l.header.flags.contains(LinkFlags::Up),
+        upper: None,
     };
+    let (mut lower, mut kind, mut other_ns) = (None, None, false);
     for a in &l.attributes {
         match a {
             LinkAttribute::IfName(n) => link.name = n.clone(),
             LinkAttribute::Address(b) => link.mac = mac_of(b),
             LinkAttribute::Mtu(m) => link.mtu = *m,
+            LinkAttribute::Link(i) => lower = Some(*i),
+            // The lower link is in another namespace (a veth's peer, a
+            // macvlan moved away): not one of ours.
+            LinkAttribute::LinkNetNsId(_) => other_ns = true,
+            LinkAttribute::LinkInfo(infos) => kind = upper_kind(infos),
             _ => {}
         }
     }
+    if let (Some(lower), Some(vid), false) = (lower, kind, other_ns) {
+        link.upper = Some(Upper { lower, vid });
+    }
     link
+}
+
+/// The VLAN id of an 802.1Q VLAN device, 0 for a macvlan / macvtap;
+/// `None` for any other kind (an 802.1ad VLAN included: xvs tags 802.1Q).
+fn upper_kind(infos: &[LinkInfo]) -> Option<u16> {
+    let mut kind = None;
+    let mut vlan = None;
+    for i in infos {
+        match i {
+            LinkInfo::Kind(k) => kind = Some(k.clone()),
+            LinkInfo::Data(InfoData::Vlan(v)) => {
+                let mut id = None;
+                let mut dot1q = true;
+                for x in v {
+                    match x {
+                        InfoVlan::Id(n) => id = Some(*n),
+                        InfoVlan::Protocol(p) => dot1q = *p == VlanProtocol::Ieee8021Q,
+                        _ => {}
+                    }
+                }
+                vlan = id.filter(|n| dot1q && (1..=4094).contains(n));
+            }
+            _ => {}
+        }
+    }
+    match kind? {
+        InfoKind::Vlan => vlan,
+        InfoKind::MacVlan | InfoKind::MacVtap => Some(0),
+        _ => None,
+    }
 }
 
 fn parse_addr(a: &AddressMessage) -> Option<Addr> {
@@ -432,29 +491,50 @@ fn route_ip(r: &RouteAddress) -> Option<IpAddr> {
 /// The main table's id (RT_TABLE_MAIN).
 const RT_TABLE_MAIN: u32 = 254;
 
-fn parse_default_route(r: &RouteMessage) -> Option<DefaultRoute> {
-    if r.header.destination_prefix_length != 0 || r.header.kind != RouteType::Unicast {
-        return None;
-    }
+fn parse_route(r: &RouteMessage) -> Option<Route> {
+    let unicast = match r.header.kind {
+        RouteType::Unicast => true,
+        RouteType::BlackHole | RouteType::Unreachable | RouteType::Prohibit => false,
+        // local, broadcast, throw, multicast...: not where xvs sends.
+        _ => return None,
+    };
     let mut table = r.header.table as u32;
-    let (mut oif, mut gw, mut metric) = (None, None, 0);
+    let (mut dst, mut oif, mut gw, mut metric, mut multi) = (None, None, None, 0, Vec::new());
     for a in &r.attributes {
         match a {
             RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Destination(d) => dst = route_ip(d),
             RouteAttribute::Oif(i) => oif = Some(*i),
             RouteAttribute::Gateway(g) => gw = route_ip(g),
             RouteAttribute::Priority(p) => metric = *p,
+            RouteAttribute::MultiPath(hops) => {
+                for h in hops {
+                    let via = h.attributes.iter().find_map(|a| match a {
+                        RouteAttribute::Gateway(g) => route_ip(g),
+                        _ => None,
+                    });
+                    multi.push((h.interface_index, via));
+                }
+            }
             _ => {}
         }
     }
     if table != RT_TABLE_MAIN {
         return None;
     }
-    Some(DefaultRoute {
-        oif: oif?,
-        gateway: gw?,
-        metric,
-    })
+    let dst = match (dst, r.header.address_family) {
+        (Some(d), _) => d,
+        (None, AddressFamily::Inet) => IpAddr::from([0u8; 4]),
+        (None, AddressFamily::Inet6) => IpAddr::from([0u8; 16]),
+        _ => return None,
+    };
+    let hops = match (unicast, oif) {
+        (false, _) => Vec::new(),
+        (true, Some(o)) => vec![(o, gw)],
+        (true, None) if !multi.is_empty() => multi,
+        (true, None) => return None,
+    };
+    Some(Route { dst, len: r.header.destination_prefix_length, metric, hops })
 }
 
 fn parse_neigh(n: &NeighbourMessage) -> Option<Neigh> {
@@ -545,7 +625,8 @@ pub struct Unresolved {
 pub struct NetView {
     /// The model's network: one port per interface, in order.
     pub net: NetConf,
-    /// Kernel link index of each port.
+    /// Kernel link index of each link (ports, then sub-interfaces; 0 for
+    /// a configured sub-interface the kernel has no device for).
     pub indexes: Vec<u32>,
     /// Next hops of `wanted` with no usable MAC (prompt the kernel).
     pub unresolved: Vec<Unresolved>,
@@ -553,50 +634,37 @@ pub struct NetView {
     pub stale: Vec<Unresolved>,
 }
 
-fn in_prefix(a: IpAddr, net: IpAddr, len: u8) -> bool {
-    match (a, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let m = if len == 0 {
-                0
-            } else {
-                u32::MAX << (32 - len.min(32))
-            };
-            u32::from(a) & m == u32::from(n) & m
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let m = if len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - len.min(128))
-            };
-            u128::from(a) & m == u128::from(n) & m
-        }
-        _ => false,
-    }
-}
-
 /// Builds the model's network for the interfaces `ifaces` (the director's
 /// ports, in port order) from the kernel's `tables`, merged with the
 /// static configuration `statics`:
 ///
-/// - ports: name from `ifaces`; MAC, MTU, addresses and gateways from the
-///   kernel (the kernel wins — a config `[[interface]]` only names it).
-///   Global addresses come before link-local ones, so the first address of
-///   a family (the source of tunnels and ICMP errors) is a routable one.
-///   Gateways: the best default route of each family whose output link is
-///   the port; a family's default through a link that is not a port is
-///   ignored (xvs cannot send there).
-/// - neighbours: every usable kernel entry on a port; a static
-///   `[[neighbour]]` fills in only an address the kernel has no usable
-///   entry for (the kernel wins again: it re-verifies its entries, a file
-///   does not).
+/// - ports: name from `ifaces`; MAC, MTU and addresses from the kernel
+///   (the kernel wins — a config `[[interface]]` only names it). Global
+///   addresses come before link-local ones, so the first address of a
+///   family (the source of tunnels and ICMP errors) is a routable one.
+///   An interface that is itself a VLAN or macvlan device is refused:
+///   xvs binds the port underneath and serves its sub-interfaces.
+/// - sub-interfaces: the kernel's 802.1Q VLAN devices on a port (from
+///   IFLA_LINK and IFLA_VLAN_ID) and macvlans on a port or on one of
+///   those, with their MAC, MTU and addresses; then the config's
+///   sub-interfaces that the kernel has no device of that name for, as
+///   configured (their neighbours must be static: the kernel cannot
+///   resolve on a link it does not have).
+/// - routes: the kernel's main table, all of it (a route through a device
+///   that is not a link of ours hides less specific ones but gives no
+///   next hop); the config's routes and gateways are not used live.
+/// - neighbours: every usable kernel entry on a link, on that link; a
+///   static `[[neighbour]]` fills in only an address the kernel has no
+///   usable entry for (the kernel wins again: it re-verifies its entries,
+///   a file does not).
+/// - local addresses: the kernel's addresses on other devices.
 /// - `wanted` are the addresses the data path must reach (real servers);
-///   each one's next hop (itself on a connected prefix, else its family's
-///   gateway) without a usable MAC is listed in `unresolved` (STALE ones
-///   in `stale`).
+///   each one's next hop (by [`Routes`]) without a usable MAC is listed in
+///   `unresolved` (STALE ones in `stale`).
 ///
 /// # Errors
-/// An interface that does not exist or has no Ethernet address.
+/// An interface that does not exist, has no Ethernet address, or is a
+/// sub-interface.
 pub fn net_conf(
     tables: &Tables,
     ifaces: &[String],
@@ -604,77 +672,138 @@ pub fn net_conf(
     wanted: &[IpAddr],
 ) -> Result<NetView, NetError> {
     let mut view = NetView::default();
+    let addrs_of = |index: u32| {
+        let mut a: Vec<(IpAddr, u8)> = tables
+            .addrs
+            .iter()
+            .filter(|a| a.index == index)
+            .map(|a| (a.addr, a.prefix))
+            .collect();
+        a.sort_by_key(|(a, _)| is_link_local(*a));
+        a
+    };
+    let mtu16 = |m: u32| m.min(u16::MAX as u32) as u16;
     for name in ifaces {
         let link = tables
             .links
             .iter()
             .find(|l| &l.name == name)
             .ok_or_else(|| NetError::NoInterface(name.clone()))?;
+        if let Some(u) = link.upper {
+            let port = tables.links.iter().find(|l| l.index == u.lower).map_or_else(|| u.lower.to_string(), |l| l.name.clone());
+            return Err(NetError::SubInterface { name: name.clone(), port });
+        }
         let mac = link
             .mac
             .ok_or_else(|| NetError::NotEthernet(name.clone()))?;
-        let mut addrs: Vec<(IpAddr, u8)> = tables
-            .addrs
-            .iter()
-            .filter(|a| a.index == link.index)
-            .map(|a| (a.addr, a.prefix))
-            .collect();
-        addrs.sort_by_key(|(a, _)| is_link_local(*a));
-        let mut gateways = Vec::new();
-        for v4 in [true, false] {
-            let best = tables
-                .defaults
-                .iter()
-                .filter(|d| d.gateway.is_ipv4() == v4)
-                .min_by_key(|d| d.metric);
-            if let Some(d) = best.filter(|d| d.oif == link.index) {
-                gateways.push(d.gateway);
-            }
-        }
         view.net.ports.push(PortConf {
             name: name.clone(),
             mac,
-            mtu: link.mtu.min(u16::MAX as u32) as u16,
-            addrs,
-            gateways,
+            mtu: mtu16(link.mtu),
+            addrs: addrs_of(link.index),
+            gateways: Vec::new(),
         });
         view.indexes.push(link.index);
     }
+    // Sub-interfaces: on a port, then macvlans on those VLANs.
+    for pass in 0..2 {
+        for l in &tables.links {
+            let Some(u) = l.upper else { continue };
+            if view.indexes.contains(&l.index) {
+                continue;
+            }
+            let Some(lower) = view.indexes.iter().position(|i| *i == u.lower) else { continue };
+            let n = view.net.ports.len();
+            let (port, vid) = if lower < n {
+                if pass == 1 {
+                    continue;
+                }
+                (lower as u8, u.vid)
+            } else {
+                let s = &view.net.subifs[lower - n];
+                // Only a macvlan on a VLAN; no VLAN in a VLAN (802.1ad
+                // stacking is not 802.1Q).
+                if pass == 0 || u.vid != 0 || s.vid == 0 {
+                    continue;
+                }
+                (s.port, s.vid)
+            };
+            let parent_mac = view.net.ports[port as usize].mac;
+            view.net.subifs.push(SubIfConf {
+                name: l.name.clone(),
+                port,
+                vid,
+                mac: l.mac.unwrap_or(parent_mac),
+                mtu: mtu16(l.mtu),
+                addrs: addrs_of(l.index),
+            });
+            view.indexes.push(l.index);
+        }
+    }
+    for s in &statics.subifs {
+        if tables.links.iter().any(|l| l.name == s.name) {
+            continue;
+        }
+        let Some(port) = statics.ports.get(s.port as usize).and_then(|p| view.net.ports.iter().position(|q| q.name == p.name)) else {
+            continue;
+        };
+        let mac = if s.mac == crate::ctl::config::NO_MAC { view.net.ports[port].mac } else { s.mac };
+        view.net.subifs.push(SubIfConf { port: port as u8, mac, ..s.clone() });
+        // No kernel device: nothing to prompt on it.
+        view.indexes.push(0);
+    }
+    let name_of = |index: u32| tables.links.iter().find(|l| l.index == index).map_or_else(String::new, |l| l.name.clone());
+    view.net.routes = tables
+        .routes
+        .iter()
+        .map(|r| RouteConf {
+            dst: r.dst,
+            len: r.len,
+            metric: r.metric,
+            hops: r.hops.iter().map(|(oif, via)| RouteHop { dev: name_of(*oif), via: *via }).collect(),
+        })
+        .collect();
     let mut seen = BTreeSet::new();
     for n in &tables.neighs {
-        if !view.indexes.contains(&n.index) || !n.state.usable() {
+        let Some(li) = view.indexes.iter().position(|i| *i == n.index && *i != 0) else { continue };
+        if !n.state.usable() {
             continue;
         }
         if let Some(mac) = n.mac {
-            if seen.insert(n.addr) {
-                view.net.neighbours.push(Neighbour { addr: n.addr, mac });
-            }
+            let dev = view.net.links().nth(li).map(|l| l.name.to_string());
+            seen.insert(n.addr);
+            view.net.neighbours.push(Neighbour { addr: n.addr, mac, dev });
         }
     }
     for s in &statics.neighbours {
         if seen.insert(s.addr) {
-            view.net.neighbours.push(s.clone());
+            view.net.neighbours.push(Neighbour { dev: None, ..s.clone() });
         }
     }
+    view.net.local_addrs = tables
+        .addrs
+        .iter()
+        .filter(|a| !view.indexes.contains(&a.index))
+        .map(|a| a.addr)
+        .collect();
 
-    let mut hops = BTreeSet::new();
-    for &w in wanted {
-        if let Some(h) = next_hop_of(&view, w) {
-            hops.insert(h);
+    let routes = Routes::build(&view.net);
+    let hops: BTreeSet<_> = wanted.iter().filter_map(|w| routes.next_hop(*w)).collect();
+    for h in hops {
+        let index = view.indexes[h.link as usize];
+        if index == 0 {
+            continue;
         }
-    }
-    for (port, addr) in hops {
-        let index = view.indexes[port];
         let u = Unresolved {
             index,
-            iface: view.net.ports[port].name.clone(),
-            addr,
+            iface: view.net.links().nth(h.link as usize).map_or_else(String::new, |l| l.name.to_string()),
+            addr: h.addr,
         };
         let k = tables
             .neighs
             .iter()
-            .find(|n| n.index == index && n.addr == addr);
-        let statik = statics.neighbours.iter().any(|s| s.addr == addr);
+            .find(|n| n.index == index && n.addr == h.addr);
+        let statik = statics.neighbours.iter().any(|s| s.addr == h.addr);
         match k {
             Some(n) if n.state == NeighState::Stale => view.stale.push(u),
             Some(n) if n.state.usable() && n.mac.is_some() => {}
@@ -683,22 +812,6 @@ pub fn net_conf(
         }
     }
     Ok(view)
-}
-
-/// (port, address) of the next hop towards `ip`: itself when a port's
-/// prefix holds it, else the first port's gateway of its family.
-fn next_hop_of(view: &NetView, ip: IpAddr) -> Option<(usize, IpAddr)> {
-    for (i, p) in view.net.ports.iter().enumerate() {
-        if p.addrs.iter().any(|(a, l)| in_prefix(ip, *a, *l)) {
-            return Some((i, ip));
-        }
-    }
-    for (i, p) in view.net.ports.iter().enumerate() {
-        if let Some(g) = p.gateways.iter().find(|g| g.is_ipv4() == ip.is_ipv4()) {
-            return Some((i, *g));
-        }
-    }
-    None
 }
 
 fn is_link_local(a: IpAddr) -> bool {
@@ -716,6 +829,15 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn route(dst: &str, len: u8, metric: u32, hops: &[(u32, Option<&str>)]) -> Route {
+        Route {
+            dst: ip(dst),
+            len,
+            metric,
+            hops: hops.iter().map(|(o, v)| (*o, v.map(ip))).collect(),
+        }
+    }
+
     fn tables() -> Tables {
         Tables {
             links: vec![
@@ -725,6 +847,7 @@ mod tests {
                     mac: None,
                     mtu: 65536,
                     up: true,
+                    upper: None,
                 },
                 Link {
                     index: 2,
@@ -732,6 +855,7 @@ mod tests {
                     mac: Some([2, 0, 0, 0, 0, 0x10]),
                     mtu: 1500,
                     up: true,
+                    upper: None,
                 },
                 Link {
                     index: 3,
@@ -739,6 +863,7 @@ mod tests {
                     mac: Some([2, 0, 0, 0, 1, 0x10]),
                     mtu: 9000,
                     up: true,
+                    upper: None,
                 },
                 Link {
                     index: 4,
@@ -746,6 +871,7 @@ mod tests {
                     mac: Some([2, 0, 0, 0, 9, 9]),
                     mtu: 1500,
                     up: true,
+                    upper: None,
                 },
             ],
             addrs: vec![
@@ -780,22 +906,13 @@ mod tests {
                     prefix: 24,
                 },
             ],
-            defaults: vec![
-                DefaultRoute {
-                    oif: 4,
-                    gateway: ip("192.168.9.254"),
-                    metric: 100,
-                },
-                DefaultRoute {
-                    oif: 2,
-                    gateway: ip("10.0.0.254"),
-                    metric: 10,
-                },
-                DefaultRoute {
-                    oif: 4,
-                    gateway: ip("fe80::1"),
-                    metric: 1,
-                },
+            routes: vec![
+                route("0.0.0.0", 0, 100, &[(4, Some("192.168.9.254"))]),
+                route("0.0.0.0", 0, 10, &[(2, Some("10.0.0.254"))]),
+                route("::", 0, 1, &[(4, Some("fe80::1"))]),
+                route("10.0.0.0", 24, 0, &[(2, None)]),
+                route("10.0.1.0", 24, 0, &[(3, None)]),
+                route("192.168.9.0", 24, 0, &[(4, None)]),
             ],
             neighs: vec![
                 Neigh {
@@ -853,13 +970,90 @@ mod tests {
         );
         assert_eq!(p.addrs[0], (ip("10.0.0.1"), 24), "global addresses first");
         assert_eq!(p.addrs.last().unwrap().0, ip("fe80::10"));
-        assert_eq!(
-            p.gateways,
-            vec![ip("10.0.0.254")],
-            "the best IPv4 default; the IPv6 one is on mgmt"
-        );
-        assert!(v.net.ports[0].gateways.is_empty());
+        assert!(p.gateways.is_empty(), "gateways are routes now");
         assert_eq!(v.net.ports[0].mtu, 9000);
+        // The whole main table, output links by name (mgmt is no link of
+        // ours: its routes give no next hop, but they still count).
+        assert_eq!(v.net.routes.len(), 6);
+        assert_eq!(
+            v.net.routes[1],
+            RouteConf { dst: ip("0.0.0.0"), len: 0, metric: 10, hops: vec![RouteHop { dev: "eth0".into(), via: Some(ip("10.0.0.254")) }] }
+        );
+        assert_eq!(v.net.routes[2].hops[0].dev, "mgmt");
+        // lo's and mgmt's addresses are the director's too (martians).
+        assert_eq!(v.net.local_addrs, vec![ip("127.0.0.1"), ip("192.168.9.1")]);
+    }
+
+    /// eth1.20 (VLAN 20 on eth1), vrrp.51 (a macvlan on eth0, keepalived's
+    /// use_vmac), vrrp.52 (a macvlan on eth1.20), mgmt.7 (a VLAN on a
+    /// device that is no port), and what lives on them.
+    fn tables_with_subifs() -> Tables {
+        let mut t = tables();
+        let link = |index, name: &str, mac, upper| Link { index, name: name.into(), mac: Some(mac), mtu: 1500, up: true, upper };
+        t.links.push(link(5, "eth1.20", [2, 0, 0, 0, 1, 0x10], Some(Upper { lower: 3, vid: 20 })));
+        t.links.push(link(6, "vrrp.51", [0, 0, 0x5e, 0, 1, 51], Some(Upper { lower: 2, vid: 0 })));
+        t.links.push(link(7, "vrrp.52", [0, 0, 0x5e, 0, 1, 52], Some(Upper { lower: 5, vid: 0 })));
+        t.links.push(link(8, "mgmt.7", [2, 0, 0, 0, 9, 9], Some(Upper { lower: 4, vid: 7 })));
+        t.addrs.push(Addr { index: 5, addr: ip("10.0.20.1"), prefix: 24 });
+        t.addrs.push(Addr { index: 6, addr: ip("10.0.0.100"), prefix: 32 });
+        t.routes.push(route("10.0.20.0", 24, 0, &[(5, None)]));
+        t.routes.push(route("10.9.0.0", 16, 0, &[(3, Some("10.0.1.7"))]));
+        t.neighs.push(Neigh { index: 5, addr: ip("10.0.20.5"), mac: Some([2, 0, 0, 0, 20, 5]), state: NeighState::Valid });
+        t
+    }
+
+    #[test]
+    fn vlan_and_macvlan_sub_interfaces_of_ports_are_links() {
+        let v = net_conf(&tables_with_subifs(), &names(&["eth0", "eth1"]), &NetConf::default(), &[]).unwrap();
+        let subs: Vec<(&str, u8, u16, Mac)> = v.net.subifs.iter().map(|s| (s.name.as_str(), s.port, s.vid, s.mac)).collect();
+        assert_eq!(
+            subs,
+            vec![
+                ("eth1.20", 1, 20, [2, 0, 0, 0, 1, 0x10]),
+                ("vrrp.51", 0, 0, [0, 0, 0x5e, 0, 1, 51]),
+                ("vrrp.52", 1, 20, [0, 0, 0x5e, 0, 1, 52]),
+            ],
+            "mgmt.7 is on no port"
+        );
+        assert_eq!(v.indexes, vec![2, 3, 5, 6, 7]);
+        assert_eq!(v.net.subifs[0].addrs, vec![(ip("10.0.20.1"), 24)]);
+        let n = v.net.neighbours.iter().find(|n| n.addr == ip("10.0.20.5")).unwrap();
+        assert_eq!(n.dev.as_deref(), Some("eth1.20"), "a kernel entry is on its link");
+        assert!(!v.net.local_addrs.contains(&ip("10.0.20.1")) && v.net.local_addrs.contains(&ip("192.168.9.1")));
+    }
+
+    #[test]
+    fn a_sub_interface_is_not_a_port() {
+        let e = net_conf(&tables_with_subifs(), &names(&["eth1.20"]), &NetConf::default(), &[]).unwrap_err();
+        assert!(e.to_string().contains("'eth1.20' is a sub-interface (VLAN or macvlan) of 'eth1': run xvs on 'eth1' (-i eth1)"), "{e}");
+    }
+
+    #[test]
+    fn next_hops_follow_the_routes_and_links() {
+        let wanted = [ip("10.9.1.1"), ip("10.9.2.2"), ip("10.0.20.5"), ip("10.0.20.6")];
+        let v = net_conf(&tables_with_subifs(), &names(&["eth0", "eth1"]), &NetConf::default(), &wanted).unwrap();
+        let un: Vec<(u32, &str, IpAddr)> = v.unresolved.iter().map(|u| (u.index, u.iface.as_str(), u.addr)).collect();
+        // Both behind the static route share its gateway; 10.0.20.5 is known.
+        assert_eq!(un, vec![(3, "eth1", ip("10.0.1.7")), (5, "eth1.20", ip("10.0.20.6"))]);
+    }
+
+    #[test]
+    fn a_configured_vlan_the_kernel_lacks_is_taken_as_configured() {
+        let statics = NetConf {
+            ports: vec![PortConf { name: "eth1".into(), mac: [0; 6], mtu: 1500, addrs: vec![], gateways: vec![] }],
+            subifs: vec![
+                SubIfConf { name: "eth1.30".into(), port: 0, vid: 30, mac: [0; 6], mtu: 1500, addrs: vec![(ip("10.0.30.1"), 24)] },
+                // The kernel's own eth1.20 wins over this one.
+                SubIfConf { name: "eth1.20".into(), port: 0, vid: 99, mac: [0; 6], mtu: 1500, addrs: vec![] },
+            ],
+            ..NetConf::default()
+        };
+        let wanted = [ip("10.0.30.7")];
+        let v = net_conf(&tables_with_subifs(), &names(&["eth0", "eth1"]), &statics, &wanted).unwrap();
+        let s = v.net.subifs.iter().find(|s| s.name == "eth1.30").unwrap();
+        assert_eq!((s.port, s.vid, s.mac), (1, 30, [2, 0, 0, 0, 1, 0x10]), "on eth1, with its MAC");
+        assert_eq!(v.net.subifs.iter().find(|s| s.name == "eth1.20").unwrap().vid, 20);
+        assert!(v.unresolved.is_empty(), "no kernel device to resolve on: {:?}", v.unresolved);
     }
 
     #[test]
@@ -868,14 +1062,17 @@ mod tests {
             ports: vec![],
             neighbours: vec![
                 Neighbour {
+                    dev: None,
                     addr: ip("10.0.0.254"),
                     mac: [6; 6],
                 },
                 Neighbour {
+                    dev: None,
                     addr: ip("10.0.1.2"),
                     mac: [7; 6],
                 },
             ],
+            ..NetConf::default()
         };
         let v = net_conf(&tables(), &names(&["eth0", "eth1"]), &statics, &[]).unwrap();
         let got: Vec<(IpAddr, Mac)> = v.net.neighbours.iter().map(|n| (n.addr, n.mac)).collect();
@@ -932,13 +1129,84 @@ mod tests {
         assert!(e.to_string().contains("no Ethernet address"), "{e}");
     }
 
+    fn link_msg(name: &str, lower: Option<u32>, info: Vec<LinkInfo>, netns: bool) -> LinkMessage {
+        let mut l = LinkMessage::default();
+        l.header.index = 9;
+        l.attributes.push(LinkAttribute::IfName(name.into()));
+        l.attributes.push(LinkAttribute::Address(vec![2, 0, 0, 0, 0, 9]));
+        l.attributes.push(LinkAttribute::Mtu(1500));
+        if let Some(i) = lower {
+            l.attributes.push(LinkAttribute::Link(i));
+        }
+        if netns {
+            l.attributes.push(LinkAttribute::LinkNetNsId(1));
+        }
+        if !info.is_empty() {
+            l.attributes.push(LinkAttribute::LinkInfo(info));
+        }
+        l
+    }
+
+    fn vlan_info(id: u16, proto: VlanProtocol) -> Vec<LinkInfo> {
+        vec![LinkInfo::Kind(InfoKind::Vlan), LinkInfo::Data(InfoData::Vlan(vec![InfoVlan::Id(id), InfoVlan::Protocol(proto)]))]
+    }
+
     #[test]
-    fn prefixes() {
-        assert!(in_prefix(ip("10.0.1.7"), ip("10.0.1.254"), 24));
-        assert!(!in_prefix(ip("10.0.2.7"), ip("10.0.1.254"), 24));
-        assert!(in_prefix(ip("1.2.3.4"), ip("10.0.1.254"), 0));
-        assert!(in_prefix(ip("2001:db8::5"), ip("2001:db8::1"), 64));
-        assert!(!in_prefix(ip("2001:db8::5"), ip("10.0.0.1"), 0));
+    fn vlan_and_macvlan_links_name_their_lower_link() {
+        let up = |m: LinkMessage| parse_link(&m).upper;
+        assert_eq!(up(link_msg("eth1.20", Some(3), vlan_info(20, VlanProtocol::Ieee8021Q), false)), Some(Upper { lower: 3, vid: 20 }));
+        assert_eq!(up(link_msg("vrrp.51", Some(2), vec![LinkInfo::Kind(InfoKind::MacVlan)], false)), Some(Upper { lower: 2, vid: 0 }));
+        assert_eq!(up(link_msg("eth1.20", Some(3), vlan_info(20, VlanProtocol::Ieee8021Ad), false)), None, "802.1ad");
+        assert_eq!(up(link_msg("veth0", Some(3), vec![LinkInfo::Kind(InfoKind::Veth)], true)), None, "a veth's peer");
+        assert_eq!(up(link_msg("mv", Some(3), vec![LinkInfo::Kind(InfoKind::MacVlan)], true)), None, "lower in another namespace");
+        assert_eq!(up(link_msg("eth0", None, vec![], false)), None);
+        let l = parse_link(&link_msg("eth1.20", Some(3), vlan_info(20, VlanProtocol::Ieee8021Q), false));
+        assert_eq!((l.name.as_str(), l.mac, l.mtu), ("eth1.20", Some([2, 0, 0, 0, 0, 9]), 1500));
+    }
+
+    fn route_msg(kind: RouteType, table: u8, len: u8, attrs: Vec<RouteAttribute>) -> RouteMessage {
+        let mut r = RouteMessage::default();
+        r.header.address_family = AddressFamily::Inet;
+        r.header.destination_prefix_length = len;
+        r.header.table = table;
+        r.header.kind = kind;
+        r.attributes = attrs;
+        r
+    }
+
+    #[test]
+    fn main_table_routes_are_parsed_with_their_kind_and_hops() {
+        use std::net::Ipv4Addr;
+        let v4 = |s: &str| RouteAddress::Inet(s.parse::<Ipv4Addr>().unwrap());
+        let r = parse_route(&route_msg(RouteType::Unicast, 254, 16, vec![
+            RouteAttribute::Destination(v4("10.9.0.0")),
+            RouteAttribute::Gateway(v4("10.0.1.7")),
+            RouteAttribute::Oif(3),
+            RouteAttribute::Priority(20),
+        ]));
+        assert_eq!(r, Some(route("10.9.0.0", 16, 20, &[(3, Some("10.0.1.7"))])));
+        // The default route has no destination attribute.
+        let r = parse_route(&route_msg(RouteType::Unicast, 254, 0, vec![RouteAttribute::Gateway(v4("10.0.0.254")), RouteAttribute::Oif(2)]));
+        assert_eq!(r, Some(route("0.0.0.0", 0, 0, &[(2, Some("10.0.0.254"))])));
+        // ECMP: RTA_MULTIPATH.
+        let hop = |oif, gw: &str| {
+            let mut h = netlink_packet_route::route::RouteNextHop::default();
+            h.interface_index = oif;
+            h.attributes.push(RouteAttribute::Gateway(v4(gw)));
+            h
+        };
+        let r = parse_route(&route_msg(RouteType::Unicast, 254, 24, vec![
+            RouteAttribute::Destination(v4("203.0.113.0")),
+            RouteAttribute::MultiPath(vec![hop(2, "10.0.0.11"), hop(3, "10.0.1.11")]),
+        ]));
+        assert_eq!(r, Some(route("203.0.113.0", 24, 0, &[(2, Some("10.0.0.11")), (3, Some("10.0.1.11"))])));
+        // Unreachable kinds have no hops; other tables and kinds are not ours.
+        let r = parse_route(&route_msg(RouteType::BlackHole, 254, 8, vec![RouteAttribute::Destination(v4("10.0.0.0"))]));
+        assert_eq!(r, Some(route("10.0.0.0", 8, 0, &[])));
+        assert_eq!(parse_route(&route_msg(RouteType::Unicast, 100, 0, vec![RouteAttribute::Oif(2)])), None);
+        assert_eq!(parse_route(&route_msg(RouteType::Unicast, 0, 0, vec![RouteAttribute::Table(100), RouteAttribute::Oif(2)])), None);
+        assert_eq!(parse_route(&route_msg(RouteType::Local, 254, 32, vec![RouteAttribute::Destination(v4("10.0.0.1")), RouteAttribute::Oif(2)])), None);
+        assert_eq!(parse_route(&route_msg(RouteType::Unicast, 254, 0, vec![])), None, "unicast without a way out");
     }
 
     /// Needs root only for the neighbour prompt's namespace; the dumps work

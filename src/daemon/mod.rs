@@ -13,7 +13,7 @@
 //!   and publish copies of their counters every
 //!   [`report::REPORT_INTERVAL`].
 //! - Next hops come from the kernel: [`run::NetWatcher`] dumps links,
-//!   addresses, default routes and neighbours (on every rtnetlink
+//!   addresses, the main routing table and neighbours (on every rtnetlink
 //!   notification and every second) and prompts the kernel to resolve the
 //!   next hops nobody knows yet.
 

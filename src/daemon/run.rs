@@ -630,7 +630,7 @@ fn worker_main(mut ctx: WorkerCtx) {
 }
 
 /// The thread that keeps the director's view of the kernel current: it
-/// dumps links, addresses, default routes and neighbours on every
+/// dumps links, addresses, routes and neighbours on every
 /// rtnetlink notification (coalesced) and at least every
 /// [`NetWatcher::REFRESH`], feeds them to [`Director::kernel_update`], and
 /// prompts the kernel to resolve (or re-verify) the next hops the director

@@ -192,10 +192,13 @@ impl SharedLoad {
 // by the control plane (`ctl::snapshot`), defined here so that the data
 // path depends on nothing above it.
 
-/// Where to send a frame for a neighbour: egress port and the MAC.
+/// Where to send a frame for a neighbour: the egress link (index in
+/// `Snapshot::links`: a port, or a VLAN on one) and the neighbour's MAC.
+/// Seven bytes: a connection holds two and an IPv4 connection fits one
+/// cache line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hop {
-    pub port: u8,
+    pub link: u8,
     pub mac: Mac,
 }
 

@@ -109,6 +109,19 @@ impl FwdMethod {
     pub const fn sees_replies(self) -> bool {
         matches!(self, FwdMethod::Nat | FwdMethod::FullNat)
     }
+    /// Whether this method's transmit would drop a packet with TTL / hop
+    /// limit `ttl`: NAT and FULLNAT route (decrement it, drop at 1 or 0);
+    /// DR and TUN leave the IP header as it is.
+    ///
+    /// # Errors
+    /// [`crate::stats::DropReason::TtlExceeded`].
+    #[inline]
+    pub fn check_ttl(self, ttl: u8) -> Result<(), crate::stats::DropReason> {
+        if self.sees_replies() && ttl <= 1 {
+            return Err(crate::stats::DropReason::TtlExceeded);
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Display for FwdMethod {

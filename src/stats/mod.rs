@@ -96,6 +96,20 @@ reasons! {
         /// Packet family (IPv4/IPv6) differs from its real server's (e.g. TUN
         /// with an IPv6 real server for an IPv4 VIP).
         FamilyMismatch => "family_mismatch",
+        /// A unicast frame to a MAC that is none of the director's (the
+        /// kernel's PACKET_OTHERHOST: unicast flooded by a switch).
+        OtherHost => "other_host",
+        /// A frame tagged with a VLAN id that no sub-interface of its port
+        /// has (the kernel drops it too).
+        UnknownVlan => "unknown_vlan",
+        /// A new flow from a martian source (RFC 1812: 0/8, 127/8,
+        /// multicast, class E, limited broadcast; IPv6 ::, ::1, ff00::/8,
+        /// ::ffff:0:0/96; or one of the director's own addresses).
+        Martian => "martian",
+        /// A SYN that also carries FIN or RST (never scheduled).
+        BadSyn => "bad_syn",
+        /// A new flow with source or destination port 0.
+        ZeroPort => "zero_port",
     }
 }
 
@@ -109,6 +123,9 @@ reasons! {
         NotService => "not_service",
         /// ICMP that is not an error about a tracked connection (e.g. echo).
         Icmp => "icmp",
+        /// A broadcast or multicast frame: IPVS takes only frames to the
+        /// host's own MAC (PACKET_HOST) and leaves the others to the stack.
+        NotHost => "not_host",
         /// A later fragment of a datagram whose first fragment went to the
         /// kernel.
         Fragment => "fragment",

@@ -73,6 +73,19 @@ impl<'a> Frame<'a> {
         true
     }
 
+    /// Moves the frame start `n` bytes to the back (dropping them; they
+    /// become headroom). False when the frame is shorter than `n`.
+    #[inline]
+    #[must_use]
+    pub fn pop_front(&mut self, n: usize) -> bool {
+        if n > self.len {
+            return false;
+        }
+        self.head += n;
+        self.len -= n;
+        true
+    }
+
     /// Shortens the frame to `len` bytes (no-op when already shorter).
     #[inline]
     pub fn truncate(&mut self, len: usize) {
@@ -92,6 +105,9 @@ mod tests {
         assert!(f.push_front(20));
         assert_eq!((f.head, f.len), (0, 70));
         assert!(!f.push_front(1));
+        assert!(f.pop_front(4));
+        assert_eq!((f.head, f.len, f.headroom()), (4, 66, 4));
+        assert!(!f.pop_front(67));
         f.truncate(10);
         assert_eq!(f.data().len(), 10);
     }

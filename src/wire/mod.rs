@@ -479,6 +479,64 @@ fn parse_l4(f: &[u8], m: &mut Meta) -> Result<(), Reject> {
     Ok(())
 }
 
+/// Makes the frame's 802.1Q tag say `vid`, 0 meaning no tag: rewrites
+/// the tag's id (priority bits 0, as the kernel's VLAN devices send, and
+/// an 802.1ad tag's type to 802.1Q: the links are 802.1Q VLANs), puts
+/// a tag in (4 bytes into the headroom) or takes it out; `m`'s offsets
+/// follow the IP header. A frame already 802.1Q-tagged `vid` is left as it is.
+///
+/// # Errors
+/// [`DropReason::NoHeadroom`] when there is no room for the tag.
+#[cold]
+#[inline(never)]
+pub fn set_vlan(fr: &mut Frame<'_>, m: &mut Meta, vid: u16) -> Result<(), DropReason> {
+    match (m.vlan, vid) {
+        (false, 0) => {}
+        (true, 0) => {
+            // The MACs move 4 bytes on, over the tag.
+            fr.data_mut().copy_within(0..12, VLAN_HLEN);
+            if !fr.pop_front(VLAN_HLEN) {
+                return Err(DropReason::Truncated);
+            }
+            m.l3 -= VLAN_HLEN as u16;
+            m.l4 -= VLAN_HLEN as u16;
+            m.end -= VLAN_HLEN as u16;
+            m.vlan = false;
+        }
+        (true, v) => {
+            // Our links are 802.1Q: an 802.1ad tag leaves as one.
+            let f = fr.data_mut();
+            if be16(f, 14) & 0x0fff != v || be16(f, 12) != ETHERTYPE_VLAN {
+                put16(f, 12, ETHERTYPE_VLAN);
+                put16(f, 14, v);
+            }
+        }
+        (false, v) => {
+            if !fr.push_front(VLAN_HLEN) {
+                return Err(DropReason::NoHeadroom);
+            }
+            let f = fr.data_mut();
+            f.copy_within(VLAN_HLEN..VLAN_HLEN + 12, 0);
+            put16(f, 12, ETHERTYPE_VLAN);
+            put16(f, 14, v);
+            m.l3 += VLAN_HLEN as u16;
+            m.l4 += VLAN_HLEN as u16;
+            m.end += VLAN_HLEN as u16;
+            m.vlan = true;
+        }
+    }
+    Ok(())
+}
+
+/// The VLAN id of a frame `m` says is tagged (0 for an untagged one).
+#[inline]
+pub fn vlan_id(f: &[u8], m: &Meta) -> u16 {
+    if m.vlan {
+        be16(f, 14) & 0x0fff
+    } else {
+        0
+    }
+}
 /// An Ethernet address.
 pub type Mac = [u8; 6];
 
@@ -539,6 +597,54 @@ mod tests {
         f.resize(60, 0);
         let m = parse(&f).unwrap();
         assert_eq!(m.end as usize, ip_end);
+    }
+
+    #[test]
+    fn set_vlan_puts_in_changes_and_takes_out_a_tag() {
+        let plain = tcp4([10, 0, 0, 1], 1234, [10, 0, 0, 100], 80, tcp_flags::ACK, b"data");
+        let mut b = vec![0u8; 64 + plain.len() + 8];
+        b[64..64 + plain.len()].copy_from_slice(&plain);
+        let mut fr = Frame::new(&mut b, 64, plain.len());
+        let mut m = parse(fr.data()).unwrap();
+        set_vlan(&mut fr, &mut m, 20).unwrap();
+        assert_eq!(fr.data(), &vlan(plain.clone(), 20)[..], "in");
+        assert_eq!(m, parse(fr.data()).unwrap(), "the offsets follow");
+        set_vlan(&mut fr, &mut m, 20).unwrap();
+        assert_eq!(fr.data(), &vlan(plain.clone(), 20)[..], "the same tag: untouched");
+        set_vlan(&mut fr, &mut m, 4094).unwrap();
+        assert_eq!(fr.data(), &vlan(plain.clone(), 4094)[..], "changed");
+        assert_eq!(vlan_id(fr.data(), &m), 4094);
+        set_vlan(&mut fr, &mut m, 0).unwrap();
+        assert_eq!(fr.data(), &plain[..], "out");
+        assert_eq!((m, vlan_id(fr.data(), &m)), (parse(fr.data()).unwrap(), 0));
+        set_vlan(&mut fr, &mut m, 0).unwrap();
+        assert_eq!(fr.data(), &plain[..], "untagged stays so");
+        // A priority tag's bits go when the id changes.
+        let mut prio = vlan(plain.clone(), 7);
+        prio[14] |= 0xe0;
+        let mut b = vec![0u8; 64 + prio.len()];
+        b[64..].copy_from_slice(&prio);
+        let mut fr = Frame::new(&mut b, 64, prio.len());
+        let mut m = parse(fr.data()).unwrap();
+        set_vlan(&mut fr, &mut m, 8).unwrap();
+        assert_eq!(fr.data(), &vlan(plain.clone(), 8)[..]);
+        // An 802.1ad tag leaves as an 802.1Q one, the same id or not.
+        for vid in [8, 9] {
+            let mut ad = vlan(plain.clone(), 8);
+            ad[12..14].copy_from_slice(&ETHERTYPE_QINQ.to_be_bytes());
+            let mut b = vec![0u8; 64 + ad.len()];
+            b[64..].copy_from_slice(&ad);
+            let mut fr = Frame::new(&mut b, 64, ad.len());
+            let mut m = parse(fr.data()).unwrap();
+            set_vlan(&mut fr, &mut m, vid).unwrap();
+            assert_eq!(fr.data(), &vlan(plain.clone(), vid)[..], "802.1ad to {vid}");
+        }
+        // No headroom: refused, the frame as it was.
+        let mut b = plain.clone();
+        let mut fr = Frame::new(&mut b, 0, plain.len());
+        let mut m = parse(fr.data()).unwrap();
+        assert_eq!(set_vlan(&mut fr, &mut m, 5), Err(DropReason::NoHeadroom));
+        assert_eq!((fr.data(), m), (&plain[..], parse(&plain).unwrap()));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! Prefetches are hints: what this stage computes is only the parse
 //! result and the hash, which the processing stage would compute anyway.
 
-use super::{parse, Family, Tables, Verdict, Worker, BURST};
+use super::{parse, Family, Tables, Verdict, Worker, BURST, MAC_BITS};
 use crate::ipvs::conn::Key;
 use crate::wire::{proto, Frame, Meta, Reject};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -50,10 +50,25 @@ fn hash_of<A: Family>(tables: &mut Tables, f: &[u8], m: &Meta) -> u64 {
     A::table(tables).hash(&key)
 }
 
-/// Parses `f` and hashes its key (no prefetch).
+/// Parses the frame, checks its L2 (a frame the kernel would not take
+/// becomes a reject here: [`Worker::not_for_us`]) and hashes its key (no
+/// prefetch).
 #[inline(always)]
-pub(super) fn prepare(tables: &mut Tables, f: &[u8]) -> Prepared {
-    let meta = parse(f);
+pub(super) fn prepare(w: &mut Worker, fr: &Frame<'_>) -> Prepared {
+    let f = fr.data();
+    let mut meta = parse(f);
+    if let Ok(m) = &meta {
+        // The common frame: untagged, to its port's MAC — read as one
+        // 8-byte load (a parsed frame is longer), the two bytes after the
+        // MAC masked off.
+        let plain = !m.vlan && f.first_chunk::<8>().is_some_and(|h| u64::from_le_bytes(*h) & MAC_BITS == w.port_mac[fr.port as usize]);
+        if !plain {
+            if let Some(r) = w.not_for_us(fr, m) {
+                meta = Err(r);
+            }
+        }
+    }
+    let tables = &mut w.tables;
     let (hash, table) = match &meta {
         Ok(m) if m.proto == proto::TCP || m.proto == proto::UDP => {
             if m.v6 {
@@ -91,7 +106,7 @@ impl Worker {
         let n = frames.len().min(verdicts.len()).min(BURST);
         let mut pre = [Prepared::NONE; BURST];
         for (i, fr) in frames.iter().take(n).enumerate() {
-            pre[i] = prepare(&mut self.tables, fr.data());
+            pre[i] = prepare(self, fr);
             let (hash, table) = (pre[i].hash, pre[i].table);
             match table {
                 V4 => self.tables.v4.prefetch(hash),

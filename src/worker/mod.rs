@@ -38,7 +38,7 @@ use crate::ipvs::xmit::{self, tun::TunError};
 use crate::ipvs::FwdMethod;
 use crate::stats::{DestStats, Dir, DropReason, PassReason, WorkerCounters};
 use crate::wire::icmp::{self, ErrorKind};
-use crate::wire::{frag_id, parse, proto, src_mac, tcp_flags, Frame, Ip, Meta, Reject, FRAG_LATER};
+use crate::wire::{dst_mac, frag_id, parse, proto, src_mac, tcp_flags, vlan_id, Frame, Ip, Meta, Reject, FRAG_LATER};
 use frag::{FragKey, FragTable, Follow};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -165,6 +165,10 @@ pub struct Worker {
     /// table of live connections costs one search per tick, not one per
     /// SYN of a flood.
     evict_miss: u32,
+    /// Per port, its MAC as a number ([`mac48`]); `u64::MAX` (no MAC
+    /// reads as that) for ports that do not exist. Inline, indexed by the
+    /// port byte: the L2 check of a frame is one load and one compare.
+    port_mac: [u64; 256],
     /// The same for a full FULLNAT port pool.
     port_evict_miss: u32,
     /// drop_entry's rate counters, by packets seen (`todrop_entry`).
@@ -174,6 +178,15 @@ pub struct Worker {
     /// The rate limit of the ICMP errors it builds (its share).
     icmp_limit: TokenBucket,
 }
+
+/// A MAC as a number: the six bytes, little endian, in the low 48 bits
+/// (what an 8-byte load of the frame start masked with [`MAC_BITS`] reads).
+#[inline(always)]
+fn mac48(m: &[u8; 6]) -> u64 {
+    u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0])
+}
+
+const MAC_BITS: u64 = (1 << 48) - 1;
 
 impl Worker {
     /// Worker `id` of `workers`, forwarding with `snap`, its clock at
@@ -194,6 +207,7 @@ impl Worker {
             now,
             ip_id: xmit::tun::IpIds::new(id, workers),
             evict_miss: now.wrapping_sub(1),
+            port_mac: [u64::MAX; 256],
             port_evict_miss: now.wrapping_sub(1),
             todrop: [0; 9],
             frags: FragTable::default(),
@@ -277,6 +291,10 @@ impl Worker {
         self.tables.v6.set_max(new.max_conns);
         let (rate, burst) = new.icmp_limit;
         self.icmp_limit.reshape(TokenBucket::share(rate, burst, self.workers, self.now_ns));
+        self.port_mac = [u64::MAX; 256];
+        for (m, p) in self.port_mac.iter_mut().zip(&new.ports) {
+            *m = mac48(&p.mac);
+        }
     }
 
     /// Counts a frame its driver dropped before the worker saw it.
@@ -446,7 +464,7 @@ impl Worker {
     /// Processes one frame (the clock must have been set).
     #[inline]
     pub fn process(&mut self, fr: &mut Frame<'_>) -> Verdict {
-        let p = burst::prepare(&mut self.tables, fr.data());
+        let p = burst::prepare(self, fr);
         self.process_prepared(fr, &p)
     }
 
@@ -472,6 +490,42 @@ impl Worker {
             Verdict::Handoff { .. } => self.counters.handoffs += 1,
         }
         v
+    }
+
+    /// What the kernel in front of IPVS does with a frame that is not for
+    /// this host, decided on L2 alone: a unicast frame to another MAC
+    /// (PACKET_OTHERHOST: flooded by a switch, e.g. to a VRRP backup) or
+    /// with a VLAN id none of the port's sub-interfaces has is dropped; a
+    /// broadcast or multicast one is left to the kernel (IPVS schedules
+    /// PACKET_HOST frames only). `None`: the frame is ours.
+    ///
+    /// Only for frames that are not untagged and to their port's MAC: the
+    /// burst's first stage answers that with one compare of the MAC as a
+    /// number, so the common frame never comes here, and what is not ours
+    /// becomes a reject like a malformed frame.
+    #[cold]
+    #[inline(never)]
+    fn not_for_us(&self, fr: &Frame<'_>, m: &Meta) -> Option<Reject> {
+        let f = fr.data();
+        if f[0] & 1 != 0 {
+            return Some(Reject::Pass(PassReason::NotHost));
+        }
+        if !self.snap.is_own_mac(fr.port, &dst_mac(f)) {
+            return Some(Reject::Drop(DropReason::OtherHost));
+        }
+        let vid = vlan_id(f, m);
+        // VLAN 0 is a priority tag: the port's own frame.
+        if vid != 0 && !self.snap.has_vid(fr.port, vid) {
+            return Some(Reject::Drop(DropReason::UnknownVlan));
+        }
+        None
+    }
+
+    /// The link a frame arrived on (its port, or the port's VLAN
+    /// sub-interface of its tag).
+    #[cold]
+    fn ingress_link(&self, fr: &Frame<'_>, m: &Meta) -> u8 {
+        self.snap.link_of(fr.port, vlan_id(fr.data(), m)).unwrap_or(fr.port)
     }
 
     /// The worker that owns the flow of the packet `key` describes: the
@@ -510,9 +564,17 @@ impl Worker {
         // keys, so a hit is ours, and the common case skips the ownership
         // rule's VIP / local address lookups.
         if let Some((idx, dir)) = A::table(&mut self.tables).lookup_hashed(&key, hash) {
-            // A SYN on a connection that is over starts a new one (IPVS's
-            // conn_reuse_mode); one flag test keeps this off the common path.
-            if m.tcp_flags & tcp_flags::SYN == 0 || dir != Dir::In || m.proto != proto::TCP || !self.retire_for_syn::<A>(idx) {
+            // One flag test keeps SYNs off the common path (UDP has no
+            // flags). A SYN with FIN or RST is no segment a stack sends;
+            // a SYN on a connection that is over starts a new one (IPVS's
+            // conn_reuse_mode).
+            if m.tcp_flags & tcp_flags::SYN == 0 {
+                return self.forward::<A, false>(fr, &mut m, idx, dir);
+            }
+            if m.tcp_flags & (tcp_flags::FIN | tcp_flags::RST) != 0 {
+                return Verdict::Drop(DropReason::BadSyn);
+            }
+            if dir != Dir::In || !self.retire_for_syn::<A>(idx) {
                 return self.forward::<A, false>(fr, &mut m, idx, dir);
             }
         }
@@ -593,6 +655,11 @@ impl Worker {
         }
     }
 
+    /// Also refreshes the next hops: towards the real server (the dest's
+    /// current hop) and, when the replies pass through us, towards the
+    /// client (the current route to it) — a changed neighbour MAC or route
+    /// reaches established connections on their next packet. A hop that
+    /// is unknown now keeps its last value.
     #[cold]
     #[inline(never)]
     fn rebind_slow<A: Ip>(snap: &Snapshot, c: &mut Conn<A>) {
@@ -605,6 +672,11 @@ impl Worker {
                 }
             }
             None => c.dest = NO_DEST,
+        }
+        if c.fwd.sees_replies() && !c.is_template() {
+            if let Some(h) = snap.next_hop(c.caddr.into()) {
+                c.client_hop = h;
+            }
         }
     }
 
@@ -667,13 +739,13 @@ impl Worker {
         let c = &*c;
         let bytes = fr.len as u64;
         let res = match (c.fwd, dir) {
-            (FwdMethod::Dr, Dir::In) => xmit::dr::xmit(fr, m, &c.dest_hop, &snap.ports),
-            (FwdMethod::Nat, Dir::In) if LATER => xmit::nat::frag_in(fr, m, c, &snap.ports),
-            (FwdMethod::Nat, Dir::Out) if LATER => xmit::nat::frag_out(fr, m, c, &snap.ports),
-            (FwdMethod::FullNat, Dir::In) if LATER => xmit::fullnat::frag_in(fr, m, c, &snap.ports),
-            (FwdMethod::FullNat, Dir::Out) if LATER => xmit::fullnat::frag_out(fr, m, c, &snap.ports),
-            (FwdMethod::Nat, Dir::In) => xmit::nat::xmit_in(fr, m, c, &snap.ports),
-            (FwdMethod::Nat, Dir::Out) => xmit::nat::xmit_out(fr, m, c, &snap.ports),
+            (FwdMethod::Dr, Dir::In) => xmit::dr::xmit(fr, m, &c.dest_hop, &snap.links),
+            (FwdMethod::Nat, Dir::In) if LATER => xmit::nat::frag_in(fr, m, c, &snap.links),
+            (FwdMethod::Nat, Dir::Out) if LATER => xmit::nat::frag_out(fr, m, c, &snap.links),
+            (FwdMethod::FullNat, Dir::In) if LATER => xmit::fullnat::frag_in(fr, m, c, &snap.links),
+            (FwdMethod::FullNat, Dir::Out) if LATER => xmit::fullnat::frag_out(fr, m, c, &snap.links),
+            (FwdMethod::Nat, Dir::In) => xmit::nat::xmit_in(fr, m, c, &snap.links),
+            (FwdMethod::Nat, Dir::Out) => xmit::nat::xmit_out(fr, m, c, &snap.links),
             (FwdMethod::FullNat, Dir::In) => {
                 // TOA rides on the client's handshake ACK: the segment that
                 // takes the connection out of SYN_RECV, the one the
@@ -681,7 +753,7 @@ impl Worker {
                 // (Never in a fragment: the option would move the data
                 // under the offsets of the fragments that follow.)
                 let toa = snap.toa && was == TcpState::SynRecv as u8 && m.tcp_flags & (tcp_flags::ACK | tcp_flags::SYN | tcp_flags::RST) == tcp_flags::ACK && m.frag == 0;
-                xmit::fullnat::xmit_in(fr, m, c, &snap.ports, toa).map(|(p, added)| {
+                xmit::fullnat::xmit_in(fr, m, c, &snap.links, toa).map(|(p, added)| {
                     match added {
                         Some(Ok(())) => self.counters.toa_added += 1,
                         Some(Err(_)) => self.counters.toa_skipped += 1,
@@ -690,8 +762,8 @@ impl Worker {
                     p
                 })
             }
-            (FwdMethod::FullNat, Dir::Out) => xmit::fullnat::xmit_out(fr, m, c, &snap.ports),
-            (FwdMethod::Tun, Dir::In) => match xmit::tun::xmit(fr, m, c, &snap.ports, &mut self.ip_id) {
+            (FwdMethod::FullNat, Dir::Out) => xmit::fullnat::xmit_out(fr, m, c, &snap.links),
+            (FwdMethod::Tun, Dir::In) => match xmit::tun::xmit(fr, m, c, &snap.links, &mut self.ip_id) {
                 Ok(p) => Ok(p),
                 Err(TunError::Drop(r)) => Err(r),
                 Err(TunError::NeedFrag { mtu }) => return self.send_error::<A>(fr, m, ErrorKind::TooBig { mtu }, DropReason::TooBig),
@@ -796,9 +868,14 @@ impl Worker {
                 Verdict::Pass(PassReason::NotService)
             };
         };
-        // IPVS schedules TCP only on a SYN (without RST).
-        if m.proto == proto::TCP && (m.tcp_flags & tcp_flags::SYN == 0 || m.tcp_flags & tcp_flags::RST != 0) {
+        // IPVS schedules TCP only on a SYN; one that also carries FIN or
+        // RST, port 0 and martian sources are refused before anything is
+        // scheduled or counted (see `admissible`).
+        if m.proto == proto::TCP && m.tcp_flags & tcp_flags::SYN == 0 {
             return Verdict::Drop(DropReason::NoConn);
+        }
+        if let Err(r) = self.admissible(m, k) {
+            return Verdict::Drop(r);
         }
         // A full table: room is made by ending embryonic or idle
         // connections (drop_entry), one per entry this connection adds.
@@ -810,7 +887,7 @@ impl Worker {
         }
         let picked = match self.snap.services[si as usize].persistence {
             None => schedule(&self.snap, &mut self.sched, &mut self.view, self.now_ns, si, k).map(|di| (di, None)).ok_or(DropReason::NoDest),
-            Some(p) => self.persist::<A>(si, k, p),
+            Some(p) => self.persist::<A>(si, k, p, m.ttl),
         };
         // A borrow, not a clone: the refcount is shared with every worker,
         // and two workers bumping it per new connection fight over its line.
@@ -836,8 +913,18 @@ impl Worker {
             untmpl(self);
             return Verdict::Drop(DropReason::NoNeighbour);
         };
+        // A packet its transmit would drop makes no connection.
+        if let Err(r) = dest.fwd.check_ttl(m.ttl) {
+            untmpl(self);
+            return Verdict::Drop(r);
+        }
+        // Replies go the route's way to the client; without a route, back
+        // to the previous hop the packet came from.
         let client_hop = if dest.fwd.sees_replies() {
-            snap.next_hop(k.saddr.into()).unwrap_or(Hop { port: fr.port, mac: src_mac(fr.data()) })
+            match snap.next_hop(k.saddr.into()) {
+                Some(h) => h,
+                None => Hop { link: self.ingress_link(fr, m), mac: src_mac(fr.data()) },
+            }
         } else {
             dest_hop
         };
@@ -922,6 +1009,30 @@ impl Worker {
         self.dstats[di].conns += 1;
         self.counters.new_conns += 1;
         self.forward::<A, false>(fr, m, idx, Dir::In)
+    }
+
+    /// What the kernel's input path and a stateful firewall refuse before
+    /// a flow could become a connection: a SYN with FIN or RST, source or
+    /// destination port 0, a martian source ([`martian`], or one of the
+    /// director's own addresses: the kernel's `fib_validate_source`).
+    /// Checked for new flows only; established ones passed it.
+    ///
+    /// # Errors
+    /// [`DropReason::BadSyn`], [`DropReason::ZeroPort`] or
+    /// [`DropReason::Martian`].
+    #[inline]
+    fn admissible<A: Ip>(&self, m: &Meta, k: &Key<A>) -> Result<(), DropReason> {
+        if m.tcp_flags & (tcp_flags::FIN | tcp_flags::RST) != 0 {
+            return Err(DropReason::BadSyn);
+        }
+        if k.sport == 0 || k.dport == 0 {
+            return Err(DropReason::ZeroPort);
+        }
+        let src: IpAddr = k.saddr.into();
+        if martian(src) || self.snap.is_own_addr(src) {
+            return Err(DropReason::Martian);
+        }
+        Ok(())
     }
 
     /// IPVS's `drop_entry` defense (`ip_vs_random_dropentry`): ends
@@ -1013,7 +1124,7 @@ impl Worker {
     /// # Errors
     /// [`DropReason::NoDest`] when the scheduler finds none, or why the
     /// template could not be made.
-    fn persist<A: Family>(&mut self, si: u32, k: &Key<A>, p: Persistence) -> Result<(usize, Option<u32>), DropReason> {
+    fn persist<A: Family>(&mut self, si: u32, k: &Key<A>, p: Persistence, ttl: u8) -> Result<(usize, Option<u32>), DropReason> {
         let snap = &*self.snap;
         let svc = &snap.services[si as usize];
         let tk = template_key(&svc.key, k, p.netmask);
@@ -1040,6 +1151,8 @@ impl Worker {
         let d = &snap.dests[di];
         let daddr = A::from_ip(d.addr).ok_or(DropReason::FamilyMismatch)?;
         let hop = d.hop.ok_or(DropReason::NoNeighbour)?;
+        // No template for a packet that will not be sent.
+        d.fwd.check_ttl(ttl)?;
         let t = Conn {
             caddr: tk.saddr,
             vaddr: tk.daddr,
@@ -1087,9 +1200,11 @@ impl Worker {
         }
         self.counters.drop(why);
         self.counters.icmp_sent += 1;
+        // Back to the sender on the link it came from (the frame keeps
+        // its tag), from our MAC there.
         let p = fr.port;
-        if let Some(port) = self.snap.ports.get(p as usize) {
-            let mac = port.mac;
+        let mac = self.snap.links.get(self.ingress_link(fr, m) as usize).map(|l| l.mac);
+        if let Some(mac) = mac {
             fr.data_mut()[6..12].copy_from_slice(&mac);
         }
         Verdict::Tx { port: p }
@@ -1103,6 +1218,11 @@ impl Worker {
             Ok(q) => q,
             Err(r) => return Verdict::Drop(r),
         };
+        // The kernel's input path drops these before IPVS sees them.
+        let src: IpAddr = A::src(f, &m).into();
+        if martian(src) || self.snap.is_own_addr(src) {
+            return Verdict::Drop(DropReason::Martian);
+        }
         let (qs, qd) = q.addrs::<A>(f);
         // The quoted packet went through us: its reverse is our key.
         let key = Key { saddr: qd, daddr: qs, sport: q.dport, dport: q.sport, proto: q.proto };
@@ -1121,8 +1241,8 @@ impl Worker {
         Self::rebind(snap, c);
         let c = *c;
         let res = match dir {
-            Dir::Out => xmit::icmp::relay_out(fr, &mut m, &mut q, &c, &snap.ports),
-            Dir::In => match xmit::icmp::relay_in(fr, &mut m, &mut q, &c, &snap.ports, &mut self.ip_id) {
+            Dir::Out => xmit::icmp::relay_out(fr, &mut m, &mut q, &c, &snap.links),
+            Dir::In => match xmit::icmp::relay_in(fr, &mut m, &mut q, &c, &snap.links, &mut self.ip_id) {
                 Ok(p) => Ok(p),
                 Err(TunError::Drop(r)) => Err(r),
                 // An error about an error is never sent.
@@ -1175,6 +1295,22 @@ pub fn template_key<A: Ip>(svc: &ServiceKey, k: &Key<A>, netmask: u8) -> Key<A> 
     match *svc {
         ServiceKey::Addr { port, .. } => Key { saddr: client, daddr: k.daddr, sport: 0, dport: port, proto: 0x80 | k.proto },
         ServiceKey::Group(id) => Key { saddr: client, daddr: A::UNSPECIFIED, sport: (id >> 16) as u16, dport: id as u16, proto: 0xc0 },
+    }
+}
+
+/// A source address no packet from outside may have (RFC 1812 5.3.7,
+/// RFC 4291 2.7 and what Linux's input path drops): IPv4 0.0.0.0/8,
+/// 127.0.0.0/8, multicast 224.0.0.0/4, class E 240.0.0.0/4 with the
+/// limited broadcast; IPv6 ::, ::1, multicast ff00::/8 and IPv4-mapped
+/// ::ffff:0:0/96 (Linux's TCP refuses SYNs from those).
+#[inline]
+pub fn martian(src: IpAddr) -> bool {
+    match src {
+        IpAddr::V4(a) => {
+            let b = a.octets()[0];
+            b == 0 || b == 127 || b >= 224
+        }
+        IpAddr::V6(a) => a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.to_ipv4_mapped().is_some(),
     }
 }
 
@@ -1314,3 +1450,6 @@ use limit::TokenBucket;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests_l2;

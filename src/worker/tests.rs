@@ -33,16 +33,17 @@ fn net() -> NetConf {
             name: "eth0".into(),
             mac: MAC_DIRECTOR,
             mtu: 1500,
-            addrs: vec![(ip("10.0.0.1"), 24), (ip("10.0.1.254"), 24), (ip("2001:db8::1"), 64)],
+            addrs: vec![(ip("10.0.0.1"), 24), (ip("10.0.1.254"), 24), (ip("2001:db8::fd"), 64), (ip("2001:db8:1::fd"), 64)],
             gateways: vec![ip("10.0.0.254"), ip("2001:db8::fe")],
         }],
         neighbours: vec![
-            Neighbour { addr: ip("10.0.1.1"), mac: RS1_MAC },
-            Neighbour { addr: ip("10.0.1.2"), mac: RS2_MAC },
-            Neighbour { addr: ip("10.0.0.254"), mac: GW_MAC },
-            Neighbour { addr: ip("2001:db8:1::1"), mac: RS1_MAC },
-            Neighbour { addr: ip("2001:db8::fe"), mac: GW_MAC },
+            Neighbour { dev: None, addr: ip("10.0.1.1"), mac: RS1_MAC },
+            Neighbour { dev: None, addr: ip("10.0.1.2"), mac: RS2_MAC },
+            Neighbour { dev: None, addr: ip("10.0.0.254"), mac: GW_MAC },
+            Neighbour { dev: None, addr: ip("2001:db8:1::1"), mac: RS1_MAC },
+            Neighbour { dev: None, addr: ip("2001:db8::fe"), mac: GW_MAC },
         ],
+        ..NetConf::default()
     }
 }
 
@@ -265,7 +266,7 @@ fn no_dest_answers_port_unreachable() {
 fn misses_and_ttl() {
     let mut w = worker(&model(FwdMethod::Nat, "rr"));
     assert_eq!(one(&mut w, SEC, tcp4(CIP, 1, VIP, 80, ACK, b"")).0, Verdict::Drop(DropReason::NoConn));
-    assert_eq!(one(&mut w, SEC, tcp4(CIP, 1, VIP, 80, SYN | RST, b"")).0, Verdict::Drop(DropReason::NoConn));
+    assert_eq!(one(&mut w, SEC, tcp4(CIP, 1, VIP, 80, SYN | RST, b"")).0, Verdict::Drop(DropReason::BadSyn));
     assert_eq!(one(&mut w, SEC, tcp4(CIP, 1, VIP, 22, SYN, b"")).0, Verdict::Pass(PassReason::NotService));
     assert_eq!(one(&mut w, SEC, icmp4_echo(CIP, VIP)).0, Verdict::Pass(PassReason::Icmp));
     let mut t1 = tcp4(CIP, 2, VIP, 80, SYN, b"");
@@ -328,6 +329,9 @@ fn icmp_errors_are_relayed_nat() {
     let mut fr = Frame::new(&mut b, 64, stray.len());
     let m = parse(fr.data()).unwrap();
     icmp::build_error::<Ipv4Addr>(&mut fr, &m, ErrorKind::PortUnreachable).unwrap();
+    // (an error built in place goes back to the sender's MAC; this one
+    // arrives at ours)
+    fr.data_mut()[0..6].copy_from_slice(&MAC_DIRECTOR);
     assert_eq!(one(&mut w, SEC, fr.data().to_vec()).0, Verdict::Pass(PassReason::Icmp));
 }
 
@@ -396,7 +400,7 @@ fn snapshot_changes_keep_connections() {
     let mut m2 = m1.clone();
     m2.services[0].dests[0].weight = 5;
     m2.services[0].dests.push(Dest { addr: ip("10.0.1.3"), port: 8080, weight: 1, fwd: FwdMethod::Nat, u_threshold: 0, l_threshold: 0 });
-    m2.net.neighbours.push(Neighbour { addr: ip("10.0.1.3"), mac: [2, 0, 0, 0, 1, 3] });
+    m2.net.neighbours.push(Neighbour { dev: None, addr: ip("10.0.1.3"), mac: [2, 0, 0, 0, 1, 3] });
     let s2 = Arc::new(Snapshot::build(&m2, Some(&s1)).unwrap());
     w.set_snapshot(s2.clone());
     let (v, out) = one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, ACK, b""));
@@ -1283,14 +1287,24 @@ fn ipv4_options_and_802_1ad_are_forwarded() {
             assert_eq!((m.l4, m.dport), (38, 8080), "{fwd}: the port after the options is rewritten");
         }
     }
-    // An S-tag (802.1ad) frame parses like an 802.1Q one.
-    let mut w = worker(&model(FwdMethod::Nat, "rr"));
-    let mut f = vlan(tcp4(CIP, 40000, VIP, 80, SYN, b""), 20);
-    f[12..14].copy_from_slice(&0x88a8u16.to_be_bytes());
-    let (v, out) = one(&mut w, SEC, f);
+    // An S-tag (802.1ad) frame parses like an 802.1Q one: its VLAN id
+    // names the sub-interface it came in on, and it leaves as the route to
+    // the real server says (untagged here); a VLAN the port has not is
+    // dropped, as the kernel drops it.
+    let mut m = model(FwdMethod::Nat, "rr");
+    m.net.subifs.push(crate::ctl::model::SubIfConf { name: "eth0.20".into(), port: 0, vid: 20, mac: MAC_DIRECTOR, mtu: 1500, addrs: vec![] });
+    let mut w = worker(&m);
+    let ad = |port: u16, vid: u16| {
+        let mut f = vlan(tcp4(CIP, port, VIP, 80, SYN, b""), vid);
+        f[12..14].copy_from_slice(&0x88a8u16.to_be_bytes());
+        f
+    };
+    let (v, out) = one(&mut w, SEC, ad(40000, 20));
     assert_eq!(v, TX);
-    assert_eq!((be16(&out, 12), addr4(&out, 34)), (0x88a8, RS1));
+    assert_eq!((be16(&out, 12), addr4(&out, 30)), (0x0800, RS1));
     assert!(verify(&out));
+    assert_eq!(one(&mut w, SEC, ad(40001, 30)).0, Verdict::Drop(DropReason::UnknownVlan));
+    assert_eq!(w.conns(), 1);
 }
 
 #[test]
@@ -1312,7 +1326,8 @@ fn a_real_servers_own_traffic_goes_to_the_kernel() {
 /// Drops the kernel in front of IPVS makes too (bad headers and lengths,
 /// source routes, TTL), or IPVS itself (no real server, no connection for
 /// a non-SYN, a full table) — or that follow from forwarding without
-/// reassembly (a fragment ahead of its first). What is redirected must
+/// reassembly (a fragment ahead of its first), or where xvs is documented
+/// as stricter than IPVS (SYN+FIN/RST, port 0). What is redirected must
 /// end as one of these, be forwarded, or go to the kernel.
 const IPVS_LIKE_DROPS: &[DropReason] = &[
     DropReason::Truncated,
@@ -1334,6 +1349,14 @@ const IPVS_LIKE_DROPS: &[DropReason] = &[
     DropReason::ConnClash,
     DropReason::FamilyMismatch,
     DropReason::FragNoHead,
+    // The kernel's input path (docs/modes.md, "What xvs drops before a
+    // connection"): frames for another host or VLAN, martian sources.
+    DropReason::OtherHost,
+    DropReason::UnknownVlan,
+    DropReason::Martian,
+    // Stricter than IPVS, as stateful firewalls are (documented there).
+    DropReason::BadSyn,
+    DropReason::ZeroPort,
 ];
 
 proptest::proptest! {

@@ -4,7 +4,7 @@
 
 use super::{to_hop, trim};
 use crate::ipvs::dest::Hop;
-use crate::ipvs::netif::Netif;
+use crate::ipvs::netif::Link;
 use crate::stats::DropReason;
 use crate::wire::{Frame, Meta};
 
@@ -12,9 +12,10 @@ use crate::wire::{Frame, Meta};
 /// dropped like every other method's.
 ///
 /// # Errors
-/// [`DropReason::NoNeighbour`] for a hop on a port that does not exist.
+/// [`DropReason::NoNeighbour`] for a hop on a link that does not exist,
+/// no headroom for a VLAN tag.
 #[inline]
-pub fn xmit(fr: &mut Frame<'_>, m: &Meta, hop: &Hop, ports: &[Netif]) -> Result<u8, DropReason> {
+pub fn xmit(fr: &mut Frame<'_>, m: &mut Meta, hop: &Hop, links: &[Link]) -> Result<u8, DropReason> {
     trim(fr, m);
-    to_hop(fr.data_mut(), hop, ports)
+    to_hop(fr, m, hop, links)
 }

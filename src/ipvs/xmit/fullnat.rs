@@ -5,8 +5,8 @@
 //! as its peer; the client's address and port reach it in the TOA option
 //! ([`crate::wire::toa`]) of the client's handshake ACK.
 
-use super::{routable, to_hop, trim};
-use crate::ipvs::netif::Netif;
+use super::{rewrite_to_hop, routable, to_hop, trim};
+use crate::ipvs::netif::Link;
 use crate::ipvs::conn::Conn;
 use crate::stats::DropReason;
 use crate::wire::toa::{self, Skip};
@@ -17,58 +17,56 @@ use crate::wire::{ip, Frame, Ip, Meta};
 /// asked for, whether the option went in.
 ///
 /// # Errors
-/// TTL exceeded, or no such egress port.
+/// TTL exceeded, no such egress link, no headroom for a VLAN tag.
 #[inline]
-pub fn xmit_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Netif], toa: bool) -> Result<(u8, Option<Result<(), Skip>>), DropReason> {
+pub fn xmit_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link], toa: bool) -> Result<(u8, Option<Result<(), Skip>>), DropReason> {
     trim(fr, m);
     routable(m)?;
-    ip::translate(fr.data_mut(), m, Some((c.laddr, c.lport)), Some((c.daddr, c.dport)));
-    let added = if toa { Some(add_toa(fr, m, c, ports)) } else { None };
-    to_hop(fr.data_mut(), &c.dest_hop, ports).map(|p| (p, added))
+    let (src, dst) = (Some((c.laddr, c.lport)), Some((c.daddr, c.dport)));
+    if toa {
+        ip::translate(fr.data_mut(), m, src, dst);
+        let added = add_toa(fr, m, c, links);
+        return to_hop(fr, m, &c.dest_hop, links).map(|p| (p, Some(added)));
+    }
+    rewrite_to_hop(fr, m, &c.dest_hop, links, |f, m| ip::translate(f, m, src, dst)).map(|p| (p, None))
 }
 
 #[cold]
 #[inline(never)]
-fn add_toa<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Netif]) -> Result<(), Skip> {
-    let mtu = ports.get(c.dest_hop.port as usize).map_or(0, |p| p.mtu);
+fn add_toa<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]) -> Result<(), Skip> {
+    let mtu = links.get(c.dest_hop.link as usize).map_or(0, |l| l.mtu);
     toa::insert(fr, m, c.caddr, c.cport, mtu)
 }
 
 /// Real server → client.
 ///
 /// # Errors
-/// TTL exceeded, or no such egress port.
+/// TTL exceeded, no such egress link, no headroom for a VLAN tag.
 #[inline]
-pub fn xmit_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Netif]) -> Result<u8, DropReason> {
+pub fn xmit_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]) -> Result<u8, DropReason> {
     trim(fr, m);
     routable(m)?;
-    let f = fr.data_mut();
-    ip::translate(f, m, Some((c.vaddr, c.vport)), Some((c.caddr, c.cport)));
-    to_hop(f, &c.client_hop, ports)
+    rewrite_to_hop(fr, m, &c.client_hop, links, |f, m| ip::translate(f, m, Some((c.vaddr, c.vport)), Some((c.caddr, c.cport))))
 }
 
 /// A later fragment (no L4 header), client → real server: LIP → RIP.
 ///
 /// # Errors
-/// TTL exceeded, or no such egress port.
+/// TTL exceeded, no such egress link, no headroom for a VLAN tag.
 #[cold]
-pub fn frag_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Netif]) -> Result<u8, DropReason> {
+pub fn frag_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]) -> Result<u8, DropReason> {
     trim(fr, m);
     routable(m)?;
-    let f = fr.data_mut();
-    ip::translate_l3(f, m, Some(c.laddr), Some(c.daddr));
-    to_hop(f, &c.dest_hop, ports)
+    rewrite_to_hop(fr, m, &c.dest_hop, links, |f, m| ip::translate_l3(f, m, Some(c.laddr), Some(c.daddr)))
 }
 
 /// A later fragment, real server → client: VIP → CIP.
 ///
 /// # Errors
-/// TTL exceeded, or no such egress port.
+/// TTL exceeded, no such egress link, no headroom for a VLAN tag.
 #[cold]
-pub fn frag_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Netif]) -> Result<u8, DropReason> {
+pub fn frag_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]) -> Result<u8, DropReason> {
     trim(fr, m);
     routable(m)?;
-    let f = fr.data_mut();
-    ip::translate_l3(f, m, Some(c.vaddr), Some(c.caddr));
-    to_hop(f, &c.client_hop, ports)
+    rewrite_to_hop(fr, m, &c.client_hop, links, |f, m| ip::translate_l3(f, m, Some(c.vaddr), Some(c.caddr)))
 }

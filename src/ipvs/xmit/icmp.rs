@@ -13,7 +13,7 @@
 
 use super::tun::{self, TunError};
 use super::{route, to_hop, trim};
-use crate::ipvs::netif::Netif;
+use crate::ipvs::netif::Link;
 use crate::ipvs::conn::Conn;
 use crate::ipvs::FwdMethod;
 use crate::stats::DropReason;
@@ -30,7 +30,7 @@ pub fn relay_out<A: Ip>(
     m: &mut Meta,
     q: &mut Quoted,
     c: &Conn<A>,
-    ports: &[Netif],
+    links: &[Link],
 ) -> Result<u8, DropReason> {
     trim(fr, m);
     let f = fr.data_mut();
@@ -53,7 +53,7 @@ pub fn relay_out<A: Ip>(
     }
     ip::set_src(f, m, c.vaddr);
     refresh_checksum(f, m);
-    to_hop(f, &c.client_hop, ports)
+    to_hop(fr, m, &c.client_hop, links)
 }
 
 /// An error about a reply sent to the client, travelling on to the real
@@ -66,15 +66,15 @@ pub fn relay_in<A: Ip>(
     m: &mut Meta,
     q: &mut Quoted,
     c: &Conn<A>,
-    ports: &[Netif],
+    links: &[Link],
     ip_id: &mut tun::IpIds,
 ) -> Result<u8, TunError> {
     match c.fwd {
         FwdMethod::Dr => {
             trim(fr, m);
-            return Ok(to_hop(fr.data_mut(), &c.dest_hop, ports)?);
+            return Ok(to_hop(fr, m, &c.dest_hop, links)?);
         }
-        FwdMethod::Tun => return tun::xmit(fr, m, c, ports, ip_id),
+        FwdMethod::Tun => return tun::xmit(fr, m, c, links, ip_id),
         _ => {}
     }
     trim(fr, m);
@@ -91,5 +91,5 @@ pub fn relay_in<A: Ip>(
     }
     ip::set_dst(f, m, c.daddr);
     refresh_checksum(f, m);
-    Ok(to_hop(f, &c.dest_hop, ports)?)
+    Ok(to_hop(fr, m, &c.dest_hop, links)?)
 }

@@ -9,7 +9,8 @@
 //! | FULLNAT | src → LIP:lport, dst → RIP:rport, TTL − 1 | src → VIP:vport, dst → CIP:cport |
 //!
 //! Every function rewrites the frame in place (checksums follow by
-//! RFC 1624), sets the MACs for the next hop and returns the egress port,
+//! RFC 1624), sets the MACs and the VLAN tag for the next hop
+//! ([`to_hop`]) and returns the egress port,
 //! or a [`DropReason`]. The method is bound to the connection at creation,
 //! so the worker's transmit is a single `match`.
 
@@ -20,19 +21,52 @@ pub mod nat;
 pub mod tun;
 
 use crate::ipvs::dest::Hop;
-use crate::ipvs::netif::Netif;
+use crate::ipvs::netif::Link;
 use crate::stats::DropReason;
-use crate::wire::{ip, set_macs, Frame, Meta};
+use crate::wire::{ip, set_macs, set_vlan, Frame, Meta};
 
-/// Sets the MACs towards `hop` (source = our MAC on its port).
+/// Sends the frame towards `hop`: the hop's link decides the 802.1Q tag
+/// (put in, changed or taken out — egress follows the route, not the
+/// ingress), the MACs are the neighbour's and ours on that link. Returns
+/// the link's port.
 ///
 /// # Errors
-/// [`DropReason::NoNeighbour`] when the hop's port does not exist.
+/// [`DropReason::NoNeighbour`] when the hop's link does not exist;
+/// [`DropReason::NoHeadroom`] when a tag does not fit.
 #[inline]
-pub fn to_hop(f: &mut [u8], hop: &Hop, ports: &[Netif]) -> Result<u8, DropReason> {
-    let p = ports.get(hop.port as usize).ok_or(DropReason::NoNeighbour)?;
-    set_macs(f, &hop.mac, &p.mac);
-    Ok(hop.port)
+pub fn to_hop(fr: &mut Frame<'_>, m: &mut Meta, hop: &Hop, links: &[Link]) -> Result<u8, DropReason> {
+    let l = links.get(hop.link as usize).ok_or(DropReason::NoNeighbour)?;
+    // One test for the common untagged-in, untagged-out frame.
+    if m.vlan || l.vid != 0 {
+        set_vlan(fr, m, l.vid)?;
+    }
+    set_macs(fr.data_mut(), &hop.mac, &l.mac);
+    Ok(l.port)
+}
+
+/// Rewrites the frame with `edit`, then sends it towards `hop` as
+/// [`to_hop`] does — for the common frame (no tag to put in, change or
+/// take out) in one pass over the same slice.
+///
+/// # Errors
+/// As [`to_hop`] (checked before `edit` runs).
+#[inline(always)]
+pub fn rewrite_to_hop(
+    fr: &mut Frame<'_>,
+    m: &mut Meta,
+    hop: &Hop,
+    links: &[Link],
+    edit: impl FnOnce(&mut [u8], &mut Meta),
+) -> Result<u8, DropReason> {
+    let l = links.get(hop.link as usize).ok_or(DropReason::NoNeighbour)?;
+    let tagged = m.vlan || l.vid != 0;
+    let f = fr.data_mut();
+    edit(f, m);
+    if !tagged {
+        set_macs(f, &hop.mac, &l.mac);
+        return Ok(l.port);
+    }
+    to_hop(fr, m, hop, links)
 }
 
 /// Decrements TTL / hop limit as a router does before forwarding.

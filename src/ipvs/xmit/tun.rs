@@ -13,7 +13,7 @@
 //! dropped, counted (xvs does not fragment).
 
 use super::to_hop;
-use crate::ipvs::netif::Netif;
+use crate::ipvs::netif::Link;
 use crate::ipvs::conn::Conn;
 use crate::stats::DropReason;
 use crate::wire::checksum::checksum;
@@ -69,19 +69,20 @@ impl IpIds {
 /// # Errors
 /// [`TunError::NeedFrag`] when the result would exceed the egress MTU and
 /// fragmentation is not allowed; a drop for no headroom, no tunnel source
-/// address on the egress port, a packet too big without DF.
-pub fn xmit<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Netif], ip_id: &mut IpIds) -> Result<u8, TunError> {
-    let port = ports.get(c.dest_hop.port as usize).ok_or(DropReason::NoNeighbour)?;
+/// address on the egress link, a packet too big without DF, no headroom
+/// for a VLAN tag.
+pub fn xmit<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link], ip_id: &mut IpIds) -> Result<u8, TunError> {
+    let link = links.get(c.dest_hop.link as usize).ok_or(DropReason::NoNeighbour)?;
     let outer = A::HLEN;
     let inner_len = m.ip_len();
-    if inner_len + outer > port.mtu as usize {
+    if inner_len + outer > link.mtu as usize {
         return if m.df {
-            Err(TunError::NeedFrag { mtu: port.mtu - outer as u16 })
+            Err(TunError::NeedFrag { mtu: link.mtu - outer as u16 })
         } else {
             Err(DropReason::TooBig.into())
         };
     }
-    let src: A = match (A::V6, port.v4, port.v6) {
+    let src: A = match (A::V6, link.v4, link.v6) {
         (false, Some(a), _) => A::from_ip(a.into()),
         (true, _, Some(a)) => A::from_ip(a.into()),
         _ => None,
@@ -141,7 +142,9 @@ pub fn xmit<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, ports: &[Netif
     m.l4 = (inner) as u16;
     m.end = (inner + inner_len) as u16;
     m.proto = inner_proto;
-    Ok(to_hop(f, &c.dest_hop, ports)?)
+    // The copied Ethernet header still carries the ingress tag, if any:
+    // to_hop gives the frame the egress link's.
+    Ok(to_hop(fr, m, &c.dest_hop, links)?)
 }
 
 #[cfg(test)]

@@ -1,0 +1,325 @@
+//! Next hops by longest-prefix match over the director's routes.
+//!
+//! # Contract
+//!
+//! - [`Routes::build`] compiles a [`NetConf`] into one table per family:
+//!   the connected prefixes of every link (its addresses), each port's
+//!   `gateways` as a default route, then `routes` (the kernel's main
+//!   table, or the config's `[[route]]`s). Per prefix the lowest metric
+//!   wins; on a tie, the first one listed (as the kernel keeps the first
+//!   of equal IPv4 routes).
+//! - [`Routes::next_hop`] answers where a packet to an address goes: the
+//!   link and the neighbour to send to (the gateway, or the address itself
+//!   on a connected prefix) — `None` when no route covers it, the route is
+//!   a blackhole/unreachable one, or it leaves through a device that is
+//!   not one of the director's links (xvs cannot send there; a more
+//!   specific route of that kind still hides a less specific one).
+//! - ECMP: a route with several next hops picks one by a hash of the
+//!   destination address, so one destination always takes the same path
+//!   (the kernel's default L3 multipath policy hashes the addresses too).
+//! - Built on the control plane; a lookup allocates nothing: one hash
+//!   probe per distinct prefix length of the family, longest first. The
+//!   workers look up only when a connection is made or re-bound after a
+//!   snapshot change.
+
+use super::model::NetConf;
+use hashbrown::HashMap;
+use std::net::IpAddr;
+
+/// The next hop towards an address: the link (index in
+/// [`NetConf::links`]) and the neighbour whose MAC the frame goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NextHop {
+    pub link: u8,
+    pub addr: IpAddr,
+}
+
+/// One way out of a compiled route: `link` is `None` for a device that
+/// is not one of the director's links.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Way {
+    link: Option<u8>,
+    via: Option<IpAddr>,
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    metric: u32,
+    ways: Vec<Way>,
+}
+
+/// One family's prefixes: per length (longest first), masked prefix →
+/// entry index.
+#[derive(Clone, Debug, Default)]
+struct Lpm {
+    lens: Vec<(u8, HashMap<u128, u32>)>,
+}
+
+/// The address as a number (IPv4 in the low 32 bits) and its width.
+#[inline]
+fn key(ip: IpAddr) -> (u128, u8) {
+    match ip {
+        IpAddr::V4(a) => (u32::from(a) as u128, 32),
+        IpAddr::V6(a) => (u128::from(a), 128),
+    }
+}
+
+#[inline]
+fn masked(k: u128, width: u8, len: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        let keep = (u128::MAX << (width - len.min(width))) & (u128::MAX >> (128 - width));
+        k & keep
+    }
+}
+
+impl Lpm {
+    fn get(&self, k: u128, width: u8) -> Option<u32> {
+        self.lens.iter().find_map(|(len, m)| m.get(&masked(k, width, *len)).copied())
+    }
+
+    fn slot(&mut self, k: u128, width: u8, len: u8) -> (u128, &mut HashMap<u128, u32>) {
+        let pos = match self.lens.iter().position(|(l, _)| *l <= len) {
+            Some(p) if self.lens[p].0 == len => p,
+            Some(p) => {
+                self.lens.insert(p, (len, HashMap::new()));
+                p
+            }
+            None => {
+                self.lens.push((len, HashMap::new()));
+                self.lens.len() - 1
+            }
+        };
+        (masked(k, width, len), &mut self.lens[pos].1)
+    }
+}
+
+/// The compiled routes. See the module docs.
+#[derive(Clone, Debug, Default)]
+pub struct Routes {
+    v4: Lpm,
+    v6: Lpm,
+    entries: Vec<Entry>,
+}
+
+impl Routes {
+    /// Compiles the routes of `net` (see the module docs). Malformed
+    /// entries (a prefix length beyond the family's width, a gateway of
+    /// the other family) are skipped: the config loader and the kernel
+    /// never produce them.
+    pub fn build(net: &NetConf) -> Routes {
+        let mut r = Routes::default();
+        let link_of = |dev: &str| net.link_index(dev).and_then(|i| u8::try_from(i).ok());
+        for (i, l) in net.links().enumerate() {
+            for (a, len) in l.addrs {
+                r.add(*a, *len, 0, vec![Way { link: u8::try_from(i).ok(), via: None }]);
+            }
+        }
+        for (i, p) in net.ports.iter().enumerate() {
+            for gw in &p.gateways {
+                let any = if gw.is_ipv4() { IpAddr::from([0u8; 4]) } else { IpAddr::from([0u8; 16]) };
+                r.add(any, 0, 0, vec![Way { link: u8::try_from(i).ok(), via: Some(*gw) }]);
+            }
+        }
+        for rt in &net.routes {
+            let ways = rt
+                .hops
+                .iter()
+                .filter(|h| h.via.map_or(true, |v| v.is_ipv4() == rt.dst.is_ipv4()))
+                .map(|h| Way { link: link_of(&h.dev), via: h.via })
+                .collect();
+            r.add(rt.dst, rt.len, rt.metric, ways);
+        }
+        r
+    }
+
+    fn add(&mut self, dst: IpAddr, len: u8, metric: u32, ways: Vec<Way>) {
+        let (k, width) = key(dst);
+        if len > width {
+            return;
+        }
+        let lpm = if dst.is_ipv4() { &mut self.v4 } else { &mut self.v6 };
+        let (pk, map) = lpm.slot(k, width, len);
+        match map.get(&pk) {
+            Some(&e) if self.entries[e as usize].metric <= metric => {}
+            Some(&e) => self.entries[e as usize] = Entry { metric, ways },
+            None => {
+                map.insert(pk, self.entries.len() as u32);
+                self.entries.push(Entry { metric, ways });
+            }
+        }
+    }
+
+    /// The next hop towards `ip`; see the module docs.
+    pub fn next_hop(&self, ip: IpAddr) -> Option<NextHop> {
+        let (k, width) = key(ip);
+        let lpm = if ip.is_ipv4() { &self.v4 } else { &self.v6 };
+        let e = &self.entries[lpm.get(k, width)? as usize];
+        let w = match e.ways.len() {
+            0 => return None,
+            1 => e.ways[0],
+            n => e.ways[(spread(k) % n as u64) as usize],
+        };
+        Some(NextHop { link: w.link?, addr: w.via.unwrap_or(ip) })
+    }
+
+    /// Distinct prefix lengths of IPv4 and IPv6 (the probes a lookup may
+    /// take).
+    pub fn lengths(&self) -> (usize, usize) {
+        (self.v4.lens.len(), self.v6.lens.len())
+    }
+}
+
+/// A fixed mix of the address bits (ECMP choice): the same in every run.
+#[inline]
+fn spread(k: u128) -> u64 {
+    let x = (k as u64) ^ ((k >> 64) as u64);
+    let x = (x ^ (x >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^ (x >> 33)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ctl::model::{PortConf, RouteConf, RouteHop, SubIfConf};
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn port(name: &str, addrs: &[(&str, u8)], gateways: &[&str]) -> PortConf {
+        PortConf {
+            name: name.into(),
+            mac: [2, 0, 0, 0, 0, 1],
+            mtu: 1500,
+            addrs: addrs.iter().map(|(a, l)| (ip(a), *l)).collect(),
+            gateways: gateways.iter().map(|g| ip(g)).collect(),
+        }
+    }
+
+    fn route(dst: &str, len: u8, metric: u32, hops: &[(&str, Option<&str>)]) -> RouteConf {
+        RouteConf {
+            dst: ip(dst),
+            len,
+            metric,
+            hops: hops.iter().map(|(d, v)| RouteHop { dev: d.to_string(), via: v.map(ip) }).collect(),
+        }
+    }
+
+    fn net() -> NetConf {
+        NetConf {
+            ports: vec![
+                port("eth0", &[("10.0.0.1", 24), ("2001:db8::1", 64)], &[]),
+                port("eth1", &[("10.0.1.254", 24)], &[]),
+            ],
+            subifs: vec![SubIfConf {
+                name: "eth1.20".into(),
+                port: 1,
+                vid: 20,
+                mac: [2, 0, 0, 0, 0, 2],
+                mtu: 1500,
+                addrs: vec![(ip("10.0.20.1"), 24)],
+            }],
+            routes: vec![
+                route("0.0.0.0", 0, 100, &[("eth0", Some("10.0.0.253"))]),
+                route("0.0.0.0", 0, 10, &[("eth0", Some("10.0.0.254"))]),
+                route("0.0.0.0", 0, 10, &[("eth0", Some("10.0.0.252"))]),
+                route("10.9.0.0", 16, 0, &[("eth1", Some("10.0.1.7"))]),
+                route("10.9.9.0", 24, 0, &[("eth1.20", Some("10.0.20.9"))]),
+                route("10.9.9.128", 25, 0, &[]),
+                route("198.51.100.0", 24, 0, &[("mgmt", Some("192.168.9.254"))]),
+                route("203.0.113.0", 24, 0, &[("eth0", Some("10.0.0.11")), ("eth1", Some("10.0.1.11"))]),
+                route("::", 0, 1024, &[("eth0", Some("fe80::1"))]),
+            ],
+            ..NetConf::default()
+        }
+    }
+
+    fn hop(link: u8, addr: &str) -> Option<NextHop> {
+        Some(NextHop { link, addr: ip(addr) })
+    }
+
+    #[test]
+    fn longest_prefix_then_lowest_metric_wins() {
+        let r = Routes::build(&net());
+        assert_eq!(r.next_hop(ip("10.0.0.7")), hop(0, "10.0.0.7"), "connected: the address itself");
+        assert_eq!(r.next_hop(ip("10.0.20.5")), hop(2, "10.0.20.5"), "connected on the VLAN");
+        assert_eq!(r.next_hop(ip("192.0.2.1")), hop(0, "10.0.0.254"), "default: metric 10, first of equals");
+        assert_eq!(r.next_hop(ip("10.9.1.1")), hop(1, "10.0.1.7"), "static /16");
+        assert_eq!(r.next_hop(ip("10.9.9.1")), hop(2, "10.0.20.9"), "the /24 inside it, via the VLAN");
+        assert_eq!(r.next_hop(ip("10.9.9.200")), None, "the unreachable /25 inside that");
+        assert_eq!(r.next_hop(ip("198.51.100.1")), None, "out a device xvs does not send on");
+        assert_eq!(r.next_hop(ip("2001:db8::9")), hop(0, "2001:db8::9"));
+        assert_eq!(r.next_hop(ip("2001:db8:5::9")), hop(0, "fe80::1"));
+        assert_eq!(r.lengths(), (4, 2), "/25 /24 /16 /0; /64 /0");
+    }
+
+    #[test]
+    fn a_ports_gateway_is_a_default_route_and_no_route_is_none() {
+        let n = NetConf { ports: vec![port("eth0", &[("10.0.0.1", 24)], &["10.0.0.254"])], ..NetConf::default() };
+        let r = Routes::build(&n);
+        assert_eq!(r.next_hop(ip("192.0.2.1")), hop(0, "10.0.0.254"));
+        assert_eq!(r.next_hop(ip("2001:db8::1")), None);
+        assert_eq!(Routes::build(&NetConf::default()).next_hop(ip("10.0.0.1")), None);
+    }
+
+    #[test]
+    fn ecmp_spreads_destinations_and_keeps_each_on_one_path() {
+        let r = Routes::build(&net());
+        let mut seen = [0; 2];
+        for i in 0..=255u8 {
+            let d = IpAddr::from([203, 0, 113, i]);
+            let h = r.next_hop(d).unwrap();
+            assert_eq!(r.next_hop(d), Some(h), "stable");
+            assert_eq!(h.addr, ip(["10.0.0.11", "10.0.1.11"][h.link as usize]));
+            seen[h.link as usize] += 1;
+        }
+        assert!(seen[0] > 64 && seen[1] > 64, "{seen:?}");
+    }
+
+    #[test]
+    fn malformed_entries_are_skipped() {
+        let mut n = net();
+        n.routes = vec![route("10.0.0.0", 33, 0, &[("eth0", None)]), route("10.8.0.0", 16, 0, &[("eth0", Some("fe80::1"))])];
+        let r = Routes::build(&n);
+        assert_eq!(r.next_hop(ip("10.8.0.1")), None, "a gateway of the other family is no way out");
+    }
+
+    proptest::proptest! {
+        /// The table agrees with a plain scan: the longest matching
+        /// prefix, then the lowest metric, then the first listed.
+        #[test]
+        fn agrees_with_a_linear_scan(
+            routes in proptest::collection::vec((proptest::prelude::any::<u32>(), 0u8..=32, 0u32..4, 0u8..3), 0..40),
+            probes in proptest::collection::vec(proptest::prelude::any::<u32>(), 50),
+        ) {
+            let n = NetConf {
+                ports: vec![port("eth0", &[], &[]), port("eth1", &[], &[])],
+                routes: routes
+                    .iter()
+                    .map(|(d, len, metric, gw)| RouteConf {
+                        dst: IpAddr::from(d.to_be_bytes()),
+                        len: *len,
+                        metric: *metric,
+                        hops: vec![RouteHop { dev: "eth0".into(), via: Some(IpAddr::from([10, 0, 0, *gw])) }],
+                    })
+                    .collect(),
+                ..NetConf::default()
+            };
+            let r = Routes::build(&n);
+            // Mix in addresses inside the routes' prefixes.
+            let mut all: Vec<u32> = probes.clone();
+            all.extend(routes.iter().map(|(d, ..)| *d));
+            for p in all {
+                let best = routes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (d, len, ..))| masked(p as u128, 32, *len) == masked(*d as u128, 32, *len))
+                    .min_by_key(|(i, (_, len, metric, _))| (std::cmp::Reverse(*len), *metric, *i))
+                    .map(|(_, (.., gw))| NextHop { link: 0, addr: IpAddr::from([10, 0, 0, *gw]) });
+                proptest::prop_assert_eq!(r.next_hop(IpAddr::from(p.to_be_bytes())), best);
+            }
+        }
+    }
+}
