@@ -133,7 +133,7 @@ fn parse_rewrite(c: &mut Criterion) {
     g.bench_function("parse", |b| {
         b.iter(|| black_box(parse(black_box(&client[HEADROOM..HEADROOM + n]))))
     });
-    let mut ip_id = 0u16;
+    let mut ip_id = xmit::tun::IpIds::new(0, 1);
     type Case<'a> = (&'a str, FwdMethod, bool);
     let cases: [Case<'_>; 6] = [
         ("dr", FwdMethod::Dr, false),

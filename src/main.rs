@@ -459,6 +459,11 @@ fn run_director(
         for l in health.check_lines() {
             println!("{l}");
         }
+        // Each worker's balance (docs/operations.md): the end-to-end tests
+        // check that it holds.
+        for r in &reports {
+            println!("worker {} {}", r.worker, r.counters.balance());
+        }
         for t in d.dest_totals() {
             println!(
                 "dest {} {} conns={} inpkts={} outpkts={} inbytes={} outbytes={}",
@@ -493,6 +498,13 @@ fn run_director(
         }
         print!("{}", health.render());
         for r in &reports {
+            let b = r.counters.balance();
+            println!(
+                "  worker {}: {} ({})",
+                r.worker,
+                b,
+                if b.holds() { "balanced" } else { "DOES NOT BALANCE" }
+            );
             println!(
                 "  worker {} (queue {}, {}): rx {} tx {} tx_full {} handed out {} handoff_full {} sleeps {}",
                 r.worker,
@@ -661,7 +673,7 @@ fn check_config(path: PathBuf) -> ExitCode {
         Ok(s) => {
             println!("{}: ok", path.display());
             println!(
-                "  global: max_conns {} per worker, expire_nodest_conn {}, expire_quiescent_template {}, conn_reuse_mode {}, drop_entry {}, toa {}, shard prefix /{} /{}",
+                "  global: max_conns {} per worker, expire_nodest_conn {}, expire_quiescent_template {}, conn_reuse_mode {}, drop_entry {}, toa {}, shard prefix /{} /{}, icmp errors {}/s burst {}",
                 s.max_conns,
                 s.expire_nodest_conn,
                 s.expire_quiescent_template,
@@ -669,7 +681,9 @@ fn check_config(path: PathBuf) -> ExitCode {
                 s.drop_entry,
                 s.toa,
                 s.shard_prefix.0,
-                s.shard_prefix.1
+                s.shard_prefix.1,
+                s.icmp_limit.0,
+                s.icmp_limit.1
             );
             for svc in &s.services {
                 println!("  {} scheduler {} ({} real servers)", svc.key, svc.sched.name(), svc.dests.len());

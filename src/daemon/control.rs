@@ -484,7 +484,7 @@ scheduler = "wrr"
             let mut rep = Reporter::new(d.report_slot(0).unwrap());
             crate::daemon::syns(&mut w, [192, 0, 2, 1], 1000..1003);
             while !s2.load(Ordering::Relaxed) {
-                rep.publish(&w, &IoStats::default(), (0, None), 0, false);
+                rep.publish(&w, &IoStats::default(), (0, None), false);
                 rep.serve_probe(&w, 1_000_000_000);
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }

@@ -431,16 +431,35 @@ impl Lab {
 
     /// Stops xvs `i` with SIGTERM and returns its exit status and the
     /// `--counters` output as (name, value) pairs plus the `dest` lines.
+    /// Checks that every worker's counters balance (see
+    /// [`Counters::check_balance`]).
     pub fn stop_xvs(&mut self, i: usize) -> Counters {
-        self.signal(i, "TERM");
+        let c = self.stop_xvs_unchecked(i);
+        if let Err(e) = c.check_balance() {
+            panic!("{e}\n{}", self.log(i));
+        }
+        c
+    }
+
+    /// [`Lab::stop_xvs`] without the balance check.
+    pub fn stop_xvs_unchecked(&mut self, i: usize) -> Counters {
+        self.try_stop_xvs(i).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Stops xvs `i` (SIGTERM) and reads its counters; an error when it
+    /// does not stop within 10 s or exits with a failure.
+    fn try_stop_xvs(&mut self, i: usize) -> Result<Counters, String> {
+        let _ = sh(&["kill", "-TERM", &self.xvs[i].child.id().to_string()]);
         let t0 = Instant::now();
         let status = loop {
-            if let Some(st) = self.xvs[i].child.try_wait().unwrap() {
-                break st;
+            match self.xvs[i].child.try_wait() {
+                Ok(Some(st)) => break st,
+                Ok(None) => {}
+                Err(e) => return Err(format!("waiting for xvs: {e}")),
             }
             if t0.elapsed() > Duration::from_secs(10) {
                 let _ = self.xvs[i].child.kill();
-                panic!("xvs did not stop within 10 s:\n{}", self.log(i));
+                return Err(format!("xvs did not stop within 10 s:\n{}", self.log(i)));
             }
             std::thread::sleep(Duration::from_millis(20));
         };
@@ -448,12 +467,10 @@ impl Lab {
         if let Some(mut s) = self.xvs[i].stdout.take() {
             let _ = s.read_to_string(&mut out);
         }
-        assert!(
-            status.success(),
-            "xvs exited with {status}:\n{}\n{out}",
-            self.log(i)
-        );
-        Counters::parse(&out)
+        if !status.success() {
+            return Err(format!("xvs exited with {status}:\n{}\n{out}", self.log(i)));
+        }
+        Ok(Counters::parse(&out))
     }
 }
 
@@ -463,6 +480,8 @@ pub struct Counters {
     pub values: Vec<(String, u64)>,
     /// `dest ...` lines.
     pub dests: Vec<String>,
+    /// Each worker's balance terms (`worker N rx=.. made=.. ...`).
+    pub workers: Vec<(u32, Vec<(String, u64)>)>,
     pub text: String,
 }
 
@@ -475,6 +494,16 @@ impl Counters {
         for line in out.lines() {
             if line.starts_with("dest ") {
                 c.dests.push(line.to_string());
+            } else if let Some(rest) = line.strip_prefix("worker ") {
+                let mut words = rest.split_whitespace();
+                let Some(id) = words.next().and_then(|w| w.parse().ok()) else {
+                    continue;
+                };
+                let terms = words
+                    .filter_map(|w| w.split_once('='))
+                    .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+                    .collect();
+                c.workers.push((id, terms));
             } else if let Some((k, v)) = line.split_once('=') {
                 if let Ok(v) = v.trim().parse() {
                     c.values.push((k.to_string(), v));
@@ -491,6 +520,44 @@ impl Counters {
             .find(|(k, _)| k == name)
             .map(|(_, v)| *v)
             .unwrap_or_else(|| panic!("no counter {name} in:\n{}", self.text))
+    }
+
+    /// The counters' promise (docs/operations.md, "Counters that
+    /// balance"): in every worker, `rx + made = tx + dropped + to_kernel
+    /// + handed_off`, and every frame given to the kernel path was written
+    /// to the kernel or failed to be (`kernel_sent + kernel_errors`).
+    pub fn check_balance(&self) -> Result<(), String> {
+        if self.workers.is_empty() {
+            return Err(format!("no worker balance lines in:\n{}", self.text));
+        }
+        for (id, terms) in &self.workers {
+            let t = |k: &str| terms.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+            let (Some(rx), Some(made), Some(tx), Some(dropped), Some(kernel), Some(off)) =
+                (t("rx"), t("made"), t("tx"), t("dropped"), t("to_kernel"), t("handed_off"))
+            else {
+                return Err(format!("worker {id}: incomplete balance line in:\n{}", self.text));
+            };
+            if rx + made != tx + dropped + kernel + off {
+                return Err(format!(
+                    "worker {id}: counters do not balance: rx {rx} + made {made} != tx {tx} + dropped {dropped} + to_kernel {kernel} + handed_off {off}\n{}",
+                    self.text
+                ));
+            }
+        }
+        let passed: u64 = self
+            .values
+            .iter()
+            .filter(|(k, _)| k.starts_with("pass_"))
+            .map(|(_, v)| v)
+            .sum();
+        let written = self.get("kernel_sent") + self.get("kernel_errors");
+        if passed != written {
+            return Err(format!(
+                "{passed} frames passed to the kernel, but the kernel path wrote {written}\n{}",
+                self.text
+            ));
+        }
+        Ok(())
     }
 
     /// Value of `key=` in the `dest` line of `addr` (e.g. `conns`).
@@ -513,6 +580,29 @@ impl Counters {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // An xvs the test left running is stopped here, and its counters
+        // must balance as well (unless the test already failed).
+        if !std::thread::panicking() {
+            let mut unbalanced = Vec::new();
+            for i in 0..self.xvs.len() {
+                if matches!(self.xvs[i].child.try_wait(), Ok(None)) && self.xvs[i].stdout.is_some() {
+                    if let Err(e) = self.try_stop_xvs(i).and_then(|c| c.check_balance()) {
+                        unbalanced.push(format!("xvs {i}: {e}"));
+                    }
+                }
+            }
+            if !unbalanced.is_empty() {
+                self.cleanup();
+                panic!("{}", unbalanced.join("\n"));
+            }
+        }
+        self.cleanup();
+    }
+}
+
+impl Lab {
+    /// Stops every xvs and server and removes what the lab made.
+    fn cleanup(&mut self) {
         for x in &mut self.xvs {
             let _ = Command::new("kill")
                 .args(["-TERM", &x.child.id().to_string()])

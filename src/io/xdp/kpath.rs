@@ -274,13 +274,26 @@ impl KernelPath {
     }
 }
 
-impl Drop for KernelPath {
-    fn drop(&mut self) {
+impl KernelPath {
+    /// Stops the writer once it has written what the workers queued
+    /// (they have stopped) and returns its final counters.
+    pub fn finish(mut self) -> KernelStats {
+        self.stop_writer();
+        self.stats()
+    }
+
+    fn stop_writer(&mut self) {
         self.stop.store(true, Ordering::Release);
         if let Some(t) = self.thread.take() {
             t.thread().unpark();
             let _ = t.join();
         }
+    }
+}
+
+impl Drop for KernelPath {
+    fn drop(&mut self) {
+        self.stop_writer();
     }
 }
 
