@@ -560,7 +560,7 @@ scheduler = "rr"
             crate::daemon::syns(&mut self.w, [192, 0, 2, 1], self.port + 1..self.port + 1 + n);
             self.port += n;
             self.rep.record_burst(1500);
-            self.rep.publish(&self.w, &IoStats::default(), (0, Some(1)), 0, false);
+            self.rep.publish(&self.w, &IoStats::default(), (0, Some(1)), false);
         }
     }
 

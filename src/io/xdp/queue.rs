@@ -27,6 +27,7 @@ use super::sys::{self, Chunk, CompRing, FillRing, RxRing, TxRing};
 use super::umem::{Pool, Shared};
 use super::XdpError;
 use crate::wire::Frame;
+use crate::worker::Refused;
 use arrayvec::ArrayVec;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
@@ -190,6 +191,8 @@ pub struct QueueIo {
     empty_polls: u32,
     next_port: usize,
     stats: IoStats,
+    /// Verdicts not carried out since the last [`QueueIo::take_refused`].
+    refused: Refused,
 }
 
 impl QueueIo {
@@ -226,6 +229,7 @@ impl QueueIo {
             empty_polls: 0,
             next_port: 0,
             stats: IoStats { umem_total, ..IoStats::default() },
+            refused: Refused::default(),
         };
         q.service_rings();
         q
@@ -260,6 +264,17 @@ impl QueueIo {
     /// Driver counters.
     pub fn stats(&self) -> &IoStats {
         &self.stats
+    }
+
+    /// What the bursts since the last call could not carry out of their
+    /// fates (`Tx` frames the TX ring refused, `Handoff` frames beyond a
+    /// burst), for the worker's counters ([`Worker::count_refused`]); the
+    /// tally starts again from zero.
+    ///
+    /// [`Worker::count_refused`]: crate::worker::Worker::count_refused
+    #[inline]
+    pub fn take_refused(&mut self) -> Refused {
+        std::mem::take(&mut self.refused)
     }
 
     /// Free chunks in this worker's pool.
@@ -457,12 +472,16 @@ impl QueueIo {
                                 }
                                 Err(c) => {
                                     self.stats.tx_full += 1;
+                                    self.refused.tx_full.0 += 1;
+                                    self.refused.tx_full.1 += len as u64;
                                     self.pool.put(&self.shared, c);
                                 }
                             }
                         }
                         _ => {
                             self.stats.tx_invalid += 1;
+                            self.refused.tx_invalid.0 += 1;
+                            self.refused.tx_invalid.1 += len as u64;
                             self.pool.put(&self.shared, p.chunk);
                         }
                     }
@@ -488,6 +507,7 @@ impl QueueIo {
                             Ok(()) => self.stats.handed_out += 1,
                             Err(e) => {
                                 self.stats.handoff_overflow += 1;
+                                self.refused.handoff_full += 1;
                                 let c = e.element().1.chunk;
                                 self.pool.came_home(&self.shared, &c);
                                 self.pool.put(&self.shared, c);
@@ -495,6 +515,7 @@ impl QueueIo {
                         }
                     } else {
                         self.stats.tx_invalid += 1;
+                        self.refused.handoff_invalid += 1;
                         self.pool.put(&self.shared, h.chunk);
                     }
                 }
