@@ -357,6 +357,9 @@ impl DaemonHandler {
 
 impl ControlHandler for DaemonHandler {
     fn handle(&self, req: Request) -> Response {
+        if matches!(req, Request::Ping) && super::fault::armed(super::fault::Fault::ControlPanic) {
+            panic!("test fault {}: the control handler panics", super::fault::Fault::ControlPanic.name());
+        }
         match req {
             Request::Ping => Response::ok(ipvsadm::version()),
             Request::Ipvsadm(cmd) => self.command(cmd),
@@ -615,7 +618,7 @@ scheduler = "wrr"
             let mut rep = Reporter::new(d.report_slot(0).unwrap());
             crate::daemon::syns(&mut w, [192, 0, 2, 1], 1000..1003);
             while !s2.load(Ordering::Relaxed) {
-                rep.publish(&w, &IoStats::default(), (0, None), 0, false);
+                rep.publish(&w, &IoStats::default(), (0, None), false);
                 rep.serve_probe(&w, 1_000_000_000);
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }

@@ -23,7 +23,7 @@
 //! server (found by address and port in this director's service; the
 //! forwarding method is this director's), its FULLNAT local port
 //! reserved. Without a known next hop towards the client, the first
-//! client packet names it (`flags::LEARN_HOP`).
+//! client packet names it (`Hop::LEARN`).
 
 use super::{release, template_key, Family, Worker, NO_DEST};
 use crate::ctl::snapshot::{Hop, Snapshot};
@@ -118,7 +118,6 @@ pub(super) fn learn_hop<A: Ip>(snap: &Snapshot, c: &mut Conn<A>, fr: &Frame<'_>,
     match hop {
         Some(h) => {
             c.client_hop = h;
-            c.flags &= !flags::LEARN_HOP;
             true
         }
         None => false,
@@ -315,10 +314,7 @@ impl Worker {
         let client_hop = if fwd.sees_replies() {
             match snap.next_hop(sc.caddr) {
                 Some(h) => h,
-                None => {
-                    cflags |= flags::LEARN_HOP;
-                    placeholder
-                }
+                None => Hop::LEARN,
             }
         } else {
             cflags |= flags::NOOUTPUT;
