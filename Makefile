@@ -10,17 +10,18 @@ CARGO ?= cargo
 #   clang llvm libelf-dev zlib1g-dev pkg-config m4 libpcap-dev: XDP program
 #     and libxdp/libbpf (AF_XDP driver)
 #   tshark: golden tests dissect every output frame with checksum validation
+#   keepalived: VRRP between two directors (tests/e2e_ha.rs, configs/keepalived/)
 #   iproute2 iputils-ping nftables ethtool curl python3 openssl: namespace labs (openssl makes the HTTPS check's test certificate)
 #   chromium chromium-driver: the monitor's end-to-end test drives a real
 #     headless browser (tests/e2e_monitor.rs, tests/browser/)
 #   dpkg-dev binutils adduser man-db systemd util-linux: the Debian package
 #     (make deb: dpkg-shlibdeps, strip) and its test (install, man -l,
 #     systemd-analyze verify, setpriv for the least-privilege lab)
-APT_PKGS := clang llvm libelf-dev zlib1g-dev pkg-config m4 libpcap-dev \
+APT_PKGS := clang llvm libelf-dev zlib1g-dev pkg-config m4 libpcap-dev keepalived \
             tshark iproute2 iputils-ping nftables ethtool curl python3 openssl ca-certificates \
             chromium chromium-driver dpkg-dev binutils adduser man-db systemd util-linux
 
-.PHONY: all deps build test deb deb-package demo bench bench-quick microbench linerate clean
+.PHONY: all deps build test test-faults deb deb-package demo bench bench-quick microbench linerate clean fuzz fuzz-seeds soak miri
 
 all: build
 
@@ -103,6 +104,63 @@ linerate:
 	@$(MAKE) --no-print-directory deps
 	$(CARGO) build --release --bins --example linerate
 	$(CARGO) run --release --example linerate -- $(LINERATE_ARGS)
+
+# The long fault-injection test (tests/e2e_flood.rs, docs/reliability.md):
+# a SYN flood from FLOOD_SYNS spoofed sources (default 10 million) and a
+# UDP flood through the live path (about 1.5 min). Needs root; CI runs it
+# after make test (.ci/run).
+FLOOD_SYNS ?= 10000000
+test-faults: deps
+	FLOOD_SYNS=$(FLOOD_SYNS) $(CARGO) test --test e2e_flood -- --ignored --nocapture
+
+# Coverage-guided fuzzing (docs/reliability.md): every cargo-fuzz target
+# in fuzz/ for FUZZ_TIME seconds each (default 180), one after the other,
+# niced, corpora kept in fuzz/corpus/<target> (seeded from fuzz/seeds/).
+# Installs the nightly toolchain and cargo-fuzz when missing. A crash
+# lands in fuzz/artifacts/<target>/: copy it into fuzz/regressions/<target>/
+# (tests/fuzz_regress.rs replays it in make test), then fix it.
+# FUZZ_TARGETS picks targets, FUZZ_JOBS runs that many at once.
+FUZZ_TIME ?= 180
+FUZZ_JOBS ?= 1
+FUZZ_TARGETS ?= $(basename $(notdir $(wildcard fuzz/fuzz_targets/*.rs)))
+fuzz: deps
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && cargo +nightly fuzz build -s none -a
+	@mkdir -p fuzz/corpus fuzz/logs
+	@printf '%s\n' $(FUZZ_TARGETS) | xargs -P $(FUZZ_JOBS) -I{} sh -c '\
+	  mkdir -p fuzz/corpus/{} && echo "fuzz: {} for $(FUZZ_TIME) s" && \
+	  cd fuzz && nice -n 19 cargo +nightly fuzz run -s none -a {} corpus/{} seeds/{} -- \
+	    -max_total_time=$(FUZZ_TIME) -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 > logs/{}.log 2>&1; \
+	  rc=$$?; tail -n 12 logs/{}.log | grep -E "^(stat::|#|==|SUMMARY|Done)" ; exit $$rc'
+
+# (Re)writes the seed corpora in fuzz/seeds/ from the golden captures,
+# configs/ and the ipvsadm parser (src/fuzz/seeds.rs).
+fuzz-seeds:
+	$(CARGO) test --test fuzz_regress -- --ignored write_seeds
+
+# The soak (tests/soak.rs): the NAT lab under a traffic mix for DURATION
+# seconds (default 300), sampled every SOAK_SAMPLE seconds (default 60);
+# RSS, connections and UMEM chunks in target/soak/soak.csv, plotted to
+# target/soak/soak.png with gnuplot (installed when missing). Needs root.
+DURATION ?= 300
+SOAK_SAMPLE ?= 60
+soak: deps
+	@command -v gnuplot >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends gnuplot-nox >/dev/null; }
+	DURATION=$(DURATION) SAMPLE=$(SOAK_SAMPLE) $(CARGO) test --test soak -- --ignored --nocapture soak
+	gnuplot -e "csv='target/soak/soak.csv'; png='target/soak/soak.png'" tests/soak.gp
+	@echo "soak: target/soak/soak.csv, target/soak/soak.png"
+
+# Miri (docs/reliability.md) over the unsafe code that runs without system
+# calls: the connection table's arrays and index (src/ipvs/conn.rs), the
+# AF_XDP ring index arithmetic over a heap ring, the UMEM area and pools
+# (src/io/xdp/sys.rs, umem.rs). Proptests run 16 cases each (Miri is slow).
+# Installs the nightly toolchain's miri component when missing.
+miri:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@rustup +nightly component list --installed | grep -q '^miri' || rustup +nightly component add miri rust-src
+	PROPTEST_CASES=16 MIRIFLAGS="-Zmiri-disable-isolation" $(CARGO) +nightly miri test --lib -- \
+	  ipvs::conn io::xdp::sys io::xdp::umem --skip many_connections_and_memory
 
 clean:
 	$(CARGO) clean

@@ -46,6 +46,7 @@ fn conn(fs: &FlowSet, id: u32) -> Conn<Ipv4Addr> {
         state: 3,
         fwd: FwdMethod::Nat,
         flags: 0,
+        sync_left: 0,
         in_pkts: 1,
     }
 }

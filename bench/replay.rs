@@ -41,7 +41,10 @@ use xvs::ipvs::FwdMethod;
 use xvs::stats::{DropReason, WorkerCounters};
 use xvs::wire::frame::HEADROOM;
 use xvs::wire::Frame;
+use xvs::sync::link::{Link, Params};
+use xvs::sync::wire::{MsgBuilder, TRAILER_LEN};
 use xvs::worker::{Verdict, Worker, BURST};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Room per frame in the burst arena: headroom, a 1514-byte frame and
 /// its TUN header, rounded to a page half.
@@ -157,6 +160,10 @@ struct Scenario {
     /// into a table this small is a SYN flood on a full table, where
     /// every new connection evicts an embryonic one (drop_entry).
     table: Option<usize>,
+    /// Connection sync on (a master daemon): the workers push events into
+    /// their queues, a thread drains and encodes them as the sync thread
+    /// does (docs/ha.md).
+    sync: Option<Params>,
 }
 
 fn scenarios(quick: bool, packets: Option<u64>) -> Vec<Scenario> {
@@ -198,6 +205,7 @@ fn scenarios(quick: bool, packets: Option<u64>) -> Vec<Scenario> {
             // request/response flow sends.
             reply_share: if mode.sees_replies() { 0.5 } else { 0.0 },
             table: None,
+            sync: None,
         }
     };
     for flows in [k64, m1, m10] {
@@ -227,6 +235,7 @@ fn scenarios(quick: bool, packets: Option<u64>) -> Vec<Scenario> {
             udp_share: 0.0,
             reply_share: 0.0,
             table: None,
+            sync: None,
         });
     }
     // A SYN flood into a full table: storm-dr, but an eighth of it fills
@@ -247,6 +256,7 @@ fn scenarios(quick: bool, packets: Option<u64>) -> Vec<Scenario> {
         udp_share: 0.2,
         reply_share: 0.5,
         table: None,
+        sync: None,
     });
     // Scaling: the same runs with two workers.
     v.push(est(FwdMethod::Dr, k64, Popularity::Uniform, Sizes::Min, 2));
@@ -260,6 +270,21 @@ fn scenarios(quick: bool, packets: Option<u64>) -> Vec<Scenario> {
     s2.name = "storm-dr-w2".into();
     s2.workers = 2;
     v.push(s2);
+    // Connection sync on, with IPVS's defaults: a connection is synced
+    // when it is established, at its third packet and every 50 after; a
+    // SYN storm then costs the per-packet check only (SYN_RECV is not
+    // synced). And the worst case: SYN_RECV synced too, an event per SYN.
+    let ipvs = Params { master: true, threshold: 3, period: 50, syn_recv: false };
+    for (base, name, p) in [
+        (format!("est-nat-{}", label(m1)), format!("est-nat-{}-sync", label(m1)), ipvs),
+        ("storm-dr".to_string(), "storm-dr-sync".to_string(), ipvs),
+        ("storm-dr".to_string(), "storm-dr-sync-synrecv".to_string(), Params { syn_recv: true, ..ipvs }),
+    ] {
+        let mut s = v.iter().find(|s| s.name == base).cloned().expect("sync base scenario");
+        s.name = name;
+        s.sync = Some(p);
+        v.push(s);
+    }
     v
 }
 
@@ -409,6 +434,9 @@ struct WorkerResult {
     counters: WorkerCounters,
     conns: usize,
     conn_memory: usize,
+    /// Connection sync: events drained, and dropped by a full queue.
+    sync_events: u64,
+    sync_dropped: u64,
 }
 
 /// Progress lines on stderr: rewritten in place on a terminal, one line per
@@ -454,6 +482,32 @@ impl Progress {
     }
 }
 
+/// What the sync thread does with a worker's events: takes them off the
+/// queue and encodes them into messages (sending is left out). Returns
+/// the events taken.
+fn drain_sync(link: &Link, stop: &AtomicBool) -> u64 {
+    let mut b = MsgBuilder::new(1, 1472);
+    let mut n = 0u64;
+    loop {
+        let mut got = 0;
+        while let Some(ev) = link.events.pop() {
+            if !b.push(&ev.to_record(), TRAILER_LEN).unwrap_or(true) {
+                std::hint::black_box(b.finish(None, false).len());
+                b.clear();
+                let _ = b.push(&ev.to_record(), TRAILER_LEN);
+            }
+            got += 1;
+        }
+        n += got;
+        if stop.load(Ordering::Relaxed) && link.events.is_empty() {
+            return n;
+        }
+        if got == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_worker(
     s: &Scenario,
@@ -467,6 +521,13 @@ fn run_worker(
 ) -> WorkerResult {
     let flows = FlowSet::new(seed, s.udp_share);
     let mut worker = Worker::new(w, s.workers, snap, CLOCK0);
+    let sync = s.sync.map(|p| {
+        let link = Arc::new(Link::default());
+        worker.set_sync(Some((link.clone(), p)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (l, st) = (link.clone(), stop.clone());
+        (link, stop, std::thread::spawn(move || drain_sync(&l, &st)))
+    });
     if let Some(p) = mem {
         worker.attach_memory(p);
     }
@@ -594,7 +655,16 @@ fn run_worker(
     if show {
         prog.clear();
     }
+    let (sync_events, sync_dropped) = match sync {
+        Some((link, stop, h)) => {
+            stop.store(true, Ordering::Relaxed);
+            (h.join().expect("sync drain thread"), link.events_dropped())
+        }
+        None => (0, 0),
+    };
     let r = WorkerResult {
+        sync_events,
+        sync_dropped,
         setup,
         timed,
         wall,
@@ -734,6 +804,10 @@ fn run(s: &Scenario, seed: u64, provider: bool) -> Row {
     };
     let mut wall = Duration::ZERO;
     let mut conn_mem = 0usize;
+    if s.sync.is_some() {
+        let (ev, dr): (u64, u64) = results.iter().fold((0, 0), |(a, b), r| (a + r.sync_events, b + r.sync_dropped));
+        println!("{}: connection sync: {ev} events encoded, {dr} dropped (queue full)", s.name);
+    }
     for r in &results {
         hist.add(&r.hist).expect("histogram merge");
         c.merge(&r.counters);
@@ -1058,6 +1132,14 @@ fn targets(rows: &[Row], quick: bool) -> Vec<(String, String, String, bool)> {
             ">= 3 M/s/core".into(),
             r.new_conns_per_s >= 3e6,
         ));
+    }
+    // Connection sync (IPVS's defaults) costs the workers at most 10 %.
+    for base in [format!("est-nat-{m1}"), "storm-dr".to_string()] {
+        if let (Some(a), Some(b)) = (get(&base), get(&format!("{base}-sync"))) {
+            let (x, y) = if a.new_conns_per_s > 0.0 { (a.new_conns_per_s, b.new_conns_per_s) } else { (a.mpps_per_core, b.mpps_per_core) };
+            let ratio = y / x.max(1e-9);
+            v.push((format!("sync on / off, {base}"), format!("{:.1}%", ratio * 100.0), ">= 90%".into(), ratio >= 0.9));
+        }
     }
     if let Some(r) = get(&format!("est-dr-{m10}")) {
         v.push((

@@ -31,6 +31,7 @@ fn dests(n: usize) -> Vec<DestEntry> {
             u_threshold: 0,
             l_threshold: 0,
             hop: None,
+            shared: Default::default(),
         })
         .collect()
 }

@@ -17,7 +17,7 @@ use xvs::gen::traffic::{write_frame, FlowSet, Kind, Peer, Topology, LEN_64};
 use xvs::ipvs::conn::Conn;
 use xvs::ipvs::xmit;
 use xvs::ipvs::FwdMethod;
-use xvs::wire::checksum::{checksum, update16, update_bytes};
+use xvs::wire::checksum::{checksum, complete, make_partial, update16, update_bytes};
 use xvs::wire::frame::HEADROOM;
 use xvs::wire::{parse, Frame};
 
@@ -53,6 +53,22 @@ fn checksums(c: &mut Criterion) {
     g.bench_function("full_ipv4_header", |b| {
         b.iter(|| black_box(checksum(black_box(&hdr))))
     });
+    // Completing a partial TCP checksum (a veth sender's): the price a
+    // frame from a sender with TX checksum offload pays, by segment size.
+    for (name, payload) in [("complete_partial_tcp_64B", 10), ("complete_partial_tcp_1514B", 1460)] {
+        let mut f = xvs::gen::packet::tcp4([10, 0, 0, 1], 1000, [10, 0, 0, 2], 80, 0x10, &vec![7u8; payload]);
+        let m = parse(&f).unwrap();
+        make_partial::<Ipv4Addr>(&mut f, &m);
+        let partial = f.clone();
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                // Restore the partial sum (two bytes) and complete it.
+                f[m.l4 as usize + 16..m.l4 as usize + 18].copy_from_slice(&partial[m.l4 as usize + 16..m.l4 as usize + 18]);
+                complete(black_box(&mut f), &m);
+                black_box(&f);
+            })
+        });
+    }
     g.finish();
 }
 
@@ -83,6 +99,7 @@ fn conn(mode: FwdMethod) -> Conn<Ipv4Addr> {
         state: 3,
         fwd: mode,
         flags: 0,
+        sync_left: 0,
         in_pkts: 1,
     }
 }
@@ -117,7 +134,7 @@ fn parse_rewrite(c: &mut Criterion) {
     g.bench_function("parse", |b| {
         b.iter(|| black_box(parse(black_box(&client[HEADROOM..HEADROOM + n]))))
     });
-    let mut ip_id = 0u16;
+    let mut ip_id = xmit::tun::IpIds::new(0, 1);
     type Case<'a> = (&'a str, FwdMethod, bool);
     let cases: [Case<'_>; 6] = [
         ("dr", FwdMethod::Dr, false),

@@ -13,9 +13,11 @@
 //! - [`health`] real-server health checks (keepalived-style), off the data path
 //! - [`stats`]  counters and drop reasons
 //! - [`gen`]    traffic generation for tests, golden captures and benchmarks
+//! - [`fuzz`]   fuzzing harnesses, one per input path (`fuzz/`, `docs/reliability.md`)
 
 pub mod ctl;
 pub mod daemon;
+pub mod fuzz;
 pub mod gen;
 pub mod health;
 pub mod io;
@@ -23,5 +25,6 @@ pub mod ipvs;
 pub mod manual;
 pub mod monitor;
 pub mod stats;
+pub mod sync;
 pub mod wire;
 pub mod worker;

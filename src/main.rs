@@ -15,6 +15,7 @@ use xvs::daemon::{control, notify, stats};
 use xvs::daemon::signals;
 use xvs::io::pcap;
 use xvs::io::xdp::PollMode;
+use xvs::sync::daemon::SyncService;
 use xvs::worker::Worker;
 
 const LONG_ABOUT: &str = "\
@@ -57,6 +58,10 @@ binds one AF_XDP socket per (interface, queue), and forwards the services of
 the configuration with one pinned worker per queue until SIGINT or SIGTERM.
 On stop, the programs are detached and the counters printed.
 
+Without --config, xvs starts with an empty table on the interfaces given
+with -i, and xvsadm fills it (as ipvsadm fills IPVS's); `xvsadm -S` saves it
+in a form --config reads back.
+
 Interfaces are the config's [[interface]] names (not its sub-interfaces),
 or those given with -i (which replace them). Their MACs, MTUs, addresses,
 VLAN sub-interfaces, the main routing table and the neighbours come from
@@ -83,7 +88,9 @@ health state.
 
 Exit status: 0 after a clean stop, 2 for a bad command line or
 configuration, 1 when the system refuses (a missing capability, no
-AF_XDP, a missing interface, a busy queue, ...).
+AF_XDP, a missing interface, a busy queue, ...) or when a worker thread
+dies (its XDP programs are detached first; a supervisor should restart
+xvs).
 
 Under systemd (Type=notify) it reports READY once every worker runs and
 feeds the watchdog only while they all make progress; it needs root or
@@ -109,11 +116,12 @@ enum Cmd {
     #[command(long_about = RUN_ABOUT)]
     Run {
         /// Configuration file: TOML, or ipvsadm-save rules (`xvsadm -S`
-        /// output; interfaces then come from -i).
+        /// output; interfaces then come from -i). Without it, xvs starts
+        /// with an empty table that xvsadm fills, as IPVS does.
         #[arg(long, short = 'c', value_name = "FILE")]
-        config: PathBuf,
+        config: Option<PathBuf>,
         /// Interface to forward on (repeatable; replaces the config's
-        /// [[interface]] list).
+        /// [[interface]] list; needed without --config).
         #[arg(long = "interface", short = 'i', value_name = "IFACE")]
         interfaces: Vec<String>,
         /// Worker threads; each binds queue i of every interface (default:
@@ -295,11 +303,18 @@ fn replay(config: PathBuf, input: PathBuf, output: PathBuf, counters: bool) -> E
     ExitCode::SUCCESS
 }
 
+/// What `xvs run` calls its configuration in messages when it has none.
+const NO_CONFIG: &str = "(no --config: the table xvsadm fills)";
+
 /// Loads the config for `xvs run`: the model with its health checks and
 /// listeners, and the interface list (`-i` replaces the config's
-/// [[interface]] names).
-fn load_live(path: &std::path::Path, cli_ifaces: &[String]) -> Result<(config::Config, Vec<String>), String> {
-    let conf = config::load_config_file(path).map_err(|e| e.to_string())?;
+/// [[interface]] names). Without a file, the configuration of an empty
+/// file: no services, every default.
+fn load_live(path: Option<&std::path::Path>, cli_ifaces: &[String]) -> Result<(config::Config, Vec<String>), String> {
+    let conf = match path {
+        Some(p) => config::load_config_file(p).map_err(|e| e.to_string())?,
+        None => config::load_config_str("", NO_CONFIG).map_err(|e| e.to_string())?,
+    };
     let ifaces = if cli_ifaces.is_empty() {
         conf.model.net.ports.iter().map(|p| p.name.clone()).collect()
     } else {
@@ -309,7 +324,7 @@ fn load_live(path: &std::path::Path, cli_ifaces: &[String]) -> Result<(config::C
 }
 
 fn run_director(
-    config: PathBuf,
+    config: Option<PathBuf>,
     cli_ifaces: Vec<String>,
     workers: Option<usize>,
     poll: PollMode,
@@ -317,7 +332,7 @@ fn run_director(
     counters: bool,
     listen: Listen,
 ) -> ExitCode {
-    let (conf, interfaces) = match load_live(&config, &cli_ifaces) {
+    let (conf, interfaces) = match load_live(config.as_deref(), &cli_ifaces) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("xvs: {e}");
@@ -325,28 +340,29 @@ fn run_director(
         }
     };
     if matches!(listen.monitor, Some(Metrics(Some(_)))) && conf.daemon.monitor.as_ref().map_or(true, |m| m.users.is_empty()) {
-        eprintln!("xvs: --monitor: {} has no [[monitor.user]]: nobody could log in (docs/monitor.md)", config.display());
+        let origin = config.as_deref().map_or_else(|| NO_CONFIG.to_string(), |p| p.display().to_string());
+        eprintln!("xvs: --monitor: {origin} has no [[monitor.user]]: nobody could log in (docs/monitor.md)");
         return ExitCode::from(2);
     }
     if let Err(e) = signals::install() {
         eprintln!("xvs: installing signal handlers: {e}");
         return ExitCode::from(1);
     }
-    // A panic anywhere (a worker included) must not leave XDP programs
-    // attached: detach first, then report as usual.
-    let prev = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        xvs::io::xdp::emergency_detach_all();
-        prev(info);
-    }));
+    // No panic hook detaches XDP: hooks run for panics caught on purpose
+    // too (a control request's handler, a health check task), and one of
+    // those must not take the director off the wire while its workers go
+    // on polling. XDP is detached when the process ends: a clean stop, a
+    // dead worker (below), a second signal, or a panic unwinding out of
+    // this function (`DetachOnUnwind`).
     let cfg = RunConfig { interfaces: interfaces.clone(), workers, poll, cores, ..RunConfig::default() };
-    let running = match run::start(conf.model, &cfg) {
+    let mut running = match run::start(conf.model, &cfg) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("xvs run: {e}");
             return ExitCode::from(if e.is_usage() { 2 } else { 1 });
         }
     };
+    let _detach = DetachOnUnwind;
     for (iface, id) in &running.stale_removed {
         log::warn!("removed the XDP program (id {id}) a crashed xvs left on {iface}");
     }
@@ -357,6 +373,17 @@ fn run_director(
         Ok(h) => Arc::new(h),
         Err(e) => {
             eprintln!("xvs run: health checks: {e}");
+            running.stop();
+            return ExitCode::from(2);
+        }
+    };
+    // Connection sync (docs/ha.md): its thread, joined to every worker.
+    let sync_conf = conf.sync.clone();
+    let sync = match start_sync(&d, sync_conf.clone()) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("xvs run: [sync]: {e}");
+            health.stop();
             running.stop();
             return ExitCode::from(2);
         }
@@ -381,7 +408,10 @@ fn run_director(
     // The operator's side: statistics, the control socket, metrics.
     let (reload_cfg, reload_ifaces, started_conf) = (config.clone(), interfaces.clone(), conf.daemon.clone());
     let reloader: control::Reloader = Box::new(move || {
-        let (c, ifaces) = load_live(&reload_cfg, &[])?;
+        let Some(path) = reload_cfg.as_deref() else {
+            return Err("xvs run was started without --config: there is no file to reload (xvsadm changes the table)".into());
+        };
+        let (c, ifaces) = load_live(Some(path), &[])?;
         if cli_ifaces.is_empty() && ifaces != reload_ifaces {
             log::warn!("reload: the interface list changed ({ifaces:?}); interfaces change only with a restart");
         }
@@ -390,7 +420,8 @@ fn run_director(
         }
         Ok(c)
     });
-    let ops = match Operator::start(&d, &health, &config, reloader, listen, conf.daemon) {
+    let origin = config.clone().unwrap_or_else(|| PathBuf::from(NO_CONFIG));
+    let ops = match Operator::start(&d, &health, &origin, reloader, listen, conf.daemon, (sync.clone(), sync_conf)) {
         Ok(o) => o,
         Err(e) => {
             log::error!("{e}");
@@ -401,11 +432,11 @@ fn run_director(
     // systemd (Type=notify): READY once the workers run, the watchdog fed
     // while they make progress (xvs::daemon::notify).
     let mut service = notify::Service::from_env(format!("forwarding {} service(s) on {}", snap.services.len(), interfaces.join(", ")));
-    let mut died = false;
+    let mut died = None;
     while !signals::stop_requested() {
-        if running.worker_died() {
-            log::error!("a worker thread died; stopping");
-            died = true;
+        if let Some(what) = running.dead_thread() {
+            log::error!("{what}; stopping, detaching XDP and exiting with status 1 (a supervisor should restart xvs)");
+            died = Some(what);
             break;
         }
         service.tick(&d);
@@ -419,6 +450,10 @@ fn run_director(
     service.stopping();
     log::info!("stopping");
     drop(ops);
+    // The sync thread waits on the workers' walks: it stops before them.
+    if let Ok(s) = Arc::try_unwrap(sync) {
+        s.stop();
+    }
     health.stop();
     let health = health.report();
     let (reports, kernel) = running.stop();
@@ -439,6 +474,11 @@ fn run_director(
         }
         for l in health.check_lines() {
             println!("{l}");
+        }
+        // Each worker's balance (docs/operations.md): the end-to-end tests
+        // check that it holds.
+        for r in &reports {
+            println!("worker {} {}", r.worker, r.counters.balance());
         }
         for t in d.dest_totals() {
             println!(
@@ -474,6 +514,13 @@ fn run_director(
         }
         print!("{}", health.render());
         for r in &reports {
+            let b = r.counters.balance();
+            println!(
+                "  worker {}: {} ({})",
+                r.worker,
+                b,
+                if b.holds() { "balanced" } else { "DOES NOT BALANCE" }
+            );
             println!(
                 "  worker {} (queue {}, {}): rx {} tx {} tx_full {} handed out {} handoff_full {} sleeps {}",
                 r.worker,
@@ -488,10 +535,26 @@ fn run_director(
             );
         }
     }
-    if died {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
+    match died {
+        Some(what) => {
+            eprintln!("xvs run: {what}; XDP programs detached, exit status 1");
+            ExitCode::from(1)
+        }
+        None => ExitCode::SUCCESS,
+    }
+}
+
+/// Detaches every XDP program of the process when a panic unwinds
+/// through `run_director` (the main thread's own bugs): the process is
+/// about to end, and the workers, on other threads, would never drop
+/// their end of the director. Panics caught elsewhere never get here.
+struct DetachOnUnwind;
+
+impl Drop for DetachOnUnwind {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            xvs::io::xdp::emergency_detach_all();
+        }
     }
 }
 
@@ -514,13 +577,15 @@ impl Operator {
         reloader: control::Reloader,
         listen: Listen,
         conf: config::DaemonConf,
+        sync: (Arc<SyncService>, xvs::sync::conf::SyncConf),
     ) -> Result<Operator, String> {
         let hub = Arc::new(stats::StatsHub::new(d.clone()));
         let stats_thread = hub.spawn().map_err(|e| format!("starting the statistics thread: {e}"))?;
         let handler = Arc::new(
             control::DaemonHandler::new(d.clone(), hub.clone(), config, reloader)
                 .with_health(health.clone())
-                .with_checker(Box::new(run::check_model)),
+                .with_checker(Box::new(run::check_model))
+                .with_sync(sync.0, sync.1),
         );
         let socket = listen.socket.unwrap_or(conf.control_socket);
         let group = listen.socket_group.or(conf.control_socket_group);
@@ -621,12 +686,25 @@ fn passwd() -> ExitCode {
     }
 }
 
+/// Starts connection sync for the running director's workers.
+fn start_sync(d: &Arc<xvs::daemon::Director>, conf: xvs::sync::conf::SyncConf) -> Result<SyncService, String> {
+    let links = (0..).map_while(|i| d.report_slot(i)).map(|s| s.sync.clone()).collect();
+    let d2 = d.clone();
+    let s = SyncService::start(links, Box::new(move || d2.snapshot()), conf.clone())?;
+    for (role, dc) in [("master", &conf.master), ("backup", &conf.backup)] {
+        if let Some(dc) = dc {
+            log::info!("sync: {role} daemon on {} (syncid {})", dc.interface, dc.syncid);
+        }
+    }
+    Ok(s)
+}
+
 fn check_config(path: PathBuf) -> ExitCode {
     match load(&path) {
         Ok(s) => {
             println!("{}: ok", path.display());
             println!(
-                "  global: max_conns {} per worker, expire_nodest_conn {}, expire_quiescent_template {}, conn_reuse_mode {}, drop_entry {}, toa {}, shard prefix /{} /{}",
+                "  global: max_conns {} per worker, expire_nodest_conn {}, expire_quiescent_template {}, conn_reuse_mode {}, drop_entry {}, toa {}, shard prefix /{} /{}, icmp errors {}/s burst {}",
                 s.max_conns,
                 s.expire_nodest_conn,
                 s.expire_quiescent_template,
@@ -634,7 +712,9 @@ fn check_config(path: PathBuf) -> ExitCode {
                 s.drop_entry,
                 s.toa,
                 s.shard_prefix.0,
-                s.shard_prefix.1
+                s.shard_prefix.1,
+                s.icmp_limit.0,
+                s.icmp_limit.1
             );
             for svc in &s.services {
                 println!("  {} scheduler {} ({} real servers)", svc.key, svc.sched.name(), svc.dests.len());

@@ -71,6 +71,9 @@ const FILES: &[&str] = &[
     "/usr/share/fish/vendor_completions.d/xvsadm.fish",
     "/usr/share/doc/xvs/examples/nat.toml",
     "/usr/share/doc/xvs/examples/health/health-http.toml",
+    "/usr/share/doc/xvs/examples/keepalived/keepalived-director1.conf",
+    "/usr/share/doc/xvs/examples/keepalived/keepalived-xvs.conf",
+    "/usr/share/doc/xvs/examples/keepalived/xvs-notify.sh",
 ];
 
 #[test]

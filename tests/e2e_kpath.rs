@@ -80,12 +80,9 @@ fn a_nat_real_server_reaches_an_upstream_server_through_the_director() {
 
     // The service itself still works (port 0: any port of the VIP).
     let body = http_get(&t.client, t.sock(0, 100, 8080));
-    // The real server's kernel now leaves partial checksums to "hardware",
-    // as a veth's default does: the kernel path must hand them on as such.
-    // (The switch's port to the director too: with it off, the bridge
-    // would complete them in software on the way.)
-    lab.exec(&rs, &["ethtool", "-K", "eth0", "tx", "on"]);
-    lab.exec(&t.switch, &["ethtool", "-K", "sw-d", "tx", "on"]);
+    // The real server's kernel leaves partial checksums to "hardware", as
+    // a veth's default does (the lab keeps the defaults): they must reach
+    // the upstream server complete.
     // From the DNS service's own socket (port 53) to the upstream server.
     let up: SocketAddr = "10.70.0.50:5300".parse().unwrap();
     let dns = in_ns(&rs, move || {
@@ -112,7 +109,11 @@ fn a_nat_real_server_reaches_an_upstream_server_through_the_director() {
     assert!(c.get("kernel_sent") >= c.get("pass_not_service"), "{}", c.text);
     assert_eq!(c.get("drop_kernel_full"), 0, "{}", c.text);
     assert_eq!(c.get("kernel_errors"), 0, "{}", c.text);
-    assert!(c.get("kernel_partial_csum") > 0, "partial checksums were marked for the kernel: {}", c.text);
+    // Their partial checksums arrived and were completed by the worker
+    // before it handed the frames over (xvs completes every TCP/UDP
+    // partial checksum first); the kernel path's marking is for anything
+    // handed over before that.
+    assert!(c.get("csum_completed") + c.get("kernel_partial_csum") > 0, "partial checksums were completed or marked for the kernel: {}", c.text);
 }
 
 const FRAG_CONFIG: &str = r#"

@@ -62,6 +62,7 @@ fn dests(n: usize) -> Vec<DestEntry> {
             u_threshold: 0,
             l_threshold: 0,
             hop: None,
+            shared: Default::default(),
         })
         .collect()
 }

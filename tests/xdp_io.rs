@@ -136,11 +136,6 @@ impl Lab {
                 IF_D,
                 "nodad",
             ],
-            // A veth sender leaves TCP/UDP checksums to "hardware"
-            // (CHECKSUM_PARTIAL): the frame that reaches XDP then carries
-            // only the pseudo-header sum. Real NICs put full checksums on
-            // the wire; make the lab's client do the same.
-            vec!["ip", "netns", "exec", c, "ethtool", "-K", IF_C, "tx", "off"],
             vec!["ip", "-n", c, "link", "set", IF_C, "up"],
             vec!["ip", "-n", d, "link", "set", IF_D, "up"],
             vec![
@@ -232,6 +227,12 @@ fn reflect(f: &mut Frame<'_>, shift: bool) -> bool {
         return false;
     };
     let d = f.data_mut();
+    // The client's veth keeps its default TX checksum offload: its kernel
+    // leaves the pseudo-header sum for "hardware" to finish, and XDP sees
+    // it raw. Finish it first, as the worker does.
+    if m.partial {
+        checksum::complete(d, &m);
+    }
     let (src, dst) = (wire::src_mac(d), wire::dst_mac(d));
     wire::set_macs(d, &src, &dst);
     // Swapping two fields of a one's complement sum leaves it unchanged.
@@ -747,10 +748,16 @@ fn mac(s: &str) -> [u8; 6] {
 }
 
 /// Direct routing from port 0 to the real server behind port 1: only the
-/// MACs change.
+/// MACs change (and the client's partial checksum is completed, as the
+/// worker does: the real server's kernel would drop it).
 fn to_real_server(f: &mut Frame<'_>, port: u8, _n: u64) -> Option<u8> {
     if port != 0 {
         return None;
+    }
+    if let Ok(m) = wire::parse(f.data()) {
+        if m.partial {
+            checksum::complete(f.data_mut(), &m);
+        }
     }
     wire::set_macs(f.data_mut(), &mac(MAC_R), &mac(MAC_E));
     Some(1)

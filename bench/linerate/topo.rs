@@ -10,9 +10,12 @@
 //!
 //! - Fixed MACs and permanent neighbour entries: nothing waits for ARP,
 //!   and the sink's program never has to pass ARP for a measurement.
-//! - TX checksum offload off on every veth end (`ethtool -K <if> tx off`):
-//!   a veth sender otherwise leaves partial checksums that XDP on the peer
-//!   would see (docs/afxdp.md).
+//! - TX checksum offload off on every veth end (`ethtool -K <if> tx off`).
+//!   No kernel TCP/UDP sender is in this topology — the generator writes
+//!   full checksums over AF_XDP, which no offload touches — so the frames
+//!   measured are a NIC's either way; the setting stays as the recorded
+//!   runs had it. (xvs completes the partial checksums a kernel sender
+//!   on a veth leaves: docs/afxdp.md.)
 //! - GRO on the director's generator-side veth: a veth without XDP uses
 //!   NAPI only when GRO is on, and the kernel configuration needs NAPI to
 //!   move its receive work to a thread ([`Topo::napi_threaded`]); with

@@ -174,6 +174,8 @@ pub struct Config {
     pub health: HealthPlan,
     /// What `xvs run` serves besides forwarding (`[global]`).
     pub daemon: DaemonConf,
+    /// Connection sync (`[sync]`, `src/sync/conf.rs`).
+    pub sync: crate::sync::conf::SyncConf,
 }
 
 /// Where `xvs run` listens for operators: the control socket of `xvsadm`
@@ -276,7 +278,8 @@ pub fn load_config_str(text: &str, origin: &str) -> Result<Config, ConfigError> 
     }
     let health = doc.health(&model)?;
     let daemon = doc.daemon()?;
-    Ok(Config { model, health, daemon })
+    let sync = doc.sync()?;
+    Ok(Config { model, health, daemon, sync })
 }
 
 /// Whether `text` is ipvsadm-save rules rather than TOML: its first line
@@ -301,7 +304,7 @@ pub fn load_rules_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
         origin: origin.to_string(),
         source,
     })?;
-    Ok(Config { model, health: HealthPlan::default(), daemon: DaemonConf::default() })
+    Ok(Config { model, health: HealthPlan::default(), daemon: DaemonConf::default(), sync: Default::default() })
 }
 
 // ---------------------------------------------------------------------------
@@ -324,6 +327,7 @@ struct RawConfig {
     #[serde(default)]
     service: Vec<RawService>,
     monitor: Option<crate::monitor::conf::RawMonitor>,
+    sync: Option<crate::sync::conf::RawSync>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -332,6 +336,8 @@ struct RawGlobal {
     expire_nodest_conn: Option<bool>,
     conn_reuse_mode: Option<i64>,
     drop_entry: Option<bool>,
+    icmp_msgs_per_sec: Option<i64>,
+    icmp_msgs_burst: Option<i64>,
     toa: Option<bool>,
     expire_quiescent_template: Option<bool>,
     max_conns: Option<i64>,
@@ -627,6 +633,22 @@ impl<'i> Doc<'i> {
             })?);
         }
         Ok(d)
+    }
+
+    /// Connection sync (`[sync]`); a bad field is named under `sync`.
+    fn sync(&self) -> Result<crate::sync::conf::SyncConf, ConfigError> {
+        let Some(raw) = &self.raw.sync else { return Ok(Default::default()) };
+        crate::sync::conf::build(raw).map_err(|(field, why)| {
+            // `master.syncid`, `peers[1]` → field path segments.
+            let mut path = root("sync");
+            for part in field.split('.') {
+                match part.split_once('[') {
+                    Some((k, i)) => path = path.key(k).idx(i.trim_end_matches(']').parse().unwrap_or(0)),
+                    None => path = path.key(part),
+                }
+            }
+            self.invalid(Bad { path, why })
+        })
     }
 
     /// Step 4: the health checks of `model` (built from this document, so
@@ -963,6 +985,12 @@ fn build_model(raw: &RawConfig) -> V<Model> {
         m.toa = g.toa.unwrap_or(m.toa);
         if let Some(n) = g.conn_reuse_mode {
             m.conn_reuse_mode = range(n, 0, 3, &root("global").key("conn_reuse_mode"))? as u8;
+        }
+        if let Some(n) = g.icmp_msgs_per_sec {
+            m.icmp_msgs_per_sec = range(n, 0, 10_000_000, &root("global").key("icmp_msgs_per_sec"))? as u32;
+        }
+        if let Some(n) = g.icmp_msgs_burst {
+            m.icmp_msgs_burst = range(n, 1, 10_000_000, &root("global").key("icmp_msgs_burst"))? as u32;
         }
         if let Some(n) = g.max_conns {
             m.max_conns = range(n, 1, u32::MAX as i64, &root("global").key("max_conns"))? as usize;
@@ -1459,6 +1487,8 @@ conn_reuse_mode = 3
 drop_entry = false
 toa = false
 max_conns = 1000
+icmp_msgs_per_sec = 200
+icmp_msgs_burst = 20
 
 [timeouts]
 tcp = 3600
@@ -1636,6 +1666,8 @@ scheduler = "rr"
             expire_nodest_conn: true,
             conn_reuse_mode: 3,
             drop_entry: false,
+            icmp_msgs_per_sec: 200,
+            icmp_msgs_burst: 20,
             toa: false,
             net: NetConf {
                 ports: vec![PortConf {
@@ -1708,6 +1740,7 @@ persistence = 300
         assert!(!m.expire_nodest_conn);
         assert_eq!(m.conn_reuse_mode, 1, "IPVS's default");
         assert!(m.drop_entry && m.toa);
+        assert_eq!((m.icmp_msgs_per_sec, m.icmp_msgs_burst), (1000, 50), "the kernel's defaults");
         // An IPv4 service defaults to /32.
         let m =
             parse("[[service]]\nproto = \"tcp\"\nvip = \"10.0.0.1\"\nport = 1\npersistence = 5\n")
@@ -1761,6 +1794,8 @@ persistence = 300
             ("[global]\nconn_reuse_mode = 4".to_string(), "global.conn_reuse_mode", "4 exceeds 3"),
             ("[global]\nconn_reuse_mode = true".to_string(), "global.conn_reuse_mode", "expected an integer"),
             ("[global]\ndrop_entry = \"yes\"".to_string(), "global.drop_entry", "expected a boolean"),
+            ("[global]\nicmp_msgs_per_sec = -1".to_string(), "global.icmp_msgs_per_sec", "below 0"),
+            ("[global]\nicmp_msgs_burst = 0".to_string(), "global.icmp_msgs_burst", "below 1"),
             ("[global]\ntoa = 1".to_string(), "global.toa", "expected a boolean"),
             ("[global]\nmaxconns = 5".to_string(), "global.maxconns", "unknown field `maxconns`"),
             ("[global]\nmetrics = \"localhost:9477\"".to_string(), "global.metrics", "'localhost:9477' is not \"off\" or an address:port"),
@@ -2320,6 +2355,8 @@ persistence = 300
                     ("expire_nodest_conn", BOOL),
                     ("conn_reuse_mode", INT),
                     ("drop_entry", BOOL),
+                    ("icmp_msgs_per_sec", INT),
+                    ("icmp_msgs_burst", INT),
                     ("toa", BOOL),
                     ("expire_quiescent_template", BOOL),
                     ("max_conns", INT),

@@ -137,7 +137,7 @@ pub enum ListWhat {
     Connections,
     /// `--timeout`.
     Timeout,
-    /// `--daemon`: connection-sync daemons (xvs runs none yet).
+    /// `--daemon`: the connection-sync daemons.
     Daemon,
 }
 
@@ -208,6 +208,17 @@ pub enum Command {
     Reload,
     /// xvs: the daemon's own counters (`xvsadm --stats` without `-L`).
     DaemonStats,
+    /// `--start-daemon master|backup [--mcast-interface IF] [--syncid N]
+    /// [--sync-maxlen N] [--mcast-group ADDR] [--mcast-port P] [--mcast-ttl T]`.
+    StartDaemon {
+        role: crate::sync::conf::Role,
+        daemon: crate::sync::conf::DaemonConf,
+    },
+    /// `--stop-daemon master|backup`.
+    StopDaemon(crate::sync::conf::Role),
+    /// xvs: `--sync-status`, whose exit code says whether this director
+    /// holds its peers' connections (keepalived's `track_script`).
+    SyncStatus,
     /// `-h`.
     Help,
     /// `-v`.

@@ -175,6 +175,15 @@ pub struct Model {
     /// a SYN and nothing since) due to expire soonest, so a SYN flood
     /// cannot lock clients out. Off: a full table drops new connections.
     pub drop_entry: bool,
+    /// The rate limit of the ICMP errors xvs builds itself (port
+    /// unreachable when a service has no real server, ...), as the
+    /// kernel's `net.ipv4.icmp_msgs_per_sec` / `icmp_msgs_burst`: a token
+    /// bucket of `icmp_msgs_burst` tokens refilled at `icmp_msgs_per_sec`
+    /// a second, shared out among the workers. 0 per second: no limit.
+    /// Fragmentation needed / packet too big are never limited (path MTU
+    /// discovery depends on them), as in the kernel.
+    pub icmp_msgs_per_sec: u32,
+    pub icmp_msgs_burst: u32,
     /// FULLNAT: add the client's address and port to the client's
     /// handshake ACK in a TOA option (TCP option 254), as Alibaba's LVS
     /// and DPVS do, so real servers can learn who the client is.
@@ -194,6 +203,11 @@ pub struct Model {
     pub shard_prefix: (u8, u8),
 }
 
+/// The kernel's defaults of `net.ipv4.icmp_msgs_per_sec` and
+/// `icmp_msgs_burst`.
+pub const DEFAULT_ICMP_MSGS_PER_SEC: u32 = 1000;
+pub const DEFAULT_ICMP_MSGS_BURST: u32 = 50;
+
 /// Default sharding prefixes: the whole client address.
 pub const DEFAULT_SHARD_PREFIX: (u8, u8) = (32, 128);
 
@@ -206,6 +220,8 @@ impl Default for Model {
             expire_nodest_conn: false,
             conn_reuse_mode: 1,
             drop_entry: true,
+            icmp_msgs_per_sec: DEFAULT_ICMP_MSGS_PER_SEC,
+            icmp_msgs_burst: DEFAULT_ICMP_MSGS_BURST,
             toa: true,
             net: NetConf::default(),
             max_conns: DEFAULT_MAX_CONNS,

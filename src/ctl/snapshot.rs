@@ -83,6 +83,9 @@ pub struct Snapshot {
     pub drop_entry: bool,
     /// FULLNAT TOA ([`Model::toa`]).
     pub toa: bool,
+    /// The ICMP error rate limit for the whole director: (messages a
+    /// second, burst); 0 a second = none ([`Model::icmp_msgs_per_sec`]).
+    pub icmp_limit: (u32, u32),
     pub ports: Vec<Netif>,
     /// Ports, then sub-interfaces ([`Link`]); [`Hop::link`] indexes it.
     pub links: Vec<Link>,
@@ -139,6 +142,7 @@ impl Snapshot {
             conn_reuse_mode: model.conn_reuse_mode,
             drop_entry: model.drop_entry,
             toa: model.toa,
+            icmp_limit: (model.icmp_msgs_per_sec, model.icmp_msgs_burst),
             ports: Vec::new(),
             links: Vec::new(),
             max_conns: model.max_conns.max(1),
@@ -339,6 +343,14 @@ impl Snapshot {
             let key = UidKey::Dest(svc.key.clone(), d.addr, d.port);
             let uid = self.uid(key, prev);
             let hop = self.next_hop(d.addr);
+            // The counts outlive snapshots: connections opened under the
+            // previous one close under this one.
+            let shared = prev
+                .and_then(|p| p.dest_index(uid).map(|i| p.dests[i as usize].shared.clone()))
+                .unwrap_or_default();
+            // New thresholds take effect at once (IPVS clears the flag
+            // when the upper threshold is removed or raised).
+            shared.thresholds_changed(d.u_threshold, d.l_threshold);
             self.dest_uid.insert(uid, self.dests.len() as u32);
             self.dests.push(DestEntry {
                 uid,
@@ -350,6 +362,7 @@ impl Snapshot {
                 u_threshold: d.u_threshold,
                 l_threshold: d.l_threshold,
                 hop,
+                shared,
             });
         }
         let dests = start..self.dests.len();

@@ -21,6 +21,11 @@
 //!   a bad file changes nothing and the reply (and the log) says why.
 //!   `-Z` zeroes the hub's figures, never the workers' counters.
 //! - `xvsadm --stats` prints the workers' counters ([`StatsHub::daemon_text`]).
+//! - Connection sync ([`SyncService`]): `--start-daemon`, `--stop-daemon`,
+//!   `-L --daemon` and `--sync-status` (an error reply, exit code 1, while
+//!   this node is not in sync). A reload applies the file's `[sync]`
+//!   section only when it differs from the one the last load read, so a
+//!   reload does not undo the role switches keepalived's scripts made.
 
 use super::conns::SAMPLE_MAX;
 use super::director::Director;
@@ -30,6 +35,8 @@ use crate::ctl::ipvsadm::{self, CmdError, Command, ListWhat, Outcome, SvcAddr, V
 use crate::ctl::config::Config;
 use crate::ctl::model::Model;
 use super::health::{HealthCtl, HealthError};
+use crate::sync::conf::SyncConf;
+use crate::sync::daemon::SyncService;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -55,6 +62,8 @@ pub struct DaemonHandler {
     /// [`HealthCtl::apply_config`], [`HealthCtl::on_model_change`]).
     health: Option<Arc<HealthCtl>>,
     checker: Option<Checker>,
+    /// Connection sync, and the `[sync]` section the file had last time.
+    sync: Option<(Arc<SyncService>, Mutex<SyncConf>)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -111,6 +120,55 @@ impl DaemonHandler {
             origin: origin.display().to_string(),
             health: None,
             checker: None,
+            sync: None,
+        }
+    }
+
+    /// Serves the sync daemon commands with `sync`, which runs the file's
+    /// `[sync]` section `loaded`.
+    #[must_use]
+    pub fn with_sync(mut self, sync: Arc<SyncService>, loaded: SyncConf) -> DaemonHandler {
+        self.sync = Some((sync, Mutex::new(loaded)));
+        self
+    }
+
+    /// The sync service, when this daemon runs one (the monitor shows it).
+    pub fn sync(&self) -> Option<&Arc<SyncService>> {
+        self.sync.as_ref().map(|(s, _)| s)
+    }
+
+    /// A sync daemon command.
+    fn sync_command(&self, cmd: &Command) -> Response {
+        let Some((sync, _)) = &self.sync else {
+            // ipvsadm prints nothing when no daemon runs.
+            if matches!(cmd, Command::List(_)) {
+                return Response::ok("");
+            }
+            return Response::error(ErrorKind::Unsupported, "connection sync is not running in this daemon");
+        };
+        let r = match cmd {
+            Command::StartDaemon { role, daemon } => sync.start_daemon(*role, daemon.clone()).map(|()| {
+                log::info!("xvsadm: {role} sync daemon started (mcast={}, syncid={})", daemon.interface, daemon.syncid);
+                String::new()
+            }),
+            Command::StopDaemon(role) => sync.stop_daemon(*role).map(|()| {
+                log::info!("xvsadm: {role} sync daemon stopped");
+                String::new()
+            }),
+            Command::SyncStatus => {
+                let text = sync.status_text();
+                return if sync.in_sync() {
+                    Response::ok(text)
+                } else {
+                    Response { output: text, ..Response::error(ErrorKind::Failed, "not in sync") }
+                };
+            }
+            Command::List(_) => Ok(sync.list()),
+            _ => Ok(String::new()),
+        };
+        match r {
+            Ok(out) => Response::ok(out),
+            Err(e) => Response::error(ErrorKind::Failed, e),
         }
     }
 
@@ -159,9 +217,9 @@ impl DaemonHandler {
     /// or the model's).
     pub fn reload(&self) -> Result<String, String> {
         let mut reload = lock(&self.changes);
-        let res = match reload().and_then(|c| self.check(&c.model).map(|()| c)) {
+        let res = match reload().and_then(|c| self.check(&c.model).map(|()| c)).and_then(|c| self.reload_sync(&c.sync).map(|undo| (c, undo))) {
             Err(e) => Err(format!("reload: {e}; the running configuration stays")),
-            Ok(c) => match self.apply_config(c) {
+            Ok((c, undo)) => match self.apply_config(c).inspect_err(|_| self.undo_sync(undo)) {
                 Ok(()) => Ok(format!(
                     "reload: {} applied (snapshot {})",
                     self.origin,
@@ -175,6 +233,29 @@ impl DaemonHandler {
             Err(e) => log::error!("{e}"),
         }
         res
+    }
+
+    /// A reload's `[sync]`: applied when it changed since the last load.
+    /// Returns what to put back if the rest of the reload fails.
+    fn reload_sync(&self, new: &SyncConf) -> Result<Option<(SyncConf, SyncConf)>, String> {
+        let Some((sync, last)) = &self.sync else { return Ok(None) };
+        let mut last = lock(last);
+        if *last == *new {
+            return Ok(None);
+        }
+        let running = sync.conf();
+        sync.apply(new.clone()).map_err(|e| format!("[sync]: {e}"))?;
+        let was = std::mem::replace(&mut *last, new.clone());
+        Ok(Some((was, running)))
+    }
+
+    fn undo_sync(&self, undo: Option<(SyncConf, SyncConf)>) {
+        if let (Some((sync, last)), Some((was, running))) = (&self.sync, undo) {
+            *lock(last) = was;
+            if let Err(e) = sync.apply(running) {
+                log::error!("reload: the sync daemons could not be put back: {e}");
+            }
+        }
     }
 
     /// A read-only command on the running model.
@@ -205,6 +286,8 @@ impl DaemonHandler {
                 }
             }
             Command::DaemonStats => return Response::ok(self.stats.daemon_text()),
+            Command::StartDaemon { .. } | Command::StopDaemon(_) | Command::SyncStatus => return self.sync_command(&cmd),
+            Command::List(ref o) if o.what == ListWhat::Daemon => return self.sync_command(&cmd),
             _ => {}
         }
         let outcome = {
@@ -274,6 +357,9 @@ impl DaemonHandler {
 
 impl ControlHandler for DaemonHandler {
     fn handle(&self, req: Request) -> Response {
+        if matches!(req, Request::Ping) && super::fault::armed(super::fault::Fault::ControlPanic) {
+            panic!("test fault {}: the control handler panics", super::fault::Fault::ControlPanic.name());
+        }
         match req {
             Request::Ping => Response::ok(ipvsadm::version()),
             Request::Ipvsadm(cmd) => self.command(cmd),
@@ -347,6 +433,57 @@ scheduler = "wrr"
         let e = r.error.unwrap_or_else(|| panic!("{line} was accepted"));
         assert!(e.message.contains(want), "{line}: {}", e.message);
         assert_eq!((t.d.published().generation(), t.d.model()), (gen, model), "{line} changed something");
+    }
+
+    #[test]
+    fn sync_daemons_start_stop_list_and_survive_reloads_that_leave_sync_alone() {
+        let mut t = setup(1);
+        let port = 30000 + (std::process::id() % 1000) as u16 * 2;
+        let sync_toml = |threshold: u16| {
+            format!("\n[sync]\npeers = [\"127.0.0.1\"]\nbulk_port = {}\npull_timeout = 1\nthreshold = {threshold}\n", port + 1)
+        };
+        let file = format!("{CONF}{}", sync_toml(3));
+        *t.file.lock().unwrap() = file.clone();
+        let loaded = config::load_config_str(&file, "xvs.toml").unwrap().sync;
+        let links = vec![Arc::new(crate::sync::link::Link::default())];
+        let d = t.d.clone();
+        let sync = Arc::new(SyncService::start(links, Box::new(move || d.snapshot()), loaded.clone()).unwrap());
+        t.h = t.h.with_sync(sync.clone(), loaded);
+        assert_eq!(ok(&t.h, "-L --daemon"), "");
+        assert_eq!(run(&t.h, "--sync-status").exit_code(), 1, "no daemon: not in sync");
+        ok(&t.h, &format!("--start-daemon master --mcast-interface lo --syncid 3 --mcast-port {port}"));
+        assert_eq!(
+            ok(&t.h, "-L --daemon"),
+            format!("master sync daemon (mcast=lo, syncid=3, maxlen=1472, group=224.0.0.81, port={port}, ttl=1)\n")
+        );
+        let e = run(&t.h, "--start-daemon master --mcast-interface lo").error.unwrap();
+        assert!(e.message.contains("already running"), "{}", e.message);
+        assert_eq!(run(&t.h, "--stop-daemon backup").error.unwrap().message, "No backup sync daemon is running");
+        let e = run(&t.h, "--start-daemon backup --mcast-interface xvs-nosuch0").error.unwrap();
+        assert_eq!(e.message, "Unknown mcast interface: xvs-nosuch0");
+        // A master whose only peer is itself has nothing to pull.
+        let t0 = std::time::Instant::now();
+        while run(&t.h, "--sync-status").exit_code() != 0 {
+            assert!(t0.elapsed() < std::time::Duration::from_secs(10), "{}", run(&t.h, "--sync-status").output);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(ok(&t.h, "--sync-status").starts_with("sync: in sync"));
+        // A reload whose [sync] did not change keeps what xvsadm started.
+        ok(&t.h, "--reload");
+        assert!(sync.conf().master.is_some());
+        // One that changed it applies it whole.
+        *t.file.lock().unwrap() = format!("{CONF}{}", sync_toml(2));
+        ok(&t.h, "--reload");
+        assert_eq!((sync.conf().master, sync.conf().threshold), (None, 2));
+        // A bad [sync] refuses the reload and changes nothing.
+        *t.file.lock().unwrap() = format!("{CONF}{}\n[sync.backup]\ninterface = \"xvs-nosuch0\"\n", sync_toml(1));
+        let e = run(&t.h, "--reload").error.unwrap();
+        assert!(e.message.contains("Unknown mcast interface: xvs-nosuch0") && e.message.ends_with("the running configuration stays"), "{}", e.message);
+        assert_eq!(sync.conf().threshold, 2);
+        // Without a sync service the commands say so; the listing is empty.
+        let plain = setup(1);
+        assert_eq!(ok(&plain.h, "-L --daemon"), "");
+        assert_eq!(run(&plain.h, "--start-daemon master").error.unwrap().kind, ErrorKind::Unsupported);
     }
 
     #[test]
@@ -481,7 +618,7 @@ scheduler = "wrr"
             let mut rep = Reporter::new(d.report_slot(0).unwrap());
             crate::daemon::syns(&mut w, [192, 0, 2, 1], 1000..1003);
             while !s2.load(Ordering::Relaxed) {
-                rep.publish(&w, &IoStats::default(), (0, None), 0, false);
+                rep.publish(&w, &IoStats::default(), (0, None), false);
                 rep.serve_probe(&w, 1_000_000_000);
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }

@@ -251,6 +251,7 @@ fn same_forwarding(a: &Snapshot, b: &Snapshot) -> bool {
         && a.expire_nodest_conn == b.expire_nodest_conn
         && a.conn_reuse_mode == b.conn_reuse_mode
         && a.drop_entry == b.drop_entry
+        && a.icmp_limit == b.icmp_limit
         && a.toa == b.toa
         && a.expire_quiescent_template == b.expire_quiescent_template
         && a.max_conns == b.max_conns
@@ -854,7 +855,7 @@ scheduler = "rr"
             // it owns the flow; otherwise it reports a zero.
             crate::daemon::syns(&mut w, [10, 0, 0, 9], 40000..40001);
             let mut r = Reporter::new(d.report_slot(i as usize).unwrap());
-            r.publish(&w, &IoStats::default(), (i as u32, None), 0, true);
+            r.publish(&w, &IoStats::default(), (i as u32, None), true);
         }
         let t = d.dest_totals();
         assert_eq!(t.len(), 1);

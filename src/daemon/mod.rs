@@ -20,6 +20,7 @@
 pub mod conns;
 pub mod control;
 pub mod director;
+pub mod fault;
 pub mod health;
 pub mod kernel;
 pub mod report;

@@ -70,7 +70,7 @@ pub struct WorkerReport {
     /// The AF_XDP driver's counters.
     pub io: IoStats,
     /// Frames this worker could not hand to their owner (its inbox was
-    /// full); also counted in `counters` as `handoff_full` drops.
+    /// full): `counters`' `handoff_full` drops.
     pub handoff_full: u64,
     /// Connections tracked.
     pub conns: usize,
@@ -96,6 +96,8 @@ pub struct ReportSlot {
     cur: ArcSwap<WorkerReport>,
     /// Connection listings asked of this worker.
     pub probe: ConnProbe,
+    /// Connection sync's queues to and from this worker (`src/sync/link.rs`).
+    pub sync: Arc<crate::sync::link::Link>,
 }
 
 impl ReportSlot {
@@ -153,7 +155,6 @@ impl Reporter {
         w: &Worker,
         io: &IoStats,
         meta: (u32, Option<usize>),
-        handoff_full: u64,
         last: bool,
     ) {
         let mut next = self.spare.take().unwrap_or_default();
@@ -170,9 +171,8 @@ impl Reporter {
         r.core = meta.1;
         r.generation = snap.generation;
         r.counters.clone_from(w.counters());
-        r.counters.drops[crate::stats::DropReason::HandoffFull as usize] += handoff_full;
         r.io = *io;
-        r.handoff_full = handoff_full;
+        r.handoff_full = r.counters.drops[crate::stats::DropReason::HandoffFull as usize];
         r.conns = w.conns();
         r.conn_memory = w.conn_memory();
         match r.burst_ns.as_mut() {
@@ -197,7 +197,8 @@ impl Reporter {
                 .map(|(d, (s, l))| DestReport {
                     uid: d.uid,
                     stats: *s,
-                    load: *l,
+                    // The flag is the director's, not this worker's.
+                    load: DestLoad { overloaded: d.shared.overloaded(), ..*l },
                 }),
         );
         r.last = last;
@@ -216,7 +217,11 @@ mod tests {
     fn readers_see_each_publication_and_keep_theirs() {
         let slot = Arc::new(ReportSlot::default());
         let mut rep = Reporter::new(slot.clone());
-        let w = Worker::new(3, 4, Arc::new(Snapshot::empty()), 1_000_000_000);
+        let mut w = Worker::new(3, 4, Arc::new(Snapshot::empty()), 1_000_000_000);
+        w.count_refused(&crate::worker::Refused {
+            handoff_full: 2,
+            ..Default::default()
+        });
         rep.publish(
             &w,
             &IoStats {
@@ -224,7 +229,6 @@ mod tests {
                 ..IoStats::default()
             },
             (7, Some(1)),
-            2,
             false,
         );
         let held = slot.load();
@@ -233,8 +237,11 @@ mod tests {
             (3, 7, Some(1), 5)
         );
         assert_eq!(
-            held.counters.drops[crate::stats::DropReason::HandoffFull as usize],
-            2
+            (
+                held.counters.drops[crate::stats::DropReason::HandoffFull as usize],
+                held.handoff_full
+            ),
+            (2, 2)
         );
         rep.publish(
             &w,
@@ -243,7 +250,6 @@ mod tests {
                 ..IoStats::default()
             },
             (7, Some(1)),
-            2,
             true,
         );
         assert_eq!(
@@ -261,7 +267,6 @@ mod tests {
                     ..IoStats::default()
                 },
                 (7, None),
-                0,
                 false,
             );
             assert_eq!(slot.load().io.rx, i);
@@ -276,15 +281,15 @@ mod tests {
         for ns in [0, 1_000, 2_000, 5 * BURST_NS_MAX] {
             rep.record_burst(ns);
         }
-        rep.publish(&w, &IoStats::default(), (0, None), 0, false);
+        rep.publish(&w, &IoStats::default(), (0, None), false);
         let held = slot.load();
         let h = held.burst_ns.as_ref().unwrap();
         assert_eq!(h.len(), 4);
         assert!(h.max() >= BURST_NS_MAX / 2 && h.max() <= BURST_NS_MAX * 2, "{}", h.max());
         rep.record_burst(3_000);
         // The held report keeps its figures; the next one has the new burst.
-        rep.publish(&w, &IoStats::default(), (0, None), 0, false);
-        rep.publish(&w, &IoStats::default(), (0, None), 0, false);
+        rep.publish(&w, &IoStats::default(), (0, None), false);
+        rep.publish(&w, &IoStats::default(), (0, None), false);
         assert_eq!(h.len(), 4);
         assert_eq!(slot.load().burst_ns.as_ref().unwrap().len(), 5);
     }

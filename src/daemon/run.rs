@@ -42,7 +42,7 @@ use crate::io::xdp::{
     self, AttachMode, Attached, BindMode, Fate, Handed, PollMode, QueueIo, XdpConfig, XdpError,
     XdpIo, MAX_BURST,
 };
-use crate::stats::DropReason;
+use crate::stats::{DropReason, PassReason};
 use crate::wire::Frame;
 use crate::worker::{Verdict, Worker, BURST};
 use arrayvec::ArrayVec;
@@ -431,10 +431,26 @@ impl Running {
         &self.director
     }
 
-    /// True when a worker thread has ended (it panicked: workers only end
-    /// when told to stop).
-    pub fn worker_died(&self) -> bool {
-        self.workers.iter().any(|h| h.is_finished())
+    /// A thread the director cannot forward without that has ended
+    /// although nobody asked it to stop — a worker, or the kernel watcher
+    /// (they end only by panicking): joined, and described with its panic
+    /// message for the log. The caller should [`Running::stop`] (which
+    /// detaches the XDP programs) and exit non-zero, so that a supervisor
+    /// restarts the director: its queue would otherwise be redirected to a
+    /// socket nobody reads. A panic caught on purpose elsewhere (a control
+    /// request, a health check task) ends no such thread and detaches
+    /// nothing.
+    pub fn dead_thread(&mut self) -> Option<String> {
+        if let Some(i) = self.workers.iter().position(|h| h.is_finished()) {
+            let h = self.workers.remove(i);
+            let name = h.thread().name().unwrap_or("a worker").to_string();
+            return Some(format!("{name} died: {}", ended(h.join())));
+        }
+        if self.watcher.as_ref().is_some_and(|w| w.handle.is_finished()) {
+            let w = self.watcher.take()?;
+            return Some(format!("the netlink watcher died: {}", ended(w.handle.join())));
+        }
+        None
     }
 
     /// The kernel path's counters (zero without one).
@@ -458,9 +474,22 @@ impl Running {
         }
         // Detach the XDP programs here, after the sockets are closed.
         drop(self.director.take_rule_sink());
-        let ks = self.kernel_stats();
-        drop(self.kernel.take());
+        // The kernel path's writer empties its queues before it stops:
+        // its counters are final only then.
+        let ks = self.kernel.take().map(KernelPath::finish).unwrap_or_default();
         (self.director.reports(), ks)
+    }
+}
+
+/// How a joined thread ended, for the log: its panic message.
+fn ended(r: std::thread::Result<()>) -> String {
+    match r {
+        Ok(()) => "it returned".into(),
+        Err(p) => match (p.downcast_ref::<&str>(), p.downcast_ref::<String>()) {
+            (Some(s), _) => format!("panicked: {s}"),
+            (_, Some(s)) => format!("panicked: {s}"),
+            _ => "panicked".into(),
+        },
     }
 }
 
@@ -499,8 +528,8 @@ fn run_burst(
             Verdict::Drop(_) => Fate::Recycle,
             // AF_XDP cannot give a frame back to the kernel: a copy goes
             // through the kernel path.
-            Verdict::Pass(_) => {
-                to_kernel(w, kernel, f);
+            Verdict::Pass(r) => {
+                to_kernel(w, kernel, f, r);
                 Fate::Recycle
             }
         };
@@ -512,9 +541,9 @@ fn run_burst(
 
 #[cold]
 #[inline(never)]
-fn to_kernel(w: &mut Worker, kernel: &mut Option<KernelTx>, f: &Frame<'_>) {
+fn to_kernel(w: &mut Worker, kernel: &mut Option<KernelTx>, f: &Frame<'_>, r: PassReason) {
     if !kernel.as_mut().is_some_and(|k| k.push(f.port, f.data())) {
-        w.count_kernel_full();
+        w.count_kernel_full(r);
     }
 }
 
@@ -532,6 +561,7 @@ fn worker_main(mut ctx: WorkerCtx) {
     let Some(slot) = ctx.director.report_slot(ctx.id as usize) else {
         return;
     };
+    let mut sync = crate::worker::SyncPort::new(slot.sync.clone());
     let mut reporter = Reporter::new(slot);
     let mut worker = Worker::new(ctx.id, ctx.workers, published.load(), clock_ns());
     if let Some(p) = &ctx.mem {
@@ -540,7 +570,6 @@ fn worker_main(mut ctx: WorkerCtx) {
     let mut gen = worker.snapshot().generation;
     let mut verdicts = [Verdict::Drop(DropReason::Truncated); MAX_BURST];
     let mut refused: ArrayVec<Handed, MAX_BURST> = ArrayVec::new();
-    let mut handoff_full = 0u64;
     let report_ns = REPORT_INTERVAL.as_nanos() as u64;
     let expire_ns = IDLE_EXPIRE_EVERY.as_nanos() as u64;
     let mut next_report = clock_ns() + report_ns;
@@ -557,6 +586,8 @@ fn worker_main(mut ctx: WorkerCtx) {
     // Start of the last loop that handled frames: the next loop's clock
     // read ends it (one clock read per loop).
     let mut busy_since: Option<u64> = None;
+    // Compiled out of release builds (see `daemon::fault`).
+    let fault = me == 0 && super::fault::armed(super::fault::Fault::WorkerPanic);
 
     while !published.stopping() {
         if published.generation() != gen {
@@ -572,25 +603,34 @@ fn worker_main(mut ctx: WorkerCtx) {
         let mut handled = io.burst(BURST, |f, p, fa| {
             run_burst(&mut worker, &mut verdicts, f, p, fa, now, kernel)
         });
-        let mut pass_on = |io: &mut QueueIo, refused: &mut ArrayVec<Handed, MAX_BURST>| {
+        // Frames handed to a worker whose inbox is full are dropped; the
+        // worker's counters learn of them, and of what the TX rings
+        // refused, so that they count what really happened.
+        let pass_on = |io: &mut QueueIo, refused: &mut ArrayVec<Handed, MAX_BURST>, worker: &mut Worker| {
             io.take_handoffs(|to, h| {
                 if let Some(Err(h)) = inboxes.get(to as usize).map(|q| q.push(h)) {
                     refused.push(h);
                 }
             });
+            let mut r = io.take_refused();
             for h in refused.drain(..) {
                 io.recycle_handed(h);
-                handoff_full += 1;
+                r.handoff_full += 1;
+            }
+            if !r.is_empty() {
+                worker.count_refused(&r);
             }
         };
-        pass_on(io, &mut refused);
+        pass_on(io, &mut refused, &mut worker);
         if ctx.workers > 1 {
             let inbox = &inboxes[me];
-            handled += io.burst_handed(
+            let n = io.burst_handed(
                 std::iter::from_fn(|| inbox.pop()).take(BURST),
                 |f, p, fa| run_burst(&mut worker, &mut verdicts, f, p, fa, now, kernel),
             );
-            pass_on(io, &mut refused);
+            worker.count_handed_in(n);
+            handled += n;
+            pass_on(io, &mut refused, &mut worker);
         }
         if handled == 0 && now >= next_expire {
             worker.set_clock(now);
@@ -602,12 +642,18 @@ fn worker_main(mut ctx: WorkerCtx) {
             worker.maintain(IDLE_MIGRATE_BUDGET);
         }
         if now >= next_report {
-            reporter.publish(&worker, io.stats(), meta, handoff_full, false);
+            reporter.publish(&worker, io.stats(), meta, false);
             next_report = now + report_ns;
         }
         reporter.serve_probe(&worker, now);
+        // Connection sync: new parameters, received connections, walks.
+        worker.set_clock(now);
+        sync.serve(&mut worker);
         if handled > 0 {
             busy_since = Some(now);
+            if fault {
+                panic!("test fault {}: worker 0 panics", super::fault::Fault::WorkerPanic.name());
+            }
         }
         io.idle(handled, max_sleep);
     }
@@ -617,7 +663,7 @@ fn worker_main(mut ctx: WorkerCtx) {
             io.recycle_handed(h);
         }
     }
-    reporter.publish(&worker, io.stats(), meta, handoff_full, true);
+    reporter.publish(&worker, io.stats(), meta, true);
 }
 
 /// The thread that keeps the director's view of the kernel current: it

@@ -425,7 +425,11 @@ impl StatsHub {
                         ("handoff_quota", r.io.handoff_quota),
                         ("handoff_full", r.handoff_full),
                         ("sleeps", r.io.sleeps),
+                        ("umem_fill", r.io.umem_fill),
+                        ("umem_rx", r.io.umem_rx),
+                        ("umem_completed", r.io.umem_completed),
                     ],
+                    umem: umem_gauges(&r.io),
                     burst_ns: r.burst_ns.clone(),
                 }
             })
@@ -488,6 +492,16 @@ impl Drop for StatsThread {
     }
 }
 
+/// Where a worker's share of the UMEM is (`xvs_umem_chunks`): free in
+/// its pool, waiting in its return queue, given to the kernel (fill, RX,
+/// TX and completion rings), and the share itself. Frames being handed
+/// between workers are the difference, zero when traffic stops.
+fn umem_gauges(io: &crate::io::xdp::IoStats) -> [u64; 4] {
+    let kernel = (io.umem_fill + io.tx).saturating_sub(io.umem_rx + io.umem_completed);
+    // In the order of prom::UMEM_AT.
+    [io.umem_free, io.umem_returning, kernel, io.umem_total]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,7 +560,7 @@ scheduler = "rr"
             crate::daemon::syns(&mut self.w, [192, 0, 2, 1], self.port + 1..self.port + 1 + n);
             self.port += n;
             self.rep.record_burst(1500);
-            self.rep.publish(&self.w, &IoStats::default(), (0, Some(1)), 0, false);
+            self.rep.publish(&self.w, &IoStats::default(), (0, Some(1)), false);
         }
     }
 

@@ -56,6 +56,9 @@ pub mod flags {
     /// Already released (its load, local port and count given back) by an
     /// early expiry: when the wheel comes round it is only freed.
     pub const RELEASED: u8 = 32;
+    /// Retired ([`ConnTable::retire`](super::ConnTable::retire)): no longer
+    /// counted in the table's length; the wheel only frees its slot.
+    pub const RETIRED: u8 = 128;
     /// FULLNAT: its local port comes from the pool of its real server's
     /// every port (a real server that keeps the client's destination
     /// port), not of `dport` alone (`laddr::PoolKey`).
@@ -108,6 +111,9 @@ pub struct Conn<A: Ip> {
     pub state: u8,
     pub fwd: FwdMethod,
     pub flags: u8,
+    /// Connection sync: incoming packets until it is synced again (IPVS's
+    /// sync_threshold / sync_period count; 0: not counting).
+    pub sync_left: u8,
     /// Packets from the client, saturating (IPVS's `in_pkts`, which
     /// drop_entry reads: a connection with few is a likely flood entry).
     pub in_pkts: u8,
@@ -812,6 +818,20 @@ impl<A: Ip> ConnTable<A> {
         Self::unindex(&mut self.index, &self.seed, &c, idx);
     }
 
+    /// Ends an entry now: its keys leave the index and it no longer counts
+    /// against the bound, so a new connection can take its place at once.
+    /// The caller has released what it held (load, local port); its slab
+    /// slot is freed when the wheel comes round to it (the wheel cannot
+    /// find an entry before that, and must not meet a reused slot).
+    pub fn retire(&mut self, idx: u32) {
+        self.unlink(idx);
+        let c = self.slab.get_mut(idx);
+        if c.flags & flags::RETIRED == 0 {
+            c.flags |= flags::RETIRED;
+            self.live -= 1;
+        }
+    }
+
     /// Runs the wheel up to `now` (ticks), visiting at most `budget`
     /// entries. For an entry whose expiry has come (or that was unlinked),
     /// `on_expire` decides: `true` frees it (after it has released what it
@@ -822,6 +842,7 @@ impl<A: Ip> ConnTable<A> {
     /// that count is above zero. Returns the number freed.
     pub fn expire(&mut self, now: u32, budget: usize, mut on_expire: impl FnMut(&mut Conn<A>) -> bool) -> usize {
         let mut freed = 0;
+        let mut retired = 0;
         let slab = &mut self.slab;
         let index = &mut self.index;
         let seed = &self.seed;
@@ -844,11 +865,12 @@ impl<A: Ip> ConnTable<A> {
             if !dead {
                 Self::unindex(index, seed, c, idx);
             }
+            retired += (c.flags & flags::RETIRED != 0) as usize;
             Self::free_slot(slab, free, idx);
             freed += 1;
             None
         });
-        self.live -= freed;
+        self.live -= freed - retired;
         freed
     }
 
@@ -954,6 +976,7 @@ mod tests {
             state: 0,
             fwd,
             flags: 0,
+            sync_left: 0,
             in_pkts: 1,
         }
     }
@@ -1075,6 +1098,28 @@ mod tests {
         assert_eq!(t.expire(505, usize::MAX, |c| { c.expires = 509; false }), 0);
         assert!(t.lookup(&t.get(b).in_key()).is_some());
         assert_eq!(t.expire(509, usize::MAX, |_| true), 1);
+    }
+
+    #[test]
+    fn retire_makes_room_at_once_and_the_wheel_frees_the_slot_once() {
+        let mut t = ConnTable::new(2, 0);
+        let a = t.insert(conn(1, 1, FwdMethod::Nat, 500)).unwrap();
+        t.insert(conn(2, 1, FwdMethod::Nat, 500)).unwrap();
+        assert_eq!(t.insert(conn(3, 1, FwdMethod::Nat, 500)), Err(DropReason::TableFull));
+        t.retire(a);
+        t.retire(a); // twice is once
+        assert_eq!(t.len(), 1, "no longer counted");
+        assert!(t.lookup(&conn(1, 1, FwdMethod::Nat, 0).in_key()).is_none());
+        assert!(t.lookup(&conn(1, 1, FwdMethod::Nat, 0).out_key().unwrap()).is_none());
+        // its place under the bound is free now, its slot is not reused yet
+        let c = t.insert(conn(3, 1, FwdMethod::Nat, 600)).unwrap();
+        assert_ne!(c, a);
+        assert_eq!(t.len(), 2);
+        // the wheel frees the retired slot without counting it again
+        assert_eq!(t.expire(500, usize::MAX, |_| true), 2);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.expire(600, usize::MAX, |_| true), 1);
+        assert!(t.is_empty());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use super::FwdMethod;
 use crate::wire::Mac;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 /// Largest weight ipvsadm accepts.
 pub const MAX_WEIGHT: u32 = 65535;
@@ -47,24 +48,143 @@ impl DestLoad {
         self.active + self.inactive
     }
 
+    /// The overloaded flag after a change of the connection count to
+    /// `conns` (see [`DestLoad::update_overload`]).
+    #[inline]
+    fn overload_after(was: bool, conns: u32, upper: u32, lower: u32) -> bool {
+        if upper == 0 {
+            return false;
+        }
+        if conns >= upper {
+            return true;
+        }
+        let clear = if lower > 0 { conns < lower } else { (conns as u64) * 4 < (upper as u64) * 3 };
+        was && !clear
+    }
+
     /// Re-evaluates the overloaded flag as IPVS does after a connection is
     /// bound or unbound: set at `conns >= upper`, cleared below `lower`
     /// (or `4 * conns < 3 * upper` when `lower` is 0). No thresholds: never set.
     #[inline]
     pub fn update_overload(&mut self, upper: u32, lower: u32) {
-        if upper == 0 {
-            self.overloaded = false;
+        self.overloaded = Self::overload_after(self.overloaded, self.conns(), upper, lower);
+    }
+}
+
+/// A real server's load as every worker sees it: IPVS's `activeconns`,
+/// `inactconns`, `persistconns` and overloaded flag of `struct
+/// ip_vs_dest`, shared by the workers, as in IPVS, so that the
+/// least-connection schedulers and the thresholds (`-x`, `-y`) see the
+/// whole director rather than one worker's share.
+///
+/// Updated when a connection is bound to the server, moves between
+/// active and inactive, or ends — never per packet — with one relaxed
+/// atomic add each (active and inactive share a word, so a move is one
+/// add too); read when a connection is scheduled. Its own cache line, so
+/// that servers' counts do not share one. Like IPVS, two workers that
+/// schedule at the same instant may both see a server just under its
+/// upper threshold and both bind to it: the threshold may be passed by
+/// up to one connection per other worker.
+///
+/// The control plane keeps one per real server (by uid) from snapshot
+/// to snapshot ([`DestEntry::shared`]).
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub struct SharedLoad {
+    /// `active << 32 | inactive`.
+    conns: AtomicU64,
+    persist: AtomicU32,
+    overloaded: AtomicBool,
+}
+
+const ACTIVE: u64 = 1 << 32;
+
+impl SharedLoad {
+    /// The counts now.
+    #[inline]
+    pub fn get(&self) -> DestLoad {
+        let c = self.conns.load(Relaxed);
+        DestLoad {
+            active: (c >> 32) as u32,
+            inactive: c as u32,
+            persist: self.persist.load(Relaxed),
+            overloaded: self.overloaded.load(Relaxed),
+        }
+    }
+
+    /// Whether the server is flagged overloaded.
+    #[inline]
+    pub fn overloaded(&self) -> bool {
+        self.overloaded.load(Relaxed)
+    }
+
+    /// Sets the counts (tests, benchmarks).
+    pub fn set(&self, l: &DestLoad) {
+        self.conns.store(((l.active as u64) << 32) | l.inactive as u64, Relaxed);
+        self.persist.store(l.persist, Relaxed);
+        self.overloaded.store(l.overloaded, Relaxed);
+    }
+
+    /// Re-evaluates the overloaded flag from the count `c` after a change,
+    /// as IPVS does when it binds or unbinds a connection.
+    #[inline]
+    fn overload(&self, c: u64, upper: u32, lower: u32) {
+        if upper == 0 && !self.overloaded.load(Relaxed) {
             return;
         }
-        let c = self.conns();
-        if c >= upper {
-            self.overloaded = true;
-        } else if self.overloaded {
-            let clear = if lower > 0 { c < lower } else { (c as u64) * 4 < (upper as u64) * 3 };
-            if clear {
-                self.overloaded = false;
-            }
+        let conns = ((c >> 32) as u32).wrapping_add(c as u32);
+        let was = self.overloaded.load(Relaxed);
+        let now = DestLoad::overload_after(was, conns, upper, lower);
+        if now != was {
+            self.overloaded.store(now, Relaxed);
         }
+    }
+
+    /// A connection bound to the server (active, or inactive), with its
+    /// thresholds.
+    #[inline]
+    pub fn open(&self, inactive: bool, upper: u32, lower: u32) {
+        let d = if inactive { 1 } else { ACTIVE };
+        let c = self.conns.fetch_add(d, Relaxed).wrapping_add(d);
+        self.overload(c, upper, lower);
+    }
+
+    /// A connection unbound from the server.
+    #[inline]
+    pub fn close(&self, inactive: bool, upper: u32, lower: u32) {
+        let d = if inactive { 1 } else { ACTIVE };
+        let c = self.conns.fetch_sub(d, Relaxed).wrapping_sub(d);
+        self.overload(c, upper, lower);
+    }
+
+    /// A connection moved between active and inactive (the total, and so
+    /// the thresholds, do not change).
+    #[inline]
+    pub fn moved(&self, to_inactive: bool) {
+        // active - 1, inactive + 1 (or the reverse) in one add: with the
+        // counts never below zero, no borrow crosses the halves.
+        let d = ACTIVE.wrapping_sub(1);
+        if to_inactive {
+            self.conns.fetch_sub(d, Relaxed);
+        } else {
+            self.conns.fetch_add(d, Relaxed);
+        }
+    }
+
+    /// A persistence template pointing at the server made (`+1`) or gone.
+    #[inline]
+    pub fn persist(&self, made: bool) {
+        if made {
+            self.persist.fetch_add(1, Relaxed);
+        } else {
+            self.persist.fetch_sub(1, Relaxed);
+        }
+    }
+
+    /// Re-evaluates the flag after the thresholds changed (IPVS clears it
+    /// when the upper threshold is removed or raised).
+    pub fn thresholds_changed(&self, upper: u32, lower: u32) {
+        self.overload(self.conns.load(Relaxed), upper, lower);
     }
 }
 
@@ -82,6 +202,13 @@ pub struct Hop {
     pub mac: Mac,
 }
 
+impl Hop {
+    /// Not known yet: a connection from a peer director (connection sync)
+    /// whose next hop towards the client the first client packet names.
+    /// No link has this index (a snapshot has at most 255 links).
+    pub const LEARN: Hop = Hop { link: u8::MAX, mac: [0; 6] };
+}
+
 /// A real server, compiled.
 #[derive(Clone, Debug)]
 pub struct DestEntry {
@@ -97,11 +224,73 @@ pub struct DestEntry {
     pub l_threshold: u32,
     /// Next hop towards it (`None`: no neighbour known yet).
     pub hop: Option<Hop>,
+    /// Its connection counts, shared by every worker and kept from
+    /// snapshot to snapshot while the real server stays (by uid).
+    pub shared: std::sync::Arc<SharedLoad>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_counts_and_overload_follow_opens_moves_and_closes() {
+        let s = SharedLoad::default();
+        s.open(true, 3, 0);
+        s.open(false, 3, 0);
+        assert_eq!(s.get(), DestLoad { active: 1, inactive: 1, ..DestLoad::default() });
+        s.moved(true);
+        assert_eq!((s.get().active, s.get().inactive), (0, 2));
+        s.moved(false);
+        s.moved(false);
+        assert_eq!((s.get().active, s.get().inactive), (2, 0));
+        s.open(false, 4, 0);
+        assert!(!s.overloaded(), "3 is under the upper threshold");
+        s.open(false, 4, 0);
+        assert!(s.overloaded(), "at the upper threshold");
+        s.close(false, 4, 0);
+        assert!(s.overloaded(), "3 is not below 3/4 of 4");
+        s.close(false, 4, 0);
+        assert!(!s.overloaded(), "2 is");
+        s.open(false, 1, 0);
+        assert!(s.overloaded());
+        s.thresholds_changed(0, 0);
+        assert!(!s.overloaded(), "no threshold, no flag");
+        s.persist(true);
+        s.persist(true);
+        s.persist(false);
+        assert_eq!(s.get(), DestLoad { active: 3, inactive: 0, persist: 1, overloaded: false });
+        s.set(&DestLoad { active: 7, inactive: 9, persist: 0, overloaded: true });
+        assert_eq!(s.get(), DestLoad { active: 7, inactive: 9, persist: 0, overloaded: true });
+        assert_eq!(std::mem::align_of::<SharedLoad>(), 64);
+    }
+
+    #[test]
+    fn shared_counts_are_exact_under_concurrent_updates() {
+        let s = std::sync::Arc::new(SharedLoad::default());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for i in 0..10_000u32 {
+                        // even: opened inactive, made active; odd: the reverse
+                        s.open(i % 2 == 0, 0, 0);
+                        s.moved(i % 2 == 1);
+                        if i % 6 == 0 {
+                            s.close(false, 0, 0);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // Per thread: 10 000 opened, every one moved to the other side
+        // (5 000 each way), and 1 667 active ones closed.
+        let l = s.get();
+        assert_eq!((l.active, l.inactive), (4 * (5_000 - 1_667), 4 * 5_000));
+    }
 
     #[test]
     fn overload_hysteresis() {

@@ -192,6 +192,22 @@ impl LocalPorts {
         }
     }
 
+    /// Takes port `port` of the pool `key` names: a connection received
+    /// from a peer director holds it (connection sync). `false` when the
+    /// port is not this worker's, already in use, or the pool unknown.
+    pub fn reserve(&mut self, key: PoolKey, port: u16) -> bool {
+        let Some(i) = self.index(port) else { return false };
+        let Some(&pi) = self.by_key.get(&key) else { return false };
+        let p = &mut self.pools[pi as usize];
+        let (w, bit) = ((i / 64) as usize, 1u64 << (i % 64));
+        if p.bits[w] & bit != 0 {
+            return false;
+        }
+        p.bits[w] |= bit;
+        p.in_use += 1;
+        true
+    }
+
     /// Ports in use on local address `addr`, over all its pools.
     pub fn in_use(&self, addr: IpAddr) -> u32 {
         self.pools.iter().filter(|p| p.key.laddr == addr).map(|p| p.in_use).sum()
@@ -255,6 +271,24 @@ mod tests {
         let mut lp = LocalPorts::new(worker, workers);
         lp.sync(dests.iter().map(|(d, p, ls)| ls.iter().map(|l| key(l, d, *p)).collect::<Vec<_>>()));
         lp
+    }
+
+    #[test]
+    fn a_synced_connection_reserves_its_port() {
+        let d = [("10.0.1.1", 80, &["10.0.0.200"][..])];
+        let k = key("10.0.0.200", "10.0.1.1", 80);
+        let mut a = ports(1, 2, &d);
+        let mine = a.port(0);
+        assert!(a.reserve(k, mine));
+        assert!(!a.reserve(k, mine), "taken");
+        assert!(!a.reserve(k, mine + 1), "worker 0's");
+        assert!(!a.reserve(key("10.0.0.9", "10.0.1.1", 80), a.port(1)), "unknown pool");
+        assert_eq!(a.pool_in_use(&k), 1);
+        for _ in 0..10 {
+            assert_ne!(a.alloc(0), Some((ip("10.0.0.200"), mine)), "never handed out while reserved");
+        }
+        a.release(k, mine);
+        assert_eq!(a.pool_in_use(&k), 10);
     }
 
     #[test]

@@ -26,6 +26,7 @@ use crate::daemon::report::burst_histogram;
 use crate::health::Event;
 use crate::ipvs::service::{Service, ServiceKey};
 use crate::stats::{DestStats, WorkerCounters};
+use crate::sync::daemon::SyncView;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
@@ -223,6 +224,9 @@ pub struct Frame {
     pub health: HealthSummary,
     /// The newest health events, oldest first.
     pub events: Vec<EventView>,
+    /// Connection sync between directors: the roles this node runs, in
+    /// sync or not, the peers heard; `null` without a sync service.
+    pub sync: Option<SyncView>,
     /// This second's point (the page appends it to its history).
     pub point: Point,
 }
@@ -409,6 +413,7 @@ impl Sampler {
             burst,
             health: summary,
             events,
+            sync: ctx.handler.sync().map(|s| s.view()),
             point,
         }
     }

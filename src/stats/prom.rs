@@ -22,6 +22,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+/// The `at` labels of `xvs_umem_chunks`, in the order of
+/// [`WorkerSample::umem`]: free in the worker's pool, returning (freed by
+/// another worker), in the kernel's rings, the worker's whole share.
+pub const UMEM_AT: [&str; 4] = ["free", "returning", "kernel", "total"];
+
 /// One worker's published figures.
 #[derive(Clone, Debug, Default)]
 pub struct WorkerSample {
@@ -35,6 +40,8 @@ pub struct WorkerSample {
     /// Its I/O driver's event counters, `(name, value)` (AF_XDP: tx ring
     /// full, wake-ups, sleeps, ...).
     pub io: Vec<(&'static str, u64)>,
+    /// Where its UMEM chunks are, in the order of [`UMEM_AT`].
+    pub umem: [u64; 4],
     /// Its per-burst processing time in nanoseconds.
     pub burst_ns: Option<hdrhistogram::Histogram<u64>>,
 }
@@ -83,7 +90,7 @@ impl Out {
 pub fn render(v: &MetricsView<'_>) -> String {
     let mut o = Out(String::new());
     type Get = fn(&WorkerCounters) -> u64;
-    let per_worker: [(&str, &str, Get); 15] = [
+    let per_worker: [(&str, &str, Get); 18] = [
         ("xvs_rx_packets_total", "Frames received.", |c| c.rx_packets),
         ("xvs_rx_bytes_total", "Bytes received.", |c| c.rx_bytes),
         ("xvs_tx_packets_total", "Frames transmitted.", |c| c.tx_packets),
@@ -98,7 +105,10 @@ pub fn render(v: &MetricsView<'_>) -> String {
         ("xvs_templates_expired_total", "Persistence templates expired.", |c| c.templates_expired),
         ("xvs_icmp_relayed_total", "ICMP errors about connections translated and relayed.", |c| c.icmp_relayed),
         ("xvs_icmp_sent_total", "ICMP errors sent by xvs (fragmentation needed, unreachable).", |c| c.icmp_sent),
+        ("xvs_icmp_limited_total", "ICMP errors xvs did not send: over their rate limit (icmp_msgs_per_sec).", |c| c.icmp_limited),
         ("xvs_handoffs_total", "Frames handed to the worker owning their flow.", |c| c.handoffs),
+        ("xvs_csum_completed_total", "TCP/UDP frames that arrived with a partial checksum (TX checksum offload of a veth or virtual NIC sender) and were completed in software.", |c| c.csum_completed),
+        ("xvs_handed_in_total", "Frames other workers handed to this one.", |c| c.handed_in),
     ];
     for (name, help, get) in per_worker {
         o.family(name, "counter", help);
@@ -146,6 +156,12 @@ pub fn render(v: &MetricsView<'_>) -> String {
     for (i, w) in v.workers.iter().enumerate() {
         for (event, n) in &w.io {
             o.sample("xvs_io_events_total", &[("worker", &i.to_string()), ("event", event)], n);
+        }
+    }
+    o.family("xvs_umem_chunks", "gauge", "UMEM chunks per worker by where they are: free, returning (freed by another worker), kernel (fill/RX/TX/completion rings), total (its share).");
+    for (i, w) in v.workers.iter().enumerate() {
+        for (at, n) in UMEM_AT.iter().zip(&w.umem) {
+            o.sample("xvs_umem_chunks", &[("worker", &i.to_string()), ("at", at)], n);
         }
     }
     if let Some(h) = v.burst_ns {
@@ -352,6 +368,7 @@ mod tests {
         w0.counters.drop(DropReason::NoConn);
         w0.counters.fwd[FwdMethod::Nat.idx()][1] = 4;
         w0.conns = 3;
+        w0.umem = [5, 1, 2, 8];
         let f = Figures {
             active: 2,
             inactive: 1,
@@ -384,6 +401,8 @@ mod tests {
                 .map(|s| s.2)
         };
         assert_eq!(get("xvs_rx_packets_total", &[("worker", "0")]), Some(10.0));
+        assert_eq!(get("xvs_umem_chunks", &[("worker", "0"), ("at", "kernel")]), Some(2.0));
+        assert_eq!(get("xvs_umem_chunks", &[("worker", "1"), ("at", "total")]), Some(0.0));
         assert_eq!(get("xvs_dropped_packets_total", &[("worker", "0"), ("reason", "no_conn")]), Some(1.0));
         assert_eq!(get("xvs_forwarded_packets_total", &[("method", "nat"), ("direction", "out")]), Some(4.0));
         assert_eq!(get("xvs_connections", &[("worker", "0")]), Some(3.0));

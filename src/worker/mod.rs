@@ -38,7 +38,7 @@ use crate::ipvs::xmit::{self, tun::TunError};
 use crate::ipvs::FwdMethod;
 use crate::stats::{DestStats, Dir, DropReason, PassReason, WorkerCounters};
 use crate::wire::icmp::{self, ErrorKind};
-use crate::wire::{dst_mac, frag_id, parse, proto, src_mac, tcp_flags, vlan_id, Frame, Ip, Meta, Reject, FRAG_LATER};
+use crate::wire::{checksum, dst_mac, frag_id, parse, proto, src_mac, tcp_flags, vlan_id, Frame, Ip, Meta, Reject, FRAG_LATER};
 use frag::{FragKey, FragTable, Follow};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -60,6 +60,27 @@ const EVICT_BUDGET: usize = 64;
 
 /// `Conn::dest` value when the real server no longer exists.
 const NO_DEST: u32 = u32::MAX;
+
+/// Verdicts a driver could not carry out, for [`Worker::count_refused`]:
+/// `Tx` frames it could not queue (a full ring; an invalid port or range,
+/// as (frames, bytes)) and `Handoff` frames it could not deliver (the
+/// owner's inbox was full).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Refused {
+    pub tx_full: (u64, u64),
+    pub tx_invalid: (u64, u64),
+    pub handoff_full: u64,
+    /// `Handoff` frames whose range lay outside their buffer (a bug).
+    pub handoff_invalid: u64,
+}
+
+impl Refused {
+    /// True when nothing was refused.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.tx_full.0 == 0 && self.tx_invalid.0 == 0 && self.handoff_full == 0 && self.handoff_invalid == 0
+    }
+}
 
 /// What to do with a frame after processing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,14 +144,23 @@ pub struct Worker {
     tables: Tables,
     /// Per service (snapshot index): this worker's scheduler state.
     sched: Vec<SchedState>,
-    /// Per dest (snapshot index): this worker's load and traffic.
+    /// Per dest (snapshot index): this worker's load and traffic. The
+    /// load is this worker's share (reports add the workers'); every
+    /// change is also made to the director-wide count
+    /// ([`DestEntry::shared`](crate::ipvs::dest::DestEntry::shared)),
+    /// which is what the schedulers and the thresholds see.
     load: Vec<DestLoad>,
+    /// Scratch: the director-wide loads of the service being scheduled,
+    /// read from the shared counts when a connection is scheduled.
+    view: Vec<DestLoad>,
     dstats: Vec<DestStats>,
     lports: LocalPorts,
     counters: WorkerCounters,
     now_ns: u64,
     now: u32,
-    ip_id: u16,
+    /// The outer IPv4 ids of tunnelled packets (its own, disjoint from
+    /// the other workers').
+    ip_id: xmit::tun::IpIds,
     /// The tick of the last eviction search that found nothing: a full
     /// table of live connections costs one search per tick, not one per
     /// SYN of a flood.
@@ -149,6 +179,10 @@ pub struct Worker {
     todrop: [u8; 9],
     /// What became of recent first fragments (`frag`).
     frags: FragTable,
+    /// Connection sync events go here while a master daemon runs.
+    sync: Option<sync::SyncTap>,
+    /// The rate limit of the ICMP errors it builds (its share).
+    icmp_limit: TokenBucket,
 }
 
 /// A MAC as a number: the six bytes, little endian, in the high 48 bits
@@ -169,19 +203,22 @@ impl Worker {
             tables: Tables { v4: ConnTable::new(snap.max_conns, now), v6: ConnTable::new(snap.max_conns, now) },
             sched: Vec::new(),
             load: Vec::new(),
+            view: Vec::new(),
             dstats: Vec::new(),
             lports: LocalPorts::new(id, workers.max(1)),
             counters: WorkerCounters::default(),
             now_ns,
             now,
-            ip_id: 0,
+            ip_id: xmit::tun::IpIds::new(id, workers),
             evict_miss: now.wrapping_sub(1),
             port_mac: [u64::MAX; 256],
             ticks: Timeouts::default(),
             port_evict_miss: now.wrapping_sub(1),
             todrop: [0; 9],
             frags: FragTable::default(),
+            icmp_limit: TokenBucket::share(snap.icmp_limit.0, snap.icmp_limit.1, workers.max(1), now_ns),
             snap: Arc::new(Snapshot::empty()),
+            sync: None,
         };
         w.set_snapshot(snap);
         w
@@ -244,6 +281,7 @@ impl Worker {
             });
         }
         self.load = load;
+        self.view = vec![DestLoad::default(); new.dests.len()];
         self.dstats = dstats;
         self.sched = sched;
         // One port pool per (local address, real server address and
@@ -257,6 +295,8 @@ impl Worker {
         }));
         self.tables.v4.set_max(new.max_conns);
         self.tables.v6.set_max(new.max_conns);
+        let (rate, burst) = new.icmp_limit;
+        self.icmp_limit.reshape(TokenBucket::share(rate, burst, self.workers, self.now_ns));
         self.port_mac = [u64::MAX; 256];
         for (m, p) in self.port_mac.iter_mut().zip(&new.ports) {
             *m = mac48(&p.mac);
@@ -270,11 +310,37 @@ impl Worker {
         self.counters.drop(r);
     }
 
-    /// Counts a frame for the kernel that its driver could not give it
-    /// (the kernel path's queue was full, or there is none).
+    /// Counts a frame for the kernel (`Pass(r)`) that its driver could not
+    /// give it (the kernel path's queue was full, or there is none): it is
+    /// dropped (`kernel_full`), not passed.
     #[cold]
-    pub fn count_kernel_full(&mut self) {
+    pub fn count_kernel_full(&mut self, r: PassReason) {
+        self.counters.passes[r as usize] = self.counters.passes[r as usize].saturating_sub(1);
         self.counters.drop(DropReason::KernelFull);
+    }
+
+    /// Counts what the driver could not do with verdicts the worker gave
+    /// (see [`Refused`]): forwarded frames it could not transmit are
+    /// dropped, not transmitted; frames it could not hand to their owner
+    /// are dropped, not handed off.
+    #[cold]
+    pub fn count_refused(&mut self, r: &Refused) {
+        let c = &mut self.counters;
+        for (reason, (n, bytes)) in [(DropReason::TxFull, r.tx_full), (DropReason::TxInvalid, r.tx_invalid)] {
+            c.tx_packets = c.tx_packets.saturating_sub(n);
+            c.tx_bytes = c.tx_bytes.saturating_sub(bytes);
+            c.drops[reason as usize] += n;
+        }
+        c.handoffs = c.handoffs.saturating_sub(r.handoff_full + r.handoff_invalid);
+        c.drops[DropReason::HandoffFull as usize] += r.handoff_full;
+        c.drops[DropReason::TxInvalid as usize] += r.handoff_invalid;
+    }
+
+    /// Counts frames other workers handed to this one (they are counted as
+    /// received when processed).
+    #[inline]
+    pub fn count_handed_in(&mut self, n: usize) {
+        self.counters.handed_in += n as u64;
     }
 
     /// Counters so far.
@@ -490,7 +556,6 @@ impl Worker {
     /// table (TCP/UDP).
     #[inline(always)]
     fn process_af<A: Family>(&mut self, fr: &mut Frame<'_>, mut m: Meta, hash: u64) -> Verdict {
-        let f = fr.data();
         if m.proto != proto::TCP && m.proto != proto::UDP {
             if m.is_icmp_error() {
                 return self.icmp_error::<A>(fr, m);
@@ -500,6 +565,14 @@ impl Worker {
             }
             return Verdict::Pass(PassReason::NotService);
         }
+        // A partial checksum (a CHECKSUM_PARTIAL sender behind a veth) is
+        // completed before anything reads or rewrites it; a frame from a
+        // NIC pays only the parser's pseudo-header comparison.
+        if m.partial {
+            self.counters.csum_completed += 1;
+            checksum::complete(fr.data_mut(), &m);
+        }
+        let f = fr.data();
         let key = Key { saddr: A::src(f, &m), daddr: A::dst(f, &m), sport: m.sport, dport: m.dport, proto: m.proto };
         // Lookup before ownership: only the owner ever inserts a flow's
         // keys, so a hit is ours, and the common case skips the ownership
@@ -558,9 +631,33 @@ impl Worker {
         }
         release(c, self.now, snap, &mut self.load, &mut self.lports, &mut self.counters);
         c.flags |= flags::RELEASED;
-        A::table(&mut self.tables).unlink(idx);
+        A::table(&mut self.tables).retire(idx);
         self.counters.reused_conns += 1;
         true
+    }
+
+    /// A client packet of a connection whose real server was removed
+    /// (IPVS `ip_vs_in`, "the destination server is not available").
+    /// Without `expire_nodest_conn` it is dropped and the connection's
+    /// timer is not restarted: it ends at its time. With it (kernel 5.9
+    /// and later) the connection ends now — its load, local port and
+    /// place in the table are given back at once — and the packet is
+    /// scheduled afresh: a UDP datagram or a SYN starts a new connection,
+    /// another TCP segment finds none (`no_conn`). A later fragment has no
+    /// ports to schedule with: it is dropped (its first fragment decides).
+    #[cold]
+    #[inline(never)]
+    fn dest_gone<A: Family, const LATER: bool>(&mut self, fr: &mut Frame<'_>, m: &mut Meta, idx: u32) -> Verdict {
+        if !self.snap.expire_nodest_conn || LATER {
+            return Verdict::Drop(DropReason::DestGone);
+        }
+        let snap = &*self.snap;
+        let c = A::table(&mut self.tables).get_mut(idx);
+        let key = c.in_key();
+        release(c, self.now, snap, &mut self.load, &mut self.lports, &mut self.counters);
+        c.flags |= flags::RELEASED;
+        A::table(&mut self.tables).retire(idx);
+        self.new_conn::<A>(fr, m, &key)
     }
 
     /// Re-binds a connection to the current snapshot's dest index after a
@@ -618,10 +715,12 @@ impl Worker {
         let now = self.now;
         let c = A::table(&mut self.tables).get_mut(idx);
         Self::rebind(snap, c);
+        if c.client_hop.link == Hop::LEARN.link && !sync::learn_hop(snap, c, fr, m, dir) {
+            return Verdict::Drop(DropReason::NoNeighbour);
+        }
         let was = c.state;
-        if c.dest == NO_DEST && snap.expire_nodest_conn {
-            A::table(&mut self.tables).unlink(idx);
-            return Verdict::Drop(DropReason::DestGone);
+        if c.dest == NO_DEST && dir == Dir::In {
+            return self.dest_gone::<A, LATER>(fr, m, idx);
         }
         if c.proto == proto::TCP && !LATER {
             let tdir = match dir {
@@ -634,14 +733,17 @@ impl Worker {
                 c.state = new as u8;
                 if c.flags & flags::BOUND != 0 && c.dest != NO_DEST {
                     let l = &mut self.load[c.dest as usize];
+                    let shared = &self.snap.dests[c.dest as usize].shared;
                     let inactive = c.flags & flags::INACTIVE != 0;
                     if !inactive && new != TcpState::Established {
                         l.active = l.active.saturating_sub(1);
                         l.inactive += 1;
+                        shared.moved(true);
                         c.flags |= flags::INACTIVE;
                     } else if inactive && new == TcpState::Established {
                         l.inactive = l.inactive.saturating_sub(1);
                         l.active += 1;
+                        shared.moved(false);
                         c.flags &= !flags::INACTIVE;
                     }
                 }
@@ -649,6 +751,10 @@ impl Worker {
         }
         c.expires = now.wrapping_add(Self::timeout(&self.ticks, c.proto, c.state));
         c.in_pkts = c.in_pkts.saturating_add((dir == Dir::In) as u8);
+        let sync_due = match &self.sync {
+            Some(t) => sync::due(t, c, dir, was),
+            None => false,
+        };
         // Borrowed, not copied: a copy of an aligned connection costs a
         // realigned stack frame and four vector moves per packet.
         let c = &*c;
@@ -686,7 +792,7 @@ impl Worker {
             // DR/TUN replies bypass the director; no out key exists for them.
             (FwdMethod::Dr | FwdMethod::Tun, Dir::Out) => Err(DropReason::NoConn),
         };
-        match res {
+        let v = match res {
             Ok(port) => {
                 self.counters.fwd[c.fwd.idx()][dir as usize] += 1;
                 if c.dest != NO_DEST {
@@ -702,7 +808,11 @@ impl Worker {
                 Verdict::Tx { port }
             }
             Err(r) => Verdict::Drop(r),
+        };
+        if sync_due {
+            self.sync_emit::<A>(idx);
         }
+        v
     }
 
     /// A fragment (see `frag`): the first one is handled like any packet
@@ -735,8 +845,9 @@ impl Worker {
                 self.process_af::<A>(fr, m, hash)
             };
             let what = match v {
-                Verdict::Tx { .. } if tcp_udp => Follow::Conn { sport: m.sport, dport: m.dport },
-                Verdict::Tx { .. } => Follow::Drop(DropReason::UnsupportedProto),
+                // (Only TCP/UDP heads are ever transmitted: other
+                // protocols and ICMP errors in fragments are passed.)
+                Verdict::Tx { .. } => Follow::Conn { sport: m.sport, dport: m.dport },
                 Verdict::Handoff { worker } => Follow::Handoff(worker),
                 Verdict::Pass(_) => Follow::Kernel,
                 Verdict::Drop(r) => Follow::Drop(r),
@@ -800,7 +911,7 @@ impl Worker {
             }
         }
         let picked = match self.snap.services[si as usize].persistence {
-            None => schedule(&self.snap, &mut self.sched, &self.load, self.now_ns, si, k).map(|di| (di, None)).ok_or(DropReason::NoDest),
+            None => schedule(&self.snap, &mut self.sched, &mut self.view, self.now_ns, si, k).map(|di| (di, None)).ok_or(DropReason::NoDest),
             Some(p) => self.persist::<A>(si, k, p, m.ttl),
         };
         // A borrow, not a clone: the refcount is shared with every worker,
@@ -837,7 +948,14 @@ impl Worker {
         let client_hop = if dest.fwd.sees_replies() {
             match snap.next_hop(k.saddr.into()) {
                 Some(h) => h,
-                None => Hop { link: self.ingress_link(fr, m), mac: src_mac(fr.data()) },
+                // The way back is the frame's source MAC: only if a frame
+                // may be sent there (found by fuzzing: a broadcast source
+                // became the destination of every reply).
+                None if usable_mac(snap, src_mac(fr.data())) => Hop { link: self.ingress_link(fr, m), mac: src_mac(fr.data()) },
+                None => {
+                    untmpl(self);
+                    return Verdict::Drop(DropReason::NoNeighbour);
+                }
             }
         } else {
             dest_hop
@@ -900,6 +1018,7 @@ impl Worker {
             state: TcpState::None as u8,
             fwd: dest.fwd,
             flags: cflags,
+            sync_left: sync::arm(&self.sync),
             in_pkts: 0,
         };
         let idx = match A::table(&mut self.tables).insert(c) {
@@ -918,7 +1037,8 @@ impl Worker {
         } else {
             l.active += 1;
         }
-        l.update_overload(dest.u_threshold, dest.l_threshold);
+        dest.shared.open(udp, dest.u_threshold, dest.l_threshold);
+        l.overloaded = dest.shared.overloaded();
         self.dstats[di].conns += 1;
         self.counters.new_conns += 1;
         self.forward::<A, false>(fr, m, idx, Dir::In)
@@ -1060,7 +1180,7 @@ impl Worker {
             }
             table.unlink(ti);
         }
-        let di = schedule(snap, &mut self.sched, &self.load, self.now_ns, si, k).ok_or(DropReason::NoDest)?;
+        let di = schedule(snap, &mut self.sched, &mut self.view, self.now_ns, si, k).ok_or(DropReason::NoDest)?;
         let d = &snap.dests[di];
         let daddr = A::from_ip(d.addr).ok_or(DropReason::FamilyMismatch)?;
         let hop = d.hop.ok_or(DropReason::NoNeighbour)?;
@@ -1086,33 +1206,48 @@ impl Worker {
             state: 0,
             fwd: d.fwd,
             flags: flags::TEMPLATE | flags::BOUND,
+            sync_left: 0,
             in_pkts: 0,
         };
         let ti = A::table(&mut self.tables).insert(t)?;
         self.load[di].persist += 1;
+        snap.dests[di].shared.persist(true);
         self.counters.templates_created += 1;
         Ok((di, Some(ti)))
     }
 
     /// Answers the packet's sender with an ICMP error built in place;
-    /// the original packet counts as dropped for `why`.
+    /// the original packet counts as dropped for `why`, the error as made
+    /// and transmitted. Errors other than fragmentation needed / packet
+    /// too big are rate limited (`[global] icmp_msgs_per_sec`): without a
+    /// token the packet is only dropped, counted as `icmp_limited`.
     #[cold]
     fn send_error<A: Ip>(&mut self, fr: &mut Frame<'_>, m: &Meta, kind: ErrorKind, why: DropReason) -> Verdict {
-        self.counters.drop(why);
-        match icmp::build_error::<A>(fr, m, kind) {
-            Ok(()) => {
-                self.counters.icmp_sent += 1;
-                // Back to the sender on the link it came from (the frame
-                // keeps its tag), from our MAC there.
-                let p = fr.port;
-                let mac = self.snap.links.get(self.ingress_link(fr, m) as usize).map(|l| l.mac);
-                if let Some(mac) = mac {
-                    fr.data_mut()[6..12].copy_from_slice(&mac);
-                }
-                Verdict::Tx { port: p }
-            }
-            Err(r) => Verdict::Drop(r),
+        // The error goes back to the frame's source MAC: never to a
+        // broadcast, multicast, zero or our own one. When it cannot be
+        // sent the frame is one drop for `why`, as any other.
+        if !usable_mac(&self.snap, src_mac(fr.data())) {
+            return Verdict::Drop(why);
         }
+        let pmtu = matches!(kind, ErrorKind::TooBig { .. });
+        if !pmtu && !self.icmp_limit.allow(self.now_ns) {
+            self.counters.icmp_limited += 1;
+            return Verdict::Drop(why);
+        }
+        // (Without the headroom to build it in, only the drop remains.)
+        if icmp::build_error::<A>(fr, m, kind).is_err() {
+            return Verdict::Drop(why);
+        }
+        self.counters.drop(why);
+        self.counters.icmp_sent += 1;
+        // Back to the sender on the link it came from (the frame keeps
+        // its tag), from our MAC there.
+        let p = fr.port;
+        let mac = self.snap.links.get(self.ingress_link(fr, m) as usize).map(|l| l.mac);
+        if let Some(mac) = mac {
+            fr.data_mut()[6..12].copy_from_slice(&mac);
+        }
+        Verdict::Tx { port: p }
     }
 
     /// Step 2: an ICMP error; relayed when it is about a connection.
@@ -1164,15 +1299,28 @@ impl Worker {
     }
 }
 
-/// Runs service `si`'s scheduler with this worker's state for it: a dest
-/// index of the snapshot. (A function of the worker's parts, not a method,
-/// so that callers may hold a borrow of the snapshot.)
+/// Whether a frame may be sent to `mac`: unicast, not zero, not one of
+/// the director's own (a frame with such a source is spoofed or looped).
 #[inline]
-fn schedule<A: Ip>(snap: &Snapshot, sched: &mut [SchedState], load: &[DestLoad], now_ns: u64, si: u32, k: &Key<A>) -> Option<usize> {
+fn usable_mac(snap: &Snapshot, mac: [u8; 6]) -> bool {
+    mac[0] & 1 == 0 && mac != [0; 6] && !snap.ports.iter().any(|p| p.mac == mac)
+}
+
+/// Runs service `si`'s scheduler with this worker's state for it and the
+/// director-wide loads of its dests (read into `view`, as IPVS's
+/// schedulers read `struct ip_vs_dest`'s counts): a dest index of the
+/// snapshot. (A function of the worker's parts, not a method, so that
+/// callers may hold a borrow of the snapshot.)
+#[inline]
+fn schedule<A: Ip>(snap: &Snapshot, sched: &mut [SchedState], view: &mut [DestLoad], now_ns: u64, si: u32, k: &Key<A>) -> Option<usize> {
     let svc = &snap.services[si as usize];
+    let view = &mut view[svc.dests.clone()];
+    for (v, d) in view.iter_mut().zip(&snap.dests[svc.dests.clone()]) {
+        *v = d.shared.get();
+    }
     let ctx = SchedCtx {
         dests: &snap.dests[svc.dests.clone()],
-        load: &load[svc.dests.clone()],
+        load: view,
         saddr: k.saddr.into(),
         sport: k.sport,
         daddr: k.daddr.into(),
@@ -1239,6 +1387,7 @@ fn release<A: Ip>(
         if c.flags & flags::BOUND != 0 {
             if let Some(i) = di {
                 load[i as usize].persist = load[i as usize].persist.saturating_sub(1);
+                snap.dests[i as usize].shared.persist(false);
             }
             c.flags &= !flags::BOUND;
         }
@@ -1249,12 +1398,14 @@ fn release<A: Ip>(
         if let Some(i) = snap.dest_index(c.dest_uid) {
             let d = &snap.dests[i as usize];
             let l = &mut load[i as usize];
-            if c.flags & flags::INACTIVE != 0 {
+            let inactive = c.flags & flags::INACTIVE != 0;
+            if inactive {
                 l.inactive = l.inactive.saturating_sub(1);
             } else {
                 l.active = l.active.saturating_sub(1);
             }
-            l.update_overload(d.u_threshold, d.l_threshold);
+            d.shared.close(inactive, d.u_threshold, d.l_threshold);
+            l.overloaded = d.shared.overloaded();
         }
         c.flags &= !flags::BOUND;
     }
@@ -1340,6 +1491,12 @@ fn end_orphan_template<A: Ip>(
 
 mod burst;
 mod frag;
+mod sync;
+
+pub use sync::{sync_owner, Applied, SyncPort, SyncTap};
+mod limit;
+
+use limit::TokenBucket;
 
 #[cfg(test)]
 mod tests;

@@ -13,21 +13,21 @@ use crate::ipvs::Proto;
 use crate::wire::tcp_flags::*;
 use crate::wire::{be16, dst_mac};
 
-const RS1_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
-const RS2_MAC: [u8; 6] = [2, 0, 0, 0, 1, 2];
-const GW_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
-const VIP: [u8; 4] = [10, 0, 0, 100];
-const LIP: [u8; 4] = [10, 0, 0, 200];
-const CIP: [u8; 4] = [192, 0, 2, 1];
-const RS1: [u8; 4] = [10, 0, 1, 1];
-const RS2: [u8; 4] = [10, 0, 1, 2];
-const SEC: u64 = 1_000_000_000;
+pub(super) const RS1_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
+pub(super) const RS2_MAC: [u8; 6] = [2, 0, 0, 0, 1, 2];
+pub(super) const GW_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
+pub(super) const VIP: [u8; 4] = [10, 0, 0, 100];
+pub(super) const LIP: [u8; 4] = [10, 0, 0, 200];
+pub(super) const CIP: [u8; 4] = [192, 0, 2, 1];
+pub(super) const RS1: [u8; 4] = [10, 0, 1, 1];
+pub(super) const RS2: [u8; 4] = [10, 0, 1, 2];
+pub(super) const SEC: u64 = 1_000_000_000;
 
-fn ip(s: &str) -> IpAddr {
+pub(super) fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn net() -> NetConf {
+pub(super) fn net() -> NetConf {
     NetConf {
         ports: vec![PortConf {
             name: "eth0".into(),
@@ -49,7 +49,7 @@ fn net() -> NetConf {
 
 /// TCP and UDP services on VIP:80 (port 53 for UDP), two real servers with
 /// weights 1 and 2, the given method and scheduler.
-fn model(fwd: FwdMethod, sched: &str) -> Model {
+pub(super) fn model(fwd: FwdMethod, sched: &str) -> Model {
     let rport = if matches!(fwd, FwdMethod::Nat | FwdMethod::FullNat) { 8080 } else { 0 };
     let svc = |proto, port| Service {
         key: ServiceKey::Addr { proto, addr: ip("10.0.0.100"), port },
@@ -65,12 +65,12 @@ fn model(fwd: FwdMethod, sched: &str) -> Model {
     Model { services: vec![svc(Proto::Tcp, 80), svc(Proto::Udp, 53)], net: net(), ..Model::default() }
 }
 
-fn worker(m: &Model) -> Worker {
+pub(super) fn worker(m: &Model) -> Worker {
     Worker::new(0, 1, Arc::new(Snapshot::build(m, None).unwrap()), SEC)
 }
 
 /// Runs frames through `w` at `now` (ns), returning verdicts and bytes.
-fn run(w: &mut Worker, now: u64, frames: &[Vec<u8>]) -> Vec<(Verdict, Vec<u8>)> {
+pub(super) fn run(w: &mut Worker, now: u64, frames: &[Vec<u8>]) -> Vec<(Verdict, Vec<u8>)> {
     let mut out = Vec::new();
     let mut b = Batch::new();
     for f in frames {
@@ -83,13 +83,13 @@ fn run(w: &mut Worker, now: u64, frames: &[Vec<u8>]) -> Vec<(Verdict, Vec<u8>)> 
     out
 }
 
-fn one(w: &mut Worker, now: u64, f: Vec<u8>) -> (Verdict, Vec<u8>) {
+pub(super) fn one(w: &mut Worker, now: u64, f: Vec<u8>) -> (Verdict, Vec<u8>) {
     run(w, now, &[f]).pop().unwrap()
 }
 
-const TX: Verdict = Verdict::Tx { port: 0 };
+pub(super) const TX: Verdict = Verdict::Tx { port: 0 };
 
-fn addr4(f: &[u8], off: usize) -> [u8; 4] {
+pub(super) fn addr4(f: &[u8], off: usize) -> [u8; 4] {
     [f[off], f[off + 1], f[off + 2], f[off + 3]]
 }
 
@@ -425,20 +425,114 @@ fn snapshot_changes_keep_connections() {
     let (v, out) = one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, ACK, b""));
     assert_eq!((v, addr4(&out, 30)), (TX, RS1));
     assert_eq!(w.loads()[0].conns(), 1, "load follows the dest by uid");
-    // rs2 removed: its connection goes on (expire_nodest_conn off)...
+    // rs2 removed: its connection's packets are dropped (expire_nodest_conn
+    // off, as IPVS), the others go on
     let mut m3 = m2.clone();
     m3.services[0].dests.remove(1);
     let s3 = Arc::new(Snapshot::build(&m3, Some(&s2)).unwrap());
     w.set_snapshot(s3.clone());
-    let (v, out) = one(&mut w, SEC, tcp4(CIP, 40001, VIP, 80, ACK, b""));
-    assert_eq!((v, addr4(&out, 30)), (TX, RS2));
-    // ...and with expire_nodest_conn it is dropped and forgotten
+    assert_eq!(one(&mut w, SEC, tcp4(CIP, 40001, VIP, 80, ACK, b"")).0, Verdict::Drop(DropReason::DestGone));
+    assert_eq!(one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, ACK, b"")).0, TX);
+    // ...and with expire_nodest_conn the connection ends at its next
+    // packet, which finds none (a TCP segment other than SYN)
     let mut m4 = m3.clone();
     m4.expire_nodest_conn = true;
     w.set_snapshot(Arc::new(Snapshot::build(&m4, Some(&s3)).unwrap()));
-    assert_eq!(one(&mut w, SEC, tcp4(CIP, 40001, VIP, 80, ACK, b"")).0, Verdict::Drop(DropReason::DestGone));
+    assert_eq!(one(&mut w, SEC, tcp4(CIP, 40001, VIP, 80, ACK, b"")).0, Verdict::Drop(DropReason::NoConn));
+    assert_eq!(w.conns(), 1);
     assert_eq!(one(&mut w, SEC, tcp4(CIP, 40001, VIP, 80, ACK, b"")).0, Verdict::Drop(DropReason::NoConn));
     assert_eq!(one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, ACK, b"")).0, TX);
+}
+
+/// Opens, through FULLNAT worker `w`, an established TCP connection and a
+/// UDP flow from client port `cport`; returns their local ports.
+fn open_fullnat_pair(w: &mut Worker, cport: u16) -> (u16, u16) {
+    let (v, out) = one(w, SEC, tcp4(CIP, cport, VIP, 80, SYN, b""));
+    assert_eq!(v, TX);
+    let tport = parse(&out).unwrap().sport;
+    let rs = addr4(&out, 30);
+    assert_eq!(one(w, SEC, tcp4(rs, 8080, LIP, tport, SYN | ACK, b"")).0, TX);
+    assert_eq!(one(w, SEC, tcp4(CIP, cport, VIP, 80, ACK, b"")).0, TX);
+    let (v, out) = one(w, SEC, udp4(CIP, cport, VIP, 53, b"q"));
+    assert_eq!(v, TX);
+    (tport, parse(&out).unwrap().sport)
+}
+
+#[test]
+fn without_expire_nodest_conn_a_removed_servers_connections_are_dropped_until_they_expire() {
+    let mut m = model(FwdMethod::FullNat, "rr");
+    m.services[0].dests.remove(0); // TCP: rs2 alone
+    m.services[1].dests.remove(0); // UDP: rs2 alone
+    let s1 = Arc::new(Snapshot::build(&m, None).unwrap());
+    let mut w = Worker::new(0, 1, s1.clone(), SEC);
+    let (tport, uport) = open_fullnat_pair(&mut w, 40000);
+    let lip = ip("10.0.0.200");
+    assert_eq!((w.conns(), w.lports.in_use(lip)), (2, 2));
+    // rs2 leaves both services (rs1 comes in its place)
+    let mut m2 = model(FwdMethod::FullNat, "rr");
+    m2.services[0].dests.remove(1);
+    m2.services[1].dests.remove(1);
+    w.set_snapshot(Arc::new(Snapshot::build(&m2, Some(&s1)).unwrap()));
+    // Every client packet is dropped, for as long as the connections last
+    // (their timers are not restarted by them); the real server's replies
+    // still reach the client (IPVS checks only the client's direction).
+    for t in [1, 100, 250] {
+        assert_eq!(one(&mut w, t * SEC, tcp4(CIP, 40000, VIP, 80, ACK, b"x")).0, Verdict::Drop(DropReason::DestGone), "{t} s");
+        assert_eq!(one(&mut w, t * SEC, udp4(CIP, 40000, VIP, 53, b"q")).0, Verdict::Drop(DropReason::DestGone), "{t} s");
+        assert_eq!(w.conns(), 2, "{t} s");
+    }
+    assert_eq!(one(&mut w, 250 * SEC, tcp4(RS2, 8080, LIP, tport, ACK, b"")).0, TX);
+    assert_eq!(w.counters().drops[DropReason::DestGone as usize], 6);
+    // UDP (300 s) expires when its last forwarded packet says, not later
+    let (v, _) = one(&mut w, 302 * SEC, tcp4(RS2, 8080, LIP, tport, ACK, b""));
+    assert_eq!(v, TX);
+    assert_eq!((w.conns(), w.lports.in_use(lip)), (1, 1), "the UDP flow ended at its time");
+    assert_eq!(one(&mut w, 303 * SEC, udp4(RS2, 8080, LIP, uport, b"a")).0, Verdict::Drop(DropReason::NoConn));
+    assert_eq!(w.loads()[0], DestLoad::default(), "rs1 has nothing of rs2's");
+}
+
+#[test]
+fn with_expire_nodest_conn_a_removed_servers_connection_ends_at_once_and_the_packet_is_scheduled() {
+    let mut m = model(FwdMethod::FullNat, "rr");
+    m.max_conns = 2;
+    m.expire_nodest_conn = true;
+    m.services[0].dests.remove(0);
+    m.services[1].dests.remove(0);
+    let s1 = Arc::new(Snapshot::build(&m, None).unwrap());
+    let mut w = Worker::new(0, 1, s1.clone(), SEC);
+    let (tport, uport) = open_fullnat_pair(&mut w, 40000);
+    let lip = ip("10.0.0.200");
+    assert_eq!(one(&mut w, SEC, udp4(CIP, 40001, VIP, 53, b"q")).0, Verdict::Drop(DropReason::TableFull));
+    let mut m2 = model(FwdMethod::FullNat, "rr");
+    m2.max_conns = 2;
+    m2.expire_nodest_conn = true;
+    m2.services[0].dests.remove(1);
+    m2.services[1].dests.remove(1);
+    w.set_snapshot(Arc::new(Snapshot::build(&m2, Some(&s1)).unwrap()));
+    // The UDP flow's next datagram ends it and is scheduled: to rs1, with
+    // a new local port; the old one is free at once, and so is the old
+    // connection's place in the (full) table.
+    let (v, out) = one(&mut w, 2 * SEC, udp4(CIP, 40000, VIP, 53, b"q"));
+    assert_eq!(v, TX);
+    assert_eq!(addr4(&out, 30), RS1);
+    assert_eq!((w.conns(), w.lports.in_use(lip)), (2, 2));
+    assert_eq!(w.counters().new_conns, 3);
+    assert_eq!(w.counters().expired_conns, 1);
+    // The TCP connection's next segment ends it; not a SYN, it is no
+    // connection's. Its port and place are free now.
+    assert_eq!(one(&mut w, 2 * SEC, tcp4(CIP, 40000, VIP, 80, ACK, b"x")).0, Verdict::Drop(DropReason::NoConn));
+    assert_eq!((w.conns(), w.lports.in_use(lip)), (1, 1));
+    assert_eq!(one(&mut w, 2 * SEC, tcp4(RS2, 8080, LIP, tport, ACK, b"")).0, Verdict::Drop(DropReason::NoConn));
+    assert_eq!(one(&mut w, 2 * SEC, udp4(RS2, 8080, LIP, uport, b"a")).0, Verdict::Drop(DropReason::NoConn));
+    // A new connection takes the freed place at once.
+    assert_eq!(one(&mut w, 2 * SEC, tcp4(CIP, 40002, VIP, 80, SYN, b"")).0, TX);
+    assert_eq!(w.counters().drops[DropReason::DestGone as usize], 0);
+    assert_eq!((w.loads()[0].conns(), w.loads()[1].conns()), (1, 1), "rs1 holds the two new connections (TCP, UDP)");
+    // When the wheel comes round to the ended entries it frees their
+    // slots without counting them twice.
+    one(&mut w, 400 * SEC, tcp4(CIP, 40003, VIP, 80, SYN, b""));
+    assert_eq!(w.counters().expired_conns, 4, "two ended early, then the UDP flow and the SYN_RECV one at their time");
+    assert_eq!(w.conns(), 1);
 }
 
 #[test]
@@ -494,14 +588,14 @@ fn shard_hash_is_stable() {
     assert_eq!(shard_hash(&[192, 0, 2, 1]), 1_291_677_996);
 }
 
-fn persistent(fwd: FwdMethod, timeout: u32, netmask: u8) -> Model {
+pub(super) fn persistent(fwd: FwdMethod, timeout: u32, netmask: u8) -> Model {
     let mut m = model(fwd, "rr");
     m.services[0].persistence = Some(Persistence { timeout, netmask });
     m
 }
 
 /// The real server a connection went to (destination MAC).
-fn rs_of(out: &[u8]) -> [u8; 6] {
+pub(super) fn rs_of(out: &[u8]) -> [u8; 6] {
     dst_mac(out)
 }
 
@@ -1049,6 +1143,143 @@ fn fullnat_handshake_ack_carries_the_client_in_toa() {
     assert_eq!(w.counters().toa_added + w.counters().toa_skipped, 0);
 }
 
+/// Found by the `icmp_relay` fuzz target (fuzz/regressions/icmp_relay/):
+/// a client frame whose source MAC is broadcast, multicast, zero or the
+/// director's own must not become the MAC its replies, relayed ICMP
+/// errors or generated ICMP errors are sent to.
+#[test]
+fn a_bogus_source_mac_is_never_a_destination() {
+    let d = MAC_DIRECTOR;
+    for bad in [[0xff; 6], [0x01, 0, 0x5e, 0, 0, 1], [0; 6], d] {
+        // NAT: the client has no neighbour entry (it is not on a connected
+        // prefix... it is 10.0.0.7 on eth0's, without a MAC), so its frame's
+        // source MAC would be the way back.
+        let mut w = worker(&model(FwdMethod::Nat, "rr"));
+        let mut syn = tcp4([10, 0, 0, 7], 40000, VIP, 80, SYN, b"");
+        syn[6..12].copy_from_slice(&bad);
+        let (v, out) = one(&mut w, SEC, syn);
+        assert_eq!(v, Verdict::Drop(DropReason::NoNeighbour), "{bad:02x?}: {out:02x?}");
+        assert_eq!(w.conns(), 0);
+        // No real server: no ICMP error to that MAC either.
+        let mut m = model(FwdMethod::Dr, "wrr");
+        for x in &mut m.services[0].dests {
+            x.weight = 0;
+        }
+        let mut w = worker(&m);
+        let mut syn = tcp4(CIP, 40000, VIP, 80, SYN, b"");
+        syn[6..12].copy_from_slice(&bad);
+        let (v, _) = one(&mut w, SEC, syn);
+        assert_eq!(v, Verdict::Drop(DropReason::NoDest), "{bad:02x?}");
+        let c = w.counters();
+        assert_eq!((c.icmp_sent, c.tx_packets, c.total_drops()), (0, 0, 1), "one frame, one drop");
+    }
+}
+
+/// `f` as a sender with TX checksum offload leaves it: the TCP/UDP
+/// checksum field holds the pseudo-header sum.
+fn partial(f: &[u8]) -> Vec<u8> {
+    let mut p = f.to_vec();
+    let m = parse(&p).unwrap();
+    if m.v6 {
+        checksum::make_partial::<Ipv6Addr>(&mut p, &m);
+    } else {
+        checksum::make_partial::<Ipv4Addr>(&mut p, &m);
+    }
+    assert_ne!(p, f, "the test frame's full checksum is not its partial sum");
+    p
+}
+
+/// The model of [`model`] on IPv6: TCP VIP6:80 and UDP VIP6:53 with one
+/// real server, the local address `2001:db8::200` for FULLNAT.
+fn model6(fwd: FwdMethod) -> Model {
+    let mut m = model(fwd, "rr");
+    let rport = if matches!(fwd, FwdMethod::Nat | FwdMethod::FullNat) { 8080 } else { 0 };
+    for s in &mut m.services {
+        let ServiceKey::Addr { proto, port, .. } = s.key else { unreachable!() };
+        s.key = ServiceKey::Addr { proto, addr: ip("2001:db8::100"), port };
+        s.dests = vec![Dest { addr: ip("2001:db8:1::1"), port: rport, weight: 1, fwd, u_threshold: 0, l_threshold: 0 }];
+        s.laddrs = if fwd == FwdMethod::FullNat { vec![ip("2001:db8::200")] } else { vec![] };
+    }
+    m
+}
+
+/// Partial checksums (clients and real servers behind veths with TX
+/// checksum offload, the default): every method, both directions, TCP and
+/// UDP, IPv4 and IPv6, FULLNAT's TOA insertion, and the ICMP error TUN
+/// builds about a packet too big. Each frame goes through one worker as
+/// a NIC delivers it (full checksum) and through another as a veth does
+/// (partial): the outputs are the same bytes, and verify from scratch.
+#[test]
+fn partial_checksums_are_completed_in_every_mode() {
+    for fwd in FwdMethod::ALL {
+        for v6 in [false, true] {
+            let m = if v6 { model6(fwd) } else { model(fwd, "rr") };
+            let (mut full, mut part) = (worker(&m), worker(&m));
+            let (c, vip, rs, lip): (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) = if v6 {
+                let a = |s: &str| s.parse::<Ipv6Addr>().unwrap().octets().to_vec();
+                (V6A.to_vec(), a("2001:db8::100"), a("2001:db8:1::1"), a("2001:db8::200"))
+            } else {
+                (CIP.to_vec(), VIP.to_vec(), RS1.to_vec(), LIP.to_vec())
+            };
+            let tcp = |s: &[u8], sp, d: &[u8], dp, fl, pl: &[u8]| {
+                if v6 {
+                    tcp6(s.try_into().unwrap(), sp, d.try_into().unwrap(), dp, fl, pl)
+                } else {
+                    tcp4(s.try_into().unwrap(), sp, d.try_into().unwrap(), dp, fl, pl)
+                }
+            };
+            let udp = |s: &[u8], sp, d: &[u8], dp, pl: &[u8]| {
+                if v6 {
+                    udp6(s.try_into().unwrap(), sp, d.try_into().unwrap(), dp, pl)
+                } else {
+                    udp4(s.try_into().unwrap(), sp, d.try_into().unwrap(), dp, pl)
+                }
+            };
+            let what = format!("{} {}", fwd.name(), if v6 { "v6" } else { "v4" });
+            let mut step = |f: Vec<u8>, name: &str| -> (Verdict, Vec<u8>) {
+                let (va, a) = one(&mut full, SEC, f.clone());
+                let (vb, b) = one(&mut part, SEC, partial(&f));
+                assert_eq!(va, vb, "{what} {name}");
+                assert_eq!(a, b, "{what} {name}: the same bytes as from full checksums");
+                if matches!(va, Verdict::Tx { .. }) {
+                    assert!(verify(&a), "{what} {name}");
+                }
+                (va, a)
+            };
+            let (v, syn) = step(tcp(&c, 40000, &vip, 80, SYN, b""), "SYN");
+            assert_eq!(v, TX, "{what}");
+            let (v, q) = step(udp(&c, 5353, &vip, 53, b"query"), "UDP query");
+            assert_eq!(v, TX, "{what}");
+            if fwd.sees_replies() {
+                // the real server's answers come back partial too
+                let (to, tp, uto, up) = if fwd == FwdMethod::FullNat {
+                    let (ms, mq) = (parse(&syn).unwrap(), parse(&q).unwrap());
+                    (lip.clone(), ms.sport, lip.clone(), mq.sport)
+                } else {
+                    (c.clone(), 40000, c.clone(), 5353)
+                };
+                let (v, _) = step(tcp(&rs, 8080, &to, tp, SYN | ACK, b""), "SYN-ACK");
+                assert_eq!(v, TX, "{what}");
+                let (v, _) = step(udp(&rs, 8080, &uto, up, b"answer"), "UDP answer");
+                assert_eq!(v, TX, "{what}");
+            }
+            // FULLNAT adds TOA to this one
+            let (v, ack) = step(tcp(&c, 40000, &vip, 80, ACK, b"GET / HTTP/1.1\r\n\r\n"), "handshake ACK");
+            assert_eq!(v, TX, "{what}");
+            if fwd == FwdMethod::FullNat {
+                let m = parse(&ack).unwrap();
+                assert!(crate::wire::toa::find(&ack[m.l4 as usize..]).is_some(), "{what}: TOA added");
+            }
+            if fwd == FwdMethod::Tun {
+                // too big to encapsulate with DF: an ICMP error quoting it
+                let (v, err) = step(tcp(&c, 40000, &vip, 80, ACK, &[7u8; 1450]), "too big");
+                assert_eq!(v, TX, "{what}");
+                assert_eq!(parse(&err).unwrap().proto, if v6 { proto::ICMPV6 } else { proto::ICMP }, "{what}");
+            }
+        }
+    }
+}
+
 // ---- what the steering program redirects: fragments, options, 802.1ad,
 // ---- a real server's own traffic
 
@@ -1312,6 +1543,7 @@ proptest::proptest! {
                 continue;
             }
             let (v, out) = one(&mut w, SEC, f.clone());
+            proptest::prop_assert!(w.counters().balance().holds(), "{}: {}", fwd, w.counters().balance());
             match v {
                 Verdict::Tx { .. } => proptest::prop_assert!(verify(&out) || !verify(&f), "{fwd}: sent a broken frame for {:02x?}", f),
                 Verdict::Handoff { .. } => {}
@@ -1320,4 +1552,187 @@ proptest::proptest! {
             }
         }
     }
+}
+
+/// Each completion is counted (`csum_completed`); frames with full
+/// checksums are not.
+#[test]
+fn completions_are_counted() {
+    let mut w = worker(&model(FwdMethod::Nat, "rr"));
+    one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, SYN, b""));
+    assert_eq!(w.counters().csum_completed, 0);
+    let (v, out) = one(&mut w, SEC, partial(&tcp4(CIP, 40000, VIP, 80, ACK, b"x")));
+    assert_eq!(v, TX);
+    assert!(verify(&out));
+    assert_eq!(w.counters().csum_completed, 1);
+}
+
+/// Every frame a worker is given ends in exactly one place, and the
+/// counters say where: `rx + made = tx + dropped + to_kernel + handed_off`
+/// (docs/operations.md), also when the driver could not do what a verdict
+/// said (a full TX ring, a full inbox, a full kernel path).
+#[test]
+fn counters_balance_through_every_outcome() {
+    let mut m = model(FwdMethod::Nat, "rr");
+    m.services[1].dests.iter_mut().for_each(|d| d.weight = 0); // UDP: no server
+    let snap = Arc::new(Snapshot::build(&m, None).unwrap());
+    let mut w = Worker::new(0, 2, snap, SEC);
+    // Pick a client the other worker owns and one this worker owns.
+    let (mut mine, mut theirs) = (None, None);
+    for h in 1..=50u8 {
+        let c = [192, 0, 2, h];
+        match one(&mut w, SEC, tcp4(c, 1000, VIP, 80, SYN, b"")).0 {
+            TX => mine = mine.or(Some(c)),
+            Verdict::Handoff { .. } => theirs = theirs.or(Some(c)),
+            v => panic!("{v:?}"),
+        }
+    }
+    let (mine, theirs) = (mine.unwrap(), theirs.unwrap());
+    let frames = vec![
+        tcp4(mine, 40000, VIP, 80, SYN, b""),       // forwarded
+        tcp4(RS1, 8080, mine, 40000, SYN | ACK, b""), // forwarded (reply)
+        tcp4(theirs, 40000, VIP, 80, SYN, b""),     // handed off
+        tcp4(mine, 40001, VIP, 80, ACK, b""),       // dropped: no connection
+        icmp4_echo(mine, VIP),                      // to the kernel
+        udp4(mine, 5353, VIP, 53, b"q"),            // no server: ICMP error made in its place
+        vec![0u8; 10],                              // dropped: truncated
+    ];
+    let before = w.counters().clone();
+    let out = run(&mut w, SEC, &frames);
+    let c = w.counters();
+    assert_eq!(c.rx_packets - before.rx_packets, 7);
+    assert_eq!(c.icmp_sent, 1, "{out:?}");
+    assert!(c.balance().holds(), "{}", c.balance());
+    // The driver could not transmit one frame nor hand one off, and the
+    // kernel path was full for the echo request: they count as dropped.
+    let (tx, handoffs, passes) = (c.tx_packets, c.handoffs, c.total_passes());
+    w.count_refused(&Refused { tx_full: (1, 60), handoff_full: 1, ..Refused::default() });
+    w.count_kernel_full(PassReason::Icmp);
+    let c = w.counters();
+    assert_eq!((c.tx_packets, c.handoffs, c.total_passes()), (tx - 1, handoffs - 1, passes - 1));
+    assert_eq!(
+        (c.drops[DropReason::TxFull as usize], c.drops[DropReason::HandoffFull as usize], c.drops[DropReason::KernelFull as usize]),
+        (1, 1, 1)
+    );
+    assert!(c.balance().holds(), "{}", c.balance());
+    // Frames handed in are received (and counted apart as well).
+    w.count_handed_in(3);
+    assert_eq!(w.counters().handed_in, 3);
+}
+
+/// The ICMP errors a worker makes are rate limited (`icmp_msgs_per_sec`,
+/// `icmp_msgs_burst`, a worker's share); what is over the limit is only
+/// dropped, counted. Fragmentation needed is never limited.
+#[test]
+fn icmp_errors_are_rate_limited_but_path_mtu_ones_are_not() {
+    let mut m = model(FwdMethod::Tun, "rr");
+    m.services[1].dests.iter_mut().for_each(|d| d.weight = 0); // UDP: no server
+    m.icmp_msgs_per_sec = 10;
+    m.icmp_msgs_burst = 5;
+    let mut w = worker(&m);
+    let udp: Vec<Vec<u8>> = (0..20).map(|i| udp4(CIP, 5000 + i, VIP, 53, b"q")).collect();
+    let sent = |out: &[(Verdict, Vec<u8>)]| out.iter().filter(|(v, _)| *v == TX).count();
+    assert_eq!(sent(&run(&mut w, SEC, &udp)), 5, "the burst");
+    assert_eq!((w.counters().icmp_sent, w.counters().icmp_limited), (5, 15));
+    assert_eq!(sent(&run(&mut w, SEC + SEC / 5, &udp)), 2, "200 ms at 10/s");
+    assert_eq!(sent(&run(&mut w, 10 * SEC, &udp)), 5, "full again, no more than the burst");
+    assert_eq!(w.counters().drops[DropReason::NoDest as usize], 60);
+    assert!(w.counters().balance().holds(), "{}", w.counters().balance());
+    // Packets too big for the tunnel, with DF: every one is answered.
+    assert_eq!(one(&mut w, 10 * SEC, tcp4(CIP, 40000, VIP, 80, SYN, b"")).0, TX);
+    let big: Vec<Vec<u8>> = (0..20).map(|_| tcp4(CIP, 40000, VIP, 80, ACK, &[0u8; 1441])).collect();
+    assert_eq!(sent(&run(&mut w, 10 * SEC, &big)), 20);
+    assert_eq!(w.counters().drops[DropReason::TooBig as usize], 20);
+    // Two workers share the director's limit: 5 / 2, rounded up, each.
+    let snap = Arc::new(Snapshot::build(&m, None).unwrap());
+    for id in 0..2 {
+        let mut w = Worker::new(id, 2, snap.clone(), SEC);
+        let mine: Vec<Vec<u8>> = (0..200u16)
+            .map(|i| udp4([192, 0, 2, (i % 250) as u8 + 1], 5000 + i, VIP, 53, b"q"))
+            .filter(|f| {
+                let mut probe = Worker::new(id, 2, snap.clone(), SEC);
+                !matches!(one(&mut probe, SEC, f.clone()).0, Verdict::Handoff { .. })
+            })
+            .collect();
+        assert!(mine.len() > 10);
+        assert_eq!(sent(&run(&mut w, SEC, &mine)), 3, "worker {id}");
+    }
+}
+
+/// Two workers of one director, and SYNs from clients each of them owns
+/// (`per` clients a worker, in order).
+fn two_workers(m: &Model, per: usize) -> (Vec<Worker>, Vec<Vec<[u8; 4]>>) {
+    let snap = Arc::new(Snapshot::build(m, None).unwrap());
+    let ws: Vec<Worker> = (0..2).map(|i| Worker::new(i, 2, snap.clone(), SEC)).collect();
+    let mut mine = vec![Vec::new(), Vec::new()];
+    for host in 1..=250u8 {
+        let c = [192, 0, 2, host];
+        let k = Key { saddr: Ipv4Addr::from(c), daddr: Ipv4Addr::from(VIP), sport: 1000, dport: 80, proto: 6 };
+        let o = ws[0].owner(&k) as usize;
+        if mine[o].len() < per {
+            mine[o].push(c);
+        }
+    }
+    assert!(mine.iter().all(|v| v.len() == per));
+    (ws, mine)
+}
+
+/// The upper threshold (`-x`) holds for the director, not per worker, as
+/// in IPVS: a server with `-x 2` takes two connections whichever workers
+/// open them, and is usable again once they end.
+#[test]
+fn thresholds_are_global_across_workers() {
+    let mut m = model(FwdMethod::Dr, "wrr");
+    m.services[0].dests[0].weight = 0; // rs2 only
+    m.services[0].dests[1].u_threshold = 2;
+    m.services[0].dests[1].l_threshold = 1;
+    let (mut ws, mine) = two_workers(&m, 2);
+    let syn = |c: [u8; 4]| tcp4(c, 1000, VIP, 80, SYN, b"");
+    // worker 0 opens one, worker 1 one: rs2 is at its threshold ...
+    assert_eq!(dst_mac(&one(&mut ws[0], SEC, syn(mine[0][0])).1), RS2_MAC);
+    assert_eq!(dst_mac(&one(&mut ws[1], SEC, syn(mine[1][0])).1), RS2_MAC);
+    assert!(ws[0].snap.dests[1].shared.overloaded());
+    // ... for both: each worker's second SYN finds no server (per-worker
+    // counts would have let each take 2, 4 in all).
+    for (i, w) in ws.iter_mut().enumerate() {
+        one(w, SEC, syn(mine[i][1]));
+        assert_eq!(w.counters().drops[DropReason::NoDest as usize], 1, "worker {i}");
+        assert_eq!(w.loads()[1].conns(), 1, "worker {i}'s share");
+    }
+    // worker 1's connection ends (SYN_RECV, 60 s): 1 is not below the
+    // lower threshold 1; worker 0's ends too: 0 is, for both workers.
+    one(&mut ws[1], 70 * SEC, tcp4([198, 51, 100, 9], 1, [10, 0, 0, 9], 1, ACK, b""));
+    assert!(ws[0].snap.dests[1].shared.overloaded(), "1 conn left");
+    one(&mut ws[0], 70 * SEC, tcp4([198, 51, 100, 9], 1, [10, 0, 0, 9], 1, ACK, b""));
+    assert_eq!(dst_mac(&one(&mut ws[1], 70 * SEC, syn(mine[1][1])).1), RS2_MAC);
+}
+
+/// lc sees the connections the other workers opened: after worker 0 put
+/// two on rs1 and one on rs2, worker 1's first choice is rs2 (per-worker
+/// counts would have made it rs1, the first of two idle servers).
+#[test]
+fn least_connection_counts_are_global_across_workers() {
+    let mut m = model(FwdMethod::Dr, "lc");
+    m.services[0].dests[1].weight = 1;
+    let (mut ws, mine) = two_workers(&m, 3);
+    let syn = |c: [u8; 4]| tcp4(c, 1000, VIP, 80, SYN, b"");
+    let picks: Vec<[u8; 6]> = mine[0].iter().map(|&c| dst_mac(&one(&mut ws[0], SEC, syn(c)).1)).collect();
+    assert_eq!(picks, vec![RS1_MAC, RS2_MAC, RS1_MAC]);
+    assert_eq!(dst_mac(&one(&mut ws[1], SEC, syn(mine[1][0])).1), RS2_MAC);
+    assert_eq!(dst_mac(&one(&mut ws[1], SEC, syn(mine[1][1])).1), RS1_MAC, "2 and 2: the first");
+    // Each worker reports its own share; the director adds them.
+    let share = |w: &Worker| (w.loads()[0].conns(), w.loads()[1].conns());
+    assert_eq!((share(&ws[0]), share(&ws[1])), ((2, 1), (1, 1)));
+    // The shared counts follow a connection between inactive and active.
+    let snap = Arc::new(Snapshot::build(&m, None).unwrap());
+    let mut w = Worker::new(0, 1, snap.clone(), SEC);
+    let counts = || (snap.dests[0].shared.get().active, snap.dests[0].shared.get().inactive);
+    one(&mut w, SEC, syn(CIP));
+    assert_eq!(counts(), (0, 1), "SYN_RECV is inactive");
+    one(&mut w, SEC, tcp4(CIP, 1000, VIP, 80, ACK, b""));
+    assert_eq!(counts(), (1, 0), "ESTABLISHED is active");
+    one(&mut w, SEC, tcp4(CIP, 1000, VIP, 80, FIN | ACK, b""));
+    assert_eq!(counts(), (0, 1));
+    one(&mut w, 1000 * SEC, tcp4([198, 51, 100, 9], 1, [10, 0, 0, 9], 1, ACK, b""));
+    assert_eq!(snap.dests[0].shared.get(), DestLoad::default(), "released");
 }

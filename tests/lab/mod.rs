@@ -6,9 +6,12 @@
 //!   `xvs` (SIGTERM, so it detaches its XDP programs; SIGKILL after 5 s),
 //!   stops the servers and deletes the namespaces — also when the test
 //!   panics.
-//! - Every veth end has its TX checksum offload off: a veth sender leaves
-//!   TCP/UDP checksums to "hardware" and XDP on the peer would see partial
-//!   ones (docs/afxdp.md). Real NICs put full checksums on the wire.
+//! - veth pairs keep the kernel's defaults, TX checksum offload on, as
+//!   users build them: a kernel TCP/UDP sender leaves a partial checksum
+//!   (the pseudo-header sum) that XDP sees raw and xvs completes
+//!   (docs/afxdp.md). [`Lab::full_checksums`] turns the offload off on
+//!   the veths made after it, for a lab of senders that put full
+//!   checksums on the wire, as real NICs deliver them.
 //! - Servers and clients are threads of the test process that entered a
 //!   namespace (`setns`): their sockets are ordinary kernel sockets of that
 //!   namespace. An HTTP server answers `GET` with `<name> <peer ip>:<peer
@@ -104,6 +107,8 @@ pub struct Lab {
     servers: Vec<Server>,
     xvs: Vec<Xvs>,
     files: Vec<PathBuf>,
+    /// `ethtool -K <if> tx off` on every new veth end.
+    tx_off: bool,
     /// Put before the xvs binary and added to its environment (see
     /// [`Lab::wrap_xvs`]).
     wrap: Vec<String>,
@@ -130,6 +135,7 @@ impl Lab {
             servers: Vec::new(),
             xvs: Vec::new(),
             files: Vec::new(),
+            tx_off: false,
             wrap: Vec::new(),
             env: Vec::new(),
         })
@@ -144,16 +150,26 @@ impl Lab {
         name
     }
 
-    /// A veth pair `a_if` (in `a`) — `b_if` (in `b`), both up, TX
-    /// checksum offload off on both; `queues` RX/TX queues on the `a` end
-    /// (the `b` end keeps one, so everything it sends lands on queue 0).
+    /// From now on, veth ends are made with TX checksum offload off, so
+    /// their senders put full TCP/UDP checksums on the wire as a real
+    /// NIC delivers them (the default leaves partial ones).
+    pub fn full_checksums(&mut self) {
+        self.tx_off = true;
+    }
+
+    /// A veth pair `a_if` (in `a`) — `b_if` (in `b`), both up, offloads
+    /// at the kernel's defaults (unless [`Lab::full_checksums`]);
+    /// `queues` RX/TX queues on the `a` end (the `b` end keeps one, so
+    /// everything it sends lands on queue 0).
     pub fn veth(&mut self, a: &str, a_if: &str, b: &str, b_if: &str, queues: u32) {
         let q = queues.max(1).to_string();
         #[rustfmt::skip]
         must(&["ip", "-n", a, "link", "add", "name", a_if, "numtxqueues", &q, "numrxqueues", &q, "type", "veth",
                "peer", "name", b_if, "numtxqueues", "1", "numrxqueues", "1", "netns", b]);
         for (ns, i) in [(a, a_if), (b, b_if)] {
-            must(&["ip", "netns", "exec", ns, "ethtool", "-K", i, "tx", "off"]);
+            if self.tx_off {
+                must(&["ip", "netns", "exec", ns, "ethtool", "-K", i, "tx", "off"]);
+            }
             must(&["ip", "-n", ns, "link", "set", i, "up"]);
         }
     }
@@ -179,6 +195,12 @@ impl Lab {
         let mut v = vec!["ip", "netns", "exec", ns];
         v.extend_from_slice(args);
         must(&v)
+    }
+
+    /// True when an XDP program is attached to `iface` in `ns`.
+    pub fn xdp_attached(&self, ns: &str, iface: &str) -> bool {
+        let out = must(&["ip", "-n", ns, "-d", "link", "show", "dev", iface]);
+        out.split_whitespace().any(|w| w == "xdp" || w.starts_with("xdp/") || w == "xdpgeneric" || w == "prog/xdp")
     }
 
     /// `sysctl -qw <kv>` in `ns`.
@@ -274,8 +296,17 @@ impl Lab {
 
     /// As [`Lab::xvs`], waiting for a log line containing `ready`.
     pub fn xvs_until(&mut self, ns: &str, config: &str, args: &[&str], ready: &str) -> usize {
+        self.xvs_with(ns, Some(config), args, &[], ready)
+    }
+
+    /// Starts `xvs run` in `ns` with `config` (TOML text; `None`: no
+    /// `--config` at all), `args` and the environment variables `env`,
+    /// and waits for a log line containing `ready`.
+    pub fn xvs_with(&mut self, ns: &str, config: Option<&str>, args: &[&str], env: &[(&str, &str)], ready: &str) -> usize {
         let path = std::env::temp_dir().join(format!("{}-{}.toml", self.base, self.files.len()));
-        std::fs::write(&path, config).unwrap();
+        if let Some(config) = config {
+            std::fs::write(&path, config).unwrap();
+        }
         self.files.push(path.clone());
         let bin = env!("CARGO_BIN_EXE_xvs");
         let socket = std::env::temp_dir().join(format!("{}-{}.sock", self.base, self.files.len()));
@@ -283,10 +314,11 @@ impl Lab {
         cmd.args(["netns", "exec", ns])
             .args(&self.wrap)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .args([bin, "run", "--config"])
-            .arg(&path)
-            .arg("--counters")
-            .args(args);
+            .args([bin, "run"]);
+        if config.is_some() {
+            cmd.arg("--config").arg(&path);
+        }
+        cmd.arg("--counters").args(args).envs(env.iter().copied());
         if !args.contains(&"--socket") {
             cmd.arg("--socket").arg(&socket);
         }
@@ -346,9 +378,15 @@ impl Lab {
         }
     }
 
-    /// Replaces xvs `i`'s config file (for a SIGHUP reload).
+    /// Replaces xvs `i`'s config file (for a SIGHUP reload) atomically,
+    /// as careful tools do (a new file renamed over the old): a reload
+    /// racing an in-place write could read it truncated, and an empty
+    /// file is a valid configuration without services.
     pub fn rewrite_config(&self, i: usize, config: &str) {
-        std::fs::write(&self.xvs[i].config, config).unwrap();
+        let path = &self.xvs[i].config;
+        let tmp = path.with_extension("toml.new");
+        std::fs::write(&tmp, config).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
     }
 
     /// xvs `i`'s control socket (unless the test gave `--socket`).
@@ -377,18 +415,16 @@ impl Lab {
         ]);
     }
 
-    /// Stops xvs `i` with SIGTERM and returns its exit status and the
-    /// `--counters` output as (name, value) pairs plus the `dest` lines.
-    pub fn stop_xvs(&mut self, i: usize) -> Counters {
-        self.signal(i, "TERM");
+    /// Waits up to `timeout` for xvs `i` to end by itself: its exit
+    /// status and stdout (panics when it is still running).
+    pub fn wait_exit(&mut self, i: usize, timeout: Duration) -> (std::process::ExitStatus, String) {
         let t0 = Instant::now();
         let status = loop {
             if let Some(st) = self.xvs[i].child.try_wait().unwrap() {
                 break st;
             }
-            if t0.elapsed() > Duration::from_secs(10) {
-                let _ = self.xvs[i].child.kill();
-                panic!("xvs did not stop within 10 s:\n{}", self.log(i));
+            if t0.elapsed() > timeout {
+                panic!("xvs did not exit within {timeout:?}:\n{}", self.log(i));
             }
             std::thread::sleep(Duration::from_millis(20));
         };
@@ -396,12 +432,51 @@ impl Lab {
         if let Some(mut s) = self.xvs[i].stdout.take() {
             let _ = s.read_to_string(&mut out);
         }
-        assert!(
-            status.success(),
-            "xvs exited with {status}:\n{}\n{out}",
-            self.log(i)
-        );
-        Counters::parse(&out)
+        (status, out)
+    }
+
+    /// Stops xvs `i` with SIGTERM and returns its exit status and the
+    /// `--counters` output as (name, value) pairs plus the `dest` lines.
+    /// Checks that every worker's counters balance (see
+    /// [`Counters::check_balance`]).
+    pub fn stop_xvs(&mut self, i: usize) -> Counters {
+        let c = self.stop_xvs_unchecked(i);
+        if let Err(e) = c.check_balance() {
+            panic!("{e}\n{}", self.log(i));
+        }
+        c
+    }
+
+    /// [`Lab::stop_xvs`] without the balance check.
+    pub fn stop_xvs_unchecked(&mut self, i: usize) -> Counters {
+        self.try_stop_xvs(i).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Stops xvs `i` (SIGTERM) and reads its counters; an error when it
+    /// does not stop within 10 s or exits with a failure.
+    fn try_stop_xvs(&mut self, i: usize) -> Result<Counters, String> {
+        let _ = sh(&["kill", "-TERM", &self.xvs[i].child.id().to_string()]);
+        let t0 = Instant::now();
+        let status = loop {
+            match self.xvs[i].child.try_wait() {
+                Ok(Some(st)) => break st,
+                Ok(None) => {}
+                Err(e) => return Err(format!("waiting for xvs: {e}")),
+            }
+            if t0.elapsed() > Duration::from_secs(10) {
+                let _ = self.xvs[i].child.kill();
+                return Err(format!("xvs did not stop within 10 s:\n{}", self.log(i)));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut out = String::new();
+        if let Some(mut s) = self.xvs[i].stdout.take() {
+            let _ = s.read_to_string(&mut out);
+        }
+        if !status.success() {
+            return Err(format!("xvs exited with {status}:\n{}\n{out}", self.log(i)));
+        }
+        Ok(Counters::parse(&out))
     }
 }
 
@@ -411,6 +486,8 @@ pub struct Counters {
     pub values: Vec<(String, u64)>,
     /// `dest ...` lines.
     pub dests: Vec<String>,
+    /// Each worker's balance terms (`worker N rx=.. made=.. ...`).
+    pub workers: Vec<(u32, Vec<(String, u64)>)>,
     pub text: String,
 }
 
@@ -423,6 +500,16 @@ impl Counters {
         for line in out.lines() {
             if line.starts_with("dest ") {
                 c.dests.push(line.to_string());
+            } else if let Some(rest) = line.strip_prefix("worker ") {
+                let mut words = rest.split_whitespace();
+                let Some(id) = words.next().and_then(|w| w.parse().ok()) else {
+                    continue;
+                };
+                let terms = words
+                    .filter_map(|w| w.split_once('='))
+                    .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+                    .collect();
+                c.workers.push((id, terms));
             } else if let Some((k, v)) = line.split_once('=') {
                 if let Ok(v) = v.trim().parse() {
                     c.values.push((k.to_string(), v));
@@ -439,6 +526,44 @@ impl Counters {
             .find(|(k, _)| k == name)
             .map(|(_, v)| *v)
             .unwrap_or_else(|| panic!("no counter {name} in:\n{}", self.text))
+    }
+
+    /// The counters' promise (docs/operations.md, "Counters that
+    /// balance"): in every worker, `rx + made = tx + dropped + to_kernel
+    /// + handed_off`, and every frame given to the kernel path was written
+    /// to the kernel or failed to be (`kernel_sent + kernel_errors`).
+    pub fn check_balance(&self) -> Result<(), String> {
+        if self.workers.is_empty() {
+            return Err(format!("no worker balance lines in:\n{}", self.text));
+        }
+        for (id, terms) in &self.workers {
+            let t = |k: &str| terms.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+            let (Some(rx), Some(made), Some(tx), Some(dropped), Some(kernel), Some(off)) =
+                (t("rx"), t("made"), t("tx"), t("dropped"), t("to_kernel"), t("handed_off"))
+            else {
+                return Err(format!("worker {id}: incomplete balance line in:\n{}", self.text));
+            };
+            if rx + made != tx + dropped + kernel + off {
+                return Err(format!(
+                    "worker {id}: counters do not balance: rx {rx} + made {made} != tx {tx} + dropped {dropped} + to_kernel {kernel} + handed_off {off}\n{}",
+                    self.text
+                ));
+            }
+        }
+        let passed: u64 = self
+            .values
+            .iter()
+            .filter(|(k, _)| k.starts_with("pass_"))
+            .map(|(_, v)| v)
+            .sum();
+        let written = self.get("kernel_sent") + self.get("kernel_errors");
+        if passed != written {
+            return Err(format!(
+                "{passed} frames passed to the kernel, but the kernel path wrote {written}\n{}",
+                self.text
+            ));
+        }
+        Ok(())
     }
 
     /// Value of `key=` in the `dest` line of `addr` (e.g. `conns`).
@@ -461,6 +586,29 @@ impl Counters {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // An xvs the test left running is stopped here, and its counters
+        // must balance as well (unless the test already failed).
+        if !std::thread::panicking() {
+            let mut unbalanced = Vec::new();
+            for i in 0..self.xvs.len() {
+                if matches!(self.xvs[i].child.try_wait(), Ok(None)) && self.xvs[i].stdout.is_some() {
+                    if let Err(e) = self.try_stop_xvs(i).and_then(|c| c.check_balance()) {
+                        unbalanced.push(format!("xvs {i}: {e}"));
+                    }
+                }
+            }
+            if !unbalanced.is_empty() {
+                self.cleanup();
+                panic!("{}", unbalanced.join("\n"));
+            }
+        }
+        self.cleanup();
+    }
+}
+
+impl Lab {
+    /// Stops every xvs and server and removes what the lab made.
+    fn cleanup(&mut self) {
         for x in &mut self.xvs {
             let _ = Command::new("kill")
                 .args(["-TERM", &x.child.id().to_string()])
@@ -535,7 +683,7 @@ pub fn http_gets_from(
     in_ns(ns, move || {
         (0..n)
             .map(|i| {
-                let s = connect_from(srcs[i % srcs.len()], 0, addr, None)?;
+                let s = connect_from(srcs[i % srcs.len()], 0, addr, Some(Duration::from_secs(5)))?;
                 exchange(s, addr)
             })
             .collect()

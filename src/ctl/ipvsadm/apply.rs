@@ -26,7 +26,11 @@ pub fn apply(model: &mut Model, cmd: &Command) -> Result<Outcome, CmdError> {
         | Command::GetLaddr(_)
         | Command::Help
         | Command::Version => Ok(Outcome::Query),
-        Command::Reload | Command::DaemonStats => Ok(Outcome::Daemon),
+        Command::Reload
+        | Command::DaemonStats
+        | Command::StartDaemon { .. }
+        | Command::StopDaemon(_)
+        | Command::SyncStatus => Ok(Outcome::Daemon),
         Command::Zero(svc) => {
             if let Some(s) = svc {
                 find(model, &s.key()).ok_or(IpvsError::NoService)?;
@@ -252,6 +256,9 @@ fn edit(model: &mut Model, cmd: &Command) -> Result<(), CmdError> {
         | Command::GetLaddr(_)
         | Command::Reload
         | Command::DaemonStats
+        | Command::StartDaemon { .. }
+        | Command::StopDaemon(_)
+        | Command::SyncStatus
         | Command::Help
         | Command::Version => {
             return Err(CmdError::NotHere("not a table change".to_string()));

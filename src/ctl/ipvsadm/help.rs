@@ -49,6 +49,9 @@ Either long or short options are allowed.
   --get-laddr       -G        list FULLNAT local addresses
   --reload                    re-read the configuration file (as SIGHUP)
   --stats                     (alone) show the daemon's own counters
+  --start-daemon state        start connection sync daemon (master|backup)
+  --stop-daemon state         stop connection sync daemon (master|backup)
+  --sync-status               (xvs) sync status; exit 0 only when in sync
   --help            -h        display this help message
   --version         -v        display the version
 
@@ -83,6 +86,13 @@ Options:
   --l-threshold  -y lthreshold        lower threshold of connections
   --laddr        -z local-address     FULLNAT local address (with -P|-Q)
   --ifname       -F ifname            accepted for DPVS scripts; not used
+  --mcast-interface interface         multicast interface for connection sync
+  --syncid sid                        syncid for connection sync (default=0:
+                                      a backup takes every syncid)
+  --sync-maxlen length                Max sync message length (default=1472)
+  --mcast-group address               IPv4/IPv6 group (default=224.0.0.81)
+  --mcast-port port                   UDP port (default=8848)
+  --mcast-ttl ttl                     Multicast TTL (default=1)
   --connection   -c                   output of current IPVS connections
   --timeout                           output of timeout (tcp tcpfin udp)
   --daemon                            output of daemon information
@@ -101,8 +111,7 @@ xvs options (anywhere on the line, not part of ipvsadm):
   --socket PATH                       the control socket of `xvs run`
                                       (default /run/xvs/xvs.sock, or $XVS_SOCKET)
 
-Not in xvs: --sctp-service, --ops, --pe, the sync daemon options,
-GUE/GRE tunnels.
+Not in xvs: --sctp-service, --ops, --pe, GUE/GRE tunnels.
 
 Examples:
   # NAT: real servers answer through the director

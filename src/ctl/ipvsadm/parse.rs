@@ -19,6 +19,7 @@ use super::{
     MAX_TIMEOUT,
 };
 use crate::ipvs::sched::SchedFlags;
+use crate::sync::conf::{DaemonConf, Role};
 use crate::ipvs::service::DEFAULT_PERSISTENCE;
 use crate::ipvs::{FwdMethod, Proto};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -43,9 +44,12 @@ enum Cmd {
     GetLaddr,
     Reload,
     Stats,
+    StartDaemon,
+    StopDaemon,
+    SyncStatus,
 }
 
-const CMD_NAMES: [&str; 17] = [
+const CMD_NAMES: [&str; 20] = [
     "add-service",
     "edit-service",
     "delete-service",
@@ -63,6 +67,9 @@ const CMD_NAMES: [&str; 17] = [
     "get-laddr",
     "reload",
     "stats",
+    "start-daemon",
+    "stop-daemon",
+    "sync-status",
 ];
 
 /// Options that the command table talks about, in ipvsadm's `optnames` order.
@@ -92,9 +99,15 @@ enum Opt {
     TunType,
     Laddr,
     Ifname,
+    McastIf,
+    SyncId,
+    SyncMaxlen,
+    McastGroup,
+    McastPort,
+    McastTtl,
 }
 
-const NOPT: usize = 24;
+const NOPT: usize = 30;
 
 const OPT_NAMES: [&str; NOPT] = [
     "numeric",
@@ -121,6 +134,12 @@ const OPT_NAMES: [&str; NOPT] = [
     "tun-type",
     "local-address",
     "ifname",
+    "mcast-interface",
+    "syncid",
+    "sync-maxlen",
+    "mcast-group",
+    "mcast-port",
+    "mcast-ttl",
 ];
 
 /// Legal combinations of commands and options, as ipvsadm's
@@ -128,27 +147,30 @@ const OPT_NAMES: [&str; NOPT] = [
 /// most one of them), ' ' optional. Columns follow [`OPT_NAMES`]:
 ///
 /// ```text
-///  n c s s p M r f w x y t d s r t p s e b t t l i
-///      v c     v w       o m t t h c r x   i y a f
+///  n c s s p M r f w x y t d s r t p s e b t t l i m s s m m m
+///      v c     v w       o m t t h c r x   i y a f c i m g p t
 /// ```
-const TABLE: [&[u8; NOPT]; 17] = [
-    /* add-service    */ b"xx+   xxxxxxxxxxxxx xxxx",
-    /* edit-service   */ b"xx+   xxxxxxxxxxxxx xxxx",
-    /* delete-service */ b"xx+xxxxxxxxxxxxxxxxxxxxx",
-    /* flush          */ b"xxxxxxxxxxxxxxxxxxxxxxxx",
-    /* list           */ b" 11xxxxxxxx11      x xxx",
-    /* add-server     */ b"xx+xxx+    xxxxxxxxxx xx",
-    /* delete-server  */ b"xx+xxx+xxxxxxxxxxxxxxxxx",
-    /* edit-server    */ b"xx+xxx+    xxxxxxxxxx xx",
-    /* set            */ b"xxxxxxxxxxxxxxxxxxxxxxxx",
-    /* restore        */ b"xxxxxxxxxxxxxxxxxxxxxxxx",
-    /* save           */ b" xxxxxxxxxxxxxxxxxxxxxxx",
-    /* zero           */ b"xx xxxxxxxxxxxxxxxxxxxxx",
-    /* add-laddr      */ b"xx+xxxxxxxxxxxxxxxxxxx+ ",
-    /* del-laddr      */ b"xx+xxxxxxxxxxxxxxxxxxx+ ",
-    /* get-laddr      */ b" x xxxxxxxxxxxxxxxxxxxxx",
-    /* reload         */ b"xxxxxxxxxxxxxxxxxxxxxxxx",
-    /* stats          */ b"xxxxxxxxxxxxxxxxxxxxxxxx",
+const TABLE: [&[u8; NOPT]; 20] = [
+    /* add-service    */ b"xx+   xxxxxxxxxxxxx xxxxxxxxxx",
+    /* edit-service   */ b"xx+   xxxxxxxxxxxxx xxxxxxxxxx",
+    /* delete-service */ b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* flush          */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* list           */ b" 11xxxxxxxx11      x xxxxxxxxx",
+    /* add-server     */ b"xx+xxx+    xxxxxxxxxx xxxxxxxx",
+    /* delete-server  */ b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxx",
+    /* edit-server    */ b"xx+xxx+    xxxxxxxxxx xxxxxxxx",
+    /* set            */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* restore        */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* save           */ b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* zero           */ b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* add-laddr      */ b"xx+xxxxxxxxxxxxxxxxxxx+ xxxxxx",
+    /* del-laddr      */ b"xx+xxxxxxxxxxxxxxxxxxx+ xxxxxx",
+    /* get-laddr      */ b" x xxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* reload         */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* stats          */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* start-daemon   */ b"xxxxxxxxxxxxxxxxxxxxxxxx      ",
+    /* stop-daemon    */ b"xxxxxxxxxxxxxxxxxxxxxxxxx xxxx",
+    /* sync-status    */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
 ];
 
 /// Does an option take a value?
@@ -195,6 +217,14 @@ enum Tok {
     TunType,
     Laddr,
     Ifname,
+    StartDaemon,
+    StopDaemon,
+    McastIf,
+    SyncId,
+    SyncMaxlen,
+    McastGroup,
+    McastPort,
+    McastTtl,
     /// An ipvsadm option xvs does not implement, with the reason.
     Unsupported(&'static str),
 }
@@ -301,54 +331,15 @@ const OPTIONS: &[(&str, Option<char>, Arg, Tok)] = &[
         Arg::Required,
         Tok::Unsupported("persistence engines"),
     ),
-    (
-        "start-daemon",
-        None,
-        Arg::Required,
-        Tok::Unsupported("the IPVS connection sync daemon"),
-    ),
-    (
-        "stop-daemon",
-        None,
-        Arg::Required,
-        Tok::Unsupported("the IPVS connection sync daemon"),
-    ),
-    (
-        "mcast-interface",
-        None,
-        Arg::Required,
-        Tok::Unsupported("the IPVS connection sync daemon"),
-    ),
-    (
-        "syncid",
-        None,
-        Arg::Required,
-        Tok::Unsupported("the IPVS connection sync daemon"),
-    ),
-    (
-        "sync-maxlen",
-        None,
-        Arg::Required,
-        Tok::Unsupported("the IPVS connection sync daemon"),
-    ),
-    (
-        "mcast-group",
-        None,
-        Arg::Required,
-        Tok::Unsupported("the IPVS connection sync daemon"),
-    ),
-    (
-        "mcast-port",
-        None,
-        Arg::Required,
-        Tok::Unsupported("the IPVS connection sync daemon"),
-    ),
-    (
-        "mcast-ttl",
-        None,
-        Arg::Required,
-        Tok::Unsupported("the IPVS connection sync daemon"),
-    ),
+    ("start-daemon", None, Arg::Required, Tok::StartDaemon),
+    ("stop-daemon", None, Arg::Required, Tok::StopDaemon),
+    ("mcast-interface", None, Arg::Required, Tok::McastIf),
+    ("syncid", None, Arg::Required, Tok::SyncId),
+    ("sync-maxlen", None, Arg::Required, Tok::SyncMaxlen),
+    ("mcast-group", None, Arg::Required, Tok::McastGroup),
+    ("mcast-port", None, Arg::Required, Tok::McastPort),
+    ("mcast-ttl", None, Arg::Required, Tok::McastTtl),
+    ("sync-status", None, Arg::No, Tok::Cmd(Cmd::SyncStatus)),
     (
         "tun-port",
         None,
@@ -401,6 +392,12 @@ fn opt_of(tok: Tok) -> Option<Opt> {
         Tok::TunType => Opt::TunType,
         Tok::Laddr => Opt::Laddr,
         Tok::Ifname => Opt::Ifname,
+        Tok::McastIf => Opt::McastIf,
+        Tok::SyncId => Opt::SyncId,
+        Tok::SyncMaxlen => Opt::SyncMaxlen,
+        Tok::McastGroup => Opt::McastGroup,
+        Tok::McastPort => Opt::McastPort,
+        Tok::McastTtl => Opt::McastTtl,
         _ => return None,
     })
 }
@@ -425,6 +422,9 @@ struct Acc {
     v6: bool,
     laddr: Option<IpAddr>,
     ifname: Option<String>,
+    /// `--start-daemon` / `--stop-daemon`'s state and the daemon options.
+    role: Option<Role>,
+    daemon: DaemonConf,
     list: ListOpts,
     positional: Vec<String>,
 }
@@ -537,6 +537,48 @@ impl Acc {
                 })?)
             }
             Tok::Ifname => self.ifname = Some(v.to_string()),
+            Tok::StartDaemon | Tok::StopDaemon => {
+                let (cmd, what) = if tok == Tok::StartDaemon { (Cmd::StartDaemon, "start_daemon") } else { (Cmd::StopDaemon, "stop_daemon") };
+                self.set_command(cmd)?;
+                self.role = Some(match v {
+                    "master" => Role::Master,
+                    "backup" => Role::Backup,
+                    _ => return Err(UsageError::new(format!("illegal {what} parameter specified (master or backup): '{v}'"))),
+                });
+            }
+            Tok::McastIf => {
+                if v.is_empty() || v.len() > crate::sync::conf::MAX_IFNAME {
+                    return Err(UsageError::new(format!(
+                        "illegal mcast-interface specified: '{v}' (1 to {} characters)",
+                        crate::sync::conf::MAX_IFNAME
+                    )));
+                }
+                self.daemon.interface = v.to_string();
+            }
+            Tok::SyncId => {
+                self.daemon.syncid = number(v, 0, 255).ok_or_else(|| UsageError::new(format!("illegal syncid specified: '{v}' (0 to 255)")))? as u8
+            }
+            Tok::SyncMaxlen => {
+                self.daemon.maxlen = Some(
+                    number(v, 1, 65535 - 20 - 8).ok_or_else(|| UsageError::new(format!("illegal sync-maxlen specified: '{v}' (1 to 65507)")))? as u16,
+                )
+            }
+            Tok::McastGroup => {
+                let g: IpAddr = v
+                    .parse()
+                    .ok()
+                    .filter(|g: &IpAddr| g.is_multicast())
+                    .ok_or_else(|| UsageError::new(format!("invalid mcast-group specified: '{v}' is not a multicast address")))?;
+                self.daemon.group = Some(g);
+            }
+            Tok::McastPort => {
+                self.daemon.port =
+                    Some(number(v, 1, 65535).ok_or_else(|| UsageError::new(format!("illegal mcast-port specified: '{v}' (1 to 65535)")))? as u16)
+            }
+            Tok::McastTtl => {
+                self.daemon.ttl =
+                    Some(number(v, 1, 255).ok_or_else(|| UsageError::new(format!("illegal mcast-ttl specified: '{v}' (1 to 255)")))? as u8)
+            }
             Tok::Unsupported(what) => {
                 return Err(UsageError::new(format!(
                     "xvs does not support {word} ({what})"
@@ -821,6 +863,15 @@ fn finish(mut acc: Acc) -> Result<Command, UsageError> {
         Cmd::GetLaddr => Command::GetLaddr(svc),
         Cmd::Reload => Command::Reload,
         Cmd::Stats => Command::DaemonStats,
+        Cmd::StartDaemon | Cmd::StopDaemon => {
+            let role = acc.role.ok_or_else(|| UsageError::new("internal: daemon state checked by the parser"))?;
+            if cmd == Cmd::StartDaemon {
+                Command::StartDaemon { role, daemon: acc.daemon }
+            } else {
+                Command::StopDaemon(role)
+            }
+        }
+        Cmd::SyncStatus => Command::SyncStatus,
         Cmd::Timeout => {
             if acc.positional.len() < 3 {
                 return Err(UsageError::new("--set option requires 3 timeout values"));
@@ -1281,7 +1332,20 @@ mod tests {
             ("-C -n", "Illegal 'numeric' option with the 'flush' command"),
             ("-A -t 10.0.0.1:80 --ops", "xvs does not support --ops (one-packet scheduling)"),
             ("-o", "xvs does not support -o (one-packet scheduling)"),
-            ("--start-daemon master", "xvs does not support --start-daemon (the IPVS connection sync daemon)"),
+            ("--start-daemon primary", "illegal start_daemon parameter specified (master or backup): 'primary'"),
+            ("--stop-daemon both", "illegal stop_daemon parameter specified (master or backup): 'both'"),
+            ("--start-daemon master --syncid 256", "illegal syncid specified: '256' (0 to 255)"),
+            ("--start-daemon master --syncid -1", "illegal syncid specified: '-1' (0 to 255)"),
+            ("--start-daemon master --sync-maxlen 0", "illegal sync-maxlen specified: '0' (1 to 65507)"),
+            ("--start-daemon master --mcast-group 10.0.0.1", "invalid mcast-group specified: '10.0.0.1' is not a multicast address"),
+            ("--start-daemon master --mcast-port 0", "illegal mcast-port specified: '0' (1 to 65535)"),
+            ("--start-daemon master --mcast-ttl 256", "illegal mcast-ttl specified: '256' (1 to 255)"),
+            ("--start-daemon master --mcast-interface a-very-long-name0", "illegal mcast-interface specified: 'a-very-long-name0' (1 to 15 characters)"),
+            ("--stop-daemon master --mcast-port 9", "Illegal 'mcast-port' option with the 'stop-daemon' command"),
+            ("--start-daemon master -n", "Illegal 'numeric' option with the 'start-daemon' command"),
+            ("-A -t 10.0.0.1:80 --syncid 1", "Illegal 'syncid' option with the 'add-service' command"),
+            ("--start-daemon master --stop-daemon backup", "multiple commands specified"),
+            ("--sync-status -n", "Illegal 'numeric' option with the 'sync-status' command"),
             ("--add-laddr -t 10.0.0.1:80", "You need to supply the 'local-address' option for the 'add-laddr' command"),
             ("--add-laddr -t 10.0.0.1:80 -z 10.9.9.9.9", "illegal local address `10.9.9.9.9' specified"),
             ("--add-laddr -t 10.0.0.1:80 -z 2001:db8::9", "local address and service are of different address families"),
@@ -1290,6 +1354,35 @@ mod tests {
         for (line, want) in cases {
             assert_eq!(err(line), want, "{line}");
         }
+    }
+
+    #[test]
+    fn sync_daemon_commands_as_ipvsadm() {
+        use crate::sync::conf::{DaemonConf, Role};
+        assert_eq!(ok("--start-daemon master"), Command::StartDaemon { role: Role::Master, daemon: DaemonConf::default() });
+        assert_eq!(
+            ok("--start-daemon backup --mcast-interface d0 --syncid 7 --sync-maxlen 1400 --mcast-group 239.0.0.9 --mcast-port 9000 --mcast-ttl 3"),
+            Command::StartDaemon {
+                role: Role::Backup,
+                daemon: DaemonConf {
+                    interface: "d0".into(),
+                    syncid: 7,
+                    maxlen: Some(1400),
+                    group: Some("239.0.0.9".parse().unwrap()),
+                    port: Some(9000),
+                    ttl: Some(3),
+                },
+            }
+        );
+        assert_eq!(ok("--start-daemon=master --mcast-group=ff02::81").to_owned(), ok("--mcast-group ff02::81 --start-daemon master"));
+        assert_eq!(ok("--stop-daemon backup"), Command::StopDaemon(Role::Backup));
+        assert_eq!(ok("--stop-daemon master --syncid 3"), Command::StopDaemon(Role::Master));
+        assert_eq!(ok("-L --daemon"), Command::List(ListOpts { what: ListWhat::Daemon, ..ListOpts::default() }));
+        assert_eq!(ok("--sync-status"), Command::SyncStatus);
+        // It crosses the control socket as JSON.
+        let c = ok("--start-daemon master --mcast-interface d0 --syncid 1");
+        let j = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<Command>(&j).unwrap(), c);
     }
 
     #[test]

@@ -33,15 +33,17 @@
 //!   TCP/UDP checksum a local veth sender left partial (the pseudo-header
 //!   sum only, as `CHECKSUM_PARTIAL` skbs carry it) is marked
 //!   `VIRTIO_NET_HDR_F_NEEDS_CSUM`, so the kernel treats it as the
-//!   partial checksum it was and completes it where it would have. Then it
+//!   partial checksum it was and completes it where it would have. (The
+//!   worker completes every TCP/UDP partial checksum it parses before it
+//!   decides anything, so this is the safety net for frames handed over
+//!   before that.) Then it
 //!   gives the buffer back to its worker.
 //! - Dropping the [`KernelPath`] stops the writer and closes the TAPs (the
 //!   kernel removes them with their tc programs).
 
 use super::sys::{self, BpfObject};
 use super::XdpError;
-use crate::wire::checksum::{fold, pseudo_v4, pseudo_v6};
-use crate::wire::{be16, parse, proto};
+use crate::wire::{parse, proto};
 use crossbeam::queue::ArrayQueue;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -272,13 +274,26 @@ impl KernelPath {
     }
 }
 
-impl Drop for KernelPath {
-    fn drop(&mut self) {
+impl KernelPath {
+    /// Stops the writer once it has written what the workers queued
+    /// (they have stopped) and returns its final counters.
+    pub fn finish(mut self) -> KernelStats {
+        self.stop_writer();
+        self.stats()
+    }
+
+    fn stop_writer(&mut self) {
         self.stop.store(true, Ordering::Release);
         if let Some(t) = self.thread.take() {
             t.thread().unpark();
             let _ = t.join();
         }
+    }
+}
+
+impl Drop for KernelPath {
+    fn drop(&mut self) {
+        self.stop_writer();
     }
 }
 
@@ -337,32 +352,21 @@ fn vnet_header(buf: &mut [u8]) -> bool {
 /// equal the pseudo-header sum is recomputed to the same value, so a
 /// false positive does no harm.
 pub fn partial_checksum(f: &[u8]) -> Option<(u16, u16)> {
+    // The parser's test (`wire::checksum::is_partial`; never a fragment).
     let m = parse(f).ok()?;
-    if m.frag != 0 {
-        return None;
-    }
     let field = match m.proto {
-        proto::TCP => 16,
-        proto::UDP => 6,
+        proto::TCP if m.partial => 16,
+        proto::UDP if m.partial => 6,
         _ => return None,
     };
-    let (l3, l4) = (m.l3 as usize, m.l4 as usize);
-    let len = m.end as usize - l4;
-    let sum = if m.v6 {
-        let a = |o: usize| -> [u8; 16] { f[l3 + o..l3 + o + 16].try_into().unwrap_or([0; 16]) };
-        pseudo_v6(&a(8), &a(24), m.proto, len as u32)
-    } else {
-        let a = |o: usize| -> [u8; 4] { f[l3 + o..l3 + o + 4].try_into().unwrap_or([0; 4]) };
-        pseudo_v4(&a(12), &a(16), m.proto, len as u16)
-    };
-    (be16(f, l4 + field) == fold(sum)).then_some((l4 as u16, field as u16))
+    Some((m.l4, field))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::gen::packet::*;
-    use crate::wire::checksum::checksum;
+    use crate::wire::checksum::{checksum, fold, pseudo_v4, pseudo_v6};
 
     /// Replaces the frame's TCP/UDP checksum with its pseudo-header sum,
     /// as a veth sender with TX checksum offload leaves it.

@@ -27,6 +27,7 @@ use super::sys::{self, Chunk, CompRing, FillRing, RxRing, TxRing};
 use super::umem::{Pool, Shared};
 use super::XdpError;
 use crate::wire::Frame;
+use crate::worker::Refused;
 use arrayvec::ArrayVec;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
@@ -124,6 +125,20 @@ pub struct IoStats {
     pub handoff_quota: u64,
     /// Sleeps in `poll()`.
     pub sleeps: u64,
+    /// UMEM accounting (docs/reliability.md): chunks put on the fill
+    /// rings, taken off the RX rings, reaped from the completion rings.
+    /// With `tx`, the chunks this worker gave the kernel and did not take
+    /// back are `umem_fill + tx - umem_rx - umem_completed`.
+    pub umem_fill: u64,
+    pub umem_rx: u64,
+    pub umem_completed: u64,
+    /// Gauges as of the last burst: chunks free in this worker's pool,
+    /// waiting in its return queue, and its share of the UMEM. Summed
+    /// over the workers, free + returning + in the kernel (+ frames being
+    /// handed over) = total, always.
+    pub umem_free: u64,
+    pub umem_returning: u64,
+    pub umem_total: u64,
 }
 
 /// Kernel statistics of one socket (`XDP_STATISTICS`).
@@ -176,6 +191,8 @@ pub struct QueueIo {
     empty_polls: u32,
     next_port: usize,
     stats: IoStats,
+    /// Verdicts not carried out since the last [`QueueIo::take_refused`].
+    refused: Refused,
 }
 
 impl QueueIo {
@@ -197,6 +214,7 @@ impl QueueIo {
         let fill = socks.iter().map(|s| s.fill.size() as usize).sum::<usize>();
         let low_water = fill + MAX_BURST;
         let quota = handoff_quota(shared.per_queue() as usize, fill);
+        let umem_total = shared.per_queue() as u64;
         let mut q = QueueIo {
             shared,
             queue,
@@ -210,7 +228,8 @@ impl QueueIo {
             mode,
             empty_polls: 0,
             next_port: 0,
-            stats: IoStats::default(),
+            stats: IoStats { umem_total, ..IoStats::default() },
+            refused: Refused::default(),
         };
         q.service_rings();
         q
@@ -245,6 +264,17 @@ impl QueueIo {
     /// Driver counters.
     pub fn stats(&self) -> &IoStats {
         &self.stats
+    }
+
+    /// What the bursts since the last call could not carry out of their
+    /// fates (`Tx` frames the TX ring refused, `Handoff` frames beyond a
+    /// burst), for the worker's counters ([`Worker::count_refused`]); the
+    /// tally starts again from zero.
+    ///
+    /// [`Worker::count_refused`]: crate::worker::Worker::count_refused
+    #[inline]
+    pub fn take_refused(&mut self) -> Refused {
+        std::mem::take(&mut self.refused)
     }
 
     /// Free chunks in this worker's pool.
@@ -299,15 +329,18 @@ impl QueueIo {
         for s in &mut self.socks {
             let pool = &mut self.pool;
             let shared = &*self.shared;
-            let (_, bad) = s.comp.reap(area, u32::MAX, |c| pool.put(shared, c));
+            let (n, bad) = s.comp.reap(area, u32::MAX, |c| pool.put(shared, c));
+            self.stats.umem_completed += n as u64;
             self.stats.bad_descs += bad as u64;
         }
         if self.pool.len() < self.low_water {
             self.pool.collect_returns(&self.shared);
         }
         for s in &mut self.socks {
-            s.fill.refill(area, &mut self.pool.free, u32::MAX);
+            self.stats.umem_fill += s.fill.refill(area, &mut self.pool.free, u32::MAX) as u64;
         }
+        self.stats.umem_free = self.pool.len() as u64;
+        self.stats.umem_returning = self.pool.returning(&self.shared) as u64;
     }
 
     /// Receives up to `max` (at most [`MAX_BURST`]) frames and runs `f` on
@@ -330,7 +363,7 @@ impl QueueIo {
             }
             let port = (self.next_port + k) % nports;
             let pending = &mut self.pending;
-            let (_, bad) = self.socks[port]
+            let (got, bad) = self.socks[port]
                 .rx
                 .recv(area, room as u32, |chunk, head, len| {
                     // recv takes at most `room`: the push cannot overflow.
@@ -341,6 +374,7 @@ impl QueueIo {
                         port: port as u8,
                     })
                 });
+            self.stats.umem_rx += got as u64;
             self.stats.bad_descs += bad as u64;
         }
         if nports > 0 {
@@ -438,12 +472,16 @@ impl QueueIo {
                                 }
                                 Err(c) => {
                                     self.stats.tx_full += 1;
+                                    self.refused.tx_full.0 += 1;
+                                    self.refused.tx_full.1 += len as u64;
                                     self.pool.put(&self.shared, c);
                                 }
                             }
                         }
                         _ => {
                             self.stats.tx_invalid += 1;
+                            self.refused.tx_invalid.0 += 1;
+                            self.refused.tx_invalid.1 += len as u64;
                             self.pool.put(&self.shared, p.chunk);
                         }
                     }
@@ -469,6 +507,7 @@ impl QueueIo {
                             Ok(()) => self.stats.handed_out += 1,
                             Err(e) => {
                                 self.stats.handoff_overflow += 1;
+                                self.refused.handoff_full += 1;
                                 let c = e.element().1.chunk;
                                 self.pool.came_home(&self.shared, &c);
                                 self.pool.put(&self.shared, c);
@@ -476,6 +515,7 @@ impl QueueIo {
                         }
                     } else {
                         self.stats.tx_invalid += 1;
+                        self.refused.handoff_invalid += 1;
                         self.pool.put(&self.shared, h.chunk);
                     }
                 }
@@ -489,9 +529,9 @@ impl QueueIo {
         }
         // Recycled frames go straight back to the fill rings.
         for s in &mut self.socks {
-            s.fill
-                .refill(&self.shared.area, &mut self.pool.free, u32::MAX);
+            self.stats.umem_fill += s.fill.refill(&self.shared.area, &mut self.pool.free, u32::MAX) as u64;
         }
+        self.stats.umem_free = self.pool.len() as u64;
         n
     }
 

@@ -234,14 +234,17 @@ pass:
 	return XDP_PASS;
 
 redirect:
-	// No socket on this queue (yet): the kernel gets the packet instead of
-	// losing it.
-	if (bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS) == XDP_REDIRECT) {
+	// No socket on this queue: xvs is starting, or it died (a SIGKILL
+	// leaves this program attached). The packet is dropped, not given to
+	// the kernel: with the VIP still local (a killed keepalived leaves it)
+	// the kernel would reset the client's connection, which the peer
+	// director is about to take over (docs/ha.md).
+	if (bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_DROP) == XDP_REDIRECT) {
 		count(S_REDIRECT);
 		return XDP_REDIRECT;
 	}
 	count(S_NO_SOCKET);
-	return XDP_PASS;
+	return XDP_DROP;
 }
 
 char _license[] SEC("license") = "Dual MIT/GPL";

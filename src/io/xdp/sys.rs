@@ -202,7 +202,8 @@ impl Area {
         let map = Mmap::new(
             len,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+            // (No MAP_POPULATE under Miri, which maps only private anonymous memory.)
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | if cfg!(miri) { 0 } else { libc::MAP_POPULATE },
             -1,
             0,
         )?;
@@ -312,7 +313,22 @@ struct Ring<T> {
 enum Backing {
     Kernel(#[allow(dead_code)] Mmap),
     #[cfg(test)]
-    Heap(#[allow(dead_code)] Box<[u64]>),
+    Heap(#[allow(dead_code)] HeapBuf),
+}
+
+/// The memory of a test ring, held as a raw pointer: a `Box` moved into
+/// the ring after its pointers were taken would retag it as unique and
+/// make them dangle for the aliasing model (found by `make miri`).
+#[cfg(test)]
+#[derive(Debug)]
+struct HeapBuf(*mut [u64]);
+
+#[cfg(test)]
+impl Drop for HeapBuf {
+    fn drop(&mut self) {
+        // SAFETY: made by Box::into_raw in Ring::heap, freed once here.
+        drop(unsafe { Box::from_raw(self.0) });
+    }
 }
 
 // SAFETY: the ring's memory is owned by the ring (mapping or heap) and the
@@ -357,8 +373,8 @@ impl<T: Copy> Ring<T> {
     #[cfg(test)]
     fn heap(size: u32) -> Ring<T> {
         let words = 3 + (size as usize * size_of::<T>()).div_ceil(8);
-        let mut b = vec![0u64; words].into_boxed_slice();
-        let base = b.as_mut_ptr() as *mut u8;
+        let b = Box::into_raw(vec![0u64; words].into_boxed_slice());
+        let base = b as *mut u64 as *mut u8;
         // SAFETY: three aligned u32 slots (in separate u64 words) then the
         // descriptors, all inside the boxed slice the ring keeps.
         unsafe {
@@ -371,7 +387,7 @@ impl<T: Copy> Ring<T> {
                 size,
                 cached_prod: 0,
                 cached_cons: 0,
-                _backing: Backing::Heap(b),
+                _backing: Backing::Heap(HeapBuf(b)),
                 _t: PhantomData,
             }
         }

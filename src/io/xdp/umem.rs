@@ -120,6 +120,12 @@ impl Pool {
         }
     }
 
+    /// Chunks other workers gave back that this pool has not collected
+    /// yet (UMEM accounting).
+    pub fn returning(&self, shared: &Shared) -> usize {
+        shared.returns.get(self.owner as usize).map_or(0, ArrayQueue::len)
+    }
+
     /// True when `c` belongs to this pool's partition.
     #[inline]
     pub fn is_own(&self, shared: &Shared, c: &Chunk) -> bool {

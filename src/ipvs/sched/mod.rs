@@ -281,6 +281,7 @@ pub(crate) mod testutil {
                 u_threshold: 0,
                 l_threshold: 0,
                 hop: None,
+                shared: Default::default(),
             })
             .collect()
     }

@@ -67,7 +67,7 @@ pub fn relay_in<A: Ip>(
     q: &mut Quoted,
     c: &Conn<A>,
     links: &[Link],
-    ip_id: &mut u16,
+    ip_id: &mut tun::IpIds,
 ) -> Result<u8, TunError> {
     match c.fwd {
         FwdMethod::Dr => {

@@ -33,16 +33,45 @@ impl From<DropReason> for TunError {
     }
 }
 
+/// The IPv4 identifications one worker gives the outer headers it makes:
+/// worker `w` of `n` uses only ids `≡ w (mod n)`, so two workers never
+/// give the same id to packets for the same real server at the same time
+/// (a reassembler would mix their fragments).
+#[derive(Clone, Copy, Debug)]
+pub struct IpIds {
+    worker: u32,
+    workers: u32,
+    /// Ids per worker (`65536 / workers`).
+    per: u32,
+    next: u32,
+}
+
+impl IpIds {
+    /// Worker `worker`'s ids among `workers`.
+    pub fn new(worker: u16, workers: u16) -> IpIds {
+        let workers = workers.max(1) as u32;
+        IpIds { worker: worker as u32 % workers, workers, per: 65536 / workers, next: 0 }
+    }
+
+    /// The next id.
+    #[inline]
+    pub fn take(&mut self) -> u16 {
+        self.next = if self.next + 1 >= self.per { 0 } else { self.next + 1 };
+        // < per * workers <= 65536
+        (self.next * self.workers + self.worker) as u16
+    }
+}
+
 /// Encapsulates towards the connection's real server. `ip_id` is the
-/// worker's IPv4 identification counter (used when the inner packet may
-/// be fragmented, so the outer may be too).
+/// worker's IPv4 identifications (used when the inner packet may be
+/// fragmented, so the outer may be too).
 ///
 /// # Errors
 /// [`TunError::NeedFrag`] when the result would exceed the egress MTU and
 /// fragmentation is not allowed; a drop for no headroom, no tunnel source
 /// address on the egress link, a packet too big without DF, no headroom
 /// for a VLAN tag.
-pub fn xmit<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link], ip_id: &mut u16) -> Result<u8, TunError> {
+pub fn xmit<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link], ip_id: &mut IpIds) -> Result<u8, TunError> {
     let link = links.get(c.dest_hop.link as usize).ok_or(DropReason::NoNeighbour)?;
     let outer = A::HLEN;
     let inner_len = m.ip_len();
@@ -90,8 +119,7 @@ pub fn xmit<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]
         let id = if m.df {
             0
         } else {
-            *ip_id = ip_id.wrapping_add(1);
-            *ip_id
+            ip_id.take()
         };
         let h = &mut f[l2..l2 + 20];
         h[0] = 0x45;
@@ -123,4 +151,27 @@ pub fn xmit<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]
         return Ok(link.port);
     }
     Ok(to_link(fr, m, &c.dest_hop, link)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IpIds;
+    use std::collections::HashSet;
+
+    /// Workers' outer ids never meet, and each worker goes through all of
+    /// its share before it repeats one.
+    #[test]
+    fn workers_outer_ids_are_disjoint() {
+        for n in [1u16, 2, 3, 7, 64] {
+            let mut seen = HashSet::new();
+            for w in 0..n {
+                let mut ids = IpIds::new(w, n);
+                let per = 65536 / n as usize;
+                let mine: Vec<u16> = (0..per).map(|_| ids.take()).collect();
+                assert!(mine.iter().all(|id| id % n == w), "worker {w} of {n}");
+                assert!(mine.iter().all(|&id| seen.insert(id)), "worker {w} of {n} repeats or meets another");
+                assert_eq!(ids.take(), mine[0], "then it starts again");
+            }
+        }
+    }
 }

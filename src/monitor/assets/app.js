@@ -285,6 +285,20 @@ function renderOverview(f) {
     card("workers", String(f.workers.length)),
     card("dropped frames", si(drops), drops ? "warn" : ""),
   );
+  // Connection sync between directors (when a daemon runs or ran): the
+  // roles, in sync or not, the peers heard.
+  if (f.sync && (f.sync.roles.length || f.sync.peers.length)) {
+    const y = f.sync;
+    const peers = y.peers.map((p) => `${p.addr} ${(p.heard_ms / 1000).toFixed(1)} s ago`).join(", ");
+    const label = y.roles.length ? `sync: ${y.in_sync ? "in sync" : "NOT in sync"}` + (peers ? ` · peer ${peers}` : "") : "sync";
+    const c = card(label, y.roles.length ? y.roles.join(" + ") : "no daemon",
+      y.roles.length && !y.in_sync ? "bad" : (y.events_dropped || y.ignored ? "warn" : ""),
+    );
+    c.id = "sync";
+    c.title = [...y.daemons, y.note, `sent ${y.sent}, received ${y.received} connections; ${y.events_dropped} events dropped; ${y.refused} refused; ${y.ignored} ignored`]
+      .concat(y.last_error ? ["last error: " + y.last_error] : []).join("\n");
+    sum.append(c);
+  }
 }
 
 // ---- the other tabs ---------------------------------------------------------

@@ -531,3 +531,57 @@ fn https_only_tls12_and_up_with_a_self_signed_certificate() {
         assert_eq!((old.first(), old.get(6)), (Some(&0x15), Some(&70)), "{v:04x}: alert protocol_version: {old:02x?}");
     }
 }
+
+#[tokio::test]
+async fn the_state_shows_the_sync_roles_and_whether_the_node_is_in_sync() {
+    use crate::sync::conf::{DaemonConf, Role, SyncConf};
+    use crate::sync::daemon::SyncService;
+    // Without a sync service: nothing to show.
+    let app = app_with(&conf());
+    let (tok, _) = login(&app, "victor", "victor-pw").await;
+    let (_, _, state) = send(&app, Call { cookie: Some(&tok), ..call("GET", "/api/state") }).await;
+    assert!(state.contains(r#""sync":null"#), "{state}");
+
+    // A master daemon on lo (ports of this test's own; nobody to pull
+    // from, so in sync once the pull timeout has passed).
+    let port = 32000 + (std::process::id() % 1000) as u16 * 2;
+    let c = ctx();
+    let d = c.director.clone();
+    let sconf = SyncConf {
+        peers: vec!["127.0.0.1".parse().unwrap()],
+        bulk_port: port + 1,
+        pull_timeout: std::time::Duration::from_millis(200),
+        ..SyncConf::default()
+    };
+    let links = vec![Arc::new(crate::sync::link::Link::default())];
+    let sync = Arc::new(SyncService::start(links, Box::new(move || d.snapshot()), sconf.clone()).unwrap());
+    let reload: Reloader = Box::new(|| Err("no reload in tests".into()));
+    let handler = DaemonHandler::new(c.director.clone(), c.hub.clone(), Path::new("t.toml"), reload).with_sync(sync.clone(), sconf);
+    let app = Arc::new(App::new(&conf(), Ctx { handler: Arc::new(handler), ..c }));
+    let (tok, _) = login(&app, "victor", "victor-pw").await;
+    let frame = |app: Arc<App>, tok: String| async move {
+        app.sample_now();
+        let (_, _, state) = send(&app, Call { cookie: Some(&tok), ..call("GET", "/api/state") }).await;
+        serde_json::from_str::<serde_json::Value>(&state).unwrap()["sync"].clone()
+    };
+    let y = frame(app.clone(), tok.clone()).await;
+    assert_eq!((y["roles"].as_array().unwrap().len(), y["in_sync"].as_bool()), (0, Some(false)), "{y}");
+    assert_eq!(y["note"], "no sync daemon runs", "{y}");
+    sync.start_daemon(Role::Master, DaemonConf { interface: "lo".into(), syncid: 3, port: Some(port), ..DaemonConf::default() }).unwrap();
+    let t0 = std::time::Instant::now();
+    let y = loop {
+        let y = frame(app.clone(), tok.clone()).await;
+        if y["in_sync"] == true || t0.elapsed() > std::time::Duration::from_secs(10) {
+            break y;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(y["roles"], serde_json::json!(["master"]), "{y}");
+    assert_eq!(y["in_sync"], true, "{y}");
+    assert_eq!(
+        y["daemons"],
+        serde_json::json!([format!("master sync daemon (mcast=lo, syncid=3, maxlen=1472, group=224.0.0.81, port={port}, ttl=1)")]),
+        "{y}"
+    );
+    assert_eq!((y["sent"].as_u64(), y["events_dropped"].as_u64(), y["ignored"].as_u64()), (Some(0), Some(0), Some(0)), "{y}");
+}

@@ -1,0 +1,274 @@
+//! The connection as sync moves it: [`SyncConn`], a small `Copy` value
+//! that a worker pushes into its event queue (no allocation), that the
+//! sync thread turns into a wire [`Record`], and that a received record
+//! becomes before it goes into the owning worker's inbox.
+//!
+//! A persistence template travels as IPVS sends one: the TEMPLATE flag,
+//! client port 0, the service's virtual port (0 for a port-0 service), and
+//! for a service group (IPVS's firewall-mark service) protocol 0 and the
+//! group id as the firewall mark. In a worker's table its key is
+//! [`crate::worker::template_key`]'s.
+
+use super::wire::{flags as f, Record, XvsOpt};
+use crate::ipvs::conn::{flags as cf, Conn};
+use crate::ipvs::proto::TcpState;
+use crate::ipvs::FwdMethod;
+use crate::wire::Ip;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Protocol byte of a service group's template key.
+pub const GROUP_TEMPLATE: u8 = 0xc0;
+/// High bit of a template key's protocol byte.
+pub const TEMPLATE_BIT: u8 = 0x80;
+
+/// One connection or template, as synced. Addresses are of one family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncConn {
+    /// Client (a template: the masked client).
+    pub caddr: IpAddr,
+    /// Virtual address (a group template: unspecified).
+    pub vaddr: IpAddr,
+    /// Real server.
+    pub daddr: IpAddr,
+    /// FULLNAT local address (unspecified otherwise).
+    pub laddr: IpAddr,
+    pub cport: u16,
+    pub vport: u16,
+    pub dport: u16,
+    pub lport: u16,
+    /// IP protocol; for a template, its key's protocol byte (0x80 | IP
+    /// protocol, or [`GROUP_TEMPLATE`]).
+    pub proto: u8,
+    /// `TcpState as u8` for TCP, 0 otherwise.
+    pub state: u8,
+    pub fwd: FwdMethod,
+    pub template: bool,
+    /// Counted inactive (not ESTABLISHED, or UDP).
+    pub inactive: bool,
+    /// Seconds the receiver keeps it without news.
+    pub timeout: u32,
+}
+
+impl SyncConn {
+    /// From a worker's table entry, with its timeout in seconds.
+    #[inline]
+    pub fn of<A: Ip>(c: &Conn<A>, timeout: u32) -> SyncConn {
+        SyncConn {
+            caddr: c.caddr.into(),
+            vaddr: c.vaddr.into(),
+            daddr: c.daddr.into(),
+            laddr: c.laddr.into(),
+            cport: c.cport,
+            vport: c.vport,
+            dport: c.dport,
+            lport: c.lport,
+            proto: c.proto,
+            state: c.state,
+            fwd: c.fwd,
+            template: c.is_template(),
+            inactive: c.flags & cf::INACTIVE != 0,
+            timeout,
+        }
+    }
+
+    /// A service group's template: its group id (from its key's ports).
+    pub fn group(&self) -> Option<u32> {
+        (self.template && self.proto == GROUP_TEMPLATE).then_some(((self.cport as u32) << 16) | self.vport as u32)
+    }
+
+    /// The wire record.
+    pub fn to_record(&self) -> Record {
+        let mut flags = match self.fwd {
+            FwdMethod::Nat => f::MASQ,
+            FwdMethod::Tun => f::TUNNEL | f::NOOUTPUT,
+            FwdMethod::Dr => f::DROUTE | f::NOOUTPUT,
+            FwdMethod::FullNat => f::FULLNAT,
+        };
+        if self.inactive && !self.template {
+            flags |= f::INACTIVE;
+        }
+        let (proto, vaddr, cport, vport, fwmark) = match self.group() {
+            Some(id) => {
+                flags |= f::TEMPLATE;
+                (0, unspecified(self.caddr), 0, 0, id)
+            }
+            None if self.template => {
+                flags |= f::TEMPLATE;
+                (self.proto & !TEMPLATE_BIT, self.vaddr, 0, self.vport, 0)
+            }
+            None => (self.proto, self.vaddr, self.cport, self.vport, 0),
+        };
+        let xvs = (self.fwd == FwdMethod::FullNat && !self.template).then_some(XvsOpt { local: Some((self.laddr, self.lport)) });
+        Record {
+            proto,
+            flags,
+            state: if self.template { 0 } else { self.state as u16 },
+            caddr: self.caddr,
+            vaddr,
+            daddr: self.daddr,
+            cport,
+            vport,
+            dport: self.dport,
+            fwmark,
+            timeout: self.timeout,
+            seq: None,
+            pe_data: None,
+            pe_name: None,
+            xvs,
+        }
+    }
+
+    /// From a received record: `None` for what xvs cannot hold (a
+    /// persistence engine's data, which no xvs service uses). The
+    /// forwarding method is a hint: the receiver takes its real server's.
+    pub fn from_record(r: &Record) -> Option<SyncConn> {
+        if r.pe_data.is_some() || r.pe_name.is_some() {
+            return None;
+        }
+        let template = r.flags & f::TEMPLATE != 0;
+        let fwd = match r.flags & f::FWD_MASK {
+            f::MASQ => FwdMethod::Nat,
+            f::TUNNEL => FwdMethod::Tun,
+            f::DROUTE => FwdMethod::Dr,
+            f::FULLNAT => FwdMethod::FullNat,
+            _ => FwdMethod::Nat,
+        };
+        let local = r.xvs.and_then(|x| x.local).filter(|(a, _)| a.is_ipv6() == r.caddr.is_ipv6());
+        let (laddr, lport) = local.unwrap_or((unspecified(r.caddr), 0));
+        let (proto, vaddr, cport, vport) = if template && r.proto == 0 && r.fwmark != 0 {
+            (GROUP_TEMPLATE, unspecified(r.caddr), (r.fwmark >> 16) as u16, r.fwmark as u16)
+        } else if template {
+            (TEMPLATE_BIT | r.proto, r.vaddr, 0, r.vport)
+        } else {
+            (r.proto, r.vaddr, r.cport, r.vport)
+        };
+        let state = if template { 0 } else { r.state.min(u8::MAX as u16) as u8 };
+        let inactive = !template && (r.flags & f::INACTIVE != 0 || (proto == 6 && state != TcpState::Established as u8));
+        Some(SyncConn {
+            caddr: r.caddr,
+            vaddr,
+            daddr: r.daddr,
+            laddr,
+            cport,
+            vport,
+            dport: r.dport,
+            lport,
+            proto,
+            state,
+            fwd,
+            template,
+            inactive,
+            timeout: r.timeout,
+        })
+    }
+}
+
+fn unspecified(like: IpAddr) -> IpAddr {
+    match like {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn conn() -> SyncConn {
+        SyncConn {
+            caddr: ip("192.0.2.1"),
+            vaddr: ip("10.0.0.100"),
+            daddr: ip("10.0.1.11"),
+            laddr: ip("0.0.0.0"),
+            cport: 40000,
+            vport: 80,
+            dport: 8080,
+            lport: 0,
+            proto: 6,
+            state: TcpState::Established as u8,
+            fwd: FwdMethod::Nat,
+            template: false,
+            inactive: false,
+            timeout: 900,
+        }
+    }
+
+    #[test]
+    fn every_kind_survives_the_wire() {
+        let mut all = vec![conn()];
+        for fwd in FwdMethod::ALL {
+            let mut c = conn();
+            c.fwd = fwd;
+            if fwd == FwdMethod::FullNat {
+                c.laddr = ip("10.0.1.200");
+                c.lport = 1027;
+            }
+            all.push(c);
+        }
+        let mut udp = conn();
+        udp.proto = 17;
+        udp.state = 0;
+        udp.inactive = true;
+        all.push(udp);
+        let mut syn = conn();
+        syn.state = TcpState::SynRecv as u8;
+        syn.inactive = true;
+        all.push(syn);
+        let mut v6 = conn();
+        v6.caddr = ip("2001:db8::1");
+        v6.vaddr = ip("2001:db8::100");
+        v6.daddr = ip("2001:db8:1::11");
+        v6.laddr = ip("2001:db8:1::200");
+        v6.lport = 2000;
+        v6.fwd = FwdMethod::FullNat;
+        all.push(v6);
+        let mut t = conn();
+        t.template = true;
+        t.proto = TEMPLATE_BIT | 6;
+        t.caddr = ip("192.0.2.0");
+        t.cport = 0;
+        t.state = 0;
+        t.timeout = 300;
+        all.push(t);
+        let mut g = t;
+        g.proto = GROUP_TEMPLATE;
+        g.vaddr = ip("0.0.0.0");
+        g.cport = 0x0001;
+        g.vport = 0x0002;
+        all.push(g);
+        for c in all {
+            let r = c.to_record();
+            assert_eq!(SyncConn::from_record(&r), Some(c), "{r:?}");
+        }
+        assert_eq!(g.group(), Some(0x0001_0002));
+        assert_eq!(g.to_record().fwmark, 0x0001_0002);
+        assert_eq!(t.to_record().proto, 6);
+    }
+
+    #[test]
+    fn records_from_a_kernel_are_taken_as_ipvs_means_them() {
+        // A kernel master's TCP record: no xvs option, flags as IPVS sets them.
+        let mut r = conn().to_record();
+        r.flags = f::DROUTE | f::NOOUTPUT | f::HASHED | f::INACTIVE;
+        r.state = TcpState::FinWait as u16;
+        let c = SyncConn::from_record(&r).unwrap();
+        assert_eq!((c.fwd, c.inactive, c.state), (FwdMethod::Dr, true, TcpState::FinWait as u8));
+        // A persistence engine's data: xvs has none.
+        r.pe_name = Some(b"sip".iter().copied().collect());
+        r.pe_data = Some([1u8].into_iter().collect());
+        assert_eq!(SyncConn::from_record(&r), None);
+        // A FULLNAT record whose local address is of the other family
+        // loses it (the receiver then refuses it: no local address).
+        let mut fnat = conn();
+        fnat.fwd = FwdMethod::FullNat;
+        fnat.lport = 5;
+        fnat.laddr = ip("10.0.1.200");
+        let mut r = fnat.to_record();
+        r.xvs = Some(XvsOpt { local: Some((ip("2001:db8::1"), 5)) });
+        assert_eq!(SyncConn::from_record(&r).unwrap().lport, 0);
+    }
+}
