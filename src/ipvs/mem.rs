@@ -61,8 +61,11 @@ impl Block {
     /// the allocator with `align`. Not faulted in: see [`Block::prefault`].
     pub fn zeroed(len: usize, align: usize) -> Block {
         let len = len.max(1);
-        if len < HUGE_PAGE {
-            let layout = Layout::from_size_align(len, align.max(1)).expect("block layout");
+        // Miri maps no aligned, trimmed or huge-page memory: the allocator
+        // gives it the same zeroed, 2 MiB aligned block.
+        if len < HUGE_PAGE || cfg!(miri) {
+            let align = if len < HUGE_PAGE { align.max(1) } else { HUGE_PAGE };
+            let layout = Layout::from_size_align(len, align).expect("block layout");
             // SAFETY: the layout's size is not zero.
             let p = unsafe { alloc_zeroed(layout) };
             let Some(ptr) = NonNull::new(p) else { handle_alloc_error(layout) };
