@@ -126,6 +126,12 @@ impl SyncConn {
             return None;
         }
         let template = r.flags & f::TEMPLATE != 0;
+        // A template's key carries its protocol under TEMPLATE_BIT: only
+        // TCP's and UDP's (those of xvs's services) are told from a group's
+        // (0x80 | 64 is GROUP_TEMPLATE).
+        if template && !matches!(r.proto, 0 | 6 | 17) {
+            return None;
+        }
         let fwd = match r.flags & f::FWD_MASK {
             f::MASQ => FwdMethod::Nat,
             f::TUNNEL => FwdMethod::Tun,
@@ -300,5 +306,26 @@ mod tests {
         r.xvs = local;
         let c = SyncConn::from_record(&r).unwrap();
         assert_eq!((c.fwd, c.laddr, c.lport), (FwdMethod::FullNat, ip("10.0.1.200"), 1027));
+    }
+
+    /// Found by the `sync` fuzz target
+    /// (fuzz/regressions/sync/template-of-protocol-64-*): a template of
+    /// protocol 64 became a group template (0x80 | 64 is GROUP_TEMPLATE),
+    /// and any protocol's template was taken. Only TCP's, UDP's and a
+    /// group's are.
+    #[test]
+    fn a_template_of_another_protocol_is_not_taken() {
+        let mut r = conn().to_record();
+        r.flags = f::TEMPLATE | f::TUNNEL;
+        r.cport = 0;
+        for p in [1, 64, 132, 255] {
+            r.proto = p;
+            assert_eq!(SyncConn::from_record(&r), None, "protocol {p}");
+        }
+        for p in [6, 17] {
+            r.proto = p;
+            let c = SyncConn::from_record(&r).unwrap();
+            assert_eq!((c.template, c.proto, c.group()), (true, TEMPLATE_BIT | p, None));
+        }
     }
 }

@@ -83,7 +83,8 @@ pub struct Stats {
     pub hellos_received: AtomicU64,
     pub decode_errors: [AtomicU64; 8],
     pub record_errors: [AtomicU64; 3],
-    /// Records xvs cannot hold (persistence-engine data).
+    /// Records xvs cannot hold (persistence-engine data, a template of a
+    /// protocol other than TCP and UDP).
     pub unsupported: AtomicU64,
     /// Unsigned or wrongly signed messages (authentication on).
     pub auth_failed: AtomicU64,
