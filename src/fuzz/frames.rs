@@ -75,6 +75,11 @@ fn snapshots() -> &'static [Arc<Snapshot>] {
     })
 }
 
+/// The fuzzing director's snapshot (the sync target's worker).
+pub(crate) fn snapshot() -> Arc<Snapshot> {
+    snapshots()[0].clone()
+}
+
 /// The director's MACs (never a destination).
 fn own_macs(s: &Snapshot) -> impl Iterator<Item = [u8; 6]> + '_ {
     s.ports.iter().map(|p| p.mac)

@@ -16,6 +16,7 @@
 //! | `ipvsadm` | the ipvsadm command parser, `apply`, save / restore | save → restore gives the same model |
 //! | `control` | the control socket's request decoder and handler | a decoded request re-encodes to itself |
 //! | `monitor` | the monitor's HTTP routing (method, path, headers, body) | every answer is a well-formed status |
+//! | `sync` | sync messages into a backup: decoder, MAC / replay / sync id checks, records into a worker | decode → encode → decode agrees; only signed fresh messages taken with a key; records counted once; nothing left after timeouts |
 //!
 //! Test support, like [`crate::gen`]: nothing here is on the daemon's path.
 
@@ -23,6 +24,7 @@ pub mod control;
 pub mod frames;
 pub mod ipvsadm;
 pub mod monitor;
+pub mod sync;
 pub mod text;
 
 /// A cursor over the fuzzer's bytes that never fails: past the end every
@@ -93,4 +95,5 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("ipvsadm", ipvsadm::run),
     ("control", control::run),
     ("monitor", monitor::run),
+    ("sync", sync::run),
 ];

@@ -125,5 +125,9 @@ pub fn write_seeds(root: &Path, out: &Path) -> io::Result<()> {
         all.push(b'\n');
     }
     write(&out.join("control"), "requests", &all)?;
+    // sync: messages of every kind the codec writes, and built ones.
+    for (name, data) in super::sync::seeds() {
+        write(&out.join("sync"), &name, &data)?;
+    }
     Ok(())
 }

@@ -126,6 +126,12 @@ impl SyncConn {
             return None;
         }
         let template = r.flags & f::TEMPLATE != 0;
+        // A template's key carries its protocol under TEMPLATE_BIT: only
+        // TCP's and UDP's (those of xvs's services) are told from a group's
+        // (0x80 | 64 is GROUP_TEMPLATE).
+        if template && !matches!(r.proto, 0 | 6 | 17) {
+            return None;
+        }
         let fwd = match r.flags & f::FWD_MASK {
             f::MASQ => FwdMethod::Nat,
             f::TUNNEL => FwdMethod::Tun,
@@ -133,7 +139,13 @@ impl SyncConn {
             f::FULLNAT => FwdMethod::FullNat,
             _ => FwdMethod::Nat,
         };
-        let local = r.xvs.and_then(|x| x.local).filter(|(a, _)| a.is_ipv6() == r.caddr.is_ipv6());
+        // A local address only for a FULLNAT connection (xvs writes it for
+        // no other): on any other it would pick the owning worker by a
+        // local port the connection does not hold (`sync_owner`).
+        let local = r
+            .xvs
+            .and_then(|x| x.local)
+            .filter(|(a, _)| a.is_ipv6() == r.caddr.is_ipv6() && fwd == FwdMethod::FullNat && !template);
         let (laddr, lport) = local.unwrap_or((unspecified(r.caddr), 0));
         let (proto, vaddr, cport, vport) = if template && r.proto == 0 && r.fwmark != 0 {
             (GROUP_TEMPLATE, unspecified(r.caddr), (r.fwmark >> 16) as u16, r.fwmark as u16)
@@ -270,5 +282,50 @@ mod tests {
         let mut r = fnat.to_record();
         r.xvs = Some(XvsOpt { local: Some((ip("2001:db8::1"), 5)) });
         assert_eq!(SyncConn::from_record(&r).unwrap().lport, 0);
+    }
+
+    /// Found by the `sync` fuzz target (fuzz/regressions/sync/local-*): a
+    /// record that is not a FULLNAT connection but carries xvs's local
+    /// address kept it, so a NAT connection was given to the worker that
+    /// owns that local port rather than its client's (`sync_owner`), and it
+    /// did not re-encode to itself. The option only counts on a FULLNAT
+    /// connection, as xvs writes it.
+    #[test]
+    fn a_local_address_counts_only_on_a_fullnat_connection() {
+        let local = Some(XvsOpt { local: Some((ip("10.0.1.200"), 1027)) });
+        for (flags, template) in [(f::MASQ, false), (f::LOCALNODE | f::INACTIVE, false), (f::DROUTE, false), (f::FULLNAT | f::TEMPLATE, true)] {
+            let mut r = conn().to_record();
+            r.flags = flags;
+            r.xvs = local;
+            let c = SyncConn::from_record(&r).unwrap();
+            assert_eq!((c.template, c.lport, c.laddr), (template, 0, ip("0.0.0.0")), "{r:?}");
+            assert_eq!(SyncConn::from_record(&c.to_record()), Some(c), "{r:?}");
+        }
+        let mut r = conn().to_record();
+        r.flags = f::FULLNAT;
+        r.xvs = local;
+        let c = SyncConn::from_record(&r).unwrap();
+        assert_eq!((c.fwd, c.laddr, c.lport), (FwdMethod::FullNat, ip("10.0.1.200"), 1027));
+    }
+
+    /// Found by the `sync` fuzz target
+    /// (fuzz/regressions/sync/template-of-protocol-64-*): a template of
+    /// protocol 64 became a group template (0x80 | 64 is GROUP_TEMPLATE),
+    /// and any protocol's template was taken. Only TCP's, UDP's and a
+    /// group's are.
+    #[test]
+    fn a_template_of_another_protocol_is_not_taken() {
+        let mut r = conn().to_record();
+        r.flags = f::TEMPLATE | f::TUNNEL;
+        r.cport = 0;
+        for p in [1, 64, 132, 255] {
+            r.proto = p;
+            assert_eq!(SyncConn::from_record(&r), None, "protocol {p}");
+        }
+        for p in [6, 17] {
+            r.proto = p;
+            let c = SyncConn::from_record(&r).unwrap();
+            assert_eq!((c.template, c.proto, c.group()), (true, TEMPLATE_BIT | p, None));
+        }
     }
 }

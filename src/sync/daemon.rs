@@ -83,7 +83,8 @@ pub struct Stats {
     pub hellos_received: AtomicU64,
     pub decode_errors: [AtomicU64; 8],
     pub record_errors: [AtomicU64; 3],
-    /// Records xvs cannot hold (persistence-engine data).
+    /// Records xvs cannot hold (persistence-engine data, a template of a
+    /// protocol other than TCP and UDP).
     pub unsupported: AtomicU64,
     /// Unsigned or wrongly signed messages (authentication on).
     pub auth_failed: AtomicU64,
@@ -659,6 +660,67 @@ fn sign(auth: &Option<Arc<Auth>>, msg: &mut [u8]) {
     }
 }
 
+/// What a backup daemon makes of one received datagram, before its
+/// records go to the workers ([`admit`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admit {
+    /// Refused whole by the decoder.
+    Malformed(DecodeError),
+    /// Authentication on: no trailer or MAC, or a MAC that does not verify.
+    Auth,
+    /// Authentication on: its counter was seen before.
+    Replay,
+    /// Authentication on: its clock is too far from ours.
+    Skew,
+    /// This node's own message (looped back).
+    Own,
+    /// A hello: no records.
+    Hello,
+    /// A bulk-stream message on the datagram port.
+    NotData,
+    /// For another sync id.
+    OtherSyncid,
+    /// Connection records to take (`Decoded::records`).
+    Data,
+}
+
+/// Decodes `msg` into `d` and checks it as the backup daemon does: its
+/// MAC and replay window when there is a key (`auth`), whose it is (`me`,
+/// this node's sender id), its kind, its sync id (`want`, 0: any). Only
+/// [`Admit::Data`] hands records on. Also the fuzz target's entry
+/// (`xvs::fuzz::sync`).
+pub fn admit(msg: &[u8], d: &mut Decoded, auth: Option<&Auth>, win: &mut ReplayWindow, now_ms: u64, me: u64, want: u8) -> Admit {
+    if let Err(e) = wire::decode(msg, d) {
+        return Admit::Malformed(e);
+    }
+    if let Some(a) = auth {
+        let (Some(t), Some(mac)) = (d.trailer, d.mac) else { return Admit::Auth };
+        if !a.verify(&msg[..d.signed], &mac) {
+            return Admit::Auth;
+        }
+        match win.check(t.sender, t.seq, t.time_ms, now_ms) {
+            Ok(()) => {}
+            Err(Replay::Seen) => return Admit::Replay,
+            Err(Replay::Skew) => return Admit::Skew,
+        }
+    }
+    if let Some(t) = d.trailer {
+        if t.sender == me {
+            return Admit::Own;
+        }
+        if t.kind == Kind::Hello {
+            return Admit::Hello;
+        }
+        if t.kind != Kind::Data {
+            return Admit::NotData;
+        }
+    }
+    if want != 0 && d.syncid != want {
+        return Admit::OtherSyncid;
+    }
+    Admit::Data
+}
+
 /// What a message's trailer and MAC say about it, with a key.
 enum Check {
     Ok,
@@ -921,46 +983,31 @@ impl Runner {
     fn take(&mut self, msg: &[u8], from: SocketAddr) {
         let st = &self.sh.stats;
         let mut d = std::mem::take(&mut self.decoded);
-        if let Err(e) = wire::decode(msg, &mut d) {
-            inc(&st.decode_errors[decode_idx(e)]);
-            self.decoded = d;
-            return;
-        }
-        let bad = match check(&self.auth, &d, msg, &mut self.window) {
-            Check::Ok => None,
-            Check::Auth => Some(&st.auth_failed),
-            Check::Replay => Some(&st.replayed),
-            Check::Skew => Some(&st.skewed),
-        };
-        if let Some(c) = bad {
-            inc(c);
-            self.decoded = d;
-            return;
-        }
-        if let Some(t) = d.trailer {
-            if t.sender == self.sh.sender {
-                self.decoded = d;
-                return;
-            }
+        let want = self.conf.backup.as_ref().map_or(0, |b| b.syncid);
+        let v = admit(msg, &mut d, self.auth.as_deref(), &mut self.window, now_ms(), self.sh.sender, want);
+        if let (Some(t), Admit::Hello | Admit::NotData | Admit::OtherSyncid | Admit::Data) = (d.trailer, v) {
             if t.bulk_port != 0 {
                 let mut s = lock(&self.sh.status);
                 s.heard.retain(|(a, _, _)| *a != from.ip());
                 s.heard.push((from.ip(), t.bulk_port, Instant::now()));
             }
-            if t.kind == Kind::Hello {
-                inc(&st.hellos_received);
-                self.decoded = d;
-                return;
-            }
-            if t.kind != Kind::Data {
-                inc(&st.decode_errors[decode_idx(DecodeError::BadTrailer)]);
-                self.decoded = d;
-                return;
-            }
         }
-        let want = self.conf.backup.as_ref().map_or(0, |b| b.syncid);
-        if want != 0 && d.syncid != want {
-            inc(&st.other_syncid);
+        let counter = match v {
+            Admit::Data => None,
+            Admit::Malformed(e) => Some(&st.decode_errors[decode_idx(e)]),
+            Admit::Auth => Some(&st.auth_failed),
+            Admit::Replay => Some(&st.replayed),
+            Admit::Skew => Some(&st.skewed),
+            Admit::Own => {
+                self.decoded = d;
+                return;
+            }
+            Admit::Hello => Some(&st.hellos_received),
+            Admit::NotData => Some(&st.decode_errors[decode_idx(DecodeError::BadTrailer)]),
+            Admit::OtherSyncid => Some(&st.other_syncid),
+        };
+        if let Some(c) = counter {
+            inc(c);
             self.decoded = d;
             return;
         }

@@ -1493,7 +1493,7 @@ mod burst;
 mod frag;
 mod sync;
 
-pub use sync::{sync_owner, Applied, SyncPort, SyncTap};
+pub use sync::{sync_owner, Applied, SyncPort, SyncTap, MAX_TIMEOUT};
 mod limit;
 
 use limit::TokenBucket;
