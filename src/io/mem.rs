@@ -63,8 +63,10 @@ impl Batch {
     }
 
     /// Runs the batch through `w` at `now_ns`, then calls `out` with each
-    /// frame's verdict and its (possibly rewritten) bytes, in order, and
-    /// empties the batch.
+    /// frame's verdict and its (possibly rewritten) bytes, in order, then
+    /// with the frames the worker made beside them (`Tx` fragments of
+    /// tunnelled datagrams, [`Worker::drain_staged`]), and empties the
+    /// batch.
     pub fn process(&mut self, w: &mut Worker, now_ns: u64, mut out: impl FnMut(Verdict, &[u8])) {
         let n = self.n;
         let mut verdicts = [Verdict::Drop(DropReason::Truncated); BURST];
@@ -85,6 +87,10 @@ impl Batch {
             let base = i * CHUNK;
             out(v, &self.arena[base + h..base + h + l]);
         }
+        w.drain_staged(|port, bytes| {
+            out(Verdict::Tx { port }, bytes);
+            true
+        });
         self.n = 0;
     }
 }
