@@ -192,6 +192,29 @@ impl DestStats {
     }
 }
 
+/// Live figures of a service or a real server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Figures {
+    /// Connections in ESTABLISHED (ActiveConn).
+    pub active: u32,
+    /// Other connections (InActConn).
+    pub inactive: u32,
+    /// Persistence templates (PersistConn).
+    pub persist: u32,
+    /// Totals since the last `-Z` (`--stats`).
+    pub stats: DestStats,
+    /// `--rate`.
+    pub rate: Rate,
+}
+
+impl Figures {
+    /// Zeroes what `-Z` zeroes (see `ctl::ipvsadm::StatsView::zero`).
+    pub fn zero(&mut self) {
+        self.stats = DestStats::default();
+        self.rate = Rate::default();
+    }
+}
+
 /// Per-worker counters. Plain integers: only the owning worker writes them.
 #[derive(Clone, Debug, Default)]
 pub struct WorkerCounters {

@@ -10,7 +10,7 @@
 //! a worker.
 
 use super::{DropReason, PassReason, WorkerCounters};
-use crate::ctl::ipvsadm::Figures;
+use crate::stats::Figures;
 use crate::ipvs::FwdMethod;
 use std::collections::HashSet;
 use std::fmt::Write as _;
