@@ -150,9 +150,6 @@ pub struct Worker {
     /// ([`DestEntry::shared`](crate::ipvs::dest::DestEntry::shared)),
     /// which is what the schedulers and the thresholds see.
     load: Vec<DestLoad>,
-    /// Scratch: the director-wide loads of the service being scheduled,
-    /// read from the shared counts when a connection is scheduled.
-    view: Vec<DestLoad>,
     dstats: Vec<DestStats>,
     lports: LocalPorts,
     counters: WorkerCounters,
@@ -206,7 +203,6 @@ impl Worker {
             tables: Tables { v4: ConnTable::new(snap.max_conns, now), v6: ConnTable::new(snap.max_conns, now) },
             sched: Vec::new(),
             load: Vec::new(),
-            view: Vec::new(),
             dstats: Vec::new(),
             lports: LocalPorts::new(id, workers.max(1)),
             counters: WorkerCounters::default(),
@@ -285,7 +281,6 @@ impl Worker {
             });
         }
         self.load = load;
-        self.view = vec![DestLoad::default(); new.dests.len()];
         self.dstats = dstats;
         self.sched = sched;
         // One port pool per (local address, real server address and
@@ -944,7 +939,7 @@ impl Worker {
             }
         }
         let picked = match self.snap.services[si as usize].persistence {
-            None => schedule(&self.snap, &mut self.sched, &mut self.view, self.now_ns, si, k).map(|di| (di, None)).ok_or(DropReason::NoDest),
+            None => schedule(&self.snap, &mut self.sched, self.now_ns, si, k).map(|di| (di, None)).ok_or(DropReason::NoDest),
             Some(p) => self.persist::<A>(si, k, p, m.ttl),
         };
         // A borrow, not a clone: the refcount is shared with every worker,
@@ -1213,7 +1208,7 @@ impl Worker {
             }
             table.unlink(ti);
         }
-        let di = schedule(snap, &mut self.sched, &mut self.view, self.now_ns, si, k).ok_or(DropReason::NoDest)?;
+        let di = schedule(snap, &mut self.sched, self.now_ns, si, k).ok_or(DropReason::NoDest)?;
         let d = &snap.dests[di];
         let daddr = A::from_ip(d.addr).ok_or(DropReason::FamilyMismatch)?;
         let hop = d.hop.ok_or(DropReason::NoNeighbour)?;
@@ -1452,20 +1447,16 @@ fn usable_mac(snap: &Snapshot, mac: [u8; 6]) -> bool {
 }
 
 /// Runs service `si`'s scheduler with this worker's state for it and the
-/// director-wide loads of its dests (read into `view`, as IPVS's
-/// schedulers read `struct ip_vs_dest`'s counts): a dest index of the
+/// director-wide loads of its dests (the schedulers read each dest's
+/// shared counts as they need them, as IPVS's read `struct ip_vs_dest`'s
+/// atomics; nothing is copied per schedule): a dest index of the
 /// snapshot. (A function of the worker's parts, not a method, so that
 /// callers may hold a borrow of the snapshot.)
 #[inline]
-fn schedule<A: Ip>(snap: &Snapshot, sched: &mut [SchedState], view: &mut [DestLoad], now_ns: u64, si: u32, k: &Key<A>) -> Option<usize> {
+fn schedule<A: Ip>(snap: &Snapshot, sched: &mut [SchedState], now_ns: u64, si: u32, k: &Key<A>) -> Option<usize> {
     let svc = &snap.services[si as usize];
-    let view = &mut view[svc.dests.clone()];
-    for (v, d) in view.iter_mut().zip(&snap.dests[svc.dests.clone()]) {
-        *v = d.shared.get();
-    }
     let ctx = SchedCtx {
         dests: &snap.dests[svc.dests.clone()],
-        load: view,
         saddr: k.saddr.into(),
         sport: k.sport,
         daddr: k.daddr.into(),
