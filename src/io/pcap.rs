@@ -9,8 +9,8 @@
 //! more than [`BURST_SPAN_NS`], so no frame is processed at another
 //! frame's time by more than that. Output is a classic pcap (nanosecond
 //! timestamps) with each transmitted frame at its input frame's time (the
-//! fragments a tunnelled datagram was cut into after the first follow the
-//! burst's frames, at its last frame's time).
+//! fragments a tunnelled datagram was cut into follow its first, at its
+//! time).
 
 use super::mem::Batch;
 use crate::worker::{Verdict, Worker};
@@ -155,21 +155,19 @@ pub fn replay_with(
     let mut write_err: Option<pcap_file::PcapError> = None;
 
     let mut flush = |batch: &mut Batch, stamps: &[Duration], worker: &mut Worker, sum: &mut ReplaySummary, t0: u64| {
-        let mut i = 0;
         let n = batch.len();
-        batch.process(worker, t0, |v, bytes| {
+        batch.process_indexed(worker, t0, |src, v, bytes| {
             if let Verdict::Tx { .. } = v {
                 if write_err.is_none() {
-                    // Frames the worker made beside the burst's (fragments)
-                    // come after it, at its last frame's time.
-                    let ts = stamps[i.min(n.saturating_sub(1))];
+                    // Fragments a frame was cut into come after it, at its
+                    // time.
+                    let ts = stamps[src.min(n.saturating_sub(1))];
                     if let Err(e) = out.write_packet(&PcapPacket::new(ts, bytes.len() as u32, bytes)) {
                         write_err = Some(e);
                     }
                 }
                 sum.frames_out += 1;
             }
-            i += 1;
         });
     };
 

@@ -445,6 +445,18 @@ impl Worker {
         }
     }
 
+    /// The frames [`Worker::drain_staged`] would give, with the address of
+    /// the buffer of the frame each was cut from, for drivers that write
+    /// them beside it ([`Worker::clear_staged`] afterwards).
+    pub fn staged(&self) -> impl Iterator<Item = (usize, u8, &[u8])> {
+        self.staged.iter()
+    }
+
+    /// Forgets the staged frames (after [`Worker::staged`]: sent).
+    pub fn clear_staged(&mut self) {
+        self.staged.clear();
+    }
+
     /// Staged frames a driver did not take (see [`Worker::drain_staged`]).
     #[cold]
     fn drop_staged(&mut self) {

@@ -168,8 +168,10 @@ pub fn xmit<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]
 /// its driver sends them ([`Staged::drain`]) after the burst.
 pub struct Staged {
     buf: Box<[u8]>,
-    /// (port, start, len) of each frame in `buf`, in order.
-    frames: Vec<(u8, u32, u32)>,
+    /// (origin, port, start, len) of each frame in `buf`, in order; the
+    /// origin is the address of the buffer of the frame it was cut from
+    /// (drivers that write frames in order find their place by it).
+    frames: Vec<(usize, u8, u32, u32)>,
     used: usize,
 }
 
@@ -206,10 +208,10 @@ impl Staged {
     }
 
     /// Appends a frame of `len` bytes for `port`, written by `write`.
-    fn push(&mut self, port: u8, len: usize, write: impl FnOnce(&mut [u8])) {
+    fn push(&mut self, origin: usize, port: u8, len: usize, write: impl FnOnce(&mut [u8])) {
         let at = self.used;
         write(&mut self.buf[at..at + len]);
-        self.frames.push((port, at as u32, len as u32));
+        self.frames.push((origin, port, at as u32, len as u32));
         self.used += len;
     }
 
@@ -217,7 +219,7 @@ impl Staged {
     /// store. Returns (frames, bytes) `send` refused (returned false for).
     pub fn drain(&mut self, mut send: impl FnMut(u8, &[u8]) -> bool) -> (u64, u64) {
         let mut refused = (0, 0);
-        for &(port, at, len) in &self.frames {
+        for &(_, port, at, len) in &self.frames {
             let b = &self.buf[at as usize..(at + len) as usize];
             if !send(port, b) {
                 refused.0 += 1;
@@ -227,6 +229,17 @@ impl Staged {
         self.frames.clear();
         self.used = 0;
         refused
+    }
+
+    /// The frames held, in order: (origin, port, bytes).
+    pub fn iter(&self) -> impl Iterator<Item = (usize, u8, &[u8])> {
+        self.frames.iter().map(|&(o, port, at, len)| (o, port, &self.buf[at as usize..(at + len) as usize]))
+    }
+
+    /// Empties the store.
+    pub fn clear(&mut self) {
+        self.frames.clear();
+        self.used = 0;
     }
 }
 
@@ -246,6 +259,7 @@ impl Staged {
 #[inline(never)]
 pub fn fragment(fr: &mut Frame<'_>, m: &mut Meta, port: u8, mtu: u16, out: &mut Staged) -> Result<(u64, u64), DropReason> {
     let l3 = m.l3 as usize;
+    let origin = fr.buf.as_ptr() as usize;
     let f = fr.data_mut();
     let ihl = ((f.get(l3).copied().unwrap_or(0) & 0x0f) as usize) * 4;
     let total = m.end as usize;
@@ -270,7 +284,7 @@ pub fn fragment(fr: &mut Frame<'_>, m: &mut Meta, port: u8, mtu: u16, out: &mut 
     while off < payload {
         let len = per.min(payload - off);
         let more = off + len < payload;
-        out.push(port, l3 + ihl + len, |b| {
+        out.push(origin, port, l3 + ihl + len, |b| {
             b[..l3 + ihl].copy_from_slice(head);
             b[l3 + ihl..].copy_from_slice(&f[l3 + ihl + off..l3 + ihl + off + len]);
             frag_header(&mut b[l3..l3 + ihl], ihl + len, base_off + (off / 8) as u16, more);
