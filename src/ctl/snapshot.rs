@@ -92,6 +92,8 @@ pub struct Snapshot {
     pub max_conns: usize,
     /// IPVS `expire_quiescent_template`.
     pub expire_quiescent_template: bool,
+    /// IPVS `sloppy_tcp` ([`Model::sloppy_tcp`]).
+    pub sloppy_tcp: bool,
     /// Prefix lengths (IPv4, IPv6) of the client address that decide which
     /// worker owns a flow: the model's `shard_prefix`, made coarser where a
     /// service's persistence netmask is, so a persistent client (subnet)
@@ -147,6 +149,7 @@ impl Snapshot {
             links: Vec::new(),
             max_conns: model.max_conns.max(1),
             expire_quiescent_template: model.expire_quiescent_template,
+            sloppy_tcp: model.sloppy_tcp,
             shard_prefix: model.shard_prefix,
             svc_map: HashMap::new(),
             vips: HashSet::new(),
@@ -393,6 +396,11 @@ impl Snapshot {
             .get(&SvcMapKey { proto, addr, port })
             .or_else(|| self.svc_map.get(&SvcMapKey { proto, addr, port: 0 }))
             .copied()
+    }
+
+    /// The addresses of service `svc` (one, or a group's members').
+    pub fn vips_of(&self, svc: u32) -> impl Iterator<Item = IpAddr> + '_ {
+        self.svc_map.iter().filter(move |(_, &s)| s == svc).map(|(k, _)| k.addr)
     }
 
     /// `addr` is the address of some service.
