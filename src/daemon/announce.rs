@@ -239,12 +239,13 @@ mod tests {
                     name: "eth0".into(),
                     mac: [2, 0, 0, 0, 0, 0x10],
                     mtu: 1500,
-                    addrs: vec![(ip("10.0.1.254"), 24)],
+                    addrs: vec![(ip("10.0.1.254"), 24), (ip("2001:db8:1::fe"), 64)],
                     gateways: vec![],
                 }],
                 neighbours: vec![
                     Neighbour { dev: None, addr: ip("10.0.1.1"), mac: [2, 0, 0, 0, 1, 1] },
                     Neighbour { dev: None, addr: ip("10.0.1.2"), mac: [2, 0, 0, 0, 1, 2] },
+                    Neighbour { dev: None, addr: ip("2001:db8:1::1"), mac: [2, 0, 0, 0, 1, 3] },
                 ],
                 ..NetConf::default()
             },
@@ -318,8 +319,12 @@ mod tests {
         }
         let _del = Del(ns.clone());
         let routes = |ns: &str| -> String {
-            let o = std::process::Command::new("ip").args(["-n", ns, "route", "show", "table", "77"]).output().unwrap();
-            String::from_utf8_lossy(&o.stdout).into_owned()
+            let mut out = String::new();
+            for fam in ["-4", "-6"] {
+                let o = std::process::Command::new("ip").args([fam, "-n", ns, "route", "show", "table", "77"]).output().unwrap();
+                out += &String::from_utf8_lossy(&o.stdout);
+            }
+            out
         };
         let ns2 = ns.clone();
         let steps = std::thread::spawn(move || {
@@ -327,7 +332,11 @@ mod tests {
             // SAFETY: a valid namespace fd; only this thread changes namespace.
             assert_eq!(unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) }, 0);
             let mut a = Announcer::start(&AnnounceConf::new(77, Some("xvs-ann-t")).unwrap()).unwrap();
-            let mut m = model(&[("10.0.0.100", 80, &[("10.0.1.1", 1)]), ("10.0.0.101", 80, &[("10.0.1.2", 1)])]);
+            let mut m = model(&[
+                ("10.0.0.100", 80, &[("10.0.1.1", 1)]),
+                ("10.0.0.101", 80, &[("10.0.1.2", 1)]),
+                ("2001:db8::100", 80, &[("2001:db8:1::1", 1)]),
+            ]);
             let s1 = Snapshot::build(&m, None).unwrap();
             a.update(&s1);
             let r1 = routes(&ns2);
@@ -345,7 +354,8 @@ mod tests {
         });
         let (r1, r2, r3) = steps.join().unwrap();
         assert!(r1.contains("10.0.0.100 dev xvs-ann-t proto static scope link") && r1.contains("10.0.0.101 dev xvs-ann-t"), "{r1}");
-        assert!(r2.contains("10.0.0.100 dev xvs-ann-t") && !r2.contains("10.0.0.101"), "{r2}");
+        assert!(r1.contains("2001:db8::100 dev xvs-ann-t proto static"), "{r1}");
+        assert!(r2.contains("10.0.0.100 dev xvs-ann-t") && !r2.contains("10.0.0.101") && r2.contains("2001:db8::100"), "{r2}");
         assert!(r3.is_empty(), "{r3}");
     }
 }
