@@ -416,7 +416,7 @@ fn run_director(
             log::warn!("reload: the interface list changed ({ifaces:?}); interfaces change only with a restart");
         }
         if c.daemon != started_conf {
-            log::warn!("reload: control_socket, metrics and [monitor] change only with a restart");
+            log::warn!("reload: control_socket, metrics, [monitor] and [announce] change only with a restart");
         }
         Ok(c)
     });

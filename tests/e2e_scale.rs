@@ -20,7 +20,9 @@
 //! steady state (all three directors forward: their counters), SIGKILL of
 //! director 1's xvs and BIRD (BFD withdraws it: the time is printed), its
 //! return and a fourth director, and the real servers' health checks
-//! failing on director 2 alone (it withdraws the VIP; the others keep it).
+//! failing on director 2 alone (it withdraws the VIP; the others keep it),
+//! director 3's link going down and up (BFD), and a clean stop of
+//! director 4 (SIGTERM: it withdraws first).
 //! The figures are printed as `scale:` lines (docs/scale-out.md).
 
 mod lab;
@@ -521,7 +523,20 @@ fn three_directors_behind_ecmp_lose_and_gain_one_without_breaking_connections() 
     println!("scale: director 3's link up: announced again after {:.1} s", t.as_secs_f64());
     traffic.settle(5);
     assert_eq!(traffic.broken(), before_link, "{:?}\n{}", traffic.broken.lock().unwrap(), s.logs());
+
+    // A clean stop of director 4 (SIGTERM, as systemd stops it): the
+    // routes go first, so the router moves its flows before it stops
+    // forwarding.
+    let t0 = Instant::now();
+    let c4 = s.lab.stop_xvs(s.xvs[3].unwrap());
+    s.wait_nexthops(&[0, 1, 2], Duration::from_secs(15));
+    println!("scale: director 4 stopped (SIGTERM): withdrawn {:.2} s after the signal", t0.elapsed().as_secs_f64());
+    s.xvs[3] = None;
+    traffic.settle(10);
+    let broken_stop = traffic.broken() - before_link;
+    println!("scale: director 4 stopped: {broken_stop} connections broken (it had forwarded {} packets)", c4.get("rx_packets"));
+    assert_eq!(broken_stop, 0, "{:?}\n{}", traffic.broken.lock().unwrap(), s.logs());
     drop(traffic);
-    let sloppy: Vec<String> = (0..4).map(|k| s.xvsadm(k, &["--stats"]).lines().find(|l| l.contains("sloppy")).unwrap_or("").trim().to_string()).collect();
+    let sloppy: Vec<String> = (0..3).map(|k| s.xvsadm(k, &["--stats"]).lines().find(|l| l.contains("sloppy")).unwrap_or("").trim().to_string()).collect();
     println!("scale: picked up in mid-connection per director: {sloppy:?}");
 }
