@@ -49,12 +49,20 @@ fn bird_missing() -> bool {
 #[derive(Default)]
 struct Birds(Vec<(String, Child, PathBuf)>);
 
+/// SIGKILL, and its files removed.
+fn end_bird(c: &mut Child, base: &Path) {
+    let _ = c.kill();
+    let _ = c.wait();
+    for ext in ["conf", "ctl", "log"] {
+        let _ = std::fs::remove_file(base.with_extension(ext));
+    }
+}
+
 impl Birds {
     fn kill(&mut self, ns: &str) {
-        for (n, c, _) in self.0.iter_mut() {
+        for (n, c, base) in self.0.iter_mut() {
             if n == ns {
-                let _ = c.kill();
-                let _ = c.wait();
+                end_bird(c, base);
             }
         }
         self.0.retain(|(n, _, _)| n != ns);
@@ -64,11 +72,7 @@ impl Birds {
 impl Drop for Birds {
     fn drop(&mut self) {
         for (_, c, base) in self.0.iter_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-            for ext in ["conf", "ctl", "log"] {
-                let _ = std::fs::remove_file(base.with_extension(ext));
-            }
+            end_bird(c, base);
         }
     }
 }
