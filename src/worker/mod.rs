@@ -448,6 +448,14 @@ impl Worker {
         self.tables.v6.attach(provider);
     }
 
+    /// Sizes both families' connection indexes for the snapshot's
+    /// `max_conns` now, their memory faulted in ([`ConnTable::presize`]):
+    /// called once at start, so that a SYN storm filling the tables never
+    /// grows an index inside a burst. Returns the indexes' bytes.
+    pub fn presize_tables(&mut self) -> usize {
+        self.tables.v4.presize() + self.tables.v6.presize()
+    }
+
     /// Blocks of table memory taken ready from the provider, and mapped by
     /// the worker itself (both families).
     pub fn memory_supply(&self) -> ReserveStats {
@@ -497,6 +505,28 @@ impl Worker {
             Verdict::Handoff { .. } => self.counters.handoffs += 1,
         }
         v
+    }
+
+    /// The burst's first stage's cold way, for a frame that is not
+    /// untagged and to its port's MAC ([`Worker::not_for_us`] decides
+    /// whether it is ours) or carries a partial checksum (a
+    /// CHECKSUM_PARTIAL sender behind a veth): the checksum is completed
+    /// here, before anything reads or rewrites the frame, so that a frame
+    /// from a NIC pays only the parser's pseudo-header comparison.
+    ///
+    /// # Errors
+    /// The reject of a frame that is not ours (its checksum left as it is).
+    #[cold]
+    #[inline(never)]
+    fn unusual(&mut self, fr: &mut Frame<'_>, m: &Meta, plain: bool) -> Result<(), Reject> {
+        if let Some(r) = (!plain).then(|| self.not_for_us(fr, m)).flatten() {
+            return Err(r);
+        }
+        if m.partial {
+            self.counters.csum_completed += 1;
+            checksum::complete(fr.data_mut(), m);
+        }
+        Ok(())
     }
 
     /// What the kernel in front of IPVS does with a frame that is not for
@@ -565,13 +595,8 @@ impl Worker {
             }
             return Verdict::Pass(PassReason::NotService);
         }
-        // A partial checksum (a CHECKSUM_PARTIAL sender behind a veth) is
-        // completed before anything reads or rewrites it; a frame from a
-        // NIC pays only the parser's pseudo-header comparison.
-        if m.partial {
-            self.counters.csum_completed += 1;
-            checksum::complete(fr.data_mut(), &m);
-        }
+        // (A partial checksum was completed in the burst's first stage,
+        // `Worker::unusual`.)
         let f = fr.data();
         let key = Key { saddr: A::src(f, &m), daddr: A::dst(f, &m), sport: m.sport, dport: m.dport, proto: m.proto };
         // Lookup before ownership: only the owner ever inserts a flow's
