@@ -54,23 +54,21 @@ fn hash_of<A: Family>(tables: &mut Tables, f: &[u8], m: &Meta) -> u64 {
 /// becomes a reject here: [`Worker::not_for_us`]) and hashes its key (no
 /// prefetch).
 #[inline(always)]
-pub(super) fn prepare(w: &mut Worker, fr: &mut Frame<'_>) -> Prepared {
+pub(super) fn prepare(w: &mut Worker, fr: &Frame<'_>) -> Prepared {
     let f = fr.data();
     let mut meta = parse(f);
     if let Ok(m) = &meta {
         // The common frame: untagged, to its port's MAC — read as one
         // 8-byte load (a parsed frame is longer) shifted up over the two
         // bytes after the MAC; the tag flag goes in the freed low bits,
-        // so that one compare answers both. Its checksum is full, as a
-        // NIC delivers it; anything else takes the cold way.
+        // so that one compare answers both.
         let plain = f.first_chunk::<8>().is_some_and(|h| (u64::from_le_bytes(*h) << 16) | u64::from(m.vlan) == w.port_mac[fr.port as usize]);
-        if !plain || m.partial {
-            if let Err(r) = w.unusual(fr, m, plain) {
+        if !plain {
+            if let Some(r) = w.not_for_us(fr, m) {
                 meta = Err(r);
             }
         }
     }
-    let f = fr.data();
     let tables = &mut w.tables;
     let (hash, table) = match &meta {
         Ok(m) if m.proto == proto::TCP || m.proto == proto::UDP => {
@@ -108,7 +106,7 @@ impl Worker {
     pub(super) fn run_burst(&mut self, frames: &mut [Frame<'_>], verdicts: &mut [Verdict]) {
         let n = frames.len().min(verdicts.len()).min(BURST);
         let mut pre = [Prepared::NONE; BURST];
-        for (i, fr) in frames.iter_mut().take(n).enumerate() {
+        for (i, fr) in frames.iter().take(n).enumerate() {
             pre[i] = prepare(self, fr);
             let (hash, table) = (pre[i].hash, pre[i].table);
             match table {

@@ -507,28 +507,6 @@ impl Worker {
         v
     }
 
-    /// The burst's first stage's cold way, for a frame that is not
-    /// untagged and to its port's MAC ([`Worker::not_for_us`] decides
-    /// whether it is ours) or carries a partial checksum (a
-    /// CHECKSUM_PARTIAL sender behind a veth): the checksum is completed
-    /// here, before anything reads or rewrites the frame, so that a frame
-    /// from a NIC pays only the parser's pseudo-header comparison.
-    ///
-    /// # Errors
-    /// The reject of a frame that is not ours (its checksum left as it is).
-    #[cold]
-    #[inline(never)]
-    fn unusual(&mut self, fr: &mut Frame<'_>, m: &Meta, plain: bool) -> Result<(), Reject> {
-        if let Some(r) = (!plain).then(|| self.not_for_us(fr, m)).flatten() {
-            return Err(r);
-        }
-        if m.partial {
-            self.counters.csum_completed += 1;
-            checksum::complete(fr.data_mut(), m);
-        }
-        Ok(())
-    }
-
     /// What the kernel in front of IPVS does with a frame that is not for
     /// this host, decided on L2 alone: a unicast frame to another MAC
     /// (PACKET_OTHERHOST: flooded by a switch, e.g. to a VRRP backup) or
@@ -595,8 +573,13 @@ impl Worker {
             }
             return Verdict::Pass(PassReason::NotService);
         }
-        // (A partial checksum was completed in the burst's first stage,
-        // `Worker::unusual`.)
+        // A partial checksum (a CHECKSUM_PARTIAL sender behind a veth) is
+        // completed before anything reads or rewrites it; a frame from a
+        // NIC pays only the parser's pseudo-header comparison.
+        if m.partial {
+            self.counters.csum_completed += 1;
+            checksum::complete(fr.data_mut(), &m);
+        }
         let f = fr.data();
         let key = Key { saddr: A::src(f, &m), daddr: A::dst(f, &m), sport: m.sport, dport: m.dport, proto: m.proto };
         // Lookup before ownership: only the owner ever inserts a flow's
