@@ -1277,7 +1277,10 @@ mod tests {
                 x
             };
             let mut drains = 0;
-            for step in 0..60_000u32 {
+            // Miri interprets every access: a fifth of the steps still
+            // grows the index several times (asserted below).
+            let steps = if cfg!(miri) { 12_000u32 } else { 60_000 };
+            for step in 0..steps {
                 let r = rnd();
                 if r % 3 != 0 || model.is_empty() {
                     // Tags from a small set at first: long chains, wrap-around.
@@ -1297,14 +1300,14 @@ mod tests {
                 if provided && step % 97 == 0 {
                     provider.supply();
                 }
-                if step % 5000 == 0 {
+                if step % 5000 == 0 || (cfg!(miri) && step % 1000 == 0) {
                     for (&v, &t) in &model {
                         assert_eq!(ix.find(t, |c| c == v), Some(v), "step {step}");
                     }
                 }
                 assert!(ix.len * 16 <= ix.room() * 15, "load at most 15/16");
             }
-            assert!(drains >= 8, "{drains} growths");
+            assert!(drains >= if cfg!(miri) { 5 } else { 8 }, "{drains} growths");
             assert_eq!(ix.len, model.len());
             for (&v, &t) in &model {
                 assert_eq!(ix.find(t, |c| c == v), Some(v));
@@ -1329,15 +1332,17 @@ mod tests {
     #[test]
     fn lookups_during_index_growth() {
         let mut t: ConnTable<Ipv4Addr> = ConnTable::new(1 << 20, 0);
-        let n = 40_000u32;
+        let n = if cfg!(miri) { 6_000u32 } else { 40_000 };
         let mk = |i: u32| {
             let mut c = conn(0, 0, FwdMethod::Nat, 10);
             c.caddr = Ipv4Addr::from(0x6440_0000 + i);
             c
         };
+        let mut mid_drain = 0;
         for i in 0..n {
             t.insert(mk(i)).unwrap();
             if t.index.old.is_some() {
+                mid_drain += 1;
                 // mid-drain: old and new keys alike
                 for j in [0, i / 2, i] {
                     let c = mk(j);
@@ -1346,6 +1351,7 @@ mod tests {
                 }
             }
         }
+        assert!(mid_drain >= 100, "only {mid_drain} inserts saw the index mid-growth");
         while t.maintain(16) {}
         for i in 0..n {
             assert!(t.lookup(&mk(i).in_key()).is_some());
