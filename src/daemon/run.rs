@@ -587,6 +587,9 @@ fn worker_main(mut ctx: WorkerCtx) {
     if let Some(p) = &ctx.mem {
         worker.attach_memory(p);
     }
+    // The indexes at the size max_conns needs, faulted in before the
+    // first burst (docs/performance.md, "SYN storm without page faults").
+    worker.presize_tables();
     let mut gen = worker.snapshot().generation;
     let mut verdicts = [Verdict::Drop(DropReason::Truncated); MAX_BURST];
     let mut refused: ArrayVec<Handed, MAX_BURST> = ArrayVec::new();

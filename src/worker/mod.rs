@@ -481,6 +481,14 @@ impl Worker {
         self.tables.v6.attach(provider);
     }
 
+    /// Sizes both families' connection indexes for the snapshot's
+    /// `max_conns` now, their memory faulted in ([`ConnTable::presize`]):
+    /// called once at start, so that a SYN storm filling the tables never
+    /// grows an index inside a burst. Returns the indexes' bytes.
+    pub fn presize_tables(&mut self) -> usize {
+        self.tables.v4.presize() + self.tables.v6.presize()
+    }
+
     /// Blocks of table memory taken ready from the provider, and mapped by
     /// the worker itself (both families).
     pub fn memory_supply(&self) -> ReserveStats {
