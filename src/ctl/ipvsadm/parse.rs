@@ -105,9 +105,11 @@ enum Opt {
     McastGroup,
     McastPort,
     McastTtl,
+    /// xvs: `--proxy-protocol v1|v2` on a real server.
+    ProxyProtocol,
 }
 
-const NOPT: usize = 30;
+const NOPT: usize = 31;
 
 const OPT_NAMES: [&str; NOPT] = [
     "numeric",
@@ -140,6 +142,7 @@ const OPT_NAMES: [&str; NOPT] = [
     "mcast-group",
     "mcast-port",
     "mcast-ttl",
+    "proxy-protocol",
 ];
 
 /// Legal combinations of commands and options, as ipvsadm's
@@ -147,30 +150,30 @@ const OPT_NAMES: [&str; NOPT] = [
 /// most one of them), ' ' optional. Columns follow [`OPT_NAMES`]:
 ///
 /// ```text
-///  n c s s p M r f w x y t d s r t p s e b t t l i m s s m m m
-///      v c     v w       o m t t h c r x   i y a f c i m g p t
+///  n c s s p M r f w x y t d s r t p s e b t t l i m s s m m m p
+///      v c     v w       o m t t h c r x   i y a f c i m g p t p
 /// ```
 const TABLE: [&[u8; NOPT]; 20] = [
-    /* add-service    */ b"xx+   xxxxxxxxxxxxx xxxxxxxxxx",
-    /* edit-service   */ b"xx+   xxxxxxxxxxxxx xxxxxxxxxx",
-    /* delete-service */ b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* flush          */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* list           */ b" 11xxxxxxxx11      x xxxxxxxxx",
-    /* add-server     */ b"xx+xxx+    xxxxxxxxxx xxxxxxxx",
-    /* delete-server  */ b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxx",
-    /* edit-server    */ b"xx+xxx+    xxxxxxxxxx xxxxxxxx",
-    /* set            */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* restore        */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* save           */ b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* zero           */ b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* add-laddr      */ b"xx+xxxxxxxxxxxxxxxxxxx+ xxxxxx",
-    /* del-laddr      */ b"xx+xxxxxxxxxxxxxxxxxxx+ xxxxxx",
-    /* get-laddr      */ b" x xxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* reload         */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* stats          */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* start-daemon   */ b"xxxxxxxxxxxxxxxxxxxxxxxx      ",
-    /* stop-daemon    */ b"xxxxxxxxxxxxxxxxxxxxxxxxx xxxx",
-    /* sync-status    */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* add-service    */ b"xx+   xxxxxxxxxxxxx xxxxxxxxxxx",
+    /* edit-service   */ b"xx+   xxxxxxxxxxxxx xxxxxxxxxxx",
+    /* delete-service */ b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* flush          */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* list           */ b" 11xxxxxxxx11      x xxxxxxxxxx",
+    /* add-server     */ b"xx+xxx+    xxxxxxxxxx xxxxxxxx ",
+    /* delete-server  */ b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxx",
+    /* edit-server    */ b"xx+xxx+    xxxxxxxxxx xxxxxxxx ",
+    /* set            */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* restore        */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* save           */ b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* zero           */ b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* add-laddr      */ b"xx+xxxxxxxxxxxxxxxxxxx+ xxxxxxx",
+    /* del-laddr      */ b"xx+xxxxxxxxxxxxxxxxxxx+ xxxxxxx",
+    /* get-laddr      */ b" x xxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* reload         */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* stats          */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* start-daemon   */ b"xxxxxxxxxxxxxxxxxxxxxxxx      x",
+    /* stop-daemon    */ b"xxxxxxxxxxxxxxxxxxxxxxxxx xxxxx",
+    /* sync-status    */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
 ];
 
 /// Does an option take a value?
@@ -225,6 +228,7 @@ enum Tok {
     McastGroup,
     McastPort,
     McastTtl,
+    ProxyProtocol,
     /// An ipvsadm option xvs does not implement, with the reason.
     Unsupported(&'static str),
 }
@@ -339,6 +343,7 @@ const OPTIONS: &[(&str, Option<char>, Arg, Tok)] = &[
     ("mcast-group", None, Arg::Required, Tok::McastGroup),
     ("mcast-port", None, Arg::Required, Tok::McastPort),
     ("mcast-ttl", None, Arg::Required, Tok::McastTtl),
+    ("proxy-protocol", None, Arg::Required, Tok::ProxyProtocol),
     ("sync-status", None, Arg::No, Tok::Cmd(Cmd::SyncStatus)),
     (
         "tun-port",
@@ -398,6 +403,7 @@ fn opt_of(tok: Tok) -> Option<Opt> {
         Tok::McastGroup => Opt::McastGroup,
         Tok::McastPort => Opt::McastPort,
         Tok::McastTtl => Opt::McastTtl,
+        Tok::ProxyProtocol => Opt::ProxyProtocol,
         _ => return None,
     })
 }
@@ -422,6 +428,7 @@ struct Acc {
     v6: bool,
     laddr: Option<IpAddr>,
     ifname: Option<String>,
+    proxy: Option<crate::wire::proxy::Version>,
     /// `--start-daemon` / `--stop-daemon`'s state and the daemon options.
     role: Option<Role>,
     daemon: DaemonConf,
@@ -531,6 +538,11 @@ impl Acc {
                 }
                 _ => return Err(UsageError::new("illegal tunnel type specified")),
             },
+            Tok::ProxyProtocol => {
+                self.proxy = Some(crate::wire::proxy::Version::from_name(v).ok_or_else(|| {
+                    UsageError::new("illegal proxy-protocol specified (v1 or v2)")
+                })?)
+            }
             Tok::Laddr => {
                 self.laddr = Some(v.parse().map_err(|_| {
                     UsageError::new(format!("illegal local address `{v}' specified"))
@@ -788,6 +800,11 @@ fn finish(mut acc: Acc) -> Result<Command, UsageError> {
                     "Tunnel options conflict with forward method",
                 ));
             }
+            if acc.proxy.is_some() && !matches!(fwd, FwdMethod::Nat | FwdMethod::FullNat) {
+                return Err(UsageError::new(
+                    "--proxy-protocol needs masquerading (-m) or --fullnat",
+                ));
+            }
             let spec = DestSpec {
                 svc,
                 addr,
@@ -796,6 +813,7 @@ fn finish(mut acc: Acc) -> Result<Command, UsageError> {
                 weight: acc.weight.unwrap_or(1),
                 u_threshold: acc.u_threshold,
                 l_threshold: acc.l_threshold,
+                proxy: acc.proxy,
             };
             if cmd == Cmd::AddDest {
                 Command::AddDest(spec)
@@ -1300,6 +1318,9 @@ mod tests {
             ("-a -t 10.0.0.1:80 -r 10.0.1.1 -w -1", "illegal weight specified"),
             ("-a -t 10.0.0.1:80 -r 10.0.1.1 -x x", "illegal u_threshold specified"),
             ("-a -t 10.0.0.1:80 -r 10.0.1.1 -y 1.5", "illegal l_threshold specified"),
+            ("-a -t 10.0.0.1:80 -r 10.0.1.1 -m --proxy-protocol v3", "illegal proxy-protocol specified (v1 or v2)"),
+            ("-a -t 10.0.0.1:80 -r 10.0.1.1 -g --proxy-protocol v1", "--proxy-protocol needs masquerading (-m) or --fullnat"),
+            ("-A -t 10.0.0.1:80 --proxy-protocol v1", "Illegal 'proxy-protocol' option with the 'add-service' command"),
             ("-a -t 10.0.0.1:80 -r 10.0.1.1 -w 1 -w 2", "multiple 'weight' options specified"),
             ("-a -t 10.0.0.1:80 -r 10.0.1.1 -m -g", "multiple 'forwarding-method' options specified"),
             ("-A -t 10.0.0.1:80 -a", "multiple commands specified"),

@@ -110,6 +110,9 @@ fn save_service(out: &mut String, model: &Model, s: &Service) {
         if d.l_threshold != 0 {
             let _ = write!(out, " -y {}", d.l_threshold);
         }
+        if let Some(v) = d.proxy {
+            let _ = write!(out, " --proxy-protocol {}", v.name());
+        }
         out.push('\n');
     }
 }
@@ -242,6 +245,7 @@ mod tests {
                     fwd,
                     u_threshold: u,
                     l_threshold: l,
+                    proxy: None,
                 }
             })
     }
