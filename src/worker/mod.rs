@@ -779,7 +779,9 @@ impl Worker {
                 // server's `toa` module reads.
                 // (Never in a fragment: the option would move the data
                 // under the offsets of the fragments that follow.)
-                let toa = snap.toa && was == TcpState::SynRecv as u8 && m.tcp_flags & (tcp_flags::ACK | tcp_flags::SYN | tcp_flags::RST) == tcp_flags::ACK && m.frag == 0;
+                // (Not for a real server that takes the PROXY protocol
+                // instead: one way to say who the client is.)
+                let toa = snap.toa && c.in_pkts & SEQ_ADJ == 0 && was == TcpState::SynRecv as u8 && m.tcp_flags & (tcp_flags::ACK | tcp_flags::SYN | tcp_flags::RST) == tcp_flags::ACK && m.frag == 0;
                 xmit::fullnat::xmit_in(fr, m, c, &snap.links, toa).map(|(p, added)| {
                     match added {
                         Some(Ok(())) => self.counters.toa_added += 1,
