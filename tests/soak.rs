@@ -137,7 +137,11 @@ impl Tally {
         match r {
             Ok(()) => self.ok.fetch_add(1, Ordering::Relaxed),
             Err(e) => {
-                eprintln!("soak: {what} failed: {e}");
+                // The wall-clock time and the host's load, to lay a failure
+                // beside the director's counters and what else ran.
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+                eprintln!("soak: {what} failed at unix {now} (load {}): {e}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
                 self.failed.fetch_add(1, Ordering::Relaxed)
             }
         };
