@@ -450,7 +450,7 @@ mod tests {
         c.drop(DropReason::NoDest);
         c.fwd[2][1] = 7;
         let p = c.pairs();
-        assert_eq!(p.len(), 4 + 8 + 14 + DropReason::COUNT + PassReason::COUNT);
+        assert_eq!(p.len(), 4 + 8 + 16 + DropReason::COUNT + PassReason::COUNT);
         assert!(p.contains(&("drop_no_dest".to_string(), 1)));
         assert!(p.contains(&("fwd_nat_out".to_string(), 7)));
         let r = c.render();

@@ -11,6 +11,7 @@ use crate::wire::tcp_flags::*;
 use crate::wire::{be16, tcpseq};
 
 /// A client or server segment with these numbers (and options).
+#[allow(clippy::too_many_arguments)]
 fn seg(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
     let mut f = tcp4(src, sport, dst, dport, flags, payload);
     f[14 + 20 + 4..14 + 20 + 8].copy_from_slice(&seq.to_be_bytes());

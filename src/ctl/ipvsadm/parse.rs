@@ -1287,6 +1287,11 @@ mod tests {
         );
         let x = d("-a -t 10.0.0.1:80 -r 10.0.1.1:8080 --fullnat");
         assert_eq!((x.fwd, x.port), (FwdMethod::FullNat, 8080));
+        assert_eq!(x.proxy, None);
+        let x = d("-a -t 10.0.0.1:80 -r 10.0.1.1:8080 --fullnat --proxy-protocol v2");
+        assert_eq!((x.fwd, x.proxy), (FwdMethod::FullNat, Some(crate::wire::proxy::Version::V2)));
+        let x = d("-e -t 10.0.0.1:80 -r 10.0.1.1:8080 -m --proxy-protocol=v1");
+        assert_eq!((x.fwd, x.proxy), (FwdMethod::Nat, Some(crate::wire::proxy::Version::V1)));
         let x = d("-a -f 7 -r 10.0.1.1 -g");
         assert_eq!((x.svc, x.port), (SvcAddr::Mark { mark: 7, v6: false }, 0));
         let x = d("-e -f 7 -6 -r [2001:db8::2]:0 -m");

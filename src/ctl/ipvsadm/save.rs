@@ -245,7 +245,11 @@ mod tests {
                     fwd,
                     u_threshold: u,
                     l_threshold: l,
-                    proxy: None,
+                    proxy: match (fwd, weight % 3) {
+                        (FwdMethod::Nat | FwdMethod::FullNat, 1) => Some(crate::wire::proxy::Version::V1),
+                        (FwdMethod::Nat | FwdMethod::FullNat, 2) => Some(crate::wire::proxy::Version::V2),
+                        _ => None,
+                    },
                 }
             })
     }
