@@ -416,11 +416,26 @@ fn run_director(
             log::warn!("reload: the interface list changed ({ifaces:?}); interfaces change only with a restart");
         }
         if c.daemon != started_conf {
-            log::warn!("reload: control_socket, metrics and [monitor] change only with a restart");
+            log::warn!("reload: control_socket, metrics, [monitor] and [announce] change only with a restart");
         }
         Ok(c)
     });
     let origin = config.clone().unwrap_or_else(|| PathBuf::from(NO_CONFIG));
+    // VIP announcement (docs/scale-out.md): a TUN device whose routes a
+    // routing daemon exports; it dies with this process.
+    let mut announcer = match conf.daemon.announce.as_ref().map(xvs::daemon::announce::Announcer::start) {
+        None => None,
+        Some(Ok(a)) => Some(a),
+        Some(Err(e)) => {
+            log::error!("{e}");
+            if let Ok(s) = Arc::try_unwrap(sync) {
+                s.stop();
+            }
+            health.stop();
+            running.stop();
+            return ExitCode::from(1);
+        }
+    };
     let ops = match Operator::start(&d, &health, &origin, reloader, listen, conf.daemon, (sync.clone(), sync_conf)) {
         Ok(o) => o,
         Err(e) => {
@@ -440,6 +455,9 @@ fn run_director(
             break;
         }
         service.tick(&d);
+        if let Some(a) = announcer.as_mut() {
+            a.update(&d.snapshot());
+        }
         if signals::take_reload() {
             service.reloading();
             let _ = ops.handler.reload();
@@ -448,6 +466,11 @@ fn run_director(
         std::thread::sleep(Duration::from_millis(50));
     }
     service.stopping();
+    // Withdrawn first: the routers move the flows to the other directors
+    // while this one still forwards what is on its way.
+    if let Some(a) = announcer.as_mut() {
+        a.withdraw_all();
+    }
     log::info!("stopping");
     drop(ops);
     // The sync thread waits on the workers' walks: it stops before them.
@@ -704,13 +727,14 @@ fn check_config(path: PathBuf) -> ExitCode {
         Ok(s) => {
             println!("{}: ok", path.display());
             println!(
-                "  global: max_conns {} per worker, expire_nodest_conn {}, expire_quiescent_template {}, conn_reuse_mode {}, drop_entry {}, toa {}, shard prefix /{} /{}, icmp errors {}/s burst {}",
+                "  global: max_conns {} per worker, expire_nodest_conn {}, expire_quiescent_template {}, conn_reuse_mode {}, drop_entry {}, toa {}, sloppy_tcp {}, shard prefix /{} /{}, icmp errors {}/s burst {}",
                 s.max_conns,
                 s.expire_nodest_conn,
                 s.expire_quiescent_template,
                 s.conn_reuse_mode,
                 s.drop_entry,
                 s.toa,
+                s.sloppy_tcp,
                 s.shard_prefix.0,
                 s.shard_prefix.1,
                 s.icmp_limit.0,

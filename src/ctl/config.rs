@@ -191,6 +191,9 @@ pub struct DaemonConf {
     pub control_socket_group: Option<u32>,
     /// The monitor (`[monitor]`; `None` without the table).
     pub monitor: Option<crate::monitor::MonitorConf>,
+    /// VIP announcement for a routing daemon (`[announce]`; `None`
+    /// without the table).
+    pub announce: Option<crate::daemon::announce::AnnounceConf>,
 }
 
 /// The metrics endpoint unless the config says otherwise: localhost only,
@@ -204,6 +207,7 @@ impl Default for DaemonConf {
             metrics: DEFAULT_METRICS.parse().ok(),
             control_socket_group: None,
             monitor: None,
+            announce: None,
         }
     }
 }
@@ -328,6 +332,15 @@ struct RawConfig {
     service: Vec<RawService>,
     monitor: Option<crate::monitor::conf::RawMonitor>,
     sync: Option<crate::sync::conf::RawSync>,
+    announce: Option<RawAnnounce>,
+}
+
+/// `[announce]` as written (docs/scale-out.md).
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawAnnounce {
+    table: i64,
+    device: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -340,6 +353,7 @@ struct RawGlobal {
     icmp_msgs_burst: Option<i64>,
     toa: Option<bool>,
     expire_quiescent_template: Option<bool>,
+    sloppy_tcp: Option<bool>,
     max_conns: Option<i64>,
     shard_prefix_v4: Option<i64>,
     shard_prefix_v6: Option<i64>,
@@ -624,6 +638,12 @@ impl<'i> Doc<'i> {
                 let gid = crate::daemon::privs::group_id(group).map_err(|e| self.invalid(Bad { path, why: e.to_string() }))?;
                 d.control_socket_group = Some(gid);
             }
+        }
+        if let Some(a) = &self.raw.announce {
+            d.announce = Some(
+                crate::daemon::announce::AnnounceConf::new(a.table, a.device.as_deref())
+                    .map_err(|(field, why)| self.invalid(Bad { path: root("announce").key(field), why }))?,
+            );
         }
         if let Some(m) = &self.raw.monitor {
             use crate::monitor::conf::PathSeg;
@@ -986,6 +1006,7 @@ fn build_model(raw: &RawConfig) -> V<Model> {
         m.expire_quiescent_template = g.expire_quiescent_template.unwrap_or(m.expire_quiescent_template);
         m.drop_entry = g.drop_entry.unwrap_or(m.drop_entry);
         m.toa = g.toa.unwrap_or(m.toa);
+        m.sloppy_tcp = g.sloppy_tcp.unwrap_or(m.sloppy_tcp);
         if let Some(n) = g.conn_reuse_mode {
             m.conn_reuse_mode = range(n, 0, 3, &root("global").key("conn_reuse_mode"))? as u8;
         }
@@ -1503,6 +1524,7 @@ expire_nodest_conn = true
 conn_reuse_mode = 3
 drop_entry = false
 toa = false
+sloppy_tcp = true
 max_conns = 1000
 icmp_msgs_per_sec = 200
 icmp_msgs_burst = 20
@@ -1713,6 +1735,7 @@ scheduler = "rr"
             max_conns: 1000,
             expire_quiescent_template: false,
             shard_prefix: crate::ctl::model::DEFAULT_SHARD_PREFIX,
+            sloppy_tcp: true,
         };
         assert_eq!(got, want);
         // The compiled form agrees: the group answers on every member.
@@ -1758,6 +1781,8 @@ persistence = 300
         assert_eq!(m.max_conns, crate::ctl::model::DEFAULT_MAX_CONNS);
         assert!(!m.expire_nodest_conn);
         assert_eq!(m.conn_reuse_mode, 1, "IPVS's default");
+        assert!(!m.sloppy_tcp, "IPVS's default");
+        assert!(load_str("[global]\nsloppy_tcp = true", "t.toml").unwrap().sloppy_tcp);
         assert!(m.drop_entry && m.toa);
         assert_eq!((m.icmp_msgs_per_sec, m.icmp_msgs_burst), (1000, 50), "the kernel's defaults");
         // An IPv4 service defaults to /32.
@@ -1799,6 +1824,20 @@ persistence = 300
         assert_eq!(d.control_socket_group, None);
         let d = load_config_str("[global]\ncontrol_socket_group = \"root\"\n", "t").unwrap().daemon;
         assert_eq!(d.control_socket_group, Some(0));
+        assert_eq!(d.announce, None);
+        let d = load_config_str("[announce]\ntable = 100\n", "t").unwrap().daemon;
+        let a = d.announce.unwrap();
+        assert_eq!((a.table, a.device.as_str()), (100, "xvs-announce"));
+        let d = load_config_str("[announce]\ntable = 7\ndevice = \"vips\"\n", "t").unwrap().daemon;
+        assert_eq!(d.announce.unwrap().device, "vips");
+        for (text, path, why) in [
+            ("[announce]\ntable = 254", "announce.table", "254 is not a routing table of its own"),
+            ("[announce]\ntable = 100\ndevice = \"a/b\"", "announce.device", "'a/b' is not an interface name"),
+        ] {
+            let e = load_config_str(text, "t").unwrap_err();
+            assert_eq!(e.path(), Some(path), "{e}");
+            assert!(e.to_string().contains(why), "{e}");
+        }
     }
 
     /// `(config, expected field path, expected part of the reason)`.
@@ -1813,6 +1852,9 @@ persistence = 300
             ("[global]\nconn_reuse_mode = 4".to_string(), "global.conn_reuse_mode", "4 exceeds 3"),
             ("[global]\nconn_reuse_mode = true".to_string(), "global.conn_reuse_mode", "expected an integer"),
             ("[global]\ndrop_entry = \"yes\"".to_string(), "global.drop_entry", "expected a boolean"),
+            ("[global]\nsloppy_tcp = 1".to_string(), "global.sloppy_tcp", "expected a boolean"),
+            ("[announce]\ndevice = \"x\"".to_string(), "announce", "missing field `table`"),
+            ("[announce]\ntable = 100\nbgp = true".to_string(), "announce.bgp", "unknown field `bgp`"),
             ("[global]\nicmp_msgs_per_sec = -1".to_string(), "global.icmp_msgs_per_sec", "below 0"),
             ("[global]\nicmp_msgs_burst = 0".to_string(), "global.icmp_msgs_burst", "below 1"),
             ("[global]\ntoa = 1".to_string(), "global.toa", "expected a boolean"),
@@ -2384,6 +2426,7 @@ persistence = 300
                     ("icmp_msgs_burst", INT),
                     ("toa", BOOL),
                     ("expire_quiescent_template", BOOL),
+                    ("sloppy_tcp", BOOL),
                     ("max_conns", INT),
                     ("shard_prefix_v4", INT),
                     ("shard_prefix_v6", INT),

@@ -181,6 +181,10 @@ pub enum Command {
         tcpfin: u32,
         udp: u32,
     },
+    /// xvs: `--sloppy-tcp on|off`, IPVS's `sloppy_tcp` sysctl (ipvsadm
+    /// has no option for it): schedule a TCP packet of an unknown flow
+    /// that is not a SYN (nor a RST) instead of dropping it.
+    SetSloppyTcp(bool),
     /// `-Z [service]`: zero the counters.
     Zero(Option<SvcAddr>),
     List(ListOpts),

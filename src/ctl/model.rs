@@ -201,6 +201,16 @@ pub struct Model {
     /// like IPVS's. The snapshot uses the smaller of this and every
     /// persistence netmask ([`crate::ctl::snapshot::Snapshot::shard_prefix`]).
     pub shard_prefix: (u8, u8),
+    /// IPVS `sloppy_tcp`: a TCP packet of a flow no connection knows (an
+    /// ACK in mid-connection: ECMP moved the flow here from another
+    /// director, or this director restarted) is scheduled like a SYN
+    /// instead of dropped; its connection starts in the state IPVS's state
+    /// table gives that packet (an ACK: ESTABLISHED). RST is never
+    /// scheduled. With `mh`, every director picks the same real server, so
+    /// a DR/TUN flow carries on across directors (docs/scale-out.md).
+    /// IPVS has no `sloppy_udp`: a UDP datagram of an unknown flow is
+    /// always scheduled, by IPVS and by xvs.
+    pub sloppy_tcp: bool,
 }
 
 /// The kernel's defaults of `net.ipv4.icmp_msgs_per_sec` and
@@ -227,6 +237,7 @@ impl Default for Model {
             max_conns: DEFAULT_MAX_CONNS,
             expire_quiescent_template: false,
             shard_prefix: DEFAULT_SHARD_PREFIX,
+            sloppy_tcp: false,
         }
     }
 }

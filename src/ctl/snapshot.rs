@@ -92,6 +92,8 @@ pub struct Snapshot {
     pub max_conns: usize,
     /// IPVS `expire_quiescent_template`.
     pub expire_quiescent_template: bool,
+    /// IPVS `sloppy_tcp` ([`Model::sloppy_tcp`]).
+    pub sloppy_tcp: bool,
     /// Prefix lengths (IPv4, IPv6) of the client address that decide which
     /// worker owns a flow: the model's `shard_prefix`, made coarser where a
     /// service's persistence netmask is, so a persistent client (subnet)
@@ -147,6 +149,7 @@ impl Snapshot {
             links: Vec::new(),
             max_conns: model.max_conns.max(1),
             expire_quiescent_template: model.expire_quiescent_template,
+            sloppy_tcp: model.sloppy_tcp,
             shard_prefix: model.shard_prefix,
             svc_map: HashMap::new(),
             vips: HashSet::new(),
@@ -394,6 +397,11 @@ impl Snapshot {
             .get(&SvcMapKey { proto, addr, port })
             .or_else(|| self.svc_map.get(&SvcMapKey { proto, addr, port: 0 }))
             .copied()
+    }
+
+    /// The addresses of service `svc` (one, or a group's members').
+    pub fn vips_of(&self, svc: u32) -> impl Iterator<Item = IpAddr> + '_ {
+        self.svc_map.iter().filter(move |(_, &s)| s == svc).map(|(k, _)| k.addr)
     }
 
     /// `addr` is the address of some service.
@@ -702,5 +710,79 @@ mod tests {
             assert!(e.to_string().contains(want), "{e} should contain {want}");
             assert!(e.to_string().starts_with("service "), "{e} should name the service");
         }
+    }
+
+    /// The mh configuration of the cross-process test: 40 real servers of
+    /// mixed weights (every `skip`-th left out), in a TOML file as an
+    /// operator writes it.
+    fn mh_config(skip: Option<usize>) -> String {
+        let mut t = String::from("[[service]]\nproto = \"tcp\"\nvip = \"10.0.0.100\"\nport = 80\nscheduler = \"mh\"\n");
+        for i in 0..40usize {
+            if Some(i) == skip {
+                continue;
+            }
+            t += &format!("[[service.real_server]]\nip = \"10.0.{}.{}\"\nweight = {}\nmode = \"dr\"\n", 1 + i / 200, 1 + i % 200, 1 + i % 3);
+        }
+        t
+    }
+
+    /// The mh table of `config`'s only service, as the addresses of the
+    /// real servers at each position (what a director sends there).
+    fn mh_positions(config: &str) -> Vec<String> {
+        let m = crate::ctl::config::load_str(config, "mh.toml").unwrap();
+        let s = Snapshot::build(&m, None).unwrap();
+        let svc = &s.services[0];
+        let crate::ipvs::sched::SchedTable::Mh(t) = &svc.table else { panic!("not an mh table") };
+        let dests = &s.dests[svc.dests.clone()];
+        t.positions().map(|p| p.map_or("-".to_string(), |i| dests[i].addr.to_string())).collect()
+    }
+
+    /// The child half of `mh_tables_agree_across_processes`: with
+    /// `XVS_MH_DUMP` set, writes the full table and the table without
+    /// real server 17 to that file; otherwise nothing.
+    #[test]
+    fn mh_table_dump_child() {
+        let Ok(path) = std::env::var("XVS_MH_DUMP") else { return };
+        let out = format!("{}\n{}\n", mh_positions(&mh_config(None)).join(","), mh_positions(&mh_config(Some(17))).join(","));
+        std::fs::write(path, out).unwrap();
+    }
+
+    /// Scale-out behind ECMP rests on this (docs/scale-out.md): two
+    /// directors — here two processes, each with its own hash seeds,
+    /// address layout and allocation order — build the same mh table from
+    /// the same configuration, position for position; and removing one
+    /// real server moves its share and under 1 % of the table besides.
+    #[test]
+    fn mh_tables_agree_across_processes() {
+        if std::env::var("XVS_MH_DUMP").is_ok() {
+            return;
+        }
+        let exe = std::env::current_exe().unwrap();
+        let dump = |n: usize| {
+            let path = std::env::temp_dir().join(format!("xvs-mh-{}-{n}.txt", std::process::id()));
+            let st = std::process::Command::new(&exe)
+                .args(["--exact", "ctl::snapshot::tests::mh_table_dump_child", "--test-threads=1", "--quiet"])
+                .env("XVS_MH_DUMP", &path)
+                .stdout(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(st.success(), "child {n}: {st}");
+            let text = std::fs::read_to_string(&path).unwrap();
+            let _ = std::fs::remove_file(&path);
+            let mut lines = text.lines().map(|l| l.split(',').map(str::to_string).collect::<Vec<_>>());
+            (lines.next().unwrap(), lines.next().unwrap())
+        };
+        let (full_a, less_a) = dump(1);
+        let (full_b, less_b) = dump(2);
+        assert_eq!(full_a.len(), crate::ipvs::sched::mh::MH_TAB_SIZE);
+        assert!(full_a == full_b, "the two processes' tables differ");
+        assert!(less_a == less_b, "the two processes' tables without one server differ");
+        // And this process agrees with both.
+        assert!(mh_positions(&mh_config(None)) == full_a);
+        let removed = "10.0.1.18";
+        let on_removed = full_a.iter().filter(|a| *a == removed).count();
+        let others = full_a.iter().zip(&less_b).filter(|(a, b)| *a != removed && a != b).count();
+        assert!(on_removed > 0 && less_b.iter().all(|b| b != removed && b != "-"));
+        assert!(others * 100 < full_a.len(), "{others} positions of other servers moved");
     }
 }

@@ -94,6 +94,7 @@ fn summary(cmd: &Command) -> String {
         }
         Command::Clear => "clear every service".into(),
         Command::SetTimeouts { tcp, tcpfin, udp } => format!("timeouts {tcp} {tcpfin} {udp}"),
+        Command::SetSloppyTcp(on) => format!("sloppy_tcp {}", if *on { "on" } else { "off" }),
         Command::Restore { rules } => format!("restore {} line(s)", rules.lines().count()),
         Command::AddLaddr { svc: s, addr, .. } => format!("add local address {addr} to {}", svc(s)),
         Command::DelLaddr { svc: s, addr, .. } => format!("delete local address {addr} of {}", svc(s)),

@@ -255,6 +255,7 @@ fn same_forwarding(a: &Snapshot, b: &Snapshot) -> bool {
         && a.icmp_limit == b.icmp_limit
         && a.toa == b.toa
         && a.expire_quiescent_template == b.expire_quiescent_template
+        && a.sloppy_tcp == b.sloppy_tcp
         && a.max_conns == b.max_conns
 }
 

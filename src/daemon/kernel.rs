@@ -389,6 +389,53 @@ impl Rtnl {
     }
 }
 
+impl Rtnl {
+    /// Sets link `index` up (`ip link set IF up`).
+    ///
+    /// # Errors
+    /// The kernel refused.
+    pub fn link_up(&mut self, index: u32) -> Result<(), NetError> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        m.header.flags = LinkFlags::Up;
+        m.header.change_mask = LinkFlags::Up;
+        self.request(RouteNetlinkMessage::SetLink(m), NLM_F_REQUEST | NLM_F_ACK, "set link up").map(drop)
+    }
+
+    /// Adds (`add`) or deletes the host route `addr/32` (`/128`) out of
+    /// link `index` in routing table `table`, protocol `static` — `ip
+    /// route replace|del ADDR dev IF table T proto static`. What an
+    /// announcement is (`daemon::announce`).
+    ///
+    /// # Errors
+    /// The kernel refused; deleting a route that is not there is no error.
+    pub fn host_route(&mut self, table: u32, addr: IpAddr, index: u32, add: bool) -> Result<(), NetError> {
+        use netlink_packet_route::route::{RouteHeader, RouteProtocol, RouteScope};
+        let mut m = RouteMessage::default();
+        m.header.address_family = family(addr);
+        m.header.destination_prefix_length = if addr.is_ipv4() { 32 } else { 128 };
+        m.header.table = if table < 256 { table as u8 } else { RouteHeader::RT_TABLE_UNSPEC };
+        m.header.protocol = RouteProtocol::Static;
+        m.header.scope = if add { RouteScope::Link } else { RouteScope::NoWhere };
+        m.header.kind = RouteType::Unicast;
+        m.attributes.push(RouteAttribute::Table(table));
+        m.attributes.push(RouteAttribute::Destination(match addr {
+            IpAddr::V4(a) => RouteAddress::Inet(a),
+            IpAddr::V6(a) => RouteAddress::Inet6(a),
+        }));
+        m.attributes.push(RouteAttribute::Oif(index));
+        if add {
+            self.request(RouteNetlinkMessage::NewRoute(m), NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, "add route")
+                .map(drop)
+        } else {
+            match self.request(RouteNetlinkMessage::DelRoute(m), NLM_F_REQUEST | NLM_F_ACK, "delete route") {
+                Err(NetError::Netlink { source, .. }) if source.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+                r => r.map(drop),
+            }
+        }
+    }
+}
+
 fn family(a: IpAddr) -> AddressFamily {
     if a.is_ipv4() {
         AddressFamily::Inet

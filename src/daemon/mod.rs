@@ -17,6 +17,7 @@
 //!   notification and every second) and prompts the kernel to resolve the
 //!   next hops nobody knows yet.
 
+pub mod announce;
 pub mod conns;
 pub mod control;
 pub mod director;

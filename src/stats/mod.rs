@@ -214,6 +214,9 @@ pub struct WorkerCounters {
     /// Embryonic connections ended early to make room in a full table
     /// (drop_entry: SYN flood defense).
     pub evicted_conns: u64,
+    /// Connections made from a TCP packet other than a SYN (`sloppy_tcp`:
+    /// a flow ECMP moved here from another director); also in `new_conns`.
+    pub sloppy_conns: u64,
     /// FULLNAT handshake ACKs given the client's address (TOA option).
     pub toa_added: u64,
     /// FULLNAT handshake ACKs sent without it: no option space, the
@@ -327,6 +330,7 @@ impl WorkerCounters {
         self.expired_conns += o.expired_conns;
         self.reused_conns += o.reused_conns;
         self.evicted_conns += o.evicted_conns;
+        self.sloppy_conns += o.sloppy_conns;
         self.toa_added += o.toa_added;
         self.toa_skipped += o.toa_skipped;
         self.proxy_headers += o.proxy_headers;
@@ -366,6 +370,7 @@ impl WorkerCounters {
         v.push(("expired_conns".into(), self.expired_conns));
         v.push(("reused_conns".into(), self.reused_conns));
         v.push(("evicted_conns".into(), self.evicted_conns));
+        v.push(("sloppy_conns".into(), self.sloppy_conns));
         v.push(("toa_added".into(), self.toa_added));
         v.push(("toa_skipped".into(), self.toa_skipped));
         v.push(("proxy_headers".into(), self.proxy_headers));
@@ -402,6 +407,9 @@ impl WorkerCounters {
         let _ = writeln!(s, "connections  new {:>11}  expired {:>8}", self.new_conns, self.expired_conns);
         if self.reused_conns > 0 {
             let _ = writeln!(s, "  ended by a SYN reusing their ports {}", self.reused_conns);
+        }
+        if self.sloppy_conns > 0 {
+            let _ = writeln!(s, "  picked up in mid-connection (sloppy_tcp) {}", self.sloppy_conns);
         }
         if self.evicted_conns > 0 {
             let _ = writeln!(s, "  embryonic, evicted from a full table {}", self.evicted_conns);
@@ -450,7 +458,7 @@ mod tests {
         c.drop(DropReason::NoDest);
         c.fwd[2][1] = 7;
         let p = c.pairs();
-        assert_eq!(p.len(), 4 + 8 + 16 + DropReason::COUNT + PassReason::COUNT);
+        assert_eq!(p.len(), 4 + 8 + 17 + DropReason::COUNT + PassReason::COUNT);
         assert!(p.contains(&("drop_no_dest".to_string(), 1)));
         assert!(p.contains(&("fwd_nat_out".to_string(), 7)));
         let r = c.render();

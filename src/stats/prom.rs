@@ -90,7 +90,7 @@ impl Out {
 pub fn render(v: &MetricsView<'_>) -> String {
     let mut o = Out(String::new());
     type Get = fn(&WorkerCounters) -> u64;
-    let per_worker: [(&str, &str, Get); 20] = [
+    let per_worker: [(&str, &str, Get); 21] = [
         ("xvs_rx_packets_total", "Frames received.", |c| c.rx_packets),
         ("xvs_rx_bytes_total", "Bytes received.", |c| c.rx_bytes),
         ("xvs_tx_packets_total", "Frames transmitted.", |c| c.tx_packets),
@@ -98,6 +98,7 @@ pub fn render(v: &MetricsView<'_>) -> String {
         ("xvs_new_connections_total", "Connections scheduled.", |c| c.new_conns),
         ("xvs_expired_connections_total", "Connections expired.", |c| c.expired_conns),
         ("xvs_reused_connections_total", "Connections ended early by a client SYN reusing their ports (conn_reuse_mode), the SYN scheduled afresh.", |c| c.reused_conns),
+        ("xvs_sloppy_connections_total", "Connections made from a TCP packet other than a SYN (sloppy_tcp: a flow moved here in mid-connection); also in xvs_new_connections_total.", |c| c.sloppy_conns),
         ("xvs_evicted_connections_total", "Embryonic (SYN_RECV) connections evicted to make room in a full table (drop_entry).", |c| c.evicted_conns),
         ("xvs_toa_added_total", "FULLNAT handshake ACKs given the client's address in a TOA option.", |c| c.toa_added),
         ("xvs_toa_skipped_total", "FULLNAT handshake ACKs sent without TOA: no option space, MTU or headroom.", |c| c.toa_skipped),

@@ -959,7 +959,13 @@ impl Worker {
         // IPVS schedules TCP only on a SYN; one that also carries FIN or
         // RST, port 0 and martian sources are refused before anything is
         // scheduled or counted (see `admissible`).
-        if m.proto == proto::TCP && m.tcp_flags & tcp_flags::SYN == 0 {
+        // With sloppy_tcp (IPVS's sysctl) any segment but a RST is
+        // scheduled: a flow ECMP moved here from another director in
+        // mid-connection carries on (with mh, to the same real server).
+        // The state machine then gives it the state IPVS would (an ACK:
+        // ESTABLISHED).
+        let sloppy = m.proto == proto::TCP && m.tcp_flags & tcp_flags::SYN == 0;
+        if sloppy && (!self.snap.sloppy_tcp || m.tcp_flags & tcp_flags::RST != 0) {
             return Verdict::Drop(DropReason::NoConn);
         }
         if let Err(r) = self.admissible(m, k) {
@@ -1104,7 +1110,11 @@ impl Worker {
         l.overloaded = dest.shared.overloaded();
         self.dstats[di].conns += 1;
         self.counters.new_conns += 1;
-        if let Some(v) = dest.proxy.filter(|_| m.proto == proto::TCP && matches!(dest.fwd, FwdMethod::Nat | FwdMethod::FullNat)) {
+        self.counters.sloppy_conns += sloppy as u64;
+        // Only a connection opened by the client's SYN knows where its
+        // stream starts (a sloppy_tcp one taken over mid-stream does not:
+        // it goes unadjusted, docs/modes.md).
+        if let Some(v) = dest.proxy.filter(|_| m.tcp_flags & tcp_flags::SYN != 0 && m.proto == proto::TCP && matches!(dest.fwd, FwdMethod::Nat | FwdMethod::FullNat)) {
             self.seq_adj_open::<A>(idx, v);
         }
         self.forward::<A, false>(fr, m, idx, Dir::In)
@@ -1121,7 +1131,8 @@ impl Worker {
     /// [`DropReason::Martian`].
     #[inline]
     fn admissible<A: Ip>(&self, m: &Meta, k: &Key<A>) -> Result<(), DropReason> {
-        if m.tcp_flags & (tcp_flags::FIN | tcp_flags::RST) != 0 {
+        // A SYN with FIN or RST; a sloppy FIN alone is a flow's end.
+        if m.tcp_flags & tcp_flags::SYN != 0 && m.tcp_flags & (tcp_flags::FIN | tcp_flags::RST) != 0 {
             return Err(DropReason::BadSyn);
         }
         if k.sport == 0 || k.dport == 0 {

@@ -1736,3 +1736,60 @@ fn least_connection_counts_are_global_across_workers() {
     one(&mut w, 1000 * SEC, tcp4([198, 51, 100, 9], 1, [10, 0, 0, 9], 1, ACK, b""));
     assert_eq!(snap.dests[0].shared.get(), DestLoad::default(), "released");
 }
+
+/// IPVS's `sloppy_tcp` (`tcp_conn_schedule`): a mid-connection packet of a
+/// flow this director does not know — ECMP moved it here — is scheduled
+/// instead of dropped, in the state IPVS's table gives it; RST never is.
+/// With mh, the server is the one another director chose on the SYN.
+#[test]
+fn sloppy_tcp_schedules_a_mid_connection_packet_as_ipvs_does() {
+    let mut m = model(FwdMethod::Dr, "mh");
+    let mut w = worker(&m);
+    assert_eq!(one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, ACK, b"x")).0, Verdict::Drop(DropReason::NoConn), "off: IPVS's default");
+    assert_eq!(w.conns(), 0);
+
+    m.sloppy_tcp = true;
+    let mut other = worker(&m);
+    let mut w = worker(&m);
+    let (v, on_syn) = one(&mut other, SEC, tcp4(CIP, 40000, VIP, 80, SYN, b""));
+    assert_eq!(v, TX);
+    let (v, out) = one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, ACK, b"GET /"));
+    assert_eq!(v, TX);
+    assert_eq!(dst_mac(&out), dst_mac(&on_syn), "mh: the same real server as the director that saw the SYN");
+    // IPVS's INPUT-ONLY table: an ACK on a new (NONE) connection → CLOSE.
+    assert_eq!(state_of(&w, 40000), Some("CLOSE"));
+    assert_eq!((w.counters().new_conns, w.counters().sloppy_conns), (1, 1));
+    // The flow goes on on that connection.
+    let (v, again) = one(&mut w, 2 * SEC, tcp4(CIP, 40000, VIP, 80, ACK | PSH, b"more"));
+    assert_eq!((v, dst_mac(&again)), (TX, dst_mac(&out)));
+    assert_eq!((w.conns(), w.counters().new_conns), (1, 1));
+    // A FIN of an unknown flow is scheduled too; a RST is not.
+    assert_eq!(one(&mut w, 2 * SEC, tcp4(CIP, 40001, VIP, 80, FIN | ACK, b"")).0, TX);
+    assert_eq!(state_of(&w, 40001), Some("CLOSE"));
+    assert_eq!(one(&mut w, 2 * SEC, tcp4(CIP, 40002, VIP, 80, RST, b"")).0, Verdict::Drop(DropReason::NoConn));
+    assert_eq!(one(&mut w, 2 * SEC, tcp4(CIP, 40002, VIP, 80, RST | ACK, b"")).0, Verdict::Drop(DropReason::NoConn));
+    assert_eq!(state_of(&w, 40002), None);
+    // A SYN with FIN stays refused; the input checks still apply.
+    assert_eq!(one(&mut w, 2 * SEC, tcp4(CIP, 40003, VIP, 80, SYN | FIN, b"")).0, Verdict::Drop(DropReason::BadSyn));
+    assert_eq!(one(&mut w, 2 * SEC, tcp4(CIP, 0, VIP, 80, ACK, b"")).0, Verdict::Drop(DropReason::ZeroPort));
+    assert_eq!(w.counters().sloppy_conns, 2);
+
+    // NAT: the INPUT table gives CLOSE too, and the reply goes back.
+    let mut m = model(FwdMethod::Nat, "mh");
+    m.sloppy_tcp = true;
+    let mut w = worker(&m);
+    let (v, out) = one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, ACK, b"x"));
+    assert_eq!(v, TX);
+    assert_eq!(state_of(&w, 40000), Some("CLOSE"));
+    let rs = addr4(&out, 30);
+    assert_eq!(one(&mut w, SEC, tcp4(rs, 8080, CIP, 40000, ACK, b"y")).0, TX);
+
+    // Switched off by a new snapshot: unknown flows are dropped again,
+    // known ones go on.
+    let mut m2 = m.clone();
+    m2.sloppy_tcp = false;
+    let s2 = Arc::new(Snapshot::build(&m2, Some(&**w.snapshot())).unwrap());
+    w.set_snapshot(s2);
+    assert_eq!(one(&mut w, 3 * SEC, tcp4(CIP, 40009, VIP, 80, ACK, b"")).0, Verdict::Drop(DropReason::NoConn));
+    assert_eq!(one(&mut w, 3 * SEC, tcp4(CIP, 40000, VIP, 80, ACK, b"")).0, TX);
+}

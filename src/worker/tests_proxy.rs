@@ -221,3 +221,21 @@ fn many_packets_keep_the_count_below_the_flag() {
     let (_, d) = one(&mut w, SEC, seg(CIP, 40000, VIP, 80, ACK, 12, RSN + 1, b"y"));
     assert_eq!(seq_ack(&d).0, 12 + V1.len() as u32, "still adjusted");
 }
+
+#[test]
+fn a_sloppy_takeover_mid_stream_gets_no_offset() {
+    let mut m = model(FwdMethod::FullNat, "rr");
+    m.toa = false;
+    m.sloppy_tcp = true;
+    for d in &mut m.services[0].dests {
+        d.proxy = Some(Version::V1);
+    }
+    let mut w = worker(&m);
+    // an ACK of a connection another director started
+    let (v, out) = one(&mut w, SEC, seg(CIP, 40000, VIP, 80, ACK, 5000, RSN, b"more"));
+    assert_eq!(v, TX);
+    assert_eq!(w.counters().sloppy_conns, 1);
+    assert_eq!((seq_ack(&out), payload(&out)), ((5000, RSN), &b"more"[..]), "forwarded as it came");
+    assert_eq!(w.seqadj[0].bytes(), 0, "no entry");
+    assert_eq!(w.counters().proxy_headers, 0);
+}

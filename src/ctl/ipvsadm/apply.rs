@@ -234,6 +234,7 @@ fn edit(model: &mut Model, cmd: &Command) -> Result<(), CmdError> {
         }
         Command::Clear => model.services.clear(),
         Command::SetTimeouts { tcp, tcpfin, udp } => model.timeouts.set(*tcp, *tcpfin, *udp),
+        Command::SetSloppyTcp(on) => model.sloppy_tcp = *on,
         Command::AddLaddr { svc, addr, .. } => {
             let s = find_mut(model, &svc.key()).ok_or(IpvsError::ServiceNotDefined)?;
             if s.laddrs.contains(addr) {

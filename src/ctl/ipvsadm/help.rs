@@ -24,6 +24,7 @@ Usage:
   {p} -L|l [virtual-service] [options]
   {p} -Z [virtual-service]
   {p} --set tcp tcpfin udp
+  {p} --sloppy-tcp on|off
   {p} --add-laddr|--del-laddr -t|u service-address -z local-address
   {p} --get-laddr [-t|u service-address]
   {p} --reload
@@ -44,6 +45,8 @@ Either long or short options are allowed.
   --list            -L|-l     list the table
   --zero            -Z        zero counters in a service or all services
   --set tcp tcpfin udp        set connection timeout values (0 = unchanged)
+  --sloppy-tcp on|off         (xvs) IPVS's sloppy_tcp: schedule mid-connection
+                              TCP packets of unknown flows (not RST)
   --add-laddr       -P        add a FULLNAT local address to a service
   --del-laddr       -Q        delete a FULLNAT local address
   --get-laddr       -G        list FULLNAT local addresses

@@ -47,9 +47,10 @@ enum Cmd {
     StartDaemon,
     StopDaemon,
     SyncStatus,
+    Sloppy,
 }
 
-const CMD_NAMES: [&str; 20] = [
+const CMD_NAMES: [&str; 21] = [
     "add-service",
     "edit-service",
     "delete-service",
@@ -70,6 +71,7 @@ const CMD_NAMES: [&str; 20] = [
     "start-daemon",
     "stop-daemon",
     "sync-status",
+    "sloppy-tcp",
 ];
 
 /// Options that the command table talks about, in ipvsadm's `optnames` order.
@@ -153,7 +155,7 @@ const OPT_NAMES: [&str; NOPT] = [
 ///  n c s s p M r f w x y t d s r t p s e b t t l i m s s m m m p
 ///      v c     v w       o m t t h c r x   i y a f c i m g p t p
 /// ```
-const TABLE: [&[u8; NOPT]; 20] = [
+const TABLE: [&[u8; NOPT]; 21] = [
     /* add-service    */ b"xx+   xxxxxxxxxxxxx xxxxxxxxxxx",
     /* edit-service   */ b"xx+   xxxxxxxxxxxxx xxxxxxxxxxx",
     /* delete-service */ b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxx",
@@ -174,6 +176,7 @@ const TABLE: [&[u8; NOPT]; 20] = [
     /* start-daemon   */ b"xxxxxxxxxxxxxxxxxxxxxxxx      x",
     /* stop-daemon    */ b"xxxxxxxxxxxxxxxxxxxxxxxxx xxxxx",
     /* sync-status    */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* sloppy-tcp     */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
 ];
 
 /// Does an option take a value?
@@ -228,6 +231,8 @@ enum Tok {
     McastGroup,
     McastPort,
     McastTtl,
+    /// xvs: `--sloppy-tcp on|off` (IPVS's `sloppy_tcp` sysctl).
+    SloppyTcp,
     ProxyProtocol,
     /// An ipvsadm option xvs does not implement, with the reason.
     Unsupported(&'static str),
@@ -345,6 +350,7 @@ const OPTIONS: &[(&str, Option<char>, Arg, Tok)] = &[
     ("mcast-ttl", None, Arg::Required, Tok::McastTtl),
     ("proxy-protocol", None, Arg::Required, Tok::ProxyProtocol),
     ("sync-status", None, Arg::No, Tok::Cmd(Cmd::SyncStatus)),
+    ("sloppy-tcp", None, Arg::Required, Tok::SloppyTcp),
     (
         "tun-port",
         None,
@@ -432,6 +438,8 @@ struct Acc {
     /// `--start-daemon` / `--stop-daemon`'s state and the daemon options.
     role: Option<Role>,
     daemon: DaemonConf,
+    /// `--sloppy-tcp`'s value.
+    sloppy: bool,
     list: ListOpts,
     positional: Vec<String>,
 }
@@ -590,6 +598,14 @@ impl Acc {
             Tok::McastTtl => {
                 self.daemon.ttl =
                     Some(number(v, 1, 255).ok_or_else(|| UsageError::new(format!("illegal mcast-ttl specified: '{v}' (1 to 255)")))? as u8)
+            }
+            Tok::SloppyTcp => {
+                self.set_command(Cmd::Sloppy)?;
+                self.sloppy = match v {
+                    "on" | "1" => true,
+                    "off" | "0" => false,
+                    _ => return Err(UsageError::new(format!("illegal sloppy-tcp value specified (on or off): '{v}'"))),
+                };
             }
             Tok::Unsupported(what) => {
                 return Err(UsageError::new(format!(
@@ -890,6 +906,7 @@ fn finish(mut acc: Acc) -> Result<Command, UsageError> {
             }
         }
         Cmd::SyncStatus => Command::SyncStatus,
+        Cmd::Sloppy => Command::SetSloppyTcp(acc.sloppy),
         Cmd::Timeout => {
             if acc.positional.len() < 3 {
                 return Err(UsageError::new("--set option requires 3 timeout values"));
@@ -1068,11 +1085,12 @@ pub fn parse_rules(text: &str) -> Result<Vec<(usize, Command)>, super::CmdError>
             | Command::DelDest { .. }
             | Command::Clear
             | Command::SetTimeouts { .. }
+            | Command::SetSloppyTcp(_)
             | Command::AddLaddr { .. }
             | Command::DelLaddr { .. } => out.push((line_no, cmd)),
             _ => {
                 return Err(at(super::CmdError::NotHere(format!(
-                    "'{}' does not change the table; rules may hold only -A -E -D -a -e -d -C --set --add-laddr --del-laddr",
+                    "'{}' does not change the table; rules may hold only -A -E -D -a -e -d -C --set --sloppy-tcp --add-laddr --del-laddr",
                     words.join(" ")
                 ))))
             }
@@ -1372,6 +1390,10 @@ mod tests {
             ("-A -t 10.0.0.1:80 --syncid 1", "Illegal 'syncid' option with the 'add-service' command"),
             ("--start-daemon master --stop-daemon backup", "multiple commands specified"),
             ("--sync-status -n", "Illegal 'numeric' option with the 'sync-status' command"),
+            ("--sloppy-tcp yes", "illegal sloppy-tcp value specified (on or off): 'yes'"),
+            ("--sloppy-tcp", "--sloppy-tcp: missing argument"),
+            ("--sloppy-tcp on -n", "Illegal 'numeric' option with the 'sloppy-tcp' command"),
+            ("--sloppy-tcp on --set 1 2 3", "multiple commands specified"),
             ("--add-laddr -t 10.0.0.1:80", "You need to supply the 'local-address' option for the 'add-laddr' command"),
             ("--add-laddr -t 10.0.0.1:80 -z 10.9.9.9.9", "illegal local address `10.9.9.9.9' specified"),
             ("--add-laddr -t 10.0.0.1:80 -z 2001:db8::9", "local address and service are of different address families"),
@@ -1380,6 +1402,23 @@ mod tests {
         for (line, want) in cases {
             assert_eq!(err(line), want, "{line}");
         }
+    }
+
+    #[test]
+    fn sloppy_tcp_switch() {
+        assert_eq!(ok("--sloppy-tcp on"), Command::SetSloppyTcp(true));
+        assert_eq!(ok("--sloppy-tcp=1"), Command::SetSloppyTcp(true));
+        assert_eq!(ok("--sloppy-tcp off"), Command::SetSloppyTcp(false));
+        let mut m = crate::ctl::model::Model::default();
+        super::super::apply(&mut m, &ok("--sloppy-tcp on")).unwrap();
+        assert!(m.sloppy_tcp);
+        // -S writes it, -R reads it back.
+        let saved = super::super::save(&m);
+        assert!(saved.starts_with("--sloppy-tcp on\n"), "{saved}");
+        assert_eq!(parse_rules(&saved).unwrap(), vec![(1, Command::SetSloppyTcp(true))]);
+        let mut back = crate::ctl::model::Model::default();
+        super::super::restore(&mut back, &saved).unwrap();
+        assert!(back.sloppy_tcp);
     }
 
     #[test]

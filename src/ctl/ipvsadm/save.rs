@@ -120,6 +120,11 @@ fn save_service(out: &mut String, model: &Model, s: &Service) {
 /// The model's services as ipvsadm-save rules (see the module docs).
 pub fn save(model: &Model) -> String {
     let mut out = String::new();
+    // xvs's own line (ipvsadm has no such option): restoring these rules
+    // into xvs keeps sloppy_tcp on.
+    if model.sloppy_tcp {
+        out.push_str("--sloppy-tcp on\n");
+    }
     for s in &model.services {
         save_service(&mut out, model, s);
     }

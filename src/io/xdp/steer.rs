@@ -937,6 +937,47 @@ mod tests {
         assert!(redirected > 300, "the samples reach the redirecting branches ({redirected})");
     }
 
+    /// A director behind ECMP runs BGP, BFD, ARP and NDP on the very
+    /// interfaces xvs forwards on (docs/scale-out.md): none of it is
+    /// steered, whatever the services, so it reaches the kernel. The
+    /// mirror decides it, and the BPF object too when root can run it.
+    #[test]
+    fn routing_protocols_reach_the_kernel() {
+        use super::super::steer_model::{classify, RuleSet, Steered};
+        use crate::gen::packet::{tcp4, tcp6, udp4, udp6};
+        use crate::wire::tcp_flags::{ACK, SYN};
+        let (me, router) = ([10, 0, 0, 1], [10, 0, 0, 254]);
+        let me6: [u8; 16] = "2001:db8::1".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        let router6: [u8; 16] = "2001:db8::fe".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        let mut arp = vec![0xff; 6];
+        arp.extend([2, 0, 0, 0, 0, 0xfe, 0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 0xfe]);
+        arp.extend(router);
+        arp.extend([0; 6]);
+        arp.extend(me);
+        let mut ns = udp6(router6, 0, me6, 0, &[0; 20]);
+        ns[14 + 6] = 58; // ICMPv6 neighbour solicitation
+        ns[14 + 40] = 135;
+        let frames = [
+            ("BGP, the router connecting", tcp4(router, 40179, me, 179, SYN, b"")),
+            ("BGP, the director's session", tcp4(router, 179, me, 50000, ACK, b"keepalive")),
+            ("BGP over IPv6", tcp6(router6, 179, me6, 50000, ACK, b"keepalive")),
+            ("BFD control", udp4(router, 49152, me, 3784, &[0x20; 24])),
+            ("BFD echo", udp4(router, 3785, me, 3785, &[0; 8])),
+            ("multihop BFD", udp6(router6, 49152, me6, 4784, &[0x20; 24])),
+            ("ARP", arp),
+            ("NDP", ns),
+        ];
+        let rules = sample_rules();
+        let set = RuleSet::new(&rules);
+        let tb = super::super::is_root().then(|| SteerTestbed::load(&rules).expect("loading the steering program"));
+        for (what, f) in &frames {
+            assert_eq!(classify(f, &set), Steered::Pass, "{what}");
+            if let Some(tb) = &tb {
+                assert_eq!(tb.run(f).unwrap(), Steered::Pass, "{what} (BPF object)");
+            }
+        }
+    }
+
     #[test]
     fn detach_handle_covers_only_its_slots() {
         // Arm two fake slots (fd -1: the netlink send fails harmlessly).
