@@ -89,10 +89,12 @@ demo: build
 bench: deps
 	$(CARGO) bench --bench replay -- $(BENCH_ARGS)
 	$(CARGO) bench --bench wire --bench conn --bench sched -- --quick
+	$(CARGO) bench --bench steer
 
 # A one-minute smoke run of the replay scenarios with fewer flows and packets.
 bench-quick: deps
 	$(CARGO) bench --bench replay -- --quick $(BENCH_ARGS)
+	$(CARGO) bench --bench steer -- --quick
 
 # The criterion micro-benchmarks alone, full length: checksums, parse +
 # rewrite per mode, connection lookup, schedulers, mh table build.

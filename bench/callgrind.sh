@@ -5,6 +5,8 @@
 #   bench/callgrind.sh est-dr-4k [packets]     # default 200000 packets
 #   BIN=path/to/replay bench/callgrind.sh ...  # a replay binary kept from
 #                                              # another commit (before/after)
+#   ARGS=--no-mem-provider bench/callgrind.sh storm-nat  # more options for
+#                                              # the replay benchmark
 #
 # Runs the replay benchmark under callgrind, counting only inside the
 # timed bursts (replay::timed_burst), and prints instructions per packet
@@ -22,7 +24,7 @@ mkdir -p target/bench
 tag=${BIN:+.$(basename "$(dirname "$BIN")")}
 out=target/bench/callgrind.$scenario$tag.out
 valgrind --tool=callgrind --callgrind-out-file="$out" --toggle-collect='*timed_burst*' \
-  "$bin" --quick --filter "$scenario" --packets "$packets" --json target/bench/callgrind$tag.json >/dev/null 2>target/bench/callgrind$tag.log
+  "$bin" --quick ${ARGS:-} --filter "$scenario" --packets "$packets" --json target/bench/callgrind$tag.json >/dev/null 2>target/bench/callgrind$tag.log
 ir=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
 echo "$scenario: $ir instructions in $packets packets = $((ir / packets)) per packet"
 callgrind_annotate --inclusive=no "$out" 2>/dev/null | grep -E '^ *[0-9,]+ \(' | grep -v 'PROGRAM TOTALS' | head -"${TOP:-25}" || true

@@ -50,10 +50,9 @@ fn loads(n: usize) -> Vec<DestLoad> {
         .collect()
 }
 
-fn ctx<'a>(d: &'a [DestEntry], load: &'a [DestLoad], k: u32) -> SchedCtx<'a> {
+fn ctx(d: &[DestEntry], k: u32) -> SchedCtx<'_> {
     SchedCtx {
         dests: d,
-        load,
         saddr: IpAddr::V4(Ipv4Addr::from(
             0xC000_0200u32.wrapping_add(k.wrapping_mul(2_654_435_761)),
         )),
@@ -68,19 +67,22 @@ fn decisions(c: &mut Criterion) {
     let mut g = c.benchmark_group("schedule");
     for n in [10usize, 1000] {
         let d = dests(n);
-        let load = loads(n);
+        // The schedulers read the dests' shared counts.
+        for (x, l) in d.iter().zip(loads(n)) {
+            x.shared.set(&l);
+        }
         for &kind in SchedKind::ALL {
             let t = kind.build(&d, SchedFlags(SchedFlags::FLAG1));
             let mut s = t.new_state();
             s.seed(1);
             for k in 0..64 {
-                let _ = t.schedule(&mut s, &ctx(&d, &load, k));
+                let _ = t.schedule(&mut s, &ctx(&d, k));
             }
             let mut k = 64u32;
             g.bench_function(BenchmarkId::new(kind.name(), n), |b| {
                 b.iter(|| {
                     k = k.wrapping_add(1);
-                    black_box(t.schedule(&mut s, &ctx(&d, &load, black_box(k))))
+                    black_box(t.schedule(&mut s, &ctx(&d, black_box(k))))
                 })
             });
         }

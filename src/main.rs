@@ -177,6 +177,11 @@ enum Cmd {
         /// instead of the summary.
         #[arg(long)]
         counters: bool,
+        /// Switch to another configuration SECS seconds after the
+        /// capture's first frame, as a reload of a running director
+        /// would (repeatable, in time order).
+        #[arg(long, value_name = "SECS=FILE")]
+        reload: Vec<String>,
     },
     /// Validate a configuration file and summarise it.
     CheckConfig {
@@ -232,7 +237,7 @@ fn main() -> ExitCode {
             run_director(config, interfaces, workers, poll, cores, counters, Listen { socket, socket_group, metrics, monitor })
         }
         Cmd::Passwd => passwd(),
-        Cmd::Replay { config, input, output, counters } => replay(config, input, output, counters),
+        Cmd::Replay { config, input, output, counters, reload } => replay(config, input, output, counters, &reload),
         Cmd::CheckConfig { config } => check_config(config),
         Cmd::Generate { dir } => match xvs::manual::write_all(&<Cli as clap::CommandFactory>::command(), &dir) {
             Ok(files) => {
@@ -252,7 +257,7 @@ fn load(path: &Path) -> Result<Arc<Snapshot>, String> {
     Snapshot::build(&model, None).map(Arc::new).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn replay(config: PathBuf, input: PathBuf, output: PathBuf, counters: bool) -> ExitCode {
+fn replay(config: PathBuf, input: PathBuf, output: PathBuf, counters: bool, reload: &[String]) -> ExitCode {
     let snap = match load(&config) {
         Ok(s) => s,
         Err(e) => {
@@ -260,6 +265,32 @@ fn replay(config: PathBuf, input: PathBuf, output: PathBuf, counters: bool) -> E
             return ExitCode::from(2);
         }
     };
+    // Each reload's snapshot is built on the one before it (dest ids
+    // follow the addresses, as a running director's reload).
+    let mut reloads: Vec<(u64, Arc<Snapshot>)> = Vec::new();
+    for r in reload {
+        let parsed = r.split_once('=').and_then(|(t, f)| Some((t.trim().parse::<f64>().ok().filter(|t| t.is_finite() && *t >= 0.0)?, f)));
+        let Some((secs, file)) = parsed else {
+            eprintln!("xvs: --reload {r:?}: expected SECS=FILE, SECS a number of seconds >= 0");
+            return ExitCode::from(2);
+        };
+        let at = (secs * 1e9) as u64;
+        if reloads.last().is_some_and(|(t, _)| *t > at) {
+            eprintln!("xvs: --reload {r:?}: reloads must be in time order");
+            return ExitCode::from(2);
+        }
+        let prev = reloads.last().map_or(&snap, |(_, s)| s).clone();
+        let next = config::load_file(Path::new(file))
+            .map_err(|e| e.to_string())
+            .and_then(|m| Snapshot::build(&m, Some(&prev)).map_err(|e| format!("{file}: {e}")));
+        match next {
+            Ok(s) => reloads.push((at, Arc::new(s))),
+            Err(e) => {
+                eprintln!("xvs: --reload: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     if let Some((i, p)) = snap.ports.iter().enumerate().find(|(_, p)| p.mac == config::NO_MAC) {
         eprintln!(
             "xvs: {}: interface[{i}] ('{}') has no `mac`: replay needs the director's MACs in the config",
@@ -275,7 +306,7 @@ fn replay(config: PathBuf, input: PathBuf, output: PathBuf, counters: bool) -> E
             eprintln!("xvs replay: {n} frames ({:.1} s)", t0.elapsed().as_secs_f64());
         }
     };
-    let sum = match pcap::replay(&mut w, &input, &output, progress) {
+    let sum = match pcap::replay_with(&mut w, &input, &output, &reloads, progress) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("xvs replay: {e}");

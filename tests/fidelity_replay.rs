@@ -1,16 +1,21 @@
 //! Where xvs follows IPVS (and the kernel under it), through `xvs replay`
 //! over captures built here: the rate limit of the ICMP errors xvs makes,
 //! the outer fragmentation of tunnelled packets, and the ICMP errors that
-//! quote xvs's own IPIP packets. Every replay's counters must balance
-//! (docs/operations.md): `rx + made = tx + dropped + to_kernel +
-//! handed_off`.
+//! quote xvs's own IPIP packets (both dissected by tshark when it is
+//! installed), expire_nodest_conn both ways across a reload. Every
+//! replay's counters must balance (docs/operations.md): `rx + made = tx +
+//! dropped + to_kernel + handed_off`.
 
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use xvs::gen::packet::udp4;
-use xvs::gen::scenario::{parse_pcap, pcap_bytes, CLIENT, VIP};
-use xvs::wire::parse;
+use xvs::gen::packet::{refresh_ipv4_checksum, tcp4, udp4};
+use xvs::gen::scenario::{parse_pcap, pcap_bytes, CLIENT, RS, RS_ROUTER, VIP};
+use xvs::wire::frame::{Frame, HEADROOM};
+use xvs::wire::icmp::{build_error, ErrorKind};
+use xvs::wire::tcp_flags::{ACK, SYN};
+use xvs::wire::{be16, ip, parse};
 
 const XVS: &str = env!("CARGO_BIN_EXE_xvs");
 
@@ -44,6 +49,11 @@ fn config(d: &Scratch, mode: &str, edit: impl Fn(&str) -> String) -> PathBuf {
 /// Replays `frames` (at the given nanosecond offsets) with `cfg`: the
 /// frames sent and the counters, which must balance.
 fn replay(d: &Scratch, cfg: &Path, name: &str, frames: &[(u64, Vec<u8>)]) -> (Vec<Vec<u8>>, BTreeMap<String, u64>) {
+    replay_reloading(d, cfg, &[], name, frames)
+}
+
+/// [`replay`] with `--reload SECS=FILE` for each of `reloads`.
+fn replay_reloading(d: &Scratch, cfg: &Path, reloads: &[(u64, &Path)], name: &str, frames: &[(u64, Vec<u8>)]) -> (Vec<Vec<u8>>, BTreeMap<String, u64>) {
     let (pin, pout) = (d.0.join(format!("{name}.in.pcap")), d.0.join(format!("{name}.out.pcap")));
     let t0 = 1_700_000_000_000_000_000u64;
     std::fs::write(&pin, pcap_bytes(frames.iter().map(|(t, f)| (t0 + t, f.as_slice())))).unwrap();
@@ -54,6 +64,7 @@ fn replay(d: &Scratch, cfg: &Path, name: &str, frames: &[(u64, Vec<u8>)]) -> (Ve
         .arg(&pin)
         .arg("--out")
         .arg(&pout)
+        .args(reloads.iter().flat_map(|(t, f)| ["--reload".to_string(), format!("{t}={}", f.display())]))
         .output()
         .unwrap();
     assert!(o.status.success(), "xvs replay: {}", String::from_utf8_lossy(&o.stderr));
@@ -105,4 +116,173 @@ fn icmp_errors_xvs_makes_are_rate_limited() {
     let unlimited = config(&d, "nat", |s| quiesce(s, "icmp_msgs_per_sec = 0"));
     let (out, n) = replay(&d, &unlimited, "unlimited", &frames);
     assert_eq!((out.len(), n["icmp_limited"]), (200, 0));
+}
+
+/// tshark's fields of every frame of `pcap` (IPv4 reassembly and every
+/// checksum check on), tab-separated, one line per frame; `None` (and a
+/// SKIP line) without tshark, which CI requires.
+fn tshark(pcap: &Path, fields: &[&str]) -> Option<Vec<Vec<String>>> {
+    if !Command::new("tshark").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "tshark is not installed, and CI=true requires it (make deps)");
+        eprintln!("SKIP: tshark is not installed: the frames are not dissected (run `make deps`)");
+        return None;
+    }
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-n").arg("-r").arg(pcap);
+    for o in ["ip.defragment:TRUE", "ip.check_checksum:TRUE", "tcp.check_checksum:TRUE", "udp.check_checksum:TRUE"] {
+        cmd.arg("-o").arg(o);
+    }
+    cmd.args(["-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=,"]);
+    for f in fields {
+        cmd.arg("-e").arg(f);
+    }
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "tshark: {}", String::from_utf8_lossy(&o.stderr));
+    Some(String::from_utf8_lossy(&o.stdout).lines().map(|l| l.split('\t').map(str::to_string).collect()).collect())
+}
+
+/// `f` without DF (header checksum fixed).
+fn no_df(mut f: Vec<u8>) -> Vec<u8> {
+    f[20] &= !0x40;
+    refresh_ipv4_checksum(&mut f, 14);
+    f
+}
+
+/// A 1500-byte client packet without DF does not fit the 1500-byte link
+/// once tunnelled: it leaves in two fragments of the outer datagram, with
+/// one outer id, which tshark puts back together into the IPIP packet and
+/// the client's TCP segment, every checksum good. With DF the client is
+/// told the MTU (1480) instead.
+#[test]
+fn tunnelled_packets_without_df_leave_in_fragments_tshark_reassembles() {
+    let d = Scratch::new("tun-frag");
+    let cfg = config(&d, "tun", |s| s.replace("scheduler = \"wrr\"", "scheduler = \"rr\""));
+    let c = CLIENT.octets();
+    let big = no_df(tcp4(c, 40000, VIP.octets(), 80, SYN, &[0x5a; 1460]));
+    assert_eq!(big.len(), 14 + 1500);
+    // (10 ms apart: another burst, so the fragments are written together)
+    let frames = vec![(0, big.clone()), (10_000_000, tcp4(c, 40001, VIP.octets(), 80, SYN, &[0x5a; 1460]))];
+    let (out, n) = replay(&d, &cfg, "tun-frag", &frames);
+    assert_eq!(out.len(), 3, "two fragments and an ICMP error: {n:?}");
+    assert_eq!((n["frags_made"], n["icmp_sent"], n["drop_too_big"]), (1, 1, 1));
+    let (a, b) = (&out[0], &out[1]);
+    assert_eq!((a.len(), b.len()), (14 + 1500, 14 + 20 + 20));
+    assert_eq!((be16(a, 18), be16(a, 20)), (be16(b, 18), 0x2000), "one id; the first has more fragments");
+    assert_eq!(be16(b, 20), 1480 / 8, "the second at offset 1480, the last");
+    let e = parse(&out[2]).unwrap();
+    assert_eq!((e.icmp_type, e.icmp_code, be16(&out[2], e.l4 as usize + 6)), (3, 4, 1480));
+    let pout = d.0.join("tun-frag.out.pcap");
+    let fields = ["frame.number", "ip.proto", "ip.checksum.status", "ip.reassembled.length", "tcp.len", "tcp.checksum.status", "_ws.malformed"];
+    let Some(rows) = tshark(&pout, &fields) else { return };
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for r in &rows {
+        assert!(r[2].split(',').all(|s| s == "1"), "every IPv4 header checksum good: {r:?}");
+        assert!(r[6].is_empty(), "nothing malformed: {r:?}");
+    }
+    // The second frame completes the datagram: 1500 bytes of IPIP
+    // payload, the client's 1460-byte segment inside, checksum good.
+    let r = &rows[1];
+    assert_eq!(r[1], "4,6", "IPIP, then TCP: {r:?}");
+    assert_eq!(r[3], "1500", "reassembled: {r:?}");
+    assert_eq!((r[4].as_str(), r[5].as_str()), ("1460", "1"), "{r:?}");
+}
+
+/// An ICMP error from a router on the tunnel's path (10.0.1.253, MTU
+/// 1400) about one of xvs's IPIP packets: the client is told
+/// fragmentation needed, MTU 1380, quoting its own packet, from the VIP —
+/// as IPVS's ip_vs_in_icmp does.
+#[test]
+fn errors_quoting_our_ipip_packets_tell_the_client_the_mtu_less_the_tunnel() {
+    let d = Scratch::new("tun-icmp");
+    let cfg = config(&d, "tun", |s| s.replace("scheduler = \"wrr\"", "scheduler = \"rr\""));
+    let c = CLIENT.octets();
+    let pkt = tcp4(c, 40000, VIP.octets(), 80, SYN, &[0x5a; 1300]);
+    let (out, _) = replay(&d, &cfg, "tun-icmp-1", &[(0, pkt.clone())]);
+    let tunnelled = &out[0];
+    assert_eq!(parse(tunnelled).unwrap().proto, 4);
+    // The router answers the outer packet's source (10.0.1.254); the
+    // frame reaches the director's MAC.
+    let mut b = vec![0u8; HEADROOM + tunnelled.len()];
+    b[HEADROOM..].copy_from_slice(tunnelled);
+    let mut fr = Frame::new(&mut b, HEADROOM, tunnelled.len());
+    let m = parse(fr.data()).unwrap();
+    build_error::<Ipv4Addr>(&mut fr, &m, ErrorKind::TooBig { mtu: 1400 }).unwrap();
+    let mut err = fr.data().to_vec();
+    let em = parse(&err).unwrap();
+    ip::set_src(&mut err, &em, RS_ROUTER);
+    err[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 0x10]);
+    err[6..12].copy_from_slice(&[2, 0, 0, 0, 1, 0xfd]);
+    let (out, n) = replay(&d, &cfg, "tun-icmp-2", &[(0, pkt.clone()), (1_000, err)]);
+    assert_eq!((out.len(), n["icmp_relayed"]), (2, 1), "{n:?}");
+    let e = &out[1];
+    let m = parse(e).unwrap();
+    assert_eq!((m.icmp_type, m.icmp_code, be16(e, m.l4 as usize + 6)), (3, 4, 1380));
+    assert_eq!((&e[26..30], &e[30..34]), (&VIP.octets()[..], &c[..]), "from the VIP to the client");
+    assert_eq!(&e[m.l4 as usize + 8..m.l4 as usize + 28], &pkt[14..34], "quoting the client's own packet");
+    let Some(rows) = tshark(&d.0.join("tun-icmp-2.out.pcap"), &["ip.src", "ip.dst", "icmp.type", "icmp.code", "icmp.mtu", "icmp.checksum.status", "ip.checksum.status", "_ws.malformed"]) else {
+        return;
+    };
+    let r = &rows[1];
+    assert_eq!(r[0], format!("{VIP},{CLIENT}"), "the error, then the quoted packet: {r:?}");
+    assert_eq!(r[1], format!("{CLIENT},{VIP}"), "{r:?}");
+    assert_eq!((r[2].as_str(), r[3].as_str(), r[4].as_str(), r[5].as_str()), ("3", "4", "1380", "1"), "{r:?}");
+    assert!(r[6].split(',').all(|s| s == "1") && r[7].is_empty(), "{r:?}");
+}
+
+/// The FULLNAT config with the real server at `rs` removed from the TCP
+/// service, and expire_nodest_conn as given.
+fn without(d: &Scratch, rs: Ipv4Addr, expire_nodest_conn: bool, name: &str) -> PathBuf {
+    let base = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/fullnat.toml")).unwrap();
+    let block = |ip: Ipv4Addr, w: u32| format!("  [[service.real_server]]\n  ip = \"{ip}\"\n  port = 8080\n  weight = {w}\n  mode = \"fullnat\"\n");
+    let w = if rs == RS[0] { 1 } else { 2 };
+    assert!(base.contains(&block(rs, w)), "configs/fullnat.toml changed shape");
+    let text = format!("[global]\nexpire_nodest_conn = {expire_nodest_conn}\n{}", base.replacen(&block(rs, w), "", 1));
+    let p = d.0.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// expire_nodest_conn through a reload that removes a real server: off
+/// (IPVS's default), the client's packets of its connection are dropped
+/// (`dest_gone`), the entry and its FULLNAT local port held, until the
+/// connection expires, after which a SYN on the same ports is scheduled
+/// afresh; on, the entry ends at the next client packet (slot and port
+/// given back at once) and a SYN is scheduled afresh at once.
+#[test]
+fn expire_nodest_conn_across_a_reload_both_ways() {
+    let d = Scratch::new("nodest");
+    let cfg = config(&d, "fullnat", |s| s.replace("scheduler = \"wrr\"", "scheduler = \"rr\""));
+    let c = CLIENT.octets();
+    let v = VIP.octets();
+    let syn = tcp4(c, 40000, v, 80, SYN, b"");
+    let ack = tcp4(c, 40000, v, 80, ACK, b"x");
+    let (out, _) = replay(&d, &cfg, "first", &[(0, syn.clone())]);
+    let rs = Ipv4Addr::new(out[0][30], out[0][31], out[0][32], out[0][33]);
+    assert!(RS.contains(&rs), "to a real server: {rs}");
+    let other = if rs == RS[0] { RS[1] } else { RS[0] };
+    let sec = 1_000_000_000u64;
+    // SYN at 0 (SYN_RECV: 60 s by default; dropped packets do not
+    // restart it), the server removed at 1 s, client packets at 2 and
+    // 3 s, a SYN on the same ports at 4 s, another later.
+    let frames = |late: u64| vec![(0, syn.clone()), (2 * sec, ack.clone()), (3 * sec, ack.clone()), (4 * sec, syn.clone()), (late * sec, syn.clone())];
+    // off: dropped while the entry lives; the SYN too follows it (dropped).
+    let off = without(&d, rs, false, "off.toml");
+    let (out, n) = replay_reloading(&d, &cfg, &[(1, &off)], "off", &frames(4));
+    assert_eq!(out.len(), 1, "only the first SYN is forwarded: {n:?}");
+    assert_eq!(n["drop_dest_gone"], 4, "{n:?}");
+    assert_eq!((n["conns"], n["expired_conns"]), (1, 0), "the entry (and its port) is held: {n:?}");
+    // ... until it expires: then a SYN on the same ports is scheduled.
+    let (out, n) = replay_reloading(&d, &cfg, &[(1, &off)], "off-late", &frames(2000));
+    assert_eq!((out.len(), n["drop_dest_gone"], n["expired_conns"]), (2, 3, 1), "{n:?}");
+    assert_eq!(&out[1][30..34], &other.octets()[..], "afresh, to the server left");
+    // on: the first client packet ends the entry (an ACK finds no
+    // connection then); the SYN is scheduled afresh to the other server.
+    let on = without(&d, rs, true, "on.toml");
+    let (out, n) = replay_reloading(&d, &cfg, &[(1, &on)], "on", &frames(5));
+    assert_eq!(n["drop_dest_gone"], 0, "{n:?}");
+    assert_eq!(n["expired_conns"], 1, "ended at the first ACK: {n:?}");
+    assert_eq!(n["drop_no_conn"], 2, "both ACKs find no connection: {n:?}");
+    assert_eq!(out.len(), 3, "the first SYN, the one at 4 s and its retransmission at 5 s: {n:?}");
+    assert_eq!((&out[1][30..34], &out[2][30..34]), (&other.octets()[..], &other.octets()[..]), "afresh, to the server left");
+    assert_eq!(n["conns"], 1, "only the new connection is tracked: {n:?}");
 }

@@ -229,6 +229,15 @@ struct Expected {
     counters: BTreeMap<String, u64>,
     /// Output frames that are ICMP errors quoting a truncated packet.
     truncated_quote: Vec<bool>,
+    /// Per model frame: sent as the fragments of its outer datagram (TUN,
+    /// too big without DF), each a frame of the output.
+    fragmented: Vec<bool>,
+}
+
+/// The frames a fragmented model frame leaves as (the kernel's
+/// `ip_fragment` of the outer datagram for the link's MTU).
+fn fragments_of(p: &Pkt) -> Vec<Vec<u8>> {
+    xvs::gen::packet::fragment4(&p.to_bytes(), MTU as usize - 20, p.ip.id)
 }
 
 struct Model<'a> {
@@ -240,6 +249,8 @@ struct Model<'a> {
     /// handshake (IPVS's SYN_RECV), where FULLNAT adds the TOA option.
     syn_recv: Vec<bool>,
     c: BTreeMap<String, u64>,
+    /// The last step's output is to be fragmented.
+    fragment: bool,
 }
 
 impl Model<'_> {
@@ -356,11 +367,11 @@ impl Model<'_> {
                         }
                     }
                     (FwdMethod::Tun, Side::Client) => {
-                        if ip.len() + 20 > MTU as usize {
+                        // Without DF: encapsulated, then sent in
+                        // fragments of the outer datagram.
+                        self.fragment = ip.len() + 20 > MTU as usize && !ip.df;
+                        if ip.len() + 20 > MTU as usize && ip.df {
                             self.count("drop_too_big");
-                            if !ip.df {
-                                return None;
-                            }
                             // Fragmentation needed, back to the sender from the VIP.
                             self.count("icmp_sent");
                             let quote_len = ip.len().min(576 - 28);
@@ -497,6 +508,7 @@ fn expect(s: &Scenario, assign: &[Assign]) -> Expected {
         "templates_expired",
         "icmp_relayed",
         "icmp_sent",
+        "frags_made",
         "handoffs",
         "toa_added",
         "toa_skipped",
@@ -522,14 +534,24 @@ fn expect(s: &Scenario, assign: &[Assign]) -> Expected {
         tun_id: 0,
         syn_recv: vec![false; s.flows.len()],
         c,
+        fragment: false,
     };
     let mut seen = vec![false; s.flows.len()];
     let mut frames = Vec::new();
+    let mut fragmented = Vec::new();
     for i in 0..s.steps.len() {
         if let Some(p) = model.step(i, &mut seen) {
             frames.push((i, p));
+            fragmented.push(std::mem::take(&mut model.fragment));
         }
     }
+    // Every output frame's bytes, the fragments counted one by one.
+    let sent: Vec<Vec<u8>> = frames
+        .iter()
+        .zip(&fragmented)
+        .flat_map(|((_, p), &f)| if f { fragments_of(p) } else { vec![p.to_bytes()] })
+        .collect();
+    let made = (sent.len() - frames.len()) as u64;
     let mut c = model.c;
     c.insert("rx_packets".into(), s.steps.len() as u64);
     c.insert("frames_in".into(), s.steps.len() as u64);
@@ -537,11 +559,12 @@ fn expect(s: &Scenario, assign: &[Assign]) -> Expected {
         "rx_bytes".into(),
         s.steps.iter().map(|st| st.frame.len() as u64).sum(),
     );
-    c.insert("tx_packets".into(), frames.len() as u64);
-    c.insert("frames_out".into(), frames.len() as u64);
+    c.insert("tx_packets".into(), sent.len() as u64);
+    c.insert("frames_out".into(), sent.len() as u64);
+    c.insert("frags_made".into(), made);
     c.insert(
         "tx_bytes".into(),
-        frames.iter().map(|(_, p)| p.to_bytes().len() as u64).sum(),
+        sent.iter().map(|f| f.len() as u64).sum(),
     );
     // Nothing expires within a scenario.
     c.insert("conns".into(), s.flows.len() as u64);
@@ -550,6 +573,7 @@ fn expect(s: &Scenario, assign: &[Assign]) -> Expected {
         frames,
         counters: c,
         truncated_quote,
+        fragmented,
     }
 }
 
@@ -606,9 +630,19 @@ fn describe_step(s: &Scenario, i: usize) -> String {
 /// Checks the replayed output against the model, field by field.
 fn check_frames(s: &Scenario, exp: &Expected, out: &[(u64, Vec<u8>)]) {
     let mode = s.mode;
-    for (k, ((i, want), (t, got))) in exp.frames.iter().zip(out).enumerate() {
-        let want_b = want.to_bytes();
-        if let Some((field, g, w)) = first_difference(got, &want_b) {
+    // Model frames as the output frames they become (a fragmented one
+    // becomes its fragments, in order, at its input frame's time).
+    let wants: Vec<(usize, Vec<u8>)> = exp
+        .frames
+        .iter()
+        .zip(&exp.fragmented)
+        .flat_map(|((i, p), &f)| {
+            let b = if f { fragments_of(p) } else { vec![p.to_bytes()] };
+            b.into_iter().map(move |b| (*i, b))
+        })
+        .collect();
+    for (k, ((i, want_b), (t, got))) in wants.iter().zip(out).enumerate() {
+        if let Some((field, g, w)) = first_difference(got, want_b) {
             panic!(
                 "{mode:?}: output frame {} (from {}) differs from the model at {field}: got {g}, expected {w}\n got:      {:02x?}\n expected: {:02x?}",
                 k + 1,
@@ -617,8 +651,10 @@ fn check_frames(s: &Scenario, exp: &Expected, out: &[(u64, Vec<u8>)]) {
                 want_b
             );
         }
+        // (A fragment's L4 checksum covers the whole datagram.)
+        let frag = u16::from_be_bytes([got[12], got[13]]) == 0x0800 && u16::from_be_bytes([got[20], got[21]]) & 0x3fff != 0;
         assert!(
-            verify(got),
+            frag || verify(got),
             "{mode:?}: output frame {} fails the from-scratch checksum check",
             k + 1
         );
@@ -629,22 +665,22 @@ fn check_frames(s: &Scenario, exp: &Expected, out: &[(u64, Vec<u8>)]) {
             k + 1
         );
     }
-    if out.len() != exp.frames.len() {
-        let extra = if out.len() > exp.frames.len() {
+    if out.len() != wants.len() {
+        let extra = if out.len() > wants.len() {
             format!(
                 "first unexpected frame: {:?}",
-                sc::describe(&out[exp.frames.len()].1)
+                sc::describe(&out[wants.len()].1)
             )
         } else {
             format!(
                 "first missing: {}",
-                describe_step(s, exp.frames[out.len()].0)
+                describe_step(s, wants[out.len()].0)
             )
         };
         panic!(
             "{mode:?}: {} output frames, the model expects {}; {extra}",
             out.len(),
-            exp.frames.len()
+            wants.len()
         );
     }
 }
@@ -855,12 +891,28 @@ const PI_CHECKSUM: u32 = 0x0100_0000;
 /// error, are ignored there and only there; the quoted checksum is still
 /// checked byte for byte against the model.
 fn check_tshark(mode: FwdMethod, tshark: &str, pcap: &Path, exp: &Expected) {
-    let d = dissect(tshark, pcap);
+    let all = dissect(tshark, pcap);
+    // A fragmented model frame's fragments but the last: each a good
+    // IPv4 header, nothing malformed; tshark dissects the datagram they
+    // make with the last, which is checked as the model frame.
+    let mut d = Vec::new();
+    let mut it = all.iter();
+    for ((_, p), &f) in exp.frames.iter().zip(&exp.fragmented) {
+        for _ in 1..if f { fragments_of(p).len() } else { 1 } {
+            let x = it.next().expect("tshark read every fragment");
+            assert!(!x.malformed && x.experts.iter().all(|e| e.0 < PI_ERROR), "{mode:?}: tshark: a fragment: {:?}", x.experts);
+            assert!(x.status.iter().all(|(p, v)| *p == "ip" && v == "1"), "{mode:?}: tshark: a fragment: {:?}", x.status);
+        }
+        if let Some(x) = it.next() {
+            d.push(x);
+        }
+    }
+    assert!(it.next().is_none(), "{mode:?}: tshark read {} frames", all.len());
     assert_eq!(
         d.len(),
         exp.frames.len(),
         "{mode:?}: tshark read {} frames",
-        d.len()
+        all.len()
     );
     for (k, (x, (_, want))) in d.iter().zip(&exp.frames).enumerate() {
         let n = k + 1;
@@ -1034,8 +1086,9 @@ fn scenarios_cover_what_they_claim() {
             }
             FwdMethod::Tun => {
                 assert_eq!(
-                    (c("icmp_relayed"), c("icmp_sent"), c("drop_too_big")),
-                    (1, 1, 2)
+                    (c("icmp_relayed"), c("icmp_sent"), c("drop_too_big"), c("frags_made")),
+                    (1, 1, 1, 1),
+                    "one too big with DF (answered), one without (fragmented)"
                 );
             }
             FwdMethod::Nat | FwdMethod::FullNat => {

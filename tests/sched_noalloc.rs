@@ -81,14 +81,18 @@ fn steady_state_decisions_do_not_allocate() {
                 // Two servers out of service so fallbacks are exercised.
                 load[0].overloaded = true;
                 load[n / 2].overloaded = true;
+                // (what the schedulers read: the dests' shared counts)
+                for (x, l) in d.iter().zip(&load) {
+                    x.shared.set(l);
+                }
                 // Warm up: every destination address gets its entry.
                 for k in 0..64 {
-                    let _ = t.schedule(&mut s, &ctx(&d, &load, k));
+                    let _ = t.schedule(&mut s, &ctx(&d, k));
                 }
                 let mut grew = 0;
                 for k in 64..5064 {
                     let (before, size) = (allocs(), shape(&s));
-                    let got = t.schedule(&mut s, &ctx(&d, &load, k));
+                    let got = t.schedule(&mut s, &ctx(&d, k));
                     if shape(&s) > size {
                         grew += 1;
                     } else {
@@ -105,6 +109,7 @@ fn steady_state_decisions_do_not_allocate() {
                             load[i].active -= 1;
                             load[i].inactive += 1;
                         }
+                        d[i].shared.set(&load[i]);
                     }
                 }
                 // Not vacuous: most decisions were steady-path ones. (With
@@ -127,10 +132,9 @@ fn shape(s: &SchedState) -> usize {
 
 /// The `k`-th new connection: varying clients and ports, eight
 /// destination addresses, a clock in milliseconds.
-fn ctx<'a>(d: &'a [DestEntry], load: &'a [DestLoad], k: u32) -> SchedCtx<'a> {
+fn ctx(d: &[DestEntry], k: u32) -> SchedCtx<'_> {
     SchedCtx {
         dests: d,
-        load,
         saddr: IpAddr::V4(Ipv4Addr::from(
             0xC000_0200u32.wrapping_add(k.wrapping_mul(7919)),
         )),

@@ -105,6 +105,11 @@ impl Xvs {
         }
     }
 
+    /// Its process id (`ip netns exec` execs it in place).
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
     /// Its stderr so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")

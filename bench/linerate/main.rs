@@ -27,6 +27,7 @@
 //!   `--gen-cpu`; the kernel configuration's IP work moves to `--dir-cpu`
 //!   by RPS, the AF_XDP directors get their frames copied for them.
 
+mod cpu;
 mod director;
 mod fwd;
 mod gen;
@@ -114,6 +115,10 @@ struct Args {
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Fewest forwarded frames in a saturation phase for a CPU-per-frame
+/// figure.
+const MIN_FRAMES_FOR_CPU: u64 = 10_000;
 
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
@@ -236,6 +241,13 @@ struct Meas {
     low_p99: Option<u64>,
     low_p999: Option<u64>,
     low_mean: Option<u64>,
+    /// Saturation: CPU nanoseconds per forwarded frame of the director's
+    /// forwarding threads, of the NAPI work, of the generator (cpu.rs).
+    cpu_dir: Option<f64>,
+    cpu_napi: Option<f64>,
+    cpu_gen: Option<f64>,
+    /// Whether the NAPI figure is the NAPI kthreads' (else sampled softirq).
+    napi_threaded: bool,
     /// xvs's own counters at stop (rx, tx, drops).
     xvs: Vec<(String, u64)>,
 }
@@ -253,6 +265,7 @@ impl Meas {
             "gen_pps": self.gen_pps.round(), "fwd_pps": self.fwd_pps.round(),
             "sent": self.sent, "received": self.recv, "loss": self.loss(),
             "queue_drops": self.queue_drops,
+            "cpu_ns_per_frame": {"director": self.cpu_dir, "napi": self.cpu_napi, "generator": self.cpu_gen},
             "saturation_latency_ns": {"p50": self.sat_p50, "p99": self.sat_p99},
             "low_rate": {"sent": self.low_sent, "received": self.low_recv, "loss": self.low_loss(),
                          "latency_ns": {"p50": self.low_p50, "p99": self.low_p99,
@@ -298,11 +311,20 @@ impl Bench<'_> {
             label: t.label(),
             ..Meas::default()
         };
+        let me = std::process::id() as i32;
+        let probes = |director: Vec<(i32, i32)>| cpu::Probes {
+            director: cpu::Source::Threads(director),
+            napi: match napi {
+                Napi::Threaded => cpu::Source::Threads(cpu::napi_threads(&self.topo.dir_in)),
+                Napi::Softirq => cpu::Source::Softirq(vec![a.gen_cpu, a.dir_cpu]),
+            },
+            gen: cpu::Source::Threads(cpu::threads(me, &|n| n == "xlr-gen")),
+        };
         match t {
             Target::Kernel => {
                 let nft = Nft::start(self.topo, self.scratch)?;
                 threaded(self)?;
-                self.measure(&mut m)?;
+                self.measure(&mut m, &probes(Vec::new()))?;
                 drop(nft);
             }
             Target::Ceiling(p) => {
@@ -317,7 +339,7 @@ impl Bench<'_> {
                     cpu: Some(a.dir_cpu),
                 })?;
                 threaded(self)?;
-                self.measure(&mut m)?;
+                self.measure(&mut m, &probes(cpu::threads(me, &|n| n == "xlr-fwd")))?;
                 f.stop()?;
             }
             Target::Xvs(method, p) => {
@@ -332,7 +354,8 @@ impl Bench<'_> {
                     &stopped,
                 )?;
                 threaded(self)?;
-                let r = self.measure(&mut m);
+                let workers = cpu::threads(x.pid(), &|n| n.starts_with("xvs-worker"));
+                let r = self.measure(&mut m, &probes(workers));
                 let c = x.stop()?;
                 r?;
                 let keep = |k: &str| {
@@ -346,7 +369,7 @@ impl Bench<'_> {
         Ok(m)
     }
 
-    fn measure(&self, m: &mut Meas) -> Result<(), String> {
+    fn measure(&self, m: &mut Meas, probes: &cpu::Probes) -> Result<(), String> {
         let a = self.args;
         let (gen, sink) = (self.gen, self.sink);
         let settle = Duration::from_millis(300);
@@ -357,13 +380,24 @@ impl Bench<'_> {
         gen.set_rate(Rate::Max);
         let r = (|| {
             nap(Duration::from_secs_f64(a.warmup))?;
-            let (s0, c0, t0) = (gen.sent(), sink.read()?, Instant::now());
+            let (s0, c0, t0, p0) = (gen.sent(), sink.read()?, Instant::now(), probes.read());
             nap(Duration::from_secs_f64(a.seconds))?;
-            let (s1, c1, t1) = (gen.sent(), sink.read()?, Instant::now());
-            Ok::<_, String>((s0, c0, t0, s1, c1, t1))
+            let (s1, c1, t1, p1) = (gen.sent(), sink.read()?, Instant::now(), probes.read());
+            Ok::<_, String>((s0, c0, t0, s1, c1, t1, [0, 1, 2].map(|i| p1[i].saturating_sub(p0[i]))))
         })();
         gen.set_rate(Rate::Off);
-        let (s0, c0, t0, s1, c1, t1) = r?;
+        let (s0, c0, t0, s1, c1, t1, cpu) = r?;
+        let frames = c1.frames - c0.frames;
+        // A director that forwarded next to nothing (a busy worker starved
+        // by the NAPI kthread on its CPU) has no meaningful figure.
+        let per = |ns: u64, src: &cpu::Source| {
+            let empty = matches!(src, cpu::Source::Threads(t) if t.is_empty());
+            (frames >= MIN_FRAMES_FOR_CPU && !empty).then(|| ns as f64 / frames as f64)
+        };
+        m.cpu_dir = per(cpu[0], &probes.director);
+        m.cpu_napi = per(cpu[1], &probes.napi);
+        m.cpu_gen = per(cpu[2], &probes.gen);
+        m.napi_threaded = matches!(probes.napi, cpu::Source::Threads(_));
         nap(settle)?;
         let (s_b, c_b, q_b) = (gen.sent(), sink.read()?, self.topo.gen_tx_dropped()?);
         let el = (t1 - t0).as_secs_f64();
@@ -474,6 +508,29 @@ fn print_table(title: &str, rows: &[Meas], low_rate: u64) {
             m.low_loss() * 100.0
         );
     }
+    println!(
+        "  CPU ns per forwarded frame at saturation (threads' own time; cpu.rs):\n  {:<26} {:>9} {:>9} {:>9} {:>9}",
+        "director", "director", "NAPI", "dir+NAPI", "generator"
+    );
+    let ns = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.0}"));
+    for m in rows {
+        // In softirq placement the NAPI figure is sampled softirq time
+        // that the threads' own figures already contain: no sum.
+        let both = match (m.cpu_dir, m.cpu_napi, m.napi_threaded) {
+            (_, _, false) => None,
+            (Some(a), Some(b), _) => Some(a + b),
+            (None, b, _) => b,
+            (a, None, _) => a,
+        };
+        println!(
+            "  {:<26} {:>9} {:>9} {:>9} {:>9}",
+            m.label,
+            ns(m.cpu_dir),
+            ns(m.cpu_napi),
+            ns(both),
+            ns(m.cpu_gen)
+        );
+    }
 }
 
 fn median_f(mut v: Vec<f64>) -> f64 {
@@ -507,6 +564,10 @@ fn medians(runs: &[Vec<Meas>]) -> Vec<Meas> {
             let med = |g: &dyn Fn(&Meas) -> f64| median_f(all.iter().map(|m| g(m)).collect());
             let medo =
                 |g: &dyn Fn(&Meas) -> Option<u64>| median_o(all.iter().map(|m| g(m)).collect());
+            let medf = |g: &dyn Fn(&Meas) -> Option<f64>| {
+                let v: Vec<f64> = all.iter().filter_map(|m| g(m)).collect();
+                (!v.is_empty()).then(|| median_f(v))
+            };
             Meas {
                 key: f.key.clone(),
                 label: f.label.clone(),
@@ -523,6 +584,10 @@ fn medians(runs: &[Vec<Meas>]) -> Vec<Meas> {
                 low_p99: medo(&|m| m.low_p99),
                 low_p999: medo(&|m| m.low_p999),
                 low_mean: medo(&|m| m.low_mean),
+                cpu_dir: medf(&|m| m.cpu_dir),
+                cpu_napi: medf(&|m| m.cpu_napi),
+                cpu_gen: medf(&|m| m.cpu_gen),
+                napi_threaded: f.napi_threaded,
                 xvs: Vec::new(),
             }
         })

@@ -692,13 +692,15 @@ impl Manager {
 mod tests {
     use super::*;
     use crate::ctl::config;
-    use std::path::Path;
     use std::time::{Duration, Instant};
 
-    /// Service 80 (wrr): 10.0.0.2 (weight 3, an `exec` check whose exit
-    /// status is the number in `state`, `misc_dynamic`) and 10.0.0.3
-    /// (weight `w3`, unchecked).
-    fn conf(state: &Path, w3: u32) -> String {
+    /// Service 80 (wrr): 10.0.0.2 (weight 3, an agent check answered by
+    /// the test's agent on `port`) and 10.0.0.3 (weight `w3`, unchecked).
+    /// An agent in the test's process, not an `exec` check: with `fall =
+    /// 1` a check that outlives its timeout is a down the test did not
+    /// ask for, and forking a shell on this loaded machine took up to
+    /// 2.3 s (the test flaked with 50 ms, and with 1 s).
+    fn conf(port: u16, w3: u32) -> String {
         format!(
             r#"
 [[interface]]
@@ -725,11 +727,11 @@ scheduler = "wrr"
   mode = "dr"
   weight = 3
     [service.real_server.check]
-    type = "exec"
-    command = ["/bin/sh", "-c", "exit $(cat {})"]
-    misc_dynamic = true
-    interval = "50ms"
-    timeout = "50ms"
+    type = "agent"
+    addr = "127.0.0.1"
+    port = {port}
+    interval = "500ms"
+    timeout = "500ms"
     rise = 1
     fall = 1
     jitter = 0
@@ -738,9 +740,55 @@ scheduler = "wrr"
   ip = "10.0.0.3"
   mode = "dr"
   weight = {w3}
-"#,
-            state.display()
+"#
         )
+    }
+
+    /// A health agent on 127.0.0.1 (HAProxy's agent-check) answering
+    /// every connection with the line it was last given; a thread of its
+    /// own, stopped on drop.
+    struct Agent {
+        port: u16,
+        answer: Arc<Mutex<String>>,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl Agent {
+        fn start(answer: &str) -> Agent {
+            use std::io::Write;
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = l.local_addr().unwrap().port();
+            let answer = Arc::new(Mutex::new(answer.to_string()));
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (a, st) = (answer.clone(), stop.clone());
+            let thread = std::thread::spawn(move || {
+                for s in l.incoming() {
+                    if st.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    if let Ok(mut s) = s {
+                        let line = format!("{}\n", lock(&a));
+                        let _ = s.write_all(line.as_bytes());
+                    }
+                }
+            });
+            Agent { port, answer, stop, thread: Some(thread) }
+        }
+
+        fn say(&self, line: &str) {
+            *lock(&self.answer) = line.to_string();
+        }
+    }
+
+    impl Drop for Agent {
+        fn drop(&mut self) {
+            self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
     }
 
     /// Weights of service 0's dests in the running snapshot, by address.
@@ -771,16 +819,14 @@ scheduler = "wrr"
 
     #[test]
     fn verdicts_reach_the_snapshot_reloads_keep_health_models_are_followed() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state");
-        std::fs::write(&state, "0").unwrap();
-        let c = config::load_config_str(&conf(&state, 2), "t.toml").unwrap();
+        let agent = Agent::start("ready");
+        let c = config::load_config_str(&conf(agent.port, 2), "t.toml").unwrap();
         let d = Arc::new(Director::new(c.model.clone(), 1).unwrap());
         let h = HealthCtl::start(d.clone(), c.health).unwrap();
         assert_eq!(weights(&d), vec![w("10.0.0.2", 3), w("10.0.0.3", 2)]);
 
         // Down: quiesced (the default on_failure).
-        std::fs::write(&state, "1").unwrap();
+        agent.say("down #status 1");
         until("down", &d, |x| x[0].1 == 0);
         let r = h.report();
         assert_eq!(r.dests.len(), 1);
@@ -788,12 +834,12 @@ scheduler = "wrr"
         assert_eq!(r.dests[0].weight, 0);
         assert_eq!(
             r.dests[0].reason,
-            "exec /bin/sh: exited with status 1 (1 failed in a row)"
+            format!("agent 127.0.0.1:{}: agent says down: status 1 (1 failed in a row)", agent.port)
         );
         assert_eq!((r.totals.checked, r.totals.down, r.totals.downs), (1, 1, 1));
 
-        // Up with a dynamic weight: exit 7 = weight 5.
-        std::fs::write(&state, "7").unwrap();
+        // Up with a dynamic weight: 167% of 3 = 5.
+        agent.say("up 167%");
         until("up at weight 5", &d, |x| x[0].1 == 5);
         let r = h.report();
         assert!(r.dests[0].up);
@@ -806,7 +852,7 @@ scheduler = "wrr"
         assert_eq!(h.events(1).len(), 1, "only those after seq 1");
 
         // A reload (10.0.0.3 to weight 4) keeps 10.0.0.2's health and counts.
-        let c2 = config::load_config_str(&conf(&state, 4), "t.toml").unwrap();
+        let c2 = config::load_config_str(&conf(agent.port, 4), "t.toml").unwrap();
         h.apply_config(c2.model.clone(), c2.health).unwrap();
         assert_eq!(weights(&d), vec![w("10.0.0.2", 5), w("10.0.0.3", 4)]);
         let r = h.report();
@@ -818,7 +864,7 @@ scheduler = "wrr"
         let e = h
             .apply_config(
                 bad,
-                config::load_config_str(&conf(&state, 4), "t")
+                config::load_config_str(&conf(agent.port, 4), "t")
                     .unwrap()
                     .health,
             )
@@ -839,17 +885,17 @@ scheduler = "wrr"
         assert!(r.totals.runs > 0, "the old engine's runs are kept");
 
         // Added back with another weight: its check comes back from the
-        // file's plan (and exit 7 still means weight 5).
+        // file's plan (and 167% is now of 9: 15).
         let mut back = c2.model.clone();
         back.services[0].dests[0].weight = 9;
         h.apply_model(&d, back.clone()).unwrap();
         let r = h.report();
         assert_eq!(r.dests.len(), 1);
         assert_eq!(r.dests[0].configured_weight, 9);
-        until("re-checked, weight 5 again", &d, |x| {
-            x.len() == 2 && x[0].1 == 5
+        until("re-checked, weight 15", &d, |x| {
+            x.len() == 2 && x[0].1 == 15
         });
-        std::fs::write(&state, "1").unwrap();
+        agent.say("down #status 1");
         until("down again", &d, |x| x[0].1 == 0);
         assert_eq!(h.report().totals.downs, 2);
         // The same model again: no restart, nothing changes.
@@ -871,8 +917,8 @@ scheduler = "wrr"
         let lines = h.report().check_lines();
         assert_eq!(lines.len(), 1);
         assert!(
-            lines[0].starts_with("health_check exec /bin/sh down users=1 runs=")
-                && lines[0].ends_with("last_failure=exited with status 1"),
+            lines[0].starts_with(&format!("health_check agent 127.0.0.1:{} down users=1 runs=", agent.port))
+                && lines[0].ends_with("last_failure=agent says down: status 1"),
             "{lines:?}"
         );
         assert!(matches!(

@@ -539,6 +539,26 @@ fn run_burst(
     }
 }
 
+/// Sends the frames the worker made beside its burst's (fragments of
+/// tunnelled datagrams), each copied into a free chunk, on the TX ring of
+/// its port — in the same loop turn as the burst's first fragments.
+#[inline]
+fn send_staged(io: &mut QueueIo, w: &mut Worker) {
+    w.drain_staged(|port, bytes| {
+        io.send_new(port, 1, |_, f| {
+            let at = f.head;
+            match f.buf.get_mut(at..at + bytes.len()) {
+                Some(b) => {
+                    b.copy_from_slice(bytes);
+                    f.len = bytes.len();
+                    true
+                }
+                None => false,
+            }
+        }) == 1
+    });
+}
+
 #[cold]
 #[inline(never)]
 fn to_kernel(w: &mut Worker, kernel: &mut Option<KernelTx>, f: &Frame<'_>, r: PassReason) {
@@ -567,6 +587,9 @@ fn worker_main(mut ctx: WorkerCtx) {
     if let Some(p) = &ctx.mem {
         worker.attach_memory(p);
     }
+    // The indexes at the size max_conns needs, faulted in before the
+    // first burst (docs/performance.md, "SYN storm without page faults").
+    worker.presize_tables();
     let mut gen = worker.snapshot().generation;
     let mut verdicts = [Verdict::Drop(DropReason::Truncated); MAX_BURST];
     let mut refused: ArrayVec<Handed, MAX_BURST> = ArrayVec::new();
@@ -622,6 +645,7 @@ fn worker_main(mut ctx: WorkerCtx) {
             }
         };
         pass_on(io, &mut refused, &mut worker);
+        send_staged(io, &mut worker);
         if ctx.workers > 1 {
             let inbox = &inboxes[me];
             let n = io.burst_handed(
@@ -631,6 +655,7 @@ fn worker_main(mut ctx: WorkerCtx) {
             worker.count_handed_in(n);
             handled += n;
             pass_on(io, &mut refused, &mut worker);
+            send_staged(io, &mut worker);
         }
         if handled == 0 && now >= next_expire {
             worker.set_clock(now);

@@ -63,9 +63,16 @@ impl Batch {
     }
 
     /// Runs the batch through `w` at `now_ns`, then calls `out` with each
-    /// frame's verdict and its (possibly rewritten) bytes, in order, and
-    /// empties the batch.
+    /// frame's verdict and its (possibly rewritten) bytes, in order, each
+    /// followed by the frames the worker made from it (`Tx` fragments of
+    /// a tunnelled datagram, [`Worker::staged`]), and empties the batch.
     pub fn process(&mut self, w: &mut Worker, now_ns: u64, mut out: impl FnMut(Verdict, &[u8])) {
+        self.process_indexed(w, now_ns, |_, v, b| out(v, b));
+    }
+
+    /// [`Batch::process`], telling `out` the index in the batch of the
+    /// frame each output comes from (a fragment's is its datagram's).
+    pub fn process_indexed(&mut self, w: &mut Worker, now_ns: u64, mut out: impl FnMut(usize, Verdict, &[u8])) {
         let n = self.n;
         let mut verdicts = [Verdict::Drop(DropReason::Truncated); BURST];
         {
@@ -81,10 +88,20 @@ impl Batch {
                 self.meta[i] = (f.head, f.len, f.port);
             }
         }
+        let start = self.arena.as_ptr() as usize;
+        let mut staged = w.staged().peekable();
         for (i, (&v, &(h, l, _))) in verdicts[..n].iter().zip(&self.meta[..n]).enumerate() {
             let base = i * CHUNK;
-            out(v, &self.arena[base + h..base + h + l]);
+            out(i, v, &self.arena[base + h..base + h + l]);
+            // The fragments cut from this frame (its chunk's address).
+            while let Some((_, port, bytes)) = staged.next_if(|(o, _, _)| o.wrapping_sub(start) / CHUNK <= i) {
+                out(i, Verdict::Tx { port }, bytes);
+            }
         }
+        for (_, port, bytes) in staged {
+            out(n.saturating_sub(1), Verdict::Tx { port }, bytes);
+        }
+        w.clear_staged();
         self.n = 0;
     }
 }

@@ -8,7 +8,9 @@
 //! burst is cut when it is full or when the capture's time moves on by
 //! more than [`BURST_SPAN_NS`], so no frame is processed at another
 //! frame's time by more than that. Output is a classic pcap (nanosecond
-//! timestamps) with each transmitted frame at its input frame's time.
+//! timestamps) with each transmitted frame at its input frame's time (the
+//! fragments a tunnelled datagram was cut into follow its first, at its
+//! time).
 
 use super::mem::Batch;
 use crate::worker::{Verdict, Worker};
@@ -120,7 +122,26 @@ fn open_input(path: &Path) -> Result<Input<BufReader<std::fs::File>>, ReplayErro
 /// # Errors
 /// Unreadable or malformed captures (naming the file and the packet),
 /// non-Ethernet link types, write failures.
-pub fn replay(worker: &mut Worker, input: &Path, output: &Path, mut progress: impl FnMut(u64)) -> Result<ReplaySummary, ReplayError> {
+pub fn replay(worker: &mut Worker, input: &Path, output: &Path, progress: impl FnMut(u64)) -> Result<ReplaySummary, ReplayError> {
+    replay_with(worker, input, output, &[], progress)
+}
+
+/// [`replay`], with the configuration changing during the capture: at
+/// each `(offset, snapshot)` of `reloads` (in order; nanoseconds after
+/// the capture's first frame) the worker switches to the snapshot, as a
+/// running director's workers do on a reload — between bursts, the burst
+/// before it ending there.
+///
+/// # Errors
+/// As [`replay`].
+pub fn replay_with(
+    worker: &mut Worker,
+    input: &Path,
+    output: &Path,
+    reloads: &[(u64, std::sync::Arc<crate::ctl::snapshot::Snapshot>)],
+    mut progress: impl FnMut(u64),
+) -> Result<ReplaySummary, ReplayError> {
+    let mut reloads = reloads.iter().peekable();
     let mut inp = open_input(input)?;
     let file = std::fs::File::create(output).map_err(|source| ReplayError::Io { path: output.to_owned(), source })?;
     let header = PcapHeader { ts_resolution: TsResolution::NanoSecond, endianness: pcap_file::Endianness::Little, ..PcapHeader::default() };
@@ -134,17 +155,19 @@ pub fn replay(worker: &mut Worker, input: &Path, output: &Path, mut progress: im
     let mut write_err: Option<pcap_file::PcapError> = None;
 
     let mut flush = |batch: &mut Batch, stamps: &[Duration], worker: &mut Worker, sum: &mut ReplaySummary, t0: u64| {
-        let mut i = 0;
-        batch.process(worker, t0, |v, bytes| {
+        let n = batch.len();
+        batch.process_indexed(worker, t0, |src, v, bytes| {
             if let Verdict::Tx { .. } = v {
                 if write_err.is_none() {
-                    if let Err(e) = out.write_packet(&PcapPacket::new(stamps[i], bytes.len() as u32, bytes)) {
+                    // Fragments a frame was cut into come after it, at its
+                    // time.
+                    let ts = stamps[src.min(n.saturating_sub(1))];
+                    if let Err(e) = out.write_packet(&PcapPacket::new(ts, bytes.len() as u32, bytes)) {
                         write_err = Some(e);
                     }
                 }
                 sum.frames_out += 1;
             }
-            i += 1;
         });
     };
 
@@ -161,6 +184,12 @@ pub fn replay(worker: &mut Worker, input: &Path, output: &Path, mut progress: im
         let abs = fr.ts.as_nanos().min(u64::MAX as u128) as u64;
         let base = *first_ts.get_or_insert(abs);
         let ts = abs.saturating_sub(base) + CLOCK_START_NS;
+        while let Some((_, snap)) = reloads.next_if(|(at, _)| *at <= ts - CLOCK_START_NS) {
+            if let Some(t0) = burst_start.take() {
+                flush(&mut batch, &stamps, worker, &mut sum, t0);
+            }
+            worker.set_snapshot(snap.clone());
+        }
         if let Some(t0) = burst_start {
             if batch.is_full() || ts.saturating_sub(t0) > BURST_SPAN_NS {
                 flush(&mut batch, &stamps, worker, &mut sum, t0);

@@ -408,6 +408,24 @@ impl Index {
         Index { cur: Table::zeroed(MIN_BITS, None), old: None, len: 0, asked: 0 }
     }
 
+    /// An empty index whose first table holds `keys` keys without growing
+    /// (below its 7/8 switch), up to [`PRESIZE_MAX_BYTES`], with its memory
+    /// faulted in now: a table filling up under a SYN storm then neither
+    /// drains an old table nor waits for the kernel to zero pages.
+    fn presized(keys: usize) -> Index {
+        let bits = Index::presized_bits(keys);
+        let mut block = Block::zeroed(HugeArray::<Bucket>::bytes(1 << bits), 64);
+        block.prefault();
+        Index { cur: Table::zeroed(bits, Some(block)), old: None, len: 0, asked: bits }
+    }
+
+    /// The bits of [`Index::presized`]'s table for `keys` keys.
+    fn presized_bits(keys: usize) -> u32 {
+        let buckets = (keys.saturating_mul(8) / (WAYS * 7)).saturating_add(1).next_power_of_two();
+        let most = (PRESIZE_MAX_BYTES / std::mem::size_of::<Bucket>()).trailing_zeros();
+        buckets.trailing_zeros().clamp(MIN_BITS, most)
+    }
+
     /// Room for keys in the current table.
     #[inline]
     fn room(&self) -> usize {
@@ -590,6 +608,11 @@ impl<A: Ip> Slab<A> {
     }
 }
 
+/// The largest index [`ConnTable::presize`] makes: 1 Mi buckets, 6.4 M
+/// keys before it grows (3.2 M NAT/FULLNAT connections, which have two
+/// keys each, or 6.4 M DR/TUN ones).
+pub const PRESIZE_MAX_BYTES: usize = 64 << 20;
+
 /// Most entries a table holds: the index stores a slot number and a
 /// direction bit in 32 bits, one value of which means "empty".
 pub const MAX_ENTRIES: usize = (1 << 31) - 2;
@@ -613,7 +636,12 @@ fn same_key<A: Ip>(c: &Conn<A>, val: u32, k: &Key<A>) -> bool {
     if val & 1 == 0 {
         c.caddr == k.saddr && c.cport == k.sport && c.vaddr == k.daddr && c.vport == k.dport && c.proto == k.proto
     } else {
-        c.out_key().is_some_and(|o| o == *k)
+        // An out key is only ever filed for a NAT or FULLNAT connection
+        // (never a template: `out_key`), so its fields are compared
+        // directly, the reply's destination picked without a branch.
+        let fullnat = c.fwd == FwdMethod::FullNat;
+        let (a, p) = if fullnat { (c.laddr, c.lport) } else { (c.caddr, c.cport) };
+        c.daddr == k.saddr && c.dport == k.sport && a == k.daddr && p == k.dport && c.proto == k.proto
     }
 }
 
@@ -651,6 +679,23 @@ impl<A: Ip> ConnTable<A> {
     /// Where this table's memory came from so far.
     pub fn reserve_stats(&self) -> ReserveStats {
         self.reserve.stats()
+    }
+
+    /// Sizes the index of an empty table for its bound, two keys per entry
+    /// (at most [`PRESIZE_MAX_BYTES`]), and faults its memory in now, so
+    /// that filling the table up to that size never grows or drains the
+    /// index and never waits for the kernel to zero index pages: done once
+    /// at start, off the data path. Returns the index's bytes. A table that
+    /// holds entries already, or is as big, is left as it is.
+    pub fn presize(&mut self) -> usize {
+        if self.index.len == 0 && self.index.old.is_none() {
+            let keys = self.max.saturating_mul(2);
+            let want = Index::presized_bits(keys);
+            if want > self.index.cur.bits {
+                self.index = Index::presized(keys);
+            }
+        }
+        self.index.memory()
     }
 
     /// Background work between bursts: moves up to `budget` buckets of an
@@ -979,6 +1024,35 @@ mod tests {
             sync_left: 0,
             in_pkts: 1,
         }
+    }
+
+    /// A presized table fills to its bound, two keys an entry, without
+    /// its index growing or draining, and finds every key; presizing a
+    /// table that holds entries changes nothing; the size is capped.
+    #[test]
+    fn a_presized_index_never_grows_up_to_its_bound() {
+        let n = 3000u32;
+        let mut t = ConnTable::<Ipv4Addr>::new(n as usize, 0);
+        let small = t.memory();
+        let bytes = t.presize();
+        let bits = t.index.cur.bits;
+        assert!(bits > MIN_BITS && t.memory() > small);
+        assert!(t.index.room() * 7 >= 2 * n as usize * 8, "room for both keys of every entry below the 7/8 switch");
+        for i in 0..n {
+            let mut c = conn((i % 250) as u8, 1000 + (i / 250) as u16, if i % 2 == 0 { FwdMethod::Nat } else { FwdMethod::FullNat }, 100);
+            c.lport = 20000 + i as u16;
+            t.insert(c).unwrap();
+            assert_eq!((t.index.cur.bits, t.index.old.is_some()), (bits, false), "entry {i}");
+        }
+        for i in 0..n {
+            let mut c = conn((i % 250) as u8, 1000 + (i / 250) as u16, if i % 2 == 0 { FwdMethod::Nat } else { FwdMethod::FullNat }, 100);
+            c.lport = 20000 + i as u16;
+            assert!(matches!(t.lookup(&c.in_key()), Some((_, Dir::In))), "in key {i}");
+            assert!(matches!(t.lookup(&c.out_key().unwrap()), Some((_, Dir::Out))), "out key {i}");
+        }
+        assert_eq!(t.presize(), bytes, "a table with entries is left as it is");
+        assert_eq!(Index::presized_bits(MAX_ENTRIES * 2), (PRESIZE_MAX_BYTES / 64).trailing_zeros());
+        assert_eq!(Index::presized_bits(1), MIN_BITS);
     }
 
     #[test]

@@ -196,6 +196,29 @@ impl DestStats {
     }
 }
 
+/// Live figures of a service or a real server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Figures {
+    /// Connections in ESTABLISHED (ActiveConn).
+    pub active: u32,
+    /// Other connections (InActConn).
+    pub inactive: u32,
+    /// Persistence templates (PersistConn).
+    pub persist: u32,
+    /// Totals since the last `-Z` (`--stats`).
+    pub stats: DestStats,
+    /// `--rate`.
+    pub rate: Rate,
+}
+
+impl Figures {
+    /// Zeroes what `-Z` zeroes (see `ctl::ipvsadm::StatsView::zero`).
+    pub fn zero(&mut self) {
+        self.stats = DestStats::default();
+        self.rate = Rate::default();
+    }
+}
+
 /// Per-worker counters. Plain integers: only the owning worker writes them.
 #[derive(Clone, Debug, Default)]
 pub struct WorkerCounters {
@@ -237,6 +260,10 @@ pub struct WorkerCounters {
     /// ICMP errors xvs did not send because of their rate limit
     /// (`[global] icmp_msgs_per_sec`); their frames count as dropped.
     pub icmp_limited: u64,
+    /// Frames made beyond those received: the fragments after the first of
+    /// a tunnelled datagram too big for its egress MTU (outer
+    /// fragmentation, IPv4 without DF). Counted in `tx_packets` too.
+    pub frags_made: u64,
     /// Frames handed to another worker (put in its inbox).
     pub handoffs: u64,
     /// TCP/UDP frames that arrived with a partial checksum (a sender with
@@ -260,7 +287,8 @@ pub struct Balance {
     /// other workers, or refused by its driver before processing.
     pub rx: u64,
     /// Frames xvs made beyond those: ICMP errors it built in place of a
-    /// frame (which counts as dropped under its reason).
+    /// frame (which counts as dropped under its reason), and the fragments
+    /// after the first of a tunnelled datagram.
     pub made: u64,
     /// Frames queued for transmission.
     pub tx: u64,
@@ -294,7 +322,7 @@ impl WorkerCounters {
     pub fn balance(&self) -> Balance {
         Balance {
             rx: self.rx_packets,
-            made: self.icmp_sent,
+            made: self.icmp_sent + self.frags_made,
             tx: self.tx_packets,
             dropped: self.total_drops(),
             to_kernel: self.total_passes(),
@@ -340,6 +368,7 @@ impl WorkerCounters {
         self.icmp_relayed += o.icmp_relayed;
         self.icmp_sent += o.icmp_sent;
         self.icmp_limited += o.icmp_limited;
+        self.frags_made += o.frags_made;
         self.handoffs += o.handoffs;
         self.csum_completed += o.csum_completed;
         self.handed_in += o.handed_in;
@@ -380,6 +409,7 @@ impl WorkerCounters {
         v.push(("icmp_relayed".into(), self.icmp_relayed));
         v.push(("icmp_sent".into(), self.icmp_sent));
         v.push(("icmp_limited".into(), self.icmp_limited));
+        v.push(("frags_made".into(), self.frags_made));
         v.push(("handoffs".into(), self.handoffs));
         v.push(("csum_completed".into(), self.csum_completed));
         v.push(("handed_in".into(), self.handed_in));
@@ -424,6 +454,9 @@ impl WorkerCounters {
         if self.icmp_limited > 0 {
             let _ = writeln!(s, "  not sent, over the rate limit {}", self.icmp_limited);
         }
+        if self.frags_made > 0 {
+            let _ = writeln!(s, "fragments made (tunnel) {}", self.frags_made);
+        }
         if self.handoffs + self.handed_in > 0 {
             let _ = writeln!(s, "handoffs     out {:>10}  in {:>13}", self.handoffs, self.handed_in);
         }
@@ -458,7 +491,7 @@ mod tests {
         c.drop(DropReason::NoDest);
         c.fwd[2][1] = 7;
         let p = c.pairs();
-        assert_eq!(p.len(), 4 + 8 + 17 + DropReason::COUNT + PassReason::COUNT);
+        assert_eq!(p.len(), 4 + 8 + 18 + DropReason::COUNT + PassReason::COUNT);
         assert!(p.contains(&("drop_no_dest".to_string(), 1)));
         assert!(p.contains(&("fwd_nat_out".to_string(), 7)));
         let r = c.render();

@@ -10,7 +10,7 @@
 //! a worker.
 
 use super::{DropReason, PassReason, WorkerCounters};
-use crate::ctl::ipvsadm::Figures;
+use crate::stats::Figures;
 use crate::ipvs::FwdMethod;
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -90,7 +90,7 @@ impl Out {
 pub fn render(v: &MetricsView<'_>) -> String {
     let mut o = Out(String::new());
     type Get = fn(&WorkerCounters) -> u64;
-    let per_worker: [(&str, &str, Get); 21] = [
+    let per_worker: [(&str, &str, Get); 22] = [
         ("xvs_rx_packets_total", "Frames received.", |c| c.rx_packets),
         ("xvs_rx_bytes_total", "Bytes received.", |c| c.rx_bytes),
         ("xvs_tx_packets_total", "Frames transmitted.", |c| c.tx_packets),
@@ -109,6 +109,7 @@ pub fn render(v: &MetricsView<'_>) -> String {
         ("xvs_icmp_relayed_total", "ICMP errors about connections translated and relayed.", |c| c.icmp_relayed),
         ("xvs_icmp_sent_total", "ICMP errors sent by xvs (fragmentation needed, unreachable).", |c| c.icmp_sent),
         ("xvs_icmp_limited_total", "ICMP errors xvs did not send: over their rate limit (icmp_msgs_per_sec).", |c| c.icmp_limited),
+        ("xvs_frags_made_total", "Fragments made beyond the first of tunnelled datagrams too big for their egress MTU (outer fragmentation).", |c| c.frags_made),
         ("xvs_handoffs_total", "Frames handed to the worker owning their flow.", |c| c.handoffs),
         ("xvs_csum_completed_total", "TCP/UDP frames that arrived with a partial checksum (TX checksum offload of a veth or virtual NIC sender) and were completed in software.", |c| c.csum_completed),
         ("xvs_handed_in_total", "Frames other workers handed to this one.", |c| c.handed_in),

@@ -49,16 +49,19 @@ pub struct Quoted {
 /// [`DropReason::BadIcmp`] when the quote is short or not TCP/UDP of the
 /// same family.
 pub fn quoted(f: &[u8], m: &Meta) -> Result<Quoted, DropReason> {
-    let q = m.l4 as usize + 8;
-    let end = m.end as usize;
-    if q + 20 > end {
+    quoted_at(f, m.l4 as usize + 8, m.end as usize, m.v6)
+}
+
+/// The packet quoted at `q` (up to `end`) of family `v6`: see [`quoted`].
+fn quoted_at(f: &[u8], q: usize, end: usize, v6: bool) -> Result<Quoted, DropReason> {
+    if q + 20 > end || end > f.len() {
         return Err(DropReason::BadIcmp);
     }
-    let hlen = if m.v6 { 40 } else { (f[q] & 0x0f) as usize * 4 };
+    let hlen = if v6 { 40 } else { (f[q] & 0x0f) as usize * 4 };
     if hlen < 20 || q + hlen + 8 > end {
         return Err(DropReason::BadIcmp);
     }
-    let (ver, pr) = if m.v6 { (6, f[q + 6]) } else { (4, f[q + 9]) };
+    let (ver, pr) = if v6 { (6, f[q + 6]) } else { (4, f[q + 9]) };
     if f[q] >> 4 != ver {
         return Err(DropReason::BadIcmp);
     }
@@ -71,10 +74,39 @@ pub fn quoted(f: &[u8], m: &Meta) -> Result<Quoted, DropReason> {
         l4: l4 as u16,
         end: end as u16,
         proto: pr,
-        v6: m.v6,
+        v6,
         sport: be16(f, l4),
         dport: be16(f, l4 + 2),
     })
+}
+
+/// Whether the ICMPv4 error `m` describes quotes an IPIP packet (protocol
+/// 4): one of xvs's own tunnelled packets, when its source is ours.
+#[inline]
+pub fn quotes_ipip(f: &[u8], m: &Meta) -> bool {
+    let q = m.l4 as usize + 8;
+    !m.v6 && q + 20 <= (m.end as usize).min(f.len()) && f[q] >> 4 == 4 && f[q + 9] == proto::IPIP
+}
+
+/// The outer header an ICMPv4 error quotes (an IPIP packet, see
+/// [`quotes_ipip`]) and the TCP/UDP packet inside it: (offset of the
+/// outer quoted header, the inner packet). The outer header must be the
+/// first fragment (a later one holds no inner header) and the inner packet
+/// quoted with its full header and 8 bytes of TCP/UDP.
+///
+/// # Errors
+/// [`DropReason::BadIcmp`] when the quote is short or not of that shape.
+pub fn quoted_ipip(f: &[u8], m: &Meta) -> Result<(usize, Quoted), DropReason> {
+    let q = m.l4 as usize + 8;
+    let end = m.end as usize;
+    if !quotes_ipip(f, m) || be16(f, q + 6) & 0x1fff != 0 {
+        return Err(DropReason::BadIcmp);
+    }
+    let hlen = (f[q] & 0x0f) as usize * 4;
+    if hlen < 20 {
+        return Err(DropReason::BadIcmp);
+    }
+    Ok((q, quoted_at(f, q + hlen, end, false)?))
 }
 
 impl Quoted {
@@ -156,6 +188,10 @@ pub enum ErrorKind {
     TooBig { mtu: u16 },
     /// Destination (port) unreachable: no real server for the service.
     PortUnreachable,
+    /// Any other ICMPv4 error, by type, code and the 4 bytes after the
+    /// checksum (an error about a tunnelled packet passed on to the
+    /// client as IPVS's `ip_vs_in_icmp` does). ICMPv4 only.
+    V4 { t: u8, code: u8, rest: u32 },
 }
 
 /// Largest ICMPv4 error datagram (RFC 1812 4.3.2.3).
@@ -220,6 +256,9 @@ pub fn build_error<A: Ip>(fr: &mut Frame<'_>, m: &Meta, kind: ErrorKind) -> Resu
         (false, ErrorKind::PortUnreachable) => (3, 3, 0),
         (true, ErrorKind::TooBig { mtu }) => (2, 0, mtu as u32),
         (true, ErrorKind::PortUnreachable) => (1, 4, 0),
+        (false, ErrorKind::V4 { t, code, rest }) => (t, code, rest),
+        // Not made for IPv6: a port unreachable if it ever were.
+        (true, ErrorKind::V4 { .. }) => (1, 4, 0),
     };
     f[icmp] = t;
     f[icmp + 1] = c;

@@ -257,7 +257,7 @@ fn parse_fast_v4(f: &[u8]) -> Option<Meta> {
 /// whose high half is the folded sum with its carry (Linux's
 /// `csum_fold`): seven instructions instead of four fold steps.
 #[inline(always)]
-fn fold_ne(acc: u64) -> u16 {
+pub(crate) fn fold_ne(acc: u64) -> u16 {
     let (s, c) = (acc as u32).overflowing_add((acc >> 32) as u32);
     let s = s.wrapping_add(c as u32);
     (s.wrapping_add(s.rotate_left(16)) >> 16) as u16

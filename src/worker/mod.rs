@@ -151,9 +151,6 @@ pub struct Worker {
     /// ([`DestEntry::shared`](crate::ipvs::dest::DestEntry::shared)),
     /// which is what the schedulers and the thresholds see.
     load: Vec<DestLoad>,
-    /// Scratch: the director-wide loads of the service being scheduled,
-    /// read from the shared counts when a connection is scheduled.
-    view: Vec<DestLoad>,
     dstats: Vec<DestStats>,
     lports: LocalPorts,
     counters: WorkerCounters,
@@ -162,6 +159,9 @@ pub struct Worker {
     /// The outer IPv4 ids of tunnelled packets (its own, disjoint from
     /// the other workers').
     ip_id: xmit::tun::IpIds,
+    /// Fragments of tunnelled datagrams beyond the first, until the driver
+    /// sends them ([`Worker::drain_staged`]).
+    staged: xmit::tun::Staged,
     /// The tick of the last eviction search that found nothing: a full
     /// table of live connections costs one search per tick, not one per
     /// SYN of a flood.
@@ -207,13 +207,13 @@ impl Worker {
             tables: Tables { v4: ConnTable::new(snap.max_conns, now), v6: ConnTable::new(snap.max_conns, now) },
             sched: Vec::new(),
             load: Vec::new(),
-            view: Vec::new(),
             dstats: Vec::new(),
             lports: LocalPorts::new(id, workers.max(1)),
             counters: WorkerCounters::default(),
             now_ns,
             now,
             ip_id: xmit::tun::IpIds::new(id, workers),
+            staged: xmit::tun::Staged::new(),
             evict_miss: now.wrapping_sub(1),
             port_mac: [u64::MAX; 256],
             ticks: Timeouts::default(),
@@ -286,7 +286,6 @@ impl Worker {
             });
         }
         self.load = load;
-        self.view = vec![DestLoad::default(); new.dests.len()];
         self.dstats = dstats;
         self.sched = sched;
         // One port pool per (local address, real server address and
@@ -427,12 +426,46 @@ impl Worker {
     /// the burst does not meet what is due), then one verdict per frame
     /// (`verdicts` at least as long as `frames`).
     pub fn process_burst(&mut self, frames: &mut [Frame<'_>], verdicts: &mut [Verdict], now_ns: u64) {
+        if !self.staged.is_empty() {
+            self.drop_staged();
+        }
         self.set_clock(now_ns);
         self.expire(EXPIRE_BUDGET);
         self.maintain(MIGRATE_PER_BURST);
         for (fr, v) in frames.chunks_mut(BURST).zip(verdicts.chunks_mut(BURST)) {
             self.run_burst(fr, v);
         }
+    }
+
+    /// Gives the frames the last burst made beside its own (the fragments
+    /// after the first of a tunnelled datagram, [`xmit::tun::fragment`]),
+    /// in order, to `send` (port, bytes), which returns whether it queued
+    /// the frame for transmission. They were counted as transmitted; what
+    /// `send` refuses becomes a `tx_full` drop. Drivers call it after
+    /// every burst: the next burst drops what is left, counted so.
+    pub fn drain_staged(&mut self, send: impl FnMut(u8, &[u8]) -> bool) {
+        let refused = self.staged.drain(send);
+        if refused.0 > 0 {
+            self.count_refused(&Refused { tx_full: refused, ..Refused::default() });
+        }
+    }
+
+    /// The frames [`Worker::drain_staged`] would give, with the address of
+    /// the buffer of the frame each was cut from, for drivers that write
+    /// them beside it ([`Worker::clear_staged`] afterwards).
+    pub fn staged(&self) -> impl Iterator<Item = (usize, u8, &[u8])> {
+        self.staged.iter()
+    }
+
+    /// Forgets the staged frames (after [`Worker::staged`]: sent).
+    pub fn clear_staged(&mut self) {
+        self.staged.clear();
+    }
+
+    /// Staged frames a driver did not take (see [`Worker::drain_staged`]).
+    #[cold]
+    fn drop_staged(&mut self) {
+        self.drain_staged(|_, _| false);
     }
 
     /// Moves up to `budget` buckets of each family's growing index into its
@@ -451,6 +484,14 @@ impl Worker {
     pub fn attach_memory(&mut self, provider: &Provider) {
         self.tables.v4.attach(provider);
         self.tables.v6.attach(provider);
+    }
+
+    /// Sizes both families' connection indexes for the snapshot's
+    /// `max_conns` now, their memory faulted in ([`ConnTable::presize`]):
+    /// called once at start, so that a SYN storm filling the tables never
+    /// grows an index inside a burst. Returns the indexes' bytes.
+    pub fn presize_tables(&mut self) -> usize {
+        self.tables.v4.presize() + self.tables.v6.presize()
     }
 
     /// Blocks of table memory taken ready from the provider, and mapped by
@@ -796,6 +837,13 @@ impl Worker {
                 Ok(p) => Ok(p),
                 Err(TunError::Drop(r)) => Err(r),
                 Err(TunError::NeedFrag { mtu }) => return self.send_error::<A>(fr, m, ErrorKind::TooBig { mtu }, DropReason::TooBig),
+                Err(TunError::Fragment { port, mtu }) => xmit::tun::fragment(fr, m, port, mtu, &mut self.staged).map(|(n, b)| {
+                    let k = &mut self.counters;
+                    k.frags_made += n;
+                    k.tx_packets += n;
+                    k.tx_bytes += b;
+                    port
+                }),
             },
             // DR/TUN replies bypass the director; no out key exists for them.
             (FwdMethod::Dr | FwdMethod::Tun, Dir::Out) => Err(DropReason::NoConn),
@@ -980,7 +1028,7 @@ impl Worker {
             }
         }
         let picked = match self.snap.services[si as usize].persistence {
-            None => schedule(&self.snap, &mut self.sched, &mut self.view, self.now_ns, si, k).map(|di| (di, None)).ok_or(DropReason::NoDest),
+            None => schedule(&self.snap, &mut self.sched, self.now_ns, si, k).map(|di| (di, None)).ok_or(DropReason::NoDest),
             Some(p) => self.persist::<A>(si, k, p, m.ttl),
         };
         // A borrow, not a clone: the refcount is shared with every worker,
@@ -1257,7 +1305,7 @@ impl Worker {
             }
             table.unlink(ti);
         }
-        let di = schedule(snap, &mut self.sched, &mut self.view, self.now_ns, si, k).ok_or(DropReason::NoDest)?;
+        let di = schedule(snap, &mut self.sched, self.now_ns, si, k).ok_or(DropReason::NoDest)?;
         let d = &snap.dests[di];
         let daddr = A::from_ip(d.addr).ok_or(DropReason::FamilyMismatch)?;
         let hop = d.hop.ok_or(DropReason::NoNeighbour)?;
@@ -1331,6 +1379,9 @@ impl Worker {
     #[cold]
     fn icmp_error<A: Family>(&mut self, fr: &mut Frame<'_>, mut m: Meta) -> Verdict {
         let f = fr.data();
+        if !A::V6 && icmp::quotes_ipip(f, &m) {
+            return self.tunnel_icmp(fr, m);
+        }
         let mut q = match icmp::quoted(f, &m) {
             Ok(q) => q,
             Err(r) => return Verdict::Drop(r),
@@ -1362,11 +1413,120 @@ impl Worker {
             Dir::In => match xmit::icmp::relay_in(fr, &mut m, &mut q, &c, &snap.links, &mut self.ip_id) {
                 Ok(p) => Ok(p),
                 Err(TunError::Drop(r)) => Err(r),
-                // An error about an error is never sent.
-                Err(TunError::NeedFrag { .. }) => Err(DropReason::TooBig),
+                // An error about an error is never sent, nor fragmented.
+                Err(TunError::NeedFrag { .. } | TunError::Fragment { .. }) => Err(DropReason::TooBig),
             },
         };
         match res {
+            Ok(port) => {
+                self.counters.icmp_relayed += 1;
+                Verdict::Tx { port }
+            }
+            Err(r) => Verdict::Drop(r),
+        }
+    }
+}
+
+impl Worker {
+    /// An ICMPv4 error about one of our IPIP packets (a router in the
+    /// tunnel's path could not forward it), as IPVS's `ip_vs_in_icmp`: the
+    /// client gets an error of the same type and code about its own packet
+    /// (the one inside ours), from the VIP. Fragmentation needed becomes
+    /// fragmentation needed with the path's MTU (the error's, or the
+    /// egress link's when smaller) less the tunnel header, so that the
+    /// client's packets fit once encapsulated; an error about a packet
+    /// without DF is the kernel's (no PMTU discovery to serve). The frame
+    /// becomes the new error, in place, counted as relayed.
+    #[cold]
+    #[inline(never)]
+    fn tunnel_icmp(&mut self, fr: &mut Frame<'_>, m: Meta) -> Verdict {
+        let f = fr.data();
+        let (oq, q) = match icmp::quoted_ipip(f, &m) {
+            Ok(x) => x,
+            Err(r) => return Verdict::Drop(r),
+        };
+        let src: IpAddr = Ipv4Addr::src(f, &m).into();
+        if martian(src) || self.snap.is_own_addr(src) {
+            return Verdict::Drop(DropReason::Martian);
+        }
+        // Ours: sent to the outer source it quotes, one of our addresses.
+        let to = Ipv4Addr::dst(f, &m);
+        let (osrc, odst) = (Ipv4Addr::from_slice(&f[oq + 12..oq + 16]), Ipv4Addr::from_slice(&f[oq + 16..oq + 20]));
+        if osrc != to || !self.snap.is_own_addr(to.into()) {
+            return Verdict::Pass(PassReason::Icmp);
+        }
+        // The inner packet is the client's, as it came: its key is the in key.
+        let (qs, qd) = q.addrs::<Ipv4Addr>(f);
+        let key = Key { saddr: qs, daddr: qd, sport: q.sport, dport: q.dport, proto: q.proto };
+        if self.workers > 1 {
+            let o = self.owner(&key);
+            if o != self.id {
+                return Verdict::Handoff { worker: o };
+            }
+        }
+        let snap = &self.snap;
+        let table = &mut self.tables.v4;
+        let c = match table.lookup(&key) {
+            Some((idx, Dir::In)) => {
+                let c = table.get_mut(idx);
+                Self::rebind(snap, c);
+                *c
+            }
+            _ => return Verdict::Pass(PassReason::Icmp),
+        };
+        if c.fwd != FwdMethod::Tun || c.daddr != odst {
+            return Verdict::Pass(PassReason::Icmp);
+        }
+        let (t, code) = (m.icmp_type, m.icmp_code);
+        let l4 = m.l4 as usize;
+        let kind = if t == 3 && code == 4 {
+            // Client uses PMTU discovery?
+            if f[q.l3 as usize + 6] & 0x40 == 0 {
+                return Verdict::Pass(PassReason::Icmp);
+            }
+            let link = snap.links.get(c.dest_hop.link as usize).map_or(0, |l| l.mtu);
+            let said = u16::from_be_bytes([f[l4 + 6], f[l4 + 7]]);
+            let mut mtu = if said == 0 || (link != 0 && link < said) { link } else { said };
+            if mtu > 68 + 20 {
+                mtu -= 20;
+            }
+            ErrorKind::TooBig { mtu }
+        } else {
+            ErrorKind::V4 { t, code, rest: u32::from_be_bytes([f[l4 + 4], f[l4 + 5], f[l4 + 6], f[l4 + 7]]) }
+        };
+        if !matches!(kind, ErrorKind::TooBig { .. }) && !self.icmp_limit.allow(self.now_ns) {
+            self.counters.icmp_limited += 1;
+            return Verdict::Drop(DropReason::BadIcmp);
+        }
+        // Strip the outer IP header, the ICMP header and our IPIP header:
+        // the Ethernet header moves up to the client's packet.
+        let l2 = m.l3 as usize;
+        let inner = q.l3 as usize;
+        let end = (q.end as usize).min(f.len());
+        let cut = inner - l2;
+        fr.data_mut().copy_within(0..l2, cut);
+        if !fr.pop_front(cut) {
+            return Verdict::Drop(DropReason::BadIcmp);
+        }
+        let mi = Meta {
+            l3: l2 as u16,
+            l4: (q.l4 as usize - cut) as u16,
+            end: (end - cut) as u16,
+            vlan: m.vlan,
+            proto: q.proto,
+            ttl: 64,
+            ..Meta::default()
+        };
+        if let Err(r) = icmp::build_error::<Ipv4Addr>(fr, &mi, kind) {
+            return Verdict::Drop(r);
+        }
+        let mut me = Meta { l3: l2 as u16, l4: (l2 + 20) as u16, end: fr.len as u16, vlan: m.vlan, proto: proto::ICMP, ..Meta::default() };
+        // A TUN connection never sends to the client: its way there is
+        // the route's (the error came from the real servers' side).
+        let Some(hop) = self.snap.next_hop(IpAddr::V4(c.caddr)) else {
+            return Verdict::Drop(DropReason::NoNeighbour);
+        };
+        match xmit::to_hop(fr, &mut me, &hop, &self.snap.links) {
             Ok(port) => {
                 self.counters.icmp_relayed += 1;
                 Verdict::Tx { port }
@@ -1384,20 +1544,16 @@ fn usable_mac(snap: &Snapshot, mac: [u8; 6]) -> bool {
 }
 
 /// Runs service `si`'s scheduler with this worker's state for it and the
-/// director-wide loads of its dests (read into `view`, as IPVS's
-/// schedulers read `struct ip_vs_dest`'s counts): a dest index of the
+/// director-wide loads of its dests (the schedulers read each dest's
+/// shared counts as they need them, as IPVS's read `struct ip_vs_dest`'s
+/// atomics; nothing is copied per schedule): a dest index of the
 /// snapshot. (A function of the worker's parts, not a method, so that
 /// callers may hold a borrow of the snapshot.)
 #[inline]
-fn schedule<A: Ip>(snap: &Snapshot, sched: &mut [SchedState], view: &mut [DestLoad], now_ns: u64, si: u32, k: &Key<A>) -> Option<usize> {
+fn schedule<A: Ip>(snap: &Snapshot, sched: &mut [SchedState], now_ns: u64, si: u32, k: &Key<A>) -> Option<usize> {
     let svc = &snap.services[si as usize];
-    let view = &mut view[svc.dests.clone()];
-    for (v, d) in view.iter_mut().zip(&snap.dests[svc.dests.clone()]) {
-        *v = d.shared.get();
-    }
     let ctx = SchedCtx {
         dests: &snap.dests[svc.dests.clone()],
-        load: view,
         saddr: k.saddr.into(),
         sport: k.sport,
         daddr: k.daddr.into(),

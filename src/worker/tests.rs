@@ -193,11 +193,99 @@ fn tun_encapsulates_and_answers_too_big() {
     assert_eq!(dst_mac(&err), MAC_CLIENT);
     assert_eq!(w.counters().drops[DropReason::TooBig as usize], 1);
     assert_eq!(w.counters().icmp_sent, 1);
-    // without DF it is dropped, counted
-    let mut big = tcp4(CIP, 40000, VIP, 80, ACK, &[0u8; 1441]);
+    // without DF the outer datagram is fragmented (as IPVS leaves to
+    // ip_fragment): two frames, the first as long as the MTU allows
+    let mut big = tcp4(CIP, 40000, VIP, 80, ACK, &[5u8; 1441]);
     big[20] &= !0x40;
     refresh_ipv4_checksum(&mut big, 14);
-    assert_eq!(one(&mut w, SEC, big).0, Verdict::Drop(DropReason::TooBig));
+    let before = w.counters().clone();
+    let out = run(&mut w, SEC, std::slice::from_ref(&big));
+    assert_eq!(out.len(), 2, "the frame and one more fragment");
+    assert!(out.iter().all(|(v, _)| *v == TX));
+    assert_eq!((out[0].1.len(), out[1].1.len()), (14 + 1500, 14 + 20 + 1));
+    let frags: Vec<Vec<u8>> = out.iter().map(|(_, f)| f.clone()).collect();
+    let whole = reassemble(&frags).expect("the fragments make the datagram");
+    assert!(verify(&whole), "outer and inner checksums of the reassembled datagram");
+    assert_eq!(&whole[34..], &big[14..], "inner packet untouched");
+    assert_eq!(dst_mac(&out[1].1), RS1_MAC, "the second goes to the real server too");
+    let id = be16(&out[0].1, 18);
+    assert!(out.iter().all(|(_, f)| be16(f, 18) == id && id != 0), "one id, not 0");
+    let c = w.counters();
+    assert_eq!(c.frags_made - before.frags_made, 1);
+    assert_eq!(c.tx_packets - before.tx_packets, 2);
+    assert_eq!(c.drops[DropReason::TooBig as usize], 1, "no new too_big drop");
+    assert!(c.balance().holds(), "{}", c.balance());
+}
+
+/// An ICMP error quoting one of our IPIP packets: a router in the tunnel's
+/// path with a smaller MTU. The client gets fragmentation needed about its
+/// own packet with that MTU less the tunnel header (ip_vs_in_icmp); other
+/// errors reach it with their type and code; one about a packet without
+/// DF, or about a tunnel we do not know, is the kernel's.
+#[test]
+fn errors_quoting_our_tunnel_become_the_clients() {
+    let mut w = worker(&model(FwdMethod::Tun, "rr"));
+    let pkt = tcp4(CIP, 40000, VIP, 80, SYN, &[3u8; 1200]);
+    let (_, tunnelled) = one(&mut w, SEC, pkt.clone());
+    assert_eq!(addr4(&tunnelled, 14 + 12), [10, 0, 0, 1], "our tunnel source");
+    // A router at 10.0.1.253 answers the tunnelled packet.
+    let error_about = |tunnelled: &[u8], kind: ErrorKind| {
+        let mut b = vec![0u8; 64 + tunnelled.len()];
+        b[64..].copy_from_slice(tunnelled);
+        let mut fr = Frame::new(&mut b, 64, tunnelled.len());
+        let m = parse(fr.data()).unwrap();
+        icmp::build_error::<Ipv4Addr>(&mut fr, &m, kind).unwrap();
+        let mut e = fr.data().to_vec();
+        let em = parse(&e).unwrap();
+        crate::wire::ip::set_src(&mut e, &em, Ipv4Addr::new(10, 0, 1, 253));
+        e[0..6].copy_from_slice(&MAC_DIRECTOR);
+        e[6..12].copy_from_slice(&RS2_MAC);
+        e
+    };
+    let err = error_about(&tunnelled, ErrorKind::TooBig { mtu: 1400 });
+    let (v, out) = one(&mut w, SEC, err);
+    assert_eq!(v, TX);
+    assert!(verify(&out));
+    let e = parse(&out).unwrap();
+    assert_eq!((e.icmp_type, e.icmp_code), (3, 4));
+    assert_eq!(be16(&out, e.l4 as usize + 6), 1380, "the tunnel path's 1400 less 20");
+    assert_eq!((addr4(&out, 14 + 12), addr4(&out, 14 + 16)), (VIP, CIP), "from the VIP to the client");
+    let q = icmp::quoted(&out, &e).unwrap();
+    assert_eq!(q.addrs::<Ipv4Addr>(&out), (Ipv4Addr::from(CIP), Ipv4Addr::from(VIP)), "quotes the client's packet");
+    assert_eq!((q.sport, q.dport), (40000, 80));
+    assert_eq!(&out[e.l4 as usize + 8..e.l4 as usize + 28], &pkt[14..34], "its header as the client sent it");
+    assert_eq!(dst_mac(&out), GW_MAC, "towards the client's next hop");
+    assert_eq!(w.counters().icmp_relayed, 1);
+    // An MTU above the egress link's: the link's, less 20.
+    let (v, out) = one(&mut w, SEC, error_about(&tunnelled, ErrorKind::TooBig { mtu: 9000 }));
+    assert_eq!(v, TX);
+    assert_eq!(be16(&out, parse(&out).unwrap().l4 as usize + 6), 1480);
+    // Host unreachable (type 3 code 1) keeps its type and code.
+    let (v, out) = one(&mut w, SEC, error_about(&tunnelled, ErrorKind::V4 { t: 3, code: 1, rest: 0 }));
+    assert_eq!(v, TX);
+    let e = parse(&out).unwrap();
+    assert_eq!((e.icmp_type, e.icmp_code, addr4(&out, 14 + 16)), (3, 1, CIP));
+    // The client's packet without DF: no PMTU discovery to serve.
+    let mut nodf = tcp4(CIP, 40001, VIP, 80, SYN, &[3u8; 100]);
+    nodf[20] &= !0x40;
+    refresh_ipv4_checksum(&mut nodf, 14);
+    let (_, t2) = one(&mut w, SEC, nodf);
+    assert_eq!(one(&mut w, SEC, error_about(&t2, ErrorKind::TooBig { mtu: 1400 })).0, Verdict::Pass(PassReason::Icmp));
+    // A tunnel to another real server than the connection's is not ours.
+    let mut other = tunnelled.clone();
+    other[30..34].copy_from_slice(&[10, 0, 1, 9]);
+    refresh_ipv4_checksum(&mut other, 14);
+    assert_eq!(one(&mut w, SEC, error_about(&other, ErrorKind::TooBig { mtu: 1400 })).0, Verdict::Pass(PassReason::Icmp));
+    // A quote cut short inside the inner header is bad.
+    let mut short = error_about(&tunnelled, ErrorKind::TooBig { mtu: 1400 });
+    let keep = 14 + 20 + 8 + 20 + 10;
+    short.truncate(keep);
+    short[16..18].copy_from_slice(&((keep - 14) as u16).to_be_bytes());
+    refresh_ipv4_checksum(&mut short, 14);
+    let sm = parse(&short).unwrap();
+    icmp::refresh_checksum(&mut short, &sm);
+    assert_eq!(one(&mut w, SEC, short).0, Verdict::Drop(DropReason::BadIcmp));
+    assert!(w.counters().balance().holds(), "{}", w.counters().balance());
 }
 
 #[test]

@@ -31,28 +31,9 @@ pub const TABLE_SIZE: u32 = 4096;
 /// Rates, per second (IPVS's estimator: `--rate`).
 pub use crate::stats::Rate;
 
-/// Live figures of a service or a real server.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Figures {
-    /// Connections in ESTABLISHED (ActiveConn).
-    pub active: u32,
-    /// Other connections (InActConn).
-    pub inactive: u32,
-    /// Persistence templates (PersistConn).
-    pub persist: u32,
-    /// Totals since the last `-Z` (`--stats`).
-    pub stats: DestStats,
-    /// `--rate`.
-    pub rate: Rate,
-}
-
-impl Figures {
-    /// Zeroes what `-Z` zeroes (see [`StatsView::zero`]).
-    fn zero(&mut self) {
-        self.stats = DestStats::default();
-        self.rate = Rate::default();
-    }
-}
+/// Live figures of a service or a real server (defined with the counters
+/// they are made of, so that the metrics need not import the CLI).
+pub use crate::stats::Figures;
 
 /// Live figures of a FULLNAT local address (DPVS's `--get-laddr`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

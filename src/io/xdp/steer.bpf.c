@@ -1,27 +1,41 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //
 // xvs steering program: sends service traffic to the AF_XDP socket of the
-// receive queue, passes everything else (ARP, NDP, ssh, VRRP, BGP, ...) to
-// the kernel.
+// receive queue, passes everything else (ARP, NDP, ssh, VRRP, BGP, BFD,
+// ...) to the kernel.
 //
-// Service traffic is what the `rules` map names (userspace keeps it in step
-// with the configured services, see src/io/xdp/steer.rs):
-//   K_VIP        TCP/UDP to VIP:port (port 0: every port of the VIP)
-//   K_LADDR      TCP/UDP to a FULLNAT local address (replies)
-//   K_REAL       TCP/UDP from a NAT real server's address:port (replies)
-//   K_VIP_ADDR   fragments and ICMP errors to a VIP
-//   K_REAL_ADDR  fragments and ICMP errors from a NAT real server
+// Service traffic is what the maps name (userspace keeps them in step with
+// the configured services, see Tables in src/io/xdp/steer.rs). One lookup
+// per address, keyed by the address itself (`addrs4`, `addrs6`), says
+// which roles the address has (flags) and, per role and protocol, which
+// port set applies (an index into `ports`, an array of 65536-bit maps;
+// set 0 is empty, a port-0 rule is the set of every port):
+//   TCP/UDP to VIP:port                  redirect (flags VIP, ports[VIP])
+//   TCP/UDP to a FULLNAT local address   redirect (flags LADDR: replies)
+//   TCP/UDP from a NAT real server's     redirect (ports[REAL], unless the
+//     address:port                        destination is LOCAL)
+//   fragments and ICMP errors to a VIP or local address, or from a NAT
+//     real server (unless to a LOCAL address): redirect
+//   LOCAL: an address of the director itself: what a NAT real server
+//     sends to it is not a reply to a client (those go to the client's
+//     address) but to the director's own kernel — health checks, ssh,
+//     monitoring — and is passed.
 // ICMP errors and fragments carry no usable ports, so they match on the
 // address alone; the worker decides what to do with them (it forwards
 // fragments of its flows, and gives what is not its own to the kernel
 // through the kernel path, kpath.rs).
 //
-// steer_model.rs mirrors this program in Rust, test by test, and a test
-// holds the two equal (BPF_PROG_TEST_RUN): change both together.
-//   K_LOCAL      an address of the director itself: what a NAT real server
-//                sends to it is not a reply to a client (those go to the
-//                client's address) but to the director's own kernel —
-//                health checks, ssh, monitoring — and is passed.
+// The common cases cost one hash lookup with the packet's own address as
+// the key (service traffic, FULLNAT replies, frames to the director) or
+// two (NAT replies, frames to addresses that are neither), plus an array
+// access; ARP, ICMP echoes, VRRP and the like none. The verifier inlines
+// every lookup as long as each call site has one map (see decide()):
+// a lookup whose map depends on the path is a real helper call, which
+// cost 15 ns more per frame (docs/performance.md, "Steering program").
+//
+// steer_model.rs states the same decision in Rust over the rules
+// themselves, test by test, and a test holds the two equal
+// (BPF_PROG_TEST_RUN): change both together.
 //
 // Self-contained on purpose: no kernel or libbpf headers are needed, only
 // clang with the BPF target, so the build works on any machine with clang.
@@ -48,6 +62,7 @@ struct xdp_md {
 enum { XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT };
 
 #define BPF_MAP_TYPE_HASH 1
+#define BPF_MAP_TYPE_ARRAY 2
 #define BPF_MAP_TYPE_PERCPU_ARRAY 6
 #define BPF_MAP_TYPE_XSKMAP 17
 #define BPF_F_NO_PREALLOC 1
@@ -56,16 +71,20 @@ enum { XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT };
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
 static long (*bpf_redirect_map)(void *map, __u64 key, __u64 flags) = (void *)51;
 
-// Must match steer.rs: kind, proto, port (network order), address (IPv6, or
-// IPv4-mapped ::ffff:a.b.c.d).
-struct rule_key {
-	__u8 kind;
-	__u8 proto;
-	__u16 port;
-	__u8 addr[16];
+// Must match steer.rs (AddrInfo::bytes): the port set of each role and
+// protocol, then the flags.
+enum { P_VIP_TCP, P_VIP_UDP, P_REAL_TCP, P_REAL_UDP, P_MAX };
+struct addr_info {
+	__u16 ports[P_MAX];
+	__u8 flags;
+	__u8 pad[3];
 };
+enum { F_VIP = 1, F_LADDR = 2, F_REAL = 4, F_LOCAL = 8 };
 
-enum { K_VIP = 1, K_VIP_ADDR = 2, K_LADDR = 3, K_REAL = 4, K_REAL_ADDR = 5, K_LOCAL = 6 };
+// A set of ports: bit p (host order) of byte p / 8.
+struct port_set {
+	__u8 bits[8192];
+};
 
 // Counter slots (steer.rs: SteerStats).
 enum { S_REDIRECT = 0, S_PASS = 1, S_NO_SOCKET = 2, S_MAX = 4 };
@@ -78,13 +97,29 @@ struct {
 	__type(value, __u32);
 } xsks SEC(".maps");
 
+// Sizes: steer.rs MAX_ADDRS, PORT_SETS.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct rule_key);
-	__type(value, __u8);
-} rules SEC(".maps");
+	__type(key, __u32); // IPv4 address, network order
+	__type(value, struct addr_info);
+} addrs4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u8[16]); // IPv6 address
+	__type(value, struct addr_info);
+} addrs6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, struct port_set);
+} ports SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -113,13 +148,23 @@ INLINE void count(__u32 slot)
 		*c += 1; // per-CPU slot: no atomics needed
 }
 
-INLINE int has(struct rule_key *k, __u8 kind, __u8 proto, __u16 port)
+// Whether `port` (network order) is in set `set` (0: the empty set).
+INLINE int port_in(__u16 set, __u16 port)
 {
-	k->kind = kind;
-	k->proto = proto;
-	k->port = port;
-	return bpf_map_lookup_elem(&rules, k) != 0;
+	if (!set)
+		return 0;
+	__u32 k = set;
+	struct port_set *s = bpf_map_lookup_elem(&ports, &k);
+	if (!s)
+		return 0;
+	__u16 p = bswap16(port);
+	return (s->bits[p >> 3] >> (p & 7)) & 1;
 }
+
+// The entries of the destination and source address (the packet's own
+// bytes are the key).
+#define DST() (v6 ? bpf_map_lookup_elem(&addrs6, l3 + 24) : bpf_map_lookup_elem(&addrs4, l3 + 16))
+#define SRC() (v6 ? bpf_map_lookup_elem(&addrs6, l3 + 8) : bpf_map_lookup_elem(&addrs4, l3 + 12))
 
 INLINE int icmp4_is_error(__u8 t)
 {
@@ -131,16 +176,65 @@ INLINE int icmp6_is_error(__u8 t)
 	return t >= 1 && t <= 4; // unreach, too big, time exceeded, param
 }
 
+// The decision once the headers are found (`v6` is a constant at each of
+// the two call sites: each has its own map lookups, which the verifier
+// then inlines; a lookup whose map depends on the path stays a helper
+// call).
+INLINE int decide(__u8 *l3, __u8 *l4, __u8 *end, __u8 proto, int frag, const int v6)
+{
+	struct addr_info *d, *s;
+	int is_icmp_err = 0;
+
+	if (frag)
+		goto addresses;
+	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
+		if (l4 + 4 > end)
+			return XDP_PASS;
+		int u = proto == IPPROTO_UDP;
+		d = DST();
+		if (d) {
+			if ((d->flags & F_LADDR) || port_in(d->ports[P_VIP_TCP + u], *(__u16 *)(l4 + 2)))
+				return XDP_REDIRECT;
+			if (d->flags & F_LOCAL)
+				return XDP_PASS;
+		}
+		s = SRC();
+		if (s && port_in(s->ports[P_REAL_TCP + u], *(__u16 *)l4))
+			return XDP_REDIRECT;
+		return XDP_PASS;
+	}
+	if (proto == (v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP)) {
+		if (l4 + 1 > end)
+			return XDP_PASS;
+		is_icmp_err = v6 ? icmp6_is_error(l4[0]) : icmp4_is_error(l4[0]);
+	}
+	if (!is_icmp_err)
+		return XDP_PASS; // ICMP echo, VRRP, OSPF, GRE, ...
+
+addresses:
+	// Fragments and ICMP errors carry no usable ports: of service traffic
+	// to the worker (which forwards them), anything else to the kernel.
+	d = DST();
+	if (d && (d->flags & (F_VIP | F_LADDR)))
+		return XDP_REDIRECT;
+	if (d && (d->flags & F_LOCAL))
+		return XDP_PASS;
+	s = SRC();
+	if (s && (s->flags & F_REAL))
+		return XDP_REDIRECT;
+	return XDP_PASS;
+}
+
 SEC("xdp")
 int xvs_steer(struct xdp_md *ctx)
 {
 	__u8 *data = (__u8 *)(long)ctx->data;
 	__u8 *end = (__u8 *)(long)ctx->data_end;
-	struct rule_key dk = {}, sk = {}; // destination-side and source-side keys
 	__u8 *l3, *l4;
 	__u8 proto;
-	__u16 et, sport = 0, dport = 0;
-	int frag = 0, is_icmp_err = 0;
+	__u16 et;
+	int frag = 0;
+	int verdict;
 
 	if (data + 14 > end)
 		goto pass;
@@ -161,17 +255,12 @@ int xvs_steer(struct xdp_md *ctx)
 			goto pass;
 		proto = l3[9];
 		frag = (*(__u16 *)(l3 + 6) & NET16(0x3fff)) != 0; // MF or offset
-		dk.addr[10] = sk.addr[10] = 0xff;
-		dk.addr[11] = sk.addr[11] = 0xff;
-		__builtin_memcpy(&sk.addr[12], l3 + 12, 4);
-		__builtin_memcpy(&dk.addr[12], l3 + 16, 4);
 		l4 = l3 + ihl;
+		verdict = decide(l3, l4, end, proto, frag, 0);
 	} else if (et == NET16(ETH_P_IPV6)) {
 		if (l3 + 40 > end)
 			goto pass;
 		proto = l3[6];
-		__builtin_memcpy(sk.addr, l3 + 8, 16);
-		__builtin_memcpy(dk.addr, l3 + 24, 16);
 		l4 = l3 + 40;
 #pragma unroll
 		for (int i = 0; i < 4; i++) {
@@ -187,46 +276,11 @@ int xvs_steer(struct xdp_md *ctx)
 				break;
 			}
 		}
+		verdict = decide(l3, l4, end, proto, frag, 1);
 	} else {
 		goto pass; // ARP, LLDP, ...
 	}
-
-	if (frag) {
-		// No ports to look at: fragments of service traffic go to the
-		// worker (which forwards them), anything else to the kernel.
-		if (has(&dk, K_VIP_ADDR, 0, 0) || has(&dk, K_LADDR, 0, 0))
-			goto redirect;
-		if (has(&sk, K_REAL_ADDR, 0, 0) && !has(&dk, K_LOCAL, 0, 0))
-			goto redirect;
-		goto pass;
-	}
-
-	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
-		if (l4 + 4 > end)
-			goto pass;
-		sport = *(__u16 *)l4;
-		dport = *(__u16 *)(l4 + 2);
-		if (has(&dk, K_VIP, proto, dport) || has(&dk, K_VIP, proto, 0) ||
-		    has(&dk, K_LADDR, 0, 0))
-			goto redirect;
-		if ((has(&sk, K_REAL, proto, sport) || has(&sk, K_REAL, proto, 0)) &&
-		    !has(&dk, K_LOCAL, 0, 0))
-			goto redirect;
-		goto pass;
-	}
-
-	if (proto == IPPROTO_ICMP && et == NET16(ETH_P_IP)) {
-		if (l4 + 1 > end)
-			goto pass;
-		is_icmp_err = icmp4_is_error(l4[0]);
-	} else if (proto == IPPROTO_ICMPV6 && et == NET16(ETH_P_IPV6)) {
-		if (l4 + 1 > end)
-			goto pass;
-		is_icmp_err = icmp6_is_error(l4[0]);
-	}
-	if (is_icmp_err && (has(&dk, K_VIP_ADDR, 0, 0) || has(&dk, K_LADDR, 0, 0)))
-		goto redirect;
-	if (is_icmp_err && has(&sk, K_REAL_ADDR, 0, 0) && !has(&dk, K_LOCAL, 0, 0))
+	if (verdict == XDP_REDIRECT)
 		goto redirect;
 
 pass:

@@ -1,12 +1,15 @@
-//! The steering program's decision, in Rust: a line-by-line mirror of
-//! `steer.bpf.c`, so that what the program redirects and what the worker
+//! The steering program's decision, in Rust: a test-by-test mirror of
+//! `steer.bpf.c` (over the rules themselves, not the program's maps), so
+//! that what the program redirects and what the worker
 //! does with it can be tested together without root. A test runs the real
 //! BPF object (`BPF_PROG_TEST_RUN`) on the same frames and rules and holds
 //! the two equal, so the mirror cannot drift from the program: a change of
 //! one without the other fails `steer::tests`.
 
-use super::steer::{Rule, RuleKey, K_LADDR, K_LOCAL, K_REAL, K_REAL_ADDR, K_VIP, K_VIP_ADDR};
+use super::steer::Rule;
+use crate::ipvs::Proto;
 use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// What the steering program does with a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,25 +20,43 @@ pub enum Steered {
     Pass,
 }
 
-/// The contents of the rules map.
+/// The rules the maps stand for, asked as the rules themselves (not as
+/// the program's encoding of them, so the test holds that encoding too).
 #[derive(Clone, Debug, Default)]
 pub struct RuleSet {
-    keys: HashSet<RuleKey>,
+    rules: HashSet<Rule>,
+    vips: HashSet<IpAddr>,
+    reals: HashSet<IpAddr>,
 }
 
 impl RuleSet {
-    /// The map `Steering::set_rules(rules)` writes.
+    /// What `Steering::set_rules(rules)` writes.
     pub fn new(rules: &[Rule]) -> RuleSet {
-        RuleSet { keys: rules.iter().flat_map(|r| r.keys().into_iter().flatten()).collect() }
+        let mut s = RuleSet { rules: rules.iter().copied().collect(), ..RuleSet::default() };
+        for r in rules {
+            match *r {
+                Rule::Vip { addr, .. } => s.vips.insert(addr),
+                Rule::RealServer { addr, .. } => s.reals.insert(addr),
+                _ => false,
+            };
+        }
+        s
     }
 
-    fn has(&self, kind: u8, proto: u8, port: [u8; 2], addr: &[u8; 16]) -> bool {
-        let mut k = [0u8; 20];
-        k[0] = kind;
-        k[1] = proto;
-        k[2..4].copy_from_slice(&port);
-        k[4..].copy_from_slice(addr);
-        self.keys.contains(&k)
+    fn vip_port(&self, addr: IpAddr, proto: Proto, port: u16) -> bool {
+        [port, 0].iter().any(|&port| self.rules.contains(&Rule::Vip { proto, addr, port }))
+    }
+
+    fn real_port(&self, addr: IpAddr, proto: Proto, port: u16) -> bool {
+        [port, 0].iter().any(|&port| self.rules.contains(&Rule::RealServer { proto, addr, port }))
+    }
+
+    fn laddr(&self, a: IpAddr) -> bool {
+        self.rules.contains(&Rule::LocalAddr(a))
+    }
+
+    fn local(&self, a: IpAddr) -> bool {
+        self.rules.contains(&Rule::Local(a))
     }
 }
 
@@ -65,7 +86,7 @@ pub fn classify(f: &[u8], rules: &RuleSet) -> Steered {
         et = b16(16);
         l3 = 18;
     }
-    let (mut sk, mut dk) = ([0u8; 16], [0u8; 16]);
+    let (sk, dk): (IpAddr, IpAddr);
     let mut proto;
     let mut l4;
     let mut frag = false;
@@ -80,20 +101,16 @@ pub fn classify(f: &[u8], rules: &RuleSet) -> Steered {
         }
         proto = f[l3 + 9];
         frag = (u16::from_be_bytes(b16(l3 + 6)) & 0x3fff) != 0;
-        sk[10] = 0xff;
-        sk[11] = 0xff;
-        dk[10] = 0xff;
-        dk[11] = 0xff;
-        sk[12..].copy_from_slice(&f[l3 + 12..l3 + 16]);
-        dk[12..].copy_from_slice(&f[l3 + 16..l3 + 20]);
+        let a4 = |o: usize| IpAddr::V4(Ipv4Addr::new(f[o], f[o + 1], f[o + 2], f[o + 3]));
+        (sk, dk) = (a4(l3 + 12), a4(l3 + 16));
         l4 = l3 + ihl;
     } else if et == [0x86, 0xdd] {
         if l3 + 40 > end {
             return Pass;
         }
         proto = f[l3 + 6];
-        sk.copy_from_slice(&f[l3 + 8..l3 + 24]);
-        dk.copy_from_slice(&f[l3 + 24..l3 + 40]);
+        let a6 = |o: usize| IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&f[o..o + 16]).unwrap_or_default()));
+        (sk, dk) = (a6(l3 + 8), a6(l3 + 24));
         l4 = l3 + 40;
         for _ in 0..4 {
             if proto == 0 || proto == 43 || proto == 60 {
@@ -112,45 +129,48 @@ pub fn classify(f: &[u8], rules: &RuleSet) -> Steered {
     } else {
         return Pass;
     }
-    let local = || rules.has(K_LOCAL, 0, [0, 0], &dk);
-    if frag {
-        if rules.has(K_VIP_ADDR, 0, [0, 0], &dk) || rules.has(K_LADDR, 0, [0, 0], &dk) {
-            return Redirect;
-        }
-        if rules.has(K_REAL_ADDR, 0, [0, 0], &sk) && !local() {
-            return Redirect;
-        }
-        return Pass;
-    }
-    if proto == 6 || proto == 17 {
+    if !frag && (proto == 6 || proto == 17) {
         if l4 + 4 > end {
             return Pass;
         }
-        let (sport, dport) = (b16(l4), b16(l4 + 2));
-        if rules.has(K_VIP, proto, dport, &dk) || rules.has(K_VIP, proto, [0, 0], &dk) || rules.has(K_LADDR, 0, [0, 0], &dk) {
+        let p = if proto == 6 { Proto::Tcp } else { Proto::Udp };
+        let (sport, dport) = (u16::from_be_bytes(b16(l4)), u16::from_be_bytes(b16(l4 + 2)));
+        if rules.laddr(dk) || rules.vip_port(dk, p, dport) {
             return Redirect;
         }
-        if (rules.has(K_REAL, proto, sport, &sk) || rules.has(K_REAL, proto, [0, 0], &sk)) && !local() {
+        if rules.local(dk) {
+            return Pass;
+        }
+        if rules.real_port(sk, p, sport) {
             return Redirect;
         }
         return Pass;
     }
-    let mut is_err = false;
-    if proto == 1 && v4 {
-        if l4 + 1 > end {
+    if !frag {
+        let mut is_err = false;
+        if proto == 1 && v4 {
+            if l4 + 1 > end {
+                return Pass;
+            }
+            is_err = icmp4_is_error(f[l4]);
+        } else if proto == 58 && !v4 {
+            if l4 + 1 > end {
+                return Pass;
+            }
+            is_err = icmp6_is_error(f[l4]);
+        }
+        if !is_err {
             return Pass;
         }
-        is_err = icmp4_is_error(f[l4]);
-    } else if proto == 58 && !v4 {
-        if l4 + 1 > end {
-            return Pass;
-        }
-        is_err = icmp6_is_error(f[l4]);
     }
-    if is_err && (rules.has(K_VIP_ADDR, 0, [0, 0], &dk) || rules.has(K_LADDR, 0, [0, 0], &dk)) {
+    // Fragments and ICMP errors: by address alone.
+    if rules.vips.contains(&dk) || rules.laddr(dk) {
         return Redirect;
     }
-    if is_err && rules.has(K_REAL_ADDR, 0, [0, 0], &sk) && !local() {
+    if rules.local(dk) {
+        return Pass;
+    }
+    if rules.reals.contains(&sk) {
         return Redirect;
     }
     Pass

@@ -62,7 +62,7 @@ impl Scheduler for Dh {
     fn schedule(t: &DhTable, _s: &mut (), ctx: &SchedCtx<'_>) -> Option<usize> {
         let b = hash_32(addr_fold(ctx.daddr), DH_TAB_BITS) as usize;
         let i = t.buckets[b] as usize;
-        (i < ctx.dests.len().min(ctx.load.len()) && ctx.available(i)).then_some(i)
+        (i < ctx.dests.len() && ctx.available(i)).then_some(i)
     }
 }
 

@@ -100,8 +100,6 @@ impl SchedFlags {
 pub struct SchedCtx<'a> {
     /// The service's real servers, in configuration order.
     pub dests: &'a [DestEntry],
-    /// This worker's view of their load, same indexing as `dests`.
-    pub load: &'a [DestLoad],
     /// The new connection's client address and port and its destination
     /// (the VIP and virtual port).
     pub saddr: IpAddr,
@@ -119,15 +117,23 @@ impl SchedCtx<'_> {
     pub fn weight(&self, i: usize) -> i32 {
         self.dests[i].weight
     }
+    /// The load of dest `i`: the director-wide counts, read as the
+    /// scheduler needs them (IPVS's schedulers read their dests' atomic
+    /// counts the same way), not copied for every dest beforehand.
+    #[inline]
+    pub fn load(&self, i: usize) -> DestLoad {
+        self.dests[i].shared.get()
+    }
     /// Dest `i` is flagged overloaded (connection thresholds).
     #[inline]
     pub fn overloaded(&self, i: usize) -> bool {
-        self.load[i].overloaded
+        self.dests[i].shared.overloaded()
     }
     /// Dest `i` may take a new connection: weight > 0 and not overloaded.
     #[inline]
     pub fn available(&self, i: usize) -> bool {
-        self.dests[i].weight > 0 && !self.load[i].overloaded
+        let d = &self.dests[i];
+        d.weight > 0 && !d.shared.overloaded()
     }
 }
 
@@ -287,10 +293,14 @@ pub(crate) mod testutil {
             .collect()
     }
 
-    pub fn ctx<'a>(d: &'a [DestEntry], load: &'a [DestLoad]) -> SchedCtx<'a> {
+    /// A context over `d` whose loads are `load` (set into the dests'
+    /// shared counts; dests beyond `load` get none).
+    pub fn ctx<'a>(d: &'a [DestEntry], load: &[DestLoad]) -> SchedCtx<'a> {
+        for (i, x) in d.iter().enumerate() {
+            x.shared.set(load.get(i).unwrap_or(&DestLoad::default()));
+        }
         SchedCtx {
             dests: d,
-            load,
             saddr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
             sport: 40000,
             daddr: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)),

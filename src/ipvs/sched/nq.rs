@@ -25,13 +25,13 @@ impl Scheduler for Nq {
     fn schedule(_t: &(), _s: &mut (), ctx: &SchedCtx<'_>) -> Option<usize> {
         let mut least = Least::default();
         for (i, d, l) in dests_loads(ctx) {
-            if !usable(d, l) {
+            if !usable(d, &l) {
                 continue;
             }
             if l.active == 0 {
                 return Some(i);
             }
-            least.offer((i, d.weight as i64, sed_overhead(l)));
+            least.offer((i, d.weight as i64, sed_overhead(&l)));
         }
         least.index()
     }

@@ -54,17 +54,17 @@ fn choose(ctx: &SchedCtx<'_>, r1: i64, r2: i64) -> Option<usize> {
     let mut c1: Option<Cand> = None;
     let mut c2: Option<Cand> = None;
     for (i, d, l) in dests_loads(ctx) {
-        if !usable(d, l) {
+        if !usable(d, &l) {
             continue;
         }
         let w = d.weight as i64;
         r1 -= w;
         r2 -= w;
         if r1 <= 0 && c1.is_none() {
-            c1 = Some((i, w, overhead(l)));
+            c1 = Some((i, w, overhead(&l)));
         }
         if r2 <= 0 && c2.is_none() {
-            c2 = Some((i, w, overhead(l)));
+            c2 = Some((i, w, overhead(&l)));
         }
         if c1.is_some() && c2.is_some() {
             break;

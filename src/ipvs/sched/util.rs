@@ -24,21 +24,17 @@ pub fn overhead(l: &DestLoad) -> i64 {
 /// [`overhead`] of dest `i`.
 #[inline]
 pub fn conn_overhead(ctx: &SchedCtx<'_>, i: usize) -> i64 {
-    overhead(&ctx.load[i])
+    overhead(&ctx.load(i))
 }
 
-/// The dests with their loads and indexes, bounds checked once (the scans
-/// of the load-aware schedulers run over all of them).
+/// The dests with their loads (read from their shared counts as the scan
+/// reaches them) and indexes: the scans of the load-aware schedulers run
+/// over all of them.
 #[inline]
 pub fn dests_loads<'a>(
     ctx: &SchedCtx<'a>,
-) -> impl Iterator<Item = (usize, &'a DestEntry, &'a DestLoad)> + 'a {
-    let n = ctx.dests.len().min(ctx.load.len());
-    ctx.dests[..n]
-        .iter()
-        .zip(&ctx.load[..n])
-        .enumerate()
-        .map(|(i, (d, l))| (i, d, l))
+) -> impl Iterator<Item = (usize, &'a DestEntry, DestLoad)> + 'a {
+    ctx.dests.iter().enumerate().map(|(i, d)| (i, d, d.shared.get()))
 }
 
 /// Whether a dest may take a new connection ([`SchedCtx::available`]).
@@ -102,8 +98,8 @@ pub fn least_by(
 ) -> Option<usize> {
     let mut least = Least::default();
     for (i, d, l) in dests_loads(ctx) {
-        if usable(d, l) {
-            least.offer((i, weight(d), cost(l)));
+        if usable(d, &l) {
+            least.offer((i, weight(d), cost(&l)));
         }
     }
     least.index()
@@ -138,7 +134,7 @@ pub fn first_heaviest(
     for (i, d, l) in dests_loads(ctx) {
         // The weight first: once the top weight is held, that cheap test
         // fails at once (measured 1.5-3x faster than eligibility first).
-        if d.weight > hw && eligible(d, l) {
+        if d.weight > hw && eligible(d, &l) {
             (best, hw) = (Some(i), d.weight);
         }
     }
@@ -151,7 +147,7 @@ pub fn first_heaviest(
 /// [`SchedCtx::overloaded`].
 #[inline]
 pub fn locality_overloaded(ctx: &SchedCtx<'_>, i: usize) -> bool {
-    if ctx.load[i].active as i64 <= ctx.weight(i) as i64 {
+    if ctx.load(i).active as i64 <= ctx.weight(i) as i64 {
         return false;
     }
     dests_loads(ctx).any(|(_, d, l)| (l.active as i64) * 2 < d.weight as i64)
@@ -163,7 +159,7 @@ pub fn locality_overloaded(ctx: &SchedCtx<'_>, i: usize) -> bool {
 /// `IP_VS_DEST_F_AVAILABLE`).
 #[inline]
 pub fn locate(ctx: &SchedCtx<'_>, idx: u32, uid: u32) -> Option<usize> {
-    let n = ctx.dests.len().min(ctx.load.len());
+    let n = ctx.dests.len();
     let i = idx as usize;
     if i < n && ctx.dests[i].uid == uid {
         return Some(i);
@@ -261,7 +257,7 @@ pub fn hashed_pick(
     if slots.is_empty() {
         return None;
     }
-    let n = ctx.dests.len().min(ctx.load.len());
+    let n = ctx.dests.len();
     let ihash = key(0);
     let i = slot(slots, ihash);
     if i >= n {
@@ -329,6 +325,8 @@ pub(crate) mod testutil {
                 uid: i as u32 + 1,
                 addr: IpAddr::V4(Ipv4Addr::from(0x0a01_0000 + i as u32)),
                 weight,
+                // Each its own counts (a clone would share the prototype's).
+                shared: Default::default(),
                 ..proto.clone()
             })
             .collect()

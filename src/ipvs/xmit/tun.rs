@@ -9,15 +9,19 @@
 //! The outer header makes the packet longer: one that no longer fits the
 //! egress MTU and may not be fragmented (IPv4 DF, or any IPv6 packet) is
 //! answered with ICMP fragmentation-needed / packet-too-big carrying the
-//! MTU the client must use (the caller sends it); one without DF is
-//! dropped, counted (xvs does not fragment).
+//! MTU the client must use (the caller sends it); an IPv4 one without DF
+//! is encapsulated whole and then fragmented (the outer datagram, as
+//! IPVS's `ip_vs_tunnel_xmit` leaves to `ip_fragment`): the frame becomes
+//! the first fragment, the others are written into the worker's
+//! [`Staged`] frames ([`fragment`]), which its driver sends after the
+//! burst.
 
 use super::{tagged, to_link};
 use crate::ipvs::netif::Link;
 use crate::ipvs::conn::Conn;
 use crate::stats::DropReason;
 use crate::wire::checksum::checksum;
-use crate::wire::{proto, put16, set_macs, Frame, Ip, Meta, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
+use crate::wire::{be16, proto, put16, set_macs, Frame, Ip, Meta, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 
 /// Why a packet could not be encapsulated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +29,9 @@ pub enum TunError {
     Drop(DropReason),
     /// Too big for the egress MTU with DF set: tell the client to use `mtu`.
     NeedFrag { mtu: u16 },
+    /// Encapsulated and addressed for `port`, but longer than the egress
+    /// `mtu` and allowed to be fragmented: the caller [`fragment`]s it.
+    Fragment { port: u8, mtu: u16 },
 }
 
 impl From<DropReason> for TunError {
@@ -68,19 +75,17 @@ impl IpIds {
 ///
 /// # Errors
 /// [`TunError::NeedFrag`] when the result would exceed the egress MTU and
-/// fragmentation is not allowed; a drop for no headroom, no tunnel source
-/// address on the egress link, a packet too big without DF, no headroom
-/// for a VLAN tag.
+/// fragmentation is not allowed; [`TunError::Fragment`] when it would and
+/// it is (IPv4 without DF: the frame is encapsulated, to be fragmented);
+/// a drop for no headroom, no tunnel source address on the egress link,
+/// no headroom for a VLAN tag.
 pub fn xmit<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link], ip_id: &mut IpIds) -> Result<u8, TunError> {
     let link = links.get(c.dest_hop.link as usize).ok_or(DropReason::NoNeighbour)?;
     let outer = A::HLEN;
     let inner_len = m.ip_len();
-    if inner_len + outer > link.mtu as usize {
-        return if m.df {
-            Err(TunError::NeedFrag { mtu: link.mtu - outer as u16 })
-        } else {
-            Err(DropReason::TooBig.into())
-        };
+    let too_big = inner_len + outer > link.mtu as usize;
+    if too_big && (m.df || A::V6) {
+        return Err(TunError::NeedFrag { mtu: link.mtu.saturating_sub(outer as u16) });
     }
     let src: A = match (A::V6, link.v4, link.v6) {
         (false, Some(a), _) => A::from_ip(a.into()),
@@ -146,17 +151,259 @@ pub fn xmit<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]
     // to_link gives the frame the egress link's. The common frame (no tag
     // in or out) takes its MACs on the slice at hand, from the link
     // looked up above.
-    if !tagged(m, link) {
+    let port = if !tagged(m, link) {
         set_macs(f, &c.dest_hop.mac, &link.mac);
-        return Ok(link.port);
+        link.port
+    } else {
+        to_link(fr, m, &c.dest_hop, link)?
+    };
+    if too_big {
+        return Err(TunError::Fragment { port, mtu: link.mtu });
     }
-    Ok(to_link(fr, m, &c.dest_hop, link)?)
+    Ok(port)
+}
+
+/// Frames made beside the burst's own (the fragments after the first of
+/// an outer datagram), kept in one buffer allocated with the worker, until
+/// its driver sends them ([`Staged::drain`]) after the burst.
+pub struct Staged {
+    buf: Box<[u8]>,
+    /// (origin, port, start, len) of each frame in `buf`, in order; the
+    /// origin is the address of the buffer of the frame it was cut from
+    /// (drivers that write frames in order find their place by it).
+    frames: Vec<(usize, u8, u32, u32)>,
+    used: usize,
+}
+
+/// Bytes of staged frames a worker holds at most: a burst of 32 frames of
+/// 1500 bytes tunnelled over a 1500-byte MTU makes 32 second fragments.
+pub const STAGED_BYTES: usize = 128 * 1024;
+/// Staged frames at most.
+pub const STAGED_FRAMES: usize = 96;
+
+impl Default for Staged {
+    fn default() -> Self {
+        Staged::new()
+    }
+}
+
+impl Staged {
+    /// Empty, with its room allocated (once, with the worker).
+    pub fn new() -> Staged {
+        Staged { buf: vec![0u8; STAGED_BYTES].into_boxed_slice(), frames: Vec::with_capacity(STAGED_FRAMES), used: 0 }
+    }
+
+    /// Frames held.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Room for `n` more frames of `bytes` in all?
+    fn fits(&self, n: usize, bytes: usize) -> bool {
+        self.frames.len() + n <= STAGED_FRAMES && self.used + bytes <= self.buf.len()
+    }
+
+    /// Appends a frame of `len` bytes for `port`, written by `write`.
+    fn push(&mut self, origin: usize, port: u8, len: usize, write: impl FnOnce(&mut [u8])) {
+        let at = self.used;
+        write(&mut self.buf[at..at + len]);
+        self.frames.push((origin, port, at as u32, len as u32));
+        self.used += len;
+    }
+
+    /// Gives each frame to `send` (port, bytes), in order, and empties the
+    /// store. Returns (frames, bytes) `send` refused (returned false for).
+    pub fn drain(&mut self, mut send: impl FnMut(u8, &[u8]) -> bool) -> (u64, u64) {
+        let mut refused = (0, 0);
+        for &(_, port, at, len) in &self.frames {
+            let b = &self.buf[at as usize..(at + len) as usize];
+            if !send(port, b) {
+                refused.0 += 1;
+                refused.1 += len as u64;
+            }
+        }
+        self.frames.clear();
+        self.used = 0;
+        refused
+    }
+
+    /// The frames held, in order: (origin, port, bytes).
+    pub fn iter(&self) -> impl Iterator<Item = (usize, u8, &[u8])> {
+        self.frames.iter().map(|&(o, port, at, len)| (o, port, &self.buf[at as usize..(at + len) as usize]))
+    }
+
+    /// Empties the store.
+    pub fn clear(&mut self) {
+        self.frames.clear();
+        self.used = 0;
+    }
+}
+
+/// Fragments the encapsulated IPv4 datagram in `fr` (its outer header at
+/// `m.l3`, as [`xmit`] left it) for an egress `mtu`, as the kernel's
+/// `ip_fragment`: every fragment but the last carries a multiple of 8
+/// bytes of the outer payload, all carry the outer header with their
+/// offset, more-fragments flag, length and checksum. The frame becomes the
+/// first fragment; the others, each behind a copy of the frame's Ethernet
+/// header, go to `out` for `port`. Returns the (frames, bytes) added to
+/// `out`.
+///
+/// # Errors
+/// [`DropReason::TooBig`] when the MTU leaves no room for 8 bytes of
+/// payload, or `out` has no room for the fragments (nothing is added).
+#[cold]
+#[inline(never)]
+pub fn fragment(fr: &mut Frame<'_>, m: &mut Meta, port: u8, mtu: u16, out: &mut Staged) -> Result<(u64, u64), DropReason> {
+    let l3 = m.l3 as usize;
+    let origin = fr.buf.as_ptr() as usize;
+    let f = fr.data_mut();
+    let ihl = ((f.get(l3).copied().unwrap_or(0) & 0x0f) as usize) * 4;
+    let total = m.end as usize;
+    if ihl < 20 || total > f.len() || l3 + ihl > total {
+        return Err(DropReason::TooBig);
+    }
+    let payload = total - l3 - ihl;
+    let per = (mtu as usize).saturating_sub(ihl) & !7;
+    if per == 0 || payload <= per {
+        return Err(DropReason::TooBig);
+    }
+    let rest = payload - per;
+    let n = rest.div_ceil(per);
+    let bytes = rest + n * (l3 + ihl);
+    if !out.fits(n, bytes) {
+        return Err(DropReason::TooBig);
+    }
+    // The offset bits of the header as it is (0: the datagram is whole).
+    let base_off = be16(f, l3 + 6) & 0x1fff;
+    let head = &f[..l3 + ihl];
+    let mut off = per;
+    while off < payload {
+        let len = per.min(payload - off);
+        let more = off + len < payload;
+        out.push(origin, port, l3 + ihl + len, |b| {
+            b[..l3 + ihl].copy_from_slice(head);
+            b[l3 + ihl..].copy_from_slice(&f[l3 + ihl + off..l3 + ihl + off + len]);
+            frag_header(&mut b[l3..l3 + ihl], ihl + len, base_off + (off / 8) as u16, more);
+        });
+        off += len;
+    }
+    frag_header(&mut f[l3..l3 + ihl], ihl + per, base_off, true);
+    fr.truncate(l3 + ihl + per);
+    m.end = (l3 + ihl + per) as u16;
+    Ok((n as u64, bytes as u64))
+}
+
+/// Sets an IPv4 header's total length, fragment offset (in 8-byte units)
+/// and more-fragments flag, and its checksum anew.
+fn frag_header(h: &mut [u8], total: usize, off8: u16, more: bool) {
+    put16(h, 2, total as u16);
+    let flags = (be16(h, 6) & 0x4000) | if more { 0x2000 } else { 0 };
+    put16(h, 6, flags | (off8 & 0x1fff));
+    put16(h, 10, 0);
+    let cs = checksum(h);
+    put16(h, 10, cs);
 }
 
 #[cfg(test)]
 mod tests {
-    use super::IpIds;
+    use super::*;
+    use crate::gen::packet::{fragment4, reassemble, tcp4, udp4};
     use std::collections::HashSet;
+
+    /// `inner` (an Ethernet frame) in an IPIP header with id `id`, no DF,
+    /// as `xmit` leaves it before fragmenting.
+    fn ipip(inner: &[u8], id: u16) -> Vec<u8> {
+        let ip = &inner[14..];
+        let mut h = [0u8; 20];
+        h[0] = 0x45;
+        h[2..4].copy_from_slice(&((ip.len() + 20) as u16).to_be_bytes());
+        h[4..6].copy_from_slice(&id.to_be_bytes());
+        h[8] = 63;
+        h[9] = proto::IPIP;
+        h[12..16].copy_from_slice(&[10, 0, 1, 254]);
+        h[16..20].copy_from_slice(&[10, 0, 1, 1]);
+        let cs = checksum(&h);
+        h[10..12].copy_from_slice(&cs.to_be_bytes());
+        let mut f = inner[..14].to_vec();
+        f.extend_from_slice(&h);
+        f.extend_from_slice(ip);
+        f
+    }
+
+    /// Fragments `whole` for `mtu`: the frame and the staged ones, in order.
+    fn cut(whole: &[u8], mtu: u16, st: &mut Staged) -> Result<Vec<Vec<u8>>, DropReason> {
+        let mut b = vec![0u8; 64 + whole.len()];
+        b[64..].copy_from_slice(whole);
+        let mut fr = Frame::new(&mut b, 64, whole.len());
+        let mut m = Meta { l3: 14, l4: 34, end: whole.len() as u16, proto: proto::IPIP, ..Meta::default() };
+        let (n, bytes) = fragment(&mut fr, &mut m, 3, mtu, st)?;
+        assert_eq!(m.end as usize, fr.len, "the meta follows the frame");
+        let mut out = vec![fr.data().to_vec()];
+        let mut got = (0, 0);
+        st.drain(|port, f| {
+            assert_eq!(port, 3);
+            got = (got.0 + 1, got.1 + f.len() as u64);
+            out.push(f.to_vec());
+            true
+        });
+        assert_eq!(got, (n, bytes), "what it says it staged");
+        Ok(out)
+    }
+
+    /// The fragments are the kernel's: offsets in 8-byte units, every one
+    /// but the last a multiple of 8 long and as long as the MTU allows,
+    /// more-fragments on all but the last, the id kept, each header's
+    /// checksum right; put together they are the datagram.
+    #[test]
+    fn outer_fragments_have_the_kernels_offsets_lengths_and_checksums() {
+        let mut st = Staged::new();
+        for (payload, mtu) in [(1441usize, 1500u16), (1460, 1500), (3000, 1500), (1000, 576), (2000, 1280), (1453, 1480)] {
+            let whole = ipip(&tcp4([192, 0, 2, 1], 4000, [10, 0, 0, 100], 80, 0x10, &vec![7u8; payload]), 0x1234);
+            let got = cut(&whole, mtu, &mut st).unwrap();
+            assert_eq!(got, fragment4(&whole, mtu as usize - 20, 0x1234), "payload {payload}, mtu {mtu}");
+            for (i, g) in got.iter().enumerate() {
+                assert!(g.len() - 14 <= mtu as usize);
+                let fo = u16::from_be_bytes([g[20], g[21]]);
+                assert_eq!(fo & 0x2000 != 0, i + 1 < got.len(), "more fragments");
+                assert_eq!(fo & 0x4000, 0, "no DF");
+                assert_eq!(checksum(&g[14..34]), 0, "header checksum");
+            }
+            assert_eq!(reassemble(&got).unwrap(), whole);
+        }
+    }
+
+    /// A frame that fits needs no fragment; a full store refuses the
+    /// fragments whole (nothing staged, the frame untouched).
+    #[test]
+    fn fragmenting_refuses_what_it_cannot_do_whole() {
+        let mut st = Staged::new();
+        let small = ipip(&udp4([192, 0, 2, 1], 4000, [10, 0, 0, 100], 53, b"q"), 1);
+        assert_eq!(cut(&small, 1500, &mut st), Err(DropReason::TooBig));
+        let big = ipip(&udp4([192, 0, 2, 1], 4000, [10, 0, 0, 100], 53, &[1u8; 3000]), 2);
+        let mut n = 0;
+        loop {
+            let mut b = vec![0u8; 64 + big.len()];
+            b[64..].copy_from_slice(&big);
+            let mut fr = Frame::new(&mut b, 64, big.len());
+            let mut m = Meta { l3: 14, l4: 34, end: big.len() as u16, proto: proto::IPIP, ..Meta::default() };
+            match fragment(&mut fr, &mut m, 0, 1500, &mut st) {
+                Ok((k, _)) => n += k,
+                Err(r) => {
+                    assert_eq!(r, DropReason::TooBig);
+                    assert_eq!(fr.len, big.len(), "untouched");
+                    break;
+                }
+            }
+        }
+        assert_eq!(st.len() as u64, n);
+        assert!(st.len() <= STAGED_FRAMES && n > 10);
+        assert_eq!(st.drain(|_, _| false), (n, (n / 2) * (14 + 20 + 1480) + (n / 2) * (14 + 20 + 68)));
+        assert!(st.is_empty());
+    }
 
     /// Workers' outer ids never meet, and each worker goes through all of
     /// its share before it repeats one.

@@ -1,0 +1,163 @@
+//! CPU time per forwarded packet: the threads' own CPU time over the
+//! saturation phase (not /proc/stat's per-CPU totals, which on a shared
+//! machine carry everyone else's work too), divided by the frames the
+//! sink counted in the same interval.
+//!
+//! - **director**: the threads that forward (xvs's `xvs-worker-N`
+//!   threads, the do-nothing forwarder's `xlr-fwd` thread; the kernel
+//!   director has none: its forwarding is all NAPI work).
+//! - **NAPI**: with threaded NAPI, the `napi/<if>-<id>` kthreads of the
+//!   director's generator-side veth; in softirq placement that work runs
+//!   inside the generator's `sendto` (and RPS moves the kernel director's
+//!   IP work into softirq on the director's CPU): then the softirq time of
+//!   both CPUs from /proc/stat, which without CONFIG_IRQ_TIME_ACCOUNTING
+//!   is sampled by the tick and is also inside the figure of the thread it
+//!   interrupted (so it is not added to the director's), and includes
+//!   whatever else the machine ran in softirq.
+//! - **generator**: the `xlr-gen` thread, for reference; in softirq
+//!   placement it includes the director's receive work.
+//!
+//! A thread's time includes the softirq work that ran in its context:
+//! the sink's receive (a veth transmit runs the peer's receive on the
+//! sending CPU) is in the director's or the NAPI thread's figure.
+
+use std::fs;
+
+/// Nanoseconds thread `tid` of process `pid` has run: the first field of
+/// its schedstat, else utime + stime of its stat (clock ticks).
+pub fn thread_ns(pid: i32, tid: i32) -> Option<u64> {
+    let base = format!("/proc/{pid}/task/{tid}");
+    if let Ok(s) = fs::read_to_string(format!("{base}/schedstat")) {
+        if let Some(ns) = s.split_whitespace().next().and_then(|v| v.parse().ok()) {
+            return Some(ns);
+        }
+    }
+    let s = fs::read_to_string(format!("{base}/stat")).ok()?;
+    ticks_of_stat(&s).map(|t| t * tick_ns())
+}
+
+/// utime + stime of a /proc/<pid>/stat line (fields 14 and 15; the
+/// command in parentheses may contain spaces).
+fn ticks_of_stat(s: &str) -> Option<u64> {
+    let rest = &s[s.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state): utime is field 14 -> index 11.
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+fn tick_ns() -> u64 {
+    // SAFETY: plain sysconf query.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    1_000_000_000 / if hz > 0 { hz as u64 } else { 100 }
+}
+
+/// The threads of process `pid` whose name `want` accepts.
+pub fn threads(pid: i32, want: &dyn Fn(&str) -> bool) -> Vec<(i32, i32)> {
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|tid| {
+            let c = fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).unwrap_or_default();
+            want(c.trim_end())
+        })
+        .map(|tid| (pid, tid))
+        .collect()
+}
+
+/// The NAPI kthreads of interface `dev` ("napi/<dev>-<id>", cut at 15
+/// characters).
+pub fn napi_threads(dev: &str) -> Vec<(i32, i32)> {
+    let want = format!("napi/{dev}");
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let c = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            c.trim_end()
+                .strip_prefix(&want)
+                .is_some_and(|r| r.is_empty() || r.starts_with('-'))
+        })
+        .map(|pid| (pid, pid))
+        .collect()
+}
+
+/// Softirq time of `cpus` from /proc/stat, in nanoseconds.
+pub fn softirq_ns(cpus: &[usize]) -> u64 {
+    let s = fs::read_to_string("/proc/stat").unwrap_or_default();
+    softirq_ticks(&s, cpus) * tick_ns()
+}
+
+fn softirq_ticks(stat: &str, cpus: &[usize]) -> u64 {
+    stat.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let cpu: usize = w.next()?.strip_prefix("cpu")?.parse().ok()?;
+            // user nice system idle iowait irq softirq
+            cpus.contains(&cpu).then(|| w.nth(6)?.parse::<u64>().ok())?
+        })
+        .sum()
+}
+
+/// What a probe sums.
+#[derive(Clone, Debug)]
+pub enum Source {
+    Threads(Vec<(i32, i32)>),
+    Softirq(Vec<usize>),
+}
+
+impl Source {
+    /// CPU nanoseconds so far (threads that have exited count 0).
+    pub fn read(&self) -> u64 {
+        match self {
+            Source::Threads(t) => t.iter().filter_map(|&(p, t)| thread_ns(p, t)).sum(),
+            Source::Softirq(c) => softirq_ns(c),
+        }
+    }
+}
+
+/// The three probes of one measurement.
+#[derive(Clone, Debug)]
+pub struct Probes {
+    pub director: Source,
+    pub napi: Source,
+    pub gen: Source,
+}
+
+impl Probes {
+    pub fn read(&self) -> [u64; 3] {
+        [self.director.read(), self.napi.read(), self.gen.read()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_lines_give_utime_plus_stime() {
+        let s = "1234 (xvs worker (x)) R 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0";
+        assert_eq!(ticks_of_stat(s), Some(300));
+        assert_eq!(ticks_of_stat("garbage"), None);
+    }
+
+    #[test]
+    fn softirq_column_of_the_named_cpus() {
+        let stat = "cpu  1 2 3 4 5 6 70 0\ncpu0 1 2 3 4 5 6 30 0\ncpu1 1 2 3 4 5 6 40 0\nintr 5\n";
+        assert_eq!(softirq_ticks(stat, &[1]), 40);
+        assert_eq!(softirq_ticks(stat, &[0, 1]), 70);
+        assert_eq!(softirq_ticks(stat, &[2]), 0);
+    }
+
+    #[test]
+    fn this_thread_has_run() {
+        let pid = std::process::id() as i32;
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        assert!(thread_ns(pid, tid).is_some());
+        assert!(threads(pid, &|_| true).contains(&(pid, tid)));
+    }
+}
