@@ -13,13 +13,15 @@ CARGO ?= cargo
 #   keepalived: VRRP between two directors (tests/e2e_ha.rs, configs/keepalived/)
 #   bird2: BGP and ECMP between directors and a router (tests/e2e_scale.rs,
 #     configs/bird/, docs/scale-out.md)
+#   nginx: a real server that speaks the PROXY protocol (tests/e2e_proxy.rs; run
+#     unprivileged in a namespace with its own config, never as a service)
 #   iproute2 iputils-ping nftables ethtool curl python3 openssl: namespace labs (openssl makes the HTTPS check's test certificate)
 #   chromium chromium-driver: the monitor's end-to-end test drives a real
 #     headless browser (tests/e2e_monitor.rs, tests/browser/)
 #   dpkg-dev binutils adduser man-db systemd util-linux: the Debian package
 #     (make deb: dpkg-shlibdeps, strip) and its test (install, man -l,
 #     systemd-analyze verify, setpriv for the least-privilege lab)
-APT_PKGS := clang llvm libelf-dev zlib1g-dev pkg-config m4 libpcap-dev keepalived bird2 \
+APT_PKGS := clang llvm libelf-dev zlib1g-dev pkg-config m4 libpcap-dev keepalived bird2 nginx \
             tshark iproute2 iputils-ping nftables ethtool curl python3 openssl ca-certificates \
             chromium chromium-driver dpkg-dev binutils adduser man-db systemd util-linux
 

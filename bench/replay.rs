@@ -170,6 +170,9 @@ struct Scenario {
     /// their queues, a thread drains and encodes them as the sync thread
     /// does (docs/ha.md).
     sync: Option<Params>,
+    /// The TCP service's real servers take the PROXY protocol (v1): every
+    /// connection carries a sequence offset (`ipvs::seqadj`).
+    proxy: bool,
 }
 
 fn scenarios(quick: bool, packets: Option<u64>) -> Vec<Scenario> {
@@ -212,6 +215,7 @@ fn scenarios(quick: bool, packets: Option<u64>) -> Vec<Scenario> {
             reply_share: if mode.sees_replies() { 0.5 } else { 0.0 },
             table: None,
             sync: None,
+            proxy: false,
         }
     };
     for flows in [k64, m1, m10] {
@@ -242,6 +246,7 @@ fn scenarios(quick: bool, packets: Option<u64>) -> Vec<Scenario> {
             reply_share: 0.0,
             table: None,
             sync: None,
+            proxy: false,
         });
     }
     // A SYN flood into a full table: storm-dr, but an eighth of it fills
@@ -263,7 +268,16 @@ fn scenarios(quick: bool, packets: Option<u64>) -> Vec<Scenario> {
         reply_share: 0.5,
         table: None,
         sync: None,
+        proxy: false,
     });
+    // The PROXY protocol's sequence offset on established FULLNAT and NAT
+    // connections: against est-fullnat-64k / est-nat-64k.
+    for mode in [FwdMethod::FullNat, FwdMethod::Nat] {
+        let mut s = est(mode, k64, Popularity::Uniform, Sizes::Min, 1);
+        s.name += "-proxy";
+        s.proxy = true;
+        v.push(s);
+    }
     // Scaling: the same runs with two workers.
     v.push(est(FwdMethod::Dr, k64, Popularity::Uniform, Sizes::Min, 2));
     v.push(est(FwdMethod::Dr, m1, Popularity::Uniform, Sizes::Min, 2));
@@ -759,6 +773,9 @@ fn run(s: &Scenario, seed: u64, provider: bool) -> Row {
     }
     if let Some(t) = s.table {
         topo.max_conns = t;
+    }
+    if s.proxy {
+        topo.proxy = Some("v1");
     }
     let model =
         load_str(&topo.config_toml(), &s.name).unwrap_or_else(|e| panic!("bench config: {e}"));

@@ -61,6 +61,7 @@ fn dests(n: usize) -> Vec<DestEntry> {
             fwd: FwdMethod::Dr,
             u_threshold: 0,
             l_threshold: 0,
+            proxy: None,
             hop: None,
             shared: Default::default(),
         })

@@ -442,6 +442,9 @@ struct RawRealServer {
     mode: Option<String>,
     upper_threshold: Option<i64>,
     lower_threshold: Option<i64>,
+    /// `"v1"` / `"v2"`: a PROXY protocol header in front of each TCP
+    /// connection's stream (NAT, FULLNAT).
+    proxy_protocol: Option<String>,
     /// Health checks (`docs/health.md`): one table or an array of tables.
     check: Option<Checks>,
 }
@@ -1467,6 +1470,19 @@ fn service(r: &RawService, groups: &[Group], path: &FieldPath) -> V<Service> {
                 format!("{l_threshold} is above upper_threshold {u_threshold}"),
             );
         }
+        let proxy = match &d.proxy_protocol {
+            None => None,
+            Some(s) => match crate::wire::proxy::Version::from_name(s) {
+                None => return bad(&dp.key("proxy_protocol"), format!("expected \"v1\" or \"v2\", not {s:?}")),
+                Some(_) if !matches!(fwd, FwdMethod::Nat | FwdMethod::FullNat) => {
+                    return bad(&dp.key("proxy_protocol"), "needs mode \"nat\" or \"fullnat\" (DR and TUN do not rewrite the stream)");
+                }
+                Some(_) if matches!(key, ServiceKey::Addr { proto: Proto::Udp, .. }) => {
+                    return bad(&dp.key("proxy_protocol"), "is for TCP services only");
+                }
+                v => v,
+            },
+        };
         dests.push(Dest {
             addr,
             port,
@@ -1474,6 +1490,7 @@ fn service(r: &RawService, groups: &[Group], path: &FieldPath) -> V<Service> {
             fwd,
             u_threshold,
             l_threshold,
+            proxy,
         });
     }
     Ok(Service {
@@ -1598,6 +1615,7 @@ scheduler = "rr"
             fwd,
             u_threshold: 0,
             l_threshold: 0,
+            proxy: None,
         }
     }
 
@@ -1632,6 +1650,7 @@ scheduler = "rr"
                         Dest {
                             u_threshold: 100,
                             l_threshold: 50,
+                            proxy: None,
                             ..dest("10.0.1.1", 8080, 3, FwdMethod::FullNat)
                         },
                         dest("10.0.1.2", 8000, 0, FwdMethod::Nat),
@@ -1953,6 +1972,10 @@ persistence = 300
             (format!("{RS}\nupper_threshold = 2147483648"), "service[0].real_server[0].upper_threshold", "exceeds 2147483647"),
             (format!("{RS}\nlower_threshold = -1"), "service[0].real_server[0].lower_threshold", "-1 is below 0"),
             (format!("{RS}\nupper_threshold = 10\nlower_threshold = 20"), "service[0].real_server[0].lower_threshold", "20 is above upper_threshold 10"),
+            (format!("{RS}\nmode = \"fullnat\"\nproxy_protocol = \"v3\""), "service[0].real_server[0].proxy_protocol", "expected \"v1\" or \"v2\", not \"v3\""),
+            (format!("{RS}\nproxy_protocol = \"v1\""), "service[0].real_server[0].proxy_protocol", "needs mode \"nat\" or \"fullnat\""),
+            (format!("{RS}\nmode = \"nat\"\nproxy_protocol = 1"), "service[0].real_server[0].proxy_protocol", "invalid type"),
+            ("[[service]]\nproto = \"udp\"\nvip = \"10.0.0.1\"\nport = 53\n[[service.real_server]]\nip = \"10.0.1.1\"\nmode = \"nat\"\nproxy_protocol = \"v2\"".to_string(), "service[0].real_server[0].proxy_protocol", "is for TCP services only"),
             (format!("{SVC}\nreal_server = {{ ip = \"10.0.1.1\" }}"), "service[0].real_server", "invalid type: map, expected a sequence"),
             // the top level
             ("[[services]]\nproto = \"tcp\"".to_string(), "services", "unknown field `services`"),
@@ -2021,7 +2044,7 @@ persistence = 300
         );
         assert_eq!(
             e.to_string(),
-            "t.toml: line 10, column 3: service[0].real_server[0].wieght: unknown field `wieght`, expected one of `ip`, `port`, `weight`, `mode`, `upper_threshold`, `lower_threshold`, `check`"
+            "t.toml: line 10, column 3: service[0].real_server[0].wieght: unknown field `wieght`, expected one of `ip`, `port`, `weight`, `mode`, `upper_threshold`, `lower_threshold`, `proxy_protocol`, `check`"
         );
         let text = text.replace("  wieght = 1\n", "");
         let e = load_str(&text, "configs/x.toml").unwrap_err();
@@ -2352,6 +2375,7 @@ persistence = 300
             "[\"tcp:10.0.0.1:80\", \"tcp:::1:80\"]",
         ];
         const BOOL: &[&str] = &["true", "false"];
+        const PROXY: &[&str] = &["\"v1\"", "\"v2\"", "\"v3\""];
         const WRONG: &[&str] = &["1.5", "true", "\"s\"", "[]", "{}", "[1, 2]"];
         type Keys = &'static [(&'static str, &'static [&'static str])];
         const ARRAYS: &[(&str, Keys)] = &[
@@ -2389,6 +2413,7 @@ persistence = 300
             ("mode", MODE),
             ("upper_threshold", INT),
             ("lower_threshold", INT),
+            ("proxy_protocol", PROXY),
         ];
         const TABLES: &[(&str, Keys)] = &[
             (

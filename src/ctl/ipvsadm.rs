@@ -122,6 +122,9 @@ pub struct DestSpec {
     pub weight: u32,
     pub u_threshold: u32,
     pub l_threshold: u32,
+    /// `--proxy-protocol v1|v2` (xvs; ipvsadm has none).
+    #[serde(default)]
+    pub proxy: Option<crate::wire::proxy::Version>,
 }
 
 /// What `-L` lists.

@@ -364,6 +364,7 @@ impl Snapshot {
                 fwd: d.fwd,
                 u_threshold: d.u_threshold,
                 l_threshold: d.l_threshold,
+                proxy: d.proxy,
                 hop,
                 shared,
             });
@@ -521,7 +522,7 @@ mod tests {
             persistence: None,
             dests: dests
                 .iter()
-                .map(|(a, p, f)| Dest { addr: ip(a), port: *p, weight: 1, fwd: *f, u_threshold: 0, l_threshold: 0 })
+                .map(|(a, p, f)| Dest { addr: ip(a), port: *p, weight: 1, fwd: *f, u_threshold: 0, l_threshold: 0, proxy: None })
                 .collect(),
             laddrs: vec![],
         }

@@ -229,7 +229,7 @@ mod tests {
                     persistence: None,
                     dests: dests
                         .iter()
-                        .map(|(a, w)| Dest { addr: ip(a), port: *port, weight: *w, fwd: FwdMethod::Dr, u_threshold: 0, l_threshold: 0 })
+                        .map(|(a, w)| Dest { addr: ip(a), port: *port, weight: *w, fwd: FwdMethod::Dr, u_threshold: 0, l_threshold: 0, proxy: None })
                         .collect(),
                     laddrs: vec![],
                 })

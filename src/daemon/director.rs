@@ -246,6 +246,7 @@ fn same_forwarding(a: &Snapshot, b: &Snapshot) -> bool {
                 && x.port == y.port
                 && x.u_threshold == y.u_threshold
                 && x.l_threshold == y.l_threshold
+                && x.proxy == y.proxy
         })
         && a.timeouts == b.timeouts
         && a.expire_nodest_conn == b.expire_nodest_conn

@@ -278,6 +278,9 @@ pub struct Topology {
     /// FULLNAT local addresses (each gives about 64k ports per worker
     /// count); [`Topology::laddrs_for`] sizes it.
     pub laddrs: u32,
+    /// `proxy_protocol` of the TCP service's real servers (`"v1"`,
+    /// `"v2"`; NAT and FULLNAT).
+    pub proxy: Option<&'static str>,
 }
 
 impl Topology {
@@ -289,6 +292,7 @@ impl Topology {
             sched: "rr".into(),
             max_conns: (flows + flows / 4 + 1024) as usize,
             laddrs: Self::laddrs_for(flows),
+            proxy: None,
         }
     }
 
@@ -361,6 +365,9 @@ impl Topology {
                     let _ = writeln!(t, "  port = {rport}");
                 }
                 let _ = writeln!(t, "  weight = 1\n  mode = \"{}\"", self.mode);
+                if let Some(v) = self.proxy.filter(|_| nat && proto == "tcp") {
+                    let _ = writeln!(t, "  proxy_protocol = \"{v}\"");
+                }
             }
             t.push('\n');
         }
@@ -537,7 +544,8 @@ impl Peer {
 // Frames
 
 /// Writes an Ethernet/IPv4/TCP frame of `len` bytes (zero payload, DF,
-/// TTL 64) into `buf`; returns `len`. `len` is at least 54 and at most
+/// TTL 64; acknowledgement number `ack` with the ACK flag) into `buf`;
+/// returns `len`. `len` is at least 54 and at most
 /// `buf.len()`.
 #[allow(clippy::too_many_arguments)]
 pub fn write_tcp4(
@@ -550,6 +558,7 @@ pub fn write_tcp4(
     dport: u16,
     flags: u8,
     seq: u32,
+    ack: u32,
     len: usize,
 ) -> usize {
     let len = len.max(54);
@@ -559,11 +568,7 @@ pub fn write_tcp4(
     t[0..2].copy_from_slice(&sport.to_be_bytes());
     t[2..4].copy_from_slice(&dport.to_be_bytes());
     t[4..8].copy_from_slice(&seq.to_be_bytes());
-    let ack = if flags & tcp_flags::ACK != 0 {
-        seq ^ 0x5555_5555
-    } else {
-        0
-    };
+    let ack = if flags & tcp_flags::ACK != 0 { ack } else { 0 };
     t[8..12].copy_from_slice(&ack.to_be_bytes());
     t[12] = 5 << 4;
     t[13] = flags;
@@ -717,6 +722,8 @@ pub fn write_frame(
                 peer.lport,
                 fl,
                 seq ^ 1,
+                // a kilobyte of the client's stream acknowledged
+                seq.wrapping_add(1000),
                 len,
             )
         };
@@ -759,7 +766,10 @@ pub fn write_frame(
             VIP,
             vport,
             fl,
-            seq,
+            // The SYN's sequence number is the ISN, one below the
+            // stream's first byte, where the client's data starts.
+            if kind == Kind::Syn { seq.wrapping_sub(1) } else { seq },
+            (seq ^ 1).wrapping_add(1000),
             len,
         )
     };

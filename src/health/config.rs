@@ -348,6 +348,7 @@ impl SorryServerConfig {
             fwd,
             u_threshold: 0,
             l_threshold: 0,
+            proxy: None,
         })
     }
 }
@@ -1304,6 +1305,7 @@ mod tests {
             fwd: FwdMethod::Tun,
             u_threshold: 0,
             l_threshold: 0,
+            proxy: None,
         };
         assert_eq!(
             s.to_dest(&[rs]).unwrap().fwd,

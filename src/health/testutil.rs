@@ -24,6 +24,7 @@ pub fn dest(addr: &str, port: u16, weight: u32, fwd: FwdMethod) -> Dest {
         fwd,
         u_threshold: 0,
         l_threshold: 0,
+        proxy: None,
     }
 }
 

@@ -26,6 +26,9 @@ pub struct Dest {
     /// Lower threshold: the overloaded flag clears below it (0 = 3/4 of the
     /// upper threshold, as IPVS).
     pub l_threshold: u32,
+    /// PROXY protocol header put in front of each TCP connection's stream
+    /// (NAT, FULLNAT; `None`: none) — docs/modes.md.
+    pub proxy: Option<crate::wire::proxy::Version>,
 }
 
 /// One worker's accounting of a real server: what lc/wlc/sed/nq read and
@@ -222,6 +225,8 @@ pub struct DestEntry {
     pub fwd: FwdMethod,
     pub u_threshold: u32,
     pub l_threshold: u32,
+    /// The PROXY protocol version its new TCP connections get.
+    pub proxy: Option<crate::wire::proxy::Version>,
     /// Next hop towards it (`None`: no neighbour known yet).
     pub hop: Option<Hop>,
     /// Its connection counts, shared by every worker and kept from

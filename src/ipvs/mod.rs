@@ -17,6 +17,7 @@ pub mod mem;
 pub mod netif;
 pub mod proto;
 pub mod sched;
+pub mod seqadj;
 pub mod service;
 pub mod timer;
 pub mod xmit;

@@ -110,6 +110,10 @@ reasons! {
         BadSyn => "bad_syn",
         /// A new flow with source or destination port 0.
         ZeroPort => "zero_port",
+        /// A client segment that had to carry the PROXY protocol header
+        /// and could not: the header alone passes the egress MTU, or the
+        /// frame buffer has no room (the client sends it again).
+        ProxyNoRoom => "proxy_no_room",
     }
 }
 
@@ -241,6 +245,12 @@ pub struct WorkerCounters {
     /// FULLNAT handshake ACKs sent without it: no option space, the
     /// egress MTU or no headroom.
     pub toa_skipped: u64,
+    /// Client segments given the PROXY protocol header (handshake ACKs,
+    /// first data, their retransmissions until the server acknowledged it).
+    pub proxy_headers: u64,
+    /// Of those, segments whose payload's tail was left out to keep
+    /// within the egress MTU (the client sends it again).
+    pub proxy_cut: u64,
     pub templates_created: u64,
     pub templates_expired: u64,
     /// ICMP errors about a connection translated and relayed.
@@ -351,6 +361,8 @@ impl WorkerCounters {
         self.sloppy_conns += o.sloppy_conns;
         self.toa_added += o.toa_added;
         self.toa_skipped += o.toa_skipped;
+        self.proxy_headers += o.proxy_headers;
+        self.proxy_cut += o.proxy_cut;
         self.templates_created += o.templates_created;
         self.templates_expired += o.templates_expired;
         self.icmp_relayed += o.icmp_relayed;
@@ -390,6 +402,8 @@ impl WorkerCounters {
         v.push(("sloppy_conns".into(), self.sloppy_conns));
         v.push(("toa_added".into(), self.toa_added));
         v.push(("toa_skipped".into(), self.toa_skipped));
+        v.push(("proxy_headers".into(), self.proxy_headers));
+        v.push(("proxy_cut".into(), self.proxy_cut));
         v.push(("templates_created".into(), self.templates_created));
         v.push(("templates_expired".into(), self.templates_expired));
         v.push(("icmp_relayed".into(), self.icmp_relayed));
@@ -433,6 +447,9 @@ impl WorkerCounters {
         if self.toa_added + self.toa_skipped > 0 {
             let _ = writeln!(s, "toa          added {:>9}  skipped {:>8}", self.toa_added, self.toa_skipped);
         }
+        if self.proxy_headers > 0 {
+            let _ = writeln!(s, "proxy header sent {:>10}  cut {:>12}", self.proxy_headers, self.proxy_cut);
+        }
         let _ = writeln!(s, "icmp         relayed {:>7}  sent {:>11}", self.icmp_relayed, self.icmp_sent);
         if self.icmp_limited > 0 {
             let _ = writeln!(s, "  not sent, over the rate limit {}", self.icmp_limited);
@@ -474,7 +491,7 @@ mod tests {
         c.drop(DropReason::NoDest);
         c.fwd[2][1] = 7;
         let p = c.pairs();
-        assert_eq!(p.len(), 4 + 8 + 16 + DropReason::COUNT + PassReason::COUNT);
+        assert_eq!(p.len(), 4 + 8 + 18 + DropReason::COUNT + PassReason::COUNT);
         assert!(p.contains(&("drop_no_dest".to_string(), 1)));
         assert!(p.contains(&("fwd_nat_out".to_string(), 7)));
         let r = c.render();

@@ -90,7 +90,7 @@ impl Out {
 pub fn render(v: &MetricsView<'_>) -> String {
     let mut o = Out(String::new());
     type Get = fn(&WorkerCounters) -> u64;
-    let per_worker: [(&str, &str, Get); 20] = [
+    let per_worker: [(&str, &str, Get); 22] = [
         ("xvs_rx_packets_total", "Frames received.", |c| c.rx_packets),
         ("xvs_rx_bytes_total", "Bytes received.", |c| c.rx_bytes),
         ("xvs_tx_packets_total", "Frames transmitted.", |c| c.tx_packets),
@@ -102,6 +102,8 @@ pub fn render(v: &MetricsView<'_>) -> String {
         ("xvs_evicted_connections_total", "Embryonic (SYN_RECV) connections evicted to make room in a full table (drop_entry).", |c| c.evicted_conns),
         ("xvs_toa_added_total", "FULLNAT handshake ACKs given the client's address in a TOA option.", |c| c.toa_added),
         ("xvs_toa_skipped_total", "FULLNAT handshake ACKs sent without TOA: no option space, MTU or headroom.", |c| c.toa_skipped),
+        ("xvs_proxy_headers_total", "Client segments given the PROXY protocol header.", |c| c.proxy_headers),
+        ("xvs_proxy_cut_total", "Segments given the PROXY protocol header whose payload tail was left out for the MTU.", |c| c.proxy_cut),
         ("xvs_templates_created_total", "Persistence templates created.", |c| c.templates_created),
         ("xvs_templates_expired_total", "Persistence templates expired.", |c| c.templates_expired),
         ("xvs_icmp_relayed_total", "ICMP errors about connections translated and relayed.", |c| c.icmp_relayed),

@@ -19,6 +19,8 @@ pub mod checksum;
 pub mod frame;
 pub mod icmp;
 pub mod ip;
+pub mod proxy;
+pub mod tcpseq;
 pub mod toa;
 
 use crate::stats::{DropReason, PassReason};

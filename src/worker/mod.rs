@@ -32,6 +32,7 @@ use crate::ipvs::laddr::{port_owner, LocalPorts, PoolKey};
 use crate::ipvs::mem::{Provider, ReserveStats};
 use crate::ipvs::proto::{tcp_next, TcpDir, TcpState, Timeouts};
 use crate::ipvs::sched::{SchedCtx, SchedState};
+use crate::ipvs::seqadj::{self, SeqAdjTable, SEQ_ADJ};
 use crate::ipvs::service::{Persistence, ServiceKey};
 use crate::ipvs::timer;
 use crate::ipvs::xmit::{self, tun::TunError};
@@ -183,6 +184,9 @@ pub struct Worker {
     sync: Option<sync::SyncTap>,
     /// The rate limit of the ICMP errors it builds (its share).
     icmp_limit: TokenBucket,
+    /// Sequence adjustment entries of the IPv4 and IPv6 tables'
+    /// connections, by slot (`ipvs::seqadj`).
+    seqadj: [SeqAdjTable; 2],
 }
 
 /// A MAC as a number: the six bytes, little endian, in the high 48 bits
@@ -217,6 +221,7 @@ impl Worker {
             todrop: [0; 9],
             frags: FragTable::default(),
             icmp_limit: TokenBucket::share(snap.icmp_limit.0, snap.icmp_limit.1, workers.max(1), now_ns),
+            seqadj: Default::default(),
             snap: Arc::new(Snapshot::empty()),
             sync: None,
         };
@@ -791,7 +796,8 @@ impl Worker {
             }
         }
         c.expires = now.wrapping_add(Self::timeout(&self.ticks, c.proto, c.state));
-        c.in_pkts = c.in_pkts.saturating_add((dir == Dir::In) as u8);
+        // A count to 127: the top bit says the connection is adjusted.
+        c.in_pkts += ((dir == Dir::In) & (c.in_pkts & seqadj::IN_PKTS != seqadj::IN_PKTS)) as u8;
         let sync_due = match &self.sync {
             Some(t) => sync::due(t, c, dir, was),
             None => false,
@@ -814,7 +820,9 @@ impl Worker {
                 // server's `toa` module reads.
                 // (Never in a fragment: the option would move the data
                 // under the offsets of the fragments that follow.)
-                let toa = snap.toa && was == TcpState::SynRecv as u8 && m.tcp_flags & (tcp_flags::ACK | tcp_flags::SYN | tcp_flags::RST) == tcp_flags::ACK && m.frag == 0;
+                // (Not for a real server that takes the PROXY protocol
+                // instead: one way to say who the client is.)
+                let toa = snap.toa && c.in_pkts & SEQ_ADJ == 0 && was == TcpState::SynRecv as u8 && m.tcp_flags & (tcp_flags::ACK | tcp_flags::SYN | tcp_flags::RST) == tcp_flags::ACK && m.frag == 0;
                 xmit::fullnat::xmit_in(fr, m, c, &snap.links, toa).map(|(p, added)| {
                     match added {
                         Some(Ok(())) => self.counters.toa_added += 1,
@@ -840,6 +848,12 @@ impl Worker {
             // DR/TUN replies bypass the director; no out key exists for them.
             (FwdMethod::Dr | FwdMethod::Tun, Dir::Out) => Err(DropReason::NoConn),
         };
+        let res = match res {
+            Ok(port) if c.in_pkts & SEQ_ADJ != 0 && !LATER => {
+                Self::seq_adjust(&mut self.seqadj[A::V6 as usize], &mut self.counters, snap, fr, m, idx, c, dir).map(|()| port)
+            }
+            r => r,
+        };
         let v = match res {
             Ok(port) => {
                 self.counters.fwd[c.fwd.idx()][dir as usize] += 1;
@@ -861,6 +875,55 @@ impl Worker {
             self.sync_emit::<A>(idx);
         }
         v
+    }
+
+    /// The sequence adjustment of a connection that has one
+    /// (`ipvs::seqadj`: the PROXY protocol header), after its transmit
+    /// rewrote the segment.
+    ///
+    /// # Errors
+    /// [`DropReason::ProxyNoRoom`]: the header was due and could not go in.
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn seq_adjust<A: Ip>(
+        tab: &mut SeqAdjTable,
+        counters: &mut WorkerCounters,
+        snap: &Snapshot,
+        fr: &mut Frame<'_>,
+        m: &mut Meta,
+        idx: u32,
+        c: &Conn<A>,
+        dir: Dir,
+    ) -> Result<(), DropReason> {
+        // (A first fragment's payload is not all here: it is forwarded
+        // unadjusted rather than half rewritten. Stacks do not fragment
+        // TCP.)
+        let Some(e) = tab.get_mut(idx).filter(|_| m.frag == 0) else { return Ok(()) };
+        let mtu = snap.links.get(c.dest_hop.link as usize).map_or(1500, |l| l.mtu);
+        match seqadj::apply(fr, m, c, e, dir == Dir::In, mtu) {
+            Ok(seqadj::Applied::Shifted) => Ok(()),
+            Ok(seqadj::Applied::Header { cut }) => {
+                counters.proxy_headers += 1;
+                counters.proxy_cut += (cut > 0) as u64;
+                Ok(())
+            }
+            Err(_) => Err(DropReason::ProxyNoRoom),
+        }
+    }
+
+    /// A new TCP connection `idx` to a real server that wants the PROXY
+    /// protocol: its entry, and the bit that says it has one.
+    #[cold]
+    #[inline(never)]
+    fn seq_adj_open<A: Family>(&mut self, idx: u32, v: crate::wire::proxy::Version) {
+        let c = A::table(&mut self.tables).get_mut(idx);
+        let mut h = [0u8; crate::wire::proxy::MAX_LEN];
+        let len = seqadj::header(c, v, &mut h) as u16;
+        let e = self.seqadj[A::V6 as usize].make(idx);
+        e.proxy = v.code();
+        e.len = len;
+        c.in_pkts |= SEQ_ADJ;
     }
 
     /// A fragment (see `frag`): the first one is handled like any packet
@@ -1096,6 +1159,12 @@ impl Worker {
         self.dstats[di].conns += 1;
         self.counters.new_conns += 1;
         self.counters.sloppy_conns += sloppy as u64;
+        // Only a connection opened by the client's SYN knows where its
+        // stream starts (a sloppy_tcp one taken over mid-stream does not:
+        // it goes unadjusted, docs/modes.md).
+        if let Some(v) = dest.proxy.filter(|_| m.tcp_flags & tcp_flags::SYN != 0 && m.proto == proto::TCP && matches!(dest.fwd, FwdMethod::Nat | FwdMethod::FullNat)) {
+            self.seq_adj_open::<A>(idx, v);
+        }
         self.forward::<A, false>(fr, m, idx, Dir::In)
     }
 
@@ -1614,7 +1683,7 @@ fn droppable<A: Ip>(c: &Conn<A>, now: u32, t: &Timeouts, rate: &mut [u8; 9]) -> 
     if !timer::reached(now.wrapping_add(timeout), c.expires.wrapping_add(timer::secs(DROP_IDLE_SECS))) {
         return false;
     }
-    let n = c.in_pkts as usize;
+    let n = (c.in_pkts & seqadj::IN_PKTS) as usize;
     if n == 0 || n >= rate.len() {
         return false;
     }
@@ -1667,3 +1736,6 @@ mod tests;
 
 #[cfg(test)]
 mod tests_l2;
+
+#[cfg(test)]
+mod tests_proxy;

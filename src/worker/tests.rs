@@ -57,8 +57,8 @@ pub(super) fn model(fwd: FwdMethod, sched: &str) -> Model {
         sched_flags: SchedFlags::default(),
         persistence: None,
         dests: vec![
-            Dest { addr: ip("10.0.1.1"), port: rport, weight: 1, fwd, u_threshold: 0, l_threshold: 0 },
-            Dest { addr: ip("10.0.1.2"), port: rport, weight: 2, fwd, u_threshold: 0, l_threshold: 0 },
+            Dest { addr: ip("10.0.1.1"), port: rport, weight: 1, fwd, u_threshold: 0, l_threshold: 0, proxy: None },
+            Dest { addr: ip("10.0.1.2"), port: rport, weight: 2, fwd, u_threshold: 0, l_threshold: 0, proxy: None },
         ],
         laddrs: if fwd == FwdMethod::FullNat { vec![ip("10.0.0.200")] } else { vec![] },
     };
@@ -476,7 +476,7 @@ fn ipv6_nat_both_directions() {
         sched: "rr".into(),
         sched_flags: SchedFlags::default(),
         persistence: None,
-        dests: vec![Dest { addr: ip("2001:db8:1::1"), port: 8080, weight: 1, fwd: FwdMethod::Nat, u_threshold: 0, l_threshold: 0 }],
+        dests: vec![Dest { addr: ip("2001:db8:1::1"), port: 8080, weight: 1, fwd: FwdMethod::Nat, u_threshold: 0, l_threshold: 0, proxy: None }],
         laddrs: vec![],
     }];
     let mut w = worker(&m);
@@ -506,7 +506,7 @@ fn snapshot_changes_keep_connections() {
     // weights change and a server is added: both connections go on
     let mut m2 = m1.clone();
     m2.services[0].dests[0].weight = 5;
-    m2.services[0].dests.push(Dest { addr: ip("10.0.1.3"), port: 8080, weight: 1, fwd: FwdMethod::Nat, u_threshold: 0, l_threshold: 0 });
+    m2.services[0].dests.push(Dest { addr: ip("10.0.1.3"), port: 8080, weight: 1, fwd: FwdMethod::Nat, u_threshold: 0, l_threshold: 0, proxy: None });
     m2.net.neighbours.push(Neighbour { dev: None, addr: ip("10.0.1.3"), mac: [2, 0, 0, 0, 1, 3] });
     let s2 = Arc::new(Snapshot::build(&m2, Some(&s1)).unwrap());
     w.set_snapshot(s2.clone());
@@ -1285,7 +1285,7 @@ fn model6(fwd: FwdMethod) -> Model {
     for s in &mut m.services {
         let ServiceKey::Addr { proto, port, .. } = s.key else { unreachable!() };
         s.key = ServiceKey::Addr { proto, addr: ip("2001:db8::100"), port };
-        s.dests = vec![Dest { addr: ip("2001:db8:1::1"), port: rport, weight: 1, fwd, u_threshold: 0, l_threshold: 0 }];
+        s.dests = vec![Dest { addr: ip("2001:db8:1::1"), port: rport, weight: 1, fwd, u_threshold: 0, l_threshold: 0, proxy: None }];
         s.laddrs = if fwd == FwdMethod::FullNat { vec![ip("2001:db8::200")] } else { vec![] };
     }
     m
@@ -1463,7 +1463,7 @@ fn ipv6_fragments_follow_their_first_through_nat() {
         sched: "rr".into(),
         sched_flags: SchedFlags::default(),
         persistence: None,
-        dests: vec![Dest { addr: ip("2001:db8:1::1"), port: 0, weight: 1, fwd: FwdMethod::Nat, u_threshold: 0, l_threshold: 0 }],
+        dests: vec![Dest { addr: ip("2001:db8:1::1"), port: 0, weight: 1, fwd: FwdMethod::Nat, u_threshold: 0, l_threshold: 0, proxy: None }],
         laddrs: vec![],
     }];
     let mut w = worker(&m);

@@ -84,7 +84,7 @@ fn svc(port: u16, dest: &str, rport: u16, fwd: FwdMethod) -> Service {
         sched: "rr".into(),
         sched_flags: SchedFlags::default(),
         persistence: None,
-        dests: vec![Dest { addr: ip(dest), port: rport, weight: 1, fwd, u_threshold: 0, l_threshold: 0 }],
+        dests: vec![Dest { addr: ip(dest), port: rport, weight: 1, fwd, u_threshold: 0, l_threshold: 0, proxy: None }],
         laddrs: if fwd == FwdMethod::FullNat { vec![ip("10.0.20.200")] } else { vec![] },
     }
 }
@@ -369,7 +369,7 @@ fn martian_ipv6_sources_make_no_state() {
         sched: "rr".into(),
         sched_flags: SchedFlags::default(),
         persistence: None,
-        dests: vec![Dest { addr: ip("2001:db8::5"), port: 0, weight: 1, fwd: FwdMethod::Dr, u_threshold: 0, l_threshold: 0 }],
+        dests: vec![Dest { addr: ip("2001:db8::5"), port: 0, weight: 1, fwd: FwdMethod::Dr, u_threshold: 0, l_threshold: 0, proxy: None }],
         laddrs: vec![],
     }];
     m.net.neighbours.push(n("2001:db8::5", RS_MAC));
@@ -450,7 +450,7 @@ fn a_packet_nat_would_drop_for_its_ttl_makes_no_connection_or_template() {
     h1[14 + 7] = 1;
     m.services.push(Service {
         key: ServiceKey::Addr { proto: Proto::Tcp, addr: ip("2001:db8::100"), port: 80 },
-        dests: vec![Dest { addr: ip("2001:db8::5"), port: 8080, weight: 1, fwd: FwdMethod::Nat, u_threshold: 0, l_threshold: 0 }],
+        dests: vec![Dest { addr: ip("2001:db8::5"), port: 8080, weight: 1, fwd: FwdMethod::Nat, u_threshold: 0, l_threshold: 0, proxy: None }],
         ..svc(80, "10.0.20.5", 8080, FwdMethod::Nat)
     });
     m.net.neighbours.push(n("2001:db8::5", RS_MAC));

@@ -160,6 +160,7 @@ fn dest_of(d: &DestSpec) -> Dest {
         fwd: d.fwd,
         u_threshold: d.u_threshold,
         l_threshold: d.l_threshold,
+        proxy: d.proxy,
     }
 }
 

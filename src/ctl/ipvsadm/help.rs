@@ -88,6 +88,8 @@ Options:
   --u-threshold  -x uthreshold        upper threshold of connections
   --l-threshold  -y lthreshold        lower threshold of connections
   --laddr        -z local-address     FULLNAT local address (with -P|-Q)
+  --proxy-protocol v1|v2              send the real server a PROXY protocol
+                                      header first (xvs; -m or --fullnat)
   --ifname       -F ifname            accepted for DPVS scripts; not used
   --mcast-interface interface         multicast interface for connection sync
   --syncid sid                        syncid for connection sync (default=0:

@@ -107,9 +107,11 @@ enum Opt {
     McastGroup,
     McastPort,
     McastTtl,
+    /// xvs: `--proxy-protocol v1|v2` on a real server.
+    ProxyProtocol,
 }
 
-const NOPT: usize = 30;
+const NOPT: usize = 31;
 
 const OPT_NAMES: [&str; NOPT] = [
     "numeric",
@@ -142,6 +144,7 @@ const OPT_NAMES: [&str; NOPT] = [
     "mcast-group",
     "mcast-port",
     "mcast-ttl",
+    "proxy-protocol",
 ];
 
 /// Legal combinations of commands and options, as ipvsadm's
@@ -149,31 +152,31 @@ const OPT_NAMES: [&str; NOPT] = [
 /// most one of them), ' ' optional. Columns follow [`OPT_NAMES`]:
 ///
 /// ```text
-///  n c s s p M r f w x y t d s r t p s e b t t l i m s s m m m
-///      v c     v w       o m t t h c r x   i y a f c i m g p t
+///  n c s s p M r f w x y t d s r t p s e b t t l i m s s m m m p
+///      v c     v w       o m t t h c r x   i y a f c i m g p t p
 /// ```
 const TABLE: [&[u8; NOPT]; 21] = [
-    /* add-service    */ b"xx+   xxxxxxxxxxxxx xxxxxxxxxx",
-    /* edit-service   */ b"xx+   xxxxxxxxxxxxx xxxxxxxxxx",
-    /* delete-service */ b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* flush          */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* list           */ b" 11xxxxxxxx11      x xxxxxxxxx",
-    /* add-server     */ b"xx+xxx+    xxxxxxxxxx xxxxxxxx",
-    /* delete-server  */ b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxx",
-    /* edit-server    */ b"xx+xxx+    xxxxxxxxxx xxxxxxxx",
-    /* set            */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* restore        */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* save           */ b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* zero           */ b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* add-laddr      */ b"xx+xxxxxxxxxxxxxxxxxxx+ xxxxxx",
-    /* del-laddr      */ b"xx+xxxxxxxxxxxxxxxxxxx+ xxxxxx",
-    /* get-laddr      */ b" x xxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* reload         */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* stats          */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* start-daemon   */ b"xxxxxxxxxxxxxxxxxxxxxxxx      ",
-    /* stop-daemon    */ b"xxxxxxxxxxxxxxxxxxxxxxxxx xxxx",
-    /* sync-status    */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* sloppy-tcp     */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* add-service    */ b"xx+   xxxxxxxxxxxxx xxxxxxxxxxx",
+    /* edit-service   */ b"xx+   xxxxxxxxxxxxx xxxxxxxxxxx",
+    /* delete-service */ b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* flush          */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* list           */ b" 11xxxxxxxx11      x xxxxxxxxxx",
+    /* add-server     */ b"xx+xxx+    xxxxxxxxxx xxxxxxxx ",
+    /* delete-server  */ b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxx",
+    /* edit-server    */ b"xx+xxx+    xxxxxxxxxx xxxxxxxx ",
+    /* set            */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* restore        */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* save           */ b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* zero           */ b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* add-laddr      */ b"xx+xxxxxxxxxxxxxxxxxxx+ xxxxxxx",
+    /* del-laddr      */ b"xx+xxxxxxxxxxxxxxxxxxx+ xxxxxxx",
+    /* get-laddr      */ b" x xxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* reload         */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* stats          */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* start-daemon   */ b"xxxxxxxxxxxxxxxxxxxxxxxx      x",
+    /* stop-daemon    */ b"xxxxxxxxxxxxxxxxxxxxxxxxx xxxxx",
+    /* sync-status    */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* sloppy-tcp     */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
 ];
 
 /// Does an option take a value?
@@ -230,6 +233,7 @@ enum Tok {
     McastTtl,
     /// xvs: `--sloppy-tcp on|off` (IPVS's `sloppy_tcp` sysctl).
     SloppyTcp,
+    ProxyProtocol,
     /// An ipvsadm option xvs does not implement, with the reason.
     Unsupported(&'static str),
 }
@@ -344,6 +348,7 @@ const OPTIONS: &[(&str, Option<char>, Arg, Tok)] = &[
     ("mcast-group", None, Arg::Required, Tok::McastGroup),
     ("mcast-port", None, Arg::Required, Tok::McastPort),
     ("mcast-ttl", None, Arg::Required, Tok::McastTtl),
+    ("proxy-protocol", None, Arg::Required, Tok::ProxyProtocol),
     ("sync-status", None, Arg::No, Tok::Cmd(Cmd::SyncStatus)),
     ("sloppy-tcp", None, Arg::Required, Tok::SloppyTcp),
     (
@@ -404,6 +409,7 @@ fn opt_of(tok: Tok) -> Option<Opt> {
         Tok::McastGroup => Opt::McastGroup,
         Tok::McastPort => Opt::McastPort,
         Tok::McastTtl => Opt::McastTtl,
+        Tok::ProxyProtocol => Opt::ProxyProtocol,
         _ => return None,
     })
 }
@@ -428,6 +434,7 @@ struct Acc {
     v6: bool,
     laddr: Option<IpAddr>,
     ifname: Option<String>,
+    proxy: Option<crate::wire::proxy::Version>,
     /// `--start-daemon` / `--stop-daemon`'s state and the daemon options.
     role: Option<Role>,
     daemon: DaemonConf,
@@ -539,6 +546,11 @@ impl Acc {
                 }
                 _ => return Err(UsageError::new("illegal tunnel type specified")),
             },
+            Tok::ProxyProtocol => {
+                self.proxy = Some(crate::wire::proxy::Version::from_name(v).ok_or_else(|| {
+                    UsageError::new("illegal proxy-protocol specified (v1 or v2)")
+                })?)
+            }
             Tok::Laddr => {
                 self.laddr = Some(v.parse().map_err(|_| {
                     UsageError::new(format!("illegal local address `{v}' specified"))
@@ -804,6 +816,11 @@ fn finish(mut acc: Acc) -> Result<Command, UsageError> {
                     "Tunnel options conflict with forward method",
                 ));
             }
+            if acc.proxy.is_some() && !matches!(fwd, FwdMethod::Nat | FwdMethod::FullNat) {
+                return Err(UsageError::new(
+                    "--proxy-protocol needs masquerading (-m) or --fullnat",
+                ));
+            }
             let spec = DestSpec {
                 svc,
                 addr,
@@ -812,6 +829,7 @@ fn finish(mut acc: Acc) -> Result<Command, UsageError> {
                 weight: acc.weight.unwrap_or(1),
                 u_threshold: acc.u_threshold,
                 l_threshold: acc.l_threshold,
+                proxy: acc.proxy,
             };
             if cmd == Cmd::AddDest {
                 Command::AddDest(spec)
@@ -1287,6 +1305,11 @@ mod tests {
         );
         let x = d("-a -t 10.0.0.1:80 -r 10.0.1.1:8080 --fullnat");
         assert_eq!((x.fwd, x.port), (FwdMethod::FullNat, 8080));
+        assert_eq!(x.proxy, None);
+        let x = d("-a -t 10.0.0.1:80 -r 10.0.1.1:8080 --fullnat --proxy-protocol v2");
+        assert_eq!((x.fwd, x.proxy), (FwdMethod::FullNat, Some(crate::wire::proxy::Version::V2)));
+        let x = d("-e -t 10.0.0.1:80 -r 10.0.1.1:8080 -m --proxy-protocol=v1");
+        assert_eq!((x.fwd, x.proxy), (FwdMethod::Nat, Some(crate::wire::proxy::Version::V1)));
         let x = d("-a -f 7 -r 10.0.1.1 -g");
         assert_eq!((x.svc, x.port), (SvcAddr::Mark { mark: 7, v6: false }, 0));
         let x = d("-e -f 7 -6 -r [2001:db8::2]:0 -m");
@@ -1318,6 +1341,9 @@ mod tests {
             ("-a -t 10.0.0.1:80 -r 10.0.1.1 -w -1", "illegal weight specified"),
             ("-a -t 10.0.0.1:80 -r 10.0.1.1 -x x", "illegal u_threshold specified"),
             ("-a -t 10.0.0.1:80 -r 10.0.1.1 -y 1.5", "illegal l_threshold specified"),
+            ("-a -t 10.0.0.1:80 -r 10.0.1.1 -m --proxy-protocol v3", "illegal proxy-protocol specified (v1 or v2)"),
+            ("-a -t 10.0.0.1:80 -r 10.0.1.1 -g --proxy-protocol v1", "--proxy-protocol needs masquerading (-m) or --fullnat"),
+            ("-A -t 10.0.0.1:80 --proxy-protocol v1", "Illegal 'proxy-protocol' option with the 'add-service' command"),
             ("-a -t 10.0.0.1:80 -r 10.0.1.1 -w 1 -w 2", "multiple 'weight' options specified"),
             ("-a -t 10.0.0.1:80 -r 10.0.1.1 -m -g", "multiple 'forwarding-method' options specified"),
             ("-A -t 10.0.0.1:80 -a", "multiple commands specified"),

@@ -110,6 +110,9 @@ fn save_service(out: &mut String, model: &Model, s: &Service) {
         if d.l_threshold != 0 {
             let _ = write!(out, " -y {}", d.l_threshold);
         }
+        if let Some(v) = d.proxy {
+            let _ = write!(out, " --proxy-protocol {}", v.name());
+        }
         out.push('\n');
     }
 }
@@ -247,6 +250,11 @@ mod tests {
                     fwd,
                     u_threshold: u,
                     l_threshold: l,
+                    proxy: match (fwd, weight % 3) {
+                        (FwdMethod::Nat | FwdMethod::FullNat, 1) => Some(crate::wire::proxy::Version::V1),
+                        (FwdMethod::Nat | FwdMethod::FullNat, 2) => Some(crate::wire::proxy::Version::V2),
+                        _ => None,
+                    },
                 }
             })
     }

@@ -1026,6 +1026,7 @@ mod tests {
             fwd,
             u_threshold: 0,
             l_threshold: 0,
+            proxy: None,
         }
     }
 

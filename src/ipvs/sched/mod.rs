@@ -286,6 +286,7 @@ pub(crate) mod testutil {
                 fwd: FwdMethod::Dr,
                 u_threshold: 0,
                 l_threshold: 0,
+                proxy: None,
                 hop: None,
                 shared: Default::default(),
             })

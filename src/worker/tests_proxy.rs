@@ -1,0 +1,241 @@
+//! Worker tests of the PROXY protocol and the sequence adjustment under
+//! it (`ipvs::seqadj`): through FULLNAT and NAT, the header in front of
+//! the client's stream, retransmissions, a client that speaks second,
+//! SACK and the MTU — every number and checksum checked.
+
+use super::tests::*;
+use super::*;
+use crate::gen::packet::*;
+use crate::wire::proxy::Version;
+use crate::wire::tcp_flags::*;
+use crate::wire::{be16, tcpseq};
+
+/// A client or server segment with these numbers (and options).
+#[allow(clippy::too_many_arguments)]
+fn seg(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
+    let mut f = tcp4(src, sport, dst, dport, flags, payload);
+    f[14 + 20 + 4..14 + 20 + 8].copy_from_slice(&seq.to_be_bytes());
+    f[14 + 20 + 8..14 + 20 + 12].copy_from_slice(&ack.to_be_bytes());
+    refresh_tcp_checksum(&mut f);
+    f
+}
+
+/// `f` with a SACK option of these blocks (after two NOPs).
+fn with_sack(f: &[u8], blocks: &[(u32, u32)]) -> Vec<u8> {
+    let mut o = vec![1u8, 1, 5, (2 + 8 * blocks.len()) as u8];
+    for (l, r) in blocks {
+        o.extend_from_slice(&l.to_be_bytes());
+        o.extend_from_slice(&r.to_be_bytes());
+    }
+    let mut g = f[..14 + 40].to_vec();
+    g.extend_from_slice(&o);
+    g.extend_from_slice(&f[14 + 40..]);
+    g[14 + 32] = (((20 + o.len()) / 4) as u8) << 4;
+    let tl = be16(&g, 16) + o.len() as u16;
+    g[16..18].copy_from_slice(&tl.to_be_bytes());
+    refresh_ipv4_checksum(&mut g, 14);
+    refresh_tcp_checksum(&mut g);
+    g
+}
+
+fn proxied(fwd: FwdMethod, v: Version) -> Worker {
+    let mut m = model(fwd, "rr");
+    m.toa = false;
+    for s in &mut m.services {
+        for d in &mut s.dests {
+            d.proxy = Some(v);
+        }
+    }
+    worker(&m)
+}
+
+fn seq_ack(f: &[u8]) -> (u32, u32) {
+    let m = parse(f).unwrap();
+    (tcpseq::seq(f, &m), tcpseq::ack(f, &m))
+}
+
+fn payload(f: &[u8]) -> &[u8] {
+    let m = parse(f).unwrap();
+    let l4 = m.l4 as usize;
+    &f[l4 + ((f[l4 + 12] >> 4) as usize) * 4..m.end as usize]
+}
+
+const ISN: u32 = 0xffff_fff0; // the client's: its stream wraps
+const RSN: u32 = 7000; // the server's
+const V1: &[u8] = b"PROXY TCP4 192.0.2.1 10.0.0.100 40000 80\r\n";
+
+#[test]
+fn fullnat_v1_header_goes_first_and_the_offset_holds() {
+    let mut w = proxied(FwdMethod::FullNat, Version::V1);
+    let l = V1.len() as u32;
+    let s = ISN.wrapping_add(1);
+    let (v, syn) = one(&mut w, SEC, seg(CIP, 40000, VIP, 80, SYN, ISN, 0, b""));
+    assert_eq!(v, TX);
+    assert_eq!(seq_ack(&syn).0, ISN, "the SYN is not moved");
+    let lport = parse(&syn).unwrap().sport;
+    let back = |w: &mut Worker, flags, seq, ack, data: &[u8]| one(w, SEC, seg(RS1, 8080, LIP, lport, flags, seq, ack, data));
+    let (_, sa) = back(&mut w, SYN | ACK, RSN, s, b"");
+    assert_eq!(seq_ack(&sa), (RSN, s), "the SYN-ACK acknowledges the SYN only");
+    // the handshake ACK carries the header (its own segment: a client
+    // that speaks second gets it all the same)
+    let (v, hs) = one(&mut w, SEC, seg(CIP, 40000, VIP, 80, ACK, s, RSN + 1, b""));
+    assert_eq!(v, TX);
+    assert!(verify(&hs), "checksums from scratch");
+    assert_eq!(payload(&hs), V1);
+    assert_eq!(seq_ack(&hs), (s, RSN + 1));
+    let m = parse(&hs).unwrap();
+    assert_eq!((addr4(&hs, 26), m.sport, addr4(&hs, 30), m.dport), (LIP, lport, RS1, 8080));
+    // first data before the server acknowledged: the header again in
+    // front of it, at the same place (no second offset)
+    let (_, d1) = one(&mut w, SEC, seg(CIP, 40000, VIP, 80, ACK | PSH, s, RSN + 1, b"GET / HTTP/1.1\r\n"));
+    assert!(verify(&d1));
+    assert_eq!(seq_ack(&d1).0, s);
+    assert_eq!(payload(&d1), [V1, b"GET / HTTP/1.1\r\n"].concat());
+    // the server acknowledges header and data: the client sees its own
+    let (_, a1) = back(&mut w, ACK, RSN + 1, s.wrapping_add(l + 16), b"HTTP/1.1 200 OK\r\n");
+    assert!(verify(&a1));
+    assert_eq!(seq_ack(&a1), (RSN + 1, s.wrapping_add(16)));
+    // an ack inside the header is the stream's start to the client
+    let (_, a0) = back(&mut w, ACK, RSN + 1, s.wrapping_add(5), b"");
+    assert_eq!(seq_ack(&a0).1, s);
+    // a retransmission of the first data after the acknowledgement: the
+    // same bytes at the same server-side place, without a header
+    let (_, r1) = one(&mut w, SEC, seg(CIP, 40000, VIP, 80, ACK | PSH, s, RSN + 18, b"GET / HTTP/1.1\r\n"));
+    assert_eq!((seq_ack(&r1).0, payload(&r1)), (s.wrapping_add(l), &b"GET / HTTP/1.1\r\n"[..]));
+    // later data is shifted (across the client's wrap)
+    let (_, d2) = one(&mut w, SEC, seg(CIP, 40000, VIP, 80, ACK, s.wrapping_add(16), RSN + 18, b"Host: x\r\n\r\n"));
+    assert!(verify(&d2));
+    assert_eq!(seq_ack(&d2), (s.wrapping_add(16 + l), RSN + 18));
+    // SACK blocks from the server are moved with the acknowledgement
+    let sacked = with_sack(&seg(RS1, 8080, LIP, lport, ACK, RSN + 18, s.wrapping_add(l + 16), b""), &[(s.wrapping_add(l + 100), s.wrapping_add(l + 200))]);
+    let (_, sk) = one(&mut w, SEC, sacked);
+    assert!(verify(&sk));
+    let m = parse(&sk).unwrap();
+    assert_eq!(tcpseq::sack_edges(&sk, &m), vec![s.wrapping_add(100), s.wrapping_add(200)]);
+    // the client's SACK blocks (of server data) do not move
+    let cs = with_sack(&seg(CIP, 40000, VIP, 80, ACK, s.wrapping_add(27), RSN + 18, b""), &[(RSN + 50, RSN + 60)]);
+    let (_, cs) = one(&mut w, SEC, cs);
+    let m = parse(&cs).unwrap();
+    assert_eq!(tcpseq::sack_edges(&cs, &m), vec![RSN + 50, RSN + 60]);
+    assert_eq!(seq_ack(&cs).0, s.wrapping_add(27 + l));
+    assert_eq!(w.counters().proxy_headers, 2);
+    assert_eq!(w.counters().proxy_cut, 0);
+}
+
+#[test]
+fn a_client_that_speaks_second_gets_its_acks_shifted_once_the_header_is_in() {
+    let mut w = proxied(FwdMethod::FullNat, Version::V2);
+    let s = 101u32;
+    let (_, syn) = one(&mut w, SEC, seg(CIP, 40000, VIP, 80, SYN, 100, 0, b""));
+    let lport = parse(&syn).unwrap().sport;
+    one(&mut w, SEC, seg(RS1, 8080, LIP, lport, SYN | ACK, RSN, s, b""));
+    let (_, hs) = one(&mut w, SEC, seg(CIP, 40000, VIP, 80, ACK, s, RSN + 1, b""));
+    let h = payload(&hs).to_vec();
+    assert_eq!(h.len(), 28);
+    assert_eq!(&h[..12], &crate::wire::proxy::SIG_V2);
+    assert_eq!(&h[16..28], &[192, 0, 2, 1, 10, 0, 0, 100, 0x9c, 0x40, 0, 80]);
+    // the server speaks first, acknowledging the header
+    let (_, banner) = one(&mut w, SEC, seg(RS1, 8080, LIP, lport, ACK | PSH, RSN + 1, s + 28, b"220 hello\r\n"));
+    assert_eq!(seq_ack(&banner), (RSN + 1, s));
+    // the client's ACK of it now goes past the header
+    let (_, ca) = one(&mut w, SEC, seg(CIP, 40000, VIP, 80, ACK, s, RSN + 12, b""));
+    assert!(verify(&ca));
+    assert_eq!((seq_ack(&ca), payload(&ca).len()), ((s + 28, RSN + 12), 0));
+    // and its first data too
+    let (_, cd) = one(&mut w, SEC, seg(CIP, 40000, VIP, 80, ACK, s, RSN + 12, b"EHLO x\r\n"));
+    assert_eq!((seq_ack(&cd).0, payload(&cd)), (s + 28, &b"EHLO x\r\n"[..]));
+    assert_eq!(w.counters().proxy_headers, 1);
+    // a RST at the header's place before the server had it keeps its number
+    let (_, syn) = one(&mut w, SEC, seg(CIP, 40001, VIP, 80, SYN, 500, 0, b""));
+    let lport = parse(&syn).unwrap().sport;
+    one(&mut w, SEC, seg(RS2, 8080, LIP, lport, SYN | ACK, RSN, 501, b""));
+    let (_, rst) = one(&mut w, SEC, seg(CIP, 40001, VIP, 80, RST, 501, 0, b""));
+    assert_eq!((seq_ack(&rst).0, payload(&rst).len()), (501, 0));
+}
+
+#[test]
+fn a_full_size_first_segment_leaves_its_tail_for_the_client_to_resend() {
+    let mut w = proxied(FwdMethod::FullNat, Version::V1);
+    let l = V1.len();
+    let s = 1001u32;
+    let (_, syn) = one(&mut w, SEC, seg(CIP, 40000, VIP, 80, SYN, 1000, 0, b""));
+    let lport = parse(&syn).unwrap().sport;
+    one(&mut w, SEC, seg(RS1, 8080, LIP, lport, SYN | ACK, RSN, s, b""));
+    let data: Vec<u8> = (0..1460u32).map(|i| i as u8).collect();
+    let (v, d) = one(&mut w, SEC, seg(CIP, 40000, VIP, 80, ACK | FIN, s, RSN + 1, &data));
+    assert_eq!(v, TX);
+    assert!(verify(&d));
+    let m = parse(&d).unwrap();
+    assert_eq!(m.ip_len(), 1500, "within the MTU");
+    assert_eq!(payload(&d), [V1, &data[..1460 - l]].concat());
+    assert_eq!(m.tcp_flags & FIN, 0, "the FIN stays with the bytes left out");
+    assert_eq!((w.counters().proxy_headers, w.counters().proxy_cut), (1, 1));
+    // the server acknowledges what it got; the client resends the rest
+    let (_, a) = one(&mut w, SEC, seg(RS1, 8080, LIP, lport, ACK, RSN + 1, s + 1460, b""));
+    assert_eq!(seq_ack(&a).1, s + (1460 - l) as u32);
+    let rest = &data[1460 - l..];
+    let (_, r) = one(&mut w, SEC, seg(CIP, 40000, VIP, 80, ACK | FIN, s + (1460 - l) as u32, RSN + 1, rest));
+    assert_eq!((seq_ack(&r).0, payload(&r)), (s + 1460, rest));
+}
+
+#[test]
+fn nat_too_and_other_servers_untouched() {
+    let mut w = proxied(FwdMethod::Nat, Version::V1);
+    let (_, _) = one(&mut w, SEC, seg(CIP, 40000, VIP, 80, SYN, 10, 0, b""));
+    one(&mut w, SEC, seg(RS1, 8080, CIP, 40000, SYN | ACK, RSN, 11, b""));
+    let (_, d) = one(&mut w, SEC, seg(CIP, 40000, VIP, 80, ACK, 11, RSN + 1, b"x"));
+    assert!(verify(&d));
+    assert_eq!(payload(&d), [V1, b"x"].concat());
+    let (_, a) = one(&mut w, SEC, seg(RS1, 8080, CIP, 40000, ACK, RSN + 1, 11 + V1.len() as u32 + 1, b""));
+    assert_eq!(seq_ack(&a).1, 12);
+    // UDP to a proxied server is not touched
+    let (v, u) = one(&mut w, SEC, udp4(CIP, 5000, VIP, 53, b"q"));
+    assert_eq!((v, payload_udp(&u)), (TX, &b"q"[..]));
+    // without proxy_protocol nothing moves, and the entry never grows
+    let mut w = worker(&model(FwdMethod::FullNat, "rr"));
+    let (_, syn) = one(&mut w, SEC, seg(CIP, 40000, VIP, 80, SYN, 10, 0, b""));
+    let lport = parse(&syn).unwrap().sport;
+    one(&mut w, SEC, seg(RS1, 8080, LIP, lport, SYN | ACK, RSN, 11, b""));
+    let (_, d) = one(&mut w, SEC, seg(CIP, 40000, VIP, 80, ACK, 11, RSN + 1, b"x"));
+    assert_eq!((seq_ack(&d).0, payload(&d)), (11, &b"x"[..]));
+    assert_eq!(w.seqadj[0].bytes() + w.seqadj[1].bytes(), 0);
+    assert_eq!(std::mem::size_of::<Conn<std::net::Ipv4Addr>>(), 64);
+}
+
+fn payload_udp(f: &[u8]) -> &[u8] {
+    let m = parse(f).unwrap();
+    &f[m.l4 as usize + 8..m.end as usize]
+}
+
+#[test]
+fn many_packets_keep_the_count_below_the_flag() {
+    let mut w = proxied(FwdMethod::FullNat, Version::V1);
+    let (_, syn) = one(&mut w, SEC, seg(CIP, 40000, VIP, 80, SYN, 10, 0, b""));
+    let lport = parse(&syn).unwrap().sport;
+    one(&mut w, SEC, seg(RS1, 8080, LIP, lport, SYN | ACK, RSN, 11, b""));
+    let frames: Vec<Vec<u8>> = (0..300).map(|_| seg(CIP, 40000, VIP, 80, ACK, 11 + 1, RSN + 1, b"")).collect();
+    run(&mut w, SEC, &frames);
+    let mut flags = Vec::new();
+    w.tables.v4.for_each(|_, c| flags.push(c.in_pkts));
+    assert_eq!(flags, vec![SEQ_ADJ | seqadj::IN_PKTS], "the count saturates at 127 below the bit");
+    let (_, d) = one(&mut w, SEC, seg(CIP, 40000, VIP, 80, ACK, 12, RSN + 1, b"y"));
+    assert_eq!(seq_ack(&d).0, 12 + V1.len() as u32, "still adjusted");
+}
+
+#[test]
+fn a_sloppy_takeover_mid_stream_gets_no_offset() {
+    let mut m = model(FwdMethod::FullNat, "rr");
+    m.toa = false;
+    m.sloppy_tcp = true;
+    for d in &mut m.services[0].dests {
+        d.proxy = Some(Version::V1);
+    }
+    let mut w = worker(&m);
+    // an ACK of a connection another director started
+    let (v, out) = one(&mut w, SEC, seg(CIP, 40000, VIP, 80, ACK, 5000, RSN, b"more"));
+    assert_eq!(v, TX);
+    assert_eq!(w.counters().sloppy_conns, 1);
+    assert_eq!((seq_ack(&out), payload(&out)), ((5000, RSN), &b"more"[..]), "forwarded as it came");
+    assert_eq!(w.seqadj[0].bytes(), 0, "no entry");
+    assert_eq!(w.counters().proxy_headers, 0);
+}
