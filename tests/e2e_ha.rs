@@ -29,7 +29,7 @@ mod lab;
 
 use lab::{connect_from, Lab};
 use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -340,7 +340,7 @@ fn setup(test: &str, net: u8, mode: Mode) -> Option<Ha> {
             }
             Mode::FullNat => (8080, 8053),
         };
-        threads.push(echo_server(&r, SocketAddr::from(([0, 0, 0, 0], tcp)), &name, stop.clone()));
+        threads.push(lab::name_echo_server(&r, SocketAddr::from(([0, 0, 0, 0], tcp)), &name, stop.clone()));
         lab.udp_server(&r, SocketAddr::from(([0, 0, 0, 0], udp)), &name);
     }
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
@@ -368,53 +368,6 @@ fn setup(test: &str, net: u8, mode: Mode) -> Option<Ha> {
     Some(ha)
 }
 
-/// A TCP server answering every line with its name, one thread per
-/// connection.
-fn echo_server(ns: &str, at: SocketAddr, name: &str, stop: Arc<AtomicBool>) -> JoinHandle<()> {
-    let (ns, name) = (ns.to_string(), name.to_string());
-    let (tx, rx) = std::sync::mpsc::channel();
-    let h = std::thread::spawn(move || {
-        lab::enter(&ns);
-        let l = TcpListener::bind(at).unwrap_or_else(|e| panic!("bind {at} in {ns}: {e}"));
-        l.set_nonblocking(true).unwrap();
-        tx.send(()).unwrap();
-        let mut conns = Vec::new();
-        while !stop.load(Ordering::Relaxed) {
-            match l.accept() {
-                Ok((s, _)) => {
-                    let (name, stop) = (name.clone(), stop.clone());
-                    conns.push(std::thread::spawn(move || {
-                        let _ = s.set_nonblocking(false);
-                        let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
-                        let mut w = s.try_clone().unwrap();
-                        let mut r = BufReader::new(s);
-                        let mut line = String::new();
-                        while !stop.load(Ordering::Relaxed) {
-                            line.clear();
-                            match r.read_line(&mut line) {
-                                Ok(0) => return,
-                                Ok(_) => {
-                                    if w.write_all(format!("{name}\n").as_bytes()).is_err() {
-                                        return;
-                                    }
-                                }
-                                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-                                Err(_) => return,
-                            }
-                        }
-                    }));
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(2)),
-            }
-            conns.retain(|c| !c.is_finished());
-        }
-        for c in conns {
-            let _ = c.join();
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(5)).expect("echo server started");
-    h
-}
 
 /// What the client side saw.
 #[derive(Default)]

@@ -29,7 +29,7 @@ mod lab;
 
 use lab::{connect_from, Lab};
 use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -250,7 +250,7 @@ fn setup(test: &str) -> Option<Scale> {
         lab.ip(&r, &["addr", "add", &format!("10.60.0.{}/24", 21 + i), "dev", "eth0"]);
         lab.ip(&r, &["route", "add", "default", "via", "10.60.0.1"]);
         lab.real_server_vip(&r, VIP);
-        threads.push(echo_server(&r, SocketAddr::from(([0, 0, 0, 0], 80)), &format!("rs{}", i + 1), stop.clone()));
+        threads.push(lab::name_echo_server(&r, SocketAddr::from(([0, 0, 0, 0], 80)), &format!("rs{}", i + 1), stop.clone()));
     }
     let mut s = Scale {
         birds: Birds::default(),
@@ -282,53 +282,6 @@ fn setup(test: &str) -> Option<Scale> {
     Some(s)
 }
 
-/// A TCP server answering every line with its name, one thread per
-/// connection.
-fn echo_server(ns: &str, at: SocketAddr, name: &str, stop: Arc<AtomicBool>) -> JoinHandle<()> {
-    let (ns, name) = (ns.to_string(), name.to_string());
-    let (tx, rx) = std::sync::mpsc::channel();
-    let h = std::thread::spawn(move || {
-        lab::enter(&ns);
-        let l = TcpListener::bind(at).unwrap_or_else(|e| panic!("bind {at} in {ns}: {e}"));
-        l.set_nonblocking(true).unwrap();
-        tx.send(()).unwrap();
-        let mut conns = Vec::new();
-        while !stop.load(Ordering::Relaxed) {
-            match l.accept() {
-                Ok((s, _)) => {
-                    let (name, stop) = (name.clone(), stop.clone());
-                    conns.push(std::thread::spawn(move || {
-                        let _ = s.set_nonblocking(false);
-                        let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
-                        let mut w = s.try_clone().unwrap();
-                        let mut r = BufReader::new(s);
-                        let mut line = String::new();
-                        while !stop.load(Ordering::Relaxed) {
-                            line.clear();
-                            match r.read_line(&mut line) {
-                                Ok(0) => return,
-                                Ok(_) => {
-                                    if w.write_all(format!("{name}\n").as_bytes()).is_err() {
-                                        return;
-                                    }
-                                }
-                                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-                                Err(_) => return,
-                            }
-                        }
-                    }));
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(5)),
-            }
-            conns.retain(|c| !c.is_finished());
-        }
-        for c in conns {
-            let _ = c.join();
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(5)).expect("echo server started");
-    h
-}
 
 /// The client: [`CONNS`] connections, one thread each, a line every
 /// 100 ms; a connection that fails is recorded and not reopened.

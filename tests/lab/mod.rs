@@ -1013,3 +1013,51 @@ impl Lab {
                         "obj", obj.to_str().unwrap(), "sec", "tc"]);
     }
 }
+
+/// A TCP server answering every line with its name, one thread per
+/// connection.
+pub fn name_echo_server(ns: &str, at: SocketAddr, name: &str, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+    let (ns, name) = (ns.to_string(), name.to_string());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        enter(&ns);
+        let l = TcpListener::bind(at).unwrap_or_else(|e| panic!("bind {at} in {ns}: {e}"));
+        l.set_nonblocking(true).unwrap();
+        tx.send(()).unwrap();
+        let mut conns = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            match l.accept() {
+                Ok((s, _)) => {
+                    let (name, stop) = (name.clone(), stop.clone());
+                    conns.push(std::thread::spawn(move || {
+                        let _ = s.set_nonblocking(false);
+                        let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+                        let mut w = s.try_clone().unwrap();
+                        let mut r = BufReader::new(s);
+                        let mut line = String::new();
+                        while !stop.load(Ordering::Relaxed) {
+                            line.clear();
+                            match r.read_line(&mut line) {
+                                Ok(0) => return,
+                                Ok(_) => {
+                                    if w.write_all(format!("{name}\n").as_bytes()).is_err() {
+                                        return;
+                                    }
+                                }
+                                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                                Err(_) => return,
+                            }
+                        }
+                    }));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            }
+            conns.retain(|c| !c.is_finished());
+        }
+        for c in conns {
+            let _ = c.join();
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(5)).expect("echo server started");
+    h
+}
