@@ -23,6 +23,46 @@ pub mod opt {
     pub const SACK: u8 = 5;
 }
 
+/// A walk over the TCP options in `f[at..end]`: each step gives an
+/// option's kind, offset and length (kind and length bytes included).
+/// It ends at EOL, at `end`, or at the first option whose length is
+/// under 2 or runs past `end` (garbage is never read past). Holds no
+/// borrow of the frame between steps, so a caller may rewrite the
+/// option it was just given.
+pub struct Options {
+    at: usize,
+    end: usize,
+}
+
+impl Options {
+    #[inline]
+    pub fn new(at: usize, end: usize) -> Options {
+        Options { at, end }
+    }
+
+    /// The next option: (kind, offset, length).
+    #[inline]
+    pub fn next(&mut self, f: &[u8]) -> Option<(u8, usize, usize)> {
+        while self.at < self.end {
+            let i = self.at;
+            match f[i] {
+                opt::EOL => break,
+                opt::NOP => self.at += 1,
+                kind => {
+                    let l = *f.get(i + 1)? as usize;
+                    if l < 2 || i + l > self.end {
+                        break;
+                    }
+                    self.at += l;
+                    return Some((kind, i, l));
+                }
+            }
+        }
+        self.at = self.end;
+        None
+    }
+}
+
 #[inline(always)]
 fn be32(f: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([f[at], f[at + 1], f[at + 2], f[at + 3]])
@@ -92,26 +132,14 @@ pub fn rewrite(f: &mut [u8], m: &Meta, seq: impl Fn(u32) -> u32, ack: impl Fn(u3
 #[cold]
 #[inline(never)]
 fn rewrite_sack(f: &mut [u8], l4: usize, end: usize, ack: &impl Fn(u32) -> u32, mut hc: u16) -> u16 {
-    let mut i = l4 + 20;
-    while i < end {
-        match f[i] {
-            opt::EOL => break,
-            opt::NOP => i += 1,
-            kind => {
-                let Some(&l) = f.get(i + 1) else { break };
-                let l = l as usize;
-                if l < 2 || i + l > end {
-                    break;
-                }
-                if kind == opt::SACK {
-                    let mut e = i + 2;
-                    while e + 4 <= i + l {
-                        let v = be32(f, e);
-                        hc = set32(f, e, ack(v), (e - l4) % 2 == 1, hc);
-                        e += 4;
-                    }
-                }
-                i += l;
+    let mut w = Options::new(l4 + 20, end);
+    while let Some((kind, i, l)) = w.next(f) {
+        if kind == opt::SACK {
+            let mut e = i + 2;
+            while e + 4 <= i + l {
+                let v = be32(f, e);
+                hc = set32(f, e, ack(v), (e - l4) % 2 == 1, hc);
+                e += 4;
             }
         }
     }
@@ -122,27 +150,14 @@ fn rewrite_sack(f: &mut [u8], l4: usize, end: usize, ack: &impl Fn(u32) -> u32, 
 pub fn sack_edges(f: &[u8], m: &Meta) -> Vec<u32> {
     let l4 = m.l4 as usize;
     let hl = ((f[l4 + 12] >> 4) as usize) * 4;
-    let end = (l4 + hl).min(m.end as usize);
     let mut out = Vec::new();
-    let mut i = l4 + 20;
-    while i < end {
-        match f[i] {
-            opt::EOL => break,
-            opt::NOP => i += 1,
-            kind => {
-                let Some(&l) = f.get(i + 1) else { break };
-                let l = l as usize;
-                if l < 2 || i + l > end {
-                    break;
-                }
-                if kind == opt::SACK {
-                    let mut e = i + 2;
-                    while e + 4 <= i + l {
-                        out.push(be32(f, e));
-                        e += 4;
-                    }
-                }
-                i += l;
+    let mut w = Options::new(l4 + 20, (l4 + hl).min(m.end as usize));
+    while let Some((kind, i, l)) = w.next(f) {
+        if kind == opt::SACK {
+            let mut e = i + 2;
+            while e + 4 <= i + l {
+                out.push(be32(f, e));
+                e += 4;
             }
         }
     }

@@ -94,22 +94,11 @@ pub fn insert<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, addr: A, port: u16, mtu: 
 /// the client's port and address bytes (4 or 16). For tests and tools.
 pub fn find(tcp: &[u8]) -> Option<(u16, &[u8])> {
     let hl = ((*tcp.get(12)? >> 4) as usize) * 4;
-    let opts = tcp.get(20..hl)?;
-    let mut i = 0;
-    while i < opts.len() {
-        match opts[i] {
-            0 => return None,
-            1 => i += 1,
-            kind => {
-                let l = *opts.get(i + 1)? as usize;
-                if l < 2 || i + l > opts.len() {
-                    return None;
-                }
-                if kind == KIND && (l == LEN_V4 || l == LEN_V6) {
-                    return Some((u16::from_be_bytes([opts[i + 2], opts[i + 3]]), &opts[i + 4..i + l]));
-                }
-                i += l;
-            }
+    tcp.get(20..hl)?;
+    let mut w = super::tcpseq::Options::new(20, hl);
+    while let Some((kind, i, l)) = w.next(tcp) {
+        if kind == KIND && (l == LEN_V4 || l == LEN_V6) {
+            return Some((u16::from_be_bytes([tcp[i + 2], tcp[i + 3]]), &tcp[i + 4..i + l]));
         }
     }
     None
