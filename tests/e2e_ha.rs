@@ -28,8 +28,8 @@
 mod lab;
 
 use lab::{connect_from, Lab};
-use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::io::BufReader;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -389,16 +389,6 @@ struct Traffic {
     threads: Vec<JoinHandle<()>>,
 }
 
-fn one_line(s: &mut TcpStream, r: &mut BufReader<TcpStream>) -> Result<String, String> {
-    s.write_all(b"ping\n").map_err(|e| format!("send: {e}"))?;
-    let mut l = String::new();
-    match r.read_line(&mut l) {
-        Ok(0) => Err("closed".into()),
-        Ok(_) => Ok(l.trim().to_string()),
-        Err(e) => Err(format!("read: {e}")),
-    }
-}
-
 impl Traffic {
     fn start(ha: &Ha) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
@@ -423,12 +413,12 @@ impl Traffic {
                 };
                 s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
                 let mut r = BufReader::new(s.try_clone().unwrap());
-                let first = one_line(&mut s, &mut r);
+                let first = lab::one_line(&mut s, &mut r);
                 let _ = tx.send(first.clone().map(|_| ()));
                 let Ok(rs) = first else { return };
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(100));
-                    match one_line(&mut s, &mut r) {
+                    match lab::one_line(&mut s, &mut r) {
                         Ok(_) => seen.lock().unwrap().long_ok += 1,
                         Err(e) => {
                             seen.lock().unwrap().long_errors.push((i, rs, Instant::now(), e));
@@ -459,7 +449,7 @@ impl Traffic {
                         let r = connect_from(from, 0, SocketAddr::new(vip, 80), Some(Duration::from_secs(1))).and_then(|mut s| {
                             s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
                             let mut r = BufReader::new(s.try_clone().unwrap());
-                            one_line(&mut s, &mut r).map(|_| ())
+                            lab::one_line(&mut s, &mut r).map(|_| ())
                         });
                         seen.lock().unwrap().fresh.push((t, t.elapsed(), r));
                     }));

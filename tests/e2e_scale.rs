@@ -28,8 +28,8 @@
 mod lab;
 
 use lab::{connect_from, Lab};
-use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::io::BufReader;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -295,16 +295,6 @@ struct Traffic {
     threads: Vec<JoinHandle<()>>,
 }
 
-fn one_line(s: &mut TcpStream, r: &mut BufReader<TcpStream>) -> Result<String, String> {
-    s.write_all(b"ping\n").map_err(|e| format!("send: {e}"))?;
-    let mut l = String::new();
-    match r.read_line(&mut l) {
-        Ok(0) => Err("closed".into()),
-        Ok(_) => Ok(l.trim().to_string()),
-        Err(e) => Err(format!("read: {e}")),
-    }
-}
-
 impl Traffic {
     fn start(s: &Scale) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
@@ -331,13 +321,13 @@ impl Traffic {
                 // retransmissions; a break is a reset or a wrong answer.
                 conn.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
                 let mut r = BufReader::new(conn.try_clone().unwrap());
-                let first = one_line(&mut conn, &mut r);
+                let first = lab::one_line(&mut conn, &mut r);
                 let _ = tx.send(first.clone().map(|_| ()));
                 let Ok(rs) = first else { return };
                 servers.lock().unwrap()[i] = rs.clone();
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(100));
-                    match one_line(&mut conn, &mut r) {
+                    match lab::one_line(&mut conn, &mut r) {
                         Ok(got) if got == rs => {
                             exchanges.fetch_add(1, Ordering::Relaxed);
                         }

@@ -1061,3 +1061,15 @@ pub fn name_echo_server(ns: &str, at: SocketAddr, name: &str, stop: Arc<AtomicBo
     rx.recv_timeout(Duration::from_secs(5)).expect("echo server started");
     h
 }
+
+/// Sends "ping" on a connection to a [`name_echo_server`] and reads its
+/// answer line (the server's name).
+pub fn one_line(s: &mut TcpStream, r: &mut BufReader<TcpStream>) -> Result<String, String> {
+    s.write_all(b"ping\n").map_err(|e| format!("send: {e}"))?;
+    let mut l = String::new();
+    match r.read_line(&mut l) {
+        Ok(0) => Err("closed".into()),
+        Ok(_) => Ok(l.trim().to_string()),
+        Err(e) => Err(format!("read: {e}")),
+    }
+}
