@@ -1238,6 +1238,40 @@ fn replay_rejects_bad_configs_and_outputs() {
     assert_names(&e, &[&isdir.display().to_string(), "Is a directory"]);
 }
 
+/// `xvs replay --reload SECS=FILE`: a malformed pair, a negative or
+/// non-numeric time, reloads out of time order and a bad file are each
+/// refused with exit code 2 and a message naming the argument, and
+/// nothing is written.
+#[test]
+fn replay_rejects_bad_reloads() {
+    let dir = TempDir::new("bad-reload");
+    let input = dir.path("in.pcap");
+    std::fs::write(&input, sc::build(FwdMethod::Nat, &[]).pcap_bytes()).unwrap();
+    let out = dir.path("out.pcap");
+    let good = config(FwdMethod::Nat).display().to_string();
+    let garbage = dir.path("garbage.toml");
+    std::fs::write(&garbage, "[[service]\nproto = tcp\n").unwrap();
+    let run = |reloads: &[String]| {
+        let mut c = Command::new(XVS);
+        c.arg("replay").arg("--config").arg(config(FwdMethod::Nat)).arg("--in").arg(&input).arg("--out").arg(&out);
+        for r in reloads {
+            c.arg(format!("--reload={r}"));
+        }
+        let o = c.output().expect("running xvs");
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert_eq!(o.status.code(), Some(2), "{reloads:?}: {err}");
+        assert!(!out.exists(), "{reloads:?}: nothing written");
+        err
+    };
+    for bad in [good.clone(), format!("-1={good}"), format!("soon={good}"), format!("NaN={good}")] {
+        assert_names(&run(std::slice::from_ref(&bad)), &["--reload", &bad, "expected SECS=FILE"]);
+    }
+    let e = run(&[format!("2={good}"), format!("1={good}")]);
+    assert_names(&e, &["--reload", &format!("1={good}"), "time order"]);
+    let e = run(&[format!("1={}", garbage.display())]);
+    assert_names(&e, &["--reload", &garbage.display().to_string(), "line 1"]);
+}
+
 #[test]
 fn pcapng_interfaces_are_director_ports() {
     let dir = TempDir::new("pcapng");
