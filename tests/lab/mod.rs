@@ -770,26 +770,34 @@ fn exchange(mut s: TcpStream, addr: SocketAddr) -> Result<String, String> {
     Ok(body.trim().to_string())
 }
 
-/// Sends one datagram from a fresh socket in `ns` to `addr` and waits for
-/// the answer: (its text, the address it came from).
+/// Sends `n` datagrams from `ns` to `addr`, each from a socket (and port)
+/// of its own, and waits for each answer: (its text, the address it came
+/// from).
 pub fn udp_ask(ns: &str, addr: SocketAddr, n: usize) -> Vec<Result<(String, SocketAddr), String>> {
     in_ns(ns, move || {
+        // Every socket stays open until all have asked: a closed one's
+        // port could be the kernel's next pick, and two "clients" would
+        // then share one 4-tuple (one UDP connection at the director).
+        let mut open = Vec::with_capacity(n);
         (0..n)
             .map(|i| {
                 let s = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
                 s.set_read_timeout(Some(Duration::from_millis(500)))
                     .unwrap();
                 let mut buf = [0u8; 512];
+                let mut answer = Err(format!("no answer from {addr}"));
                 // A lost datagram (e.g. the first one while a neighbour is
                 // resolved) is asked again, as a DNS client would.
                 for _ in 0..3 {
                     s.send_to(format!("ping {i}").as_bytes(), addr)
                         .map_err(|e| e.to_string())?;
                     if let Ok((len, from)) = s.recv_from(&mut buf) {
-                        return Ok((String::from_utf8_lossy(&buf[..len]).into_owned(), from));
+                        answer = Ok((String::from_utf8_lossy(&buf[..len]).into_owned(), from));
+                        break;
                     }
                 }
-                Err(format!("no answer from {addr}"))
+                open.push(s);
+                answer
             })
             .collect()
     })
