@@ -9,6 +9,11 @@
 //!   socket per (interface, queue) on one shared UMEM ([`XdpIo`]), then
 //!   starts one pinned worker thread per queue and the [`NetWatcher`].
 //!   Anything that fails is undone and reported as a [`RunError`].
+//! - Ownership is decided before the workers start ([`super::rss`]): with
+//!   several workers and a NIC whose RSS can be set to the addresses and
+//!   read back, flows to VIPs that are not client-owned belong to the
+//!   worker of the queue the NIC delivers them to (`Snapshot::rss`);
+//!   otherwise to the client hash. One log line says which and why.
 //! - Worker `i` owns queue `i` of every interface. A frame whose flow
 //!   another worker owns (see `worker::flow_hash`; FULLNAT replies by their
 //!   local port) is handed to the owner through the owner's bounded
