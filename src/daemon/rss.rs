@@ -515,7 +515,8 @@ mod tests {
 
     #[test]
     fn what_cannot_be_followed_falls_back() {
-        let cases: Vec<(Box<dyn Fn(&mut SimNic)>, &str)> = vec![
+        type Spoil = Box<dyn Fn(&mut SimNic)>;
+        let cases: Vec<(Spoil, &str)> = vec![
             (Box::new(|n| n.fixed_fields = true), "eth0: the driver refuses to hash tcp4 on the addresses only (EOPNOTSUPP)"),
             (Box::new(|n| n.rss.get_mut("eth0").unwrap().hfunc = 2), "eth0: the RSS hash function is not Toeplitz (hfunc 0x2)"),
             (Box::new(|n| n.rss.get_mut("eth0").unwrap().xfrm = 1), "eth0: the RSS input is transformed"),

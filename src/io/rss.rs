@@ -191,14 +191,19 @@ mod tests {
     // vectors are in DPDK's test_thash.c): with DEFAULT_KEY, the input is
     // source address, destination address, then source and destination
     // port. (destination, source, addresses only, with ports).
-    const V4: [((&str, u16), (&str, u16), u32, u32); 5] = [
+    /// (destination, source, hash of the addresses, hash with ports).
+    type Vector = ((&'static str, u16), (&'static str, u16), u32, u32);
+    /// (source, destination, source port, destination port, hashes).
+    type Case = (Vec<u8>, Vec<u8>, u16, u16, u32, u32);
+
+    const V4: [Vector; 5] = [
         (("161.142.100.80", 1766), ("66.9.149.187", 2794), 0x323e_8fc2, 0x51cc_c178),
         (("65.69.140.83", 4739), ("199.92.111.2", 14230), 0xd718_262a, 0xc626_b0ea),
         (("12.22.207.184", 38024), ("24.19.198.95", 12898), 0xd2d0_a5de, 0x5c2b_394a),
         (("209.142.163.6", 2217), ("38.27.205.30", 48228), 0x8298_9176, 0xafc7_327f),
         (("202.188.127.2", 1303), ("153.39.163.191", 44251), 0x5d18_09c5, 0x10e8_28a2),
     ];
-    const V6: [((&str, u16), (&str, u16), u32, u32); 3] = [
+    const V6: [Vector; 3] = [
         (("3ffe:2501:200:3::1", 1766), ("3ffe:2501:200:1fff::7", 2794), 0x2cc1_8cd5, 0x4020_7d3d),
         (("ff02::1", 4739), ("3ffe:501:8::260:97ff:fe40:efab", 14230), 0x0f0c_461c, 0xdde5_1bbf),
         (("fe80::200:f8ff:fe21:67cf", 38024), ("3ffe:1900:4545:3:200:f8ff:fe21:67cf", 44251), 0x4b61_e985, 0x02d1_feef),
@@ -213,7 +218,7 @@ mod tests {
         v
     }
 
-    fn check(cases: &[(Vec<u8>, Vec<u8>, u16, u16, u32, u32)]) {
+    fn check(cases: &[Case]) {
         let t = Toeplitz::new(&DEFAULT_KEY);
         for (src, dst, sp, dp, addrs, ports) in cases {
             let a = input(src, dst, None);
