@@ -1417,6 +1417,20 @@ impl Worker {
         let c = table.get_mut(idx);
         Self::rebind(snap, c);
         let c = *c;
+        if c.in_pkts & SEQ_ADJ != 0 {
+            // The quoted segment carries one side's numbers: the error
+            // goes to the other side, which must find its own in it (a
+            // stack ignores an error about a sequence number it never
+            // sent), as the kernel's and DPVS's sequence adjustment do.
+            if let Some(e) = self.seqadj[A::V6 as usize].get(idx).copied() {
+                match dir {
+                    // about a client segment as the server saw it
+                    Dir::Out => q.map_seq(fr.data_mut(), |x| e.out_ack(x), |y| e.out_seq(y)),
+                    // about a server segment as the client saw it
+                    Dir::In => q.map_seq(fr.data_mut(), |x| e.in_ack(x), |y| e.in_seq(y)),
+                }
+            }
+        }
         let res = match dir {
             Dir::Out => xmit::icmp::relay_out(fr, &mut m, &mut q, &c, &snap.links),
             Dir::In => match xmit::icmp::relay_in(fr, &mut m, &mut q, &c, &snap.links, &mut self.ip_id) {

@@ -366,3 +366,97 @@ fn a_v2_header() -> Vec<u8> {
     h
 }
 
+// ---- ICMP errors quoting an adjusted connection ----
+
+/// An ICMP error (`kind`) about `f`, from `from`, as a router makes it:
+/// all of `f` quoted (up to 576 bytes), or its first `cut` bytes of L4.
+fn icmp_about(f: &[u8], from: [u8; 4], kind: ErrorKind, cut: Option<usize>) -> Vec<u8> {
+    let mut b = vec![0u8; 128 + f.len()];
+    b[128..].copy_from_slice(f);
+    let mut fr = Frame::new(&mut b, 128, f.len());
+    let m = parse(fr.data()).unwrap();
+    icmp::build_error::<Ipv4Addr>(&mut fr, &m, kind).unwrap();
+    let mut e = fr.data().to_vec();
+    let em = parse(&e).unwrap();
+    if let Some(n) = cut {
+        let q = icmp::quoted(&e, &em).unwrap();
+        e.truncate(q.l4 as usize + n);
+        let tl = (e.len() - 14) as u16;
+        e[16..18].copy_from_slice(&tl.to_be_bytes());
+        refresh_ipv4_checksum(&mut e, 14);
+    }
+    let em = parse(&e).unwrap();
+    crate::wire::ip::set_src(&mut e, &em, Ipv4Addr::from(from));
+    refresh_ipv4_checksum(&mut e, 14);
+    let em = parse(&e).unwrap();
+    icmp::refresh_checksum(&mut e, &em);
+    e[0..6].copy_from_slice(&MAC_DIRECTOR);
+    e
+}
+
+/// The quoted segment's (seq, ack) of an ICMP error (ack 0: not quoted).
+fn quoted_seq_ack(e: &[u8]) -> (u32, u32) {
+    let m = parse(e).unwrap();
+    let q = icmp::quoted(e, &m).unwrap();
+    let l4 = q.l4 as usize;
+    let ack = e.get(l4 + 8..l4 + 12).map_or(0, |a| u32::from_be_bytes(a.try_into().unwrap()));
+    (u32::from_be_bytes(e[l4 + 4..l4 + 8].try_into().unwrap()), ack)
+}
+
+#[test]
+fn icmp_errors_quoting_an_adjusted_segment_carry_the_other_sides_numbers() {
+    let mut w = proxied(FwdMethod::FullNat, Version::V1);
+    let l = V1.len() as u32;
+    let s = ISN.wrapping_add(1);
+    let (_, syn) = one(&mut w, SEC, seg(CIP, 40000, VIP, 80, SYN, ISN, 0, b""));
+    let lport = parse(&syn).unwrap().sport;
+    one(&mut w, SEC, seg(RS1, 8080, LIP, lport, SYN | ACK, RSN, s, b""));
+    one(&mut w, SEC, seg(CIP, 40000, VIP, 80, ACK | PSH, s, RSN + 1, b"GET / HTTP/1.1\r\n"));
+    one(&mut w, SEC, seg(RS1, 8080, LIP, lport, ACK, RSN + 1, s.wrapping_add(l + 16), b""));
+    // the client's data, shifted on its way to the server...
+    let big = vec![7u8; 1000];
+    let sent = seg(CIP, 40000, VIP, 80, ACK | PSH, s.wrapping_add(16), RSN + 1, &big);
+    let (_, fwd) = one(&mut w, SEC, sent.clone());
+    assert_eq!(seq_ack(&fwd), (s.wrapping_add(16 + l), RSN + 1));
+    // ...was too big for a router between us and the server: the client
+    // hears of its own segment, with its own numbers
+    let (v, out) = one(&mut w, SEC, icmp_about(&fwd, [10, 0, 1, 253], ErrorKind::TooBig { mtu: 900 }, None));
+    assert_eq!(v, TX);
+    assert!(verify(&out), "ICMP, quoted IP and TCP checksums");
+    assert_eq!(quoted_seq_ack(&out), seq_ack(&sent), "the client's seq and ack");
+    let m = parse(&out).unwrap();
+    let q = icmp::quoted(&out, &m).unwrap();
+    assert_eq!((q.addrs::<Ipv4Addr>(&out), q.sport, q.dport), ((Ipv4Addr::from(CIP), Ipv4Addr::from(VIP)), 40000, 80));
+    assert_eq!(w.counters().icmp_relayed, 1);
+    // A router that quotes 8 bytes only (RFC 792): the sequence number
+    // still is the client's.
+    let (v, out) = one(&mut w, SEC, icmp_about(&fwd, [10, 0, 1, 253], ErrorKind::PortUnreachable, Some(8)));
+    assert_eq!(v, TX);
+    assert!(verify(&out));
+    assert_eq!(quoted_seq_ack(&out).0, s.wrapping_add(16));
+    // The header segment itself (the handshake's ACK, at the start).
+    let hs = seg(LIP, lport, RS1, 8080, ACK, s, RSN + 1, V1);
+    let (_, out) = one(&mut w, SEC, icmp_about(&hs, [10, 0, 1, 253], ErrorKind::TooBig { mtu: 900 }, None));
+    assert_eq!(quoted_seq_ack(&out).0, s, "the start is the start on both sides");
+    // The server's answer with a SACK block, seen by the client...
+    let ans = with_sack(&seg(RS1, 8080, LIP, lport, ACK | PSH, RSN + 1, s.wrapping_add(l + 1016), &big), &[(s.wrapping_add(l + 2000), s.wrapping_add(l + 2100))]);
+    let (_, to_client) = one(&mut w, SEC, ans.clone());
+    assert_eq!(seq_ack(&to_client), (RSN + 1, s.wrapping_add(1016)));
+    // ...too big for a router on the client's side: the server hears of
+    // its own segment, with its own numbers and SACK edges.
+    let (v, out) = one(&mut w, SEC, icmp_about(&to_client, [10, 0, 0, 254], ErrorKind::TooBig { mtu: 900 }, None));
+    assert_eq!(v, TX);
+    assert!(verify(&out));
+    assert_eq!(quoted_seq_ack(&out), seq_ack(&ans), "the server's seq and ack");
+    let m = parse(&out).unwrap();
+    let q = icmp::quoted(&out, &m).unwrap();
+    let qm = crate::wire::Meta { l4: q.l4, end: q.end, ..Default::default() };
+    assert_eq!(tcpseq::sack_edges(&out, &qm), vec![s.wrapping_add(l + 2000), s.wrapping_add(l + 2100)]);
+    assert_eq!(w.counters().icmp_relayed, 4);
+    // The quoted TCP checksum follows: the quoted segment is the server's
+    // own, byte for byte from its TCP header on (the payload quoted up to
+    // the ICMP's 576 bytes).
+    let l4 = q.l4 as usize;
+    let am = parse(&ans).unwrap();
+    assert_eq!(&out[l4..q.end as usize], &ans[am.l4 as usize..am.l4 as usize + (q.end - q.l4) as usize]);
+}
