@@ -451,7 +451,7 @@ fn icmp_errors_quote_each_sides_own_sequence_numbers() {
     let isn = 0xffff_fff0u32;
     let c = |flags, seq, ack, opts: &[u8], data: &[u8]| seg(CLIENT_MAC, ETH0_MAC, CLIENT, ca, VIP, 80, flags, seq, ack, 502, opts, data);
     let syn = c(SYN, isn, 0, &syn_opts(1), b"");
-    let (o, _) = replay(&cfg, &dir, "icmp-syn", &[syn.clone()]);
+    let (o, _) = replay(&cfg, &dir, "icmp-syn", std::slice::from_ref(&syn));
     let s0 = seen(&o[0]);
     let rs = RS.iter().position(|r| *r == s0.dst).unwrap();
     let (lip, lport) = (s0.src, s0.sport);

@@ -245,7 +245,6 @@ mod tests {
         let mut adj = conn();
         adj.seqadj = Some(SeqAdj { start: 7, out_delta: 0, len: 42, proxy: 1, acked: true });
         all.push(adj);
-        let mut adj = adj;
         adj.fwd = FwdMethod::FullNat;
         adj.laddr = ip("10.0.1.200");
         adj.lport = 1030;

@@ -303,7 +303,8 @@ fn a_bad_sequence_adjustment_is_refused() {
     // Values that cannot be: the record alone goes (counted by its
     // reason), the next one is kept.
     let at = 8 + 36 + 2;
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+    type Bend = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, Bend)> = vec![
         ("an unknown PROXY version", Box::new(move |m| m[at + 30] = 3)),
         ("a length not the header's", Box::new(move |m| m[at + 29] = 41)),
         ("a header length without a version", Box::new(move |m| m[at + 30] = 0)),
