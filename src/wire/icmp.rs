@@ -148,6 +148,33 @@ impl Quoted {
         self.fix_l4(f, old.as_ref(), nb.as_ref());
     }
 
+    /// Maps the numbers of a quoted TCP segment (a connection with a
+    /// sequence offset, `ipvs::seqadj`): its sequence number by `seq`;
+    /// when its flags are quoted and carry ACK, its acknowledgement number
+    /// and the edges of the SACK blocks among the options quoted by `ack`.
+    /// The quoted TCP checksum, when quoted, follows. Nothing for UDP.
+    /// The ICMP checksum must be refreshed afterwards ([`refresh_checksum`]).
+    pub fn map_seq(&self, f: &mut [u8], seq: impl Fn(u32) -> u32, ack: impl Fn(u32) -> u32) {
+        let (l4, end) = (self.l4 as usize, (self.end as usize).min(f.len()));
+        if self.proto != proto::TCP || l4 + 8 > end {
+            return;
+        }
+        if l4 + 20 <= end {
+            // The whole fixed header: the segment's own rewrite.
+            let m = Meta { l4: self.l4, end: end as u16, ..Meta::default() };
+            super::tcpseq::rewrite(f, &m, seq, ack);
+            return;
+        }
+        // A short quote (RFC 792's 8 bytes and a little): no checksum to
+        // follow, the acknowledgement only when its flags are there.
+        let s = u32::from_be_bytes([f[l4 + 4], f[l4 + 5], f[l4 + 6], f[l4 + 7]]);
+        f[l4 + 4..l4 + 8].copy_from_slice(&seq(s).to_be_bytes());
+        if l4 + 14 <= end && f[l4 + 13] & super::tcp_flags::ACK != 0 {
+            let a = u32::from_be_bytes([f[l4 + 8], f[l4 + 9], f[l4 + 10], f[l4 + 11]]);
+            f[l4 + 8..l4 + 12].copy_from_slice(&ack(a).to_be_bytes());
+        }
+    }
+
     /// Rewrites a quoted port (`src` or destination).
     pub fn set_port(&mut self, f: &mut [u8], src: bool, new: u16) {
         let o = self.l4 as usize + if src { 0 } else { 2 };

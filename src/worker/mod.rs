@@ -807,7 +807,7 @@ impl Worker {
         c.expires = now.wrapping_add(Self::timeout(&self.ticks, c.proto, c.state));
         // A count to 127: the top bit says the connection is adjusted.
         c.in_pkts += ((dir == Dir::In) & (c.in_pkts & seqadj::IN_PKTS != seqadj::IN_PKTS)) as u8;
-        let sync_due = match &self.sync {
+        let mut sync_due = match &self.sync {
             Some(t) => sync::due(t, c, dir, was),
             None => false,
         };
@@ -859,7 +859,12 @@ impl Worker {
         };
         let res = match res {
             Ok(port) if c.in_pkts & SEQ_ADJ != 0 && !LATER => {
-                Self::seq_adjust(&mut self.seqadj[A::V6 as usize], &mut self.counters, snap, fr, m, idx, c, dir).map(|()| port)
+                Self::seq_adjust(&mut self.seqadj[A::V6 as usize], &mut self.counters, snap, fr, m, idx, c, dir).map(|news| {
+                    // The server acknowledged the header: a backup hears it
+                    // now rather than at the next period.
+                    sync_due |= news && self.sync.is_some();
+                    port
+                })
             }
             r => r,
         };
@@ -890,6 +895,9 @@ impl Worker {
     /// (`ipvs::seqadj`: the PROXY protocol header), after its transmit
     /// rewrote the segment.
     ///
+    /// `Ok(true)`: the entry has news for connection sync (the server has
+    /// just acknowledged the header).
+    ///
     /// # Errors
     /// [`DropReason::ProxyNoRoom`]: the header was due and could not go in.
     #[cold]
@@ -904,18 +912,19 @@ impl Worker {
         idx: u32,
         c: &Conn<A>,
         dir: Dir,
-    ) -> Result<(), DropReason> {
+    ) -> Result<bool, DropReason> {
         // (A first fragment's payload is not all here: it is forwarded
         // unadjusted rather than half rewritten. Stacks do not fragment
         // TCP.)
-        let Some(e) = tab.get_mut(idx).filter(|_| m.frag == 0) else { return Ok(()) };
+        let Some(e) = tab.get_mut(idx).filter(|_| m.frag == 0) else { return Ok(false) };
         let mtu = snap.links.get(c.dest_hop.link as usize).map_or(1500, |l| l.mtu);
+        let acked = e.acked;
         match seqadj::apply(fr, m, c, e, dir == Dir::In, mtu) {
-            Ok(seqadj::Applied::Shifted) => Ok(()),
+            Ok(seqadj::Applied::Shifted) => Ok(e.acked != acked),
             Ok(seqadj::Applied::Header { cut }) => {
                 counters.proxy_headers += 1;
                 counters.proxy_cut += (cut > 0) as u64;
-                Ok(())
+                Ok(false)
             }
             Err(_) => Err(DropReason::ProxyNoRoom),
         }
@@ -1421,6 +1430,20 @@ impl Worker {
         let c = table.get_mut(idx);
         Self::rebind(snap, c);
         let c = *c;
+        if c.in_pkts & SEQ_ADJ != 0 {
+            // The quoted segment carries one side's numbers: the error
+            // goes to the other side, which must find its own in it (a
+            // stack ignores an error about a sequence number it never
+            // sent), as the kernel's and DPVS's sequence adjustment do.
+            if let Some(e) = self.seqadj[A::V6 as usize].get(idx).copied() {
+                match dir {
+                    // about a client segment as the server saw it
+                    Dir::Out => q.map_seq(fr.data_mut(), |x| e.out_ack(x), |y| e.out_seq(y)),
+                    // about a server segment as the client saw it
+                    Dir::In => q.map_seq(fr.data_mut(), |x| e.in_ack(x), |y| e.in_seq(y)),
+                }
+            }
+        }
         let res = match dir {
             Dir::Out => xmit::icmp::relay_out(fr, &mut m, &mut q, &c, &snap.links),
             Dir::In => match xmit::icmp::relay_in(fr, &mut m, &mut q, &c, &snap.links, &mut self.ip_id) {

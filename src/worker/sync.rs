@@ -30,6 +30,7 @@ use crate::ctl::snapshot::{Hop, Snapshot};
 use crate::ipvs::conn::{flags, Conn, Key};
 use crate::ipvs::laddr::{port_owner, PoolKey};
 use crate::ipvs::proto::TcpState;
+use crate::ipvs::seqadj::{SeqAdjTable, SEQ_ADJ};
 use crate::ipvs::service::ServiceKey;
 use crate::ipvs::timer::{self, TICKS_PER_SEC};
 use crate::ipvs::FwdMethod;
@@ -175,7 +176,10 @@ impl Worker {
         let Some(t) = &self.sync else { return };
         let table = A::table(&mut self.tables);
         let c = table.get(idx);
-        let ev = SyncConn::of(c, timeout_of(&self.snap, c, self.now));
+        let mut ev = SyncConn::of(c, timeout_of(&self.snap, c, self.now));
+        if c.in_pkts & SEQ_ADJ != 0 {
+            ev.seqadj = self.seqadj[A::V6 as usize].get(idx).copied();
+        }
         if t.link.events.push(ev).is_err() {
             LinkStats::bump(&t.link.stats.events_dropped);
         }
@@ -282,6 +286,10 @@ impl Worker {
             if same && !c.is_template() {
                 c.state = sc.state;
                 c.expires = expires;
+                if let Some(e) = sc.seqadj.filter(|_| matches!(fwd, FwdMethod::Nat | FwdMethod::FullNat)) {
+                    *self.seqadj[A::V6 as usize].make(idx) = e;
+                    c.in_pkts |= SEQ_ADJ;
+                }
                 let was_inactive = c.flags & flags::INACTIVE != 0;
                 if was_inactive != inactive {
                     c.flags ^= flags::INACTIVE;
@@ -361,11 +369,20 @@ impl Worker {
             sync_left: arm(&self.sync),
             in_pkts: 0,
         };
-        if let Err(e) = A::table(&mut self.tables).insert(c) {
-            if lport != 0 {
-                self.lports.release(PoolKey { laddr: laddr.into(), daddr: dest.addr, dport: dest.port }, lport);
+        let idx = match A::table(&mut self.tables).insert(c) {
+            Ok(idx) => idx,
+            Err(e) => {
+                if lport != 0 {
+                    self.lports.release(PoolKey { laddr: laddr.into(), daddr: dest.addr, dport: dest.port }, lport);
+                }
+                return Err(clash(e));
             }
-            return Err(clash(e));
+        };
+        // The offset the master's stream has: the backup carries on with
+        // it (NAT and FULLNAT only: DR and TUN do not rewrite the stream).
+        if let Some(e) = sc.seqadj.filter(|_| matches!(fwd, FwdMethod::Nat | FwdMethod::FullNat)) {
+            *self.seqadj[A::V6 as usize].make(idx) = e;
+            A::table(&mut self.tables).get_mut(idx).in_pkts |= SEQ_ADJ;
         }
         let l = &mut self.load[di];
         if inactive {
@@ -397,6 +414,17 @@ impl Worker {
             }
             true
         };
+        // An adjusted connection's entry is by slot, which the walk does
+        // not name: found by the connection's own key (rare).
+        fn with_adj<A: Ip>(mut sc: SyncConn, c: &Conn<A>, t: &crate::ipvs::conn::ConnTable<A>, adj: &SeqAdjTable) -> SyncConn {
+            if c.in_pkts & SEQ_ADJ != 0 {
+                let key = Key { saddr: c.caddr, daddr: c.vaddr, sport: c.cport, dport: c.vport, proto: c.proto };
+                sc.seqadj = t.lookup(&key).and_then(|(idx, _)| adj.get(idx)).copied();
+            }
+            sc
+        }
+        let (t4, t6) = (&self.tables.v4, &self.tables.v6);
+        let (a4, a6) = (&self.seqadj[0], &self.seqadj[1]);
         fn pick<A: Ip>(c: &Conn<A>, kind: WalkKind, snap: &Snapshot, now: u32) -> Option<SyncConn> {
             if c.flags & (flags::DEAD | flags::RELEASED) != 0 {
                 return None;
@@ -414,7 +442,12 @@ impl Worker {
             Some(SyncConn::of(c, timeout))
         }
         let mut cursor = walk.cursor;
-        let done = self.visit_conns(&mut cursor, slots, |c| take(pick(c, kind, snap, now)), |c| take(pick(c, kind, snap, now)));
+        let done = self.visit_conns(
+            &mut cursor,
+            slots,
+            |c| take(pick(c, kind, snap, now).map(|sc| with_adj(sc, c, t4, a4))),
+            |c| take(pick(c, kind, snap, now).map(|sc| with_adj(sc, c, t6, a6))),
+        );
         // A visitor that said stop (rows full) leaves the entry it was on
         // for the next pass.
         if stopped.get() {

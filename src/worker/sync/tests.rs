@@ -101,6 +101,7 @@ fn events_filler() -> SyncConn {
         template: false,
         inactive: false,
         timeout: 1,
+        seqadj: None,
     }
 }
 
