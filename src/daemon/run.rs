@@ -312,6 +312,13 @@ pub fn start(model: Model, cfg: &RunConfig) -> Result<Running, RunError> {
     xdp::af_xdp_available()?;
     let placement = placement(workers, cfg.cores.as_deref(), &allowed)?;
 
+    // Ports that are NICs deliver complete checksums: their workers skip
+    // the partial checksum test (Worker::set_nic_port).
+    let nics: Arc<[bool]> = cfg
+        .interfaces
+        .iter()
+        .map(|i| tables.links.iter().any(|l| &l.name == i && l.nic))
+        .collect();
     let director = Arc::new(Director::with_kernel(
         model,
         cfg.interfaces.clone(),
@@ -368,6 +375,7 @@ pub fn start(model: Model, cfg: &RunConfig) -> Result<Running, RunError> {
             inboxes: inboxes.clone(),
             kernel: ktx[i].take(),
             mem: mem_thread.as_ref().map(|_| mem.clone()),
+            nics: nics.clone(),
         };
         let h = std::thread::Builder::new()
             .name(format!("xvs-worker-{i}"))
@@ -502,6 +510,8 @@ struct WorkerCtx {
     inboxes: Arc<Vec<ArrayQueue<Handed>>>,
     kernel: Option<KernelTx>,
     mem: Option<Provider>,
+    /// By port: a NIC (`kernel::Link::nic`).
+    nics: Arc<[bool]>,
 }
 
 /// Runs the worker on a burst and turns its verdicts into the driver's
@@ -590,6 +600,9 @@ fn worker_main(mut ctx: WorkerCtx) {
     // The indexes at the size max_conns needs, faulted in before the
     // first burst (docs/performance.md, "SYN storm without page faults").
     worker.presize_tables();
+    for (p, &nic) in ctx.nics.iter().enumerate() {
+        worker.set_nic_port(p as u8, nic);
+    }
     let mut gen = worker.snapshot().generation;
     let mut verdicts = [Verdict::Drop(DropReason::Truncated); MAX_BURST];
     let mut refused: ArrayVec<Handed, MAX_BURST> = ArrayVec::new();
