@@ -77,10 +77,10 @@ pub struct Link {
     pub up: bool,
     /// For a VLAN (802.1Q) or macvlan device: the link it sits on.
     pub upper: Option<Upper>,
-    /// A device its driver made (no IFLA_LINKINFO kind: a NIC, virtio),
-    /// not one made with `ip link add` (veth, tun, VLAN, bond, ...). Only
-    /// a virtual device delivers frames with partial checksums
-    /// (`Worker::set_nic_port`).
+    /// A device its driver made (no IFLA_LINKINFO kind: a NIC, physical
+    /// or paravirtual), not one made with `ip link add` (veth, tun, VLAN,
+    /// bond, ...), which may deliver frames with partial checksums
+    /// (`daemon::run::full_checksums`, `Worker::set_nic_port`).
     pub nic: bool,
 }
 

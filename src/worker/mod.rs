@@ -313,12 +313,12 @@ impl Worker {
         self.ticks = Timeouts { tcp: new.timeouts.tcp.map(timer::secs), udp: timer::secs(new.timeouts.udp) };
     }
 
-    /// Says whether `port` is a NIC (a device a driver made, not a veth,
-    /// tun or other virtual device): its frames have complete checksums,
-    /// as only a local sender on a virtual device leaves a partial one
-    /// (and virtio_net turns its guest checksum offload off while XDP is
-    /// attached), so the burst skips the partial test on its common
-    /// frames. A port is not one until said (the test is then made).
+    /// Says whether `port` is a NIC whose frames have complete checksums
+    /// (a physical one: not a veth, tun or other virtual device, nor a
+    /// paravirtual NIC, which may pass a same-host sender's partial sum
+    /// through; `daemon::run::full_checksums` decides), so the burst
+    /// skips the partial test on its common frames. A port is not one
+    /// until said (the test is then made).
     pub fn set_nic_port(&mut self, port: u8, nic: bool) {
         self.nic_port[port as usize] = nic;
     }
