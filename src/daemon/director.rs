@@ -692,6 +692,7 @@ scheduler = "rr"
                 mtu: 1500,
                 up: true,
                 upper: None,
+                nic: false,
             }],
             addrs: vec![Addr {
                 index: 5,

@@ -172,6 +172,28 @@ pub fn queue_count(iface: &str) -> usize {
     count("rx-").min(count("tx-")).max(1)
 }
 
+/// Drivers of paravirtual NICs, which may pass a partial checksum from a
+/// sender on the same host through to XDP (virtio_net lets XDP coexist
+/// with its guest checksum offload on newer kernels).
+const PARAVIRTUAL: &[&str] = &["virtio_net", "vif", "xen-netfront", "hv_netvsc", "vmxnet3"];
+
+/// Whether frames received on `link` always carry complete checksums: a
+/// device its driver made (`kernel::Link::nic`), the one sysfs shows
+/// under that name (same ifindex: sysfs may be another namespace's), on
+/// a bus device whose driver is not a paravirtual one. Anything else
+/// (veth, tun, a paravirtual NIC, a device we cannot tell) is tested for
+/// partial checksums (`Worker::set_nic_port`).
+pub fn full_checksums(link: &super::kernel::Link) -> bool {
+    if !link.nic {
+        return false;
+    }
+    let dir = Path::new("/sys/class/net").join(&link.name);
+    let index = std::fs::read_to_string(dir.join("ifindex")).ok().and_then(|s| s.trim().parse::<u32>().ok());
+    let driver = std::fs::read_link(dir.join("device/driver")).ok();
+    let driver = driver.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy());
+    index == Some(link.index) && driver.is_some_and(|d| !PARAVIRTUAL.contains(&d.as_ref()))
+}
+
 /// Where the workers run: worker `i` on the returned CPU.
 ///
 /// With `cores` given, worker `i` goes to `cores[i % len]`. Otherwise, from
@@ -323,6 +345,13 @@ pub fn start(model: Model, cfg: &RunConfig) -> Result<Running, RunError> {
     let placement = placement(workers, cfg.cores.as_deref(), &allowed)?;
     let laddrs: Vec<std::net::IpAddr> = model.services.iter().flat_map(|s| s.laddrs.iter().copied()).collect();
 
+    // Ports that are NICs deliver complete checksums: their workers skip
+    // the partial checksum test (Worker::set_nic_port).
+    let nics: Arc<[bool]> = cfg
+        .interfaces
+        .iter()
+        .map(|i| tables.links.iter().any(|l| &l.name == i && full_checksums(l)))
+        .collect();
     let director = Arc::new(Director::with_kernel(
         model,
         cfg.interfaces.clone(),
@@ -405,6 +434,7 @@ pub fn start(model: Model, cfg: &RunConfig) -> Result<Running, RunError> {
             inboxes: inboxes.clone(),
             kernel: ktx[i].take(),
             mem: mem_thread.as_ref().map(|_| mem.clone()),
+            nics: nics.clone(),
         };
         let h = std::thread::Builder::new()
             .name(format!("xvs-worker-{i}"))
@@ -539,6 +569,8 @@ struct WorkerCtx {
     inboxes: Arc<Vec<ArrayQueue<Handed>>>,
     kernel: Option<KernelTx>,
     mem: Option<Provider>,
+    /// By port: a NIC (`kernel::Link::nic`).
+    nics: Arc<[bool]>,
 }
 
 /// Runs the worker on a burst and turns its verdicts into the driver's
@@ -627,6 +659,9 @@ fn worker_main(mut ctx: WorkerCtx) {
     // The indexes at the size max_conns needs, faulted in before the
     // first burst (docs/performance.md, "SYN storm without page faults").
     worker.presize_tables();
+    for (p, &nic) in ctx.nics.iter().enumerate() {
+        worker.set_nic_port(p as u8, nic);
+    }
     let mut gen = worker.snapshot().generation;
     let mut verdicts = [Verdict::Drop(DropReason::Truncated); MAX_BURST];
     let mut refused: ArrayVec<Handed, MAX_BURST> = ArrayVec::new();
@@ -885,6 +920,28 @@ mod tests {
     fn queue_count_of_a_missing_interface_is_one() {
         assert_eq!(queue_count("xvs-none-such0"), 1);
         assert!(queue_count("lo") >= 1);
+    }
+
+    /// Only a bus device with a NIC's driver counts as delivering complete
+    /// checksums: not lo (no device), not a link sysfs shows under
+    /// another index, not a virtual one, not a paravirtual NIC.
+    #[test]
+    fn full_checksums_only_from_a_real_nics_driver() {
+        use crate::daemon::kernel::Link;
+        let link = |name: &str, index: u32, nic: bool| Link { index, name: name.into(), mac: None, mtu: 1500, up: true, upper: None, nic };
+        let lo: u32 = std::fs::read_to_string("/sys/class/net/lo/ifindex").map_or(1, |s| s.trim().parse().unwrap_or(1));
+        assert!(!full_checksums(&link("lo", lo, true)), "no bus device");
+        assert!(!full_checksums(&link("xvs-none-such0", 7, true)));
+        for d in std::fs::read_dir("/sys/class/net").unwrap().filter_map(|e| e.ok()) {
+            let name = d.file_name().to_string_lossy().into_owned();
+            let Some(index) = std::fs::read_to_string(d.path().join("ifindex")).ok().and_then(|s| s.trim().parse().ok()) else { continue };
+            assert!(!full_checksums(&link(&name, index, false)), "{name}: a kind");
+            assert!(!full_checksums(&link(&name, index + 1000, true)), "{name}: another namespace's");
+            let drv = std::fs::read_link(d.path().join("device/driver")).ok();
+            if drv.is_some_and(|p| p.ends_with("virtio_net")) {
+                assert!(!full_checksums(&link(&name, index, true)), "{name}: virtio_net");
+            }
+        }
     }
 
     #[test]

@@ -171,6 +171,10 @@ pub struct Worker {
     /// exist. Inline, indexed by the port byte: the L2 check of a frame is
     /// one load, a shift and one compare.
     port_mac: [u64; 256],
+    /// Per port: a NIC, whose frames carry complete checksums
+    /// ([`Worker::set_nic_port`]); the burst's parse skips the partial
+    /// checksum test for them ([`crate::wire::parse_nic`]).
+    nic_port: [bool; 256],
     /// The snapshot's timeouts in ticks (`timer::secs` of each), so that
     /// a packet's new expiry is a load and an add.
     ticks: Timeouts,
@@ -216,6 +220,7 @@ impl Worker {
             staged: xmit::tun::Staged::new(),
             evict_miss: now.wrapping_sub(1),
             port_mac: [u64::MAX; 256],
+            nic_port: [false; 256],
             ticks: Timeouts::default(),
             port_evict_miss: now.wrapping_sub(1),
             todrop: [0; 9],
@@ -306,6 +311,16 @@ impl Worker {
             *m = mac48(&p.mac);
         }
         self.ticks = Timeouts { tcp: new.timeouts.tcp.map(timer::secs), udp: timer::secs(new.timeouts.udp) };
+    }
+
+    /// Says whether `port` is a NIC whose frames have complete checksums
+    /// (a physical one: not a veth, tun or other virtual device, nor a
+    /// paravirtual NIC, which may pass a same-host sender's partial sum
+    /// through; `daemon::run::full_checksums` decides), so the burst
+    /// skips the partial test on its common frames. A port is not one
+    /// until said (the test is then made).
+    pub fn set_nic_port(&mut self, port: u8, nic: bool) {
+        self.nic_port[port as usize] = nic;
     }
 
     /// Counts a frame its driver dropped before the worker saw it.

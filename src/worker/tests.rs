@@ -1707,6 +1707,28 @@ fn completions_are_counted() {
     assert_eq!(w.counters().csum_completed, 1);
 }
 
+/// On a port said to be a NIC the fast path skips the partial test: the
+/// same verdicts and bytes as on a virtual port for full checksums; a
+/// partial sum there (which a NIC never delivers) is forwarded as it is.
+#[test]
+fn nic_ports_skip_the_partial_test_only() {
+    let m = model(FwdMethod::Nat, "rr");
+    let (mut virt, mut nic) = (worker(&m), worker(&m));
+    nic.set_nic_port(0, true);
+    for f in [tcp4(CIP, 40000, VIP, 80, SYN, b""), tcp4(CIP, 40000, VIP, 80, ACK, b"x"), udp4(CIP, 5353, VIP, 53, b"q")] {
+        assert_eq!(one(&mut virt, SEC, f.clone()), one(&mut nic, SEC, f));
+    }
+    let (v, out) = one(&mut nic, SEC, partial(&tcp4(CIP, 40000, VIP, 80, ACK, b"y")));
+    assert_eq!(v, TX);
+    assert!(!verify(&out), "not completed");
+    assert_eq!(nic.counters().csum_completed, 0);
+    nic.set_nic_port(0, false);
+    let (v, out) = one(&mut nic, SEC, partial(&tcp4(CIP, 40000, VIP, 80, ACK, b"z")));
+    assert_eq!(v, TX);
+    assert!(verify(&out));
+    assert_eq!(nic.counters().csum_completed, 1);
+}
+
 /// Every frame a worker is given ends in exactly one place, and the
 /// counters say where: `rx + made = tx + dropped + to_kernel + handed_off`
 /// (docs/operations.md), also when the driver could not do what a verdict
