@@ -24,7 +24,6 @@
 //! prefetching what their lookups will touch, so that the cache misses of
 //! a big table overlap ([`burst`]).
 
-use crate::ctl::snapshot::Snapshot;
 use crate::ipvs::dest::Hop;
 use crate::ipvs::conn::{flags, Conn, ConnTable, Key};
 use crate::ipvs::dest::DestLoad;
@@ -34,6 +33,7 @@ use crate::ipvs::proto::{tcp_next, TcpDir, TcpState, Timeouts};
 use crate::ipvs::sched::{SchedCtx, SchedState};
 use crate::ipvs::seqadj::{self, SeqAdjTable, SEQ_ADJ};
 use crate::ipvs::service::{Persistence, ServiceKey};
+use crate::ipvs::snapshot::Snapshot;
 use crate::ipvs::timer;
 use crate::ipvs::xmit::{self, tun::TunError};
 use crate::ipvs::FwdMethod;
@@ -222,7 +222,7 @@ impl Worker {
             frags: FragTable::default(),
             icmp_limit: TokenBucket::share(snap.icmp_limit.0, snap.icmp_limit.1, workers.max(1), now_ns),
             seqadj: Default::default(),
-            snap: Arc::new(Snapshot::empty()),
+            snap: Arc::new(Snapshot::default()),
             sync: None,
         };
         w.set_snapshot(snap);
