@@ -745,6 +745,11 @@ fn watch(director: Arc<Director>, mut rtnl: Rtnl, stop: Arc<AtomicBool>) {
     if pending.is_empty() {
         log::info!("all next hops resolved");
     }
+    // A publication (xvsadm, a reload, the health checker) may bring a
+    // real server whose neighbour nobody asked for yet: it is asked for
+    // at the next turn (200 ms at most), not at the next refresh; the
+    // schedulers pass over the server until then.
+    let mut seen = director.published().generation();
     while !stop.load(Ordering::Relaxed) {
         let event = match mon.as_mut() {
             Some(m) => m.wait(Duration::from_millis(200)),
@@ -753,7 +758,8 @@ fn watch(director: Arc<Director>, mut rtnl: Rtnl, stop: Arc<AtomicBool>) {
                 false
             }
         };
-        if !event && last.elapsed() < NetWatcher::REFRESH {
+        let published = director.published().generation() != seen;
+        if !event && !published && last.elapsed() < NetWatcher::REFRESH {
             continue;
         }
         if event {
@@ -770,6 +776,7 @@ fn watch(director: Arc<Director>, mut rtnl: Rtnl, stop: Arc<AtomicBool>) {
             .tables()
             .map_err(|e| e.to_string())
             .and_then(|t| director.kernel_update(t).map_err(|e| e.to_string()));
+        seen = director.published().generation();
         match res {
             Ok(todo) => {
                 last_err.clear();

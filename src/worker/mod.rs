@@ -1036,6 +1036,10 @@ impl Worker {
         let snap = &*self.snap;
         let (di, tmpl) = match picked {
             Ok(x) => x,
+            // Servers that would take it but whose next hop is still being
+            // resolved: silence, so the client's SYN retransmission finds
+            // them, not a port unreachable that fails its connect().
+            Err(DropReason::NoDest) if awaiting_neighbour(snap, si) => return Verdict::Drop(DropReason::NoNeighbour),
             Err(DropReason::NoDest) => return self.send_error::<A>(fr, m, ErrorKind::PortUnreachable, DropReason::NoDest),
             Err(r) => return Verdict::Drop(r),
         };
@@ -1579,6 +1583,16 @@ fn schedule<A: Ip>(snap: &Snapshot, sched: &mut [SchedState], now_ns: u64, si: u
         now: now_ns,
     };
     svc.table.schedule(&mut sched[si as usize], &ctx).map(|i| svc.dests.start + i)
+}
+
+/// Whether service `si` has a real server that would take new connections
+/// but for its next hop, which the kernel is still resolving (the
+/// schedulers pass over such a server).
+#[cold]
+fn awaiting_neighbour(snap: &Snapshot, si: u32) -> bool {
+    snap.dests[snap.services[si as usize].dests.clone()]
+        .iter()
+        .any(|d| d.weight > 0 && d.hop.is_none() && !d.shared.overloaded())
 }
 
 /// The key of a persistence template (IPVS `ip_vs_conn_fill_param_persist`):

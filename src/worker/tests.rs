@@ -1957,3 +1957,32 @@ fn sloppy_tcp_schedules_a_mid_connection_packet_as_ipvs_does() {
     assert_eq!(one(&mut w, 3 * SEC, tcp4(CIP, 40009, VIP, 80, ACK, b"")).0, Verdict::Drop(DropReason::NoConn));
     assert_eq!(one(&mut w, 3 * SEC, tcp4(CIP, 40000, VIP, 80, ACK, b"")).0, TX);
 }
+
+/// A real server whose next hop is not resolved yet (just added; the
+/// kernel is still asking for its MAC) takes no new connection: the
+/// schedulers pass over it, so no SYN is lost while a reachable server
+/// remains. With none reachable the SYN is dropped as `no_neighbour`
+/// without a port unreachable, so the client's retransmission finds the
+/// server once resolved instead of its connect() failing.
+#[test]
+fn servers_awaiting_their_neighbour_take_no_new_connection() {
+    for sched in ["rr", "wrr", "wlc", "lc", "sed", "nq", "fo", "ovf", "twos", "lblc", "lblcr", "sh", "dh", "mh"] {
+        let mut m = model(FwdMethod::Nat, sched);
+        m.services[0].sched_flags = SchedFlags(SchedFlags::FLAG1); // sh/mh fall back past it
+        m.net.neighbours.retain(|n| n.addr != ip("10.0.1.2"));
+        let mut w = worker(&m);
+        for port in 40000..40020 {
+            let (v, out) = one(&mut w, SEC, tcp4(CIP, port, VIP, 80, SYN, b""));
+            assert_eq!(v, TX, "{sched}: port {port}");
+            assert_eq!(addr4(&out, 30), RS1, "{sched}: port {port} went to the unresolved server");
+        }
+        assert_eq!(w.counters().total_drops(), 0, "{sched}");
+        // Neither resolved: a silent, counted drop.
+        m.net.neighbours.retain(|n| n.addr != ip("10.0.1.1"));
+        let mut w = worker(&m);
+        let (v, _) = one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, SYN, b""));
+        assert_eq!(v, Verdict::Drop(DropReason::NoNeighbour), "{sched}");
+        let c = w.counters();
+        assert_eq!((c.icmp_sent, c.tx_packets, w.conns()), (0, 0, 0), "{sched}");
+    }
+}
