@@ -68,8 +68,10 @@ impl Snapshot {
             expire_quiescent_template: model.expire_quiescent_template,
             sloppy_tcp: model.sloppy_tcp,
             shard_prefix: model.shard_prefix,
+            rss: None,
             svc_map: HashMap::new(),
             vips: HashSet::new(),
+            client_owned: HashSet::new(),
             laddrs: HashSet::new(),
             neigh: HashMap::new(),
             neigh_any: HashMap::new(),
@@ -92,6 +94,10 @@ impl Snapshot {
         }
         for svc in &model.services {
             s.add_service(model, svc, prev)?;
+        }
+        if let Some(p) = prev {
+            let kept: Vec<IpAddr> = p.client_owned.iter().filter(|v| s.vips.contains(*v)).copied().collect();
+            s.client_owned.extend(kept);
         }
         for a in &s.own_addrs {
             let b = own_bit(*a);
@@ -220,6 +226,9 @@ impl Snapshot {
             }
             self.vips.insert(m.addr);
             self.own_addrs.insert(m.addr);
+            if svc.persistence.is_some() || svc.dests.iter().any(|d| d.fwd == FwdMethod::Nat) {
+                self.client_owned.insert(m.addr);
+            }
         }
         for l in &svc.laddrs {
             if l.is_ipv4() != family_v4 {
@@ -475,6 +484,32 @@ mod tests {
         assert_eq!(s.lookup(6, ip("10.0.0.100"), 443), Some(0));
         assert_eq!(s.lookup(6, ip("10.0.0.100"), 80), Some(0));
         assert_eq!(s.lookup(6, ip("10.0.0.100"), 22), None);
+    }
+
+    #[test]
+    fn nat_and_persistent_vips_are_client_owned_while_they_exist() {
+        let mut m = model(vec![
+            svc("10.0.0.1", 80, &[("10.1.0.1", 80, FwdMethod::Dr)]),
+            svc("10.0.0.2", 80, &[("10.1.0.2", 80, FwdMethod::Nat)]),
+            svc("10.0.0.3", 80, &[("10.1.0.3", 80, FwdMethod::Dr)]),
+        ]);
+        m.services[2].persistence = Some(Persistence { timeout: 60, netmask: 32 });
+        let s = Snapshot::build(&m, None).unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(!s.client_owned(ip("10.0.0.1")), "DR only: the NIC may own its flows");
+        assert!(s.client_owned(ip("10.0.0.2")), "NAT: replies name only the client");
+        assert!(s.client_owned(ip("10.0.0.3")), "persistence: one template per client");
+        // The NAT server turns DR: the VIP stays client-owned (its NAT
+        // connections still run); gone, it is forgotten.
+        let mut m2 = m.clone();
+        m2.services[1].dests[0].fwd = FwdMethod::Dr;
+        let s2 = Snapshot::build(&m2, Some(&s)).unwrap();
+        assert!(s2.client_owned(ip("10.0.0.2")));
+        m2.services.remove(1);
+        let s3 = Snapshot::build(&m2, Some(&s2)).unwrap();
+        assert!(!s3.client_owned(ip("10.0.0.2")));
+        let s4 = Snapshot::build(&m, Some(&s3)).unwrap();
+        assert!(s4.client_owned(ip("10.0.0.2")), "back with its NAT server");
     }
 
     #[test]

@@ -9,6 +9,11 @@
 //!   socket per (interface, queue) on one shared UMEM ([`XdpIo`]), then
 //!   starts one pinned worker thread per queue and the [`NetWatcher`].
 //!   Anything that fails is undone and reported as a [`RunError`].
+//! - Ownership is decided before the workers start ([`super::rss`]): with
+//!   several workers and a NIC whose RSS can be set to the addresses and
+//!   read back, flows to VIPs that are not client-owned belong to the
+//!   worker of the queue the NIC delivers them to (`Snapshot::rss`);
+//!   otherwise to the client hash. One log line says which and why.
 //! - Worker `i` owns queue `i` of every interface. A frame whose flow
 //!   another worker owns (see `worker::flow_hash`; FULLNAT replies by their
 //!   local port) is handed to the owner through the owner's bounded
@@ -101,6 +106,8 @@ pub enum RunError {
     Workers(usize),
     #[error("--cores: CPU {cpu} is not one this process may run on (allowed: {allowed:?})")]
     Core { cpu: usize, allowed: Vec<usize> },
+    #[error("{0}")]
+    Ownership(String),
 }
 
 impl RunError {
@@ -132,6 +139,8 @@ pub struct RunConfig {
     pub cores: Option<Vec<usize>>,
     pub bind: BindMode,
     pub attach: AttachMode,
+    /// How workers own flows (`[global] ownership`, [`super::rss`]).
+    pub ownership: super::rss::Ownership,
 }
 
 impl Default for RunConfig {
@@ -143,6 +152,7 @@ impl Default for RunConfig {
             cores: None,
             bind: BindMode::Auto,
             attach: AttachMode::Auto,
+            ownership: super::rss::Ownership::Auto,
         }
     }
 }
@@ -311,6 +321,7 @@ pub fn start(model: Model, cfg: &RunConfig) -> Result<Running, RunError> {
         .check(probe.chunks_per_queue() as u64 * probe.frame_size as u64 * workers as u64)?;
     xdp::af_xdp_available()?;
     let placement = placement(workers, cfg.cores.as_deref(), &allowed)?;
+    let laddrs: Vec<std::net::IpAddr> = model.services.iter().flat_map(|s| s.laddrs.iter().copied()).collect();
 
     let director = Arc::new(Director::with_kernel(
         model,
@@ -318,6 +329,32 @@ pub fn start(model: Model, cfg: &RunConfig) -> Result<Running, RunError> {
         tables,
         workers,
     )?);
+    // Ownership: where the NIC delivers a flow, if it lets itself be
+    // followed (super::rss); before any worker runs.
+    let decision = match super::rss::Ethtool::open() {
+        Ok(mut nic) => super::rss::decide(cfg.ownership, &cfg.interfaces, workers as u16, &mut nic),
+        Err(e) if cfg.ownership == super::rss::Ownership::Rss => Err(format!("[global] ownership = \"rss\": no ethtool socket: {e}")),
+        Err(e) => Ok(super::rss::Decision { map: None, why: format!("ownership: hash (the client address's hash): no ethtool socket: {e}") }),
+    }
+    .map_err(RunError::Ownership)?;
+    log::info!("{}", decision.why);
+    if let Some(map) = decision.map {
+        director.set_rss(Some(Arc::new(map)))?;
+        // FULLNAT replies are owned by their local port: the NIC can bring
+        // them to the owner only with ntuple rules, which xvs leaves to the
+        // operator (they outlive the process and the local addresses).
+        if !laddrs.is_empty() {
+            match super::rss::fullnat_rules(&laddrs, workers as u16) {
+                Some(rules) => log::info!(
+                    "FULLNAT replies are handed off unless the NIC steers them to their owner; with ntuple filters on \
+                     (`ethtool -K IF ntuple on`), e.g.: {}{}",
+                    rules.iter().take(4).map(|r| r.command(&cfg.interfaces[0])).collect::<Vec<_>>().join("; "),
+                    if rules.len() > 4 { format!("; ... ({} rules per interface, docs/operations.md)", rules.len()) } else { String::new() }
+                ),
+                None => log::info!("FULLNAT replies are handed off: {workers} workers is no power of two, no ntuple mask can name a port's owner"),
+            }
+        }
+    }
     let xcfg = XdpConfig {
         interfaces: cfg.interfaces.clone(),
         queues: (0..workers as u32).collect(),

@@ -4,7 +4,8 @@
 //! machine and per-protocol timeouts), [`sched`] (schedulers), [`xmit`]
 //! (the four forwarding methods), [`timer`] (the expiry wheel), [`mem`]
 //! (the tables' memory, supplied ahead of need), [`netif`] (the
-//! director's interfaces), [`route`] (the route table) and [`snapshot`]
+//! director's interfaces), [`route`] (the route table), [`rss`] (the NIC's
+//! Toeplitz hash: which worker owns a flow under RSS) and [`snapshot`]
 //! (the compiled configuration the workers forward with).
 //!
 //! Nothing here imports the control plane: what the data path reads of
@@ -19,6 +20,7 @@ pub mod mem;
 pub mod netif;
 pub mod proto;
 pub mod route;
+pub mod rss;
 pub mod sched;
 pub mod seqadj;
 pub mod service;

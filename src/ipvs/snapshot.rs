@@ -88,8 +88,25 @@ pub struct Snapshot {
     /// service's persistence netmask is, so a persistent client (subnet)
     /// always meets the same worker and template.
     pub shard_prefix: (u8, u8),
+    /// The NIC's RSS, when workers own flows the way the NIC spreads them
+    /// (`daemon::rss`): a flow to a VIP that is not [`client_owned`] is
+    /// owned by the worker of the queue the NIC delivers it to. Set by the
+    /// director on every snapshot it publishes; `None`: the client
+    /// address's hash decides, as for client-owned VIPs.
+    ///
+    /// [`client_owned`]: Snapshot::client_owned
+    pub rss: Option<std::sync::Arc<super::rss::RssMap>>,
     pub(crate) svc_map: HashMap<SvcMapKey, u32>,
     pub(crate) vips: HashSet<IpAddr>,
+    /// VIPs with a service whose flows must be owned by their client
+    /// address whatever the NIC does: persistent services (a template
+    /// serves every connection of a client subnet, to any port) and
+    /// services with NAT real servers (a reply names the client, not the
+    /// VIP, so only the client can name the owner). Sticky: a VIP stays in
+    /// the set while it is a VIP (its NAT connections and templates may
+    /// outlive the last NAT server or the persistence, and must keep
+    /// meeting their worker).
+    pub(crate) client_owned: HashSet<IpAddr>,
     pub(crate) laddrs: HashSet<IpAddr>,
     /// Neighbours by (link, address) — the kernel's — and by address on
     /// any link (the config's).
@@ -135,6 +152,18 @@ impl Snapshot {
     #[inline]
     pub fn is_vip(&self, addr: IpAddr) -> bool {
         self.vips.contains(&addr)
+    }
+
+    /// `addr` is a VIP whose flows the client address owns in every
+    /// ownership mode (see the field `client_owned`).
+    #[inline]
+    pub fn client_owned(&self, addr: IpAddr) -> bool {
+        self.client_owned.contains(&addr)
+    }
+
+    /// The VIPs of [`Snapshot::client_owned`].
+    pub fn client_owned_vips(&self) -> impl Iterator<Item = &IpAddr> {
+        self.client_owned.iter()
     }
 
     /// `addr` is a FULLNAT local address.

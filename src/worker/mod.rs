@@ -583,7 +583,10 @@ impl Worker {
 
     /// The worker that owns the flow of the packet `key` describes: the
     /// client address, masked to the snapshot's shard prefix, names it —
-    /// except replies to a FULLNAT local address, whose port names it.
+    /// except replies to a FULLNAT local address, whose port names it, and,
+    /// when ownership follows the NIC (`Snapshot::rss`), packets to a VIP
+    /// that is not client-owned: the worker of the queue the NIC's RSS
+    /// gives the (client, VIP) pair, where the packet already is.
     #[inline]
     fn owner<A: Ip>(&self, k: &Key<A>) -> u16 {
         let n = self.workers;
@@ -591,9 +594,15 @@ impl Worker {
         if self.snap.is_laddr(d) {
             return port_owner(k.dport, n);
         }
+        let to_vip = self.snap.is_vip(d);
+        if let Some(rss) = self.snap.rss.as_deref().filter(|_| to_vip && !self.snap.client_owned(d)) {
+            // (The map was built for this many workers; the modulo only
+            // keeps a mismatch from naming a worker that does not exist.)
+            return rss.owner(k.saddr.bytes().as_ref(), k.daddr.bytes().as_ref()) % n;
+        }
         // To a VIP: the client is the source; otherwise (a NAT reply) the
         // client is the destination.
-        let client = if self.snap.is_vip(d) { k.saddr } else { k.daddr };
+        let client = if to_vip { k.saddr } else { k.daddr };
         let bits = if A::V6 { self.snap.shard_prefix.1 } else { self.snap.shard_prefix.0 };
         (shard_hash(client.mask(bits).bytes().as_ref()) % n as u32) as u16
     }

@@ -139,7 +139,8 @@ fn timeout_of<A: Ip>(snap: &Snapshot, c: &Conn<A>, now: u32) -> u32 {
 
 /// The worker that owns a received connection, by the rule of
 /// `Worker::owner` (the client address masked to the shard prefix; a
-/// FULLNAT connection its local port).
+/// FULLNAT connection its local port; with RSS ownership, a connection to
+/// a VIP that is not client-owned the NIC's queue for (client, VIP)).
 pub fn sync_owner(snap: &Snapshot, workers: u16, sc: &SyncConn) -> u16 {
     let n = workers.max(1);
     if n == 1 {
@@ -147,6 +148,13 @@ pub fn sync_owner(snap: &Snapshot, workers: u16, sc: &SyncConn) -> u16 {
     }
     if !sc.template && sc.lport != 0 && snap.is_laddr(sc.laddr) {
         return port_owner(sc.lport, n);
+    }
+    if let Some(rss) = snap.rss.as_deref().filter(|_| !sc.template && snap.is_vip(sc.vaddr) && !snap.client_owned(sc.vaddr)) {
+        match (sc.caddr, sc.vaddr) {
+            (IpAddr::V4(c), IpAddr::V4(v)) => return rss.owner(&c.octets(), &v.octets()) % n,
+            (IpAddr::V6(c), IpAddr::V6(v)) => return rss.owner(&c.octets(), &v.octets()) % n,
+            _ => {}
+        }
     }
     let h = match sc.caddr {
         IpAddr::V4(a) => super::shard_hash(&a.mask(snap.shard_prefix.0).octets()),

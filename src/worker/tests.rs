@@ -737,6 +737,58 @@ fn ownership_is_the_same_for_both_directions() {
 }
 
 #[test]
+fn with_rss_ownership_a_flow_is_owned_where_the_nic_delivers_it() {
+    use crate::ipvs::rss::{RssConfig, RssMap, DEFAULT_KEY};
+    let map = RssMap::new(RssConfig { key: DEFAULT_KEY.to_vec(), indir: (0..128).map(|b| b % 4).collect() }, 4).unwrap();
+    for fwd in [FwdMethod::Dr, FwdMethod::Tun, FwdMethod::FullNat, FwdMethod::Nat] {
+        let mut snap = Snapshot::build(&model(fwd, "rr"), None).unwrap();
+        snap.rss = Some(Arc::new(map.clone()));
+        let snap = Arc::new(snap);
+        let mut ws: Vec<Worker> = (0..4).map(|i| Worker::new(i, 4, snap.clone(), SEC)).collect();
+        let mut queues = [0; 4];
+        for host in 1..=40u8 {
+            let (cip, cport) = ([192, 0, 2, host], 40000 + host as u16);
+            let syn = tcp4(cip, cport, VIP, 80, SYN, b"");
+            // The NIC delivers it to the queue of its address pair.
+            let q = map.owner(&cip, &VIP) as usize;
+            queues[q] += 1;
+            let (v, out) = one(&mut ws[q], SEC, syn.clone());
+            let owner = if fwd == FwdMethod::Nat {
+                // A NAT VIP is client-owned: its replies name only the client.
+                let h = (shard_hash(&cip) % 4) as usize;
+                if h != q {
+                    assert_eq!(v, Verdict::Handoff { worker: h as u16 }, "NAT: to the client's hash");
+                }
+                let (v, _) = one(&mut ws[h], SEC, syn.clone());
+                assert_eq!(v, TX);
+                h
+            } else {
+                assert_eq!(v, TX, "{fwd}: served where the NIC put it, no hand-off");
+                q
+            };
+            // Whoever else sees its next packet hands it to the owner.
+            let ack = tcp4(cip, cport, VIP, 80, ACK, b"");
+            for (i, wk) in ws.iter_mut().enumerate() {
+                let (v, _) = one(wk, SEC, ack.clone());
+                assert_eq!(v, if i == owner { TX } else { Verdict::Handoff { worker: owner as u16 } }, "{fwd}");
+            }
+            if fwd == FwdMethod::FullNat {
+                // The reply to the local port goes to the port's owner: the
+                // worker the NIC gave the flow to.
+                let m = parse(&out).unwrap();
+                let reply = tcp4(addr4(&out, 30), m.dport, LIP, m.sport, SYN | ACK, b"");
+                assert_eq!(crate::ipvs::laddr::port_owner(m.sport, 4) as usize, q);
+                let (v, _) = one(&mut ws[(q + 1) % 4], SEC, reply);
+                assert_eq!(v, Verdict::Handoff { worker: q as u16 });
+            }
+        }
+        assert!(queues.iter().all(|&n| n > 0), "the pairs spread over every queue: {queues:?}");
+        let handoffs: u64 = ws.iter().map(|w| w.counters().new_conns).sum();
+        assert_eq!(handoffs, 40, "{fwd}: one connection a flow");
+    }
+}
+
+#[test]
 fn frame_too_long_is_refused_by_the_batch() {
     let mut b = Batch::new();
     assert_eq!(b.push(&vec![0u8; crate::io::mem::MAX_FRAME + 1], 0), Err(DropReason::FrameTooLong));
