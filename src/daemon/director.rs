@@ -121,7 +121,7 @@ struct State {
     standby: Vec<IpAddr>,
     /// The NIC's RSS when ownership follows it (`daemon::rss`), stamped on
     /// every snapshot published.
-    rss: Option<Arc<crate::io::rss::RssMap>>,
+    rss: Option<Arc<crate::ipvs::rss::RssMap>>,
 }
 
 /// A stage between the configured model and the running one (see
@@ -383,7 +383,7 @@ impl Director {
     ///
     /// # Errors
     /// The running model no longer builds (it did a moment ago).
-    pub fn set_rss(&self, rss: Option<Arc<crate::io::rss::RssMap>>) -> Result<(), ModelError> {
+    pub fn set_rss(&self, rss: Option<Arc<crate::ipvs::rss::RssMap>>) -> Result<(), ModelError> {
         let mut st = self.lock();
         st.rss = rss;
         let model = st.model.clone();

@@ -34,7 +34,7 @@
 //! - Settings made on the NIC stay after xvs stops (addresses-only hashing
 //!   is harmless to the kernel's own traffic).
 
-use crate::io::rss::{RssConfig, RssMap};
+use crate::ipvs::rss::{RssConfig, RssMap};
 use std::fmt;
 use std::io;
 use std::net::IpAddr;
@@ -374,7 +374,7 @@ impl Nic for Ethtool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::rss::DEFAULT_KEY;
+    use crate::ipvs::rss::DEFAULT_KEY;
     use std::collections::HashMap;
 
     /// A NIC in memory: what the driver supports and what it holds.

@@ -4,12 +4,10 @@
 //!
 //! - [`mem`]:  an in-memory burst arena (tests, the pcap driver, benches)
 //! - [`pcap`]: replay a capture through a worker and write what it sends
-//! - [`rss`]:  the NIC's Toeplitz hash and the owner of a flow under RSS
 //! - [`xdp`]:  AF_XDP sockets and the XDP steering program of `xvs run`
 
 pub mod mem;
 pub mod pcap;
-pub mod rss;
 pub mod xdp;
 
 /// Size of one frame buffer (headroom + frame + room to grow).

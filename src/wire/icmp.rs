@@ -80,26 +80,41 @@ fn quoted_at(f: &[u8], q: usize, end: usize, v6: bool) -> Result<Quoted, DropRea
     })
 }
 
-/// Whether the ICMPv4 error `m` describes quotes an IPIP packet (protocol
-/// 4): one of xvs's own tunnelled packets, when its source is ours.
+/// Whether the ICMP error `m` describes quotes a tunnelled packet of its
+/// own family — IPIP (an IPv4 header, protocol 4) for ICMPv4, IPv6 in
+/// IPv6 (an IPv6 header, next header 41) for ICMPv6: one of xvs's own
+/// tunnelled packets, when its source is ours.
 #[inline]
 pub fn quotes_ipip(f: &[u8], m: &Meta) -> bool {
     let q = m.l4 as usize + 8;
-    !m.v6 && q + 20 <= (m.end as usize).min(f.len()) && f[q] >> 4 == 4 && f[q + 9] == proto::IPIP
+    let end = (m.end as usize).min(f.len());
+    if m.v6 {
+        q + 40 <= end && f[q] >> 4 == 6 && f[q + 6] == proto::IPV6
+    } else {
+        q + 20 <= end && f[q] >> 4 == 4 && f[q + 9] == proto::IPIP
+    }
 }
 
-/// The outer header an ICMPv4 error quotes (an IPIP packet, see
+/// The outer header an ICMP error quotes (a tunnelled packet, see
 /// [`quotes_ipip`]) and the TCP/UDP packet inside it: (offset of the
-/// outer quoted header, the inner packet). The outer header must be the
-/// first fragment (a later one holds no inner header) and the inner packet
-/// quoted with its full header and 8 bytes of TCP/UDP.
+/// outer quoted header, the inner packet). An IPv4 outer header must be
+/// the first fragment (a later one holds no inner header); an IPv6 one is
+/// followed by the inner header at once (xvs's carry no extension
+/// header). The inner packet must be quoted with its full header and 8
+/// bytes of TCP/UDP.
 ///
 /// # Errors
 /// [`DropReason::BadIcmp`] when the quote is short or not of that shape.
 pub fn quoted_ipip(f: &[u8], m: &Meta) -> Result<(usize, Quoted), DropReason> {
     let q = m.l4 as usize + 8;
     let end = m.end as usize;
-    if !quotes_ipip(f, m) || be16(f, q + 6) & 0x1fff != 0 {
+    if !quotes_ipip(f, m) {
+        return Err(DropReason::BadIcmp);
+    }
+    if m.v6 {
+        return Ok((q, quoted_at(f, q + 40, end, true)?));
+    }
+    if be16(f, q + 6) & 0x1fff != 0 {
         return Err(DropReason::BadIcmp);
     }
     let hlen = (f[q] & 0x0f) as usize * 4;

@@ -24,7 +24,6 @@
 //! prefetching what their lookups will touch, so that the cache misses of
 //! a big table overlap ([`burst`]).
 
-use crate::ctl::snapshot::Snapshot;
 use crate::ipvs::dest::Hop;
 use crate::ipvs::conn::{flags, Conn, ConnTable, Key};
 use crate::ipvs::dest::DestLoad;
@@ -34,6 +33,7 @@ use crate::ipvs::proto::{tcp_next, TcpDir, TcpState, Timeouts};
 use crate::ipvs::sched::{SchedCtx, SchedState};
 use crate::ipvs::seqadj::{self, SeqAdjTable, SEQ_ADJ};
 use crate::ipvs::service::{Persistence, ServiceKey};
+use crate::ipvs::snapshot::Snapshot;
 use crate::ipvs::timer;
 use crate::ipvs::xmit::{self, tun::TunError};
 use crate::ipvs::FwdMethod;
@@ -227,7 +227,7 @@ impl Worker {
             frags: FragTable::default(),
             icmp_limit: TokenBucket::share(snap.icmp_limit.0, snap.icmp_limit.1, workers.max(1), now_ns),
             seqadj: Default::default(),
-            snap: Arc::new(Snapshot::empty()),
+            snap: Arc::new(Snapshot::default()),
             sync: None,
         };
         w.set_snapshot(snap);
@@ -1416,8 +1416,8 @@ impl Worker {
     #[cold]
     fn icmp_error<A: Family>(&mut self, fr: &mut Frame<'_>, mut m: Meta) -> Verdict {
         let f = fr.data();
-        if !A::V6 && icmp::quotes_ipip(f, &m) {
-            return self.tunnel_icmp(fr, m);
+        if icmp::quotes_ipip(f, &m) {
+            return self.tunnel_icmp::<A>(fr, m);
         }
         let mut q = match icmp::quoted(f, &m) {
             Ok(q) => q,
@@ -1479,7 +1479,7 @@ impl Worker {
 }
 
 impl Worker {
-    /// An ICMPv4 error about one of our IPIP packets (a router in the
+    /// An ICMP error about one of our tunnelled packets (a router in the
     /// tunnel's path could not forward it), as IPVS's `ip_vs_in_icmp`: the
     /// client gets an error of the same type and code about its own packet
     /// (the one inside ours), from the VIP. Fragmentation needed becomes
@@ -1488,26 +1488,33 @@ impl Worker {
     /// client's packets fit once encapsulated; an error about a packet
     /// without DF is the kernel's (no PMTU discovery to serve). The frame
     /// becomes the new error, in place, counted as relayed.
+    ///
+    /// IPv6 in IPv6 likewise for Packet Too Big (IPVS's
+    /// `ip_vs_in_icmp_v6` has no tunnel case and leaves it to the stack):
+    /// the client gets a Packet Too Big with the path's MTU less 40, not
+    /// below 1280 (IPv6's minimum, as the kernel's ip6_tunnel clamps it).
+    /// Other ICMPv6 errors about our tunnel are the kernel's.
     #[cold]
     #[inline(never)]
-    fn tunnel_icmp(&mut self, fr: &mut Frame<'_>, m: Meta) -> Verdict {
+    fn tunnel_icmp<A: Family>(&mut self, fr: &mut Frame<'_>, m: Meta) -> Verdict {
         let f = fr.data();
         let (oq, q) = match icmp::quoted_ipip(f, &m) {
             Ok(x) => x,
             Err(r) => return Verdict::Drop(r),
         };
-        let src: IpAddr = Ipv4Addr::src(f, &m).into();
+        let src: IpAddr = A::src(f, &m).into();
         if martian(src) || self.snap.is_own_addr(src) {
             return Verdict::Drop(DropReason::Martian);
         }
         // Ours: sent to the outer source it quotes, one of our addresses.
-        let to = Ipv4Addr::dst(f, &m);
-        let (osrc, odst) = (Ipv4Addr::from_slice(&f[oq + 12..oq + 16]), Ipv4Addr::from_slice(&f[oq + 16..oq + 20]));
+        let to = A::dst(f, &m);
+        let o = oq + A::SRC_OFF;
+        let (osrc, odst) = (A::from_slice(&f[o..o + A::LEN]), A::from_slice(&f[o + A::LEN..o + 2 * A::LEN]));
         if osrc != to || !self.snap.is_own_addr(to.into()) {
             return Verdict::Pass(PassReason::Icmp);
         }
         // The inner packet is the client's, as it came: its key is the in key.
-        let (qs, qd) = q.addrs::<Ipv4Addr>(f);
+        let (qs, qd) = q.addrs::<A>(f);
         let key = Key { saddr: qs, daddr: qd, sport: q.sport, dport: q.dport, proto: q.proto };
         if self.workers > 1 {
             let o = self.owner(&key);
@@ -1516,7 +1523,7 @@ impl Worker {
             }
         }
         let snap = &self.snap;
-        let table = &mut self.tables.v4;
+        let table = A::table(&mut self.tables);
         let c = match table.lookup(&key) {
             Some((idx, Dir::In)) => {
                 let c = table.get_mut(idx);
@@ -1530,12 +1537,20 @@ impl Worker {
         }
         let (t, code) = (m.icmp_type, m.icmp_code);
         let l4 = m.l4 as usize;
-        let kind = if t == 3 && code == 4 {
+        let link = snap.links.get(c.dest_hop.link as usize).map_or(0, |l| l.mtu);
+        let kind = if A::V6 {
+            if t != 2 {
+                return Verdict::Pass(PassReason::Icmp);
+            }
+            // A 32-bit MTU; the links' are 16-bit.
+            let said = u32::from_be_bytes([f[l4 + 4], f[l4 + 5], f[l4 + 6], f[l4 + 7]]).min(u16::MAX as u32) as u16;
+            let path = if said == 0 || (link != 0 && link < said) { link } else { said };
+            ErrorKind::TooBig { mtu: path.saturating_sub(40).max(1280) }
+        } else if t == 3 && code == 4 {
             // Client uses PMTU discovery?
             if f[q.l3 as usize + 6] & 0x40 == 0 {
                 return Verdict::Pass(PassReason::Icmp);
             }
-            let link = snap.links.get(c.dest_hop.link as usize).map_or(0, |l| l.mtu);
             let said = u16::from_be_bytes([f[l4 + 6], f[l4 + 7]]);
             let mut mtu = if said == 0 || (link != 0 && link < said) { link } else { said };
             if mtu > 68 + 20 {
@@ -1549,8 +1564,8 @@ impl Worker {
             self.counters.icmp_limited += 1;
             return Verdict::Drop(DropReason::BadIcmp);
         }
-        // Strip the outer IP header, the ICMP header and our IPIP header:
-        // the Ethernet header moves up to the client's packet.
+        // Strip the outer IP header, the ICMP header and our tunnel's
+        // header: the Ethernet header moves up to the client's packet.
         let l2 = m.l3 as usize;
         let inner = q.l3 as usize;
         let end = (q.end as usize).min(f.len());
@@ -1564,17 +1579,20 @@ impl Worker {
             l4: (q.l4 as usize - cut) as u16,
             end: (end - cut) as u16,
             vlan: m.vlan,
+            v6: A::V6,
             proto: q.proto,
             ttl: 64,
             ..Meta::default()
         };
-        if let Err(r) = icmp::build_error::<Ipv4Addr>(fr, &mi, kind) {
+        if let Err(r) = icmp::build_error::<A>(fr, &mi, kind) {
             return Verdict::Drop(r);
         }
-        let mut me = Meta { l3: l2 as u16, l4: (l2 + 20) as u16, end: fr.len as u16, vlan: m.vlan, proto: proto::ICMP, ..Meta::default() };
+        let icmp_proto = if A::V6 { proto::ICMPV6 } else { proto::ICMP };
+        let mut me =
+            Meta { l3: l2 as u16, l4: (l2 + A::HLEN) as u16, end: fr.len as u16, vlan: m.vlan, v6: A::V6, proto: icmp_proto, ..Meta::default() };
         // A TUN connection never sends to the client: its way there is
         // the route's (the error came from the real servers' side).
-        let Some(hop) = self.snap.next_hop(IpAddr::V4(c.caddr)) else {
+        let Some(hop) = self.snap.next_hop(c.caddr.into()) else {
             return Verdict::Drop(DropReason::NoNeighbour);
         };
         match xmit::to_hop(fr, &mut me, &hop, &self.snap.links) {

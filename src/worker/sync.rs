@@ -26,12 +26,13 @@
 //! client packet names it (`Hop::LEARN`).
 
 use super::{release, template_key, Family, Worker, NO_DEST};
-use crate::ctl::snapshot::{Hop, Snapshot};
 use crate::ipvs::conn::{flags, Conn, Key};
+use crate::ipvs::dest::Hop;
 use crate::ipvs::laddr::{port_owner, PoolKey};
 use crate::ipvs::proto::TcpState;
 use crate::ipvs::seqadj::{SeqAdjTable, SEQ_ADJ};
 use crate::ipvs::service::ServiceKey;
+use crate::ipvs::snapshot::Snapshot;
 use crate::ipvs::timer::{self, TICKS_PER_SEC};
 use crate::ipvs::FwdMethod;
 use crate::stats::Dir;

@@ -288,6 +288,82 @@ fn errors_quoting_our_tunnel_become_the_clients() {
     assert!(w.counters().balance().holds(), "{}", w.counters().balance());
 }
 
+/// The IPv6 counterpart: an ICMPv6 Packet Too Big about one of our IPv6-in-IPv6
+/// packets becomes a Packet Too Big to the client about its own packet,
+/// with the path's MTU less 40 and never below 1280; other errors about
+/// our tunnel, and errors about tunnels that are not the connection's,
+/// are the kernel's.
+#[test]
+fn ipv6_packet_too_big_quoting_our_tunnel_becomes_the_clients() {
+    let mut w = worker(&model6(FwdMethod::Tun));
+    let a6 = |s: &str| s.parse::<Ipv6Addr>().unwrap().octets();
+    let (cip, vip) = (a6("2001:db8:5::7"), a6("2001:db8::100"));
+    let pkt = tcp6(cip, 40000, vip, 80, SYN, &[3u8; 1200]);
+    let (v, tunnelled) = one(&mut w, SEC, pkt.clone());
+    assert_eq!(v, TX);
+    assert_eq!((tunnelled[20], &tunnelled[22..38]), (proto::IPV6, &a6("2001:db8::fd")[..]), "IPv6 in IPv6 from our address");
+    // A router at 2001:db8:1::253 answers the tunnelled packet.
+    let error_about = |tunnelled: &[u8], kind: ErrorKind| {
+        let mut b = vec![0u8; 64 + tunnelled.len()];
+        b[64..].copy_from_slice(tunnelled);
+        let mut fr = Frame::new(&mut b, 64, tunnelled.len());
+        let m = parse(fr.data()).unwrap();
+        icmp::build_error::<Ipv6Addr>(&mut fr, &m, kind).unwrap();
+        let mut e = fr.data().to_vec();
+        let em = parse(&e).unwrap();
+        crate::wire::ip::set_src(&mut e, &em, Ipv6Addr::from(a6("2001:db8:1::253")));
+        icmp::refresh_checksum(&mut e, &em);
+        e[0..6].copy_from_slice(&MAC_DIRECTOR);
+        e[6..12].copy_from_slice(&RS1_MAC);
+        e
+    };
+    let mtu_of = |out: &[u8]| {
+        let l4 = parse(out).unwrap().l4 as usize;
+        u32::from_be_bytes([out[l4 + 4], out[l4 + 5], out[l4 + 6], out[l4 + 7]])
+    };
+    let (v, out) = one(&mut w, SEC, error_about(&tunnelled, ErrorKind::TooBig { mtu: 1400 }));
+    assert_eq!(v, TX);
+    assert!(verify(&out));
+    let e = parse(&out).unwrap();
+    assert_eq!((e.proto, e.icmp_type, e.icmp_code), (proto::ICMPV6, 2, 0));
+    assert_eq!(mtu_of(&out), 1360, "the tunnel path's 1400 less 40");
+    assert_eq!((&out[22..38], &out[38..54]), (&vip[..], &cip[..]), "from the VIP to the client");
+    let q = icmp::quoted(&out, &e).unwrap();
+    assert_eq!(q.addrs::<Ipv6Addr>(&out), (Ipv6Addr::from(cip), Ipv6Addr::from(vip)), "quotes the client's packet");
+    assert_eq!((q.sport, q.dport), (40000, 80));
+    assert_eq!(&out[e.l4 as usize + 8..e.l4 as usize + 48], &pkt[14..54], "its header as the client sent it");
+    assert_eq!(dst_mac(&out), GW_MAC, "towards the client's next hop");
+    assert_eq!(w.counters().icmp_relayed, 1);
+    // An MTU above the egress link's: the link's, less 40; a path of 1300
+    // would ask for 1260: IPv6's minimum, 1280, instead.
+    for (said, want) in [(9000, 1460), (1300, 1280), (0, 1460)] {
+        let (v, out) = one(&mut w, SEC, error_about(&tunnelled, ErrorKind::TooBig { mtu: said }));
+        assert_eq!((v, mtu_of(&out)), (TX, want), "said {said}");
+        assert!(verify(&out));
+    }
+    assert_eq!(w.counters().icmp_relayed, 4);
+    // Destination unreachable about our tunnel: the kernel's.
+    assert_eq!(one(&mut w, SEC, error_about(&tunnelled, ErrorKind::PortUnreachable)).0, Verdict::Pass(PassReason::Icmp));
+    // A tunnel to another real server than the connection's is not ours.
+    let mut other = tunnelled.clone();
+    other[38..54].copy_from_slice(&a6("2001:db8:1::9"));
+    assert_eq!(one(&mut w, SEC, error_about(&other, ErrorKind::TooBig { mtu: 1400 })).0, Verdict::Pass(PassReason::Icmp));
+    // Nor one from another source than ours.
+    let mut spoofed = tunnelled.clone();
+    spoofed[22..38].copy_from_slice(&a6("2001:db8:1::77"));
+    assert_eq!(one(&mut w, SEC, error_about(&spoofed, ErrorKind::TooBig { mtu: 1400 })).0, Verdict::Pass(PassReason::Icmp));
+    // A quote cut short inside the inner header is bad.
+    let mut short = error_about(&tunnelled, ErrorKind::TooBig { mtu: 1400 });
+    let keep = 14 + 40 + 8 + 40 + 30;
+    short.truncate(keep);
+    short[18..20].copy_from_slice(&((keep - 54) as u16).to_be_bytes());
+    let sm = parse(&short).unwrap();
+    icmp::refresh_checksum(&mut short, &sm);
+    assert_eq!(one(&mut w, SEC, short).0, Verdict::Drop(DropReason::BadIcmp));
+    assert_eq!(w.counters().icmp_relayed, 4);
+    assert!(w.counters().balance().holds(), "{}", w.counters().balance());
+}
+
 #[test]
 fn udp_nat_and_inactive_accounting() {
     let mut w = worker(&model(FwdMethod::Nat, "rr"));
@@ -662,7 +738,7 @@ fn ownership_is_the_same_for_both_directions() {
 
 #[test]
 fn with_rss_ownership_a_flow_is_owned_where_the_nic_delivers_it() {
-    use crate::io::rss::{RssConfig, RssMap, DEFAULT_KEY};
+    use crate::ipvs::rss::{RssConfig, RssMap, DEFAULT_KEY};
     let map = RssMap::new(RssConfig { key: DEFAULT_KEY.to_vec(), indir: (0..128).map(|b| b % 4).collect() }, 4).unwrap();
     for fwd in [FwdMethod::Dr, FwdMethod::Tun, FwdMethod::FullNat, FwdMethod::Nat] {
         let mut snap = Snapshot::build(&model(fwd, "rr"), None).unwrap();

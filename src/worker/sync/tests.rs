@@ -323,7 +323,7 @@ fn walks_copy_the_table_in_slices_or_only_what_had_traffic() {
 
 #[test]
 fn with_rss_ownership_a_received_connection_goes_where_the_nic_delivers_its_flow() {
-    use crate::io::rss::{RssConfig, RssMap, DEFAULT_KEY};
+    use crate::ipvs::rss::{RssConfig, RssMap, DEFAULT_KEY};
     let map = RssMap::new(RssConfig { key: DEFAULT_KEY.to_vec(), indir: (0..128).map(|b| b % 4).collect() }, 4).unwrap();
     for fwd in [FwdMethod::Dr, FwdMethod::Nat] {
         let mut snap = Snapshot::build(&model(fwd, "rr"), None).unwrap();
