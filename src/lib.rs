@@ -28,3 +28,15 @@ pub mod stats;
 pub mod sync;
 pub mod wire;
 pub mod worker;
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    /// `N` distinct ports on 127.0.0.1 that nobody listens on now (the
+    /// kernel's picks for throwaway listeners, held together so they
+    /// differ), for tests that start servers on fixed ports: several test
+    /// processes run at once.
+    pub fn free_ports<const N: usize>() -> [u16; N] {
+        let held: Vec<_> = (0..N).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port on 127.0.0.1")).collect();
+        std::array::from_fn(|i| held[i].local_addr().expect("a bound listener's address").port())
+    }
+}

@@ -439,9 +439,12 @@ scheduler = "wrr"
     #[test]
     fn sync_daemons_start_stop_list_and_survive_reloads_that_leave_sync_alone() {
         let mut t = setup(1);
-        let port = 30000 + (std::process::id() % 1000) as u16 * 2;
+        // Ports nobody holds: with a bulk port another process listened
+        // on, the daemon could not bind its own, pulled from that process
+        // (reset) and was never in sync (a make test run failed so).
+        let [port, bulk] = crate::testutil::free_ports();
         let sync_toml = |threshold: u16| {
-            format!("\n[sync]\npeers = [\"127.0.0.1\"]\nbulk_port = {}\npull_timeout = 1\nthreshold = {threshold}\n", port + 1)
+            format!("\n[sync]\npeers = [\"127.0.0.1\"]\nbulk_port = {bulk}\npull_timeout = 1\nthreshold = {threshold}\n")
         };
         let file = format!("{CONF}{}", sync_toml(3));
         *t.file.lock().unwrap() = file.clone();

@@ -550,12 +550,12 @@ async fn the_state_shows_the_sync_roles_and_whether_the_node_is_in_sync() {
 
     // A master daemon on lo (ports of this test's own; nobody to pull
     // from, so in sync once the pull timeout has passed).
-    let port = 32000 + (std::process::id() % 1000) as u16 * 2;
+    let [port, bulk] = crate::testutil::free_ports();
     let c = ctx();
     let d = c.director.clone();
     let sconf = SyncConf {
         peers: vec!["127.0.0.1".parse().unwrap()],
-        bulk_port: port + 1,
+        bulk_port: bulk,
         pull_timeout: std::time::Duration::from_millis(200),
         ..SyncConf::default()
     };
