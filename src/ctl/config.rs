@@ -431,6 +431,9 @@ struct RawService {
     #[serde(default)]
     real_server: Vec<RawRealServer>,
     sorry_server: Option<SorryServerConfig>,
+    /// The SYN proxy (`docs/modes.md`): NAT and FULLNAT TCP services.
+    #[serde(default)]
+    synproxy: bool,
 }
 
 #[derive(Deserialize, Debug)]
@@ -1493,6 +1496,18 @@ fn service(r: &RawService, groups: &[Group], path: &FieldPath) -> V<Service> {
             proxy,
         });
     }
+    if r.synproxy {
+        let sp = path.key("synproxy");
+        if matches!(key, ServiceKey::Addr { proto: Proto::Udp, .. }) {
+            return bad(&sp, "is for TCP services only");
+        }
+        if let Some(j) = dests.iter().position(|d| matches!(d.fwd, FwdMethod::Dr | FwdMethod::Tun)) {
+            return bad(
+                &sp,
+                format!("needs real servers in mode \"nat\" or \"fullnat\" (real_server[{j}] is {}: its replies bypass the director, which could not splice the connection)", dests[j].fwd),
+            );
+        }
+    }
     Ok(Service {
         key,
         sched,
@@ -1500,6 +1515,7 @@ fn service(r: &RawService, groups: &[Group], path: &FieldPath) -> V<Service> {
         persistence,
         dests,
         laddrs,
+        synproxy: r.synproxy,
     })
 }
 
@@ -1656,6 +1672,7 @@ scheduler = "rr"
                         dest("10.0.1.2", 8000, 0, FwdMethod::Nat),
                     ],
                     laddrs: vec![a("10.0.0.200"), a("10.0.0.201")],
+                    synproxy: false,
                 },
                 Service {
                     key: ServiceKey::Group(7),
@@ -1664,6 +1681,7 @@ scheduler = "rr"
                     persistence: None,
                     dests: vec![dest("10.0.1.3", 0, 1, FwdMethod::Tun)],
                     laddrs: vec![],
+                    synproxy: false,
                 },
                 Service {
                     key: ServiceKey::Group(8),
@@ -1675,6 +1693,7 @@ scheduler = "rr"
                     }),
                     dests: vec![dest("2001:db8::10", 0, 1, FwdMethod::Dr)],
                     laddrs: vec![],
+                    synproxy: false,
                 },
                 Service {
                     key: ServiceKey::Addr {
@@ -1687,6 +1706,7 @@ scheduler = "rr"
                     persistence: None,
                     dests: vec![dest("2001:db8::11", 0, 1, FwdMethod::Dr)],
                     laddrs: vec![],
+                    synproxy: false,
                 },
             ],
             groups: vec![

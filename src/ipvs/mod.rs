@@ -18,6 +18,7 @@ pub mod netif;
 pub mod proto;
 pub mod sched;
 pub mod seqadj;
+pub mod synproxy;
 pub mod service;
 pub mod timer;
 pub mod xmit;

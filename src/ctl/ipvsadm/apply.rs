@@ -181,6 +181,7 @@ fn edit(model: &mut Model, cmd: &Command) -> Result<(), CmdError> {
                 persistence,
                 dests: Vec::new(),
                 laddrs: Vec::new(),
+                synproxy: false,
             });
         }
         Command::EditService(spec) => {

@@ -314,6 +314,7 @@ mod tests {
                     },
                     dests,
                     laddrs,
+                    synproxy: false,
                 }
             })
     }
