@@ -1997,6 +1997,9 @@ persistence = 300
             (format!("{RS}\nmode = \"nat\"\nproxy_protocol = 1"), "service[0].real_server[0].proxy_protocol", "invalid type"),
             ("[[service]]\nproto = \"udp\"\nvip = \"10.0.0.1\"\nport = 53\n[[service.real_server]]\nip = \"10.0.1.1\"\nmode = \"nat\"\nproxy_protocol = \"v2\"".to_string(), "service[0].real_server[0].proxy_protocol", "is for TCP services only"),
             (format!("{SVC}\nreal_server = {{ ip = \"10.0.1.1\" }}"), "service[0].real_server", "invalid type: map, expected a sequence"),
+            (format!("{SVC}\nsynproxy = \"yes\""), "service[0].synproxy", "invalid type"),
+            (format!("{SVC}\nsynproxy = true\n[[service.real_server]]\nip = \"10.0.1.1\"\nmode = \"nat\"\n[[service.real_server]]\nip = \"10.0.1.2\""), "service[0].synproxy", "needs real servers in mode \"nat\" or \"fullnat\" (real_server[1] is dr"),
+            ("[[service]]\nproto = \"udp\"\nvip = \"10.0.0.1\"\nport = 53\nsynproxy = true".to_string(), "service[0].synproxy", "is for TCP services only"),
             // the top level
             ("[[services]]\nproto = \"tcp\"".to_string(), "services", "unknown field `services`"),
             ("service = 5".to_string(), "service", "invalid type: integer"),
@@ -2411,6 +2414,7 @@ persistence = 300
                     ("persistence", INT),
                     ("persistence_netmask", INT),
                     ("local_addresses", IPS),
+                    ("synproxy", BOOL),
                 ],
             ),
             (

@@ -293,3 +293,17 @@ fn ipv6_handshake_through_fullnat() {
     assert_eq!((flags_of(&s), seq_ack(&s).0), (SYN, ISN));
     assert_eq!(opts_of(&s), [2, 4, 4, 196], "no MSS offered: the table's lowest, IPv6's minimum 1220");
 }
+
+#[test]
+fn a_snapshot_refuses_synproxy_with_dr_or_tun_servers_and_udp() {
+    for fwd in [FwdMethod::Dr, FwdMethod::Tun] {
+        let mut m = model(fwd, "rr");
+        m.services[0].synproxy = true;
+        let e = Snapshot::build(&m, None).unwrap_err().to_string();
+        assert!(e.contains("cannot serve a synproxy service"), "{e}");
+    }
+    let mut m = model(FwdMethod::Nat, "rr");
+    m.services[1].synproxy = true;
+    let e = Snapshot::build(&m, None).unwrap_err().to_string();
+    assert!(e.contains("synproxy is for TCP services only"), "{e}");
+}
