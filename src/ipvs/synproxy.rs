@@ -103,6 +103,10 @@ impl SynOpts {
 pub struct Secret(pub [u64; 2]);
 
 impl Secret {
+    /// The fixed secret of `xvs replay` (deterministic output; never a
+    /// running director's).
+    pub const REPLAY: Secret = Secret([0x7876_735f_7265_706c, 0x6179_5f73_6563_7265]);
+
     /// 128 random bits from the kernel (`getrandom`), at worker start.
     pub fn random() -> Secret {
         let mut b = [0u8; 16];
