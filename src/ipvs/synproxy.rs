@@ -243,15 +243,15 @@ pub fn options(mss: u16, sack: bool, wscale: Option<u8>, out: &mut [u8; 12]) -> 
 /// (the segment is at most 32 bytes). `m` follows.
 ///
 /// # Errors
-/// The frame has no room after it for the options.
+/// [`NoRoom`]: the frame has no room after it for the options.
 #[allow(clippy::too_many_arguments)]
-pub fn reshape<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, reverse: bool, seq: u32, ack: u32, flags: u8, win: u16, opts: &[u8]) -> Result<(), ()> {
+pub fn reshape<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, reverse: bool, seq: u32, ack: u32, flags: u8, win: u16, opts: &[u8]) -> Result<(), NoRoom> {
     let l3 = m.l3 as usize;
     let l4 = m.l4 as usize;
     let tl = 20 + opts.len();
     let end = l4 + tl;
     if end > fr.len && end - fr.len > fr.tailroom() {
-        return Err(());
+        return Err(NoRoom);
     }
     fr.len = end;
     let f = fr.data_mut();
@@ -298,6 +298,10 @@ pub fn reshape<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, reverse: bool, seq: u32,
     }
     Ok(())
 }
+
+/// A frame without the room [`reshape`] needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoRoom;
 
 #[inline]
 fn proto_len(tl: usize) -> u64 {

@@ -1002,7 +1002,7 @@ impl Worker {
     /// Turns the client segment of `fr` into the client's SYN with ISN
     /// `isn` and the options `opts` (`SynOpts::encode`); its window, in
     /// the client's scale, unscaled as a SYN's is.
-    fn synproxy_syn<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, isn: u32, opts: u8) -> Result<(), ()> {
+    fn synproxy_syn<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, isn: u32, opts: u8) -> Result<(), synproxy::NoRoom> {
         let o = SynOpts::decode(opts as u32, A::V6);
         let w = crate::wire::be16(fr.data(), m.l4 as usize + 14) as u32;
         let win = (w << o.wscale.unwrap_or(0)).min(0xffff) as u16;
