@@ -160,13 +160,15 @@ soak: deps
 # Miri (docs/reliability.md) over the unsafe code that runs without system
 # calls: the connection table's arrays and index (src/ipvs/conn.rs), the
 # AF_XDP ring index arithmetic over a heap ring, the UMEM area and pools
-# (src/io/xdp/sys.rs, umem.rs). Proptests run 16 cases each (Miri is slow).
+# (src/io/xdp/sys.rs, umem.rs), the memory blocks under them (src/ipvs/mem.rs).
+# Proptests run 16 cases each (Miri is slow).
 # Installs the nightly toolchain's miri component when missing.
 miri:
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	@rustup +nightly component list --installed | grep -q '^miri' || rustup +nightly component add miri rust-src
 	PROPTEST_CASES=16 MIRIFLAGS="-Zmiri-disable-isolation" $(CARGO) +nightly miri test --lib -- \
-	  ipvs::conn io::xdp::sys io::xdp::umem --skip many_connections_and_memory
+	  -Zunstable-options --report-time \
+	  ipvs::conn ipvs::mem io::xdp::sys io::xdp::umem --skip many_connections_and_memory
 
 clean:
 	$(CARGO) clean

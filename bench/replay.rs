@@ -95,6 +95,11 @@ struct Args {
     /// it was before.
     #[arg(long)]
     no_presize: bool,
+    /// The ports are virtual devices (a veth lab): the workers test every
+    /// frame for a partial checksum. By default they are NICs, as a
+    /// director's are (`Worker::set_nic_port`), and the test is skipped.
+    #[arg(long)]
+    veth: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -369,6 +374,9 @@ fn no_presize() -> bool {
     NO_PRESIZE.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// Whether the ports are virtual devices (`--veth`).
+static VETH: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The calling thread's CPU time in ns, when `--cpu-time` asks for it.
 fn cpu_time_ns() -> Option<u64> {
     if !CPU_TIME.load(std::sync::atomic::Ordering::Relaxed) {
@@ -572,6 +580,10 @@ fn run_worker(
     }
     if !no_presize() {
         worker.presize_tables();
+    }
+    let nic = !VETH.load(std::sync::atomic::Ordering::Relaxed);
+    for p in 0..worker.snapshot().ports.len() {
+        worker.set_nic_port(p as u8, nic);
     }
     let mut arena = Arena::new();
     let clock = Clock(Instant::now());
@@ -1380,6 +1392,7 @@ fn main() {
         );
         CPU_TIME.store(args.cpu_time, std::sync::atomic::Ordering::Relaxed);
         NO_PRESIZE.store(args.no_presize, std::sync::atomic::Ordering::Relaxed);
+        VETH.store(args.veth, std::sync::atomic::Ordering::Relaxed);
         let r = run(s, args.seed, !args.no_mem_provider);
         print_cells(&cells(&r));
         let _ = std::io::stdout().flush();

@@ -31,7 +31,7 @@ fn dests(n: usize) -> Vec<DestEntry> {
             u_threshold: 0,
             l_threshold: 0,
             proxy: None,
-            hop: None,
+            hop: Some(xvs::ipvs::dest::Hop { link: 0, mac: [2, 0, 0, 0, 1, 1] }),
             shared: Default::default(),
         })
         .collect()

@@ -388,7 +388,7 @@ fn run_director(
     // on polling. XDP is detached when the process ends: a clean stop, a
     // dead worker (below), a second signal, or a panic unwinding out of
     // this function (`DetachOnUnwind`).
-    let cfg = RunConfig { interfaces: interfaces.clone(), workers, poll, cores, ..RunConfig::default() };
+    let cfg = RunConfig { interfaces: interfaces.clone(), workers, poll, cores, ownership: conf.daemon.ownership, ..RunConfig::default() };
     let mut running = match run::start(conf.model, &cfg) {
         Ok(r) => r,
         Err(e) => {
@@ -450,7 +450,7 @@ fn run_director(
             log::warn!("reload: the interface list changed ({ifaces:?}); interfaces change only with a restart");
         }
         if c.daemon != started_conf {
-            log::warn!("reload: control_socket, metrics, [monitor] and [announce] change only with a restart");
+            log::warn!("reload: control_socket, metrics, ownership, [monitor] and [announce] change only with a restart");
         }
         Ok(c)
     });

@@ -63,6 +63,13 @@ fn dr_real_servers_answer_the_client_directly() {
         "both real servers answer: {seen:?}"
     );
     assert_eq!(c.get("new_conns"), 20, "{}", c.text);
+    // veth has no RSS to follow (the ethtool ioctl answers EOPNOTSUPP):
+    // two workers own flows by the client hash, and the log says so.
+    assert!(
+        lab.log(x).contains("ownership: hash (the client address's hash): d0: the driver has no RSS hash configuration (EOPNOTSUPP)"),
+        "{}",
+        lab.log(x)
+    );
     assert!(
         c.get("fwd_dr_in") >= 20 * 3,
         "SYN, ACK, request, FIN... per connection:\n{}",

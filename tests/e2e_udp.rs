@@ -46,12 +46,12 @@ fn udp_datagrams_are_balanced_and_answered_from_the_vip() {
         &["-i", "d0", "-i", "d1", "--workers", "2"],
     );
     let vip = t.sock(0, 100, 53);
-    let answers = udp_ask(&t.client, vip, 20);
+    let asked = udp_ask(&t.client, vip, 20);
     let c = lab.stop_xvs(x);
     println!("{}\n{}", lab.log(x), c.text);
 
     let mut seen = [0usize; 2];
-    for a in &answers {
+    for a in &asked.answers {
         let (body, from) = a.as_ref().unwrap_or_else(|e| panic!("{e}\n{}", c.text));
         assert_eq!(*from, vip, "the answer comes from the VIP:port asked");
         assert_eq!(peer_ip(body).to_string(), t.addr(0, 2), "{body}");
@@ -71,6 +71,11 @@ fn udp_datagrams_are_balanced_and_answered_from_the_vip() {
         "one UDP connection per client socket:\n{}",
         c.text
     );
-    assert_eq!(c.get("fwd_nat_in"), 20, "{}", c.text);
-    assert_eq!(c.get("fwd_nat_out"), 20, "{}", c.text);
+    // Every datagram sent is forwarded (a question asked again after a
+    // late answer is one more), and every answer the clients got came
+    // back through xvs (a late answer to a repeat may still be on its way
+    // when xvs stops).
+    assert_eq!(c.get("fwd_nat_in"), asked.sent as u64, "{}", c.text);
+    let out = c.get("fwd_nat_out");
+    assert!((20..=asked.sent as u64).contains(&out), "{out} answers for {} sent:\n{}", asked.sent, c.text);
 }

@@ -1,19 +1,19 @@
 //! Where xvs follows IPVS (and the kernel under it), through `xvs replay`
 //! over captures built here: the rate limit of the ICMP errors xvs makes,
 //! the outer fragmentation of tunnelled packets, and the ICMP errors that
-//! quote xvs's own IPIP packets (both dissected by tshark when it is
-//! installed), expire_nodest_conn both ways across a reload. Every
+//! quote xvs's own IPIP and IPv6-in-IPv6 packets (dissected by tshark
+//! when it is installed), expire_nodest_conn both ways across a reload. Every
 //! replay's counters must balance (docs/operations.md): `rx + made = tx +
 //! dropped + to_kernel + handed_off`.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use xvs::gen::packet::{refresh_ipv4_checksum, tcp4, udp4};
+use xvs::gen::packet::{refresh_ipv4_checksum, tcp4, tcp6, udp4};
 use xvs::gen::scenario::{parse_pcap, pcap_bytes, CLIENT, RS, RS_ROUTER, VIP};
 use xvs::wire::frame::{Frame, HEADROOM};
-use xvs::wire::icmp::{build_error, ErrorKind};
+use xvs::wire::icmp::{build_error, refresh_checksum, ErrorKind};
 use xvs::wire::tcp_flags::{ACK, SYN};
 use xvs::wire::{be16, ip, parse};
 
@@ -227,6 +227,94 @@ fn errors_quoting_our_ipip_packets_tell_the_client_the_mtu_less_the_tunnel() {
     assert_eq!(r[1], format!("{CLIENT},{VIP}"), "{r:?}");
     assert_eq!((r[2].as_str(), r[3].as_str(), r[4].as_str(), r[5].as_str()), ("3", "4", "1380", "1"), "{r:?}");
     assert!(r[6].split(',').all(|s| s == "1") && r[7].is_empty(), "{r:?}");
+}
+
+/// An IPv6 TUN director: the client side (eth0, 2001:db8::1/64, the
+/// router 2001:db8::fe as gateway) and the real server's (eth1,
+/// 2001:db8:1::fe/64, rs 2001:db8:1::1), TCP [2001:db8::100]:80.
+const TUN6: &str = r#"
+[[interface]]
+name = "eth0"
+mac = "02:00:00:00:00:10"
+mtu = 1500
+addresses = ["2001:db8::1/64"]
+gateways = ["2001:db8::fe"]
+
+[[interface]]
+name = "eth1"
+mac = "02:00:00:00:01:10"
+mtu = 1500
+addresses = ["2001:db8:1::fe/64"]
+
+[[neighbour]]
+ip = "2001:db8::fe"
+mac = "02:00:00:00:00:fe"
+
+[[neighbour]]
+ip = "2001:db8:1::1"
+mac = "02:00:00:00:01:01"
+
+[[service]]
+proto = "tcp"
+vip = "2001:db8::100"
+port = 80
+scheduler = "rr"
+
+  [[service.real_server]]
+  ip = "2001:db8:1::1"
+  mode = "tun"
+"#;
+
+/// The IPv6 counterpart: an ICMPv6 Packet Too Big from a router on the
+/// tunnel's path (2001:db8:1::253, MTU 1400) about one of xvs's
+/// IPv6-in-IPv6 packets: the client is told Packet Too Big, MTU 1360 (the
+/// path's less the 40-byte tunnel header), quoting its own packet, from
+/// the VIP. (IPVS's ip_vs_in_icmp_v6 leaves it to the stack.)
+#[test]
+fn packet_too_big_quoting_our_ipv6_tunnel_tells_the_client_the_mtu_less_40() {
+    let d = Scratch::new("tun6-icmp");
+    let cfg = d.0.join("tun6.toml");
+    std::fs::write(&cfg, TUN6).unwrap();
+    let a6 = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+    let (client, vip) = (a6("2001:db8:5::7"), a6("2001:db8::100"));
+    let pkt = tcp6(client.octets(), 40000, vip.octets(), 80, SYN, &[0x5a; 1400]);
+    let (out, _) = replay(&d, &cfg, "tun6-icmp-1", &[(0, pkt.clone())]);
+    let tunnelled = &out[0];
+    assert_eq!((parse(tunnelled).unwrap().proto, tunnelled.len()), (41, 14 + 1500), "IPv6 in IPv6, the link's MTU");
+    // The router answers the outer packet's source (2001:db8:1::fe).
+    let mut b = vec![0u8; HEADROOM + tunnelled.len()];
+    b[HEADROOM..].copy_from_slice(tunnelled);
+    let mut fr = Frame::new(&mut b, HEADROOM, tunnelled.len());
+    let m = parse(fr.data()).unwrap();
+    build_error::<Ipv6Addr>(&mut fr, &m, ErrorKind::TooBig { mtu: 1400 }).unwrap();
+    let mut err = fr.data().to_vec();
+    let em = parse(&err).unwrap();
+    assert_eq!(&err[38..54], &a6("2001:db8:1::fe").octets()[..], "to the tunnel's source");
+    ip::set_src(&mut err, &em, a6("2001:db8:1::253"));
+    refresh_checksum(&mut err, &em);
+    err[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 0x10]);
+    err[6..12].copy_from_slice(&[2, 0, 0, 0, 1, 0xfd]);
+    let (out, n) = replay(&d, &cfg, "tun6-icmp-2", &[(0, pkt.clone()), (1_000, err)]);
+    assert_eq!((out.len(), n["icmp_relayed"], n.get("pass_icmp").copied().unwrap_or(0)), (2, 1, 0), "{n:?}");
+    let e = &out[1];
+    let m = parse(e).unwrap();
+    let l4 = m.l4 as usize;
+    assert_eq!((m.proto, e[l4], e[l4 + 1]), (58, 2, 0), "Packet Too Big");
+    assert_eq!(u32::from_be_bytes([e[l4 + 4], e[l4 + 5], e[l4 + 6], e[l4 + 7]]), 1360);
+    assert_eq!((&e[22..38], &e[38..54]), (&vip.octets()[..], &client.octets()[..]), "from the VIP to the client");
+    assert_eq!(&e[0..6], &[2, 0, 0, 0, 0, 0xfe], "through the client side's router");
+    assert_eq!(&e[l4 + 8..l4 + 48], &pkt[14..54], "quoting the client's own packet");
+    let fields = ["ipv6.src", "ipv6.dst", "icmpv6.type", "icmpv6.code", "icmpv6.mtu", "icmpv6.checksum.status", "_ws.malformed"];
+    let Some(rows) = tshark(&d.0.join("tun6-icmp-2.out.pcap"), &fields) else {
+        return;
+    };
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0][0], format!("2001:db8:1::fe,{client}"), "the tunnelled packet: outer, then the client's: {:?}", rows[0]);
+    let r = &rows[1];
+    assert_eq!(r[0], format!("{vip},{client}"), "the error, then the quoted packet: {r:?}");
+    assert_eq!(r[1], format!("{client},{vip}"), "{r:?}");
+    assert_eq!((r[2].as_str(), r[3].as_str(), r[4].as_str(), r[5].as_str()), ("2", "0", "1360", "1"), "{r:?}");
+    assert!(r[6].is_empty(), "nothing malformed: {r:?}");
 }
 
 /// The FULLNAT config with the real server at `rs` removed from the TCP

@@ -41,7 +41,10 @@ const PSH: u8 = 0x08;
 struct TempDir(PathBuf);
 impl TempDir {
     fn new() -> TempDir {
-        let p = std::env::temp_dir().join(format!("xvs-golden-proxy-{}", std::process::id()));
+        // One per test: the tests of this file run at once.
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("xvs-golden-proxy-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
@@ -396,4 +399,145 @@ fn dissect(tshark: &str, dir: &TempDir, name: &str, frames: &[Vec<u8>], analyze:
         .collect();
     assert_eq!(rows.len(), frames.len(), "{name}: tshark read every frame:\n{text}");
     rows
+}
+
+// ---- ICMP errors about an adjusted connection ----
+
+/// An ICMPv4 "destination unreachable, fragmentation needed" (type 3 code
+/// 4, next-hop MTU `mtu`) from `src` about the IP packet of frame `about`,
+/// quoting as much of it as RFC 1812 allows (576 bytes in all), in an
+/// Ethernet frame from `smac` to `dmac`. Written here from RFC 792/1191.
+fn frag_needed(smac: [u8; 6], dmac: [u8; 6], src: [u8; 4], about: &[u8], mtu: u16) -> Vec<u8> {
+    let ip = &about[14..];
+    let quote = &ip[..ip.len().min(576 - 20 - 8)];
+    let mut icmp = vec![3u8, 4, 0, 0, 0, 0];
+    icmp.extend_from_slice(&mtu.to_be_bytes());
+    icmp.extend_from_slice(quote);
+    let c = ones_complement(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut f = Vec::new();
+    f.extend_from_slice(&dmac);
+    f.extend_from_slice(&smac);
+    f.extend_from_slice(&[0x08, 0]);
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&((20 + icmp.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 0, 64, 1, 0, 0]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ip[12..16]); // to the quoted packet's sender
+    f.extend_from_slice(&icmp);
+    xvs::gen::packet::refresh_ipv4_checksum(&mut f, 14);
+    f
+}
+
+fn ones_complement(b: &[u8]) -> u16 {
+    let mut s: u32 = b.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+/// A router on either side of the director cannot pass a segment of a
+/// PROXY-adjusted connection and says so. The error xvs relays quotes the
+/// segment in the numbering of the side it reaches: the client finds the
+/// sequence and acknowledgement numbers it sent, the real server its own
+/// — checked by xvs's parser and by tshark's dissection of the quoted
+/// TCP header (`tcp.seq`, `tcp.ack`, absolute), with every checksum valid.
+#[test]
+fn icmp_errors_quote_each_sides_own_sequence_numbers() {
+    let dir = TempDir::new();
+    let cfg = config(&dir);
+    let ca = 40011u16;
+    let isn = 0xffff_fff0u32;
+    let c = |flags, seq, ack, opts: &[u8], data: &[u8]| seg(CLIENT_MAC, ETH0_MAC, CLIENT, ca, VIP, 80, flags, seq, ack, 502, opts, data);
+    let syn = c(SYN, isn, 0, &syn_opts(1), b"");
+    let (o, _) = replay(&cfg, &dir, "icmp-syn", std::slice::from_ref(&syn));
+    let s0 = seen(&o[0]);
+    let rs = RS.iter().position(|r| *r == s0.dst).unwrap();
+    let (lip, lport) = (s0.src, s0.sport);
+    let h = expected_header(rs as u8 + 1, ca);
+    let l = h.len() as u32;
+    let r = |flags, seq, ack, opts: &[u8], data: &[u8]| seg(RS_MAC[rs], ETH1_MAC, RS[rs], 8080, lip, lport, flags, seq, ack, 1000, opts, data);
+    let (sa, ra) = (isn.wrapping_add(1), 3_000_000u32);
+    let req = vec![b'a'; 600];
+    let n = req.len() as u32;
+    let ans = vec![b'b'; 900];
+    let s2 = sa.wrapping_add(n);
+    let mut frames = vec![
+        syn,
+        r(SYN | ACK, ra, sa, &[2, 4, 0x05, 0xb4], b""),
+        c(ACK | PSH, sa, ra + 1, &ts(3, 1), &req),
+        r(ACK, ra + 1, sa.wrapping_add(l + n), &ts(4, 3), b""),
+        // the client's next segment (xvs sends it on at s2 + l) ...
+        c(ACK | PSH, s2, ra + 1, &ts(5, 4), &req),
+        // ... and the server's answer (the client gets ack s2 + n)
+        r(ACK | PSH, ra + 1, sa.wrapping_add(l + 2 * n), &[ts(6, 5), sack(sa.wrapping_add(l + 3 * n), sa.wrapping_add(l + 4 * n))].concat(), &ans),
+    ];
+    let (out, counters) = replay(&cfg, &dir, "icmp-conn", &frames);
+    assert_eq!(out.len(), frames.len(), "{counters}");
+    let (to_server, to_client) = (out[4].clone(), out[5].clone());
+    assert_eq!((seen(&to_server).seq, seen(&to_server).ack), (s2.wrapping_add(l), ra + 1));
+    assert_eq!((seen(&to_client).seq, seen(&to_client).ack), (ra + 1, sa.wrapping_add(2 * n)));
+    // A router between the director and the server (10.0.1.253), and one
+    // on the client's side (its gateway, 10.0.0.254).
+    frames.push(frag_needed([2, 0, 0, 0, 1, 0xfd], ETH1_MAC, [10, 0, 1, 253], &to_server, 1000));
+    frames.push(frag_needed([2, 0, 0, 0, 0, 0xfe], ETH0_MAC, [10, 0, 0, 254], &to_client, 1000));
+    let (out, counters) = replay(&cfg, &dir, "icmp", &frames);
+    assert_eq!(out.len(), frames.len(), "{counters}");
+    assert_eq!(counter(&counters, "icmp_relayed"), 2);
+    let (e1, e2) = (&out[6], &out[7]);
+    for e in [e1, e2] {
+        assert!(verify(e), "every checksum from scratch, the quoted ones too");
+    }
+    // what each side sent: (src, dst, sport, dport, seq, ack)
+    let sent = |f: &[u8]| {
+        let s = seen(f);
+        (s.src, s.dst, s.sport, s.dport, s.seq, s.ack)
+    };
+    let quoted = |e: &[u8]| {
+        let q = &e[14 + 20 + 8..];
+        let l4 = &q[((q[0] & 15) as usize) * 4..];
+        let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        (<[u8; 4]>::try_from(&q[12..16]).unwrap(), <[u8; 4]>::try_from(&q[16..20]).unwrap(), u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]]), be32(&l4[4..]), be32(&l4[8..]))
+    };
+    assert_eq!((&e1[26..30], &e1[30..34]), (&VIP[..], &CLIENT[..]), "to the client");
+    assert_eq!(quoted(e1), sent(&frames[4]), "the client's own segment");
+    assert_eq!((&e2[26..30], &e2[30..34]), (&lip[..], &RS[rs][..]), "to the server");
+    assert_eq!(quoted(e2), sent(&frames[5]), "the server's own segment");
+    // The server's SACK edges come back as it wrote them.
+    let q = &e2[14 + 20 + 8 + 20..];
+    let opts = &q[20..((q[12] >> 4) as usize) * 4];
+    let at = opts.windows(2).position(|w| w == [5, 10]).expect("the SACK option quoted");
+    let edge = |i: usize| u32::from_be_bytes(opts[at + 2 + i..at + 6 + i].try_into().unwrap());
+    assert_eq!((edge(0), edge(4)), (sa.wrapping_add(l + 3 * n), sa.wrapping_add(l + 4 * n)));
+
+    let Some(tshark) = tshark() else { return };
+    let p = dir.path("icmp.tshark.pcap");
+    std::fs::write(&p, pcap_bytes([e1, e2].iter().enumerate().map(|(i, f)| ((i as u64 + 1) * 1_000_000, &f[..])))).unwrap();
+    let o = Command::new(tshark)
+        .arg("-n")
+        .arg("-r")
+        .arg(&p)
+        .args(["-o", "ip.check_checksum:TRUE", "-o", "tcp.relative_sequence_numbers:FALSE", "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=,"])
+        .args(["-e", "icmp.type", "-e", "icmp.code", "-e", "icmp.checksum.status", "-e", "ip.src", "-e", "ip.dst", "-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "tcp.seq", "-e", "tcp.ack", "-e", "_ws.malformed", "-e", "_ws.expert.severity"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "tshark: {}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let rows: Vec<Vec<String>> = text.lines().map(|l| l.split('\t').map(str::to_string).collect()).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    let ip = |a: [u8; 4]| std::net::Ipv4Addr::from(a).to_string();
+    for (row, f) in rows.iter().zip([&frames[4], &frames[5]]) {
+        let (src, dst, sport, dport, seq, ack) = sent(f);
+        let col = |i: usize| row.get(i).cloned().unwrap_or_default();
+        assert_eq!((col(0), col(1), col(2)), ("3".into(), "4".into(), "1".into()), "fragmentation needed, checksum good: {text}");
+        // the outer addresses, then the quoted ones
+        assert_eq!(col(3).split(',').nth(1), Some(ip(src).as_str()), "{text}");
+        assert_eq!(col(4).split(',').nth(1), Some(ip(dst).as_str()), "{text}");
+        assert_eq!((col(5), col(6)), (sport.to_string(), dport.to_string()), "{text}");
+        assert_eq!((col(7), col(8)), (seq.to_string(), ack.to_string()), "the quoted numbers are the sender's own: {text}");
+        assert!(col(9).is_empty(), "malformed: {text}");
+        let error = col(10).split(',').filter(|s| !s.is_empty()).any(|s| s.parse::<u32>().unwrap_or(u32::MAX) >= 0x0080_0000);
+        assert!(!error, "{text}");
+    }
 }

@@ -4,7 +4,8 @@
 //!
 //! Wireshark's dissector (4.x) knows version 1's records but not their
 //! options: it reads the next record where an option starts. The xvs
-//! option (FULLNAT connections) is shaped so that it is read as one IPv6
+//! option (FULLNAT connections, and NAT ones with a sequence adjustment)
+//! is shaped so that it is read as one IPv6
 //! record and the rest stay aligned (see `src/sync/wire.rs`); the records
 //! tshark reads there are not ours, so the field comparison covers the
 //! messages without FULLNAT records, and every message is checked for
@@ -14,6 +15,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use xvs::ipvs::proto::TcpState;
+use xvs::ipvs::seqadj::SeqAdj;
 use xvs::ipvs::FwdMethod;
 use xvs::sync::auth::Auth;
 use xvs::sync::conn::{SyncConn, GROUP_TEMPLATE, TEMPLATE_BIT};
@@ -62,6 +64,7 @@ fn conns(n: usize, v6: bool, fullnat: bool) -> Vec<SyncConn> {
                 template: false,
                 inactive: i % 5 != 0,
                 timeout: 900,
+                seqadj: None,
             };
             match kind {
                 1 if !fullnat => {
@@ -185,8 +188,36 @@ fn ip_bytes6(s: &str) -> [u8; 16] {
     s.parse::<std::net::Ipv6Addr>().unwrap().octets()
 }
 
+/// Gives every NAT and FULLNAT TCP connection of `cs` a PROXY header's
+/// sequence adjustment (v1 and v2 in turn; the xvs option then rides on
+/// NAT records too).
+fn adjust(cs: &mut [SyncConn]) {
+    use xvs::wire::proxy::{header, Version, MAX_LEN};
+    for (i, c) in cs.iter_mut().enumerate() {
+        if c.template || c.proto != 6 || !matches!(c.fwd, FwdMethod::Nat | FwdMethod::FullNat) {
+            continue;
+        }
+        let v = [Version::V1, Version::V2][i % 2];
+        let mut h = [0u8; MAX_LEN];
+        let len = match (c.caddr, c.vaddr) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => header(v, a, c.cport, b, c.vport, &mut h),
+            (IpAddr::V6(a), IpAddr::V6(b)) => header(v, a, c.cport, b, c.vport, &mut h),
+            _ => unreachable!(),
+        };
+        c.seqadj = Some(SeqAdj { start: 0x9000_0000u32.wrapping_mul(i as u32), out_delta: 0, len: len as u16, proxy: v.code(), acked: i % 3 == 0, ..SeqAdj::default() });
+    }
+}
+
 fn check(t: &str, name: &str, v6: bool, fullnat: bool, auth: Option<&Auth>) {
-    let cs = conns(200, v6, fullnat);
+    check_with(t, name, v6, fullnat, false, auth)
+}
+
+fn check_with(t: &str, name: &str, v6: bool, fullnat: bool, adjusted: bool, auth: Option<&Auth>) {
+    let mut cs = conns(200, v6, fullnat);
+    if adjusted {
+        adjust(&mut cs);
+        assert!(cs.iter().filter(|c| c.seqadj.is_some()).count() > 20, "{name}: adjusted connections");
+    }
     let msgs = messages(&cs, 9, 1472, auth);
     assert!(msgs.len() > 3, "{name}: several messages");
     let frames: Vec<Vec<u8>> = msgs.iter().map(|m| frame(m, v6)).collect();
@@ -198,7 +229,7 @@ fn check(t: &str, name: &str, v6: bool, fullnat: bool, auth: Option<&Auth>) {
         assert!(x.expert.is_empty(), "{name}: message {k}: expert info {:?}", x.expert);
         let n = m[4] as usize;
         assert_eq!(x.count, vec![n as u32], "{name}: message {k}'s count");
-        if fullnat || n == 0 {
+        if fullnat || adjusted || n == 0 {
             at += n;
             continue;
         }
@@ -224,6 +255,10 @@ fn tshark_dissects_every_sync_message_without_error() {
     check(t, "v4-signed", false, false, Some(&key));
     check(t, "v4-fullnat", false, true, None);
     check(t, "v6-fullnat-signed", true, true, Some(&key));
+    // With sequence adjustments (the PROXY protocol's offset) in the xvs
+    // option, on NAT and FULLNAT records.
+    check_with(t, "v4-nat-adjusted", false, false, true, None);
+    check_with(t, "v6-fullnat-adjusted-signed", true, true, true, Some(&key));
 }
 
 #[test]

@@ -368,3 +368,44 @@ fn output_into_a_closed_pipe_is_quiet() {
     let out = child.wait_with_output().unwrap();
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
+
+/// `--proxy-protocol` (xvs's, per real server) shows in `-L` after
+/// ipvsadm's columns, in the words of the option (also with
+/// `--tun-info`), and in `-S`; real servers without it list exactly as
+/// ipvsadm lists them.
+#[test]
+fn listings_show_the_proxy_protocol_of_a_real_server() {
+    let lab = Lab::new(Model::default());
+    for l in [
+        "xvsadm -A -t 10.0.0.100:80 -s rr",
+        "xvsadm -a -t 10.0.0.100:80 -r 10.0.1.1:8080 -m -w 1 --proxy-protocol v1",
+        "xvsadm --add-laddr -t 10.0.0.100:80 -z 10.0.0.250",
+        "xvsadm -a -t 10.0.0.100:80 -r 10.0.1.2:8080 --fullnat -w 2 --proxy-protocol v2",
+        "xvsadm -a -t 10.0.0.100:80 -r 10.0.1.3:8080 -m -w 3",
+    ] {
+        lab.line(l);
+    }
+    assert_eq!(
+        lab.stdout(&["-L", "-n"]),
+        format!(
+            "{HEAD}TCP  10.0.0.100:80 rr\n  \
+             -> 10.0.1.1:8080                Masq    1      0          0          proxy-protocol v1\n  \
+             -> 10.0.1.2:8080                FullNat 2      0          0          proxy-protocol v2\n  \
+             -> 10.0.1.3:8080                Masq    3      0          0         \n"
+        )
+    );
+    let tun = lab.stdout(&["-L", "-n", "--tun-info"]);
+    assert!(tun.lines().any(|l| l.contains("10.0.1.2:8080") && l.contains(" n/a ") && l.ends_with(" proxy-protocol v2")), "{tun}");
+    let saved = lab.stdout(&["-S", "-n"]);
+    for l in [
+        "-a -t 10.0.0.100:80 -r 10.0.1.1:8080 -m -w 1 --proxy-protocol v1\n",
+        "-a -t 10.0.0.100:80 -r 10.0.1.2:8080 --fullnat -w 2 --proxy-protocol v2\n",
+        "-a -t 10.0.0.100:80 -r 10.0.1.3:8080 -m -w 3\n",
+    ] {
+        assert!(saved.contains(l), "{l} in {saved}");
+    }
+    // Editing the server without the option takes it away (-e replaces a
+    // real server's options, as ipvsadm's): the listing says so.
+    lab.line("xvsadm -e -t 10.0.0.100:80 -r 10.0.1.1:8080 -m -w 1");
+    assert!(lab.stdout(&["-L", "-n"]).lines().any(|l| l.contains("10.0.1.1:8080") && !l.contains("proxy")));
+}

@@ -194,6 +194,8 @@ pub struct DaemonConf {
     /// VIP announcement for a routing daemon (`[announce]`; `None`
     /// without the table).
     pub announce: Option<crate::daemon::announce::AnnounceConf>,
+    /// How workers own flows (`[global] ownership`, `daemon::rss`).
+    pub ownership: crate::daemon::rss::Ownership,
 }
 
 /// The metrics endpoint unless the config says otherwise: localhost only,
@@ -208,6 +210,7 @@ impl Default for DaemonConf {
             control_socket_group: None,
             monitor: None,
             announce: None,
+            ownership: crate::daemon::rss::Ownership::Auto,
         }
     }
 }
@@ -360,6 +363,7 @@ struct RawGlobal {
     control_socket: Option<String>,
     control_socket_group: Option<String>,
     metrics: Option<String>,
+    ownership: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -635,6 +639,10 @@ impl<'i> Doc<'i> {
             if let Some(m) = &g.metrics {
                 let path = root("global").key("metrics");
                 d.metrics = parse_metrics(m).map_err(|why| self.invalid(Bad { path, why }))?;
+            }
+            if let Some(o) = &g.ownership {
+                let path = root("global").key("ownership");
+                d.ownership = o.parse().map_err(|why| self.invalid(Bad { path, why }))?;
             }
             if let Some(group) = &g.control_socket_group {
                 let path = root("global").key("control_socket_group");
@@ -1837,6 +1845,9 @@ persistence = 300
         let d = load_config_str(text, "t").unwrap().daemon;
         assert_eq!(d.control_socket, std::path::PathBuf::from("/var/run/lb.sock"));
         assert_eq!(d.metrics, Some("[::1]:9100".parse().unwrap()));
+        assert_eq!(d.ownership, crate::daemon::rss::Ownership::Auto);
+        let o = load_config_str("[global]\nownership = \"hash\"\n", "t").unwrap().daemon.ownership;
+        assert_eq!(o, crate::daemon::rss::Ownership::Hash);
         let d = load_config_str("[global]\nmetrics = \"off\"\n", "t").unwrap().daemon;
         assert_eq!(d.metrics, None);
         assert_eq!(parse_metrics("0.0.0.0:9477"), Ok(Some("0.0.0.0:9477".parse().unwrap())));
@@ -1880,6 +1891,8 @@ persistence = 300
             ("[global]\ntoa = 1".to_string(), "global.toa", "expected a boolean"),
             ("[global]\nmaxconns = 5".to_string(), "global.maxconns", "unknown field `maxconns`"),
             ("[global]\nmetrics = \"localhost:9477\"".to_string(), "global.metrics", "'localhost:9477' is not \"off\" or an address:port"),
+            ("[global]\nownership = \"nic\"".to_string(), "global.ownership", "'nic' is not \"auto\", \"rss\" or \"hash\""),
+            ("[global]\nownership = 1".to_string(), "global.ownership", "invalid type: integer `1`, expected a string"),
             ("[global]\nmetrics = 9477".to_string(), "global.metrics", "invalid type: integer `9477`, expected a string"),
             ("[global]\ncontrol_socket = \"xvs.sock\"".to_string(), "global.control_socket", "'xvs.sock' is not an absolute socket path"),
             ("[global]\ncontrol_socket = \"/run/xvs/\"".to_string(), "global.control_socket", "is not an absolute socket path"),

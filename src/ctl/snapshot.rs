@@ -1,46 +1,31 @@
-//! The immutable snapshot the workers forward with.
+//! Building the snapshot the workers forward with.
 //!
 //! The control plane validates a [`Model`] whole and compiles it into a
-//! `Snapshot`: flat arrays of services and dests, a service lookup map
-//! (with port-0 and service-group entries), scheduler tables, next hops.
-//! Workers read the current snapshot once per burst and never write it.
+//! [`Snapshot`] (defined with its lookups in `ipvs::snapshot`, below the
+//! worker): flat arrays of services and dests, a service lookup map (with
+//! port-0 and service-group entries), scheduler tables, next hops.
+//! `Snapshot::build` and `Snapshot::empty` are defined here, on the
+//! control plane's side.
 //!
 //! Every service and dest carries a `uid` that stays the same across
 //! snapshots for the same service key / (service, address, port), so a
 //! worker can carry its counters and its connections' dest bindings over a
 //! change; uids are never reused.
 
-use super::model::{Mac, Model};
-use super::route::Routes;
+use super::model::Model;
 pub use crate::ipvs::dest::{DestEntry, Hop};
 pub use crate::ipvs::netif::{Link, Netif};
 use crate::ipvs::dest::MAX_WEIGHT;
-use crate::ipvs::proto::Timeouts;
-use crate::ipvs::sched::{SchedFlags, SchedKind, SchedTable};
-use crate::ipvs::service::{Persistence, ServiceKey};
+use crate::ipvs::route::Routes;
+use crate::ipvs::sched::SchedKind;
+use crate::ipvs::service::ServiceKey;
+pub use crate::ipvs::snapshot::{Snapshot, SvcEntry};
+use crate::ipvs::snapshot::{own_bit, SvcMapKey, UidKey};
 use crate::ipvs::timer::MAX_TIMEOUT;
 use crate::ipvs::{FwdMethod, Proto};
 use hashbrown::{HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
-use std::ops::Range;
-
-/// A virtual service, compiled.
-#[derive(Debug)]
-pub struct SvcEntry {
-    pub uid: u32,
-    pub key: ServiceKey,
-    pub sched: SchedKind,
-    pub table: SchedTable,
-    pub flags: SchedFlags,
-    pub persistence: Option<Persistence>,
-    /// Its dests: a range of [`Snapshot::dests`].
-    pub dests: Range<usize>,
-    /// FULLNAT local addresses.
-    pub laddrs: Vec<IpAddr>,
-    /// The SYN proxy is on (`ipvs::synproxy`).
-    pub synproxy: bool,
-}
 
 /// Why a model cannot be compiled: which object, and why.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -53,76 +38,6 @@ pub struct ModelError {
 
 fn err(what: impl fmt::Display, why: impl Into<String>) -> ModelError {
     ModelError { what: what.to_string(), why: why.into() }
-}
-
-/// Lookup key of the service map.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct SvcMapKey {
-    proto: u8,
-    addr: IpAddr,
-    port: u16,
-}
-
-/// Identity of a service or dest across snapshots.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum UidKey {
-    Svc(ServiceKey),
-    Dest(ServiceKey, IpAddr, u16),
-}
-
-/// The compiled configuration. See the module docs.
-#[derive(Debug)]
-pub struct Snapshot {
-    /// Increases by one with every published snapshot.
-    pub generation: u64,
-    pub services: Vec<SvcEntry>,
-    pub dests: Vec<DestEntry>,
-    pub timeouts: Timeouts,
-    pub expire_nodest_conn: bool,
-    /// IPVS `conn_reuse_mode` ([`Model::conn_reuse_mode`]).
-    pub conn_reuse_mode: u8,
-    /// IPVS's `drop_entry` defense ([`Model::drop_entry`]).
-    pub drop_entry: bool,
-    /// FULLNAT TOA ([`Model::toa`]).
-    pub toa: bool,
-    /// The ICMP error rate limit for the whole director: (messages a
-    /// second, burst); 0 a second = none ([`Model::icmp_msgs_per_sec`]).
-    pub icmp_limit: (u32, u32),
-    pub ports: Vec<Netif>,
-    /// Ports, then sub-interfaces ([`Link`]); [`Hop::link`] indexes it.
-    pub links: Vec<Link>,
-    pub max_conns: usize,
-    /// IPVS `expire_quiescent_template`.
-    pub expire_quiescent_template: bool,
-    /// IPVS `sloppy_tcp` ([`Model::sloppy_tcp`]).
-    pub sloppy_tcp: bool,
-    /// Prefix lengths (IPv4, IPv6) of the client address that decide which
-    /// worker owns a flow: the model's `shard_prefix`, made coarser where a
-    /// service's persistence netmask is, so a persistent client (subnet)
-    /// always meets the same worker and template.
-    pub shard_prefix: (u8, u8),
-    svc_map: HashMap<SvcMapKey, u32>,
-    vips: HashSet<IpAddr>,
-    laddrs: HashSet<IpAddr>,
-    /// Neighbours by (link, address) — the kernel's — and by address on
-    /// any link (the config's).
-    neigh: HashMap<(u8, IpAddr), Mac>,
-    neigh_any: HashMap<IpAddr, Mac>,
-    routes: Routes,
-    /// The MACs of every link: a unicast frame to another MAC is not ours.
-    own_macs: Vec<Mac>,
-    /// Per port, the VLAN ids with a link (bit per id).
-    vids: Vec<[u64; 64]>,
-    /// Addresses of the director (links, other devices, VIPs, local
-    /// addresses): a packet from outside with one as its source is a martian.
-    own_addrs: HashSet<IpAddr>,
-    /// A one-hash Bloom filter of `own_addrs`: most sources miss it, and
-    /// the set is not looked up.
-    own_filter: [u64; 16],
-    dest_uid: HashMap<u32, u32>,
-    svc_uid: HashMap<u32, u32>,
-    uids: HashMap<UidKey, u32>,
-    next_uid: u32,
 }
 
 impl Snapshot {
@@ -153,8 +68,10 @@ impl Snapshot {
             expire_quiescent_template: model.expire_quiescent_template,
             sloppy_tcp: model.sloppy_tcp,
             shard_prefix: model.shard_prefix,
+            rss: None,
             svc_map: HashMap::new(),
             vips: HashSet::new(),
+            client_owned: HashSet::new(),
             laddrs: HashSet::new(),
             neigh: HashMap::new(),
             neigh_any: HashMap::new(),
@@ -177,6 +94,10 @@ impl Snapshot {
         }
         for svc in &model.services {
             s.add_service(model, svc, prev)?;
+        }
+        if let Some(p) = prev {
+            let kept: Vec<IpAddr> = p.client_owned.iter().filter(|v| s.vips.contains(*v)).copied().collect();
+            s.client_owned.extend(kept);
         }
         for a in &s.own_addrs {
             let b = own_bit(*a);
@@ -305,6 +226,9 @@ impl Snapshot {
             }
             self.vips.insert(m.addr);
             self.own_addrs.insert(m.addr);
+            if svc.persistence.is_some() || svc.dests.iter().any(|d| d.fwd == FwdMethod::Nat) {
+                self.client_owned.insert(m.addr);
+            }
         }
         for l in &svc.laddrs {
             if l.is_ipv4() != family_v4 {
@@ -394,114 +318,6 @@ impl Snapshot {
         });
         Ok(())
     }
-
-    /// The service for a packet to `addr:port` over `proto` (an exact
-    /// match first, then the VIP's port-0 service).
-    #[inline]
-    pub fn lookup(&self, proto: u8, addr: IpAddr, port: u16) -> Option<u32> {
-        if self.svc_map.is_empty() {
-            return None;
-        }
-        self.svc_map
-            .get(&SvcMapKey { proto, addr, port })
-            .or_else(|| self.svc_map.get(&SvcMapKey { proto, addr, port: 0 }))
-            .copied()
-    }
-
-    /// The addresses of service `svc` (one, or a group's members').
-    pub fn vips_of(&self, svc: u32) -> impl Iterator<Item = IpAddr> + '_ {
-        self.svc_map.iter().filter(move |(_, &s)| s == svc).map(|(k, _)| k.addr)
-    }
-
-    /// `addr` is the address of some service.
-    #[inline]
-    pub fn is_vip(&self, addr: IpAddr) -> bool {
-        self.vips.contains(&addr)
-    }
-
-    /// `addr` is a FULLNAT local address.
-    #[inline]
-    pub fn is_laddr(&self, addr: IpAddr) -> bool {
-        !self.laddrs.is_empty() && self.laddrs.contains(&addr)
-    }
-
-    /// The dests of service `svc`.
-    #[inline]
-    pub fn svc_dests(&self, svc: u32) -> &[DestEntry] {
-        &self.dests[self.services[svc as usize].dests.clone()]
-    }
-
-    /// Index of the dest with `uid` in this snapshot.
-    #[inline]
-    pub fn dest_index(&self, uid: u32) -> Option<u32> {
-        self.dest_uid.get(&uid).copied()
-    }
-
-    /// Index of the service with `uid` in this snapshot.
-    pub fn svc_index(&self, uid: u32) -> Option<u32> {
-        self.svc_uid.get(&uid).copied()
-    }
-
-    /// Next hop for `ip`: the route to it ([`Routes::next_hop`]: the link
-    /// and the gateway, or `ip` itself on a connected prefix) and that
-    /// neighbour's MAC on the link — `None` without a route or a MAC (never
-    /// another neighbour's MAC).
-    pub fn next_hop(&self, ip: IpAddr) -> Option<Hop> {
-        let nh = self.routes.next_hop(ip)?;
-        let mac = self.neigh.get(&(nh.link, nh.addr)).or_else(|| self.neigh_any.get(&nh.addr))?;
-        Some(Hop { link: nh.link, mac: *mac })
-    }
-
-    /// The link a frame arrived on: port `port`, VLAN `vid` (0: untagged
-    /// or priority-tagged).
-    pub fn link_of(&self, port: u8, vid: u16) -> Option<u8> {
-        if vid == 0 {
-            return ((port as usize) < self.ports.len()).then_some(port);
-        }
-        self.links.iter().position(|l| l.port == port && l.vid == vid).map(|i| i as u8)
-    }
-
-    /// Port `port` has a link with VLAN id `vid` (1-4095).
-    #[inline]
-    pub fn has_vid(&self, port: u8, vid: u16) -> bool {
-        self.vids.get(port as usize).is_some_and(|b| b[(vid as usize / 64) & 63] & (1 << (vid % 64)) != 0)
-    }
-
-    /// `mac` is the MAC of port `port` (the common case, one compare) or of
-    /// another link of the director.
-    #[inline]
-    pub fn is_own_mac(&self, port: u8, mac: &Mac) -> bool {
-        match self.links.get(port as usize) {
-            Some(l) if l.mac == *mac => true,
-            _ => self.is_other_own_mac(mac),
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn is_other_own_mac(&self, mac: &Mac) -> bool {
-        self.own_macs.contains(mac)
-    }
-
-    /// `addr` is one of the director's own (see [`Snapshot`]'s field).
-    #[inline]
-    pub fn is_own_addr(&self, addr: IpAddr) -> bool {
-        let b = own_bit(addr);
-        self.own_filter[b / 64] & (1 << (b % 64)) != 0 && self.own_addrs.contains(&addr)
-    }
-}
-
-/// The bit of `a` in [`Snapshot`]'s `own_filter` (0-1023).
-#[inline]
-fn own_bit(a: IpAddr) -> usize {
-    let x = match a {
-        IpAddr::V4(v) => u32::from(v) as u64,
-        IpAddr::V6(v) => {
-            let n = u128::from(v);
-            (n as u64) ^ ((n >> 64) as u64).rotate_left(29)
-        }
-    };
-    (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 54) as usize
 }
 
 /// `addr:port` with brackets for IPv6.
@@ -517,7 +333,8 @@ mod tests {
     use super::*;
     use crate::ctl::model::{Neighbour, NetConf, PortConf};
     use crate::ipvs::dest::Dest;
-    use crate::ipvs::service::{Group, GroupMember, Service};
+    use crate::ipvs::sched::SchedFlags;
+    use crate::ipvs::service::{Group, GroupMember, Persistence, Service};
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -675,6 +492,32 @@ mod tests {
         assert_eq!(s.lookup(6, ip("10.0.0.100"), 443), Some(0));
         assert_eq!(s.lookup(6, ip("10.0.0.100"), 80), Some(0));
         assert_eq!(s.lookup(6, ip("10.0.0.100"), 22), None);
+    }
+
+    #[test]
+    fn nat_and_persistent_vips_are_client_owned_while_they_exist() {
+        let mut m = model(vec![
+            svc("10.0.0.1", 80, &[("10.1.0.1", 80, FwdMethod::Dr)]),
+            svc("10.0.0.2", 80, &[("10.1.0.2", 80, FwdMethod::Nat)]),
+            svc("10.0.0.3", 80, &[("10.1.0.3", 80, FwdMethod::Dr)]),
+        ]);
+        m.services[2].persistence = Some(Persistence { timeout: 60, netmask: 32 });
+        let s = Snapshot::build(&m, None).unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(!s.client_owned(ip("10.0.0.1")), "DR only: the NIC may own its flows");
+        assert!(s.client_owned(ip("10.0.0.2")), "NAT: replies name only the client");
+        assert!(s.client_owned(ip("10.0.0.3")), "persistence: one template per client");
+        // The NAT server turns DR: the VIP stays client-owned (its NAT
+        // connections still run); gone, it is forgotten.
+        let mut m2 = m.clone();
+        m2.services[1].dests[0].fwd = FwdMethod::Dr;
+        let s2 = Snapshot::build(&m2, Some(&s)).unwrap();
+        assert!(s2.client_owned(ip("10.0.0.2")));
+        m2.services.remove(1);
+        let s3 = Snapshot::build(&m2, Some(&s2)).unwrap();
+        assert!(!s3.client_owned(ip("10.0.0.2")));
+        let s4 = Snapshot::build(&m, Some(&s3)).unwrap();
+        assert!(s4.client_owned(ip("10.0.0.2")), "back with its NAT server");
     }
 
     #[test]

@@ -119,6 +119,9 @@ struct State {
     /// Addresses whose next hops are kept resolved although the running
     /// model may not use them (sorry servers).
     standby: Vec<IpAddr>,
+    /// The NIC's RSS when ownership follows it (`daemon::rss`), stamped on
+    /// every snapshot published.
+    rss: Option<Arc<crate::ipvs::rss::RssMap>>,
 }
 
 /// A stage between the configured model and the running one (see
@@ -303,6 +306,7 @@ impl Director {
                 rules,
                 overlay: None,
                 standby: Vec::new(),
+                rss: None,
             }),
             slots: (0..workers)
                 .map(|_| Arc::new(ReportSlot::default()))
@@ -373,6 +377,19 @@ impl Director {
         Self::publish(&mut st, &self.published, self.slots.len(), model, true).inspect_err(|_| st.overlay = old)
     }
 
+    /// Makes workers own flows the way the NIC's RSS spreads them
+    /// (`daemon::rss`; `None`: by the client address), from the snapshot
+    /// published now on. Called at start, before any worker runs.
+    ///
+    /// # Errors
+    /// The running model no longer builds (it did a moment ago).
+    pub fn set_rss(&self, rss: Option<Arc<crate::ipvs::rss::RssMap>>) -> Result<(), ModelError> {
+        let mut st = self.lock();
+        st.rss = rss;
+        let model = st.model.clone();
+        Self::publish(&mut st, &self.published, self.slots.len(), model, true)
+    }
+
     /// Re-derives the running model from the configured one through the
     /// overlay (after the overlay's own state changed, e.g. a health
     /// verdict). Publishes only when the result differs.
@@ -409,7 +426,9 @@ impl Director {
         let over = st.overlay.as_ref().map(|f| f(&new));
         let run = over.as_ref().unwrap_or(&new);
         let (eff, view) = effective(run, st.kernel.as_ref(), &st.standby)?;
-        let snap = Arc::new(Snapshot::build(&eff, Some(&st.snap))?);
+        let mut snap = Snapshot::build(&eff, Some(&st.snap))?;
+        snap.rss = st.rss.clone();
+        let snap = Arc::new(snap);
         // Workers own flows by the masked client address: moving the mask
         // would move established flows to workers that do not know them.
         if workers > 1 && snap.shard_prefix != st.snap.shard_prefix {
@@ -673,6 +692,7 @@ scheduler = "rr"
                 mtu: 1500,
                 up: true,
                 upper: None,
+                nic: false,
             }],
             addrs: vec![Addr {
                 index: 5,

@@ -77,6 +77,11 @@ pub struct Link {
     pub up: bool,
     /// For a VLAN (802.1Q) or macvlan device: the link it sits on.
     pub upper: Option<Upper>,
+    /// A device its driver made (no IFLA_LINKINFO kind: a NIC, physical
+    /// or paravirtual), not one made with `ip link add` (veth, tun, VLAN,
+    /// bond, ...), which may deliver frames with partial checksums
+    /// (`daemon::run::full_checksums`, `Worker::set_nic_port`).
+    pub nic: bool,
 }
 
 /// What makes a link a sub-interface of another.
@@ -457,8 +462,9 @@ fn parse_link(l: &LinkMessage) -> Link {
         mtu: 0,
         up: l.header.flags.contains(LinkFlags::Up),
         upper: None,
+        nic: false,
     };
-    let (mut lower, mut kind, mut other_ns) = (None, None, false);
+    let (mut lower, mut kind, mut other_ns, mut made) = (None, None, false, false);
     for a in &l.attributes {
         match a {
             LinkAttribute::IfName(n) => link.name = n.clone(),
@@ -468,13 +474,17 @@ fn parse_link(l: &LinkMessage) -> Link {
             // The lower link is in another namespace (a veth's peer, a
             // macvlan moved away): not one of ours.
             LinkAttribute::LinkNetNsId(_) => other_ns = true,
-            LinkAttribute::LinkInfo(infos) => kind = upper_kind(infos),
+            LinkAttribute::LinkInfo(infos) => {
+                kind = upper_kind(infos);
+                made = infos.iter().any(|i| matches!(i, LinkInfo::Kind(_)));
+            }
             _ => {}
         }
     }
     if let (Some(lower), Some(vid), false) = (lower, kind, other_ns) {
         link.upper = Some(Upper { lower, vid });
     }
+    link.nic = !made;
     link
 }
 
@@ -895,6 +905,7 @@ mod tests {
                     mtu: 65536,
                     up: true,
                     upper: None,
+                    nic: false,
                 },
                 Link {
                     index: 2,
@@ -903,6 +914,7 @@ mod tests {
                     mtu: 1500,
                     up: true,
                     upper: None,
+                    nic: false,
                 },
                 Link {
                     index: 3,
@@ -911,6 +923,7 @@ mod tests {
                     mtu: 9000,
                     up: true,
                     upper: None,
+                    nic: false,
                 },
                 Link {
                     index: 4,
@@ -919,6 +932,7 @@ mod tests {
                     mtu: 1500,
                     up: true,
                     upper: None,
+                    nic: false,
                 },
             ],
             addrs: vec![
@@ -1036,7 +1050,7 @@ mod tests {
     /// device that is no port), and what lives on them.
     fn tables_with_subifs() -> Tables {
         let mut t = tables();
-        let link = |index, name: &str, mac, upper| Link { index, name: name.into(), mac: Some(mac), mtu: 1500, up: true, upper };
+        let link = |index, name: &str, mac, upper| Link { index, name: name.into(), mac: Some(mac), mtu: 1500, up: true, upper, nic: false };
         t.links.push(link(5, "eth1.20", [2, 0, 0, 0, 1, 0x10], Some(Upper { lower: 3, vid: 20 })));
         t.links.push(link(6, "vrrp.51", [0, 0, 0x5e, 0, 1, 51], Some(Upper { lower: 2, vid: 0 })));
         t.links.push(link(7, "vrrp.52", [0, 0, 0x5e, 0, 1, 52], Some(Upper { lower: 5, vid: 0 })));
@@ -1209,6 +1223,18 @@ mod tests {
         assert_eq!(up(link_msg("eth0", None, vec![], false)), None);
         let l = parse_link(&link_msg("eth1.20", Some(3), vlan_info(20, VlanProtocol::Ieee8021Q), false));
         assert_eq!((l.name.as_str(), l.mac, l.mtu), ("eth1.20", Some([2, 0, 0, 0, 0, 9]), 1500));
+    }
+
+    /// A link without a kind (its driver made it) is a NIC; a veth, VLAN,
+    /// macvlan or tun (made with `ip link add`, named by their kind) is not.
+    #[test]
+    fn links_without_a_kind_are_nics() {
+        let nic = |m: LinkMessage| parse_link(&m).nic;
+        assert!(nic(link_msg("eth0", None, vec![], false)));
+        assert!(!nic(link_msg("veth0", Some(3), vec![LinkInfo::Kind(InfoKind::Veth)], true)));
+        assert!(!nic(link_msg("eth1.20", Some(3), vlan_info(20, VlanProtocol::Ieee8021Q), false)));
+        assert!(!nic(link_msg("vrrp.51", Some(2), vec![LinkInfo::Kind(InfoKind::MacVlan)], false)));
+        assert!(!nic(link_msg("tun0", None, vec![LinkInfo::Kind(InfoKind::Tun)], false)));
     }
 
     fn route_msg(kind: RouteType, table: u8, len: u8, attrs: Vec<RouteAttribute>) -> RouteMessage {

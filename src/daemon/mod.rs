@@ -25,6 +25,7 @@ pub mod fault;
 pub mod health;
 pub mod kernel;
 pub mod report;
+pub mod rss;
 pub mod run;
 pub mod notify;
 pub mod privs;

@@ -9,6 +9,11 @@
 //!   socket per (interface, queue) on one shared UMEM ([`XdpIo`]), then
 //!   starts one pinned worker thread per queue and the [`NetWatcher`].
 //!   Anything that fails is undone and reported as a [`RunError`].
+//! - Ownership is decided before the workers start ([`super::rss`]): with
+//!   several workers and a NIC whose RSS can be set to the addresses and
+//!   read back, flows to VIPs that are not client-owned belong to the
+//!   worker of the queue the NIC delivers them to (`Snapshot::rss`);
+//!   otherwise to the client hash. One log line says which and why.
 //! - Worker `i` owns queue `i` of every interface. A frame whose flow
 //!   another worker owns (see `worker::flow_hash`; FULLNAT replies by their
 //!   local port) is handed to the owner through the owner's bounded
@@ -101,6 +106,8 @@ pub enum RunError {
     Workers(usize),
     #[error("--cores: CPU {cpu} is not one this process may run on (allowed: {allowed:?})")]
     Core { cpu: usize, allowed: Vec<usize> },
+    #[error("{0}")]
+    Ownership(String),
 }
 
 impl RunError {
@@ -132,6 +139,8 @@ pub struct RunConfig {
     pub cores: Option<Vec<usize>>,
     pub bind: BindMode,
     pub attach: AttachMode,
+    /// How workers own flows (`[global] ownership`, [`super::rss`]).
+    pub ownership: super::rss::Ownership,
 }
 
 impl Default for RunConfig {
@@ -143,6 +152,7 @@ impl Default for RunConfig {
             cores: None,
             bind: BindMode::Auto,
             attach: AttachMode::Auto,
+            ownership: super::rss::Ownership::Auto,
         }
     }
 }
@@ -160,6 +170,28 @@ pub fn queue_count(iface: &str) -> usize {
             .unwrap_or(1)
     };
     count("rx-").min(count("tx-")).max(1)
+}
+
+/// Drivers of paravirtual NICs, which may pass a partial checksum from a
+/// sender on the same host through to XDP (virtio_net lets XDP coexist
+/// with its guest checksum offload on newer kernels).
+const PARAVIRTUAL: &[&str] = &["virtio_net", "vif", "xen-netfront", "hv_netvsc", "vmxnet3"];
+
+/// Whether frames received on `link` always carry complete checksums: a
+/// device its driver made (`kernel::Link::nic`), the one sysfs shows
+/// under that name (same ifindex: sysfs may be another namespace's), on
+/// a bus device whose driver is not a paravirtual one. Anything else
+/// (veth, tun, a paravirtual NIC, a device we cannot tell) is tested for
+/// partial checksums (`Worker::set_nic_port`).
+pub fn full_checksums(link: &super::kernel::Link) -> bool {
+    if !link.nic {
+        return false;
+    }
+    let dir = Path::new("/sys/class/net").join(&link.name);
+    let index = std::fs::read_to_string(dir.join("ifindex")).ok().and_then(|s| s.trim().parse::<u32>().ok());
+    let driver = std::fs::read_link(dir.join("device/driver")).ok();
+    let driver = driver.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy());
+    index == Some(link.index) && driver.is_some_and(|d| !PARAVIRTUAL.contains(&d.as_ref()))
 }
 
 /// Where the workers run: worker `i` on the returned CPU.
@@ -311,13 +343,47 @@ pub fn start(model: Model, cfg: &RunConfig) -> Result<Running, RunError> {
         .check(probe.chunks_per_queue() as u64 * probe.frame_size as u64 * workers as u64)?;
     xdp::af_xdp_available()?;
     let placement = placement(workers, cfg.cores.as_deref(), &allowed)?;
+    let laddrs: Vec<std::net::IpAddr> = model.services.iter().flat_map(|s| s.laddrs.iter().copied()).collect();
 
+    // Ports that are NICs deliver complete checksums: their workers skip
+    // the partial checksum test (Worker::set_nic_port).
+    let nics: Arc<[bool]> = cfg
+        .interfaces
+        .iter()
+        .map(|i| tables.links.iter().any(|l| &l.name == i && full_checksums(l)))
+        .collect();
     let director = Arc::new(Director::with_kernel(
         model,
         cfg.interfaces.clone(),
         tables,
         workers,
     )?);
+    // Ownership: where the NIC delivers a flow, if it lets itself be
+    // followed (super::rss); before any worker runs.
+    let decision = match super::rss::Ethtool::open() {
+        Ok(mut nic) => super::rss::decide(cfg.ownership, &cfg.interfaces, workers as u16, &mut nic),
+        Err(e) if cfg.ownership == super::rss::Ownership::Rss => Err(format!("[global] ownership = \"rss\": no ethtool socket: {e}")),
+        Err(e) => Ok(super::rss::Decision { map: None, why: format!("ownership: hash (the client address's hash): no ethtool socket: {e}") }),
+    }
+    .map_err(RunError::Ownership)?;
+    log::info!("{}", decision.why);
+    if let Some(map) = decision.map {
+        director.set_rss(Some(Arc::new(map)))?;
+        // FULLNAT replies are owned by their local port: the NIC can bring
+        // them to the owner only with ntuple rules, which xvs leaves to the
+        // operator (they outlive the process and the local addresses).
+        if !laddrs.is_empty() {
+            match super::rss::fullnat_rules(&laddrs, workers as u16) {
+                Some(rules) => log::info!(
+                    "FULLNAT replies are handed off unless the NIC steers them to their owner; with ntuple filters on \
+                     (`ethtool -K IF ntuple on`), e.g.: {}{}",
+                    rules.iter().take(4).map(|r| r.command(&cfg.interfaces[0])).collect::<Vec<_>>().join("; "),
+                    if rules.len() > 4 { format!("; ... ({} rules per interface, docs/operations.md)", rules.len()) } else { String::new() }
+                ),
+                None => log::info!("FULLNAT replies are handed off: {workers} workers is no power of two, no ntuple mask can name a port's owner"),
+            }
+        }
+    }
     let xcfg = XdpConfig {
         interfaces: cfg.interfaces.clone(),
         queues: (0..workers as u32).collect(),
@@ -368,6 +434,7 @@ pub fn start(model: Model, cfg: &RunConfig) -> Result<Running, RunError> {
             inboxes: inboxes.clone(),
             kernel: ktx[i].take(),
             mem: mem_thread.as_ref().map(|_| mem.clone()),
+            nics: nics.clone(),
         };
         let h = std::thread::Builder::new()
             .name(format!("xvs-worker-{i}"))
@@ -502,6 +569,8 @@ struct WorkerCtx {
     inboxes: Arc<Vec<ArrayQueue<Handed>>>,
     kernel: Option<KernelTx>,
     mem: Option<Provider>,
+    /// By port: a NIC (`kernel::Link::nic`).
+    nics: Arc<[bool]>,
 }
 
 /// Runs the worker on a burst and turns its verdicts into the driver's
@@ -590,6 +659,9 @@ fn worker_main(mut ctx: WorkerCtx) {
     // The indexes at the size max_conns needs, faulted in before the
     // first burst (docs/performance.md, "SYN storm without page faults").
     worker.presize_tables();
+    for (p, &nic) in ctx.nics.iter().enumerate() {
+        worker.set_nic_port(p as u8, nic);
+    }
     let mut gen = worker.snapshot().generation;
     let mut verdicts = [Verdict::Drop(DropReason::Truncated); MAX_BURST];
     let mut refused: ArrayVec<Handed, MAX_BURST> = ArrayVec::new();
@@ -745,6 +817,11 @@ fn watch(director: Arc<Director>, mut rtnl: Rtnl, stop: Arc<AtomicBool>) {
     if pending.is_empty() {
         log::info!("all next hops resolved");
     }
+    // A publication (xvsadm, a reload, the health checker) may bring a
+    // real server whose neighbour nobody asked for yet: it is asked for
+    // at the next turn (200 ms at most), not at the next refresh; the
+    // schedulers pass over the server until then.
+    let mut seen = director.published().generation();
     while !stop.load(Ordering::Relaxed) {
         let event = match mon.as_mut() {
             Some(m) => m.wait(Duration::from_millis(200)),
@@ -753,7 +830,8 @@ fn watch(director: Arc<Director>, mut rtnl: Rtnl, stop: Arc<AtomicBool>) {
                 false
             }
         };
-        if !event && last.elapsed() < NetWatcher::REFRESH {
+        let published = director.published().generation() != seen;
+        if !event && !published && last.elapsed() < NetWatcher::REFRESH {
             continue;
         }
         if event {
@@ -770,6 +848,7 @@ fn watch(director: Arc<Director>, mut rtnl: Rtnl, stop: Arc<AtomicBool>) {
             .tables()
             .map_err(|e| e.to_string())
             .and_then(|t| director.kernel_update(t).map_err(|e| e.to_string()));
+        seen = director.published().generation();
         match res {
             Ok(todo) => {
                 last_err.clear();
@@ -841,6 +920,28 @@ mod tests {
     fn queue_count_of_a_missing_interface_is_one() {
         assert_eq!(queue_count("xvs-none-such0"), 1);
         assert!(queue_count("lo") >= 1);
+    }
+
+    /// Only a bus device with a NIC's driver counts as delivering complete
+    /// checksums: not lo (no device), not a link sysfs shows under
+    /// another index, not a virtual one, not a paravirtual NIC.
+    #[test]
+    fn full_checksums_only_from_a_real_nics_driver() {
+        use crate::daemon::kernel::Link;
+        let link = |name: &str, index: u32, nic: bool| Link { index, name: name.into(), mac: None, mtu: 1500, up: true, upper: None, nic };
+        let lo: u32 = std::fs::read_to_string("/sys/class/net/lo/ifindex").map_or(1, |s| s.trim().parse().unwrap_or(1));
+        assert!(!full_checksums(&link("lo", lo, true)), "no bus device");
+        assert!(!full_checksums(&link("xvs-none-such0", 7, true)));
+        for d in std::fs::read_dir("/sys/class/net").unwrap().filter_map(|e| e.ok()) {
+            let name = d.file_name().to_string_lossy().into_owned();
+            let Some(index) = std::fs::read_to_string(d.path().join("ifindex")).ok().and_then(|s| s.trim().parse().ok()) else { continue };
+            assert!(!full_checksums(&link(&name, index, false)), "{name}: a kind");
+            assert!(!full_checksums(&link(&name, index + 1000, true)), "{name}: another namespace's");
+            let drv = std::fs::read_link(d.path().join("device/driver")).ok();
+            if drv.is_some_and(|p| p.ends_with("virtio_net")) {
+                assert!(!full_checksums(&link(&name, index, true)), "{name}: virtio_net");
+            }
+        }
     }
 
     #[test]

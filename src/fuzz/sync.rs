@@ -12,7 +12,7 @@
 //! - a message built from fields (structure-aware): records made from
 //!   connections of the director's services (both families, TCP, UDP,
 //!   templates, FULLNAT with its option, sequence and persistence-engine
-//!   options), a trailer of any kind from one of four senders (one of
+//!   options, xvs's sequence adjustment, sound or not), a trailer of any kind from one of four senders (one of
 //!   them this node), signed with the key, with another key or not at
 //!   all, then a few bytes bent;
 //! - the clock moving on (connections expire).
@@ -32,12 +32,13 @@
 //!   port back to zero.
 
 use super::Bytes;
+use crate::ipvs::seqadj::SeqAdj;
 use crate::ipvs::FwdMethod;
 use crate::sync::auth::{Auth, ReplayWindow};
 use crate::sync::conn::{SyncConn, GROUP_TEMPLATE, TEMPLATE_BIT};
 use crate::sync::daemon::{admit, Admit};
 use crate::sync::link::Link;
-use crate::sync::wire::{self, Decoded, Kind, MsgBuilder, Record, Seq, Trailer, MAC_LEN, MAX_MESSAGE, TRAILER_LEN};
+use crate::sync::wire::{self, Decoded, Kind, MsgBuilder, Record, Seq, Trailer, XvsOpt, MAC_LEN, MAX_MESSAGE, TRAILER_LEN};
 use crate::worker::{SyncPort, Worker};
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -176,6 +177,7 @@ fn conn(r: &mut Bytes<'_>) -> SyncConn {
         template,
         inactive: r.bool(),
         timeout,
+        seqadj: None,
     }
 }
 
@@ -195,6 +197,13 @@ fn record(r: &mut Bytes<'_>) -> Record {
         5 => rec.proto = r.u8(),
         6 => rec.xvs = None,
         7 => rec.fwmark = r.u32(),
+        8 => {
+            // A sequence adjustment, sound or not (the decoder refuses
+            // what cannot be: `wire::seqadj_fits`).
+            let len = [0, 28, 42, r.u16()][r.u8() as usize % 4];
+            let e = SeqAdj { start: r.u32(), out_delta: r.u32(), len, proxy: r.u8() % 4, acked: r.bool(), syn: r.u8() % 4, opts: r.u8(), win_shift: r.u8() as i8 };
+            rec.xvs.get_or_insert(XvsOpt::default()).seqadj = Some(e);
+        }
         _ => {}
     }
     if rec.pe_data.as_ref().is_some_and(|d| d.is_empty()) {
@@ -490,6 +499,7 @@ fn seed_conn(i: usize, v6: bool, fullnat: bool) -> SyncConn {
         template: false,
         inactive: i % 5 != 0,
         timeout: 900,
+        seqadj: None,
     };
     match i % 5 {
         1 if !fullnat => {

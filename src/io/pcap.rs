@@ -138,7 +138,7 @@ pub fn replay_with(
     worker: &mut Worker,
     input: &Path,
     output: &Path,
-    reloads: &[(u64, std::sync::Arc<crate::ctl::snapshot::Snapshot>)],
+    reloads: &[(u64, std::sync::Arc<crate::ipvs::snapshot::Snapshot>)],
     mut progress: impl FnMut(u64),
 ) -> Result<ReplaySummary, ReplayError> {
     let mut reloads = reloads.iter().peekable();

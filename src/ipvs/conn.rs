@@ -1268,7 +1268,11 @@ mod tests {
             let provider = crate::ipvs::mem::Provider::new();
             let reserve = if provided { provider.reserve(1 << 21) } else { Reserve::none() };
             let mut ix = Index::new();
-            let mut model: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+            // (value, tag) of every key in the index, in no order: a
+            // removal picks one by position and swap-removes it, O(1) (a
+            // hash map's `keys().nth(k)` walked half the map per removal,
+            // the bulk of this test's time under Miri).
+            let mut model: Vec<(u32, u32)> = Vec::new();
             let mut x = 0x1234_5678u64;
             let mut rnd = || {
                 x ^= x << 13;
@@ -1288,12 +1292,11 @@ mod tests {
                     let was = ix.old.is_some();
                     ix.insert(t, step, &reserve);
                     drains += (!was && ix.old.is_some()) as u32;
-                    model.insert(step, t);
+                    model.push((step, t));
                 } else if r % 7 == 0 {
                     ix.migrate((r >> 40) as usize % 8, &reserve);
                 } else {
-                    let k = *model.keys().nth((r >> 20) as usize % model.len()).unwrap();
-                    let t = model.remove(&k).unwrap();
+                    let (k, t) = model.swap_remove((r >> 20) as usize % model.len());
                     assert!(ix.remove(t, k));
                     assert!(!ix.remove(t, k), "removed twice");
                 }
@@ -1301,7 +1304,7 @@ mod tests {
                     provider.supply();
                 }
                 if step % 5000 == 0 || (cfg!(miri) && step % 1000 == 0) {
-                    for (&v, &t) in &model {
+                    for &(v, t) in &model {
                         assert_eq!(ix.find(t, |c| c == v), Some(v), "step {step}");
                     }
                 }
@@ -1309,12 +1312,12 @@ mod tests {
             }
             assert!(drains >= if cfg!(miri) { 5 } else { 8 }, "{drains} growths");
             assert_eq!(ix.len, model.len());
-            for (&v, &t) in &model {
+            for &(v, t) in &model {
                 assert_eq!(ix.find(t, |c| c == v), Some(v));
             }
             while ix.migrate(3, &reserve) {}
             assert!(ix.old.is_none());
-            for (&v, &t) in &model {
+            for &(v, t) in &model {
                 assert_eq!(ix.find(t, |c| c == v), Some(v));
                 assert!(ix.remove(t, v));
             }
@@ -1502,3 +1505,4 @@ mod tests {
         t.prefetch_conn(u64::MAX);
     }
 }
+

@@ -3,12 +3,15 @@
 //! table), [`laddr`] (FULLNAT local addresses), [`proto`] (the TCP state
 //! machine and per-protocol timeouts), [`sched`] (schedulers), [`xmit`]
 //! (the four forwarding methods), [`timer`] (the expiry wheel), [`mem`]
-//! (the tables' memory, supplied ahead of need) and [`netif`] (the
-//! director's interfaces).
+//! (the tables' memory, supplied ahead of need), [`netif`] (the
+//! director's interfaces), [`route`] (the route table), [`rss`] (the NIC's
+//! Toeplitz hash: which worker owns a flow under RSS) and [`snapshot`]
+//! (the compiled configuration the workers forward with).
 //!
 //! Nothing here imports the control plane: what the data path reads of
-//! the compiled configuration ([`dest::DestEntry`], [`dest::Hop`],
-//! [`netif::Netif`]) is defined here, and `ctl::snapshot` builds it.
+//! the compiled configuration ([`snapshot::Snapshot`] and what it holds:
+//! [`dest::DestEntry`], [`dest::Hop`], [`netif::Netif`],
+//! [`route::Routes`]) is defined here, and `ctl::snapshot` builds it.
 
 pub mod conn;
 pub mod dest;
@@ -16,10 +19,13 @@ pub mod laddr;
 pub mod mem;
 pub mod netif;
 pub mod proto;
+pub mod route;
+pub mod rss;
 pub mod sched;
 pub mod seqadj;
 pub mod synproxy;
 pub mod service;
+pub mod snapshot;
 pub mod timer;
 pub mod xmit;
 

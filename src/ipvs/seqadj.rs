@@ -134,6 +134,12 @@ impl SeqAdjTable {
         e
     }
 
+    /// The entry of slot `idx`, if one was ever made there (read only:
+    /// sync's table walks).
+    pub fn get(&self, idx: u32) -> Option<&SeqAdj> {
+        self.chunks.get(idx as usize / CHUNK)?.as_ref().map(|c| &c[idx as usize % CHUNK])
+    }
+
     /// The entry of slot `idx`, if one was ever made there.
     #[inline]
     pub fn get_mut(&mut self, idx: u32) -> Option<&mut SeqAdj> {

@@ -89,6 +89,9 @@ pub struct DestView {
     pub id: String,
     /// `dr`, `tun`, `nat`, `fullnat`.
     pub fwd: &'static str,
+    /// `v1` / `v2`: the PROXY protocol header its TCP connections get
+    /// (`null`: none).
+    pub proxy_protocol: Option<&'static str>,
     /// In the configuration (what xvsadm changes).
     pub weight: u32,
     /// What the workers schedule with (0 when quiesced by a health check;
@@ -450,6 +453,7 @@ impl Sampler {
             dests.push(DestView {
                 id: did,
                 fwd: d.fwd.name(),
+                proxy_protocol: d.proxy.map(|v| v.name()),
                 weight: d.weight,
                 eff_weight: run.map(|r| r.weight),
                 u_threshold: d.u_threshold,

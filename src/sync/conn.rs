@@ -11,6 +11,7 @@
 
 use super::wire::{flags as f, Record, XvsOpt};
 use crate::ipvs::conn::{flags as cf, Conn};
+use crate::ipvs::seqadj::SeqAdj;
 use crate::ipvs::proto::TcpState;
 use crate::ipvs::FwdMethod;
 use crate::wire::Ip;
@@ -47,10 +48,13 @@ pub struct SyncConn {
     pub inactive: bool,
     /// Seconds the receiver keeps it without news.
     pub timeout: u32,
+    /// Its sequence adjustment (`ipvs::seqadj`), if it has one.
+    pub seqadj: Option<SeqAdj>,
 }
 
 impl SyncConn {
-    /// From a worker's table entry, with its timeout in seconds.
+    /// From a worker's table entry, with its timeout in seconds (and no
+    /// sequence adjustment: the worker adds its entry).
     #[inline]
     pub fn of<A: Ip>(c: &Conn<A>, timeout: u32) -> SyncConn {
         SyncConn {
@@ -68,6 +72,7 @@ impl SyncConn {
             template: c.is_template(),
             inactive: c.flags & cf::INACTIVE != 0,
             timeout,
+            seqadj: None,
         }
     }
 
@@ -98,7 +103,9 @@ impl SyncConn {
             }
             None => (self.proto, self.vaddr, self.cport, self.vport, 0),
         };
-        let xvs = (self.fwd == FwdMethod::FullNat && !self.template).then_some(XvsOpt { local: Some((self.laddr, self.lport)) });
+        let local = (self.fwd == FwdMethod::FullNat && !self.template).then_some((self.laddr, self.lport));
+        let seqadj = self.seqadj.filter(|_| !self.template);
+        let xvs = (local.is_some() || seqadj.is_some()).then_some(XvsOpt { local, seqadj });
         Record {
             proto,
             flags,
@@ -171,6 +178,8 @@ impl SyncConn {
             template,
             inactive,
             timeout: r.timeout,
+            // (Checked by the decoder: `wire::seqadj_fits`.)
+            seqadj: r.xvs.and_then(|x| x.seqadj).filter(|_| !template),
         })
     }
 }
@@ -206,6 +215,7 @@ mod tests {
             template: false,
             inactive: false,
             timeout: 900,
+            seqadj: None,
         }
     }
 
@@ -230,6 +240,16 @@ mod tests {
         syn.state = TcpState::SynRecv as u8;
         syn.inactive = true;
         all.push(syn);
+        // Sequence adjustments, NAT (the xvs option without a local
+        // address) and FULLNAT (with one).
+        let mut adj = conn();
+        adj.seqadj = Some(SeqAdj { start: 7, out_delta: 0, len: 42, proxy: 1, acked: true, ..SeqAdj::default() });
+        all.push(adj);
+        adj.fwd = FwdMethod::FullNat;
+        adj.laddr = ip("10.0.1.200");
+        adj.lport = 1030;
+        adj.seqadj = Some(SeqAdj { start: u32::MAX, out_delta: 0x8000_0001, len: 0, proxy: 0, acked: false, syn: crate::ipvs::seqadj::SPLICED, opts: 0x5a, win_shift: -5 });
+        all.push(adj);
         let mut v6 = conn();
         v6.caddr = ip("2001:db8::1");
         v6.vaddr = ip("2001:db8::100");
@@ -280,7 +300,7 @@ mod tests {
         fnat.lport = 5;
         fnat.laddr = ip("10.0.1.200");
         let mut r = fnat.to_record();
-        r.xvs = Some(XvsOpt { local: Some((ip("2001:db8::1"), 5)) });
+        r.xvs = Some(XvsOpt { local: Some((ip("2001:db8::1"), 5)), seqadj: None });
         assert_eq!(SyncConn::from_record(&r).unwrap().lport, 0);
     }
 
@@ -292,7 +312,7 @@ mod tests {
     /// connection, as xvs writes it.
     #[test]
     fn a_local_address_counts_only_on_a_fullnat_connection() {
-        let local = Some(XvsOpt { local: Some((ip("10.0.1.200"), 1027)) });
+        let local = Some(XvsOpt { local: Some((ip("10.0.1.200"), 1027)), seqadj: None });
         for (flags, template) in [(f::MASQ, false), (f::LOCALNODE | f::INACTIVE, false), (f::DROUTE, false), (f::FULLNAT | f::TEMPLATE, true)] {
             let mut r = conn().to_record();
             r.flags = flags;

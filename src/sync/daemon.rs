@@ -82,7 +82,7 @@ pub struct Stats {
     pub records_received: AtomicU64,
     pub hellos_received: AtomicU64,
     pub decode_errors: [AtomicU64; 8],
-    pub record_errors: [AtomicU64; 3],
+    pub record_errors: [AtomicU64; 4],
     /// Records xvs cannot hold (persistence-engine data, a template of a
     /// protocol other than TCP and UDP).
     pub unsupported: AtomicU64,
@@ -540,8 +540,16 @@ impl SyncService {
         ));
         let dec: u64 = s.decode_errors.iter().map(get).sum();
         let rec: u64 = s.record_errors.iter().map(get).sum();
+        // Which records, by reason, when there were any.
+        let why: Vec<String> = RecordError::ALL
+            .iter()
+            .zip(&s.record_errors)
+            .filter(|(_, n)| get(n) > 0)
+            .map(|(e, n)| format!("{} {}", e.name(), get(n)))
+            .collect();
+        let rec = if why.is_empty() { format!("{rec} unusable records") } else { format!("{rec} unusable records ({})", why.join(", ")) };
         o.push_str(&format!(
-            "ignored: {dec} malformed messages, {rec} unusable records, {} unsupported, {} unauthenticated, {} replayed, {} clock skew, {} other syncid, {} inbox full\n",
+            "ignored: {dec} malformed messages, {rec}, {} unsupported, {} unauthenticated, {} replayed, {} clock skew, {} other syncid, {} inbox full\n",
             get(&s.unsupported),
             get(&s.auth_failed),
             get(&s.replayed),
@@ -1156,11 +1164,7 @@ impl Runner {
 }
 
 fn record_idx(e: RecordError) -> usize {
-    match e {
-        RecordError::MandatoryOption => 0,
-        RecordError::Protocol => 1,
-        RecordError::State => 2,
-    }
+    RecordError::ALL.iter().position(|x| *x == e).unwrap_or(0)
 }
 
 /// Serves one bulk pull on `s`.

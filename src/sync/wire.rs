@@ -21,7 +21,10 @@
 //!
 //! - **The xvs option** (type [`opt::XVS`] = 0x78 = 0x40 | 0x38: optional, so
 //!   a kernel skips it) carries what v1 cannot: the FULLNAT local address
-//!   and port. It is 72 bytes long, most of them reserved (zero), and
+//!   and port, and a connection's sequence adjustment (`ipvs::seqadj`: the
+//!   PROXY protocol header's offset, a SYN proxy's, and whether the server
+//!   has acknowledged the header). It is 72 bytes long, some of them
+//!   reserved (zero), and
 //!   that is deliberate: Wireshark's IPVS dissector (4.x) does not skip v1
 //!   options but reads the next record where the option starts; an option
 //!   whose type byte is not 0 and that is exactly as long as an IPv6
@@ -39,6 +42,7 @@
 //! unusable (an unknown mandatory option, a protocol or state xvs does not
 //! know) is refused alone ([`RecordError`]) and the others are kept.
 
+use crate::ipvs::seqadj::SeqAdj;
 use arrayvec::ArrayVec;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -121,10 +125,32 @@ pub struct Seq {
 }
 
 /// What the xvs option carries.
+///
+/// Its data (70 bytes): `[0]` the option's version (1); `[1]` flags: bit 0
+/// a local address follows, bit 1 it is IPv6, bit 2 a sequence adjustment
+/// follows (other bits: ignored, for what a later xvs adds); `[2..4]` local
+/// port; `[4..20]` local address; `[20..32]` the sequence adjustment:
+/// `start` (be32), `out_delta` (be32), `len` (be16), the PROXY version
+/// (0 none, 1, 2), flags (bit 0: the server acknowledged the header; the
+/// others must be zero); the rest zero. An xvs that knows only the local
+/// address reads `[0..20]` and skips the rest, so it takes such a record
+/// as before (without the offset).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct XvsOpt {
     /// The FULLNAT local address and port.
     pub local: Option<(IpAddr, u16)>,
+    /// The connection's sequence adjustment (a TCP connection through
+    /// NAT or FULLNAT only: see [`RecordError::SeqAdj`]).
+    pub seqadj: Option<SeqAdj>,
+}
+
+/// Bits of the xvs option's flags byte.
+pub mod xvs_flags {
+    pub const LOCAL: u8 = 1;
+    pub const LOCAL_V6: u8 = 2;
+    pub const SEQ_ADJ: u8 = 4;
+    /// In the sequence adjustment's own flags: the header was acknowledged.
+    pub const ACKED: u8 = 1;
 }
 
 /// One connection (or persistence template) record.
@@ -286,14 +312,22 @@ pub enum RecordError {
     Protocol,
     /// A state the protocol does not have.
     State,
+    /// A sequence adjustment that cannot be: on a template, a UDP record
+    /// or a method that does not rewrite the stream (DR, TUN), of an
+    /// unknown PROXY version, a length that is not that header's for the
+    /// record's addresses, or reserved flag bits set.
+    SeqAdj,
 }
 
 impl RecordError {
+    pub const ALL: [RecordError; 4] = [RecordError::MandatoryOption, RecordError::Protocol, RecordError::State, RecordError::SeqAdj];
+
     pub const fn name(self) -> &'static str {
         match self {
             RecordError::MandatoryOption => "mandatory_option",
             RecordError::Protocol => "protocol",
             RecordError::State => "state",
+            RecordError::SeqAdj => "seq_adj",
         }
     }
 }
@@ -410,9 +444,22 @@ fn write_record(r: &Record, out: &mut [u8]) -> Result<usize, EncodeError> {
         // follows, bit 1 it is IPv6; d[2..4] local port; d[4..20] address.
         d[0] = 1;
         if let Some((a, port)) = x.local {
-            d[1] = 1 | ((a.is_ipv6() as u8) << 1);
+            d[1] = xvs_flags::LOCAL | if a.is_ipv6() { xvs_flags::LOCAL_V6 } else { 0 };
             d[2..4].copy_from_slice(&port.to_be_bytes());
             addr_bytes(a, &mut d[4..]);
+        }
+        if let Some(e) = &x.seqadj {
+            d[1] |= xvs_flags::SEQ_ADJ;
+            d[20..24].copy_from_slice(&e.start.to_be_bytes());
+            d[24..28].copy_from_slice(&e.out_delta.to_be_bytes());
+            d[28..30].copy_from_slice(&e.len.to_be_bytes());
+            d[30] = e.proxy;
+            d[31] = if e.acked { xvs_flags::ACKED } else { 0 };
+            // The SYN proxy's state: its phase, the client's SYN options
+            // and the window rescale of a spliced connection.
+            d[32] = e.syn;
+            d[33] = e.opts;
+            d[34] = e.win_shift as u8;
         }
         p += 2 + XVS_OPT_DATA;
     }
@@ -691,9 +738,28 @@ fn record(b: &[u8], v6: bool) -> Result<Result<Record, RecordError>, DecodeError
                     return Err(DecodeError::BadOption);
                 }
                 let mut x = XvsOpt::default();
-                if d[1] & 1 != 0 {
-                    let a = addr_at(d, 4, d[1] & 2 != 0);
+                if d[1] & xvs_flags::LOCAL != 0 {
+                    let a = addr_at(d, 4, d[1] & xvs_flags::LOCAL_V6 != 0);
                     x.local = Some((a, be16(d, 2)));
+                }
+                if d[1] & xvs_flags::SEQ_ADJ != 0 {
+                    let win_shift = d[34] as i8;
+                    if d[31] & !xvs_flags::ACKED != 0
+                        || !matches!(d[32], 0 | crate::ipvs::seqadj::SYN_SENT | crate::ipvs::seqadj::SPLICED)
+                        || !(-14..=14).contains(&win_shift)
+                    {
+                        bad = bad.or(Some(RecordError::SeqAdj));
+                    }
+                    x.seqadj = Some(SeqAdj {
+                        start: be32(d, 20),
+                        out_delta: be32(d, 24),
+                        len: be16(d, 28),
+                        proxy: d[30],
+                        acked: d[31] & xvs_flags::ACKED != 0,
+                        syn: d[32],
+                        opts: d[33],
+                        win_shift,
+                    });
                 }
                 r.xvs = Some(x);
             }
@@ -705,6 +771,11 @@ fn record(b: &[u8], v6: bool) -> Result<Result<Record, RecordError>, DecodeError
     if let Some(e) = bad {
         return Ok(Err(e));
     }
+    if let Some(e) = r.xvs.and_then(|x| x.seqadj) {
+        if !seqadj_fits(&r, &e) {
+            return Ok(Err(RecordError::SeqAdj));
+        }
+    }
     if r.flags & flags::TEMPLATE == 0 {
         match r.proto {
             6 if r.state as usize >= crate::ipvs::proto::TcpState::COUNT => return Ok(Err(RecordError::State)),
@@ -714,6 +785,30 @@ fn record(b: &[u8], v6: bool) -> Result<Result<Record, RecordError>, DecodeError
         }
     }
     Ok(Ok(r))
+}
+
+/// Whether sequence adjustment `e` can be one of record `r`'s: a TCP
+/// connection (not a template) through NAT or FULLNAT, no header without a
+/// PROXY version, and the header the record's addresses make exactly
+/// `len` long (the receiver makes the header again from them, for a
+/// client that resends its first bytes).
+pub fn seqadj_fits(r: &Record, e: &SeqAdj) -> bool {
+    use crate::wire::proxy::{self, Version};
+    let fwd = r.flags & flags::FWD_MASK;
+    if r.flags & flags::TEMPLATE != 0 || r.proto != 6 || !matches!(fwd, flags::MASQ | flags::FULLNAT) {
+        return false;
+    }
+    if e.proxy == 0 {
+        return e.len == 0;
+    }
+    let Some(v) = Version::from_code(e.proxy) else { return false };
+    let mut h = [0u8; proxy::MAX_LEN];
+    let n = match (r.caddr, r.vaddr) {
+        (IpAddr::V4(c), IpAddr::V4(a)) => proxy::header(v, c, r.cport, a, r.vport, &mut h),
+        (IpAddr::V6(c), IpAddr::V6(a)) => proxy::header(v, c, r.cport, a, r.vport, &mut h),
+        _ => return false,
+    };
+    n == e.len as usize
 }
 
 #[cfg(test)]

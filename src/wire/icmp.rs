@@ -80,26 +80,41 @@ fn quoted_at(f: &[u8], q: usize, end: usize, v6: bool) -> Result<Quoted, DropRea
     })
 }
 
-/// Whether the ICMPv4 error `m` describes quotes an IPIP packet (protocol
-/// 4): one of xvs's own tunnelled packets, when its source is ours.
+/// Whether the ICMP error `m` describes quotes a tunnelled packet of its
+/// own family — IPIP (an IPv4 header, protocol 4) for ICMPv4, IPv6 in
+/// IPv6 (an IPv6 header, next header 41) for ICMPv6: one of xvs's own
+/// tunnelled packets, when its source is ours.
 #[inline]
 pub fn quotes_ipip(f: &[u8], m: &Meta) -> bool {
     let q = m.l4 as usize + 8;
-    !m.v6 && q + 20 <= (m.end as usize).min(f.len()) && f[q] >> 4 == 4 && f[q + 9] == proto::IPIP
+    let end = (m.end as usize).min(f.len());
+    if m.v6 {
+        q + 40 <= end && f[q] >> 4 == 6 && f[q + 6] == proto::IPV6
+    } else {
+        q + 20 <= end && f[q] >> 4 == 4 && f[q + 9] == proto::IPIP
+    }
 }
 
-/// The outer header an ICMPv4 error quotes (an IPIP packet, see
+/// The outer header an ICMP error quotes (a tunnelled packet, see
 /// [`quotes_ipip`]) and the TCP/UDP packet inside it: (offset of the
-/// outer quoted header, the inner packet). The outer header must be the
-/// first fragment (a later one holds no inner header) and the inner packet
-/// quoted with its full header and 8 bytes of TCP/UDP.
+/// outer quoted header, the inner packet). An IPv4 outer header must be
+/// the first fragment (a later one holds no inner header); an IPv6 one is
+/// followed by the inner header at once (xvs's carry no extension
+/// header). The inner packet must be quoted with its full header and 8
+/// bytes of TCP/UDP.
 ///
 /// # Errors
 /// [`DropReason::BadIcmp`] when the quote is short or not of that shape.
 pub fn quoted_ipip(f: &[u8], m: &Meta) -> Result<(usize, Quoted), DropReason> {
     let q = m.l4 as usize + 8;
     let end = m.end as usize;
-    if !quotes_ipip(f, m) || be16(f, q + 6) & 0x1fff != 0 {
+    if !quotes_ipip(f, m) {
+        return Err(DropReason::BadIcmp);
+    }
+    if m.v6 {
+        return Ok((q, quoted_at(f, q + 40, end, true)?));
+    }
+    if be16(f, q + 6) & 0x1fff != 0 {
         return Err(DropReason::BadIcmp);
     }
     let hlen = (f[q] & 0x0f) as usize * 4;
@@ -146,6 +161,33 @@ impl Quoted {
             put16(f, co, update_bytes(be16(f, co), old.as_ref(), nb.as_ref()));
         }
         self.fix_l4(f, old.as_ref(), nb.as_ref());
+    }
+
+    /// Maps the numbers of a quoted TCP segment (a connection with a
+    /// sequence offset, `ipvs::seqadj`): its sequence number by `seq`;
+    /// when its flags are quoted and carry ACK, its acknowledgement number
+    /// and the edges of the SACK blocks among the options quoted by `ack`.
+    /// The quoted TCP checksum, when quoted, follows. Nothing for UDP.
+    /// The ICMP checksum must be refreshed afterwards ([`refresh_checksum`]).
+    pub fn map_seq(&self, f: &mut [u8], seq: impl Fn(u32) -> u32, ack: impl Fn(u32) -> u32) {
+        let (l4, end) = (self.l4 as usize, (self.end as usize).min(f.len()));
+        if self.proto != proto::TCP || l4 + 8 > end {
+            return;
+        }
+        if l4 + 20 <= end {
+            // The whole fixed header: the segment's own rewrite.
+            let m = Meta { l4: self.l4, end: end as u16, ..Meta::default() };
+            super::tcpseq::rewrite(f, &m, seq, ack);
+            return;
+        }
+        // A short quote (RFC 792's 8 bytes and a little): no checksum to
+        // follow, the acknowledgement only when its flags are there.
+        let s = u32::from_be_bytes([f[l4 + 4], f[l4 + 5], f[l4 + 6], f[l4 + 7]]);
+        f[l4 + 4..l4 + 8].copy_from_slice(&seq(s).to_be_bytes());
+        if l4 + 14 <= end && f[l4 + 13] & super::tcp_flags::ACK != 0 {
+            let a = u32::from_be_bytes([f[l4 + 8], f[l4 + 9], f[l4 + 10], f[l4 + 11]]);
+            f[l4 + 8..l4 + 12].copy_from_slice(&ack(a).to_be_bytes());
+        }
     }
 
     /// Rewrites a quoted port (`src` or destination).

@@ -178,7 +178,24 @@ pub fn put16(b: &mut [u8], off: usize, v: u16) {
 /// and are the caller's decision.
 #[inline(always)]
 pub fn parse(f: &[u8]) -> Result<Meta, Reject> {
-    match parse_fast_v4(f) {
+    match parse_fast_v4::<true>(f) {
+        Some(m) => Ok(m),
+        None => parse_checked(f),
+    }
+}
+
+/// [`parse`] for a frame received on a NIC, whose checksums are complete
+/// (only a local sender on a virtual device leaves a partial one): the
+/// fast path does not test for a partial checksum and leaves
+/// [`Meta::partial`] false. Other frames go [`parse_checked`]'s way and
+/// are tested as by [`parse`] (harmless: a full checksum that looks
+/// partial survives completion). Otherwise the same [`Meta`] as [`parse`].
+///
+/// # Errors
+/// As [`parse`].
+#[inline(always)]
+pub fn parse_nic(f: &[u8]) -> Result<Meta, Reject> {
+    match parse_fast_v4::<false>(f) {
         Some(m) => Ok(m),
         None => parse_checked(f),
     }
@@ -186,9 +203,10 @@ pub fn parse(f: &[u8]) -> Result<Meta, Reject> {
 
 /// The fast path of [`parse`]: `Some` only for an untagged, valid IPv4
 /// frame without options or fragmentation carrying a valid TCP or UDP
-/// header; `None` leaves the frame to [`parse_checked`].
+/// header; `None` leaves the frame to [`parse_checked`]. `PARTIAL`:
+/// test the L4 checksum for a partial one ([`parse_nic`] does not).
 #[inline(always)]
-fn parse_fast_v4(f: &[u8]) -> Option<Meta> {
+fn parse_fast_v4<const PARTIAL: bool>(f: &[u8]) -> Option<Meta> {
     // Ethernet + IPv4 header + the 8 bytes UDP needs, in one bounds check.
     let h: &[u8; 42] = f.get(..42)?.try_into().ok()?;
     if h[12] != 0x08 || h[13] != 0x00 || h[14] != 0x45 || f.len() > u16::MAX as usize {
@@ -246,8 +264,10 @@ fn parse_fast_v4(f: &[u8]) -> Option<Meta> {
     };
     // checksum::is_partial on the words at hand: the addresses, and the
     // pseudo header's protocol and length words in native order.
-    let ps = addrs + u16::from_ne_bytes([0, pr]) as u64 + u16::from_ne_bytes((seg as u16).to_be_bytes()) as u64;
-    m.partial = fold_ne(ps) == ck;
+    if PARTIAL {
+        let ps = addrs + u16::from_ne_bytes([0, pr]) as u64 + u16::from_ne_bytes((seg as u16).to_be_bytes()) as u64;
+        m.partial = fold_ne(ps) == ck;
+    }
     Some(m)
 }
 
@@ -717,6 +737,32 @@ mod tests {
         }
     }
 
+    /// `parse_nic` gives `parse`'s result, without the partial mark where
+    /// the fast path took the frame (and with it elsewhere).
+    fn nic_agrees(f: &[u8]) {
+        let (mut a, b) = (parse(f), parse_nic(f));
+        if let (Ok(m), true) = (&mut a, parse_fast_v4::<false>(f).is_some()) {
+            m.partial = false;
+        }
+        assert_eq!(a, b);
+    }
+
+    /// A NIC's parse skips the fast path's partial test only: a partial
+    /// sum it would have marked is left alone, a tagged (slow path) one
+    /// is still marked.
+    #[test]
+    fn nic_parse_skips_the_partial_test_only() {
+        let p = partial4(tcp4([10, 0, 0, 1], 1234, [10, 0, 0, 100], 80, tcp_flags::ACK, b"payload"));
+        assert!(parse(&p).unwrap().partial);
+        let m = parse_nic(&p).unwrap();
+        assert!(!m.partial);
+        assert_eq!(Meta { partial: true, ..m }, parse(&p).unwrap());
+        let mut tagged = p[..12].to_vec();
+        tagged.extend_from_slice(&[0x81, 0, 0, 20]);
+        tagged.extend_from_slice(&p[12..]);
+        assert!(parse_nic(&tagged).unwrap().partial, "the validated path still tests");
+    }
+
     /// The fast path agrees with the validated path on good frames of
     /// every shape and on every one-byte change of them.
     #[test]
@@ -735,15 +781,17 @@ mod tests {
             let mut padded = f.clone();
             padded.resize(f.len().max(60), 0);
             for g in [f, padded] {
-                if parse_fast_v4(&g).is_some() {
+                if parse_fast_v4::<true>(&g).is_some() {
                     fast += 1;
                 }
                 assert_eq!(parse(&g), parse_checked(&g));
+                nic_agrees(&g);
                 for at in 0..g.len() {
                     for v in [0u8, 1, 0x0f, 0x40, 0x45, 0x46, 0x80, 0xff, g[at].wrapping_add(1), g[at] ^ 0x20] {
                         let mut h = g.clone();
                         h[at] = v;
                         assert_eq!(parse(&h), parse_checked(&h), "byte {at} = {v:#x}");
+                        nic_agrees(&h);
                     }
                 }
                 for n in 0..g.len() {
@@ -840,6 +888,9 @@ mod tests {
                 proptest::prop_assert_eq!(a.partial, checksum::is_partial::<Ipv4Addr>(x, &a));
             }
             proptest::prop_assert!(parse(&p).unwrap().partial);
+            for x in [&f, &p, &g] {
+                nic_agrees(x);
+            }
         }
 
         /// Arbitrary bytes never panic the parser, and whatever parses has

@@ -12,7 +12,7 @@
 
 use super::{parse, Family, Tables, Verdict, Worker, BURST};
 use crate::ipvs::conn::Key;
-use crate::wire::{proto, Frame, Meta, Reject};
+use crate::wire::{parse_nic, proto, Frame, Meta, Reject};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// A frame's parse result and, for TCP/UDP, the hash of its key in its
@@ -56,7 +56,7 @@ fn hash_of<A: Family>(tables: &mut Tables, f: &[u8], m: &Meta) -> u64 {
 #[inline(always)]
 pub(super) fn prepare(w: &mut Worker, fr: &Frame<'_>) -> Prepared {
     let f = fr.data();
-    let mut meta = parse(f);
+    let mut meta = if w.nic_port[fr.port as usize] { parse_nic(f) } else { parse(f) };
     if let Ok(m) = &meta {
         // The common frame: untagged, to its port's MAC — read as one
         // 8-byte load (a parsed frame is longer) shifted up over the two

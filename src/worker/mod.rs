@@ -24,7 +24,6 @@
 //! prefetching what their lookups will touch, so that the cache misses of
 //! a big table overlap ([`burst`]).
 
-use crate::ctl::snapshot::Snapshot;
 use crate::ipvs::dest::Hop;
 use crate::ipvs::conn::{flags, Conn, ConnTable, Key};
 use crate::ipvs::dest::DestLoad;
@@ -35,6 +34,7 @@ use crate::ipvs::sched::{SchedCtx, SchedState};
 use crate::ipvs::seqadj::{self, SeqAdjTable, SEQ_ADJ};
 use crate::ipvs::synproxy::{self, SynOpts};
 use crate::ipvs::service::{Persistence, ServiceKey};
+use crate::ipvs::snapshot::Snapshot;
 use crate::ipvs::timer;
 use crate::ipvs::xmit::{self, tun::TunError};
 use crate::ipvs::FwdMethod;
@@ -172,6 +172,10 @@ pub struct Worker {
     /// exist. Inline, indexed by the port byte: the L2 check of a frame is
     /// one load, a shift and one compare.
     port_mac: [u64; 256],
+    /// Per port: a NIC, whose frames carry complete checksums
+    /// ([`Worker::set_nic_port`]); the burst's parse skips the partial
+    /// checksum test for them ([`crate::wire::parse_nic`]).
+    nic_port: [bool; 256],
     /// The snapshot's timeouts in ticks (`timer::secs` of each), so that
     /// a packet's new expiry is a load and an add.
     ticks: Timeouts,
@@ -219,6 +223,7 @@ impl Worker {
             staged: xmit::tun::Staged::new(),
             evict_miss: now.wrapping_sub(1),
             port_mac: [u64::MAX; 256],
+            nic_port: [false; 256],
             ticks: Timeouts::default(),
             port_evict_miss: now.wrapping_sub(1),
             todrop: [0; 9],
@@ -226,7 +231,7 @@ impl Worker {
             icmp_limit: TokenBucket::share(snap.icmp_limit.0, snap.icmp_limit.1, workers.max(1), now_ns),
             seqadj: Default::default(),
             syn_secret: synproxy::Secret::random(),
-            snap: Arc::new(Snapshot::empty()),
+            snap: Arc::new(Snapshot::default()),
             sync: None,
         };
         w.set_snapshot(snap);
@@ -316,6 +321,16 @@ impl Worker {
             *m = mac48(&p.mac);
         }
         self.ticks = Timeouts { tcp: new.timeouts.tcp.map(timer::secs), udp: timer::secs(new.timeouts.udp) };
+    }
+
+    /// Says whether `port` is a NIC whose frames have complete checksums
+    /// (a physical one: not a veth, tun or other virtual device, nor a
+    /// paravirtual NIC, which may pass a same-host sender's partial sum
+    /// through; `daemon::run::full_checksums` decides), so the burst
+    /// skips the partial test on its common frames. A port is not one
+    /// until said (the test is then made).
+    pub fn set_nic_port(&mut self, port: u8, nic: bool) {
+        self.nic_port[port as usize] = nic;
     }
 
     /// Counts a frame its driver dropped before the worker saw it.
@@ -593,7 +608,10 @@ impl Worker {
 
     /// The worker that owns the flow of the packet `key` describes: the
     /// client address, masked to the snapshot's shard prefix, names it —
-    /// except replies to a FULLNAT local address, whose port names it.
+    /// except replies to a FULLNAT local address, whose port names it, and,
+    /// when ownership follows the NIC (`Snapshot::rss`), packets to a VIP
+    /// that is not client-owned: the worker of the queue the NIC's RSS
+    /// gives the (client, VIP) pair, where the packet already is.
     #[inline]
     fn owner<A: Ip>(&self, k: &Key<A>) -> u16 {
         let n = self.workers;
@@ -601,9 +619,15 @@ impl Worker {
         if self.snap.is_laddr(d) {
             return port_owner(k.dport, n);
         }
+        let to_vip = self.snap.is_vip(d);
+        if let Some(rss) = self.snap.rss.as_deref().filter(|_| to_vip && !self.snap.client_owned(d)) {
+            // (The map was built for this many workers; the modulo only
+            // keeps a mismatch from naming a worker that does not exist.)
+            return rss.owner(k.saddr.bytes().as_ref(), k.daddr.bytes().as_ref()) % n;
+        }
         // To a VIP: the client is the source; otherwise (a NAT reply) the
         // client is the destination.
-        let client = if self.snap.is_vip(d) { k.saddr } else { k.daddr };
+        let client = if to_vip { k.saddr } else { k.daddr };
         let bits = if A::V6 { self.snap.shard_prefix.1 } else { self.snap.shard_prefix.0 };
         (shard_hash(client.mask(bits).bytes().as_ref()) % n as u32) as u16
     }
@@ -814,7 +838,7 @@ impl Worker {
         c.expires = now.wrapping_add(Self::timeout(&self.ticks, c.proto, c.state));
         // A count to 127: the top bit says the connection is adjusted.
         c.in_pkts += ((dir == Dir::In) & (c.in_pkts & seqadj::IN_PKTS != seqadj::IN_PKTS)) as u8;
-        let sync_due = match &self.sync {
+        let mut sync_due = match &self.sync {
             Some(t) => sync::due(t, c, dir, was),
             None => false,
         };
@@ -866,7 +890,12 @@ impl Worker {
         };
         let res = match res {
             Ok(port) if c.in_pkts & SEQ_ADJ != 0 && !LATER => {
-                Self::seq_adjust(&mut self.seqadj[A::V6 as usize], &mut self.counters, snap, fr, m, idx, c, dir).map(|()| port)
+                Self::seq_adjust(&mut self.seqadj[A::V6 as usize], &mut self.counters, snap, fr, m, idx, c, dir).map(|news| {
+                    // The server acknowledged the header: a backup hears it
+                    // now rather than at the next period.
+                    sync_due |= news && self.sync.is_some();
+                    port
+                })
             }
             r => r,
         };
@@ -897,6 +926,9 @@ impl Worker {
     /// (`ipvs::seqadj`: the PROXY protocol header), after its transmit
     /// rewrote the segment.
     ///
+    /// `Ok(true)`: the entry has news for connection sync (the server has
+    /// just acknowledged the header).
+    ///
     /// # Errors
     /// [`DropReason::ProxyNoRoom`]: the header was due and could not go in.
     #[cold]
@@ -911,18 +943,19 @@ impl Worker {
         idx: u32,
         c: &Conn<A>,
         dir: Dir,
-    ) -> Result<(), DropReason> {
+    ) -> Result<bool, DropReason> {
         // (A first fragment's payload is not all here: it is forwarded
         // unadjusted rather than half rewritten. Stacks do not fragment
         // TCP.)
-        let Some(e) = tab.get_mut(idx).filter(|_| m.frag == 0) else { return Ok(()) };
+        let Some(e) = tab.get_mut(idx).filter(|_| m.frag == 0) else { return Ok(false) };
         let mtu = snap.links.get(c.dest_hop.link as usize).map_or(1500, |l| l.mtu);
+        let acked = e.acked;
         match seqadj::apply(fr, m, c, e, dir == Dir::In, mtu) {
-            Ok(seqadj::Applied::Shifted) => Ok(()),
+            Ok(seqadj::Applied::Shifted) => Ok(e.acked != acked),
             Ok(seqadj::Applied::Header { cut }) => {
                 counters.proxy_headers += 1;
                 counters.proxy_cut += (cut > 0) as u64;
-                Ok(())
+                Ok(false)
             }
             Err(_) => Err(DropReason::ProxyNoRoom),
         }
@@ -1216,6 +1249,10 @@ impl Worker {
         let snap = &*self.snap;
         let (di, tmpl) = match picked {
             Ok(x) => x,
+            // Servers that would take it but whose next hop is still being
+            // resolved: silence, so the client's SYN retransmission finds
+            // them, not a port unreachable that fails its connect().
+            Err(DropReason::NoDest) if awaiting_neighbour(snap, si) => return Verdict::Drop(DropReason::NoNeighbour),
             Err(DropReason::NoDest) => return self.send_error::<A>(fr, m, ErrorKind::PortUnreachable, DropReason::NoDest),
             Err(r) => return Verdict::Drop(r),
         };
@@ -1562,8 +1599,8 @@ impl Worker {
     #[cold]
     fn icmp_error<A: Family>(&mut self, fr: &mut Frame<'_>, mut m: Meta) -> Verdict {
         let f = fr.data();
-        if !A::V6 && icmp::quotes_ipip(f, &m) {
-            return self.tunnel_icmp(fr, m);
+        if icmp::quotes_ipip(f, &m) {
+            return self.tunnel_icmp::<A>(fr, m);
         }
         let mut q = match icmp::quoted(f, &m) {
             Ok(q) => q,
@@ -1591,6 +1628,20 @@ impl Worker {
         let c = table.get_mut(idx);
         Self::rebind(snap, c);
         let c = *c;
+        if c.in_pkts & SEQ_ADJ != 0 {
+            // The quoted segment carries one side's numbers: the error
+            // goes to the other side, which must find its own in it (a
+            // stack ignores an error about a sequence number it never
+            // sent), as the kernel's and DPVS's sequence adjustment do.
+            if let Some(e) = self.seqadj[A::V6 as usize].get(idx).copied() {
+                match dir {
+                    // about a client segment as the server saw it
+                    Dir::Out => q.map_seq(fr.data_mut(), |x| e.out_ack(x), |y| e.out_seq(y)),
+                    // about a server segment as the client saw it
+                    Dir::In => q.map_seq(fr.data_mut(), |x| e.in_ack(x), |y| e.in_seq(y)),
+                }
+            }
+        }
         let res = match dir {
             Dir::Out => xmit::icmp::relay_out(fr, &mut m, &mut q, &c, &snap.links),
             Dir::In => match xmit::icmp::relay_in(fr, &mut m, &mut q, &c, &snap.links, &mut self.ip_id) {
@@ -1611,7 +1662,7 @@ impl Worker {
 }
 
 impl Worker {
-    /// An ICMPv4 error about one of our IPIP packets (a router in the
+    /// An ICMP error about one of our tunnelled packets (a router in the
     /// tunnel's path could not forward it), as IPVS's `ip_vs_in_icmp`: the
     /// client gets an error of the same type and code about its own packet
     /// (the one inside ours), from the VIP. Fragmentation needed becomes
@@ -1620,26 +1671,33 @@ impl Worker {
     /// client's packets fit once encapsulated; an error about a packet
     /// without DF is the kernel's (no PMTU discovery to serve). The frame
     /// becomes the new error, in place, counted as relayed.
+    ///
+    /// IPv6 in IPv6 likewise for Packet Too Big (IPVS's
+    /// `ip_vs_in_icmp_v6` has no tunnel case and leaves it to the stack):
+    /// the client gets a Packet Too Big with the path's MTU less 40, not
+    /// below 1280 (IPv6's minimum, as the kernel's ip6_tunnel clamps it).
+    /// Other ICMPv6 errors about our tunnel are the kernel's.
     #[cold]
     #[inline(never)]
-    fn tunnel_icmp(&mut self, fr: &mut Frame<'_>, m: Meta) -> Verdict {
+    fn tunnel_icmp<A: Family>(&mut self, fr: &mut Frame<'_>, m: Meta) -> Verdict {
         let f = fr.data();
         let (oq, q) = match icmp::quoted_ipip(f, &m) {
             Ok(x) => x,
             Err(r) => return Verdict::Drop(r),
         };
-        let src: IpAddr = Ipv4Addr::src(f, &m).into();
+        let src: IpAddr = A::src(f, &m).into();
         if martian(src) || self.snap.is_own_addr(src) {
             return Verdict::Drop(DropReason::Martian);
         }
         // Ours: sent to the outer source it quotes, one of our addresses.
-        let to = Ipv4Addr::dst(f, &m);
-        let (osrc, odst) = (Ipv4Addr::from_slice(&f[oq + 12..oq + 16]), Ipv4Addr::from_slice(&f[oq + 16..oq + 20]));
+        let to = A::dst(f, &m);
+        let o = oq + A::SRC_OFF;
+        let (osrc, odst) = (A::from_slice(&f[o..o + A::LEN]), A::from_slice(&f[o + A::LEN..o + 2 * A::LEN]));
         if osrc != to || !self.snap.is_own_addr(to.into()) {
             return Verdict::Pass(PassReason::Icmp);
         }
         // The inner packet is the client's, as it came: its key is the in key.
-        let (qs, qd) = q.addrs::<Ipv4Addr>(f);
+        let (qs, qd) = q.addrs::<A>(f);
         let key = Key { saddr: qs, daddr: qd, sport: q.sport, dport: q.dport, proto: q.proto };
         if self.workers > 1 {
             let o = self.owner(&key);
@@ -1648,7 +1706,7 @@ impl Worker {
             }
         }
         let snap = &self.snap;
-        let table = &mut self.tables.v4;
+        let table = A::table(&mut self.tables);
         let c = match table.lookup(&key) {
             Some((idx, Dir::In)) => {
                 let c = table.get_mut(idx);
@@ -1662,12 +1720,20 @@ impl Worker {
         }
         let (t, code) = (m.icmp_type, m.icmp_code);
         let l4 = m.l4 as usize;
-        let kind = if t == 3 && code == 4 {
+        let link = snap.links.get(c.dest_hop.link as usize).map_or(0, |l| l.mtu);
+        let kind = if A::V6 {
+            if t != 2 {
+                return Verdict::Pass(PassReason::Icmp);
+            }
+            // A 32-bit MTU; the links' are 16-bit.
+            let said = u32::from_be_bytes([f[l4 + 4], f[l4 + 5], f[l4 + 6], f[l4 + 7]]).min(u16::MAX as u32) as u16;
+            let path = if said == 0 || (link != 0 && link < said) { link } else { said };
+            ErrorKind::TooBig { mtu: path.saturating_sub(40).max(1280) }
+        } else if t == 3 && code == 4 {
             // Client uses PMTU discovery?
             if f[q.l3 as usize + 6] & 0x40 == 0 {
                 return Verdict::Pass(PassReason::Icmp);
             }
-            let link = snap.links.get(c.dest_hop.link as usize).map_or(0, |l| l.mtu);
             let said = u16::from_be_bytes([f[l4 + 6], f[l4 + 7]]);
             let mut mtu = if said == 0 || (link != 0 && link < said) { link } else { said };
             if mtu > 68 + 20 {
@@ -1681,8 +1747,8 @@ impl Worker {
             self.counters.icmp_limited += 1;
             return Verdict::Drop(DropReason::BadIcmp);
         }
-        // Strip the outer IP header, the ICMP header and our IPIP header:
-        // the Ethernet header moves up to the client's packet.
+        // Strip the outer IP header, the ICMP header and our tunnel's
+        // header: the Ethernet header moves up to the client's packet.
         let l2 = m.l3 as usize;
         let inner = q.l3 as usize;
         let end = (q.end as usize).min(f.len());
@@ -1696,17 +1762,20 @@ impl Worker {
             l4: (q.l4 as usize - cut) as u16,
             end: (end - cut) as u16,
             vlan: m.vlan,
+            v6: A::V6,
             proto: q.proto,
             ttl: 64,
             ..Meta::default()
         };
-        if let Err(r) = icmp::build_error::<Ipv4Addr>(fr, &mi, kind) {
+        if let Err(r) = icmp::build_error::<A>(fr, &mi, kind) {
             return Verdict::Drop(r);
         }
-        let mut me = Meta { l3: l2 as u16, l4: (l2 + 20) as u16, end: fr.len as u16, vlan: m.vlan, proto: proto::ICMP, ..Meta::default() };
+        let icmp_proto = if A::V6 { proto::ICMPV6 } else { proto::ICMP };
+        let mut me =
+            Meta { l3: l2 as u16, l4: (l2 + A::HLEN) as u16, end: fr.len as u16, vlan: m.vlan, v6: A::V6, proto: icmp_proto, ..Meta::default() };
         // A TUN connection never sends to the client: its way there is
         // the route's (the error came from the real servers' side).
-        let Some(hop) = self.snap.next_hop(IpAddr::V4(c.caddr)) else {
+        let Some(hop) = self.snap.next_hop(c.caddr.into()) else {
             return Verdict::Drop(DropReason::NoNeighbour);
         };
         match xmit::to_hop(fr, &mut me, &hop, &self.snap.links) {
@@ -1744,6 +1813,16 @@ fn schedule<A: Ip>(snap: &Snapshot, sched: &mut [SchedState], now_ns: u64, si: u
         now: now_ns,
     };
     svc.table.schedule(&mut sched[si as usize], &ctx).map(|i| svc.dests.start + i)
+}
+
+/// Whether service `si` has a real server that would take new connections
+/// but for its next hop, which the kernel is still resolving (the
+/// schedulers pass over such a server).
+#[cold]
+fn awaiting_neighbour(snap: &Snapshot, si: u32) -> bool {
+    snap.dests[snap.services[si as usize].dests.clone()]
+        .iter()
+        .any(|d| d.weight > 0 && d.hop.is_none() && !d.shared.overloaded())
 }
 
 /// The key of a persistence template (IPVS `ip_vs_conn_fill_param_persist`):

@@ -26,11 +26,13 @@
 //! client packet names it (`Hop::LEARN`).
 
 use super::{release, template_key, Family, Worker, NO_DEST};
-use crate::ctl::snapshot::{Hop, Snapshot};
 use crate::ipvs::conn::{flags, Conn, Key};
+use crate::ipvs::dest::Hop;
 use crate::ipvs::laddr::{port_owner, PoolKey};
 use crate::ipvs::proto::TcpState;
+use crate::ipvs::seqadj::{SeqAdjTable, SEQ_ADJ};
 use crate::ipvs::service::ServiceKey;
+use crate::ipvs::snapshot::Snapshot;
 use crate::ipvs::timer::{self, TICKS_PER_SEC};
 use crate::ipvs::FwdMethod;
 use crate::stats::Dir;
@@ -138,7 +140,8 @@ fn timeout_of<A: Ip>(snap: &Snapshot, c: &Conn<A>, now: u32) -> u32 {
 
 /// The worker that owns a received connection, by the rule of
 /// `Worker::owner` (the client address masked to the shard prefix; a
-/// FULLNAT connection its local port).
+/// FULLNAT connection its local port; with RSS ownership, a connection to
+/// a VIP that is not client-owned the NIC's queue for (client, VIP)).
 pub fn sync_owner(snap: &Snapshot, workers: u16, sc: &SyncConn) -> u16 {
     let n = workers.max(1);
     if n == 1 {
@@ -146,6 +149,13 @@ pub fn sync_owner(snap: &Snapshot, workers: u16, sc: &SyncConn) -> u16 {
     }
     if !sc.template && sc.lport != 0 && snap.is_laddr(sc.laddr) {
         return port_owner(sc.lport, n);
+    }
+    if let Some(rss) = snap.rss.as_deref().filter(|_| !sc.template && snap.is_vip(sc.vaddr) && !snap.client_owned(sc.vaddr)) {
+        match (sc.caddr, sc.vaddr) {
+            (IpAddr::V4(c), IpAddr::V4(v)) => return rss.owner(&c.octets(), &v.octets()) % n,
+            (IpAddr::V6(c), IpAddr::V6(v)) => return rss.owner(&c.octets(), &v.octets()) % n,
+            _ => {}
+        }
     }
     let h = match sc.caddr {
         IpAddr::V4(a) => super::shard_hash(&a.mask(snap.shard_prefix.0).octets()),
@@ -167,7 +177,10 @@ impl Worker {
         let Some(t) = &self.sync else { return };
         let table = A::table(&mut self.tables);
         let c = table.get(idx);
-        let ev = SyncConn::of(c, timeout_of(&self.snap, c, self.now));
+        let mut ev = SyncConn::of(c, timeout_of(&self.snap, c, self.now));
+        if c.in_pkts & SEQ_ADJ != 0 {
+            ev.seqadj = self.seqadj[A::V6 as usize].get(idx).copied();
+        }
         if t.link.events.push(ev).is_err() {
             LinkStats::bump(&t.link.stats.events_dropped);
         }
@@ -274,6 +287,10 @@ impl Worker {
             if same && !c.is_template() {
                 c.state = sc.state;
                 c.expires = expires;
+                if let Some(e) = sc.seqadj.filter(|_| matches!(fwd, FwdMethod::Nat | FwdMethod::FullNat)) {
+                    *self.seqadj[A::V6 as usize].make(idx) = e;
+                    c.in_pkts |= SEQ_ADJ;
+                }
                 let was_inactive = c.flags & flags::INACTIVE != 0;
                 if was_inactive != inactive {
                     c.flags ^= flags::INACTIVE;
@@ -353,11 +370,20 @@ impl Worker {
             sync_left: arm(&self.sync),
             in_pkts: 0,
         };
-        if let Err(e) = A::table(&mut self.tables).insert(c) {
-            if lport != 0 {
-                self.lports.release(PoolKey { laddr: laddr.into(), daddr: dest.addr, dport: dest.port }, lport);
+        let idx = match A::table(&mut self.tables).insert(c) {
+            Ok(idx) => idx,
+            Err(e) => {
+                if lport != 0 {
+                    self.lports.release(PoolKey { laddr: laddr.into(), daddr: dest.addr, dport: dest.port }, lport);
+                }
+                return Err(clash(e));
             }
-            return Err(clash(e));
+        };
+        // The offset the master's stream has: the backup carries on with
+        // it (NAT and FULLNAT only: DR and TUN do not rewrite the stream).
+        if let Some(e) = sc.seqadj.filter(|_| matches!(fwd, FwdMethod::Nat | FwdMethod::FullNat)) {
+            *self.seqadj[A::V6 as usize].make(idx) = e;
+            A::table(&mut self.tables).get_mut(idx).in_pkts |= SEQ_ADJ;
         }
         let l = &mut self.load[di];
         if inactive {
@@ -389,6 +415,17 @@ impl Worker {
             }
             true
         };
+        // An adjusted connection's entry is by slot, which the walk does
+        // not name: found by the connection's own key (rare).
+        fn with_adj<A: Ip>(mut sc: SyncConn, c: &Conn<A>, t: &crate::ipvs::conn::ConnTable<A>, adj: &SeqAdjTable) -> SyncConn {
+            if c.in_pkts & SEQ_ADJ != 0 {
+                let key = Key { saddr: c.caddr, daddr: c.vaddr, sport: c.cport, dport: c.vport, proto: c.proto };
+                sc.seqadj = t.lookup(&key).and_then(|(idx, _)| adj.get(idx)).copied();
+            }
+            sc
+        }
+        let (t4, t6) = (&self.tables.v4, &self.tables.v6);
+        let (a4, a6) = (&self.seqadj[0], &self.seqadj[1]);
         fn pick<A: Ip>(c: &Conn<A>, kind: WalkKind, snap: &Snapshot, now: u32) -> Option<SyncConn> {
             if c.flags & (flags::DEAD | flags::RELEASED) != 0 {
                 return None;
@@ -406,7 +443,12 @@ impl Worker {
             Some(SyncConn::of(c, timeout))
         }
         let mut cursor = walk.cursor;
-        let done = self.visit_conns(&mut cursor, slots, |c| take(pick(c, kind, snap, now)), |c| take(pick(c, kind, snap, now)));
+        let done = self.visit_conns(
+            &mut cursor,
+            slots,
+            |c| take(pick(c, kind, snap, now).map(|sc| with_adj(sc, c, t4, a4))),
+            |c| take(pick(c, kind, snap, now).map(|sc| with_adj(sc, c, t6, a6))),
+        );
         // A visitor that said stop (rows full) leaves the entry it was on
         // for the next pass.
         if stopped.get() {

@@ -289,6 +289,82 @@ fn errors_quoting_our_tunnel_become_the_clients() {
     assert!(w.counters().balance().holds(), "{}", w.counters().balance());
 }
 
+/// The IPv6 counterpart: an ICMPv6 Packet Too Big about one of our IPv6-in-IPv6
+/// packets becomes a Packet Too Big to the client about its own packet,
+/// with the path's MTU less 40 and never below 1280; other errors about
+/// our tunnel, and errors about tunnels that are not the connection's,
+/// are the kernel's.
+#[test]
+fn ipv6_packet_too_big_quoting_our_tunnel_becomes_the_clients() {
+    let mut w = worker(&model6(FwdMethod::Tun));
+    let a6 = |s: &str| s.parse::<Ipv6Addr>().unwrap().octets();
+    let (cip, vip) = (a6("2001:db8:5::7"), a6("2001:db8::100"));
+    let pkt = tcp6(cip, 40000, vip, 80, SYN, &[3u8; 1200]);
+    let (v, tunnelled) = one(&mut w, SEC, pkt.clone());
+    assert_eq!(v, TX);
+    assert_eq!((tunnelled[20], &tunnelled[22..38]), (proto::IPV6, &a6("2001:db8::fd")[..]), "IPv6 in IPv6 from our address");
+    // A router at 2001:db8:1::253 answers the tunnelled packet.
+    let error_about = |tunnelled: &[u8], kind: ErrorKind| {
+        let mut b = vec![0u8; 64 + tunnelled.len()];
+        b[64..].copy_from_slice(tunnelled);
+        let mut fr = Frame::new(&mut b, 64, tunnelled.len());
+        let m = parse(fr.data()).unwrap();
+        icmp::build_error::<Ipv6Addr>(&mut fr, &m, kind).unwrap();
+        let mut e = fr.data().to_vec();
+        let em = parse(&e).unwrap();
+        crate::wire::ip::set_src(&mut e, &em, Ipv6Addr::from(a6("2001:db8:1::253")));
+        icmp::refresh_checksum(&mut e, &em);
+        e[0..6].copy_from_slice(&MAC_DIRECTOR);
+        e[6..12].copy_from_slice(&RS1_MAC);
+        e
+    };
+    let mtu_of = |out: &[u8]| {
+        let l4 = parse(out).unwrap().l4 as usize;
+        u32::from_be_bytes([out[l4 + 4], out[l4 + 5], out[l4 + 6], out[l4 + 7]])
+    };
+    let (v, out) = one(&mut w, SEC, error_about(&tunnelled, ErrorKind::TooBig { mtu: 1400 }));
+    assert_eq!(v, TX);
+    assert!(verify(&out));
+    let e = parse(&out).unwrap();
+    assert_eq!((e.proto, e.icmp_type, e.icmp_code), (proto::ICMPV6, 2, 0));
+    assert_eq!(mtu_of(&out), 1360, "the tunnel path's 1400 less 40");
+    assert_eq!((&out[22..38], &out[38..54]), (&vip[..], &cip[..]), "from the VIP to the client");
+    let q = icmp::quoted(&out, &e).unwrap();
+    assert_eq!(q.addrs::<Ipv6Addr>(&out), (Ipv6Addr::from(cip), Ipv6Addr::from(vip)), "quotes the client's packet");
+    assert_eq!((q.sport, q.dport), (40000, 80));
+    assert_eq!(&out[e.l4 as usize + 8..e.l4 as usize + 48], &pkt[14..54], "its header as the client sent it");
+    assert_eq!(dst_mac(&out), GW_MAC, "towards the client's next hop");
+    assert_eq!(w.counters().icmp_relayed, 1);
+    // An MTU above the egress link's: the link's, less 40; a path of 1300
+    // would ask for 1260: IPv6's minimum, 1280, instead.
+    for (said, want) in [(9000, 1460), (1300, 1280), (0, 1460)] {
+        let (v, out) = one(&mut w, SEC, error_about(&tunnelled, ErrorKind::TooBig { mtu: said }));
+        assert_eq!((v, mtu_of(&out)), (TX, want), "said {said}");
+        assert!(verify(&out));
+    }
+    assert_eq!(w.counters().icmp_relayed, 4);
+    // Destination unreachable about our tunnel: the kernel's.
+    assert_eq!(one(&mut w, SEC, error_about(&tunnelled, ErrorKind::PortUnreachable)).0, Verdict::Pass(PassReason::Icmp));
+    // A tunnel to another real server than the connection's is not ours.
+    let mut other = tunnelled.clone();
+    other[38..54].copy_from_slice(&a6("2001:db8:1::9"));
+    assert_eq!(one(&mut w, SEC, error_about(&other, ErrorKind::TooBig { mtu: 1400 })).0, Verdict::Pass(PassReason::Icmp));
+    // Nor one from another source than ours.
+    let mut spoofed = tunnelled.clone();
+    spoofed[22..38].copy_from_slice(&a6("2001:db8:1::77"));
+    assert_eq!(one(&mut w, SEC, error_about(&spoofed, ErrorKind::TooBig { mtu: 1400 })).0, Verdict::Pass(PassReason::Icmp));
+    // A quote cut short inside the inner header is bad.
+    let mut short = error_about(&tunnelled, ErrorKind::TooBig { mtu: 1400 });
+    let keep = 14 + 40 + 8 + 40 + 30;
+    short.truncate(keep);
+    short[18..20].copy_from_slice(&((keep - 54) as u16).to_be_bytes());
+    let sm = parse(&short).unwrap();
+    icmp::refresh_checksum(&mut short, &sm);
+    assert_eq!(one(&mut w, SEC, short).0, Verdict::Drop(DropReason::BadIcmp));
+    assert_eq!(w.counters().icmp_relayed, 4);
+    assert!(w.counters().balance().holds(), "{}", w.counters().balance());
+}
+
 #[test]
 fn udp_nat_and_inactive_accounting() {
     let mut w = worker(&model(FwdMethod::Nat, "rr"));
@@ -659,6 +735,58 @@ fn ownership_is_the_same_for_both_directions() {
         let total: u64 = ws.iter().map(|w| w.counters().new_conns).sum();
         assert_eq!(total, 30);
         assert!(ws.iter().all(|w| w.counters().new_conns > 0), "{fwd}: flows spread over every worker");
+    }
+}
+
+#[test]
+fn with_rss_ownership_a_flow_is_owned_where_the_nic_delivers_it() {
+    use crate::ipvs::rss::{RssConfig, RssMap, DEFAULT_KEY};
+    let map = RssMap::new(RssConfig { key: DEFAULT_KEY.to_vec(), indir: (0..128).map(|b| b % 4).collect() }, 4).unwrap();
+    for fwd in [FwdMethod::Dr, FwdMethod::Tun, FwdMethod::FullNat, FwdMethod::Nat] {
+        let mut snap = Snapshot::build(&model(fwd, "rr"), None).unwrap();
+        snap.rss = Some(Arc::new(map.clone()));
+        let snap = Arc::new(snap);
+        let mut ws: Vec<Worker> = (0..4).map(|i| Worker::new(i, 4, snap.clone(), SEC)).collect();
+        let mut queues = [0; 4];
+        for host in 1..=40u8 {
+            let (cip, cport) = ([192, 0, 2, host], 40000 + host as u16);
+            let syn = tcp4(cip, cport, VIP, 80, SYN, b"");
+            // The NIC delivers it to the queue of its address pair.
+            let q = map.owner(&cip, &VIP) as usize;
+            queues[q] += 1;
+            let (v, out) = one(&mut ws[q], SEC, syn.clone());
+            let owner = if fwd == FwdMethod::Nat {
+                // A NAT VIP is client-owned: its replies name only the client.
+                let h = (shard_hash(&cip) % 4) as usize;
+                if h != q {
+                    assert_eq!(v, Verdict::Handoff { worker: h as u16 }, "NAT: to the client's hash");
+                }
+                let (v, _) = one(&mut ws[h], SEC, syn.clone());
+                assert_eq!(v, TX);
+                h
+            } else {
+                assert_eq!(v, TX, "{fwd}: served where the NIC put it, no hand-off");
+                q
+            };
+            // Whoever else sees its next packet hands it to the owner.
+            let ack = tcp4(cip, cport, VIP, 80, ACK, b"");
+            for (i, wk) in ws.iter_mut().enumerate() {
+                let (v, _) = one(wk, SEC, ack.clone());
+                assert_eq!(v, if i == owner { TX } else { Verdict::Handoff { worker: owner as u16 } }, "{fwd}");
+            }
+            if fwd == FwdMethod::FullNat {
+                // The reply to the local port goes to the port's owner: the
+                // worker the NIC gave the flow to.
+                let m = parse(&out).unwrap();
+                let reply = tcp4(addr4(&out, 30), m.dport, LIP, m.sport, SYN | ACK, b"");
+                assert_eq!(crate::ipvs::laddr::port_owner(m.sport, 4) as usize, q);
+                let (v, _) = one(&mut ws[(q + 1) % 4], SEC, reply);
+                assert_eq!(v, Verdict::Handoff { worker: q as u16 });
+            }
+        }
+        assert!(queues.iter().all(|&n| n > 0), "the pairs spread over every queue: {queues:?}");
+        let handoffs: u64 = ws.iter().map(|w| w.counters().new_conns).sum();
+        assert_eq!(handoffs, 40, "{fwd}: one connection a flow");
     }
 }
 
@@ -1658,6 +1786,28 @@ fn completions_are_counted() {
     assert_eq!(w.counters().csum_completed, 1);
 }
 
+/// On a port said to be a NIC the fast path skips the partial test: the
+/// same verdicts and bytes as on a virtual port for full checksums; a
+/// partial sum there (which a NIC never delivers) is forwarded as it is.
+#[test]
+fn nic_ports_skip_the_partial_test_only() {
+    let m = model(FwdMethod::Nat, "rr");
+    let (mut virt, mut nic) = (worker(&m), worker(&m));
+    nic.set_nic_port(0, true);
+    for f in [tcp4(CIP, 40000, VIP, 80, SYN, b""), tcp4(CIP, 40000, VIP, 80, ACK, b"x"), udp4(CIP, 5353, VIP, 53, b"q")] {
+        assert_eq!(one(&mut virt, SEC, f.clone()), one(&mut nic, SEC, f));
+    }
+    let (v, out) = one(&mut nic, SEC, partial(&tcp4(CIP, 40000, VIP, 80, ACK, b"y")));
+    assert_eq!(v, TX);
+    assert!(!verify(&out), "not completed");
+    assert_eq!(nic.counters().csum_completed, 0);
+    nic.set_nic_port(0, false);
+    let (v, out) = one(&mut nic, SEC, partial(&tcp4(CIP, 40000, VIP, 80, ACK, b"z")));
+    assert_eq!(v, TX);
+    assert!(verify(&out));
+    assert_eq!(nic.counters().csum_completed, 1);
+}
+
 /// Every frame a worker is given ends in exactly one place, and the
 /// counters say where: `rx + made = tx + dropped + to_kernel + handed_off`
 /// (docs/operations.md), also when the driver could not do what a verdict
@@ -1883,4 +2033,33 @@ fn sloppy_tcp_schedules_a_mid_connection_packet_as_ipvs_does() {
     w.set_snapshot(s2);
     assert_eq!(one(&mut w, 3 * SEC, tcp4(CIP, 40009, VIP, 80, ACK, b"")).0, Verdict::Drop(DropReason::NoConn));
     assert_eq!(one(&mut w, 3 * SEC, tcp4(CIP, 40000, VIP, 80, ACK, b"")).0, TX);
+}
+
+/// A real server whose next hop is not resolved yet (just added; the
+/// kernel is still asking for its MAC) takes no new connection: the
+/// schedulers pass over it, so no SYN is lost while a reachable server
+/// remains. With none reachable the SYN is dropped as `no_neighbour`
+/// without a port unreachable, so the client's retransmission finds the
+/// server once resolved instead of its connect() failing.
+#[test]
+fn servers_awaiting_their_neighbour_take_no_new_connection() {
+    for sched in ["rr", "wrr", "wlc", "lc", "sed", "nq", "fo", "ovf", "twos", "lblc", "lblcr", "sh", "dh", "mh"] {
+        let mut m = model(FwdMethod::Nat, sched);
+        m.services[0].sched_flags = SchedFlags(SchedFlags::FLAG1); // sh/mh fall back past it
+        m.net.neighbours.retain(|n| n.addr != ip("10.0.1.2"));
+        let mut w = worker(&m);
+        for port in 40000..40020 {
+            let (v, out) = one(&mut w, SEC, tcp4(CIP, port, VIP, 80, SYN, b""));
+            assert_eq!(v, TX, "{sched}: port {port}");
+            assert_eq!(addr4(&out, 30), RS1, "{sched}: port {port} went to the unresolved server");
+        }
+        assert_eq!(w.counters().total_drops(), 0, "{sched}");
+        // Neither resolved: a silent, counted drop.
+        m.net.neighbours.retain(|n| n.addr != ip("10.0.1.1"));
+        let mut w = worker(&m);
+        let (v, _) = one(&mut w, SEC, tcp4(CIP, 40000, VIP, 80, SYN, b""));
+        assert_eq!(v, Verdict::Drop(DropReason::NoNeighbour), "{sched}");
+        let c = w.counters();
+        assert_eq!((c.icmp_sent, c.tx_packets, w.conns()), (0, 0, 0), "{sched}");
+    }
 }

@@ -3,7 +3,10 @@
 // (protocol 4), or an IPv6 packet carrying IPv6 (next header 41, no
 // extension header), loses its outer header, and the inner packet goes up
 // the stack as if it had arrived as it is. Everything else passes
-// untouched.
+// untouched — fragments of an outer IPv4 datagram too (tc runs before
+// reassembly: stripping the first fragment's header would corrupt the
+// datagram); the kernel reassembles them and hands the whole IPIP
+// datagram to protocol 4, i.e. to a raw socket of the test's.
 //
 // Built by tests/e2e_tun.rs with `clang -O2 -target bpf -c`; no system
 // header is needed (the few kernel ABI values are spelled out).
@@ -42,6 +45,9 @@ __attribute__((section("tc"), used)) int ipip_decap(struct __sk_buff *skb) {
         return TC_ACT_OK;
     // EtherType IPv4, IHL 5 (xvs sends no options), protocol 4 (IPIP).
     if (data[12] != 0x08 || data[13] != 0x00 || data[14] != 0x45 || data[14 + 9] != 4)
+        return TC_ACT_OK;
+    // A fragment (more fragments, or an offset): left whole for reassembly.
+    if ((data[14 + 6] & 0x3f) || data[14 + 7])
         return TC_ACT_OK;
     if (bpf_skb_adjust_room(skb, -20, BPF_ADJ_ROOM_MAC, 0))
         return TC_ACT_SHOT;

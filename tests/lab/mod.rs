@@ -773,24 +773,26 @@ fn exchange(mut s: TcpStream, addr: SocketAddr) -> Result<String, String> {
 /// Sends `n` datagrams from `ns` to `addr`, each from a socket (and port)
 /// of its own, and waits for each answer: (its text, the address it came
 /// from).
-pub fn udp_ask(ns: &str, addr: SocketAddr, n: usize) -> Vec<Result<(String, SocketAddr), String>> {
+pub fn udp_ask(ns: &str, addr: SocketAddr, n: usize) -> UdpAsked {
     in_ns(ns, move || {
         // Every socket stays open until all have asked: a closed one's
         // port could be the kernel's next pick, and two "clients" would
         // then share one 4-tuple (one UDP connection at the director).
         let mut open = Vec::with_capacity(n);
-        (0..n)
+        let mut sent = 0;
+        let answers = (0..n)
             .map(|i| {
                 let s = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
-                s.set_read_timeout(Some(Duration::from_millis(500)))
-                    .unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
                 let mut buf = [0u8; 512];
                 let mut answer = Err(format!("no answer from {addr}"));
                 // A lost datagram (e.g. the first one while a neighbour is
-                // resolved) is asked again, as a DNS client would.
+                // resolved) or a late answer (a loaded machine) is asked
+                // again, as a DNS client would.
                 for _ in 0..3 {
                     s.send_to(format!("ping {i}").as_bytes(), addr)
                         .map_err(|e| e.to_string())?;
+                    sent += 1;
                     if let Ok((len, from)) = s.recv_from(&mut buf) {
                         answer = Ok((String::from_utf8_lossy(&buf[..len]).into_owned(), from));
                         break;
@@ -799,8 +801,17 @@ pub fn udp_ask(ns: &str, addr: SocketAddr, n: usize) -> Vec<Result<(String, Sock
                 open.push(s);
                 answer
             })
-            .collect()
+            .collect();
+        UdpAsked { answers, sent }
     })
+}
+
+/// What [`udp_ask`] got: an answer (its text and where it came from) or
+/// why not, per client socket, and how many datagrams were sent in all
+/// (more than one per socket when an answer was late or lost).
+pub struct UdpAsked {
+    pub answers: Vec<Result<(String, SocketAddr), String>>,
+    pub sent: usize,
 }
 
 /// The server name in an answer `<name> <peer>`.

@@ -317,22 +317,34 @@ fn print_service(out: &mut String, model: &Model, view: &View<'_>, s: &Service, 
             };
             writeln!(
                 out,
-                "  -> {dname:<28} {:<7} {ti:<13} {:<6} {:<10} {:<10}",
+                "  -> {dname:<28} {:<7} {ti:<13} {:<6} {:<10} {:<10}{}",
                 d.fwd.ipvsadm_name(),
                 d.weight,
                 f.active,
-                f.inactive
+                f.inactive,
+                dest_flags(d)
             )
         } else {
             writeln!(
                 out,
-                "  -> {dname:<28} {:<7} {:<6} {:<10} {:<10}",
+                "  -> {dname:<28} {:<7} {:<6} {:<10} {:<10}{}",
                 d.fwd.ipvsadm_name(),
                 d.weight,
                 f.active,
-                f.inactive
+                f.inactive,
+                dest_flags(d)
             )
         };
+    }
+}
+
+/// xvs's per real server options after ipvsadm's columns, in the words
+/// of the option that sets them (`--proxy-protocol v1`); nothing for a
+/// real server ipvsadm could list, so its lines stay ipvsadm's.
+fn dest_flags(d: &Dest) -> String {
+    match d.proxy {
+        Some(v) => format!(" proxy-protocol {}", v.name()),
+        None => String::new(),
     }
 }
 

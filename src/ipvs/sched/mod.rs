@@ -120,20 +120,28 @@ impl SchedCtx<'_> {
     /// The load of dest `i`: the director-wide counts, read as the
     /// scheduler needs them (IPVS's schedulers read their dests' atomic
     /// counts the same way), not copied for every dest beforehand.
+    /// A dest without a next hop reads as overloaded (see
+    /// [`SchedCtx::overloaded`]).
     #[inline]
     pub fn load(&self, i: usize) -> DestLoad {
-        self.dests[i].shared.get()
+        util::load(&self.dests[i])
     }
-    /// Dest `i` is flagged overloaded (connection thresholds).
+    /// Dest `i` takes no new connection for now: flagged overloaded
+    /// (connection thresholds), or its next hop is not resolved yet (a
+    /// server just added, whose neighbour the kernel is still asking
+    /// for). IPVS would hand the SYN to the neighbour layer, which queues
+    /// it during resolution; xvs has no such queue and would drop it, so
+    /// the connection goes to a reachable server instead.
     #[inline]
     pub fn overloaded(&self, i: usize) -> bool {
-        self.dests[i].shared.overloaded()
+        let d = &self.dests[i];
+        d.hop.is_none() || d.shared.overloaded()
     }
-    /// Dest `i` may take a new connection: weight > 0 and not overloaded.
+    /// Dest `i` may take a new connection: weight > 0 and not
+    /// [`overloaded`](SchedCtx::overloaded).
     #[inline]
     pub fn available(&self, i: usize) -> bool {
-        let d = &self.dests[i];
-        d.weight > 0 && !d.shared.overloaded()
+        self.dests[i].weight > 0 && !self.overloaded(i)
     }
 }
 
@@ -287,7 +295,7 @@ pub(crate) mod testutil {
                 u_threshold: 0,
                 l_threshold: 0,
                 proxy: None,
-                hop: None,
+                hop: Some(crate::ipvs::dest::Hop { link: 0, mac: [2, 0, 0, 0, 1, i as u8] }),
                 shared: Default::default(),
             })
             .collect()
@@ -346,13 +354,14 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// The contract of every scheduler, whatever the weights, loads and
-        /// flags: a pick is an available dest (weight > 0, not overloaded),
-        /// and nothing available means `None`; no panic whatever the
-        /// addresses, ports and clock.
+        /// The contract of every scheduler, whatever the weights, loads,
+        /// next hops and flags: a pick is an available dest (weight > 0,
+        /// not overloaded, next hop resolved), and nothing available means
+        /// `None`; no panic whatever the addresses, ports and clock.
         #[test]
         fn every_pick_is_available(
             ws in proptest::collection::vec((0i32..4, proptest::bool::weighted(0.2), 0u32..6, 0u32..4), 0..8),
+            unresolved in proptest::collection::vec(proptest::bool::weighted(0.2), 8),
             flags in 0u8..8,
             saddr in proptest::prelude::any::<u32>(),
             sport in proptest::prelude::any::<u16>(),
@@ -360,12 +369,17 @@ mod tests {
             steps in 1usize..12,
         ) {
             let weights: Vec<i32> = ws.iter().map(|w| w.0).collect();
-            let d = testutil::dests(&weights);
+            let mut d = testutil::dests(&weights);
+            for (x, &u) in d.iter_mut().zip(&unresolved) {
+                if u {
+                    x.hop = None;
+                }
+            }
             let load: Vec<DestLoad> = ws
                 .iter()
                 .map(|&(_, overloaded, active, inactive)| DestLoad { active, inactive, overloaded, ..DestLoad::default() })
                 .collect();
-            let none_available = (0..d.len()).all(|i| weights[i] <= 0 || load[i].overloaded);
+            let none_available = (0..d.len()).all(|i| weights[i] <= 0 || load[i].overloaded || d[i].hop.is_none());
             for &k in SchedKind::ALL {
                 let t = k.build(&d, SchedFlags(flags));
                 let mut s = t.new_state();
@@ -378,7 +392,7 @@ mod tests {
                         ..testutil::ctx(&d, &load)
                     };
                     if let Some(i) = t.schedule(&mut s, &c) {
-                        proptest::prop_assert!(i < d.len() && c.available(i), "{}: picked {}", k.name(), i);
+                        proptest::prop_assert!(i < d.len() && c.available(i) && d[i].hop.is_some(), "{}: picked {}", k.name(), i);
                     }
                     if none_available {
                         proptest::prop_assert_eq!(t.schedule(&mut s, &c), None, "{}", k.name());

@@ -34,7 +34,16 @@ pub fn conn_overhead(ctx: &SchedCtx<'_>, i: usize) -> i64 {
 pub fn dests_loads<'a>(
     ctx: &SchedCtx<'a>,
 ) -> impl Iterator<Item = (usize, &'a DestEntry, DestLoad)> + 'a {
-    ctx.dests.iter().enumerate().map(|(i, d)| (i, d, d.shared.get()))
+    ctx.dests.iter().enumerate().map(|(i, d)| (i, d, load(d)))
+}
+
+/// A dest's director-wide load as the schedulers see it: without a next
+/// hop it reads as overloaded ([`SchedCtx::overloaded`]).
+#[inline]
+pub fn load(d: &DestEntry) -> DestLoad {
+    let mut l = d.shared.get();
+    l.overloaded |= d.hop.is_none();
+    l
 }
 
 /// Whether a dest may take a new connection ([`SchedCtx::available`]).

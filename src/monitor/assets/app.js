@@ -173,7 +173,7 @@ function updateService(dom, s) {
     const r = dom.rows.get(d.id);
     if (!r) continue;
     const c = r.cells;
-    setText(c.fwd, FWD[d.fwd] || d.fwd);
+    setText(c.fwd, (FWD[d.fwd] || d.fwd) + (d.proxy_protocol ? " + PROXY " + d.proxy_protocol : ""));
     const eff = d.eff_weight === null ? "removed" : String(d.eff_weight);
     setText(c.weight, `${d.weight} / ${eff}`);
     c.weight.classList.toggle("quiesced", d.eff_weight === 0 || d.eff_weight === null);

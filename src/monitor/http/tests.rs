@@ -35,6 +35,7 @@ persistence = 600
   port = 8080
   mode = "nat"
   weight = 2
+  proxy_protocol = "v2"
   [[service.real_server]]
   ip = "10.0.0.3"
   port = 8080
@@ -249,7 +250,8 @@ async fn changes_need_the_csrf_token_and_the_admin_role() {
     // The viewer reads...
     let (st, _, state) = send(&app, Call { cookie: Some(&v_tok), ..call("GET", "/api/state") }).await;
     assert_eq!(st, StatusCode::OK);
-    assert!(state.contains(r#""id":"10.0.0.2:8080""#), "{state}");
+    assert!(state.contains(r#""id":"10.0.0.2:8080","fwd":"nat","proxy_protocol":"v2""#), "{state}");
+    assert!(state.contains(r#""id":"10.0.0.3:8080","fwd":"nat","proxy_protocol":null"#), "{state}");
     let (_, _, who) = send(&app, Call { cookie: Some(&v_tok), ..call("GET", "/api/session") }).await;
     assert!(who.contains(r#""role":"viewer""#), "{who}");
     // ...and may not change, even with its own valid token.
@@ -273,12 +275,15 @@ async fn changes_need_the_csrf_token_and_the_admin_role() {
     assert_eq!(weight_of(&app, "10.0.0.2"), 7);
     let listing = app.ctx.handler.handle(CtlRequest::Ipvsadm(ipvsadm::parse(&["-L", "-n"]).unwrap())).output;
     assert!(listing.contains("10.0.0.2:8080                Masq    7"), "{listing}");
+    // The change kept the server's other options (its PROXY protocol).
+    assert!(text.contains("-m -w 7 --proxy-protocol v2"), "{text}");
+    assert!(listing.lines().any(|l| l.contains("10.0.0.2:8080") && l.ends_with(" proxy-protocol v2")), "{listing}");
     // Every attempt is audited: who, from where, what, how it ended.
     let audit = app.audit.recent();
     let line = |res: &str| audit.iter().any(|e| e.from.to_string() == "192.0.2.10" && e.result.starts_with(res));
     assert!(line("ok") && line("forbidden: role viewer") && line("forbidden: missing or wrong CSRF"), "{audit:?}");
     assert_eq!(audit[0].user, "alice");
-    assert_eq!(audit[0].what, "xvsadm -e -t 10.0.0.100:80 -r 10.0.0.2:8080 -m -w 7");
+    assert_eq!(audit[0].what, "xvsadm -e -t 10.0.0.100:80 -r 10.0.0.2:8080 -m -w 7 --proxy-protocol v2");
     // The viewer's audit view shows it too.
     let (_, _, a) = send(&app, Call { cookie: Some(&v_tok), ..call("GET", "/api/audit") }).await;
     assert!(a.contains("-w 7"), "{a}");
@@ -413,8 +418,9 @@ fn change_words_are_ipvsadm_commands_from_the_configured_model() {
     let c = |op: &str, dest: &str, weight: &str| Change { op: op.into(), service: "-t 10.0.0.100:80".into(), dest: dest.into(), weight: weight.into(), ..Change::default() };
     let words = |ch: &Change, drained| change_words(&m, ch, drained).unwrap().join(" ");
     assert_eq!(words(&c("weight", "10.0.0.3:8080", "9"), None), "-e -t 10.0.0.100:80 -r 10.0.0.3:8080 -m -w 9 -x 100 -y 50");
-    assert_eq!(words(&c("drain", "10.0.0.2:8080", ""), None), "-e -t 10.0.0.100:80 -r 10.0.0.2:8080 -m -w 0");
-    assert_eq!(words(&c("restore", "10.0.0.2:8080", ""), Some(5)), "-e -t 10.0.0.100:80 -r 10.0.0.2:8080 -m -w 5");
+    // (the real server's other options kept: its PROXY protocol)
+    assert_eq!(words(&c("drain", "10.0.0.2:8080", ""), None), "-e -t 10.0.0.100:80 -r 10.0.0.2:8080 -m -w 0 --proxy-protocol v2");
+    assert_eq!(words(&c("restore", "10.0.0.2:8080", ""), Some(5)), "-e -t 10.0.0.100:80 -r 10.0.0.2:8080 -m -w 5 --proxy-protocol v2");
     assert_eq!(words(&c("weight", "10.0.0.9:80", "1"), None), "-e -t 10.0.0.100:80 -r 10.0.0.9:80 -w 1", "ipvsadm says what is wrong");
     let sched = Change { op: "scheduler".into(), service: "-t 10.0.0.100:80".into(), sched: "rr".into(), ..Change::default() };
     assert_eq!(words(&sched, None), "-E -t 10.0.0.100:80 -s rr -p 600");

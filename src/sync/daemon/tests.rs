@@ -225,6 +225,7 @@ fn with_a_key_only_signed_fresh_messages_are_taken() {
         template: false,
         inactive: false,
         timeout: 60,
+        seqadj: None,
     };
     m.push(&sc.to_record(), TRAILER_LEN + MAC_LEN).unwrap();
     let t = Trailer { kind: Kind::Data, bulk_port: 0, sender: 77, seq: 1, time_ms: now_ms(), total: 0 };
@@ -332,4 +333,41 @@ fn active_active_each_node_is_master_of_its_syncid_and_backup_of_the_other() {
         assert_eq!(s.view().refused, 0, "{n}: {}", s.status_text());
         assert_eq!(s.view().roles, vec!["master", "backup"], "{n}");
     }
+}
+
+/// A record whose sequence adjustment cannot be (here: on a DR
+/// connection, which does not rewrite the stream) is refused alone and
+/// counted by its reason; the record beside it is taken.
+#[test]
+fn a_record_with_an_impossible_offset_is_counted_by_its_reason() {
+    let (p, [bulk_b]) = ports();
+    let (b, wb) = node(SyncConf { backup: Some(daemon(p, 0)), ..base(true, bulk_b) });
+    let good = SyncConn {
+        caddr: "192.0.2.9".parse().unwrap(),
+        vaddr: "10.0.0.100".parse().unwrap(),
+        daddr: "10.0.0.2".parse().unwrap(),
+        laddr: "0.0.0.0".parse().unwrap(),
+        cport: 9,
+        vport: 80,
+        dport: 80,
+        lport: 0,
+        proto: 6,
+        state: 1,
+        fwd: crate::ipvs::FwdMethod::Dr,
+        template: false,
+        inactive: false,
+        timeout: 60,
+        seqadj: None,
+    };
+    let bad = SyncConn { cport: 10, seqadj: Some(crate::ipvs::seqadj::SeqAdj { start: 1, out_delta: 0, len: 0, proxy: 0, acked: false, ..Default::default() }), ..good };
+    let mut m = MsgBuilder::new(0, 1472);
+    m.push(&bad.to_record(), 0).unwrap();
+    m.push(&good.to_record(), 0).unwrap();
+    let msg = m.finish(None, false);
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.send_to(msg, ("127.0.0.1", p)).unwrap();
+    wait("the good record taken", 5, || wb.conns() == 1);
+    assert_eq!(get(&b.stats().record_errors[3]), 1);
+    let text = b.status_text();
+    assert!(text.contains("1 unusable records (seq_adj 1)"), "{text}");
 }

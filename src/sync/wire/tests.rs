@@ -67,7 +67,7 @@ fn options_pad_to_four_bytes_and_round_trip() {
     u.caddr = v4("2001:db8::1");
     u.vaddr = v4("2001:db8::100");
     u.daddr = v4("2001:db8:1::11");
-    u.xvs = Some(XvsOpt { local: Some((v4("2001:db8:1::200"), 5001)) });
+    u.xvs = Some(XvsOpt { local: Some((v4("2001:db8:1::200"), 5001)), seqadj: None });
     let m = build(&[r.clone(), u.clone()], None, false);
     // The second record starts on a 4-byte boundary after the first's 72.
     assert_eq!(&m[8 + 72..8 + 74], &[1, 17]);
@@ -80,7 +80,7 @@ fn options_pad_to_four_bytes_and_round_trip() {
 #[test]
 fn the_xvs_option_is_as_long_as_an_ipv6_record_and_optional() {
     let mut r = tcp_record();
-    r.xvs = Some(XvsOpt { local: Some((v4("10.0.1.200"), 1026)) });
+    r.xvs = Some(XvsOpt { local: Some((v4("10.0.1.200"), 1026)), seqadj: None });
     let m = build(&[r.clone()], None, false);
     let o = &m[8 + 36..];
     assert_eq!(o.len(), V6_LEN, "read by a v1 dissector as one IPv6 record");
@@ -215,6 +215,125 @@ fn the_builder_stops_at_its_size_and_at_255_records() {
     assert_eq!(tiny.push(&tcp_record(), TRAILER_LEN + MAC_LEN), Err(EncodeError::TooLong));
 }
 
+/// The PROXY header's length for record `r`'s addresses (0: none).
+fn header_len(r: &Record, v: u8) -> u16 {
+    use crate::wire::proxy::{header, Version, MAX_LEN};
+    let Some(v) = Version::from_code(v) else { return 0 };
+    let mut h = [0u8; MAX_LEN];
+    (match (r.caddr, r.vaddr) {
+        (IpAddr::V4(c), IpAddr::V4(a)) => header(v, c, r.cport, a, r.vport, &mut h),
+        (IpAddr::V6(c), IpAddr::V6(a)) => header(v, c, r.cport, a, r.vport, &mut h),
+        _ => unreachable!("one family"),
+    }) as u16
+}
+
+/// A NAT connection's record with a PROXY v1 offset.
+fn adjusted() -> Record {
+    let mut r = tcp_record();
+    let e = SeqAdj { start: 0xffff_fff0, out_delta: 0x0102_0304, len: 0, proxy: 1, acked: true, ..SeqAdj::default() };
+    r.xvs = Some(XvsOpt { local: None, seqadj: Some(SeqAdj { len: header_len(&r, 1), ..e }) });
+    r
+}
+
+#[test]
+fn a_sequence_adjustment_rides_in_the_xvs_option() {
+    let r = adjusted();
+    assert_eq!(header_len(&r, 1), b"PROXY TCP4 192.0.2.1 10.0.0.100 40000 80\r\n".len() as u16);
+    let m = build(&[r.clone(), tcp_record()], None, false);
+    let o = &m[8 + 36..8 + 36 + 72];
+    assert_eq!((o[0], o[1] as usize), (opt::XVS, XVS_OPT_DATA), "the same option, as long");
+    let d = &o[2..];
+    assert_eq!(d[1], xvs_flags::SEQ_ADJ, "no local address (NAT), an offset");
+    #[rustfmt::skip]
+    assert_eq!(&d[20..32], &[0xff, 0xff, 0xff, 0xf0, 1, 2, 3, 4, 0, 42, 1, xvs_flags::ACKED]);
+    assert!(d[32..].iter().all(|&b| b == 0), "the rest reserved");
+    let mut dec = Decoded::default();
+    decode(&m, &mut dec).unwrap();
+    assert_eq!(dec.records, vec![Ok(r), Ok(tcp_record())]);
+    // FULLNAT over IPv6: the local address and the offset (v2: 16 + 36
+    // bytes), not yet acknowledged.
+    let mut f = tcp_record();
+    f.flags = flags::FULLNAT;
+    f.caddr = v4("2001:db8::1");
+    f.vaddr = v4("2001:db8::100");
+    f.daddr = v4("2001:db8:1::11");
+    let e = SeqAdj { start: 5, out_delta: 0, len: 52, proxy: 2, acked: false, ..SeqAdj::default() };
+    assert_eq!(header_len(&f, 2), 52);
+    f.xvs = Some(XvsOpt { local: Some((v4("2001:db8:1::200"), 1029)), seqadj: Some(e) });
+    let m = build(&[f.clone()], None, false);
+    decode(&m, &mut dec).unwrap();
+    assert_eq!(dec.records, vec![Ok(f.clone())]);
+    // What an xvs that knows only the local address reads (the option's
+    // first 20 bytes but the flag bit it ignores) is as before.
+    let mut plain = f.clone();
+    plain.xvs = Some(XvsOpt { local: plain.xvs.unwrap().local, seqadj: None });
+    let before = build(&[plain], None, false);
+    let (a, b) = (&m[8 + 72 + 2..8 + 72 + 22], &before[8 + 72 + 2..8 + 72 + 22]);
+    assert_eq!((a[0], a[1] & !xvs_flags::SEQ_ADJ, &a[2..]), (b[0], b[1], &b[2..]));
+    // A SYN proxy's offset alone (no header), with its phase, the
+    // client's options and the window rescale of the splice.
+    let mut s = tcp_record();
+    let sp = SeqAdj { start: 0, out_delta: 99, len: 0, proxy: 0, acked: false, syn: crate::ipvs::seqadj::SPLICED, opts: 0x4b, win_shift: -4 };
+    s.xvs = Some(XvsOpt { local: None, seqadj: Some(sp) });
+    decode(&build(&[s.clone()], None, false), &mut dec).unwrap();
+    assert_eq!(dec.records, vec![Ok(s)]);
+}
+
+#[test]
+fn a_bad_sequence_adjustment_is_refused() {
+    let mut dec = Decoded::default();
+    // Cut short: the option (and its record) 40 bytes shorter — the
+    // message is refused whole, as any option of the wrong length.
+    let mut m = build(&[adjusted()], None, false);
+    m[8 + 36 + 1] = (XVS_OPT_DATA - 40) as u8;
+    m[8 + 3] = (36 + 72 - 40) as u8;
+    m.truncate(8 + 36 + 72 - 40);
+    m[3] = m.len() as u8;
+    assert_eq!(decode(&m, &mut dec), Err(DecodeError::BadOption));
+    // The message ends inside the option.
+    let mut m = build(&[adjusted()], None, false);
+    m.truncate(8 + 36 + 30);
+    m[3] = m.len() as u8;
+    assert_eq!(decode(&m, &mut dec), Err(DecodeError::Truncated));
+    // A longer option: refused too.
+    let mut m = build(&[adjusted()], None, false);
+    m[8 + 36 + 1] = (XVS_OPT_DATA + 4) as u8;
+    m[8 + 3] = (36 + 72 + 4) as u8;
+    m.extend_from_slice(&[0; 4]);
+    m[3] = m.len() as u8;
+    assert_eq!(decode(&m, &mut dec), Err(DecodeError::BadOption));
+    // Values that cannot be: the record alone goes (counted by its
+    // reason), the next one is kept.
+    let at = 8 + 36 + 2;
+    type Bend = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, Bend)> = vec![
+        ("an unknown PROXY version", Box::new(move |m| m[at + 30] = 3)),
+        ("a length not the header's", Box::new(move |m| m[at + 29] = 41)),
+        ("a header length without a version", Box::new(move |m| m[at + 30] = 0)),
+        ("reserved flag bits", Box::new(move |m| m[at + 31] |= 0x80)),
+        ("an unknown SYN proxy phase", Box::new(move |m| m[at + 32] = 3)),
+        ("a window rescale beyond 14", Box::new(move |m| m[at + 34] = 15)),
+        ("a window rescale below -14", Box::new(move |m| m[at + 34] = (-15i8) as u8)),
+        ("on a UDP record", Box::new(|m| m[8 + 1] = 17)),
+        ("on a DR record", Box::new(|m| m[8 + 7] = flags::DROUTE as u8)),
+        ("on a template", Box::new(|m| m[8 + 6] = (flags::TEMPLATE >> 8) as u8)),
+    ];
+    for (what, bend) in cases {
+        let mut m = build(&[adjusted(), tcp_record()], None, false);
+        bend(&mut m);
+        decode(&m, &mut dec).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(dec.records, vec![Err(RecordError::SeqAdj), Ok(tcp_record())], "{what}");
+    }
+    assert_eq!(RecordError::SeqAdj.name(), "seq_adj");
+    // The flag bit off: the same bytes are reserved ones, ignored.
+    let mut m = build(&[adjusted()], None, false);
+    m[at + 1] = 0;
+    decode(&m, &mut dec).unwrap();
+    let mut want = adjusted();
+    want.xvs = Some(XvsOpt::default());
+    assert_eq!(dec.records, vec![Ok(want)]);
+}
+
 fn arb_addrs() -> impl Strategy<Value = (IpAddr, IpAddr, IpAddr)> {
     prop_oneof![
         any::<([u8; 4], [u8; 4], [u8; 4])>().prop_map(|(a, b, c)| (
@@ -255,6 +374,7 @@ prop_compose! {
         pe_data in proptest::option::of(proptest::collection::vec(any::<u8>(), 1..=255)),
         pe_name in proptest::option::of(proptest::collection::vec(any::<u8>(), 1..=16)),
         xvs in proptest::option::of(arb_local()),
+        adj in proptest::option::of(any::<(u32, u32, u8, bool)>()),
     ) -> Record {
         let (proto, state, template) = match kind {
             0 => (6, tcp_state, false),
@@ -266,13 +386,22 @@ prop_compose! {
         if template {
             flags |= flags::TEMPLATE;
         }
-        Record {
+        let mut r = Record {
             proto, flags, state, caddr, vaddr, daddr,
             cport: ports.0, vport: ports.1, dport: ports.2, fwmark, timeout, seq,
             pe_data: pe_data.map(|v| v.into_iter().collect()),
             pe_name: pe_name.map(|v| v.into_iter().collect()),
-            xvs: xvs.map(|local| XvsOpt { local }),
+            xvs: xvs.map(|local| XvsOpt { local, seqadj: None }),
+        };
+        // A sequence adjustment where one can be (a NAT or FULLNAT TCP
+        // connection), with its header's true length.
+        if let Some((start, out_delta, v, acked)) = adj.filter(|_| kind == 0 && matches!(fwd, flags::MASQ | flags::FULLNAT) && caddr.is_ipv6() == vaddr.is_ipv6()) {
+            let mut e = SeqAdj { start, out_delta, len: 0, proxy: v % 3, acked, syn: v % 3, opts: v, win_shift: (v % 29) as i8 - 14 };
+            e.len = header_len(&r, e.proxy);
+            let x = r.xvs.get_or_insert(XvsOpt::default());
+            x.seqadj = Some(e);
         }
+        r
     }
 }
 

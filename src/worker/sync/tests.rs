@@ -101,6 +101,7 @@ fn events_filler() -> SyncConn {
         template: false,
         inactive: false,
         timeout: 1,
+        seqadj: None,
     }
 }
 
@@ -318,4 +319,27 @@ fn walks_copy_the_table_in_slices_or_only_what_had_traffic() {
     w.sync_walk(&mut walk, 100_000);
     assert!(walk.done);
     assert_eq!(walk.rows.len(), 10);
+}
+
+#[test]
+fn with_rss_ownership_a_received_connection_goes_where_the_nic_delivers_its_flow() {
+    use crate::ipvs::rss::{RssConfig, RssMap, DEFAULT_KEY};
+    let map = RssMap::new(RssConfig { key: DEFAULT_KEY.to_vec(), indir: (0..128).map(|b| b % 4).collect() }, 4).unwrap();
+    for fwd in [FwdMethod::Dr, FwdMethod::Nat] {
+        let mut snap = Snapshot::build(&model(fwd, "rr"), None).unwrap();
+        snap.rss = Some(Arc::new(map.clone()));
+        let mut spread = [0; 4];
+        for x in 1..=40u8 {
+            let sc = SyncConn { caddr: IpAddr::from([192, 0, 2, x]), fwd, ..events_filler() };
+            let want = if fwd == FwdMethod::Nat {
+                // A NAT VIP is client-owned in every mode.
+                (crate::worker::shard_hash(&[192, 0, 2, x]) % 4) as u16
+            } else {
+                map.owner(&[192, 0, 2, x], &VIP)
+            };
+            assert_eq!(sync_owner(&snap, 4, &sc), want, "{fwd} 192.0.2.{x}");
+            spread[want as usize] += 1;
+        }
+        assert!(spread.iter().all(|&n| n > 0), "{fwd}: {spread:?}");
+    }
 }
