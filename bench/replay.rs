@@ -178,6 +178,9 @@ struct Scenario {
     /// The TCP service's real servers take the PROXY protocol (v1): every
     /// connection carries a sequence offset (`ipvs::seqadj`).
     proxy: bool,
+    /// The TCP service is a SYN proxy (`synproxy = true`): a storm's
+    /// SYNs are answered with cookies, nothing kept.
+    synproxy: bool,
 }
 
 fn scenarios(quick: bool, packets: Option<u64>) -> Vec<Scenario> {
@@ -221,6 +224,7 @@ fn scenarios(quick: bool, packets: Option<u64>) -> Vec<Scenario> {
             table: None,
             sync: None,
             proxy: false,
+            synproxy: false,
         }
     };
     for flows in [k64, m1, m10] {
@@ -252,8 +256,15 @@ fn scenarios(quick: bool, packets: Option<u64>) -> Vec<Scenario> {
             table: None,
             sync: None,
             proxy: false,
+            synproxy: false,
         });
     }
+    // The SYN proxy's cookie path: storm-nat with synproxy on (every SYN
+    // answered with a cookie SYN-ACK, no connection).
+    let mut sp = v.iter().find(|s| s.name == "storm-nat").cloned().expect("storm-nat");
+    sp.name = "storm-nat-synproxy".into();
+    sp.synproxy = true;
+    v.push(sp);
     // A SYN flood into a full table: storm-dr, but an eighth of it fills
     // the table and every later SYN evicts an embryonic connection.
     let mut flood = v.iter().find(|s| s.name == "storm-dr").cloned().expect("storm-dr");
@@ -274,6 +285,7 @@ fn scenarios(quick: bool, packets: Option<u64>) -> Vec<Scenario> {
         table: None,
         sync: None,
         proxy: false,
+        synproxy: false,
     });
     // The PROXY protocol's sequence offset on established FULLNAT and NAT
     // connections: against est-fullnat-64k / est-nat-64k.
@@ -789,8 +801,13 @@ fn run(s: &Scenario, seed: u64, provider: bool) -> Row {
     if s.proxy {
         topo.proxy = Some("v1");
     }
-    let model =
+    let mut model =
         load_str(&topo.config_toml(), &s.name).unwrap_or_else(|e| panic!("bench config: {e}"));
+    if s.synproxy {
+        for svc in &mut model.services {
+            svc.synproxy = matches!(svc.key, xvs::ipvs::service::ServiceKey::Addr { proto: xvs::ipvs::Proto::Tcp, .. });
+        }
+    }
     let snap = Arc::new(Snapshot::build(&model, None).expect("bench snapshot"));
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let n = s.workers as usize;

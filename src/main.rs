@@ -300,6 +300,9 @@ fn replay(config: PathBuf, input: PathBuf, output: PathBuf, counters: bool, relo
         return ExitCode::from(2);
     }
     let mut w = Worker::new(0, 1, snap, pcap::CLOCK_START_NS);
+    // A replay is deterministic: its SYN proxy's cookies too, so that a
+    // capture can carry the ACK of a SYN-ACK an earlier replay made.
+    w.set_synproxy_secret(xvs::ipvs::synproxy::Secret::REPLAY);
     let t0 = Instant::now();
     let progress = |n: u64| {
         if n >= 1 << 20 {

@@ -13,14 +13,9 @@
 
 mod lab;
 
-use lab::{http_gets_from, who, Lab};
+use lab::{http_gets_from, who, Flood, Lab};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
-use xvs::gen::packet::tcp4;
-use xvs::wire::tcp_flags::SYN;
 
 fn config(net: u8, max_conns: usize, drop_entry: bool) -> String {
     format!(
@@ -46,82 +41,6 @@ scheduler = "rr"
     )
 }
 
-/// Spoofed SYNs to the VIP from namespace `ns` until stopped, about 10 k
-/// per second, at least `min` of them. Stopping returns how many were sent.
-struct Flood {
-    stop: Arc<AtomicBool>,
-    sent: Arc<AtomicU64>,
-    handle: Option<JoinHandle<u64>>,
-}
-
-impl Flood {
-    fn start(ns: &str, net: u8, min: u64) -> Flood {
-        let stop = Arc::new(AtomicBool::new(false));
-        let sent_out = Arc::new(AtomicU64::new(0));
-        let (ns, stop2, sent2) = (ns.to_string(), stop.clone(), sent_out.clone());
-        let handle = std::thread::spawn(move || {
-            lab::enter(&ns);
-            // SAFETY: a raw socket owned by this thread, closed below; the
-            // buffers and sockaddr outlive each call.
-            unsafe {
-                let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW);
-                assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
-                let vip = [10, net, 0, 100];
-                let dst = libc::sockaddr_in {
-                    sin_family: libc::AF_INET as libc::sa_family_t,
-                    sin_port: 0,
-                    sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(vip) },
-                    sin_zero: [0; 8],
-                };
-                let mut sent = 0u64;
-                while sent < min || !stop2.load(Ordering::Relaxed) {
-                    let src = [10, net, 0, 150 + (sent % 100) as u8];
-                    let sport = 1024 + (sent / 100 % 60_000) as u16;
-                    let frame = tcp4(src, sport, vip, 80, SYN, b"");
-                    let ip = &frame[14..];
-                    let n = libc::sendto(
-                        fd,
-                        ip.as_ptr() as *const libc::c_void,
-                        ip.len(),
-                        0,
-                        &dst as *const _ as *const libc::sockaddr,
-                        std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                    );
-                    assert_eq!(n, ip.len() as isize, "sendto: {}", std::io::Error::last_os_error());
-                    sent += 1;
-                    sent2.store(sent, Ordering::Relaxed);
-                    if sent % 50 == 0 {
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                }
-                libc::close(fd);
-                sent
-            }
-        });
-        Flood { stop, sent: sent_out, handle: Some(handle) }
-    }
-
-    /// Waits until `n` SYNs are out.
-    fn wait_sent(&self, n: u64) {
-        let t0 = std::time::Instant::now();
-        while self.sent.load(Ordering::Relaxed) < n {
-            assert!(t0.elapsed() < Duration::from_secs(20), "the flood stalled");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn stop(&mut self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle.take().map_or(0, |h| h.join().expect("flood thread"))
-    }
-}
-
-impl Drop for Flood {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// The DR lab on `10.<net>.0.0/24` with two HTTP real servers and xvs
 /// running two workers with `max_conns` and `drop_entry`; `None` when
 /// the machine cannot run it.
@@ -144,7 +63,7 @@ fn real_clients_get_through_a_syn_flood_on_a_full_table() {
         return;
     };
     // The flood fills both tables first...
-    let mut flood = Flood::start(&t.client, 70, 0);
+    let mut flood = Flood::start(&t.client, [10, 70, 0, 100], 80, 0);
     flood.wait_sent(6000);
     // ...and goes on while the clients fetch.
     let answers = http_gets_from(&t.client, t.clients(), t.sock(0, 100, 80), 20);
@@ -173,7 +92,7 @@ fn without_drop_entry_a_flooded_table_locks_clients_out() {
     let Some((mut lab, t, x)) = flooded_lab("without_drop_entry_a_flooded_table_locks_clients_out", 71, 40, false) else {
         return;
     };
-    let mut flood = Flood::start(&t.client, 71, 300);
+    let mut flood = Flood::start(&t.client, [10, 71, 0, 100], 80, 300);
     let sent = flood.stop();
     // Every table is full of SYN_RECV entries for the next 60 s: a real
     // client's SYNs (and its retransmission a second later) are dropped.

@@ -204,7 +204,7 @@ fn adjust(cs: &mut [SyncConn]) {
             (IpAddr::V6(a), IpAddr::V6(b)) => header(v, a, c.cport, b, c.vport, &mut h),
             _ => unreachable!(),
         };
-        c.seqadj = Some(SeqAdj { start: 0x9000_0000u32.wrapping_mul(i as u32), out_delta: 0, len: len as u16, proxy: v.code(), acked: i % 3 == 0 });
+        c.seqadj = Some(SeqAdj { start: 0x9000_0000u32.wrapping_mul(i as u32), out_delta: 0, len: len as u16, proxy: v.code(), acked: i % 3 == 0, ..SeqAdj::default() });
     }
 }
 

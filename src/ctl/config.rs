@@ -435,6 +435,9 @@ struct RawService {
     #[serde(default)]
     real_server: Vec<RawRealServer>,
     sorry_server: Option<SorryServerConfig>,
+    /// The SYN proxy (`docs/modes.md`): NAT and FULLNAT TCP services.
+    #[serde(default)]
+    synproxy: bool,
 }
 
 #[derive(Deserialize, Debug)]
@@ -1501,6 +1504,18 @@ fn service(r: &RawService, groups: &[Group], path: &FieldPath) -> V<Service> {
             proxy,
         });
     }
+    if r.synproxy {
+        let sp = path.key("synproxy");
+        if matches!(key, ServiceKey::Addr { proto: Proto::Udp, .. }) {
+            return bad(&sp, "is for TCP services only");
+        }
+        if let Some(j) = dests.iter().position(|d| matches!(d.fwd, FwdMethod::Dr | FwdMethod::Tun)) {
+            return bad(
+                &sp,
+                format!("needs real servers in mode \"nat\" or \"fullnat\" (real_server[{j}] is {}: its replies bypass the director, which could not splice the connection)", dests[j].fwd),
+            );
+        }
+    }
     Ok(Service {
         key,
         sched,
@@ -1508,6 +1523,7 @@ fn service(r: &RawService, groups: &[Group], path: &FieldPath) -> V<Service> {
         persistence,
         dests,
         laddrs,
+        synproxy: r.synproxy,
     })
 }
 
@@ -1664,6 +1680,7 @@ scheduler = "rr"
                         dest("10.0.1.2", 8000, 0, FwdMethod::Nat),
                     ],
                     laddrs: vec![a("10.0.0.200"), a("10.0.0.201")],
+                    synproxy: false,
                 },
                 Service {
                     key: ServiceKey::Group(7),
@@ -1672,6 +1689,7 @@ scheduler = "rr"
                     persistence: None,
                     dests: vec![dest("10.0.1.3", 0, 1, FwdMethod::Tun)],
                     laddrs: vec![],
+                    synproxy: false,
                 },
                 Service {
                     key: ServiceKey::Group(8),
@@ -1683,6 +1701,7 @@ scheduler = "rr"
                     }),
                     dests: vec![dest("2001:db8::10", 0, 1, FwdMethod::Dr)],
                     laddrs: vec![],
+                    synproxy: false,
                 },
                 Service {
                     key: ServiceKey::Addr {
@@ -1695,6 +1714,7 @@ scheduler = "rr"
                     persistence: None,
                     dests: vec![dest("2001:db8::11", 0, 1, FwdMethod::Dr)],
                     laddrs: vec![],
+                    synproxy: false,
                 },
             ],
             groups: vec![
@@ -1990,6 +2010,9 @@ persistence = 300
             (format!("{RS}\nmode = \"nat\"\nproxy_protocol = 1"), "service[0].real_server[0].proxy_protocol", "invalid type"),
             ("[[service]]\nproto = \"udp\"\nvip = \"10.0.0.1\"\nport = 53\n[[service.real_server]]\nip = \"10.0.1.1\"\nmode = \"nat\"\nproxy_protocol = \"v2\"".to_string(), "service[0].real_server[0].proxy_protocol", "is for TCP services only"),
             (format!("{SVC}\nreal_server = {{ ip = \"10.0.1.1\" }}"), "service[0].real_server", "invalid type: map, expected a sequence"),
+            (format!("{SVC}\nsynproxy = \"yes\""), "service[0].synproxy", "invalid type"),
+            (format!("{SVC}\nsynproxy = true\n[[service.real_server]]\nip = \"10.0.1.1\"\nmode = \"nat\"\n[[service.real_server]]\nip = \"10.0.1.2\""), "service[0].synproxy", "needs real servers in mode \"nat\" or \"fullnat\" (real_server[1] is dr"),
+            ("[[service]]\nproto = \"udp\"\nvip = \"10.0.0.1\"\nport = 53\nsynproxy = true".to_string(), "service[0].synproxy", "is for TCP services only"),
             // the top level
             ("[[services]]\nproto = \"tcp\"".to_string(), "services", "unknown field `services`"),
             ("service = 5".to_string(), "service", "invalid type: integer"),
@@ -2404,6 +2427,7 @@ persistence = 300
                     ("persistence", INT),
                     ("persistence_netmask", INT),
                     ("local_addresses", IPS),
+                    ("synproxy", BOOL),
                 ],
             ),
             (

@@ -110,6 +110,9 @@ pub struct ServiceSpec {
     /// `-M`: persistence granularity as a prefix length; `None` = one
     /// client address (/32 or /128).
     pub netmask: Option<u8>,
+    /// `--synproxy` / `-j` (xvs, as DPVS; ipvsadm has none).
+    #[serde(default)]
+    pub synproxy: bool,
 }
 
 /// `-a` / `-e`: a real server of a service.

@@ -237,6 +237,9 @@ impl Snapshot {
             self.laddrs.insert(*l);
             self.own_addrs.insert(*l);
         }
+        if svc.synproxy && members.iter().any(|m| m.proto != Proto::Tcp.number()) {
+            return Err(err(&name, "synproxy is for TCP services only"));
+        }
         let start = self.dests.len();
         let svc_port = match &svc.key {
             ServiceKey::Addr { port, .. } => *port,
@@ -266,6 +269,9 @@ impl Snapshot {
                 }
                 FwdMethod::FullNat if svc.laddrs.is_empty() => {
                     return Err(err(&dname, "fullnat needs local addresses on the service (laddrs)"));
+                }
+                FwdMethod::Dr | FwdMethod::Tun if svc.synproxy => {
+                    return Err(err(&dname, format!("{} cannot serve a synproxy service (its replies bypass the director); use nat or fullnat", d.fwd)));
                 }
                 _ => {}
             }
@@ -308,6 +314,7 @@ impl Snapshot {
             persistence: svc.persistence,
             dests,
             laddrs: svc.laddrs.clone(),
+            synproxy: svc.synproxy,
         });
         Ok(())
     }
@@ -344,6 +351,7 @@ mod tests {
                 .map(|(a, p, f)| Dest { addr: ip(a), port: *p, weight: 1, fwd: *f, u_threshold: 0, l_threshold: 0, proxy: None })
                 .collect(),
             laddrs: vec![],
+            synproxy: false,
         }
     }
 

@@ -232,6 +232,7 @@ mod tests {
                         .map(|(a, w)| Dest { addr: ip(a), port: *port, weight: *w, fwd: FwdMethod::Dr, u_threshold: 0, l_threshold: 0, proxy: None })
                         .collect(),
                     laddrs: vec![],
+                    synproxy: false,
                 })
                 .collect(),
             net: NetConf {

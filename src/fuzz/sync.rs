@@ -201,7 +201,7 @@ fn record(r: &mut Bytes<'_>) -> Record {
             // A sequence adjustment, sound or not (the decoder refuses
             // what cannot be: `wire::seqadj_fits`).
             let len = [0, 28, 42, r.u16()][r.u8() as usize % 4];
-            let e = SeqAdj { start: r.u32(), out_delta: r.u32(), len, proxy: r.u8() % 4, acked: r.bool() };
+            let e = SeqAdj { start: r.u32(), out_delta: r.u32(), len, proxy: r.u8() % 4, acked: r.bool(), syn: r.u8() % 4, opts: r.u8(), win_shift: r.u8() as i8 };
             rec.xvs.get_or_insert(XvsOpt::default()).seqadj = Some(e);
         }
         _ => {}

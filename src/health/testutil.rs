@@ -37,5 +37,6 @@ pub fn service(port: u16, dests: Vec<Dest>) -> Service {
         persistence: None,
         dests,
         laddrs: vec![],
+        synproxy: false,
     }
 }

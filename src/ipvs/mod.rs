@@ -23,6 +23,7 @@ pub mod route;
 pub mod rss;
 pub mod sched;
 pub mod seqadj;
+pub mod synproxy;
 pub mod service;
 pub mod snapshot;
 pub mod timer;

@@ -22,7 +22,7 @@
 //! # Where it lives (no growth of the connection entry)
 //!
 //! An IPv4 [`Conn`] is one cache line with no byte to spare, so the state
-//! (12 bytes) is kept beside the table, per worker, indexed by the
+//! (16 bytes) is kept beside the table, per worker, indexed by the
 //! connection's slot: [`SeqAdjTable`], chunks of 1024 entries allocated
 //! the first time a connection of their slot range uses it (a bounded
 //! number over a worker's life: the table's slots / 1024). A connection
@@ -41,7 +41,7 @@ pub const SEQ_ADJ: u8 = 0x80;
 /// `Conn::in_pkts` bits of the packet count.
 pub const IN_PKTS: u8 = 0x7f;
 
-/// One connection's offsets.
+/// One connection's offsets (16 bytes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SeqAdj {
     /// The client's first stream byte (ISN + 1), where the header goes.
@@ -54,7 +54,22 @@ pub struct SeqAdj {
     pub proxy: u8,
     /// The server acknowledged the whole header.
     pub acked: bool,
+    /// SYN proxy phase ([`SYN_SENT`], [`SPLICED`]; 0: not proxied).
+    /// While [`SYN_SENT`], `out_delta` holds the cookie (the ISN the
+    /// client was given) until the server's SYN-ACK names the offset.
+    pub syn: u8,
+    /// The client's SYN options as the cookie kept them
+    /// (`synproxy::SynOpts::encode`).
+    pub opts: u8,
+    /// The server's window scale minus the one the client was given: its
+    /// windows are rescaled on the way to the client (0: as they are).
+    pub win_shift: i8,
 }
+
+/// [`SeqAdj::syn`]: the SYN went to the real server, its SYN-ACK is due.
+pub const SYN_SENT: u8 = 1;
+/// [`SeqAdj::syn`]: the two halves are spliced.
+pub const SPLICED: u8 = 2;
 
 impl SeqAdj {
     /// A client sequence number (or a server SACK edge of the other
@@ -171,6 +186,9 @@ pub fn apply<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, e: &mut SeqAd
         }
         let e = *e;
         tcpseq::rewrite(fr.data_mut(), m, |x| e.out_seq(x), |y| e.out_ack(y));
+        if e.win_shift != 0 {
+            rescale_window(fr.data_mut(), m, e.win_shift);
+        }
         return Ok(Applied::Shifted);
     }
     let s = tcpseq::seq(fr.data(), m);
@@ -198,6 +216,24 @@ pub fn apply<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, e: &mut SeqAd
     let n = header(c, v, &mut h);
     let cut = proxy::insert::<A>(fr, m, &h[..n], mtu)?;
     Ok(Applied::Header { cut })
+}
+
+/// The window of the TCP segment of `f` (parsed as `m`, not a SYN) in
+/// the scale the client was given: shifted left by `shift` (clamped to
+/// 65535: the client then under-reads the window, never over-reads it)
+/// or right (rounded down); the checksum follows by RFC 1624.
+#[cold]
+#[inline(never)]
+pub fn rescale_window(f: &mut [u8], m: &Meta, shift: i8) {
+    let l4 = m.l4 as usize;
+    if m.tcp_flags & tcp_flags::SYN != 0 {
+        return;
+    }
+    let w = crate::wire::be16(f, l4 + 14) as u32;
+    let n = if shift > 0 { (w << shift.min(16)).min(0xffff) } else { w >> (-shift).min(16) } as u16;
+    let hc = crate::wire::checksum::update16(crate::wire::be16(f, l4 + 16), w as u16, n);
+    crate::wire::put16(f, l4 + 14, n);
+    crate::wire::put16(f, l4 + 16, hc);
 }
 
 #[cfg(test)]
@@ -257,7 +293,7 @@ mod tests {
         assert_eq!(t.bytes(), CHUNK * std::mem::size_of::<SeqAdj>());
         assert_eq!(*t.make(5000), SeqAdj::default(), "a new connection's entry starts clean");
         assert!(t.get_mut(10).is_none(), "chunk 0 was never made");
-        assert_eq!(std::mem::size_of::<SeqAdj>(), 12);
+        assert_eq!(std::mem::size_of::<SeqAdj>(), 16);
     }
 
     proptest! {
@@ -284,7 +320,7 @@ mod tests {
             buf[64..64 + f.len()].copy_from_slice(&f);
             let mut m = parse(&f).unwrap();
             let mut fr = Frame::new(&mut buf, 64, f.len());
-            let mut e = SeqAdj { start, len, out_delta, proxy: 1, acked: true };
+            let mut e = SeqAdj { start, len, out_delta, proxy: 1, acked: true, ..Default::default() };
             let c = conn4();
             let r = apply(&mut fr, &mut m, &c, &mut e, in_dir, 1500);
             prop_assert_eq!(r, Ok(Applied::Shifted));

@@ -68,4 +68,8 @@ pub struct Service {
     pub dests: Vec<Dest>,
     /// FULLNAT local addresses (DPVS `--add-laddr`).
     pub laddrs: Vec<IpAddr>,
+    /// The director answers clients' SYNs itself with SYN cookies and
+    /// opens a connection only on a valid ACK (`ipvs::synproxy`; NAT and
+    /// FULLNAT; xvsadm `--synproxy`, DPVS's `-j`).
+    pub synproxy: bool,
 }

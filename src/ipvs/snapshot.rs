@@ -38,6 +38,8 @@ pub struct SvcEntry {
     pub dests: Range<usize>,
     /// FULLNAT local addresses.
     pub laddrs: Vec<IpAddr>,
+    /// The SYN proxy is on (`ipvs::synproxy`).
+    pub synproxy: bool,
 }
 
 /// Lookup key of the service map.

@@ -114,6 +114,14 @@ reasons! {
         /// and could not: the header alone passes the egress MTU, or the
         /// frame buffer has no room (the client sends it again).
         ProxyNoRoom => "proxy_no_room",
+        /// An ACK to a synproxy service without a connection whose
+        /// acknowledgement is no valid cookie (forged, stale, or the
+        /// secret of another director or worker start).
+        SynproxyBadAck => "synproxy_bad_ack",
+        /// A synproxy connection's segment before the splice that is
+        /// none it can use: from the real server, anything but its
+        /// SYN-ACK or a RST; a SYN-ACK the director could not build.
+        SynproxyWait => "synproxy_wait",
     }
 }
 
@@ -251,6 +259,12 @@ pub struct WorkerCounters {
     /// Of those, segments whose payload's tail was left out to keep
     /// within the egress MTU (the client sends it again).
     pub proxy_cut: u64,
+    /// SYNs to synproxy services answered with a cookie SYN-ACK.
+    pub synproxy_syn: u64,
+    /// Valid cookie ACKs: connections opened (a SYN to the real server).
+    pub synproxy_ack: u64,
+    /// Connections spliced (the real server's SYN-ACK answered).
+    pub synproxy_spliced: u64,
     pub templates_created: u64,
     pub templates_expired: u64,
     /// ICMP errors about a connection translated and relayed.
@@ -273,8 +287,32 @@ pub struct WorkerCounters {
     /// Frames other workers handed to this one (counted in `rx_packets`
     /// too: they are processed here).
     pub handed_in: u64,
-    pub drops: [u64; DropReason::COUNT],
-    pub passes: [u64; PassReason::COUNT],
+    pub drops: Counts<{ DropReason::COUNT }>,
+    pub passes: Counts<{ PassReason::COUNT }>,
+}
+
+/// A count per reason, indexed by the reason (`[u64; N]` as far as
+/// readers go; its own type so that it has a `Default` past 32 reasons).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counts<const N: usize>(pub [u64; N]);
+
+impl<const N: usize> Default for Counts<N> {
+    fn default() -> Self {
+        Counts([0; N])
+    }
+}
+
+impl<const N: usize> std::ops::Deref for Counts<N> {
+    type Target = [u64; N];
+    fn deref(&self) -> &[u64; N] {
+        &self.0
+    }
+}
+
+impl<const N: usize> std::ops::DerefMut for Counts<N> {
+    fn deref_mut(&mut self) -> &mut [u64; N] {
+        &mut self.0
+    }
 }
 
 /// Where a worker's frames went: the terms of the balance every worker's
@@ -363,6 +401,9 @@ impl WorkerCounters {
         self.toa_skipped += o.toa_skipped;
         self.proxy_headers += o.proxy_headers;
         self.proxy_cut += o.proxy_cut;
+        self.synproxy_syn += o.synproxy_syn;
+        self.synproxy_ack += o.synproxy_ack;
+        self.synproxy_spliced += o.synproxy_spliced;
         self.templates_created += o.templates_created;
         self.templates_expired += o.templates_expired;
         self.icmp_relayed += o.icmp_relayed;
@@ -404,6 +445,9 @@ impl WorkerCounters {
         v.push(("toa_skipped".into(), self.toa_skipped));
         v.push(("proxy_headers".into(), self.proxy_headers));
         v.push(("proxy_cut".into(), self.proxy_cut));
+        v.push(("synproxy_syn".into(), self.synproxy_syn));
+        v.push(("synproxy_ack".into(), self.synproxy_ack));
+        v.push(("synproxy_spliced".into(), self.synproxy_spliced));
         v.push(("templates_created".into(), self.templates_created));
         v.push(("templates_expired".into(), self.templates_expired));
         v.push(("icmp_relayed".into(), self.icmp_relayed));
@@ -450,6 +494,9 @@ impl WorkerCounters {
         if self.proxy_headers > 0 {
             let _ = writeln!(s, "proxy header sent {:>10}  cut {:>12}", self.proxy_headers, self.proxy_cut);
         }
+        if self.synproxy_syn > 0 {
+            let _ = writeln!(s, "synproxy     syn {:>11}  ack {:>12}  spliced {:>8}", self.synproxy_syn, self.synproxy_ack, self.synproxy_spliced);
+        }
         let _ = writeln!(s, "icmp         relayed {:>7}  sent {:>11}", self.icmp_relayed, self.icmp_sent);
         if self.icmp_limited > 0 {
             let _ = writeln!(s, "  not sent, over the rate limit {}", self.icmp_limited);
@@ -491,7 +538,7 @@ mod tests {
         c.drop(DropReason::NoDest);
         c.fwd[2][1] = 7;
         let p = c.pairs();
-        assert_eq!(p.len(), 4 + 8 + 18 + DropReason::COUNT + PassReason::COUNT);
+        assert_eq!(p.len(), 4 + 8 + 21 + DropReason::COUNT + PassReason::COUNT);
         assert!(p.contains(&("drop_no_dest".to_string(), 1)));
         assert!(p.contains(&("fwd_nat_out".to_string(), 7)));
         let r = c.render();

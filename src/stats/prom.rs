@@ -90,7 +90,7 @@ impl Out {
 pub fn render(v: &MetricsView<'_>) -> String {
     let mut o = Out(String::new());
     type Get = fn(&WorkerCounters) -> u64;
-    let per_worker: [(&str, &str, Get); 22] = [
+    let per_worker: [(&str, &str, Get); 25] = [
         ("xvs_rx_packets_total", "Frames received.", |c| c.rx_packets),
         ("xvs_rx_bytes_total", "Bytes received.", |c| c.rx_bytes),
         ("xvs_tx_packets_total", "Frames transmitted.", |c| c.tx_packets),
@@ -104,6 +104,9 @@ pub fn render(v: &MetricsView<'_>) -> String {
         ("xvs_toa_skipped_total", "FULLNAT handshake ACKs sent without TOA: no option space, MTU or headroom.", |c| c.toa_skipped),
         ("xvs_proxy_headers_total", "Client segments given the PROXY protocol header.", |c| c.proxy_headers),
         ("xvs_proxy_cut_total", "Segments given the PROXY protocol header whose payload tail was left out for the MTU.", |c| c.proxy_cut),
+        ("xvs_synproxy_syn_total", "SYNs to synproxy services answered with a cookie SYN-ACK.", |c| c.synproxy_syn),
+        ("xvs_synproxy_ack_total", "Valid cookie ACKs: synproxy connections opened to a real server.", |c| c.synproxy_ack),
+        ("xvs_synproxy_spliced_total", "Synproxy connections spliced (the real server's SYN-ACK answered).", |c| c.synproxy_spliced),
         ("xvs_templates_created_total", "Persistence templates created.", |c| c.templates_created),
         ("xvs_templates_expired_total", "Persistence templates expired.", |c| c.templates_expired),
         ("xvs_icmp_relayed_total", "ICMP errors about connections translated and relayed.", |c| c.icmp_relayed),

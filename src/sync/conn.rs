@@ -243,12 +243,12 @@ mod tests {
         // Sequence adjustments, NAT (the xvs option without a local
         // address) and FULLNAT (with one).
         let mut adj = conn();
-        adj.seqadj = Some(SeqAdj { start: 7, out_delta: 0, len: 42, proxy: 1, acked: true });
+        adj.seqadj = Some(SeqAdj { start: 7, out_delta: 0, len: 42, proxy: 1, acked: true, ..SeqAdj::default() });
         all.push(adj);
         adj.fwd = FwdMethod::FullNat;
         adj.laddr = ip("10.0.1.200");
         adj.lport = 1030;
-        adj.seqadj = Some(SeqAdj { start: u32::MAX, out_delta: 0x8000_0001, len: 0, proxy: 0, acked: false });
+        adj.seqadj = Some(SeqAdj { start: u32::MAX, out_delta: 0x8000_0001, len: 0, proxy: 0, acked: false, syn: crate::ipvs::seqadj::SPLICED, opts: 0x5a, win_shift: -5 });
         all.push(adj);
         let mut v6 = conn();
         v6.caddr = ip("2001:db8::1");

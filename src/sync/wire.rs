@@ -455,6 +455,11 @@ fn write_record(r: &Record, out: &mut [u8]) -> Result<usize, EncodeError> {
             d[28..30].copy_from_slice(&e.len.to_be_bytes());
             d[30] = e.proxy;
             d[31] = if e.acked { xvs_flags::ACKED } else { 0 };
+            // The SYN proxy's state: its phase, the client's SYN options
+            // and the window rescale of a spliced connection.
+            d[32] = e.syn;
+            d[33] = e.opts;
+            d[34] = e.win_shift as u8;
         }
         p += 2 + XVS_OPT_DATA;
     }
@@ -738,7 +743,11 @@ fn record(b: &[u8], v6: bool) -> Result<Result<Record, RecordError>, DecodeError
                     x.local = Some((a, be16(d, 2)));
                 }
                 if d[1] & xvs_flags::SEQ_ADJ != 0 {
-                    if d[31] & !xvs_flags::ACKED != 0 {
+                    let win_shift = d[34] as i8;
+                    if d[31] & !xvs_flags::ACKED != 0
+                        || !matches!(d[32], 0 | crate::ipvs::seqadj::SYN_SENT | crate::ipvs::seqadj::SPLICED)
+                        || !(-14..=14).contains(&win_shift)
+                    {
                         bad = bad.or(Some(RecordError::SeqAdj));
                     }
                     x.seqadj = Some(SeqAdj {
@@ -747,6 +756,9 @@ fn record(b: &[u8], v6: bool) -> Result<Result<Record, RecordError>, DecodeError
                         len: be16(d, 28),
                         proxy: d[30],
                         acked: d[31] & xvs_flags::ACKED != 0,
+                        syn: d[32],
+                        opts: d[33],
+                        win_shift,
                     });
                 }
                 r.xvs = Some(x);

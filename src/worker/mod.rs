@@ -32,6 +32,7 @@ use crate::ipvs::mem::{Provider, ReserveStats};
 use crate::ipvs::proto::{tcp_next, TcpDir, TcpState, Timeouts};
 use crate::ipvs::sched::{SchedCtx, SchedState};
 use crate::ipvs::seqadj::{self, SeqAdjTable, SEQ_ADJ};
+use crate::ipvs::synproxy::{self, SynOpts};
 use crate::ipvs::service::{Persistence, ServiceKey};
 use crate::ipvs::snapshot::Snapshot;
 use crate::ipvs::timer;
@@ -39,7 +40,7 @@ use crate::ipvs::xmit::{self, tun::TunError};
 use crate::ipvs::FwdMethod;
 use crate::stats::{DestStats, Dir, DropReason, PassReason, WorkerCounters};
 use crate::wire::icmp::{self, ErrorKind};
-use crate::wire::{checksum, dst_mac, frag_id, parse, proto, src_mac, tcp_flags, vlan_id, Frame, Ip, Meta, Reject, FRAG_LATER};
+use crate::wire::{checksum, dst_mac, tcpseq, frag_id, parse, proto, src_mac, tcp_flags, vlan_id, Frame, Ip, Meta, Reject, FRAG_LATER};
 use frag::{FragKey, FragTable, Follow};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -191,6 +192,8 @@ pub struct Worker {
     /// Sequence adjustment entries of the IPv4 and IPv6 tables'
     /// connections, by slot (`ipvs::seqadj`).
     seqadj: [SeqAdjTable; 2],
+    /// The SYN proxy's cookie secret (`ipvs::synproxy`), drawn at start.
+    syn_secret: synproxy::Secret,
 }
 
 /// A MAC as a number: the six bytes, little endian, in the high 48 bits
@@ -227,11 +230,18 @@ impl Worker {
             frags: FragTable::default(),
             icmp_limit: TokenBucket::share(snap.icmp_limit.0, snap.icmp_limit.1, workers.max(1), now_ns),
             seqadj: Default::default(),
+            syn_secret: synproxy::Secret::random(),
             snap: Arc::new(Snapshot::default()),
             sync: None,
         };
         w.set_snapshot(snap);
         w
+    }
+
+    /// Sets the SYN proxy's cookie secret (tests and replays, which need
+    /// cookies they can compute; a worker draws its own at start).
+    pub fn set_synproxy_secret(&mut self, s: synproxy::Secret) {
+        self.syn_secret = s;
     }
 
     /// This worker's index.
@@ -781,6 +791,12 @@ impl Worker {
     /// checksum covers the whole datagram and was updated with it).
     #[inline]
     fn forward<A: Family, const LATER: bool>(&mut self, fr: &mut Frame<'_>, m: &mut Meta, idx: u32, dir: Dir) -> Verdict {
+        // A SYN proxy's connection before its splice takes its own way.
+        if !LATER && A::table(&mut self.tables).get_mut(idx).in_pkts & SEQ_ADJ != 0 {
+            if let Some(v) = self.synproxy_pending::<A>(fr, m, idx, dir) {
+                return v;
+            }
+        }
         let snap = &self.snap;
         let now = self.now;
         let c = A::table(&mut self.tables).get_mut(idx);
@@ -959,6 +975,161 @@ impl Worker {
         c.in_pkts |= SEQ_ADJ;
     }
 
+    /// A TCP segment without a connection to a synproxy service
+    /// (`ipvs::synproxy`, DPVS's `dp_vs_synproxy_syn_rcv` and
+    /// `dp_vs_synproxy_ack_rcv`). A SYN is answered with a cookie SYN-ACK
+    /// (`Err(Tx)`), nothing kept. An ACK whose acknowledgement is a valid
+    /// cookie becomes, in place, the SYN the client would have sent the
+    /// real server (its ISN, its options from the cookie; its payload
+    /// left out: the client sends it again once spliced): `Ok((cookie,
+    /// options))`, and the caller schedules it as any SYN. Anything else
+    /// is dropped.
+    #[cold]
+    #[inline(never)]
+    fn synproxy_in<A: Family>(&mut self, fr: &mut Frame<'_>, m: &mut Meta, k: &Key<A>) -> Result<(u32, u8), Verdict> {
+        use tcp_flags::{ACK, RST, SYN};
+        let fl = m.tcp_flags;
+        let t = synproxy::Tuple { saddr: k.saddr, daddr: k.daddr, sport: k.sport, dport: k.dport };
+        let now = synproxy::count(self.now_ns);
+        if fl & (SYN | ACK) == SYN {
+            self.admissible(m, k).map_err(Verdict::Drop)?;
+            let to = src_mac(fr.data());
+            if !usable_mac(&self.snap, to) {
+                return Err(Verdict::Drop(DropReason::NoNeighbour));
+            }
+            let Some(link) = self.snap.links.get(self.ingress_link(fr, m) as usize) else {
+                return Err(Verdict::Drop(DropReason::NoNeighbour));
+            };
+            let (mac, mtu) = (link.mac, link.mtu);
+            let o = SynOpts::parse(fr.data(), m);
+            let isn = tcpseq::seq(fr.data(), m);
+            let cookie = synproxy::make(&self.syn_secret, &t, isn, now, o.encode(A::V6));
+            let mss = mtu.saturating_sub((A::HLEN + 20) as u16).max(536);
+            let mut opts = [0u8; 12];
+            let n = synproxy::options(mss, o.sack, o.wscale.map(|_| synproxy::WSCALE), &mut opts);
+            if synproxy::reshape::<A>(fr, m, true, cookie, isn.wrapping_add(1), SYN | ACK, 65535, &opts[..n]).is_err() {
+                return Err(Verdict::Drop(DropReason::SynproxyWait));
+            }
+            let f = fr.data_mut();
+            f[0..6].copy_from_slice(&to);
+            f[6..12].copy_from_slice(&mac);
+            self.counters.synproxy_syn += 1;
+            return Err(Verdict::Tx { port: fr.port });
+        }
+        if fl & (SYN | RST | ACK) != ACK {
+            return Err(Verdict::Drop(DropReason::NoConn));
+        }
+        let f = fr.data();
+        let isn = tcpseq::seq(f, m).wrapping_sub(1);
+        let cookie = tcpseq::ack(f, m).wrapping_sub(1);
+        let Some(data) = synproxy::check(&self.syn_secret, &t, isn, cookie, now) else {
+            return Err(Verdict::Drop(DropReason::SynproxyBadAck));
+        };
+        if Self::synproxy_syn::<A>(fr, m, isn, data as u8).is_err() {
+            return Err(Verdict::Drop(DropReason::SynproxyWait));
+        }
+        self.counters.synproxy_ack += 1;
+        Ok((cookie, data as u8))
+    }
+
+    /// Turns the client segment of `fr` into the client's SYN with ISN
+    /// `isn` and the options `opts` (`SynOpts::encode`); its window, in
+    /// the client's scale, unscaled as a SYN's is.
+    fn synproxy_syn<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, isn: u32, opts: u8) -> Result<(), synproxy::NoRoom> {
+        let o = SynOpts::decode(opts as u32, A::V6);
+        let w = crate::wire::be16(fr.data(), m.l4 as usize + 14) as u32;
+        let win = (w << o.wscale.unwrap_or(0)).min(0xffff) as u16;
+        let mut b = [0u8; 12];
+        let n = synproxy::options(o.mss, o.sack, o.wscale, &mut b);
+        synproxy::reshape::<A>(fr, m, false, isn, 0, tcp_flags::SYN, win, &b[..n])
+    }
+
+    /// A new connection `idx` opened by a valid cookie ACK: its entry
+    /// says the SYN went to the real server (the cookie, the client's
+    /// options kept for the splice).
+    #[cold]
+    #[inline(never)]
+    fn synproxy_open<A: Family>(&mut self, idx: u32, cookie: u32, opts: u8) {
+        let c = A::table(&mut self.tables).get_mut(idx);
+        let tab = &mut self.seqadj[A::V6 as usize];
+        let e = match tab.get_mut(idx) {
+            Some(e) if c.in_pkts & SEQ_ADJ != 0 => e,
+            _ => tab.make(idx),
+        };
+        e.syn = seqadj::SYN_SENT;
+        e.out_delta = cookie;
+        e.opts = opts;
+        c.in_pkts |= SEQ_ADJ;
+    }
+
+    /// A segment of a connection with a sequence adjustment entry: `None`
+    /// (go on as usual) unless it is a SYN proxy's connection waiting for
+    /// its real server's SYN-ACK. Then a client segment becomes the SYN
+    /// again (the real server's answer may have been lost; the payload
+    /// is left out: the client sends it again) and goes on; the server's
+    /// SYN-ACK sets the offset (server ISN − cookie) and the window
+    /// rescaling, and becomes the handshake's ACK back to the server
+    /// (`Some(Tx)`): the connection is spliced. A RST from the server
+    /// goes on to the client at the place the client expects; anything
+    /// else from the server is dropped.
+    #[cold]
+    #[inline(never)]
+    fn synproxy_pending<A: Family>(&mut self, fr: &mut Frame<'_>, m: &mut Meta, idx: u32, dir: Dir) -> Option<Verdict> {
+        use tcp_flags::{ACK, RST, SYN};
+        let e = self.seqadj[A::V6 as usize].get_mut(idx)?;
+        if e.syn != seqadj::SYN_SENT {
+            return None;
+        }
+        let fl = m.tcp_flags;
+        if dir == Dir::In {
+            if fl & (SYN | RST) != 0 {
+                return None;
+            }
+            let (isn, opts) = (e.start.wrapping_sub(1), e.opts);
+            if Self::synproxy_syn::<A>(fr, m, isn, opts).is_err() {
+                return Some(Verdict::Drop(DropReason::SynproxyWait));
+            }
+            return None;
+        }
+        let f = fr.data();
+        let (seq, ack) = (tcpseq::seq(f, m), tcpseq::ack(f, m));
+        let cookie = e.out_delta;
+        if fl & RST != 0 {
+            // seq − out_delta: the cookie + 1, in the client's window
+            e.out_delta = seq.wrapping_sub(cookie.wrapping_add(1));
+            e.syn = seqadj::SPLICED;
+            return None;
+        }
+        if fl & (SYN | ACK) != SYN | ACK || ack != e.start {
+            return Some(Verdict::Drop(DropReason::SynproxyWait));
+        }
+        let o = SynOpts::decode(e.opts as u32, A::V6);
+        let ws = synproxy::wscale_of(f, m);
+        // The handshake's ACK in the client's scale (its real window
+        // comes with its next segment).
+        let win = (0xffff >> o.wscale.unwrap_or(0)) as u16;
+        if synproxy::reshape::<A>(fr, m, true, ack, seq.wrapping_add(1), ACK, win, &[]).is_err() {
+            return Some(Verdict::Drop(DropReason::SynproxyWait));
+        }
+        let e = self.seqadj[A::V6 as usize].get_mut(idx)?;
+        e.out_delta = seq.wrapping_sub(cookie);
+        if o.wscale.is_some() {
+            e.win_shift = ws.unwrap_or(0) as i8 - synproxy::WSCALE as i8;
+        }
+        e.syn = seqadj::SPLICED;
+        // To the real server the way its connection's packets go.
+        let snap = &*self.snap;
+        let c = A::table(&mut self.tables).get_mut(idx);
+        Self::rebind(snap, c);
+        c.expires = self.now.wrapping_add(Self::timeout(&self.ticks, c.proto, c.state));
+        let hop = c.dest_hop;
+        self.counters.synproxy_spliced += 1;
+        Some(match xmit::to_hop(fr, m, &hop, &snap.links) {
+            Ok(port) => Verdict::Tx { port },
+            Err(r) => Verdict::Drop(r),
+        })
+    }
+
     /// A fragment (see `frag`): the first one is handled like any packet
     /// and what became of it is remembered; later ones follow it.
     #[cold]
@@ -1045,6 +1216,15 @@ impl Worker {
         // mid-connection carries on (with mh, to the same real server).
         // The state machine then gives it the state IPVS would (an ACK:
         // ESTABLISHED).
+        // A SYN proxy answers SYNs itself and opens a connection on a
+        // valid cookie ACK only, turned into the client's SYN here.
+        let mut proxied = None;
+        if m.proto == proto::TCP && self.snap.services[si as usize].synproxy {
+            match self.synproxy_in::<A>(fr, m, k) {
+                Ok(x) => proxied = Some(x),
+                Err(v) => return v,
+            }
+        }
         let sloppy = m.proto == proto::TCP && m.tcp_flags & tcp_flags::SYN == 0;
         if sloppy && (!self.snap.sloppy_tcp || m.tcp_flags & tcp_flags::RST != 0) {
             return Verdict::Drop(DropReason::NoConn);
@@ -1201,6 +1381,9 @@ impl Worker {
         // it goes unadjusted, docs/modes.md).
         if let Some(v) = dest.proxy.filter(|_| m.tcp_flags & tcp_flags::SYN != 0 && m.proto == proto::TCP && matches!(dest.fwd, FwdMethod::Nat | FwdMethod::FullNat)) {
             self.seq_adj_open::<A>(idx, v);
+        }
+        if let Some((cookie, opts)) = proxied {
+            self.synproxy_open::<A>(idx, cookie, opts);
         }
         self.forward::<A, false>(fr, m, idx, Dir::In)
     }
@@ -1818,3 +2001,6 @@ mod tests_l2;
 
 #[cfg(test)]
 mod tests_proxy;
+
+#[cfg(test)]
+mod tests_synproxy;

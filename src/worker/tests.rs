@@ -61,6 +61,7 @@ pub(super) fn model(fwd: FwdMethod, sched: &str) -> Model {
             Dest { addr: ip("10.0.1.2"), port: rport, weight: 2, fwd, u_threshold: 0, l_threshold: 0, proxy: None },
         ],
         laddrs: if fwd == FwdMethod::FullNat { vec![ip("10.0.0.200")] } else { vec![] },
+        synproxy: false,
     };
     Model { services: vec![svc(Proto::Tcp, 80), svc(Proto::Udp, 53)], net: net(), ..Model::default() }
 }
@@ -554,6 +555,7 @@ fn ipv6_nat_both_directions() {
         persistence: None,
         dests: vec![Dest { addr: ip("2001:db8:1::1"), port: 8080, weight: 1, fwd: FwdMethod::Nat, u_threshold: 0, l_threshold: 0, proxy: None }],
         laddrs: vec![],
+        synproxy: false,
     }];
     let mut w = worker(&m);
     let vip6 = ip("2001:db8::100");
@@ -1407,7 +1409,7 @@ fn partial(f: &[u8]) -> Vec<u8> {
 
 /// The model of [`model`] on IPv6: TCP VIP6:80 and UDP VIP6:53 with one
 /// real server, the local address `2001:db8::200` for FULLNAT.
-fn model6(fwd: FwdMethod) -> Model {
+pub(super) fn model6(fwd: FwdMethod) -> Model {
     let mut m = model(fwd, "rr");
     let rport = if matches!(fwd, FwdMethod::Nat | FwdMethod::FullNat) { 8080 } else { 0 };
     for s in &mut m.services {
@@ -1593,6 +1595,7 @@ fn ipv6_fragments_follow_their_first_through_nat() {
         persistence: None,
         dests: vec![Dest { addr: ip("2001:db8:1::1"), port: 0, weight: 1, fwd: FwdMethod::Nat, u_threshold: 0, l_threshold: 0, proxy: None }],
         laddrs: vec![],
+        synproxy: false,
     }];
     let mut w = worker(&m);
     let IpAddr::V6(vip) = ip("2001:db8::100") else { unreachable!() };

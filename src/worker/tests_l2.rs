@@ -86,6 +86,7 @@ fn svc(port: u16, dest: &str, rport: u16, fwd: FwdMethod) -> Service {
         persistence: None,
         dests: vec![Dest { addr: ip(dest), port: rport, weight: 1, fwd, u_threshold: 0, l_threshold: 0, proxy: None }],
         laddrs: if fwd == FwdMethod::FullNat { vec![ip("10.0.20.200")] } else { vec![] },
+        synproxy: false,
     }
 }
 
@@ -371,6 +372,7 @@ fn martian_ipv6_sources_make_no_state() {
         persistence: None,
         dests: vec![Dest { addr: ip("2001:db8::5"), port: 0, weight: 1, fwd: FwdMethod::Dr, u_threshold: 0, l_threshold: 0, proxy: None }],
         laddrs: vec![],
+        synproxy: false,
     }];
     m.net.neighbours.push(n("2001:db8::5", RS_MAC));
     let mut w = worker_of(&m);

@@ -281,7 +281,7 @@ fn a_backup_continues_an_adjusted_stream_exactly_as_the_master() {
     one(&mut a, SEC, c(ACK, s, RSN + 1, b""));
     let es = events(&link);
     assert_eq!(es.len(), 1, "ESTABLISHED");
-    let want = seqadj::SeqAdj { start: s, out_delta: 0, len: l as u16, proxy: 1, acked: false };
+    let want = seqadj::SeqAdj { start: s, out_delta: 0, len: l as u16, proxy: 1, acked: false, ..Default::default() };
     assert_eq!(es[0].seqadj, Some(want), "the offset travels with the connection");
     // A backup that heard only this goes on with the header pending: a
     // first segment gets it in front, as A would.

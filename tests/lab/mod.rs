@@ -1092,3 +1092,80 @@ pub fn one_line(s: &mut TcpStream, r: &mut BufReader<TcpStream>) -> Result<Strin
         Err(e) => Err(format!("read: {e}")),
     }
 }
+
+/// Spoofed SYNs to `vip:port` from namespace `ns` until stopped, about
+/// 10 k per second, at least `min` of them, from sources `.150` to `.249`
+/// of the VIP's /24 (addresses no host of the labs holds) and ports
+/// 1024 on. Stopping returns how many were sent.
+pub struct Flood {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    handle: Option<JoinHandle<u64>>,
+}
+
+impl Flood {
+    pub fn start(ns: &str, vip: [u8; 4], port: u16, min: u64) -> Flood {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent_out = Arc::new(AtomicU64::new(0));
+        let (ns, stop2, sent2) = (ns.to_string(), stop.clone(), sent_out.clone());
+        let handle = std::thread::spawn(move || {
+            enter(&ns);
+            // SAFETY: a raw socket owned by this thread, closed below; the
+            // buffers and sockaddr outlive each call.
+            unsafe {
+                let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW);
+                assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+                let dst = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: 0,
+                    sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(vip) },
+                    sin_zero: [0; 8],
+                };
+                let mut sent = 0u64;
+                while sent < min || !stop2.load(Ordering::Relaxed) {
+                    let src = [vip[0], vip[1], vip[2], 150 + (sent % 100) as u8];
+                    let sport = 1024 + (sent / 100 % 60_000) as u16;
+                    let frame = xvs::gen::packet::tcp4(src, sport, vip, port, xvs::wire::tcp_flags::SYN, b"");
+                    let ip = &frame[14..];
+                    let n = libc::sendto(
+                        fd,
+                        ip.as_ptr() as *const libc::c_void,
+                        ip.len(),
+                        0,
+                        &dst as *const _ as *const libc::sockaddr,
+                        std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                    );
+                    assert_eq!(n, ip.len() as isize, "sendto: {}", std::io::Error::last_os_error());
+                    sent += 1;
+                    sent2.store(sent, Ordering::Relaxed);
+                    if sent % 50 == 0 {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+                libc::close(fd);
+                sent
+            }
+        });
+        Flood { stop, sent: sent_out, handle: Some(handle) }
+    }
+
+    /// Waits until `n` SYNs are out.
+    pub fn wait_sent(&self, n: u64) {
+        let t0 = std::time::Instant::now();
+        while self.sent.load(Ordering::Relaxed) < n {
+            assert!(t0.elapsed() < Duration::from_secs(20), "the flood stalled");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn stop(&mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.take().map_or(0, |h| h.join().expect("flood thread"))
+    }
+}
+
+impl Drop for Flood {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

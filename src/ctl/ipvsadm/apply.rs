@@ -181,6 +181,7 @@ fn edit(model: &mut Model, cmd: &Command) -> Result<(), CmdError> {
                 persistence,
                 dests: Vec::new(),
                 laddrs: Vec::new(),
+                synproxy: spec.synproxy,
             });
         }
         Command::EditService(spec) => {
@@ -194,6 +195,7 @@ fn edit(model: &mut Model, cmd: &Command) -> Result<(), CmdError> {
             s.sched = spec.sched.clone();
             s.sched_flags = SchedFlags(spec.sched_flags);
             s.persistence = persistence;
+            s.synproxy = spec.synproxy;
         }
         Command::DelService(svc) => {
             let key = svc.key();

@@ -90,6 +90,9 @@ Options:
   --laddr        -z local-address     FULLNAT local address (with -P|-Q)
   --proxy-protocol v1|v2              send the real server a PROXY protocol
                                       header first (xvs; -m or --fullnat)
+  --synproxy     -j                   answer SYNs with SYN cookies, open a
+                                      connection on a valid ACK only (xvs,
+                                      as DPVS; with -A|-E, -m or --fullnat)
   --ifname       -F ifname            accepted for DPVS scripts; not used
   --mcast-interface interface         multicast interface for connection sync
   --syncid sid                        syncid for connection sync (default=0:

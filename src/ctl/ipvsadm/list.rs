@@ -268,6 +268,9 @@ fn print_service(out: &mut String, model: &Model, view: &View<'_>, s: &Service, 
                 let _ = write!(out, " mask {}", mask_text(v6, p.netmask));
             }
         }
+        if s.synproxy {
+            out.push_str(" synproxy");
+        }
     }
     out.push('\n');
 

@@ -109,9 +109,11 @@ enum Opt {
     McastTtl,
     /// xvs: `--proxy-protocol v1|v2` on a real server.
     ProxyProtocol,
+    /// xvs: `--synproxy` on a service (DPVS's `-j`).
+    Synproxy,
 }
 
-const NOPT: usize = 31;
+const NOPT: usize = 32;
 
 const OPT_NAMES: [&str; NOPT] = [
     "numeric",
@@ -145,6 +147,7 @@ const OPT_NAMES: [&str; NOPT] = [
     "mcast-port",
     "mcast-ttl",
     "proxy-protocol",
+    "synproxy",
 ];
 
 /// Legal combinations of commands and options, as ipvsadm's
@@ -152,31 +155,31 @@ const OPT_NAMES: [&str; NOPT] = [
 /// most one of them), ' ' optional. Columns follow [`OPT_NAMES`]:
 ///
 /// ```text
-///  n c s s p M r f w x y t d s r t p s e b t t l i m s s m m m p
-///      v c     v w       o m t t h c r x   i y a f c i m g p t p
+///  n c s s p M r f w x y t d s r t p s e b t t l i m s s m m m p s
+///      v c     v w       o m t t h c r x   i y a f c i m g p t p y
 /// ```
 const TABLE: [&[u8; NOPT]; 21] = [
-    /* add-service    */ b"xx+   xxxxxxxxxxxxx xxxxxxxxxxx",
-    /* edit-service   */ b"xx+   xxxxxxxxxxxxx xxxxxxxxxxx",
-    /* delete-service */ b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* flush          */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* list           */ b" 11xxxxxxxx11      x xxxxxxxxxx",
-    /* add-server     */ b"xx+xxx+    xxxxxxxxxx xxxxxxxx ",
-    /* delete-server  */ b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxx",
-    /* edit-server    */ b"xx+xxx+    xxxxxxxxxx xxxxxxxx ",
-    /* set            */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* restore        */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* save           */ b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* zero           */ b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* add-laddr      */ b"xx+xxxxxxxxxxxxxxxxxxx+ xxxxxxx",
-    /* del-laddr      */ b"xx+xxxxxxxxxxxxxxxxxxx+ xxxxxxx",
-    /* get-laddr      */ b" x xxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* reload         */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* stats          */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* start-daemon   */ b"xxxxxxxxxxxxxxxxxxxxxxxx      x",
-    /* stop-daemon    */ b"xxxxxxxxxxxxxxxxxxxxxxxxx xxxxx",
-    /* sync-status    */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    /* sloppy-tcp     */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* add-service    */ b"xx+   xxxxxxxxxxxxx xxxxxxxxxxx ",
+    /* edit-service   */ b"xx+   xxxxxxxxxxxxx xxxxxxxxxxx ",
+    /* delete-service */ b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* flush          */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* list           */ b" 11xxxxxxxx11      x xxxxxxxxxxx",
+    /* add-server     */ b"xx+xxx+    xxxxxxxxxx xxxxxxxx x",
+    /* delete-server  */ b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* edit-server    */ b"xx+xxx+    xxxxxxxxxx xxxxxxxx x",
+    /* set            */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* restore        */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* save           */ b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* zero           */ b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* add-laddr      */ b"xx+xxxxxxxxxxxxxxxxxxx+ xxxxxxxx",
+    /* del-laddr      */ b"xx+xxxxxxxxxxxxxxxxxxx+ xxxxxxxx",
+    /* get-laddr      */ b" x xxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* reload         */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* stats          */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* start-daemon   */ b"xxxxxxxxxxxxxxxxxxxxxxxx      xx",
+    /* stop-daemon    */ b"xxxxxxxxxxxxxxxxxxxxxxxxx xxxxxx",
+    /* sync-status    */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    /* sloppy-tcp     */ b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
 ];
 
 /// Does an option take a value?
@@ -234,6 +237,7 @@ enum Tok {
     /// xvs: `--sloppy-tcp on|off` (IPVS's `sloppy_tcp` sysctl).
     SloppyTcp,
     ProxyProtocol,
+    Synproxy,
     /// An ipvsadm option xvs does not implement, with the reason.
     Unsupported(&'static str),
 }
@@ -349,6 +353,7 @@ const OPTIONS: &[(&str, Option<char>, Arg, Tok)] = &[
     ("mcast-port", None, Arg::Required, Tok::McastPort),
     ("mcast-ttl", None, Arg::Required, Tok::McastTtl),
     ("proxy-protocol", None, Arg::Required, Tok::ProxyProtocol),
+    ("synproxy", Some('j'), Arg::No, Tok::Synproxy),
     ("sync-status", None, Arg::No, Tok::Cmd(Cmd::SyncStatus)),
     ("sloppy-tcp", None, Arg::Required, Tok::SloppyTcp),
     (
@@ -410,6 +415,7 @@ fn opt_of(tok: Tok) -> Option<Opt> {
         Tok::McastPort => Opt::McastPort,
         Tok::McastTtl => Opt::McastTtl,
         Tok::ProxyProtocol => Opt::ProxyProtocol,
+        Tok::Synproxy => Opt::Synproxy,
         _ => return None,
     })
 }
@@ -435,6 +441,7 @@ struct Acc {
     laddr: Option<IpAddr>,
     ifname: Option<String>,
     proxy: Option<crate::wire::proxy::Version>,
+    synproxy: bool,
     /// `--start-daemon` / `--stop-daemon`'s state and the daemon options.
     role: Option<Role>,
     daemon: DaemonConf,
@@ -534,6 +541,7 @@ impl Acc {
             // Sorting is the default; ipvsadm keeps --sort as a no-op.
             Tok::Sort => {}
             Tok::Exact => self.list.exact = true,
+            Tok::Synproxy => self.synproxy = true,
             Tok::Ipv6 => self.v6 = true,
             Tok::SchedFlags => self.sched_flags = Some(v.to_string()),
             Tok::TunInfo => self.list.tun_info = true,
@@ -784,6 +792,7 @@ fn finish(mut acc: Acc) -> Result<Command, UsageError> {
                 sched_flags,
                 persistent: acc.persistent,
                 netmask,
+                synproxy: acc.synproxy,
             };
             if cmd == Cmd::Add {
                 Command::AddService(spec)
@@ -1139,7 +1148,8 @@ mod tests {
                 sched: "wlc".into(),
                 sched_flags: 0,
                 persistent: None,
-                netmask: None
+                netmask: None,
+                synproxy: false
             })
         );
         assert_eq!(
@@ -1149,9 +1159,15 @@ mod tests {
                 sched: "wrr".into(),
                 sched_flags: 0,
                 persistent: None,
-                netmask: None
+                netmask: None,
+                synproxy: false
             })
         );
+        // xvs's --synproxy (DPVS's -j), on -A and -E
+        for line in ["-A -t 10.0.0.100:80 -s rr --synproxy", "-E -t 10.0.0.100:80 -s rr -j"] {
+            let (Command::AddService(s) | Command::EditService(s)) = ok(line) else { panic!("{line}") };
+            assert!(s.synproxy, "{line}");
+        }
     }
 
     #[test]
@@ -1344,6 +1360,8 @@ mod tests {
             ("-a -t 10.0.0.1:80 -r 10.0.1.1 -m --proxy-protocol v3", "illegal proxy-protocol specified (v1 or v2)"),
             ("-a -t 10.0.0.1:80 -r 10.0.1.1 -g --proxy-protocol v1", "--proxy-protocol needs masquerading (-m) or --fullnat"),
             ("-A -t 10.0.0.1:80 --proxy-protocol v1", "Illegal 'proxy-protocol' option with the 'add-service' command"),
+            ("-a -t 10.0.0.1:80 -r 10.0.1.1 -m --synproxy", "Illegal 'synproxy' option with the 'add-server' command"),
+            ("-D -t 10.0.0.1:80 -j", "Illegal 'synproxy' option with the 'delete-service' command"),
             ("-a -t 10.0.0.1:80 -r 10.0.1.1 -w 1 -w 2", "multiple 'weight' options specified"),
             ("-a -t 10.0.0.1:80 -r 10.0.1.1 -m -g", "multiple 'forwarding-method' options specified"),
             ("-A -t 10.0.0.1:80 -a", "multiple commands specified"),

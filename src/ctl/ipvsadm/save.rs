@@ -89,6 +89,9 @@ fn save_service(out: &mut String, model: &Model, s: &Service) {
     if s.sched_flags.0 != 0 {
         let _ = write!(out, " -b {}", s.sched_flags.names(&s.sched).join(","));
     }
+    if s.synproxy {
+        out.push_str(" --synproxy");
+    }
     out.push('\n');
     for l in &s.laddrs {
         let _ = writeln!(out, "--add-laddr {name} -z {}", l as &IpAddr);
@@ -299,6 +302,13 @@ mod tests {
                     netmask: netmask.max(u8::from(v6)),
                 });
                 let port0 = matches!(key, ServiceKey::Addr { port: 0, .. });
+                // The SYN proxy on some TCP services whose servers all see
+                // the replies (what a snapshot accepts).
+                let tcp = matches!(key, ServiceKey::Addr { proto: Proto::Tcp, .. } | ServiceKey::Group(7));
+                let synproxy = tcp
+                    && flags & 1 == 0
+                    && !dests.is_empty()
+                    && dests.iter().all(|d| matches!(d.fwd, FwdMethod::Nat | FwdMethod::FullNat));
                 Service {
                     key: key.clone(),
                     sched: sched.to_string(),
@@ -314,6 +324,7 @@ mod tests {
                     },
                     dests,
                     laddrs,
+                    synproxy,
                 }
             })
     }

@@ -1038,6 +1038,7 @@ mod tests {
             persistence: None,
             dests,
             laddrs,
+            synproxy: false,
         }
     }
 

@@ -359,7 +359,7 @@ fn a_record_with_an_impossible_offset_is_counted_by_its_reason() {
         timeout: 60,
         seqadj: None,
     };
-    let bad = SyncConn { cport: 10, seqadj: Some(crate::ipvs::seqadj::SeqAdj { start: 1, out_delta: 0, len: 0, proxy: 0, acked: false }), ..good };
+    let bad = SyncConn { cport: 10, seqadj: Some(crate::ipvs::seqadj::SeqAdj { start: 1, out_delta: 0, len: 0, proxy: 0, acked: false, ..Default::default() }), ..good };
     let mut m = MsgBuilder::new(0, 1472);
     m.push(&bad.to_record(), 0).unwrap();
     m.push(&good.to_record(), 0).unwrap();

@@ -230,7 +230,7 @@ fn header_len(r: &Record, v: u8) -> u16 {
 /// A NAT connection's record with a PROXY v1 offset.
 fn adjusted() -> Record {
     let mut r = tcp_record();
-    let e = SeqAdj { start: 0xffff_fff0, out_delta: 0x0102_0304, len: 0, proxy: 1, acked: true };
+    let e = SeqAdj { start: 0xffff_fff0, out_delta: 0x0102_0304, len: 0, proxy: 1, acked: true, ..SeqAdj::default() };
     r.xvs = Some(XvsOpt { local: None, seqadj: Some(SeqAdj { len: header_len(&r, 1), ..e }) });
     r
 }
@@ -257,7 +257,7 @@ fn a_sequence_adjustment_rides_in_the_xvs_option() {
     f.caddr = v4("2001:db8::1");
     f.vaddr = v4("2001:db8::100");
     f.daddr = v4("2001:db8:1::11");
-    let e = SeqAdj { start: 5, out_delta: 0, len: 52, proxy: 2, acked: false };
+    let e = SeqAdj { start: 5, out_delta: 0, len: 52, proxy: 2, acked: false, ..SeqAdj::default() };
     assert_eq!(header_len(&f, 2), 52);
     f.xvs = Some(XvsOpt { local: Some((v4("2001:db8:1::200"), 1029)), seqadj: Some(e) });
     let m = build(&[f.clone()], None, false);
@@ -270,9 +270,11 @@ fn a_sequence_adjustment_rides_in_the_xvs_option() {
     let before = build(&[plain], None, false);
     let (a, b) = (&m[8 + 72 + 2..8 + 72 + 22], &before[8 + 72 + 2..8 + 72 + 22]);
     assert_eq!((a[0], a[1] & !xvs_flags::SEQ_ADJ, &a[2..]), (b[0], b[1], &b[2..]));
-    // A SYN proxy's offset alone (no header).
+    // A SYN proxy's offset alone (no header), with its phase, the
+    // client's options and the window rescale of the splice.
     let mut s = tcp_record();
-    s.xvs = Some(XvsOpt { local: None, seqadj: Some(SeqAdj { start: 0, out_delta: 99, len: 0, proxy: 0, acked: false }) });
+    let sp = SeqAdj { start: 0, out_delta: 99, len: 0, proxy: 0, acked: false, syn: crate::ipvs::seqadj::SPLICED, opts: 0x4b, win_shift: -4 };
+    s.xvs = Some(XvsOpt { local: None, seqadj: Some(sp) });
     decode(&build(&[s.clone()], None, false), &mut dec).unwrap();
     assert_eq!(dec.records, vec![Ok(s)]);
 }
@@ -309,6 +311,9 @@ fn a_bad_sequence_adjustment_is_refused() {
         ("a length not the header's", Box::new(move |m| m[at + 29] = 41)),
         ("a header length without a version", Box::new(move |m| m[at + 30] = 0)),
         ("reserved flag bits", Box::new(move |m| m[at + 31] |= 0x80)),
+        ("an unknown SYN proxy phase", Box::new(move |m| m[at + 32] = 3)),
+        ("a window rescale beyond 14", Box::new(move |m| m[at + 34] = 15)),
+        ("a window rescale below -14", Box::new(move |m| m[at + 34] = (-15i8) as u8)),
         ("on a UDP record", Box::new(|m| m[8 + 1] = 17)),
         ("on a DR record", Box::new(|m| m[8 + 7] = flags::DROUTE as u8)),
         ("on a template", Box::new(|m| m[8 + 6] = (flags::TEMPLATE >> 8) as u8)),
@@ -391,7 +396,7 @@ prop_compose! {
         // A sequence adjustment where one can be (a NAT or FULLNAT TCP
         // connection), with its header's true length.
         if let Some((start, out_delta, v, acked)) = adj.filter(|_| kind == 0 && matches!(fwd, flags::MASQ | flags::FULLNAT) && caddr.is_ipv6() == vaddr.is_ipv6()) {
-            let mut e = SeqAdj { start, out_delta, len: 0, proxy: v % 3, acked };
+            let mut e = SeqAdj { start, out_delta, len: 0, proxy: v % 3, acked, syn: v % 3, opts: v, win_shift: (v % 29) as i8 - 14 };
             e.len = header_len(&r, e.proxy);
             let x = r.xvs.get_or_insert(XvsOpt::default());
             x.seqadj = Some(e);
