@@ -246,12 +246,12 @@ use crate::sync::conn::SyncConn;
 use crate::sync::link::{Link, Params};
 use std::sync::Arc;
 
-fn events(l: &Link) -> Vec<SyncConn> {
+pub(super) fn events(l: &Link) -> Vec<SyncConn> {
     std::iter::from_fn(|| l.events.pop()).collect()
 }
 
 /// `sc` as a backup receives it: a wire record in a message, decoded.
-fn over_the_wire(sc: &SyncConn) -> SyncConn {
+pub(super) fn over_the_wire(sc: &SyncConn) -> SyncConn {
     use crate::sync::wire::{decode, Decoded, MsgBuilder};
     let mut b = MsgBuilder::new(1, 1472);
     assert_eq!(b.push(&sc.to_record(), 0), Ok(true));

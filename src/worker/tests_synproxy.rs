@@ -307,3 +307,54 @@ fn a_snapshot_refuses_synproxy_with_dr_or_tun_servers_and_udp() {
     let e = Snapshot::build(&m, None).unwrap_err().to_string();
     assert!(e.contains("synproxy is for TCP services only"), "{e}");
 }
+
+/// A master (A) splices a SYN proxy's connection and syncs it; a backup
+/// (B) that received the record (its phase, the offset between the
+/// cookie and the server's ISN, the window rescale) rewrites every later
+/// segment exactly as A does, byte for byte: a takeover keeps the stream.
+#[test]
+fn a_backup_continues_a_spliced_connection_exactly_as_the_master() {
+    use super::tests_proxy::{events, over_the_wire};
+    use crate::sync::link::{Link, Params};
+    use std::sync::Arc;
+    for fwd in [FwdMethod::FullNat, FwdMethod::Nat] {
+        let mut a = proxied(fwd);
+        let link = Arc::new(Link::default());
+        a.set_sync(Some((link.clone(), Params { master: true, threshold: 3, period: 50, syn_recv: false })));
+        let (cookie, cport) = handshake(&mut a, fwd);
+        let client = if fwd == FwdMethod::FullNat { LIP } else { CIP };
+        let c1 = ISN.wrapping_add(1);
+        let c = |flags, seq: u32, ack: u32, data: &[u8]| seg(CIP, 40000, VIP, 80, flags, seq, ack, 502, &[], data);
+        let r = |flags, seq: u32, ack: u32, data: &[u8]| seg(RS1, 8080, client, cport, flags, seq, ack, 1000, &[], data);
+        // Packets after the splice until the master syncs (sync_threshold).
+        one(&mut a, SEC, c(ACK | PSH, c1, cookie.wrapping_add(1), b"GET / HTTP/1.1\r\n\r\n"));
+        one(&mut a, SEC, r(ACK | PSH, RSN + 1, c1.wrapping_add(18), b"HTTP/1.1 200 OK\r\n"));
+        let es = events(&link);
+        let last = es.last().unwrap_or_else(|| panic!("{fwd:?}: nothing synced"));
+        let e = last.seqadj.unwrap_or_else(|| panic!("{fwd:?}: no offset in {last:?}"));
+        assert_eq!((e.syn, e.out_delta, e.win_shift), (seqadj::SPLICED, RSN.wrapping_sub(cookie), 5 - synproxy::WSCALE as i8), "{fwd:?}");
+        let mut b = proxied(fwd);
+        b.set_synproxy_secret(synproxy::Secret([7, 7])); // its own secret: not needed once spliced
+        b.sync_apply(&over_the_wire(last)).unwrap_or_else(|e| panic!("{fwd:?}: {e:?}"));
+        let mid = [
+            c(ACK | PSH, c1.wrapping_add(18), cookie.wrapping_add(18), b"GET /2 HTTP/1.1\r\n\r\n"),
+            r(ACK | PSH, RSN + 18, c1.wrapping_add(38), b"more"),
+            c(ACK | PSH, c1.wrapping_add(18), cookie.wrapping_add(22), b"GET /2 HTTP/1.1\r\n\r\n"),
+            r(ACK | FIN, RSN + 22, c1.wrapping_add(38), b""),
+            c(ACK | FIN, c1.wrapping_add(38), cookie.wrapping_add(23), b""),
+        ];
+        for (k, f) in mid.iter().enumerate() {
+            let (va, fa) = one(&mut a, SEC, f.clone());
+            let (vb, fb) = one(&mut b, SEC, f.clone());
+            assert_eq!((va, vb), (TX, TX), "{fwd:?} segment {k}");
+            assert!(verify(&fb), "{fwd:?} segment {k}");
+            assert_eq!(fb, fa, "{fwd:?} segment {k}: the backup's frame is the master's");
+        }
+        // e.g. the server's sequence went to the cookie's numbering and its
+        // window to the client's scale on B as well
+        let (_, d) = one(&mut b, SEC, r(ACK, RSN + 23, c1.wrapping_add(39), b""));
+        assert_eq!(seq_ack(&d).0, cookie.wrapping_add(23), "{fwd:?}");
+        assert_eq!(window(&d), 1000 >> 2, "{fwd:?}: scale 5 to 7");
+        assert_eq!(b.counters().synproxy_spliced, 0, "{fwd:?}: B never spliced it itself");
+    }
+}
