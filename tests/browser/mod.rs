@@ -207,8 +207,19 @@ impl Browser {
         format!("/session/{}{rest}", self.session.as_deref().unwrap())
     }
 
+    /// Loads `url`. Chromium aborts a load with ERR_NETWORK_CHANGED when
+    /// the namespace's addresses or routes change meanwhile (a lab still
+    /// settling, e.g. IPv6 duplicate address detection ending): such a
+    /// load is made again, as a user would reload (a make test run failed
+    /// on the error page).
     pub fn goto(&self, url: &str) {
-        self.cmd("POST", &self.s("/url"), json!({ "url": url }));
+        for _ in 0..5 {
+            self.cmd("POST", &self.s("/url"), json!({ "url": url }));
+            if !self.page_text().contains("ERR_NETWORK_CHANGED") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
     }
 
     /// Runs `script` (a function body; `arguments` are `args`) in the page.
