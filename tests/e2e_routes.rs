@@ -198,3 +198,72 @@ fn a_real_server_on_a_configured_vlan() {
     let c = fetch(&mut lab, &t, x, 4);
     assert_eq!(c.dest(&rs, "conns"), 4);
 }
+
+/// A TUN real server behind a router whose link to it has a smaller MTU:
+/// the client's datagram with DF, once encapsulated, is too big there, the
+/// router's "fragmentation needed" goes to the tunnel's source (the
+/// director's own address, where the steering program must hand it to
+/// xvs, not to the kernel), and xvs tells the client the MTU less the
+/// tunnel header, as `ip_vs_in_icmp` does. The client's kernel then
+/// knows the path MTU to the VIP. Live, through AF_XDP, default veths.
+#[test]
+fn a_router_s_fragmentation_needed_about_our_tunnel_reaches_the_client() {
+    use std::os::fd::AsRawFd;
+    let Some(mut lab) = Lab::new("a_router_s_fragmentation_needed_about_our_tunnel_reaches_the_client") else {
+        return;
+    };
+    let t = client_side(&mut lab, 67);
+    let (rt, r) = (lab.ns("rt"), lab.ns("r1"));
+    lab.veth(&t.director, "d1", &rt, "r0", 1);
+    lab.veth(&rt, "r1", &r, "eth0", 1);
+    lab.ip(&t.director, &["addr", "add", &format!("{}/24", t.addr(1, 1)), "dev", "d1"]);
+    lab.ip(&rt, &["addr", "add", &format!("{}/24", t.addr(1, 254)), "dev", "r0"]);
+    lab.ip(&rt, &["addr", "add", &format!("{}/24", t.addr(9, 254)), "dev", "r1"]);
+    lab.ip(&rt, &["link", "set", "r1", "mtu", "1400"]);
+    lab.ip(&r, &["link", "set", "eth0", "mtu", "1400"]);
+    lab.sysctl(&rt, "net.ipv4.ip_forward=1");
+    lab.ip(&r, &["addr", "add", &format!("{}/24", t.addr(9, 11)), "dev", "eth0"]);
+    lab.ip(&t.director, &["route", "add", &format!("{}/24", t.addr(9, 0)), "via", &t.addr(1, 254)]);
+    let config = format!(
+        "[[service]]\nproto = \"udp\"\nvip = \"{}\"\nport = 5000\nscheduler = \"rr\"\n  [[service.real_server]]\n  ip = \"{}\"\n  mode = \"tun\"\n",
+        t.addr(0, 100),
+        t.addr(9, 11)
+    );
+    let x = lab.xvs_until(&t.director, &config, &["-i", "d0", "-i", "d1"], "all next hops resolved");
+    let vip = t.sock(0, 100, 5000);
+    // 1450 bytes of IP with DF: 1470 once encapsulated, over the router's
+    // 1400. Sent until the client's kernel has the path MTU (the first
+    // may be lost while a neighbour is resolved), at most 10 times.
+    let learnt = lab::in_ns(&t.client, move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        let on: libc::c_int = libc::IP_PMTUDISC_DO;
+        // SAFETY: on outlives the call; the length is its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "IP_MTU_DISCOVER: {}", std::io::Error::last_os_error());
+        s.connect(vip).unwrap();
+        for _ in 0..10 {
+            match s.send(&[0x5a; 1450 - 28]) {
+                Ok(_) => std::thread::sleep(Duration::from_millis(300)),
+                // The kernel refuses what exceeds the path MTU it learnt.
+                Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => return Ok(()),
+                Err(e) => return Err(format!("send: {e}")),
+            }
+        }
+        Err("the client never learnt a smaller path MTU to the VIP".to_string())
+    });
+    let route = lab.exec(&t.client, &["ip", "route", "get", &t.addr(0, 100)]);
+    let c = lab.stop_xvs(x);
+    println!("{}\n{}\n{route}", lab.log(x), c.text);
+    learnt.unwrap_or_else(|e| panic!("{e}\n{route}\n{}", c.text));
+    assert!(route.contains("mtu 1380"), "the router's 1400 less the tunnel's 20: {route}");
+    assert!(c.get("icmp_relayed") >= 1, "{}", c.text);
+    assert!(c.get("fwd_tun_in") >= 1, "{}", c.text);
+}

@@ -496,6 +496,11 @@ pub fn steering_sample(c: &[u8]) -> Vec<u8> {
                 f[20] = pr;
                 if pr == proto::ICMPV6 {
                     f[54] = at(7) % 6; // 1-4 errors, 0/5 not
+                    if at(15) % 2 == 0 && f.len() >= 62 + 7 {
+                        // quoting an IPv6 header, IPv6-in-IPv6 or not
+                        f[62] = 0x60;
+                        f[62 + 6] = [41, 6][at(16) as usize % 2];
+                    }
                 }
                 f
             }
@@ -511,6 +516,11 @@ pub fn steering_sample(c: &[u8]) -> Vec<u8> {
                 f[23] = pr;
                 if pr == proto::ICMP {
                     f[34] = [0, 3, 8, 11, 5, 12][at(7) as usize % 6];
+                    if at(15) % 2 == 0 && f.len() >= 42 + 10 {
+                        // quoting an IPv4 header, IPIP or not
+                        f[42] = 0x45;
+                        f[42 + 9] = [4, 6][at(16) as usize % 2];
+                    }
                 }
                 refresh_ipv4_checksum(&mut f, 14);
                 f

@@ -16,6 +16,8 @@
 //     address:port                        destination is LOCAL)
 //   fragments and ICMP errors to a VIP or local address, or from a NAT
 //     real server (unless to a LOCAL address): redirect
+//   ICMP errors to a LOCAL address quoting an IP-in-IP packet (about
+//     xvs's own TUN packets): redirect
 //   LOCAL: an address of the director itself: what a NAT real server
 //     sends to it is not a reply to a client (those go to the client's
 //     address) but to the director's own kernel — health checks, ssh,
@@ -176,6 +178,16 @@ INLINE int icmp6_is_error(__u8 t)
 	return t >= 1 && t <= 4; // unreach, too big, time exceeded, param
 }
 
+// Whether the ICMP error at `l4` quotes an IP-in-IP packet: IPv4 in IPv4
+// (protocol 4) or IPv6 in IPv6 (next header 41), as xvs's TUN sends.
+INLINE int quotes_tunnel(__u8 *l4, __u8 *end, const int v6)
+{
+	__u8 *q = l4 + 8;
+	if (v6)
+		return q + 40 <= end && (q[0] >> 4) == 6 && q[6] == 41;
+	return q + 20 <= end && (q[0] >> 4) == 4 && q[9] == 4;
+}
+
 // The decision once the headers are found (`v6` is a constant at each of
 // the two call sites: each has its own map lookups, which the verifier
 // then inlines; a lookup whose map depends on the path stays a helper
@@ -218,7 +230,10 @@ addresses:
 	if (d && (d->flags & (F_VIP | F_LADDR)))
 		return XDP_REDIRECT;
 	if (d && (d->flags & F_LOCAL))
-		return XDP_PASS;
+		// An error about one of xvs's own tunnel packets (their source is
+		// the director's address) is the worker's: it tells the client
+		// the path MTU, as ip_vs_in_icmp does.
+		return is_icmp_err && quotes_tunnel(l4, end, v6) ? XDP_REDIRECT : XDP_PASS;
 	s = SRC();
 	if (s && (s->flags & F_REAL))
 		return XDP_REDIRECT;

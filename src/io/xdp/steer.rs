@@ -1240,6 +1240,56 @@ mod tests {
         }
     }
 
+    /// An ICMP error to one of the director's own addresses goes to its
+    /// kernel, unless it quotes an IP-in-IP packet: the tunnel's source
+    /// is the director's address, and a "fragmentation needed" or "packet
+    /// too big" about xvs's TUN packet is the worker's to tell the client.
+    /// The mirror and (root) the BPF object.
+    #[test]
+    fn errors_about_our_tunnel_packets_go_to_the_worker() {
+        use super::super::steer_model::{classify, RuleSet, Steered};
+        use crate::gen::packet::{refresh_ipv4_checksum, udp4, udp6};
+        let rules = sample_rules();
+        let set = RuleSet::new(&rules);
+        let (router, me) = ([192, 0, 2, 254], [10, 0, 0, 1]);
+        let v4 = |inner: u8| {
+            let mut f = udp4(router, 0, me, 0, &[0; 28]);
+            f[23] = 1; // ICMP
+            f[34..36].copy_from_slice(&[3, 4]); // fragmentation needed
+            f[42] = 0x45;
+            f[42 + 9] = inner;
+            refresh_ipv4_checksum(&mut f, 14);
+            f
+        };
+        let (router6, me6) = ("2001:db8:9::fe".parse::<std::net::Ipv6Addr>().unwrap().octets(), "2001:db8::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        let v6 = |inner: u8| {
+            let mut f = udp6(router6, 0, me6, 0, &[0; 48]);
+            f[20] = 58; // ICMPv6
+            f[54] = 2; // packet too big
+            f[62] = 0x60;
+            f[62 + 6] = inner;
+            f
+        };
+        let frames = [
+            ("IPv4 error quoting IPIP", v4(4), Steered::Redirect),
+            ("IPv4 error quoting TCP", v4(6), Steered::Pass),
+            ("IPv6 error quoting IPv6-in-IPv6", v6(41), Steered::Redirect),
+            ("IPv6 error quoting TCP", v6(6), Steered::Pass),
+            ("IPv4 error quoting IPIP, cut short", v4(4)[..42 + 19].to_vec(), Steered::Pass),
+        ];
+        for (what, f, want) in &frames {
+            assert_eq!(classify(f, &set), *want, "mirror: {what}");
+        }
+        if !super::super::is_root() {
+            println!("SKIP errors_about_our_tunnel_packets_go_to_the_worker (BPF half): needs root");
+            return;
+        }
+        let tb = SteerTestbed::load(&rules).expect("loading the steering program");
+        for (what, f, want) in &frames {
+            assert_eq!(tb.run(f).unwrap(), *want, "BPF object: {what}");
+        }
+    }
+
     #[test]
     fn detach_handle_covers_only_its_slots() {
         // Arm two fake slots (fd -1: the netlink send fails harmlessly).

@@ -146,8 +146,8 @@ pub fn classify(f: &[u8], rules: &RuleSet) -> Steered {
         }
         return Pass;
     }
+    let mut is_err = false;
     if !frag {
-        let mut is_err = false;
         if proto == 1 && v4 {
             if l4 + 1 > end {
                 return Pass;
@@ -168,10 +168,22 @@ pub fn classify(f: &[u8], rules: &RuleSet) -> Steered {
         return Redirect;
     }
     if rules.local(dk) {
-        return Pass;
+        // An error about one of xvs's own tunnel packets (IP-in-IP).
+        return if is_err && quotes_tunnel(f, l4, v4) { Redirect } else { Pass };
     }
     if rules.reals.contains(&sk) {
         return Redirect;
     }
     Pass
+}
+
+/// Whether the ICMP error at `l4` quotes an IPv4-in-IPv4 (protocol 4) or
+/// IPv6-in-IPv6 (next header 41) packet.
+fn quotes_tunnel(f: &[u8], l4: usize, v4: bool) -> bool {
+    let q = l4 + 8;
+    if v4 {
+        q + 20 <= f.len() && f[q] >> 4 == 4 && f[q + 9] == 4
+    } else {
+        q + 40 <= f.len() && f[q] >> 4 == 6 && f[q + 6] == 41
+    }
 }
