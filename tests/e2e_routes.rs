@@ -35,6 +35,21 @@ fn client_side(lab: &mut Lab, net: u8) -> Topo {
     t
 }
 
+/// A router namespace on the director's d1 (10.N.1.1 — 10.N.1.254) and a
+/// real server behind it (10.N.9.254 — 10.N.9.11, its eth0); the router
+/// forwards. Returns (router, real server).
+fn behind_router(lab: &mut Lab, t: &Topo) -> (String, String) {
+    let (rt, r) = (lab.ns("rt"), lab.ns("r1"));
+    lab.veth(&t.director, "d1", &rt, "r0", 1);
+    lab.veth(&rt, "r1", &r, "eth0", 1);
+    lab.ip(&t.director, &["addr", "add", &format!("{}/24", t.addr(1, 1)), "dev", "d1"]);
+    lab.ip(&rt, &["addr", "add", &format!("{}/24", t.addr(1, 254)), "dev", "r0"]);
+    lab.ip(&rt, &["addr", "add", &format!("{}/24", t.addr(9, 254)), "dev", "r1"]);
+    lab.sysctl(&rt, "net.ipv4.ip_forward=1");
+    lab.ip(&r, &["addr", "add", &format!("{}/24", t.addr(9, 11)), "dev", "eth0"]);
+    (rt, r)
+}
+
 fn nat_service(t: &Topo, rs: &str) -> String {
     format!(
         "[[service]]\nproto = \"tcp\"\nvip = \"{}\"\nport = 80\nscheduler = \"rr\"\n  [[service.real_server]]\n  ip = \"{rs}\"\n  port = 8080\n  mode = \"nat\"\n",
@@ -65,16 +80,9 @@ fn a_real_server_behind_a_static_route_is_reached_through_the_router() {
         return;
     };
     let t = client_side(&mut lab, 63);
-    let (rt, r) = (lab.ns("rt"), lab.ns("r1"));
-    lab.veth(&t.director, "d1", &rt, "r0", 1);
-    lab.veth(&rt, "r1", &r, "eth0", 1);
-    lab.ip(&t.director, &["addr", "add", &format!("{}/24", t.addr(1, 1)), "dev", "d1"]);
-    lab.ip(&rt, &["addr", "add", &format!("{}/24", t.addr(1, 254)), "dev", "r0"]);
-    lab.ip(&rt, &["addr", "add", &format!("{}/24", t.addr(9, 254)), "dev", "r1"]);
-    lab.sysctl(&rt, "net.ipv4.ip_forward=1");
+    let (rt, r) = behind_router(&mut lab, &t);
     // Replies to the client go back through the director (NAT).
     lab.ip(&rt, &["route", "add", "default", "via", &t.addr(1, 1)]);
-    lab.ip(&r, &["addr", "add", &format!("{}/24", t.addr(9, 11)), "dev", "eth0"]);
     lab.ip(&r, &["route", "add", "default", "via", &t.addr(9, 254)]);
     lab.http_server(&r, "0.0.0.0:8080".parse().unwrap(), "rs");
     let rs = t.addr(9, 11);
@@ -213,16 +221,9 @@ fn a_router_s_fragmentation_needed_about_our_tunnel_reaches_the_client() {
         return;
     };
     let t = client_side(&mut lab, 67);
-    let (rt, r) = (lab.ns("rt"), lab.ns("r1"));
-    lab.veth(&t.director, "d1", &rt, "r0", 1);
-    lab.veth(&rt, "r1", &r, "eth0", 1);
-    lab.ip(&t.director, &["addr", "add", &format!("{}/24", t.addr(1, 1)), "dev", "d1"]);
-    lab.ip(&rt, &["addr", "add", &format!("{}/24", t.addr(1, 254)), "dev", "r0"]);
-    lab.ip(&rt, &["addr", "add", &format!("{}/24", t.addr(9, 254)), "dev", "r1"]);
+    let (rt, r) = behind_router(&mut lab, &t);
     lab.ip(&rt, &["link", "set", "r1", "mtu", "1400"]);
     lab.ip(&r, &["link", "set", "eth0", "mtu", "1400"]);
-    lab.sysctl(&rt, "net.ipv4.ip_forward=1");
-    lab.ip(&r, &["addr", "add", &format!("{}/24", t.addr(9, 11)), "dev", "eth0"]);
     lab.ip(&t.director, &["route", "add", &format!("{}/24", t.addr(9, 0)), "via", &t.addr(1, 254)]);
     let config = format!(
         "[[service]]\nproto = \"udp\"\nvip = \"{}\"\nport = 5000\nscheduler = \"rr\"\n  [[service.real_server]]\n  ip = \"{}\"\n  mode = \"tun\"\n",
