@@ -1595,6 +1595,20 @@ impl Worker {
         Verdict::Tx { port: p }
     }
 
+    /// The hand-off of an ICMP error about the flow `key` (the connection's
+    /// key as the table holds it) to the worker that owns that flow, or
+    /// `None` when that is this worker: only the owner has its connection.
+    #[cold]
+    fn handoff_unless_mine<A: Ip>(&self, key: &Key<A>) -> Option<Verdict> {
+        if self.workers > 1 {
+            let o = self.owner(key);
+            if o != self.id {
+                return Some(Verdict::Handoff { worker: o });
+            }
+        }
+        None
+    }
+
     /// Step 2: an ICMP error; relayed when it is about a connection.
     #[cold]
     fn icmp_error<A: Family>(&mut self, fr: &mut Frame<'_>, mut m: Meta) -> Verdict {
@@ -1614,11 +1628,8 @@ impl Worker {
         let (qs, qd) = q.addrs::<A>(f);
         // The quoted packet went through us: its reverse is our key.
         let key = Key { saddr: qd, daddr: qs, sport: q.dport, dport: q.sport, proto: q.proto };
-        if self.workers > 1 {
-            let o = self.owner(&key);
-            if o != self.id {
-                return Verdict::Handoff { worker: o };
-            }
+        if let Some(v) = self.handoff_unless_mine(&key) {
+            return v;
         }
         let snap = &self.snap;
         let table = A::table(&mut self.tables);
@@ -1699,11 +1710,8 @@ impl Worker {
         // The inner packet is the client's, as it came: its key is the in key.
         let (qs, qd) = q.addrs::<A>(f);
         let key = Key { saddr: qs, daddr: qd, sport: q.sport, dport: q.dport, proto: q.proto };
-        if self.workers > 1 {
-            let o = self.owner(&key);
-            if o != self.id {
-                return Verdict::Handoff { worker: o };
-            }
+        if let Some(v) = self.handoff_unless_mine(&key) {
+            return v;
         }
         let snap = &self.snap;
         let table = A::table(&mut self.tables);

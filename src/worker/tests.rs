@@ -545,6 +545,51 @@ fn icmp_errors_are_relayed_fullnat_towards_the_real_server() {
     assert_eq!(dst_mac(&out), RS1_MAC);
 }
 
+/// With several workers an ICMP error goes to the worker that owns the
+/// connection it is about (only that one holds it), whichever worker it
+/// arrives at: an error about a NAT connection's packet (relayed) and one
+/// about a tunnelled packet (turned into the client's) alike.
+#[test]
+fn icmp_errors_are_handed_to_the_owner_of_their_connection() {
+    // An error of `kind` about `f`, from a router at 10.0.1.253 to us.
+    let error_about = |f: &[u8], kind: ErrorKind| {
+        let mut b = vec![0u8; 64 + f.len()];
+        b[64..].copy_from_slice(f);
+        let mut fr = Frame::new(&mut b, 64, f.len());
+        let m = parse(fr.data()).unwrap();
+        icmp::build_error::<Ipv4Addr>(&mut fr, &m, kind).unwrap();
+        let mut e = fr.data().to_vec();
+        let em = parse(&e).unwrap();
+        crate::wire::ip::set_src(&mut e, &em, Ipv4Addr::new(10, 0, 1, 253));
+        e[0..6].copy_from_slice(&MAC_DIRECTOR);
+        e
+    };
+    for fwd in [FwdMethod::Nat, FwdMethod::Tun] {
+        let snap = Arc::new(Snapshot::build(&model(fwd, "rr"), None).unwrap());
+        let mut ws: Vec<Worker> = (0..2).map(|i| Worker::new(i, 2, snap.clone(), SEC)).collect();
+        let mut owners = [0; 2];
+        for host in 1..=8u8 {
+            let cip = [192, 0, 2, host];
+            let syn = tcp4(cip, 40000, VIP, 80, SYN, &[3u8; 100]);
+            let (mut v, mut out) = one(&mut ws[0], SEC, syn.clone());
+            let mut owner = 0;
+            if let Verdict::Handoff { worker } = v {
+                owner = worker as usize;
+                (v, out) = one(&mut ws[owner], SEC, syn);
+            }
+            assert_eq!(v, TX, "{fwd}");
+            owners[owner] += 1;
+            let err = error_about(&out, ErrorKind::TooBig { mtu: 1400 });
+            let (v, _) = one(&mut ws[1 - owner], SEC, err.clone());
+            assert_eq!(v, Verdict::Handoff { worker: owner as u16 }, "{fwd}: the other worker hands it on");
+            let (v, _) = one(&mut ws[owner], SEC, err);
+            assert_eq!(v, TX, "{fwd}: the owner relays it");
+        }
+        assert!(owners.iter().all(|&n| n > 0), "{fwd}: both workers own flows: {owners:?}");
+        assert_eq!(ws.iter().map(|w| w.counters().icmp_relayed).sum::<u64>(), 8, "{fwd}");
+    }
+}
+
 #[test]
 fn ipv6_nat_both_directions() {
     let mut m = model(FwdMethod::Nat, "rr");
