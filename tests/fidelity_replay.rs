@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use tempfile::TempDir;
 use xvs::gen::packet::{refresh_ipv4_checksum, tcp4, tcp6, udp4};
 use xvs::gen::scenario::{parse_pcap, pcap_bytes, CLIENT, RS, RS_ROUTER, VIP};
 use xvs::wire::frame::{Frame, HEADROOM};
@@ -20,41 +21,29 @@ use xvs::wire::{be16, ip, parse};
 const XVS: &str = env!("CARGO_BIN_EXE_xvs");
 
 /// A scratch directory, removed on drop (also when a test fails).
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let d = std::env::temp_dir().join(format!("xvs-fidelity-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        Scratch(d)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn scratch() -> TempDir {
+    tempfile::Builder::new().prefix("xvs-fidelity-").tempdir().expect("temp dir")
 }
 
 /// `configs/<mode>.toml` with `edit` applied (which must change it).
-fn config(d: &Scratch, mode: &str, edit: impl Fn(&str) -> String) -> PathBuf {
+fn config(d: &TempDir, mode: &str, edit: impl Fn(&str) -> String) -> PathBuf {
     let base = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("configs/{mode}.toml"))).unwrap();
     let text = edit(&base);
     assert_ne!(text, base, "configs/{mode}.toml changed shape");
-    let p = d.0.join(format!("{mode}.toml"));
+    let p = d.path().join(format!("{mode}.toml"));
     std::fs::write(&p, text).unwrap();
     p
 }
 
 /// Replays `frames` (at the given nanosecond offsets) with `cfg`: the
 /// frames sent and the counters, which must balance.
-fn replay(d: &Scratch, cfg: &Path, name: &str, frames: &[(u64, Vec<u8>)]) -> (Vec<Vec<u8>>, BTreeMap<String, u64>) {
+fn replay(d: &TempDir, cfg: &Path, name: &str, frames: &[(u64, Vec<u8>)]) -> (Vec<Vec<u8>>, BTreeMap<String, u64>) {
     replay_reloading(d, cfg, &[], name, frames)
 }
 
 /// [`replay`] with `--reload SECS=FILE` for each of `reloads`.
-fn replay_reloading(d: &Scratch, cfg: &Path, reloads: &[(u64, &Path)], name: &str, frames: &[(u64, Vec<u8>)]) -> (Vec<Vec<u8>>, BTreeMap<String, u64>) {
-    let (pin, pout) = (d.0.join(format!("{name}.in.pcap")), d.0.join(format!("{name}.out.pcap")));
+fn replay_reloading(d: &TempDir, cfg: &Path, reloads: &[(u64, &Path)], name: &str, frames: &[(u64, Vec<u8>)]) -> (Vec<Vec<u8>>, BTreeMap<String, u64>) {
+    let (pin, pout) = (d.path().join(format!("{name}.in.pcap")), d.path().join(format!("{name}.out.pcap")));
     let t0 = 1_700_000_000_000_000_000u64;
     std::fs::write(&pin, pcap_bytes(frames.iter().map(|(t, f)| (t0 + t, f.as_slice())))).unwrap();
     let o = Command::new(XVS)
@@ -89,7 +78,7 @@ fn replay_reloading(d: &Scratch, cfg: &Path, reloads: &[(u64, &Path)], name: &st
 /// counted. Without a limit every one is answered.
 #[test]
 fn icmp_errors_xvs_makes_are_rate_limited() {
-    let d = Scratch::new("icmp-limit");
+    let d = scratch();
     let quiesce = |s: &str, limit: &str| {
         // the UDP service's real servers at weight 0, and the limit
         let s = s.replace("  ip = \"10.0.1.1\"\n  mode = \"nat\"", "  ip = \"10.0.1.1\"\n  weight = 0\n  mode = \"nat\"");
@@ -155,7 +144,7 @@ fn no_df(mut f: Vec<u8>) -> Vec<u8> {
 /// told the MTU (1480) instead.
 #[test]
 fn tunnelled_packets_without_df_leave_in_fragments_tshark_reassembles() {
-    let d = Scratch::new("tun-frag");
+    let d = scratch();
     let cfg = config(&d, "tun", |s| s.replace("scheduler = \"wrr\"", "scheduler = \"rr\""));
     let c = CLIENT.octets();
     let big = no_df(tcp4(c, 40000, VIP.octets(), 80, SYN, &[0x5a; 1460]));
@@ -171,7 +160,7 @@ fn tunnelled_packets_without_df_leave_in_fragments_tshark_reassembles() {
     assert_eq!(be16(b, 20), 1480 / 8, "the second at offset 1480, the last");
     let e = parse(&out[2]).unwrap();
     assert_eq!((e.icmp_type, e.icmp_code, be16(&out[2], e.l4 as usize + 6)), (3, 4, 1480));
-    let pout = d.0.join("tun-frag.out.pcap");
+    let pout = d.path().join("tun-frag.out.pcap");
     let fields = ["frame.number", "ip.proto", "ip.checksum.status", "ip.reassembled.length", "tcp.len", "tcp.checksum.status", "_ws.malformed"];
     let Some(rows) = tshark(&pout, &fields) else { return };
     assert_eq!(rows.len(), 3, "{rows:?}");
@@ -193,7 +182,7 @@ fn tunnelled_packets_without_df_leave_in_fragments_tshark_reassembles() {
 /// as IPVS's ip_vs_in_icmp does.
 #[test]
 fn errors_quoting_our_ipip_packets_tell_the_client_the_mtu_less_the_tunnel() {
-    let d = Scratch::new("tun-icmp");
+    let d = scratch();
     let cfg = config(&d, "tun", |s| s.replace("scheduler = \"wrr\"", "scheduler = \"rr\""));
     let c = CLIENT.octets();
     let pkt = tcp4(c, 40000, VIP.octets(), 80, SYN, &[0x5a; 1300]);
@@ -219,7 +208,7 @@ fn errors_quoting_our_ipip_packets_tell_the_client_the_mtu_less_the_tunnel() {
     assert_eq!((m.icmp_type, m.icmp_code, be16(e, m.l4 as usize + 6)), (3, 4, 1380));
     assert_eq!((&e[26..30], &e[30..34]), (&VIP.octets()[..], &c[..]), "from the VIP to the client");
     assert_eq!(&e[m.l4 as usize + 8..m.l4 as usize + 28], &pkt[14..34], "quoting the client's own packet");
-    let Some(rows) = tshark(&d.0.join("tun-icmp-2.out.pcap"), &["ip.src", "ip.dst", "icmp.type", "icmp.code", "icmp.mtu", "icmp.checksum.status", "ip.checksum.status", "_ws.malformed"]) else {
+    let Some(rows) = tshark(&d.path().join("tun-icmp-2.out.pcap"), &["ip.src", "ip.dst", "icmp.type", "icmp.code", "icmp.mtu", "icmp.checksum.status", "ip.checksum.status", "_ws.malformed"]) else {
         return;
     };
     let r = &rows[1];
@@ -272,8 +261,8 @@ scheduler = "rr"
 /// the VIP. (IPVS's ip_vs_in_icmp_v6 leaves it to the stack.)
 #[test]
 fn packet_too_big_quoting_our_ipv6_tunnel_tells_the_client_the_mtu_less_40() {
-    let d = Scratch::new("tun6-icmp");
-    let cfg = d.0.join("tun6.toml");
+    let d = scratch();
+    let cfg = d.path().join("tun6.toml");
     std::fs::write(&cfg, TUN6).unwrap();
     let a6 = |s: &str| s.parse::<Ipv6Addr>().unwrap();
     let (client, vip) = (a6("2001:db8:5::7"), a6("2001:db8::100"));
@@ -305,7 +294,7 @@ fn packet_too_big_quoting_our_ipv6_tunnel_tells_the_client_the_mtu_less_40() {
     assert_eq!(&e[0..6], &[2, 0, 0, 0, 0, 0xfe], "through the client side's router");
     assert_eq!(&e[l4 + 8..l4 + 48], &pkt[14..54], "quoting the client's own packet");
     let fields = ["ipv6.src", "ipv6.dst", "icmpv6.type", "icmpv6.code", "icmpv6.mtu", "icmpv6.checksum.status", "_ws.malformed"];
-    let Some(rows) = tshark(&d.0.join("tun6-icmp-2.out.pcap"), &fields) else {
+    let Some(rows) = tshark(&d.path().join("tun6-icmp-2.out.pcap"), &fields) else {
         return;
     };
     assert_eq!(rows.len(), 2, "{rows:?}");
@@ -319,13 +308,13 @@ fn packet_too_big_quoting_our_ipv6_tunnel_tells_the_client_the_mtu_less_40() {
 
 /// The FULLNAT config with the real server at `rs` removed from the TCP
 /// service, and expire_nodest_conn as given.
-fn without(d: &Scratch, rs: Ipv4Addr, expire_nodest_conn: bool, name: &str) -> PathBuf {
+fn without(d: &TempDir, rs: Ipv4Addr, expire_nodest_conn: bool, name: &str) -> PathBuf {
     let base = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/fullnat.toml")).unwrap();
     let block = |ip: Ipv4Addr, w: u32| format!("  [[service.real_server]]\n  ip = \"{ip}\"\n  port = 8080\n  weight = {w}\n  mode = \"fullnat\"\n");
     let w = if rs == RS[0] { 1 } else { 2 };
     assert!(base.contains(&block(rs, w)), "configs/fullnat.toml changed shape");
     let text = format!("[global]\nexpire_nodest_conn = {expire_nodest_conn}\n{}", base.replacen(&block(rs, w), "", 1));
-    let p = d.0.join(name);
+    let p = d.path().join(name);
     std::fs::write(&p, text).unwrap();
     p
 }
@@ -338,7 +327,7 @@ fn without(d: &Scratch, rs: Ipv4Addr, expire_nodest_conn: bool, name: &str) -> P
 /// given back at once) and a SYN is scheduled afresh at once.
 #[test]
 fn expire_nodest_conn_across_a_reload_both_ways() {
-    let d = Scratch::new("nodest");
+    let d = scratch();
     let cfg = config(&d, "fullnat", |s| s.replace("scheduler = \"wrr\"", "scheduler = \"rr\""));
     let c = CLIENT.octets();
     let v = VIP.octets();

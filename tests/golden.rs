@@ -23,6 +23,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use tempfile::TempDir;
 use xvs::gen::packet::verify;
 use xvs::gen::scenario::{
     self as sc, client_l2, first_difference, rport, Assign, Body, IpPkt, Kind, Pkt, Scenario, Side,
@@ -38,25 +39,9 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A scratch directory, removed on drop (also when the test fails).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("xvs-golden-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-    fn path(&self, f: &str) -> PathBuf {
-        self.0.join(f)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A scratch directory, removed on drop (also when a test fails).
+fn scratch() -> TempDir {
+    tempfile::Builder::new().prefix("xvs-golden-").tempdir().expect("temp dir")
 }
 
 fn config(mode: FwdMethod) -> PathBuf {
@@ -96,8 +81,8 @@ fn replay_ok(
     input: &[u8],
 ) -> (Frames, BTreeMap<String, u64>, Vec<u8>) {
     let (pin, pout) = (
-        dir.path(&format!("{name}.in")),
-        dir.path(&format!("{name}.out.pcap")),
+        dir.path().join(format!("{name}.in")),
+        dir.path().join(format!("{name}.out.pcap")),
     );
     std::fs::write(&pin, input).unwrap();
     let o = replay(&config(mode), &pin, &pout);
@@ -973,7 +958,7 @@ fn check_tshark(mode: FwdMethod, tshark: &str, pcap: &Path, exp: &Expected) {
 // ---- The tests ----
 
 fn golden_mode(mode: FwdMethod) {
-    let dir = TempDir::new(mode.name());
+    let dir = scratch();
     let assign = choices(&dir, mode);
     let s = sc::build(mode, &assign);
     let input = s.pcap_bytes();
@@ -984,7 +969,7 @@ fn golden_mode(mode: FwdMethod) {
     // The full replay made the same choices as the probe (the model used
     // the probe's and every frame matched); every flow got packets out.
     if let Some(t) = tshark() {
-        check_tshark(mode, t, &dir.path("full.out.pcap"), &exp);
+        check_tshark(mode, t, &dir.path().join("full.out.pcap"), &exp);
     }
     golden(&format!("{}.in.pcap", mode.name()), &input);
     golden(&format!("{}.out.pcap", mode.name()), &out_bytes);
@@ -1018,7 +1003,7 @@ fn golden_fullnat() {
 /// and every completion counted.
 fn golden_partial(mode: FwdMethod) {
     use xvs::wire::{checksum, parse};
-    let dir = TempDir::new(&format!("{}-partial", mode.name()));
+    let dir = scratch();
     let assign = choices(&dir, mode);
     let s = sc::build(mode, &assign);
     let mut partial = s.clone();
@@ -1147,16 +1132,16 @@ fn assert_names(err: &str, what: &[&str]) {
 
 #[test]
 fn replay_rejects_bad_captures() {
-    let dir = TempDir::new("bad-captures");
+    let dir = scratch();
     let cfg = config(FwdMethod::Nat);
-    let out = dir.path("out.pcap");
+    let out = dir.path().join("out.pcap");
     let s = sc::build(FwdMethod::Dr, &[]);
 
-    let missing = dir.path("no-such.pcap");
+    let missing = dir.path().join("no-such.pcap");
     let e = replay_err(&cfg, &missing, &out);
     assert_names(&e, &[&missing.display().to_string(), "No such file"]);
 
-    let garbage = dir.path("garbage.pcap");
+    let garbage = dir.path().join("garbage.pcap");
     std::fs::write(&garbage, b"this is not a capture at all, just text\n").unwrap();
     let e = replay_err(&cfg, &garbage, &out);
     assert_names(
@@ -1164,13 +1149,13 @@ fn replay_rejects_bad_captures() {
         &[&garbage.display().to_string(), "not a pcap or pcapng"],
     );
 
-    let empty = dir.path("empty.pcap");
+    let empty = dir.path().join("empty.pcap");
     std::fs::write(&empty, b"").unwrap();
     let e = replay_err(&cfg, &empty, &out);
     assert_names(&e, &[&empty.display().to_string(), "not a pcap or pcapng"]);
 
     // LINKTYPE_RAW (101): IP packets without an Ethernet header.
-    let raw = dir.path("raw.pcap");
+    let raw = dir.path().join("raw.pcap");
     let mut b = s.pcap_bytes();
     b[20..24].copy_from_slice(&101u32.to_le_bytes());
     std::fs::write(&raw, &b).unwrap();
@@ -1178,7 +1163,7 @@ fn replay_rejects_bad_captures() {
     assert_names(&e, &[&raw.display().to_string(), "not Ethernet"]);
 
     // pcapng whose interface is not Ethernet (LINKTYPE_RAW).
-    let ng = dir.path("raw.pcapng");
+    let ng = dir.path().join("raw.pcapng");
     let mut b = s.pcapng_bytes();
     let shb_len = u32::from_le_bytes(b[4..8].try_into().unwrap()) as usize;
     assert_eq!(
@@ -1192,7 +1177,7 @@ fn replay_rejects_bad_captures() {
     assert_names(&e, &[&ng.display().to_string(), "not Ethernet"]);
 
     // A capture cut inside its fourth packet.
-    let cut = dir.path("cut.pcap");
+    let cut = dir.path().join("cut.pcap");
     let b = s.pcap_bytes();
     let mut at = 24;
     for st in &s.steps[..3] {
@@ -1205,22 +1190,22 @@ fn replay_rejects_bad_captures() {
 
 #[test]
 fn replay_rejects_bad_configs_and_outputs() {
-    let dir = TempDir::new("bad-config");
-    let input = dir.path("in.pcap");
+    let dir = scratch();
+    let input = dir.path().join("in.pcap");
     std::fs::write(&input, sc::build(FwdMethod::Nat, &[]).pcap_bytes()).unwrap();
-    let out = dir.path("out.pcap");
+    let out = dir.path().join("out.pcap");
 
-    let missing = dir.path("none.toml");
+    let missing = dir.path().join("none.toml");
     let e = replay_err(&missing, &input, &out);
     assert_names(&e, &[&missing.display().to_string(), "No such file"]);
 
-    let garbage = dir.path("garbage.toml");
+    let garbage = dir.path().join("garbage.toml");
     std::fs::write(&garbage, "[[service]\nproto = tcp\n").unwrap();
     let e = replay_err(&garbage, &input, &out);
     assert_names(&e, &[&garbage.display().to_string(), "line 1"]);
 
     // Valid TOML, invalid config: a weight out of range names its field.
-    let bad = dir.path("weight.toml");
+    let bad = dir.path().join("weight.toml");
     let text = std::fs::read_to_string(config(FwdMethod::Nat))
         .unwrap()
         .replacen("weight = 2", "weight = 70000", 1);
@@ -1229,11 +1214,11 @@ fn replay_rejects_bad_configs_and_outputs() {
     assert_names(&e, &[&bad.display().to_string(), "weight", "70000"]);
     assert!(!out.exists(), "nothing written for a bad config");
 
-    let nodir = dir.path("no-such-dir/out.pcap");
+    let nodir = dir.path().join("no-such-dir/out.pcap");
     let e = replay_err(&config(FwdMethod::Nat), &input, &nodir);
     assert_names(&e, &[&nodir.display().to_string(), "No such file"]);
 
-    let isdir = dir.path("");
+    let isdir = dir.path().join("");
     let e = replay_err(&config(FwdMethod::Nat), &input, &isdir);
     assert_names(&e, &[&isdir.display().to_string(), "Is a directory"]);
 }
@@ -1244,12 +1229,12 @@ fn replay_rejects_bad_configs_and_outputs() {
 /// nothing is written.
 #[test]
 fn replay_rejects_bad_reloads() {
-    let dir = TempDir::new("bad-reload");
-    let input = dir.path("in.pcap");
+    let dir = scratch();
+    let input = dir.path().join("in.pcap");
     std::fs::write(&input, sc::build(FwdMethod::Nat, &[]).pcap_bytes()).unwrap();
-    let out = dir.path("out.pcap");
+    let out = dir.path().join("out.pcap");
     let good = config(FwdMethod::Nat).display().to_string();
-    let garbage = dir.path("garbage.toml");
+    let garbage = dir.path().join("garbage.toml");
     std::fs::write(&garbage, "[[service]\nproto = tcp\n").unwrap();
     let run = |reloads: &[String]| {
         let mut c = Command::new(XVS);
@@ -1274,7 +1259,7 @@ fn replay_rejects_bad_reloads() {
 
 #[test]
 fn pcapng_interfaces_are_director_ports() {
-    let dir = TempDir::new("pcapng");
+    let dir = scratch();
     // NAT: clients on interface 0, real servers on 1; the output is the
     // same as from the classic capture (where every frame is on port 0).
     let mode = FwdMethod::Nat;
@@ -1314,8 +1299,8 @@ fn tshark_check_catches_bad_frames() {
     // The dissection check must be able to fail: the bad-input corpus
     // (an input capture, never an output) is full of what it looks for.
     let Some(t) = tshark() else { return };
-    let dir = TempDir::new("tshark-negative");
-    let p = dir.path("bad.pcap");
+    let dir = scratch();
+    let p = dir.path().join("bad.pcap");
     let corpus = xvs::gen::packet::bad_corpus();
     std::fs::write(
         &p,

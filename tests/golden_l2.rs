@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+use tempfile::TempDir;
 use xvs::gen::packet::{refresh_ipv4_checksum, tcp4, verify, vlan};
 use xvs::gen::scenario::parse_pcap;
 use xvs::wire::{self, tcp_flags::*};
@@ -119,25 +120,9 @@ const C10: [u8; 4] = [10, 0, 10, 2];
 const VIP: [u8; 4] = [10, 0, 0, 100];
 const RS20: [u8; 4] = [10, 0, 20, 5];
 
-/// A scratch directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("xvs-golden-l2-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-    fn path(&self, f: &str) -> PathBuf {
-        self.0.join(f)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A scratch directory, removed on drop (also when a test fails).
+fn scratch() -> TempDir {
+    tempfile::Builder::new().prefix("xvs-golden-l2-").tempdir().expect("temp dir")
 }
 
 /// pcapng, one interface per port, a frame every millisecond.
@@ -169,7 +154,7 @@ fn pcapng(frames: &[(u8, Vec<u8>)]) -> Vec<u8> {
 
 /// Replays `frames`: the output frames and the counters.
 fn replay(dir: &TempDir, frames: &[(u8, Vec<u8>)]) -> (Vec<Vec<u8>>, BTreeMap<String, u64>, PathBuf) {
-    let (cfg, input, out) = (dir.path("l2.toml"), dir.path("in.pcapng"), dir.path("out.pcap"));
+    let (cfg, input, out) = (dir.path().join("l2.toml"), dir.path().join("in.pcapng"), dir.path().join("out.pcap"));
     std::fs::write(&cfg, CONFIG).unwrap();
     std::fs::write(&input, pcapng(frames)).unwrap();
     let o = Command::new(XVS)
@@ -215,7 +200,7 @@ fn seen(f: &[u8]) -> Seen {
 
 #[test]
 fn egress_follows_the_route_and_the_kernels_drops_make_no_state() {
-    let dir = TempDir::new("all");
+    let dir = scratch();
     let syn = |c: [u8; 4], p: u16, d: u16| tcp4(c, p, VIP, d, SYN, b"");
     let ack = |c: [u8; 4], p: u16, d: u16| tcp4(c, p, VIP, d, ACK, b"x");
     let with_ttl = |mut f: Vec<u8>, t: u8| {

@@ -20,6 +20,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use tempfile::TempDir;
 use xvs::gen::packet::verify;
 use xvs::gen::scenario::{parse_pcap, pcap_bytes};
 use xvs::wire::{parse, tcpseq};
@@ -38,25 +39,9 @@ const SYN: u8 = 0x02;
 const FIN: u8 = 0x01;
 const PSH: u8 = 0x08;
 
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new() -> TempDir {
-        // One per test: the tests of this file run at once.
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("xvs-golden-proxy-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn path(&self, f: &str) -> PathBuf {
-        self.0.join(f)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A scratch directory, removed on drop (also when a test fails).
+fn scratch() -> TempDir {
+    tempfile::Builder::new().prefix("xvs-golden-proxy-").tempdir().expect("temp dir")
 }
 
 /// configs/fullnat.toml's TCP service, rs1 with PROXY v1, rs2 with v2.
@@ -77,7 +62,7 @@ fn config(dir: &TempDir) -> PathBuf {
         })
         .collect();
     assert_eq!(n, 2, "two real servers");
-    let p = dir.path("proxy.toml");
+    let p = dir.path().join("proxy.toml");
     std::fs::write(&p, out).unwrap();
     p
 }
@@ -138,8 +123,8 @@ fn syn_opts(t: u32) -> Vec<u8> {
 }
 
 fn replay(cfg: &Path, dir: &TempDir, name: &str, frames: &[Vec<u8>]) -> (Vec<Vec<u8>>, String) {
-    let pin = dir.path(&format!("{name}.in.pcap"));
-    let pout = dir.path(&format!("{name}.out.pcap"));
+    let pin = dir.path().join(format!("{name}.in.pcap"));
+    let pout = dir.path().join(format!("{name}.out.pcap"));
     let bytes = pcap_bytes(frames.iter().enumerate().map(|(i, f)| ((i as u64 + 1) * 1_000_000, &f[..])));
     std::fs::write(&pin, bytes).unwrap();
     let o = Command::new(XVS).arg("replay").arg("--config").arg(cfg).arg("--in").arg(&pin).arg("--out").arg(&pout).arg("--counters").output().unwrap();
@@ -205,7 +190,7 @@ fn expected_header(v: u8, cport: u16) -> Vec<u8> {
 
 #[test]
 fn proxy_header_and_sequence_offset_through_fullnat() {
-    let dir = TempDir::new();
+    let dir = scratch();
     let cfg = config(&dir);
     let c = |sport, flags, seq, ack, opts: &[u8], data: &[u8]| seg(CLIENT_MAC, ETH0_MAC, CLIENT, sport, VIP, 80, flags, seq, ack, 502, opts, data);
     let (ca, cb) = (40001u16, 40002u16);
@@ -366,7 +351,7 @@ struct Row {
 /// then not handed to the PROXY dissector again (wireshark dissects a
 /// stream's bytes once), so the headers are read with it off.
 fn dissect(tshark: &str, dir: &TempDir, name: &str, frames: &[Vec<u8>], analyze: bool) -> Vec<Row> {
-    let p = dir.path(&format!("{name}.tshark.pcap"));
+    let p = dir.path().join(format!("{name}.tshark.pcap"));
     std::fs::write(&p, pcap_bytes(frames.iter().enumerate().map(|(i, f)| ((i as u64 + 1) * 1_000_000, &f[..])))).unwrap();
     let mut cmd = Command::new(tshark);
     cmd.arg("-n").arg("-r").arg(&p);
@@ -445,7 +430,7 @@ fn ones_complement(b: &[u8]) -> u16 {
 /// TCP header (`tcp.seq`, `tcp.ack`, absolute), with every checksum valid.
 #[test]
 fn icmp_errors_quote_each_sides_own_sequence_numbers() {
-    let dir = TempDir::new();
+    let dir = scratch();
     let cfg = config(&dir);
     let ca = 40011u16;
     let isn = 0xffff_fff0u32;
@@ -512,7 +497,7 @@ fn icmp_errors_quote_each_sides_own_sequence_numbers() {
     assert_eq!((edge(0), edge(4)), (sa.wrapping_add(l + 3 * n), sa.wrapping_add(l + 4 * n)));
 
     let Some(tshark) = tshark() else { return };
-    let p = dir.path("icmp.tshark.pcap");
+    let p = dir.path().join("icmp.tshark.pcap");
     std::fs::write(&p, pcap_bytes([e1, e2].iter().enumerate().map(|(i, f)| ((i as u64 + 1) * 1_000_000, &f[..])))).unwrap();
     let o = Command::new(tshark)
         .arg("-n")

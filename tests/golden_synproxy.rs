@@ -19,6 +19,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use tempfile::TempDir;
 use xvs::gen::packet::verify;
 use xvs::gen::scenario::{parse_pcap, pcap_bytes};
 use xvs::wire::{be16, parse, tcpseq};
@@ -36,22 +37,9 @@ const PSH: u8 = 0x08;
 const ISN: u32 = 0xffff_fff0;
 const RSN: u32 = 0x1234_5678;
 
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new() -> TempDir {
-        let p = std::env::temp_dir().join(format!("xvs-golden-synproxy-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn path(&self, f: &str) -> PathBuf {
-        self.0.join(f)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A scratch directory, removed on drop (also when a test fails).
+fn scratch() -> TempDir {
+    tempfile::Builder::new().prefix("xvs-golden-synproxy-").tempdir().expect("temp dir")
 }
 
 fn config(dir: &TempDir) -> PathBuf {
@@ -60,7 +48,7 @@ fn config(dir: &TempDir) -> PathBuf {
     let tcp = text.split("# A UDP service beside it").next().unwrap();
     assert!(tcp.contains("scheduler = \"wrr\"\n"));
     let out = tcp.replacen("scheduler = \"wrr\"\n", "scheduler = \"wrr\"\nsynproxy = true\n", 1);
-    let p = dir.path("synproxy.toml");
+    let p = dir.path().join("synproxy.toml");
     std::fs::write(&p, out).unwrap();
     p
 }
@@ -99,8 +87,8 @@ fn seg(smac: [u8; 6], dmac: [u8; 6], src: [u8; 4], sport: u16, dst: [u8; 4], dpo
 }
 
 fn replay(cfg: &Path, dir: &TempDir, frames: &[Vec<u8>]) -> (Vec<Vec<u8>>, String) {
-    let pin = dir.path("in.pcap");
-    let pout = dir.path("out.pcap");
+    let pin = dir.path().join("in.pcap");
+    let pout = dir.path().join("out.pcap");
     std::fs::write(&pin, pcap_bytes(frames.iter().enumerate().map(|(i, f)| ((i as u64 + 1) * 1_000_000, &f[..])))).unwrap();
     let o = Command::new(XVS).arg("replay").arg("--config").arg(cfg).arg("--in").arg(&pin).arg("--out").arg(&pout).arg("--counters").output().unwrap();
     assert!(o.status.success(), "xvs replay failed: {}", String::from_utf8_lossy(&o.stderr));
@@ -151,7 +139,7 @@ fn seen(f: &[u8]) -> Seen {
 
 #[test]
 fn synproxy_handshake_splice_and_offset_through_fullnat() {
-    let dir = TempDir::new();
+    let dir = scratch();
     let cfg = config(&dir);
     let mut steps: Vec<Vec<u8>> = Vec::new();
     let client = |flags, seq, ack, win, opts: &[u8], data: &[u8]| seg(CLIENT_MAC, ETH0_MAC, CLIENT, 40000, VIP, 80, flags, seq, ack, win, opts, data);
@@ -290,7 +278,7 @@ struct Row {
 
 /// Dissects `frames` with checksum validation and TCP sequence analysis.
 fn dissect(tshark: &str, dir: &TempDir, name: &str, frames: &[Vec<u8>]) -> Vec<Row> {
-    let p = dir.path(&format!("{name}.tshark.pcap"));
+    let p = dir.path().join(format!("{name}.tshark.pcap"));
     std::fs::write(&p, pcap_bytes(frames.iter().enumerate().map(|(i, f)| ((i as u64 + 1) * 1_000_000, &f[..])))).unwrap();
     let mut cmd = Command::new(tshark);
     cmd.arg("-n").arg("-r").arg(&p);

@@ -60,8 +60,9 @@ fn replay(cfg: &Path, input: &Path, output: &Path) -> Vec<[u8; 6]> {
 
 #[test]
 fn same_client_same_server_within_the_timeout_then_free_to_move() {
-    let dir = tempdir();
-    let cfg = config(&dir);
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let cfg = config(dir);
     let (input, output) = (dir.join("in.pcap"), dir.join("out.pcap"));
     let a = [192, 0, 2, 10];
     let a2 = [192, 0, 2, 77]; // same /24 as a
@@ -108,8 +109,9 @@ fn same_client_same_server_within_the_timeout_then_free_to_move() {
 
 #[test]
 fn after_expiry_the_client_can_move() {
-    let dir = tempdir();
-    let cfg = config(&dir);
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let cfg = config(dir);
     let (input, output) = (dir.join("in.pcap"), dir.join("out.pcap"));
     let a = [192, 0, 2, 10];
     // a alone: rr would give rs1, rs2, rs1, ... without persistence. With
@@ -123,9 +125,7 @@ fn after_expiry_the_client_can_move() {
     assert_eq!(m[2], m[3]);
 }
 
-fn tempdir() -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("xvs-persist-{}-{:?}", std::process::id(), std::thread::current().id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A scratch directory, removed on drop (also when a test fails).
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("xvs-persist-").tempdir().expect("temp dir")
 }

@@ -13,38 +13,27 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use tempfile::TempDir;
 use xvs::gen::packet::{fragment4, reassemble, tcp4, udp4, verify, vlan, with_ipv4_options};
 use xvs::gen::scenario::{parse_pcap, pcap_bytes, CLIENT, LIPS, RS, VIP};
 use xvs::wire::{be16, parse};
 
 const XVS: &str = env!("CARGO_BIN_EXE_xvs");
 
-/// A scratch directory per mode, removed on drop (also when a test fails).
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(mode: &str) -> Scratch {
-        let d = std::env::temp_dir().join(format!("xvs-fragments-{}-{mode}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        Scratch(d)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A scratch directory, removed on drop (also when a test fails).
+fn scratch() -> TempDir {
+    tempfile::Builder::new().prefix("xvs-fragments-").tempdir().expect("temp dir")
 }
 
 /// Replays `frames` with `configs/<mode>.toml`: the frames sent and the
 /// counters.
-fn replay(d: &Scratch, mode: &str, name: &str, frames: &[Vec<u8>]) -> (Vec<Vec<u8>>, BTreeMap<String, u64>, PathBuf) {
+fn replay(d: &TempDir, mode: &str, name: &str, frames: &[Vec<u8>]) -> (Vec<Vec<u8>>, BTreeMap<String, u64>, PathBuf) {
     replay_with(d, mode, "", name, frames)
 }
 
 /// As [`replay`], with `extra` appended to the config.
-fn replay_with(d: &Scratch, mode: &str, extra: &str, name: &str, frames: &[Vec<u8>]) -> (Vec<Vec<u8>>, BTreeMap<String, u64>, PathBuf) {
-    let d = &d.0;
+fn replay_with(d: &TempDir, mode: &str, extra: &str, name: &str, frames: &[Vec<u8>]) -> (Vec<Vec<u8>>, BTreeMap<String, u64>, PathBuf) {
+    let d = d.path();
     let (pin, pout) = (d.join(format!("{name}.in.pcap")), d.join(format!("{name}.out.pcap")));
     let t0 = 1_700_000_000_000_000_000u64;
     std::fs::write(&pin, pcap_bytes(frames.iter().enumerate().map(|(i, f)| (t0 + i as u64 * 1000, f.as_slice())))).unwrap();
@@ -141,7 +130,7 @@ fn query(id: u16, len: usize, max: usize) -> Vec<Vec<u8>> {
 }
 
 fn run_mode(mode: &str) {
-    let d = Scratch::new(mode);
+    let d = scratch();
     let tun = mode == "tun";
     let max = if tun { 1400 } else { 1480 };
     let (a, b, c) = (query(1, 3000, max), query(2, 3000, max), query(3, 3000, max));
@@ -245,7 +234,7 @@ addresses = ["10.0.20.1/24"]
 #[test]
 fn options_and_802_1ad_tags_through_every_mode() {
     for mode in ["nat", "fullnat", "dr", "tun"] {
-        let d = Scratch::new(&format!("{mode}-opt"));
+        let d = scratch();
         let opt = with_ipv4_options(&tcp4(CLIENT.octets(), 40000, VIP.octets(), 80, 0x02, b""));
         let ad = |port: u16, vid: u16| {
             let mut f = vlan(tcp4(CLIENT.octets(), port, VIP.octets(), 80, 0x02, b""), vid);

@@ -74,11 +74,9 @@ fn replay(cfg: &Path, dir: &Path, name: &str, frames: &[Vec<u8>]) -> Replayed {
     (sent, counters, output)
 }
 
-fn tempdir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("xvs-sloppy-{}-{:?}", std::process::id(), std::thread::current().id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A scratch directory, removed on drop (also when a test fails).
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("xvs-sloppy-").tempdir().expect("temp dir")
 }
 
 /// Director A's traffic: each flow's SYN and first data segment.
@@ -97,15 +95,16 @@ fn later(ports: std::ops::Range<u16>) -> Vec<Vec<u8>> {
 
 #[test]
 fn a_flow_moved_to_another_director_goes_on_to_the_same_real_server() {
-    let dir = tempdir();
+    let tmp = tempdir();
+    let dir = tmp.path();
     let ports = 40000..40000 + FLOWS;
-    let (a, _, _) = replay(&config(&dir, true), &dir, "a", &whole(ports.clone()));
+    let (a, _, _) = replay(&config(dir, true), dir, "a", &whole(ports.clone()));
     let first: BTreeMap<u16, [u8; 6]> = a.iter().copied().collect();
     assert_eq!(first.len(), FLOWS as usize);
     let macs: std::collections::BTreeSet<[u8; 6]> = first.values().copied().collect();
     assert_eq!(macs.len(), 2, "mh-port spreads the flows over both real servers: {first:?}");
 
-    let (b, c, out) = replay(&config(&dir, true), &dir, "b", &later(ports.clone()));
+    let (b, c, out) = replay(&config(dir, true), dir, "b", &later(ports.clone()));
     assert_eq!(b.len(), FLOWS as usize + 4, "every segment but the RST is forwarded");
     for (port, mac) in &b {
         assert_eq!(Some(mac), first.get(port), "client port {port}: another real server than director A's");
@@ -114,10 +113,9 @@ fn a_flow_moved_to_another_director_goes_on_to_the_same_real_server() {
     tshark_clean(&out, FLOWS as usize + 4);
 
     // Without sloppy_tcp (IPVS's default) director B drops them all.
-    let (b, c, _) = replay(&config(&dir, false), &dir, "b-strict", &later(ports));
+    let (b, c, _) = replay(&config(dir, false), dir, "b-strict", &later(ports));
     assert!(b.is_empty(), "{b:?}");
     assert_eq!((c["new_conns"], c["sloppy_conns"], c["drop_no_conn"]), (0, 0, FLOWS as u64 + 4 + 1));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// tshark reads `n` TCP frames with good checksums and nothing malformed.
