@@ -18,86 +18,36 @@
 //! ACKs and data are shifted from then on. Both negotiate window scaling,
 //! SACK and timestamps in their SYNs.
 
-use std::path::{Path, PathBuf};
+mod golden_fullnat;
+
+use golden_fullnat::{counter, dissect, pcap, replay, scratch, seg, tcp_service, tshark, ACK, CLIENT, CLIENT_MAC, ETH0_MAC, ETH1_MAC, FIN, PSH, SYN, VIP};
+use std::path::PathBuf;
 use std::process::Command;
 use tempfile::TempDir;
 use xvs::gen::packet::verify;
-use xvs::gen::scenario::{parse_pcap, pcap_bytes};
 use xvs::wire::{parse, tcpseq};
 
-const XVS: &str = env!("CARGO_BIN_EXE_xvs");
-
-const CLIENT: [u8; 4] = [10, 0, 0, 2];
-const VIP: [u8; 4] = [10, 0, 0, 100];
-const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
-const ETH0_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
-const ETH1_MAC: [u8; 6] = [2, 0, 0, 0, 1, 0x10];
 const RS: [[u8; 4]; 2] = [[10, 0, 1, 1], [10, 0, 1, 2]];
 const RS_MAC: [[u8; 6]; 2] = [[2, 0, 0, 0, 1, 1], [2, 0, 0, 0, 1, 2]];
-const ACK: u8 = 0x10;
-const SYN: u8 = 0x02;
-const FIN: u8 = 0x01;
-const PSH: u8 = 0x08;
-
-/// A scratch directory, removed on drop (also when a test fails).
-fn scratch() -> TempDir {
-    tempfile::Builder::new().prefix("xvs-golden-proxy-").tempdir().expect("temp dir")
-}
 
 /// configs/fullnat.toml's TCP service, rs1 with PROXY v1, rs2 with v2.
 fn config(dir: &TempDir) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(root.join("configs/fullnat.toml")).unwrap();
-    let tcp = text.split("# A UDP service beside it").next().unwrap();
-    let mut n = 0;
-    let out: String = tcp
-        .lines()
-        .map(|l| {
-            if l.trim() == "mode = \"fullnat\"" {
-                n += 1;
-                format!("{l}\n  proxy_protocol = \"v{n}\"\n")
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
-    assert_eq!(n, 2, "two real servers");
-    let p = dir.path().join("proxy.toml");
-    std::fs::write(&p, out).unwrap();
-    p
-}
-
-/// A TCP segment (options padded with NOPs to a multiple of 4).
-#[allow(clippy::too_many_arguments)]
-fn seg(smac: [u8; 6], dmac: [u8; 6], src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8, seq: u32, ack: u32, win: u16, opts: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut o = opts.to_vec();
-    while o.len() % 4 != 0 {
-        o.insert(0, 1);
-    }
-    let mut f = Vec::new();
-    f.extend_from_slice(&dmac);
-    f.extend_from_slice(&smac);
-    f.extend_from_slice(&[0x08, 0]);
-    let tl = (20 + 20 + o.len() + data.len()) as u16;
-    f.extend_from_slice(&[0x45, 0]);
-    f.extend_from_slice(&tl.to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0x40, 0, 64, 6, 0, 0]);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&sport.to_be_bytes());
-    f.extend_from_slice(&dport.to_be_bytes());
-    f.extend_from_slice(&seq.to_be_bytes());
-    f.extend_from_slice(&ack.to_be_bytes());
-    f.push((((20 + o.len()) / 4) as u8) << 4);
-    f.push(flags);
-    f.extend_from_slice(&win.to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0, 0]);
-    f.extend_from_slice(&o);
-    f.extend_from_slice(data);
-    xvs::gen::packet::refresh_ipv4_checksum(&mut f, 14);
-    xvs::gen::packet::refresh_tcp_checksum(&mut f);
-    assert!(verify(&f));
-    f
+    tcp_service(dir, "proxy.toml", |tcp| {
+        let mut n = 0;
+        let out: String = tcp
+            .lines()
+            .map(|l| {
+                if l.trim() == "mode = \"fullnat\"" {
+                    n += 1;
+                    format!("{l}\n  proxy_protocol = \"v{n}\"\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        assert_eq!(n, 2, "two real servers");
+        out
+    })
 }
 
 fn ts(a: u32, b: u32) -> Vec<u8> {
@@ -120,22 +70,6 @@ fn syn_opts(t: u32) -> Vec<u8> {
     o.extend_from_slice(&ts(t, 0));
     o.extend_from_slice(&[1, 3, 3, 7]);
     o
-}
-
-fn replay(cfg: &Path, dir: &TempDir, name: &str, frames: &[Vec<u8>]) -> (Vec<Vec<u8>>, String) {
-    let pin = dir.path().join(format!("{name}.in.pcap"));
-    let pout = dir.path().join(format!("{name}.out.pcap"));
-    let bytes = pcap_bytes(frames.iter().enumerate().map(|(i, f)| ((i as u64 + 1) * 1_000_000, &f[..])));
-    std::fs::write(&pin, bytes).unwrap();
-    let o = Command::new(XVS).arg("replay").arg("--config").arg(cfg).arg("--in").arg(&pin).arg("--out").arg(&pout).arg("--counters").output().unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "xvs replay failed: {err}");
-    let out = parse_pcap(&std::fs::read(&pout).unwrap()).unwrap().into_iter().map(|(_, f)| f).collect();
-    (out, String::from_utf8_lossy(&o.stdout).into_owned())
-}
-
-fn counter(text: &str, name: &str) -> u64 {
-    text.lines().find_map(|l| l.strip_prefix(&format!("{name}="))).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no counter {name} in {text}"))
 }
 
 /// What a frame says, read with xvs's own parser.
@@ -190,7 +124,7 @@ fn expected_header(v: u8, cport: u16) -> Vec<u8> {
 
 #[test]
 fn proxy_header_and_sequence_offset_through_fullnat() {
-    let dir = scratch();
+    let dir = scratch("proxy");
     let cfg = config(&dir);
     let c = |sport, flags, seq, ack, opts: &[u8], data: &[u8]| seg(CLIENT_MAC, ETH0_MAC, CLIENT, sport, VIP, 80, flags, seq, ack, 502, opts, data);
     let (ca, cb) = (40001u16, 40002u16);
@@ -285,7 +219,7 @@ fn proxy_header_and_sequence_offset_through_fullnat() {
     assert_eq!(counter(&counters, "tx_packets"), steps.len() as u64);
 
     // tshark: the header dissected, and both sides' streams consistent.
-    let Some(tshark) = tshark() else { return };
+    let Some(tshark) = tshark("the PROXY golden frames") else { return };
     let server_side: Vec<Vec<u8>> = steps
         .iter()
         .zip(&out)
@@ -297,12 +231,12 @@ fn proxy_header_and_sequence_offset_through_fullnat() {
         .map(|((i, w), o)| if w.dst == CLIENT { o.clone() } else { i.clone() })
         .collect();
     for (side, frames) in [("server", &server_side), ("client", &client_side)] {
-        for (k, r) in dissect(tshark, &dir, side, frames, true).iter().enumerate() {
+        for (k, r) in dissect_proxy(tshark, &dir, side, frames, true).iter().enumerate() {
             assert!(r.malformed.is_empty() && !r.error, "{side} side frame {}: {:?}", k + 1, r.experts);
         }
     }
     let mut headers = Vec::new();
-    for (k, r) in dissect(tshark, &dir, "headers", &server_side, false).iter().enumerate() {
+    for (k, r) in dissect_proxy(tshark, &dir, "headers", &server_side, false).iter().enumerate() {
         assert!(r.malformed.is_empty() && !r.error, "frame {}: {:?}", k + 1, r.experts);
         if !r.proxy_version.is_empty() {
             headers.push((k, r.proxy_version.clone(), r.proxy_src.clone(), r.proxy_sport.clone(), r.proxy_dst.clone(), r.proxy_dport.clone()));
@@ -322,17 +256,6 @@ fn proxy_header_and_sequence_offset_through_fullnat() {
 
 // ---- tshark ----
 
-fn tshark() -> Option<&'static str> {
-    if Command::new("tshark").arg("--version").output().is_ok_and(|o| o.status.success()) {
-        return Some("tshark");
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("tshark is not installed, and CI=true requires it: run `make deps`");
-    }
-    eprintln!("SKIP: tshark is not installed: the PROXY golden frames are not dissected (run `make deps`)");
-    None
-}
-
 struct Row {
     proxy_version: String,
     proxy_src: String,
@@ -344,46 +267,26 @@ struct Row {
     malformed: String,
 }
 
-/// Dissects `frames` with checksum validation and TCP sequence analysis
-/// on, the PROXY dissector on the real servers' port.
+/// Dissects `frames` with checksum validation, the PROXY dissector on the
+/// real servers' port.
 ///
 /// With `analyze`, TCP sequence analysis is on: retransmitted bytes are
 /// then not handed to the PROXY dissector again (wireshark dissects a
 /// stream's bytes once), so the headers are read with it off.
-fn dissect(tshark: &str, dir: &TempDir, name: &str, frames: &[Vec<u8>], analyze: bool) -> Vec<Row> {
-    let p = dir.path().join(format!("{name}.tshark.pcap"));
-    std::fs::write(&p, pcap_bytes(frames.iter().enumerate().map(|(i, f)| ((i as u64 + 1) * 1_000_000, &f[..])))).unwrap();
-    let mut cmd = Command::new(tshark);
-    cmd.arg("-n").arg("-r").arg(&p);
+fn dissect_proxy(tshark: &str, dir: &TempDir, name: &str, frames: &[Vec<u8>], analyze: bool) -> Vec<Row> {
     // The PROXY dissector is a heuristic one: tried before the port's
     // (8080: HTTP) so it sees the headers.
     let seq = if analyze { "tcp.analyze_sequence_numbers:TRUE" } else { "tcp.analyze_sequence_numbers:FALSE" };
-    for o in ["ip.check_checksum:TRUE", "tcp.check_checksum:TRUE", seq, "tcp.try_heuristic_first:TRUE"] {
-        cmd.arg("-o").arg(o);
-    }
-    cmd.args(["-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=,"]);
-    for f in ["proxy.version", "proxy.v1.proto", "proxy.src.ipv4", "proxy.srcport", "proxy.dst.ipv4", "proxy.dstport", "_ws.expert.severity", "_ws.expert.message", "_ws.malformed", "tcp.checksum.status", "ip.checksum.status"] {
-        cmd.arg("-e").arg(f);
-    }
-    let o = cmd.output().unwrap();
-    assert!(o.status.success(), "tshark: {}", String::from_utf8_lossy(&o.stderr));
-    let text = String::from_utf8_lossy(&o.stdout).into_owned();
-    let rows: Vec<Row> = text
-        .lines()
-        .map(|l| {
-            let c: Vec<&str> = l.split('\t').collect();
-            let col = |i: usize| c.get(i).copied().unwrap_or("").to_string();
-            // Wireshark's PI_ERROR severity is 0x00800000.
-            let error = col(6).split(',').filter(|s| !s.is_empty()).any(|s| s.parse::<u32>().unwrap_or(u32::MAX) >= 0x0080_0000);
-            assert_eq!(col(9), "1", "{name}: tcp checksum status in {l:?}");
-            assert_eq!(col(10), "1", "{name}: ip checksum status in {l:?}");
+    let fields = ["proxy.version", "proxy.v1.proto", "proxy.src.ipv4", "proxy.srcport", "proxy.dst.ipv4", "proxy.dstport"];
+    dissect(tshark, dir, name, frames, &[seq, "tcp.try_heuristic_first:TRUE"], &fields)
+        .into_iter()
+        .map(|d| {
+            let col = |i: usize| d.fields[i].clone();
             // v1 has no version field: its protocol word says it.
             let version = if col(1) == "TCP4" { "1".to_string() } else { col(0) };
-            Row { proxy_version: version, proxy_src: col(2), proxy_sport: col(3), proxy_dst: col(4), proxy_dport: col(5), experts: col(7), error, malformed: col(8) }
+            Row { proxy_version: version, proxy_src: col(2), proxy_sport: col(3), proxy_dst: col(4), proxy_dport: col(5), experts: d.experts, error: d.error, malformed: d.malformed }
         })
-        .collect();
-    assert_eq!(rows.len(), frames.len(), "{name}: tshark read every frame:\n{text}");
-    rows
+        .collect()
 }
 
 // ---- ICMP errors about an adjusted connection ----
@@ -430,7 +333,7 @@ fn ones_complement(b: &[u8]) -> u16 {
 /// TCP header (`tcp.seq`, `tcp.ack`, absolute), with every checksum valid.
 #[test]
 fn icmp_errors_quote_each_sides_own_sequence_numbers() {
-    let dir = scratch();
+    let dir = scratch("proxy");
     let cfg = config(&dir);
     let ca = 40011u16;
     let isn = 0xffff_fff0u32;
@@ -496,9 +399,9 @@ fn icmp_errors_quote_each_sides_own_sequence_numbers() {
     let edge = |i: usize| u32::from_be_bytes(opts[at + 2 + i..at + 6 + i].try_into().unwrap());
     assert_eq!((edge(0), edge(4)), (sa.wrapping_add(l + 3 * n), sa.wrapping_add(l + 4 * n)));
 
-    let Some(tshark) = tshark() else { return };
+    let Some(tshark) = tshark("the PROXY golden frames") else { return };
     let p = dir.path().join("icmp.tshark.pcap");
-    std::fs::write(&p, pcap_bytes([e1, e2].iter().enumerate().map(|(i, f)| ((i as u64 + 1) * 1_000_000, &f[..])))).unwrap();
+    std::fs::write(&p, pcap(&[e1.to_vec(), e2.to_vec()])).unwrap();
     let o = Command::new(tshark)
         .arg("-n")
         .arg("-r")

@@ -17,87 +17,22 @@
 //! (scale 5) is answered with the ACK; data both ways, a SACK block from
 //! the client, and the server's window rescaled from 5 to 7.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod golden_fullnat;
+
+use golden_fullnat::{counter, dissect, replay, scratch, seg, tcp_service, tshark, ACK, CLIENT, CLIENT_MAC, ETH0_MAC, ETH1_MAC, PSH, SYN, VIP};
+use std::path::PathBuf;
 use tempfile::TempDir;
 use xvs::gen::packet::verify;
-use xvs::gen::scenario::{parse_pcap, pcap_bytes};
 use xvs::wire::{be16, parse, tcpseq};
 
-const XVS: &str = env!("CARGO_BIN_EXE_xvs");
-
-const CLIENT: [u8; 4] = [10, 0, 0, 2];
-const VIP: [u8; 4] = [10, 0, 0, 100];
-const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
-const ETH0_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
-const ETH1_MAC: [u8; 6] = [2, 0, 0, 0, 1, 0x10];
-const ACK: u8 = 0x10;
-const SYN: u8 = 0x02;
-const PSH: u8 = 0x08;
 const ISN: u32 = 0xffff_fff0;
 const RSN: u32 = 0x1234_5678;
 
-/// A scratch directory, removed on drop (also when a test fails).
-fn scratch() -> TempDir {
-    tempfile::Builder::new().prefix("xvs-golden-synproxy-").tempdir().expect("temp dir")
-}
-
 fn config(dir: &TempDir) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(root.join("configs/fullnat.toml")).unwrap();
-    let tcp = text.split("# A UDP service beside it").next().unwrap();
-    assert!(tcp.contains("scheduler = \"wrr\"\n"));
-    let out = tcp.replacen("scheduler = \"wrr\"\n", "scheduler = \"wrr\"\nsynproxy = true\n", 1);
-    let p = dir.path().join("synproxy.toml");
-    std::fs::write(&p, out).unwrap();
-    p
-}
-
-/// A TCP segment (options padded with NOPs to a multiple of 4).
-#[allow(clippy::too_many_arguments)]
-fn seg(smac: [u8; 6], dmac: [u8; 6], src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8, seq: u32, ack: u32, win: u16, opts: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut o = opts.to_vec();
-    while o.len() % 4 != 0 {
-        o.insert(0, 1);
-    }
-    let mut f = Vec::new();
-    f.extend_from_slice(&dmac);
-    f.extend_from_slice(&smac);
-    f.extend_from_slice(&[0x08, 0]);
-    let tl = (20 + 20 + o.len() + data.len()) as u16;
-    f.extend_from_slice(&[0x45, 0]);
-    f.extend_from_slice(&tl.to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0x40, 0, 64, 6, 0, 0]);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&sport.to_be_bytes());
-    f.extend_from_slice(&dport.to_be_bytes());
-    f.extend_from_slice(&seq.to_be_bytes());
-    f.extend_from_slice(&ack.to_be_bytes());
-    f.push((((20 + o.len()) / 4) as u8) << 4);
-    f.push(flags);
-    f.extend_from_slice(&win.to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0, 0]);
-    f.extend_from_slice(&o);
-    f.extend_from_slice(data);
-    xvs::gen::packet::refresh_ipv4_checksum(&mut f, 14);
-    xvs::gen::packet::refresh_tcp_checksum(&mut f);
-    assert!(verify(&f));
-    f
-}
-
-fn replay(cfg: &Path, dir: &TempDir, frames: &[Vec<u8>]) -> (Vec<Vec<u8>>, String) {
-    let pin = dir.path().join("in.pcap");
-    let pout = dir.path().join("out.pcap");
-    std::fs::write(&pin, pcap_bytes(frames.iter().enumerate().map(|(i, f)| ((i as u64 + 1) * 1_000_000, &f[..])))).unwrap();
-    let o = Command::new(XVS).arg("replay").arg("--config").arg(cfg).arg("--in").arg(&pin).arg("--out").arg(&pout).arg("--counters").output().unwrap();
-    assert!(o.status.success(), "xvs replay failed: {}", String::from_utf8_lossy(&o.stderr));
-    let out = parse_pcap(&std::fs::read(&pout).unwrap()).unwrap().into_iter().map(|(_, f)| f).collect();
-    (out, String::from_utf8_lossy(&o.stdout).into_owned())
-}
-
-fn counter(text: &str, name: &str) -> u64 {
-    text.lines().find_map(|l| l.strip_prefix(&format!("{name}="))).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no counter {name} in {text}"))
+    tcp_service(dir, "synproxy.toml", |tcp| {
+        assert!(tcp.contains("scheduler = \"wrr\"\n"));
+        tcp.replacen("scheduler = \"wrr\"\n", "scheduler = \"wrr\"\nsynproxy = true\n", 1)
+    })
 }
 
 /// What a frame says, read with xvs's own parser.
@@ -139,14 +74,14 @@ fn seen(f: &[u8]) -> Seen {
 
 #[test]
 fn synproxy_handshake_splice_and_offset_through_fullnat() {
-    let dir = scratch();
+    let dir = scratch("synproxy");
     let cfg = config(&dir);
     let mut steps: Vec<Vec<u8>> = Vec::new();
     let client = |flags, seq, ack, win, opts: &[u8], data: &[u8]| seg(CLIENT_MAC, ETH0_MAC, CLIENT, 40000, VIP, 80, flags, seq, ack, win, opts, data);
 
     // 1. The SYN: MSS 1460, SACK permitted, timestamps, window scale 9.
     steps.push(client(SYN, ISN, 0, 64240, &[2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 9, 0, 0, 0, 0, 1, 3, 3, 9], b""));
-    let (out, _) = replay(&cfg, &dir, &steps);
+    let (out, _) = replay(&cfg, &dir, "synproxy", &steps);
     let sa = seen(&out[0]);
     let cookie = sa.seq;
     assert_eq!(
@@ -159,7 +94,7 @@ fn synproxy_handshake_splice_and_offset_through_fullnat() {
 
     // 2. The client's ACK (window 502 in its scale 9): the SYN to a real server.
     steps.push(client(ACK, c1, k1, 502, &[], b""));
-    let (out, _) = replay(&cfg, &dir, &steps);
+    let (out, _) = replay(&cfg, &dir, "synproxy", &steps);
     let syn = seen(&out[1]);
     let (rs, lip, lport) = (syn.dst, syn.src, syn.sport);
     assert!(lip == [10, 0, 1, 200] || lip == [10, 0, 1, 201], "{lip:?}");
@@ -183,7 +118,7 @@ fn synproxy_handshake_splice_and_offset_through_fullnat() {
     sack.extend_from_slice(&k1.wrapping_add(resp.len() as u32 + 200).to_be_bytes());
     steps.push(client(ACK, c1.wrapping_add(req.len() as u32), k1.wrapping_add(resp.len() as u32), 500, &sack, b""));
     steps.push(server(ACK | PSH, r1 + resp.len() as u32, c1.wrapping_add(req.len() as u32), 4000, &[], b"more"));
-    let (out, counters) = replay(&cfg, &dir, &steps);
+    let (out, counters) = replay(&cfg, &dir, "synproxy", &steps);
     assert_eq!(out.len(), steps.len(), "one frame out per frame in");
     let rl = resp.len() as u32;
     let ql = req.len() as u32;
@@ -216,7 +151,7 @@ fn synproxy_handshake_splice_and_offset_through_fullnat() {
     assert_eq!(counter(&counters, "new_conns"), 1);
 
     // tshark: each side's stream as its two ends see it.
-    let Some(tshark) = tshark() else { return };
+    let Some(tshark) = tshark("the SYN proxy golden frames") else { return };
     // client side: its own frames (in) and what xvs sent it (out)
     let client_side: Vec<Vec<u8>> = steps
         .iter()
@@ -242,7 +177,7 @@ fn synproxy_handshake_splice_and_offset_through_fullnat() {
     // the director's ACK answers the server's SYN-ACK: after it
     let server_side = [server_side[..2].to_vec(), vec![out[2].clone()], server_side[2..].iter().filter(|f| **f != out[2]).cloned().collect()].concat();
     for (side, frames, scale) in [("client", &client_side, 128u32), ("server", &server_side, 32)] {
-        let rows = dissect(tshark, &dir, side, frames);
+        let rows = dissect_tcp(tshark, &dir, side, frames);
         for (k, r) in rows.iter().enumerate() {
             assert!(r.malformed.is_empty() && !r.error, "{side} side frame {}: {:?}", k + 1, r.experts);
             for bad in ["lost_segment", "ack_lost_segment", "out_of_order", "retransmission", "duplicate_ack", "zero_window", "window_full"] {
@@ -257,17 +192,6 @@ fn synproxy_handshake_splice_and_offset_through_fullnat() {
     }
 }
 
-fn tshark() -> Option<&'static str> {
-    if Command::new("tshark").arg("--version").output().is_ok_and(|o| o.status.success()) {
-        return Some("tshark");
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("tshark is not installed, and CI=true requires it: run `make deps`");
-    }
-    eprintln!("SKIP: tshark is not installed: the SYN proxy golden frames are not dissected (run `make deps`)");
-    None
-}
-
 struct Row {
     experts: String,
     error: bool,
@@ -277,32 +201,9 @@ struct Row {
 }
 
 /// Dissects `frames` with checksum validation and TCP sequence analysis.
-fn dissect(tshark: &str, dir: &TempDir, name: &str, frames: &[Vec<u8>]) -> Vec<Row> {
-    let p = dir.path().join(format!("{name}.tshark.pcap"));
-    std::fs::write(&p, pcap_bytes(frames.iter().enumerate().map(|(i, f)| ((i as u64 + 1) * 1_000_000, &f[..])))).unwrap();
-    let mut cmd = Command::new(tshark);
-    cmd.arg("-n").arg("-r").arg(&p);
-    for o in ["ip.check_checksum:TRUE", "tcp.check_checksum:TRUE", "tcp.analyze_sequence_numbers:TRUE"] {
-        cmd.arg("-o").arg(o);
-    }
-    cmd.args(["-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=,"]);
-    for f in ["_ws.expert.severity", "_ws.expert.message", "_ws.malformed", "tcp.checksum.status", "ip.checksum.status", "tcp.analysis.flags", "tcp.window_size", "_ws.expert"] {
-        cmd.arg("-e").arg(f);
-    }
-    let o = cmd.output().unwrap();
-    assert!(o.status.success(), "tshark: {}", String::from_utf8_lossy(&o.stderr));
-    let text = String::from_utf8_lossy(&o.stdout).into_owned();
-    let rows: Vec<Row> = text
-        .lines()
-        .map(|l| {
-            let c: Vec<&str> = l.split('\t').collect();
-            let col = |i: usize| c.get(i).copied().unwrap_or("").to_string();
-            let error = col(0).split(',').filter(|s| !s.is_empty()).any(|s| s.parse::<u32>().unwrap_or(u32::MAX) >= 0x0080_0000);
-            assert_eq!(col(3), "1", "{name}: tcp checksum status in {l:?}");
-            assert_eq!(col(4), "1", "{name}: ip checksum status in {l:?}");
-            Row { experts: col(1), error, malformed: col(2), analysis: format!("{} {}", col(5), col(1)).to_lowercase().replace(' ', "_"), win_size: col(6) }
-        })
-        .collect();
-    assert_eq!(rows.len(), frames.len(), "{name}: tshark read every frame:\n{text}");
-    rows
+fn dissect_tcp(tshark: &str, dir: &TempDir, name: &str, frames: &[Vec<u8>]) -> Vec<Row> {
+    dissect(tshark, dir, name, frames, &["tcp.analyze_sequence_numbers:TRUE"], &["tcp.analysis.flags", "tcp.window_size"])
+        .into_iter()
+        .map(|d| Row { analysis: format!("{} {}", d.fields[0], d.experts).to_lowercase().replace(' ', "_"), win_size: d.fields[1].clone(), experts: d.experts, error: d.error, malformed: d.malformed })
+        .collect()
 }
