@@ -218,6 +218,22 @@ fn tun_encapsulates_and_answers_too_big() {
     assert!(c.balance().holds(), "{}", c.balance());
 }
 
+/// An ICMP error of `kind` about the frame `f` we sent, as the router at
+/// 10.0.1.253 (behind RS2's MAC) sends it back to us.
+fn error_about(f: &[u8], kind: ErrorKind) -> Vec<u8> {
+    let mut b = vec![0u8; 64 + f.len()];
+    b[64..].copy_from_slice(f);
+    let mut fr = Frame::new(&mut b, 64, f.len());
+    let m = parse(fr.data()).unwrap();
+    icmp::build_error::<Ipv4Addr>(&mut fr, &m, kind).unwrap();
+    let mut e = fr.data().to_vec();
+    let em = parse(&e).unwrap();
+    crate::wire::ip::set_src(&mut e, &em, Ipv4Addr::new(10, 0, 1, 253));
+    e[0..6].copy_from_slice(&MAC_DIRECTOR);
+    e[6..12].copy_from_slice(&RS2_MAC);
+    e
+}
+
 /// An ICMP error quoting one of our IPIP packets: a router in the tunnel's
 /// path with a smaller MTU. The client gets fragmentation needed about its
 /// own packet with that MTU less the tunnel header (ip_vs_in_icmp); other
@@ -230,19 +246,6 @@ fn errors_quoting_our_tunnel_become_the_clients() {
     let (_, tunnelled) = one(&mut w, SEC, pkt.clone());
     assert_eq!(addr4(&tunnelled, 14 + 12), [10, 0, 0, 1], "our tunnel source");
     // A router at 10.0.1.253 answers the tunnelled packet.
-    let error_about = |tunnelled: &[u8], kind: ErrorKind| {
-        let mut b = vec![0u8; 64 + tunnelled.len()];
-        b[64..].copy_from_slice(tunnelled);
-        let mut fr = Frame::new(&mut b, 64, tunnelled.len());
-        let m = parse(fr.data()).unwrap();
-        icmp::build_error::<Ipv4Addr>(&mut fr, &m, kind).unwrap();
-        let mut e = fr.data().to_vec();
-        let em = parse(&e).unwrap();
-        crate::wire::ip::set_src(&mut e, &em, Ipv4Addr::new(10, 0, 1, 253));
-        e[0..6].copy_from_slice(&MAC_DIRECTOR);
-        e[6..12].copy_from_slice(&RS2_MAC);
-        e
-    };
     let err = error_about(&tunnelled, ErrorKind::TooBig { mtu: 1400 });
     let (v, out) = one(&mut w, SEC, err);
     assert_eq!(v, TX);
@@ -551,19 +554,6 @@ fn icmp_errors_are_relayed_fullnat_towards_the_real_server() {
 /// about a tunnelled packet (turned into the client's) alike.
 #[test]
 fn icmp_errors_are_handed_to_the_owner_of_their_connection() {
-    // An error of `kind` about `f`, from a router at 10.0.1.253 to us.
-    let error_about = |f: &[u8], kind: ErrorKind| {
-        let mut b = vec![0u8; 64 + f.len()];
-        b[64..].copy_from_slice(f);
-        let mut fr = Frame::new(&mut b, 64, f.len());
-        let m = parse(fr.data()).unwrap();
-        icmp::build_error::<Ipv4Addr>(&mut fr, &m, kind).unwrap();
-        let mut e = fr.data().to_vec();
-        let em = parse(&e).unwrap();
-        crate::wire::ip::set_src(&mut e, &em, Ipv4Addr::new(10, 0, 1, 253));
-        e[0..6].copy_from_slice(&MAC_DIRECTOR);
-        e
-    };
     for fwd in [FwdMethod::Nat, FwdMethod::Tun] {
         let snap = Arc::new(Snapshot::build(&model(fwd, "rr"), None).unwrap());
         let mut ws: Vec<Worker> = (0..2).map(|i| Worker::new(i, 2, snap.clone(), SEC)).collect();
