@@ -181,6 +181,28 @@ fn a_starting_backup_pulls_the_table_then_follows_the_master() {
     assert_eq!(a.list(), "");
 }
 
+/// A DR connection 192.0.2.9:9 -> 10.0.0.100:80 (CONF's service) as a
+/// master syncs it, for the tests that write sync messages by hand.
+fn dr_conn() -> SyncConn {
+    SyncConn {
+        caddr: "192.0.2.9".parse().unwrap(),
+        vaddr: "10.0.0.100".parse().unwrap(),
+        daddr: "10.0.0.2".parse().unwrap(),
+        laddr: "0.0.0.0".parse().unwrap(),
+        cport: 9,
+        vport: 80,
+        dport: 80,
+        lport: 0,
+        proto: 6,
+        state: 1,
+        fwd: crate::ipvs::FwdMethod::Dr,
+        template: false,
+        inactive: false,
+        timeout: 60,
+        seqadj: None,
+    }
+}
+
 fn key_file(dir: &std::path::Path, name: &str, key: &[u8]) -> std::path::PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, key).unwrap();
@@ -210,23 +232,7 @@ fn with_a_key_only_signed_fresh_messages_are_taken() {
     // A signed message played again is refused.
     let auth = Some(Arc::new(Auth::new(b"0123456789abcdef0123456789abcdef").unwrap()));
     let mut m = MsgBuilder::new(0, 1472);
-    let sc = SyncConn {
-        caddr: "192.0.2.9".parse().unwrap(),
-        vaddr: "10.0.0.100".parse().unwrap(),
-        daddr: "10.0.0.2".parse().unwrap(),
-        laddr: "0.0.0.0".parse().unwrap(),
-        cport: 9,
-        vport: 80,
-        dport: 80,
-        lport: 0,
-        proto: 6,
-        state: 1,
-        fwd: crate::ipvs::FwdMethod::Dr,
-        template: false,
-        inactive: false,
-        timeout: 60,
-        seqadj: None,
-    };
+    let sc = dr_conn();
     m.push(&sc.to_record(), TRAILER_LEN + MAC_LEN).unwrap();
     let t = Trailer { kind: Kind::Data, bulk_port: 0, sender: 77, seq: 1, time_ms: now_ms(), total: 0 };
     let msg = m.finish(Some(&t), true);
@@ -342,23 +348,7 @@ fn active_active_each_node_is_master_of_its_syncid_and_backup_of_the_other() {
 fn a_record_with_an_impossible_offset_is_counted_by_its_reason() {
     let (p, [bulk_b]) = ports();
     let (b, wb) = node(SyncConf { backup: Some(daemon(p, 0)), ..base(true, bulk_b) });
-    let good = SyncConn {
-        caddr: "192.0.2.9".parse().unwrap(),
-        vaddr: "10.0.0.100".parse().unwrap(),
-        daddr: "10.0.0.2".parse().unwrap(),
-        laddr: "0.0.0.0".parse().unwrap(),
-        cport: 9,
-        vport: 80,
-        dport: 80,
-        lport: 0,
-        proto: 6,
-        state: 1,
-        fwd: crate::ipvs::FwdMethod::Dr,
-        template: false,
-        inactive: false,
-        timeout: 60,
-        seqadj: None,
-    };
+    let good = dr_conn();
     let bad = SyncConn { cport: 10, seqadj: Some(crate::ipvs::seqadj::SeqAdj { start: 1, out_delta: 0, len: 0, proxy: 0, acked: false, ..Default::default() }), ..good };
     let mut m = MsgBuilder::new(0, 1472);
     m.push(&bad.to_record(), 0).unwrap();
