@@ -571,25 +571,7 @@ mod tests {
     use crate::worker::Worker;
     use std::sync::atomic::AtomicUsize;
 
-    const CONF: &str = r#"
-[[interface]]
-name = "eth0"
-mac = "02:00:00:00:00:10"
-addresses = ["10.0.0.1/24"]
-
-[[neighbour]]
-ip = "10.0.0.2"
-mac = "02:00:00:00:00:02"
-
-[[service]]
-proto = "tcp"
-vip = "10.0.0.100"
-port = 80
-scheduler = "rr"
-  [[service.real_server]]
-  ip = "10.0.0.2"
-  mode = "dr"
-"#;
+    use crate::daemon::DR_CONF as CONF;
 
     fn model(text: &str) -> Model {
         config::load_str(text, "test").unwrap()

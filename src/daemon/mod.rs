@@ -34,6 +34,28 @@ pub mod stats;
 
 pub use director::{DestTotal, Director, Published, RuleSink};
 
+/// Test support: the daemon tests' director: eth0 10.0.0.1/24, the
+/// neighbour 10.0.0.2, and the TCP service 10.0.0.100:80 (rr) with that
+/// neighbour as its one DR real server.
+#[cfg(test)]
+pub(crate) const DR_CONF: &str = r#"
+[[interface]]
+name = "eth0"
+mac = "02:00:00:00:00:10"
+addresses = ["10.0.0.1/24"]
+[[neighbour]]
+ip = "10.0.0.2"
+mac = "02:00:00:00:00:02"
+[[service]]
+proto = "tcp"
+vip = "10.0.0.100"
+port = 80
+scheduler = "rr"
+  [[service.real_server]]
+  ip = "10.0.0.2"
+  mode = "dr"
+"#;
+
 /// Test support: runs a SYN to the daemon tests' VIP, 10.0.0.100:80,
 /// from `client` on each of `ports` through `w` at t = 1 s (new
 /// connections made the honest way, by the worker itself).

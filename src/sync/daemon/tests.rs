@@ -8,23 +8,7 @@ use crate::wire::tcp_flags::{ACK, SYN};
 use crate::worker::{SyncPort, Worker};
 use std::sync::mpsc;
 
-const CONF: &str = r#"
-[[interface]]
-name = "eth0"
-mac = "02:00:00:00:00:10"
-addresses = ["10.0.0.1/24"]
-[[neighbour]]
-ip = "10.0.0.2"
-mac = "02:00:00:00:00:02"
-[[service]]
-proto = "tcp"
-vip = "10.0.0.100"
-port = 80
-scheduler = "rr"
-  [[service.real_server]]
-  ip = "10.0.0.2"
-  mode = "dr"
-"#;
+use crate::daemon::DR_CONF as CONF;
 
 fn snapshot() -> Arc<Snapshot> {
     Arc::new(Snapshot::build(&config::load_str(CONF, "t").unwrap(), None).unwrap())
