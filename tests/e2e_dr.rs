@@ -11,7 +11,7 @@
 
 mod lab;
 
-use lab::{http_gets_from, peer_ip, who, Lab};
+use lab::{http_gets_from, peer_ip, rs_index, Lab};
 
 const CONFIG: &str = r#"
 [[service]]
@@ -50,11 +50,7 @@ fn dr_real_servers_answer_the_client_directly() {
         let body = a
             .as_ref()
             .unwrap_or_else(|e| panic!("GET through the VIP failed: {e}\n{}", c.text));
-        match who(body) {
-            "rs1" => seen[0] += 1,
-            "rs2" => seen[1] += 1,
-            other => panic!("unexpected answer {other:?}"),
-        }
+        seen[rs_index(body)] += 1;
         // DR keeps the packet: the server sees the client itself.
         assert_eq!(peer_ip(body), clients[i % clients.len()], "{body}");
     }

@@ -12,7 +12,7 @@
 
 mod lab;
 
-use lab::{http_gets_from, peer_ip, who, Lab};
+use lab::{http_gets_from, peer_ip, rs_index, Lab};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -149,11 +149,7 @@ fn fullnat_real_servers_see_the_local_address() {
         let body = a
             .as_ref()
             .unwrap_or_else(|e| panic!("GET through the VIP failed: {e}\n{}", c.text));
-        match who(body) {
-            "rs1" => seen[0] += 1,
-            "rs2" => seen[1] += 1,
-            other => panic!("unexpected answer {other:?}"),
-        }
+        seen[rs_index(body)] += 1;
         assert_eq!(
             peer_ip(body).to_string(),
             "10.44.1.200",

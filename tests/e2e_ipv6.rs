@@ -15,7 +15,7 @@
 
 mod lab;
 
-use lab::{http_gets, peer_ip, who, Lab};
+use lab::{http_gets, peer_ip, rs_index, who, Lab};
 use std::net::SocketAddr;
 
 struct V6Topo {
@@ -114,11 +114,7 @@ fn ipv6_nat_through_the_director() {
     };
     let mut seen = [0; 2];
     for b in &bodies {
-        match who(b) {
-            "rs1" => seen[0] += 1,
-            "rs2" => seen[1] += 1,
-            other => panic!("unexpected answer {other:?}"),
-        }
+        seen[rs_index(b)] += 1;
         assert_eq!(peer_ip(b).to_string(), "fd00:72::2", "NAT keeps the client's address: {b}");
     }
     assert_eq!(seen, [5, 5], "rr over both servers");
@@ -210,11 +206,7 @@ scheduler = "rr"
     let mut seen = [0; 2];
     for r in &answers {
         let b = r.as_ref().unwrap_or_else(|e| panic!("GET through {vip} failed: {e}\n{}", cn.text));
-        match who(b) {
-            "rs1" => seen[0] += 1,
-            "rs2" => seen[1] += 1,
-            other => panic!("unexpected answer {other:?}"),
-        }
+        seen[rs_index(b)] += 1;
         assert_eq!(peer_ip(b).to_string(), a("2"), "{mode} keeps the client's packet: {b}");
     }
     assert_eq!(seen, [5, 5], "rr over both servers");

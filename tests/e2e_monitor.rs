@@ -24,7 +24,7 @@ mod browser;
 mod lab;
 
 use browser::Browser;
-use lab::{http_gets, who, Lab};
+use lab::{http_gets, rs_index, Lab};
 use serde_json::json;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -223,11 +223,7 @@ fn the_monitor_in_a_real_browser() {
     let answers = http_gets(&t.client, vip, 30);
     let mut seen = [0; 2];
     for a in &answers {
-        match who(a.as_ref().unwrap_or_else(|e| panic!("GET failed: {e}"))) {
-            "rs1" => seen[0] += 1,
-            "rs2" => seen[1] += 1,
-            o => panic!("unexpected answer {o:?}"),
-        }
+        seen[rs_index(a.as_ref().unwrap_or_else(|e| panic!("GET failed: {e}")))] += 1;
     }
     assert_eq!(seen, [10, 20]);
     // The page counts them, and the share chart says 1:2.

@@ -15,7 +15,7 @@
 
 mod lab;
 
-use lab::{http_gets_from, who, Lab};
+use lab::{http_gets_from, rs_index, Lab};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -95,11 +95,7 @@ fn starts_empty_and_xvsadm_fills_the_table() {
     let answers = http_gets_from(&t.client, t.clients(), vip, 10);
     let mut seen = [0; 2];
     for a in &answers {
-        match who(a.as_ref().unwrap_or_else(|e| panic!("GET: {e}\n{}", lab.log(x)))) {
-            "rs1" => seen[0] += 1,
-            "rs2" => seen[1] += 1,
-            other => panic!("unexpected answer {other:?}"),
-        }
+        seen[rs_index(a.as_ref().unwrap_or_else(|e| panic!("GET: {e}\n{}", lab.log(x))))] += 1;
     }
     assert!(seen[0] > 0 && seen[1] > 0, "rr over both: {seen:?}");
     let (_, saved, _) = xvsadm(&sock, "-S -n");

@@ -13,7 +13,7 @@
 
 mod lab;
 
-use lab::{http_gets, peer_ip, who, Lab};
+use lab::{http_gets, peer_ip, rs_index, Lab};
 
 const CONFIG: &str = r#"
 [[service]]
@@ -59,11 +59,7 @@ fn tun_real_servers_decapsulate_and_answer_directly() {
         let body = a
             .as_ref()
             .unwrap_or_else(|e| panic!("GET through the VIP failed: {e}\n{}", c.text));
-        match who(body) {
-            "rs1" => seen[0] += 1,
-            "rs2" => seen[1] += 1,
-            other => panic!("unexpected answer {other:?}"),
-        }
+        seen[rs_index(body)] += 1;
         // The inner packet is the client's own.
         assert_eq!(peer_ip(body).to_string(), t.addr(0, 2), "{body}");
     }

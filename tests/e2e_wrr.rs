@@ -10,7 +10,7 @@
 
 mod lab;
 
-use lab::{http_gets, who, Lab};
+use lab::{http_gets, rs_index, Lab};
 use std::time::Duration;
 
 fn config(w1: u32, w2: u32) -> String {
@@ -40,11 +40,7 @@ scheduler = "wrr"
 fn split(answers: &[Result<String, String>]) -> [usize; 2] {
     let mut seen = [0usize; 2];
     for a in answers {
-        match who(a.as_ref().unwrap_or_else(|e| panic!("GET failed: {e}"))) {
-            "rs1" => seen[0] += 1,
-            "rs2" => seen[1] += 1,
-            other => panic!("unexpected answer {other:?}"),
-        }
+        seen[rs_index(a.as_ref().unwrap_or_else(|e| panic!("GET failed: {e}")))] += 1;
     }
     seen
 }

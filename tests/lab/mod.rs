@@ -819,6 +819,16 @@ pub fn who(body: &str) -> &str {
     body.split_whitespace().next().unwrap_or("")
 }
 
+/// Which of two real servers named `rs1` and `rs2` answered, as an index
+/// (rs1: 0); any other answer fails the test.
+pub fn rs_index(body: &str) -> usize {
+    match who(body) {
+        "rs1" => 0,
+        "rs2" => 1,
+        other => panic!("unexpected answer {other:?}"),
+    }
+}
+
 /// The peer address the server saw in an answer `<name> <peer>`.
 pub fn peer_ip(body: &str) -> IpAddr {
     let p: SocketAddr = body
