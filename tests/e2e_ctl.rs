@@ -12,7 +12,7 @@
 
 mod lab;
 
-use lab::Lab;
+use lab::{xvsadm, Lab};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -56,21 +56,6 @@ scheduler = "rr"
   mode = "dr"
 "#
     .to_string()
-}
-
-/// Runs xvsadm against `socket`: (exit code, stdout, stderr).
-fn xvsadm(socket: &Path, args: &str) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_xvsadm"))
-        .arg("--socket")
-        .arg(socket)
-        .args(args.split_whitespace())
-        .output()
-        .expect("running xvsadm");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn ok(socket: &Path, args: &str) -> String {

@@ -15,7 +15,7 @@
 
 mod lab;
 
-use lab::{http_gets_from, rs_index, Lab};
+use lab::{http_gets_from, rs_index, xvsadm, Lab};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,21 +36,6 @@ scheduler = "rr"
   ip = "10.{net}.0.12"
   mode = "dr"
 "#
-    )
-}
-
-/// Runs xvsadm against `socket`: (exit code, stdout, stderr).
-fn xvsadm(socket: &std::path::Path, args: &str) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xvsadm"))
-        .arg("--socket")
-        .arg(socket)
-        .args(args.split_whitespace())
-        .output()
-        .expect("running xvsadm");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
 

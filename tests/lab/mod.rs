@@ -814,6 +814,22 @@ pub struct UdpAsked {
     pub sent: usize,
 }
 
+/// Runs xvsadm against `socket` with `args` (split at white space):
+/// (exit code, stdout, stderr).
+pub fn xvsadm(socket: &std::path::Path, args: &str) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_xvsadm"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args.split_whitespace())
+        .output()
+        .expect("running xvsadm");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// The server name in an answer `<name> <peer>`.
 pub fn who(body: &str) -> &str {
     body.split_whitespace().next().unwrap_or("")
