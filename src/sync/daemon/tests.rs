@@ -165,6 +165,14 @@ fn a_starting_backup_pulls_the_table_then_follows_the_master() {
     assert_eq!(a.list(), "");
 }
 
+/// A backup of sync id 0 alone, for tests that send it messages by hand:
+/// its sync port, the service and its worker.
+fn lone_backup() -> (u16, SyncService, FakeWorker) {
+    let (p, [bulk]) = ports();
+    let (b, wb) = node(SyncConf { backup: Some(daemon(p, 0)), ..base(true, bulk) });
+    (p, b, wb)
+}
+
 /// A DR connection 192.0.2.9:9 -> 10.0.0.100:80 (CONF's service) as a
 /// master syncs it, for the tests that write sync messages by hand.
 fn dr_conn() -> SyncConn {
@@ -240,8 +248,7 @@ fn with_a_key_only_signed_fresh_messages_are_taken() {
 
 #[test]
 fn a_flood_of_garbage_is_counted_and_the_backup_keeps_working() {
-    let (p, [bulk_b]) = ports();
-    let (b, wb) = node(SyncConf { backup: Some(daemon(p, 0)), ..base(true, bulk_b) });
+    let (p, b, wb) = lone_backup();
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     let mut sent = 0;
@@ -330,8 +337,7 @@ fn active_active_each_node_is_master_of_its_syncid_and_backup_of_the_other() {
 /// counted by its reason; the record beside it is taken.
 #[test]
 fn a_record_with_an_impossible_offset_is_counted_by_its_reason() {
-    let (p, [bulk_b]) = ports();
-    let (b, wb) = node(SyncConf { backup: Some(daemon(p, 0)), ..base(true, bulk_b) });
+    let (p, b, wb) = lone_backup();
     let good = dr_conn();
     let bad = SyncConn { cport: 10, seqadj: Some(crate::ipvs::seqadj::SeqAdj { start: 1, out_delta: 0, len: 0, proxy: 0, acked: false, ..Default::default() }), ..good };
     let mut m = MsgBuilder::new(0, 1472);
