@@ -17,7 +17,7 @@
 
 mod lab;
 
-use lab::{who, Lab};
+use lab::{rss_kb, who, Lab};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -109,13 +109,6 @@ fn flood(ns: &str, n: u64, stop: Arc<AtomicBool>, make: impl Fn(u64) -> Vec<u8> 
 fn spoofed(i: u64) -> ([u8; 4], u16) {
     let a = 0x6440_0000u32 + (i % (1 << 22)) as u32;
     (a.to_be_bytes(), 1024 + (i >> 22) as u16)
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
-        .unwrap_or(0)
 }
 
 #[test]

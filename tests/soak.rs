@@ -16,7 +16,7 @@
 
 mod lab;
 
-use lab::Lab;
+use lab::{rss_kb, Lab};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -170,13 +170,6 @@ fn metric(text: &str, name: &str, label: &str) -> u64 {
         .filter(|(k, _)| (*k == name || k.starts_with(&format!("{name}{{"))) && k.contains(label))
         .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
         .sum::<f64>() as u64
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
-        .unwrap_or(0)
 }
 
 struct Sample {

@@ -830,6 +830,14 @@ pub fn xvsadm(socket: &std::path::Path, args: &str) -> (i32, String, String) {
     )
 }
 
+/// The resident set of process `pid` in KiB (0 when it cannot be read).
+pub fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
 /// The server name in an answer `<name> <peer>`.
 pub fn who(body: &str) -> &str {
     body.split_whitespace().next().unwrap_or("")
