@@ -487,57 +487,26 @@ scheduler = "rr"
 /// stops the listener and waits for its thread.
 struct Agent {
     answer: Arc<Mutex<String>>,
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
+    _server: lab::Server,
 }
 
 impl Agent {
     fn start(ns: &str, addr: SocketAddr, first: &str) -> Agent {
         let answer = Arc::new(Mutex::new(first.to_string()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (ns2, stop2, answer2) = (ns.to_string(), stop.clone(), answer.clone());
-        let handle = std::thread::spawn(move || {
-            lab::enter(&ns2);
-            let l = match std::net::TcpListener::bind(addr) {
-                Ok(l) => l,
-                Err(e) => {
-                    let _ = tx.send(Err(format!("bind {addr} in {ns2}: {e}")));
-                    return;
-                }
-            };
-            l.set_nonblocking(true).unwrap();
-            let _ = tx.send(Ok(()));
-            while !stop2.load(Ordering::Relaxed) {
-                match l.accept() {
-                    Ok((mut s, _)) => {
-                        let line = format!("{}\n", answer2.lock().unwrap());
-                        let _ = s.set_nonblocking(false);
-                        let _ = s.write_all(line.as_bytes());
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
-                }
+        let answer2 = answer.clone();
+        let server = lab::serve_in(ns, format!("bind {addr}"), move || lab::listen(addr), move |l: &std::net::TcpListener| match l.accept() {
+            Ok((mut s, _)) => {
+                let line = format!("{}\n", answer2.lock().unwrap());
+                let _ = s.set_nonblocking(false);
+                let _ = s.write_all(line.as_bytes());
             }
+            Err(_) => std::thread::sleep(Duration::from_millis(2)),
         });
-        rx.recv().unwrap().unwrap_or_else(|e| panic!("{e}"));
-        Agent {
-            answer,
-            stop,
-            handle: Some(handle),
-        }
+        Agent { answer, _server: server }
     }
 
     fn say(&self, line: &str) {
         *self.answer.lock().unwrap() = line.to_string();
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
     }
 }
 
@@ -723,65 +692,36 @@ scheduler = "rr"
 /// A minimal DNS server in a namespace: answers every query (its first
 /// question) with one A record, `answer`. Dropping it stops the thread.
 struct Dns {
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
+    _server: lab::Server,
 }
 
 impl Dns {
     fn start(ns: &str, addr: SocketAddr, answer: [u8; 4]) -> Dns {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (ns2, stop2) = (ns.to_string(), stop.clone());
-        let handle = std::thread::spawn(move || {
-            lab::enter(&ns2);
-            let s = match std::net::UdpSocket::bind(addr) {
-                Ok(s) => s,
-                Err(e) => {
-                    let _ = tx.send(Err(format!("bind udp {addr} in {ns2}: {e}")));
-                    return;
-                }
+        let mut buf = [0u8; 512];
+        let server = lab::serve_in(ns, format!("bind udp {addr}"), move || lab::udp_bind(addr), move |s: &std::net::UdpSocket| {
+            let Ok((len, peer)) = s.recv_from(&mut buf) else {
+                return;
             };
-            s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-            let _ = tx.send(Ok(()));
-            let mut buf = [0u8; 512];
-            while !stop2.load(Ordering::Relaxed) {
-                let Ok((len, peer)) = s.recv_from(&mut buf) else {
-                    continue;
-                };
-                // Header (12 bytes), then the question: labels, type, class.
-                let q = &buf[..len];
-                let Some(end) = q.iter().skip(12).position(|&b| b == 0) else {
-                    continue;
-                };
-                let qend = 12 + end + 1 + 4;
-                if len < qend {
-                    continue;
-                }
-                let mut r = Vec::with_capacity(qend + 16);
-                r.extend_from_slice(&q[..2]); // the query's id
-                r.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
-                r.extend_from_slice(&q[12..qend]);
-                // The answer: a pointer to the question's name, A, IN,
-                // TTL 60, 4 bytes of address.
-                r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
-                r.extend_from_slice(&answer);
-                let _ = s.send_to(&r, peer);
+            // Header (12 bytes), then the question: labels, type, class.
+            let q = &buf[..len];
+            let Some(end) = q.iter().skip(12).position(|&b| b == 0) else {
+                return;
+            };
+            let qend = 12 + end + 1 + 4;
+            if len < qend {
+                return;
             }
+            let mut r = Vec::with_capacity(qend + 16);
+            r.extend_from_slice(&q[..2]); // the query's id
+            r.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
+            r.extend_from_slice(&q[12..qend]);
+            // The answer: a pointer to the question's name, A, IN,
+            // TTL 60, 4 bytes of address.
+            r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+            r.extend_from_slice(&answer);
+            let _ = s.send_to(&r, peer);
         });
-        rx.recv().unwrap().unwrap_or_else(|e| panic!("{e}"));
-        Dns {
-            stop,
-            handle: Some(handle),
-        }
-    }
-}
-
-impl Drop for Dns {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
+        Dns { _server: server }
     }
 }
 

@@ -30,8 +30,6 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const URL: &str = "https://127.0.0.1:9443";
@@ -41,59 +39,38 @@ const FALL: u64 = 2;
 /// A real server that can be killed: an HTTP answer `<name> <peer>`, and
 /// a refused connection once stopped (the listener is closed).
 struct Killable {
-    stop: Arc<AtomicBool>,
-    handle: Option<std::thread::JoinHandle<()>>,
+    server: lab::Server,
 }
 
 impl Killable {
     fn start(ns: &str, addr: SocketAddr, name: &str) -> Killable {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ns2, name, stop2) = (ns.to_string(), name.to_string(), stop.clone());
-        let (tx, rx) = std::sync::mpsc::channel();
-        let handle = std::thread::spawn(move || {
-            lab::enter(&ns2);
-            let l = TcpListener::bind(addr).unwrap();
-            l.set_nonblocking(true).unwrap();
-            tx.send(()).unwrap();
-            while !stop2.load(Ordering::Relaxed) {
-                match l.accept() {
-                    Ok((mut s, peer)) => {
-                        let _ = s.set_nonblocking(false);
-                        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                        let mut buf = [0u8; 2048];
-                        let mut req = Vec::new();
-                        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                            match s.read(&mut buf) {
-                                Ok(0) | Err(_) => break,
-                                Ok(n) => req.extend_from_slice(&buf[..n]),
-                            }
-                        }
-                        let body = format!("{name} {peer}\n");
-                        let _ = write!(
-                            s,
-                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                            body.len()
-                        );
+        let name = name.to_string();
+        let server = lab::serve_in(ns, format!("bind {addr}"), move || lab::listen(addr), move |l: &TcpListener| match l.accept() {
+            Ok((mut s, peer)) => {
+                let _ = s.set_nonblocking(false);
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut buf = [0u8; 2048];
+                let mut req = Vec::new();
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
                     }
-                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
                 }
+                let body = format!("{name} {peer}\n");
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
             }
+            Err(_) => std::thread::sleep(Duration::from_millis(2)),
         });
-        rx.recv().unwrap();
-        Killable { stop, handle: Some(handle) }
+        Killable { server }
     }
 
     fn kill(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
-impl Drop for Killable {
-    fn drop(&mut self) {
-        self.kill();
+        self.server.stop();
     }
 }
 

@@ -94,10 +94,74 @@ pub struct Xvs {
     socket: PathBuf,
 }
 
-/// A server thread; stopped by the lab.
-struct Server {
+/// A server thread in a namespace ([`serve_in`]); stopped (and joined)
+/// by [`Server::stop`] or on drop.
+pub struct Server {
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Starts a server thread in namespace `ns`: it opens its socket with
+/// `open` (a bind, in `ns`), then calls `step` with it until stopped; a
+/// step must return within a few milliseconds when idle (a non-blocking
+/// accept, a read timeout). Returns once the socket is open; failing to
+/// open it fails the test, naming `what` and `ns`.
+pub fn serve_in<S: 'static>(
+    ns: &str,
+    what: String,
+    open: impl FnOnce() -> std::io::Result<S> + Send + 'static,
+    mut step: impl FnMut(&S) + Send + 'static,
+) -> Server {
+    let (tx, rx) = mpsc::channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ns2, stop2) = (ns.to_string(), stop.clone());
+    let handle = std::thread::spawn(move || {
+        enter(&ns2);
+        let s = match open() {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = tx.send(Err(format!("{what} in {ns2}: {e}")));
+                return;
+            }
+        };
+        let _ = tx.send(Ok(()));
+        while !stop2.load(Ordering::Relaxed) {
+            step(&s);
+        }
+    });
+    rx.recv().unwrap().unwrap_or_else(|e| panic!("{e}"));
+    Server { stop, handle: Some(handle) }
+}
+
+/// A non-blocking TCP listener on `addr`, for a [`serve_in`] step that
+/// accepts or sleeps.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let l = TcpListener::bind(addr)?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// A UDP socket on `addr` whose reads time out after 20 ms, for a
+/// [`serve_in`] step.
+pub fn udp_bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let s = UdpSocket::bind(addr)?;
+    s.set_read_timeout(Some(Duration::from_millis(20)))?;
+    Ok(s)
 }
 
 /// The lab. See the module docs.
@@ -221,63 +285,25 @@ impl Lab {
     /// An HTTP server in `ns` on `addr` answering `GET` with
     /// `<name> <peer ip>:<peer port>\n`.
     pub fn http_server(&mut self, ns: &str, addr: SocketAddr, name: &str) {
-        let (tx, rx) = mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ns2, name, stop2) = (ns.to_string(), name.to_string(), stop.clone());
-        let handle = std::thread::spawn(move || {
-            enter(&ns2);
-            let l = match TcpListener::bind(addr) {
-                Ok(l) => l,
-                Err(e) => {
-                    let _ = tx.send(Err(format!("bind {addr} in {ns2}: {e}")));
-                    return;
-                }
-            };
-            l.set_nonblocking(true).unwrap();
-            let _ = tx.send(Ok(()));
-            while !stop2.load(Ordering::Relaxed) {
-                match l.accept() {
-                    Ok((s, peer)) => serve_http(s, peer, &name),
-                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
-                }
-            }
+        let name = name.to_string();
+        let server = serve_in(ns, format!("bind {addr}"), move || listen(addr), move |l: &TcpListener| match l.accept() {
+            Ok((s, peer)) => serve_http(s, peer, &name),
+            Err(_) => std::thread::sleep(Duration::from_millis(2)),
         });
-        rx.recv().unwrap().unwrap_or_else(|e| panic!("{e}"));
-        self.servers.push(Server {
-            stop,
-            handle: Some(handle),
-        });
+        self.servers.push(server);
     }
 
     /// A UDP server in `ns` on `addr` answering each datagram with
     /// `<name> <peer ip>:<peer port>`.
     pub fn udp_server(&mut self, ns: &str, addr: SocketAddr, name: &str) {
-        let (tx, rx) = mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ns2, name, stop2) = (ns.to_string(), name.to_string(), stop.clone());
-        let handle = std::thread::spawn(move || {
-            enter(&ns2);
-            let s = match UdpSocket::bind(addr) {
-                Ok(s) => s,
-                Err(e) => {
-                    let _ = tx.send(Err(format!("bind udp {addr} in {ns2}: {e}")));
-                    return;
-                }
-            };
-            s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-            let _ = tx.send(Ok(()));
-            let mut buf = [0u8; 2048];
-            while !stop2.load(Ordering::Relaxed) {
-                if let Ok((_, peer)) = s.recv_from(&mut buf) {
-                    let _ = s.send_to(format!("{name} {peer}").as_bytes(), peer);
-                }
+        let name = name.to_string();
+        let mut buf = [0u8; 2048];
+        let server = serve_in(ns, format!("bind udp {addr}"), move || udp_bind(addr), move |s: &UdpSocket| {
+            if let Ok((_, peer)) = s.recv_from(&mut buf) {
+                let _ = s.send_to(format!("{name} {peer}").as_bytes(), peer);
             }
         });
-        rx.recv().unwrap().unwrap_or_else(|e| panic!("{e}"));
-        self.servers.push(Server {
-            stop,
-            handle: Some(handle),
-        });
+        self.servers.push(server);
     }
 
     /// Starts the xvs processes that follow wrapped in `wrap` (a command
@@ -626,10 +652,7 @@ impl Lab {
             let _ = std::fs::remove_file(&x.socket);
         }
         for s in &mut self.servers {
-            s.stop.store(true, Ordering::Relaxed);
-            if let Some(h) = s.handle.take() {
-                let _ = h.join();
-            }
+            s.stop();
         }
         for ns in self.namespaces.iter().rev() {
             let _ = sh(&["ip", "netns", "del", ns]);
