@@ -218,20 +218,28 @@ fn tun_encapsulates_and_answers_too_big() {
     assert!(c.balance().holds(), "{}", c.balance());
 }
 
-/// An ICMP error of `kind` about the frame `f` we sent, as the router at
-/// 10.0.1.253 (behind RS2's MAC) sends it back to us.
-fn error_about(f: &[u8], kind: ErrorKind) -> Vec<u8> {
+/// An ICMP error of `kind` about the frame `f` we sent, as a router at
+/// `router` behind `mac` sends it back to us.
+fn error_from<A: Ip>(router: A, mac: [u8; 6], f: &[u8], kind: ErrorKind) -> Vec<u8> {
     let mut b = vec![0u8; 64 + f.len()];
     b[64..].copy_from_slice(f);
     let mut fr = Frame::new(&mut b, 64, f.len());
     let m = parse(fr.data()).unwrap();
-    icmp::build_error::<Ipv4Addr>(&mut fr, &m, kind).unwrap();
+    icmp::build_error::<A>(&mut fr, &m, kind).unwrap();
     let mut e = fr.data().to_vec();
     let em = parse(&e).unwrap();
-    crate::wire::ip::set_src(&mut e, &em, Ipv4Addr::new(10, 0, 1, 253));
+    crate::wire::ip::set_src(&mut e, &em, router);
+    // (ICMPv6's checksum covers the addresses; ICMPv4's is unchanged.)
+    icmp::refresh_checksum(&mut e, &em);
     e[0..6].copy_from_slice(&MAC_DIRECTOR);
-    e[6..12].copy_from_slice(&RS2_MAC);
+    e[6..12].copy_from_slice(&mac);
     e
+}
+
+/// An ICMP error of `kind` about the frame `f` we sent, as the router at
+/// 10.0.1.253 (behind RS2's MAC) sends it back to us.
+fn error_about(f: &[u8], kind: ErrorKind) -> Vec<u8> {
+    error_from(Ipv4Addr::new(10, 0, 1, 253), RS2_MAC, f, kind)
 }
 
 /// An ICMP error quoting one of our IPIP packets: a router in the tunnel's
@@ -307,20 +315,7 @@ fn ipv6_packet_too_big_quoting_our_tunnel_becomes_the_clients() {
     assert_eq!(v, TX);
     assert_eq!((tunnelled[20], &tunnelled[22..38]), (proto::IPV6, &a6("2001:db8::fd")[..]), "IPv6 in IPv6 from our address");
     // A router at 2001:db8:1::253 answers the tunnelled packet.
-    let error_about = |tunnelled: &[u8], kind: ErrorKind| {
-        let mut b = vec![0u8; 64 + tunnelled.len()];
-        b[64..].copy_from_slice(tunnelled);
-        let mut fr = Frame::new(&mut b, 64, tunnelled.len());
-        let m = parse(fr.data()).unwrap();
-        icmp::build_error::<Ipv6Addr>(&mut fr, &m, kind).unwrap();
-        let mut e = fr.data().to_vec();
-        let em = parse(&e).unwrap();
-        crate::wire::ip::set_src(&mut e, &em, Ipv6Addr::from(a6("2001:db8:1::253")));
-        icmp::refresh_checksum(&mut e, &em);
-        e[0..6].copy_from_slice(&MAC_DIRECTOR);
-        e[6..12].copy_from_slice(&RS1_MAC);
-        e
-    };
+    let error_about = |tunnelled: &[u8], kind| error_from(Ipv6Addr::from(a6("2001:db8:1::253")), RS1_MAC, tunnelled, kind);
     let mtu_of = |out: &[u8]| {
         let l4 = parse(out).unwrap().l4 as usize;
         u32::from_be_bytes([out[l4 + 4], out[l4 + 5], out[l4 + 6], out[l4 + 7]])
