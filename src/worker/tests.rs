@@ -556,12 +556,7 @@ fn icmp_errors_are_handed_to_the_owner_of_their_connection() {
         for host in 1..=8u8 {
             let cip = [192, 0, 2, host];
             let syn = tcp4(cip, 40000, VIP, 80, SYN, &[3u8; 100]);
-            let (mut v, mut out) = one(&mut ws[0], SEC, syn.clone());
-            let mut owner = 0;
-            if let Verdict::Handoff { worker } = v {
-                owner = worker as usize;
-                (v, out) = one(&mut ws[owner], SEC, syn);
-            }
+            let (owner, v, out) = at_owner(&mut ws, syn);
             assert_eq!(v, TX, "{fwd}");
             owners[owner] += 1;
             let err = error_about(&out, ErrorKind::TooBig { mtu: 1400 });
@@ -731,6 +726,19 @@ fn with_expire_nodest_conn_a_removed_servers_connection_ends_at_once_and_the_pac
     assert_eq!(w.conns(), 1);
 }
 
+/// `f` given to worker 0 first and, when it hands it off, to the worker
+/// it names: that worker (the flow's owner), its verdict and output.
+fn at_owner(ws: &mut [Worker], f: Vec<u8>) -> (usize, Verdict, Vec<u8>) {
+    let (v, out) = one(&mut ws[0], SEC, f.clone());
+    match v {
+        Verdict::Handoff { worker } => {
+            let (v, out) = one(&mut ws[worker as usize], SEC, f);
+            (worker as usize, v, out)
+        }
+        _ => (0, v, out),
+    }
+}
+
 #[test]
 fn ownership_is_the_same_for_both_directions() {
     for fwd in [FwdMethod::Nat, FwdMethod::FullNat] {
@@ -739,13 +747,7 @@ fn ownership_is_the_same_for_both_directions() {
         for host in 1..=30u8 {
             let (cip, cport) = ([192, 0, 2, host], 40000 + host as u16);
             let syn = tcp4(cip, cport, VIP, 80, SYN, b"");
-            // ask worker 0 first; follow the hand-off
-            let (mut v, mut out) = one(&mut ws[0], SEC, syn.clone());
-            let mut owner = 0;
-            if let Verdict::Handoff { worker } = v {
-                owner = worker as usize;
-                (v, out) = one(&mut ws[owner], SEC, syn);
-            }
+            let (owner, v, out) = at_owner(&mut ws, syn);
             assert_eq!(v, TX, "{fwd}");
             let m = parse(&out).unwrap();
             let reply = if fwd == FwdMethod::Nat {
@@ -1658,10 +1660,7 @@ fn fragments_meet_the_owner_of_their_flow() {
     for host in 1..=8u8 {
         let cip = [192, 0, 2, host];
         let syn = tcp4(cip, 40000, VIP, 80, SYN, b"");
-        let (mut v, mut out) = one(&mut ws[0], SEC, syn.clone());
-        if let Verdict::Handoff { worker } = v {
-            (v, out) = one(&mut ws[worker as usize], SEC, syn);
-        }
+        let (_, v, out) = at_owner(&mut ws, syn);
         assert_eq!(v, TX);
         let m = parse(&out).unwrap();
         let owner = crate::ipvs::laddr::port_owner(m.sport, 2);
