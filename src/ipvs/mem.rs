@@ -62,9 +62,11 @@ impl Block {
     pub fn zeroed(len: usize, align: usize) -> Block {
         let len = len.max(1);
         // Miri maps no aligned, trimmed or huge-page memory: the allocator
-        // gives it the same zeroed, 2 MiB aligned block.
+        // gives it the same zeroed, 2 MiB aligned block, rounded up to whole
+        // huge pages as a mapping is (callers see the same capacity).
         if len < HUGE_PAGE || cfg!(miri) {
-            let align = if len < HUGE_PAGE { align.max(1) } else { HUGE_PAGE };
+            let (len, align) =
+                if len < HUGE_PAGE { (len, align.max(1)) } else { (len.next_multiple_of(HUGE_PAGE), HUGE_PAGE) };
             let layout = Layout::from_size_align(len, align).expect("block layout");
             // SAFETY: the layout's size is not zero.
             let p = unsafe { alloc_zeroed(layout) };
