@@ -97,8 +97,8 @@ impl Topo {
             sh(&["ip", "-n", &n, "link", "set", "lo", "up"])?;
         }
         let (g, d, s) = (t.gen.clone(), t.dir.clone(), t.sink.clone());
-        t.veth(&g, &t.gen_if, &MAC_GEN, &d, &t.dir_in, &MAC_DIR_IN, queues)?;
-        t.veth(&d, &t.dir_out, &MAC_DIR_OUT, &s, &t.sink_if, &MAC_SINK, queues)?;
+        t.veth((&g, &t.gen_if, &MAC_GEN), (&d, &t.dir_in, &MAC_DIR_IN), queues)?;
+        t.veth((&d, &t.dir_out, &MAC_DIR_OUT), (&s, &t.sink_if, &MAC_SINK), queues)?;
         let ip = |n: &str, a: &[&str]| {
             let mut v = vec!["ip", "-n", n];
             v.extend_from_slice(a);
@@ -148,14 +148,11 @@ impl Topo {
         Ok(t)
     }
 
+    /// A veth pair between (namespace, interface, MAC) ends `a` and `b`.
     fn veth(
         &self,
-        a: &str,
-        a_if: &str,
-        a_mac: &[u8; 6],
-        b: &str,
-        b_if: &str,
-        b_mac: &[u8; 6],
+        (a, a_if, a_mac): (&str, &str, &[u8; 6]),
+        (b, b_if, b_mac): (&str, &str, &[u8; 6]),
         queues: u32,
     ) -> Result<(), String> {
         let q = queues.max(1).to_string();
