@@ -733,7 +733,12 @@ fn scaling(rows: &[Meas]) -> Vec<String> {
     let mut out = Vec::new();
     for one in rows.iter().filter(|m| m.key.starts_with("xvs-") && !m.key.contains("-2w-")) {
         for two in rows.iter().filter(|m| m.key.starts_with(&format!("{}-2w-", one.key))) {
-            if one.fwd_pps <= 0.0 {
+            if one.fwd_pps < 1.0 {
+                out.push(format!(
+                    "{}: {} Mpps; 1 worker forwarded nothing in its saturation phase (starved), no ratio",
+                    two.label,
+                    mpps(two.fwd_pps)
+                ));
                 continue;
             }
             let mut s = format!(
@@ -1149,12 +1154,15 @@ mod tests {
         let mut two = meas("xvs-dr-adaptive-2w-owner", 0.6e6);
         (two.cpu_dir, two.cpu_napi, two.napi_threaded) = (Some(700.0), Some(1300.0), true);
         (two.cpu_machine, two.cpu_ours) = (Some(0.97), Some(0.6));
-        let s = scaling(&[one, two, meas("kernel-nft-dnat", 1.0e6)]);
+        let s = scaling(&[one.clone(), two.clone(), meas("kernel-nft-dnat", 1.0e6)]);
         assert_eq!(s.len(), 1, "{s:?}");
         assert!(s[0].contains("= 1.50x"), "{}", s[0]);
         assert!(s[0].contains("CPU per frame 2000 ns vs 1800 ns"), "{}", s[0]);
         assert!(s[0].contains("97% busy, 60% by the harness (machine-bound"), "{}", s[0]);
         assert!(s[0].ends_with("with other load)"), "{}", s[0]);
+        one.fwd_pps = 0.0;
+        let s = scaling(&[one, two]);
+        assert!(s[0].contains("1 worker forwarded nothing"), "{}", s[0]);
     }
 
     #[test]
