@@ -90,11 +90,13 @@ bench: deps
 	$(CARGO) bench --bench replay -- $(BENCH_ARGS)
 	$(CARGO) bench --bench wire --bench conn --bench sched -- --quick
 	$(CARGO) bench --bench steer
+	$(CARGO) bench --bench handoff
 
 # A one-minute smoke run of the replay scenarios with fewer flows and packets.
 bench-quick: deps
 	$(CARGO) bench --bench replay -- --quick $(BENCH_ARGS)
 	$(CARGO) bench --bench steer -- --quick
+	$(CARGO) bench --bench handoff -- --quick
 
 # The criterion micro-benchmarks alone, full length: checksums, parse +
 # rewrite per mode, connection lookup, schedulers, mh table build.
@@ -104,7 +106,9 @@ microbench: deps
 # The veth line-rate harness (bench/linerate/): xvs run next to the
 # kernel's nftables DNAT and a do-nothing AF_XDP forwarder, in network
 # namespaces (docs/performance.md, "Line rate"). Needs root; options go in
-# LINERATE_ARGS, e.g. make linerate LINERATE_ARGS="--runs 5 --json lr.json".
+# LINERATE_ARGS, e.g. make linerate LINERATE_ARGS="--runs 5 --json lr.json";
+# two workers on two-queue veths against one: LINERATE_ARGS="--workers 1,2
+# --spread owner,mixed --only xvs-dr --poll adaptive" (docs/performance.md).
 linerate:
 	@[ "$$(id -u)" = 0 ] || { echo "linerate: needs root (network namespaces, XDP, AF_XDP, nftables): run sudo make linerate" >&2; exit 1; }
 	@$(MAKE) --no-print-directory deps

@@ -579,7 +579,7 @@ fn run_director(
                 if b.holds() { "balanced" } else { "DOES NOT BALANCE" }
             );
             println!(
-                "  worker {} (queue {}, {}): rx {} tx {} tx_full {} handed out {} handoff_full {} sleeps {}",
+                "  worker {} (queue {}, {}): rx {} tx {} tx_full {} handed out {} handoff_full {} sleeps {} (woken by a hand-off {})",
                 r.worker,
                 r.queue,
                 r.core.map_or("unpinned".into(), |c| format!("cpu {c}")),
@@ -588,7 +588,8 @@ fn run_director(
                 r.io.tx_full,
                 r.io.handed_out,
                 r.handoff_full,
-                r.io.sleeps
+                r.io.sleeps,
+                r.io.handoff_wakeups
             );
         }
     }

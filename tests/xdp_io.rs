@@ -969,6 +969,112 @@ fn handoff_moves_frames_between_workers_without_copies() {
     }
 }
 
+/// A worker that sleeps with a bound far beyond the test's patience is
+/// woken by the frames another worker hands it (`QueueIo::idle_inbox`,
+/// `Inbox`): the frames the client sends to queue 0 are handed to worker
+/// 1, which may sleep 60 s at a time, and still every round trip is
+/// answered within `ANSWER`, and worker 1 counts the wake-ups.
+#[test]
+fn a_handed_frame_wakes_its_sleeping_owner() {
+    let Some(lab) = Lab::with(
+        "a_handed_frame_wakes_its_sleeping_owner",
+        Opts {
+            queues: 2,
+            ..Opts::default()
+        },
+    ) else {
+        return;
+    };
+    let cfg = XdpConfig {
+        queues: vec![0, 1],
+        ..small_cfg()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let inbox: Arc<xdp::Inbox<xdp::Handed>> = Arc::new(xdp::Inbox::new(1024).unwrap());
+    let (io_tx, io_rx) = mpsc::channel();
+    let (d, stop0, ib0) = (lab.d.clone(), stop.clone(), inbox.clone());
+    // Worker 0: hands every frame it receives to worker 1.
+    let w0 = std::thread::spawn(move || {
+        xdp::enter_netns(&d).unwrap();
+        let (mut io, mut qs) = XdpIo::open(&cfg).expect("open two queues");
+        io.set_rules(&[vip_udp(0)]).unwrap();
+        let q1 = qs.pop().unwrap();
+        let mut q0 = qs.pop().unwrap();
+        io_tx.send((io, q1)).unwrap();
+        let mut out = Vec::with_capacity(64);
+        while !stop0.load(Ordering::Relaxed) {
+            let got = q0.burst(64, |frames, _, fates| {
+                for fate in fates.iter_mut().take(frames.len()) {
+                    *fate = Fate::Handoff { worker: 1 };
+                }
+            });
+            q0.take_handoffs(|_, h| out.push(h));
+            for h in out.drain(..) {
+                if let Err(h) = ib0.push(h) {
+                    q0.recycle_handed(h);
+                }
+            }
+            ib0.wake();
+            q0.idle(got, Duration::from_millis(5));
+        }
+        *q0.stats()
+    });
+    let (io, mut q1) = io_rx.recv().expect("worker 0 started");
+    // Worker 1: answers its own frames and the handed ones; sleeps up to
+    // 60 s when it has none.
+    let (stop1, ib1) = (stop.clone(), inbox.clone());
+    let w1 = std::thread::spawn(move || {
+        let answer = |frames: &mut [Frame<'_>], ports: &[u8], fates: &mut [Fate]| {
+            for (i, f) in frames.iter_mut().enumerate() {
+                if reflect(f, false) {
+                    fates[i] = Fate::Tx { port: ports[i] };
+                }
+            }
+        };
+        while !stop1.load(Ordering::Relaxed) {
+            let mut got = q1.burst(64, answer);
+            got += q1.burst_handed(std::iter::from_fn(|| ib1.pop()).take(64), answer);
+            q1.idle_inbox(got, Duration::from_secs(60), &ib1);
+        }
+        *q1.stats()
+    });
+    // Stops both workers on every way out: worker 1 is rung out of its
+    // sleep (wake() rings only an armed inbox, so it is tried until the
+    // worker has seen the flag).
+    struct Stop(Arc<AtomicBool>, Arc<xdp::Inbox<xdp::Handed>>, Option<(JoinHandle<xdp::IoStats>, JoinHandle<xdp::IoStats>)>);
+    impl Stop {
+        fn join(&mut self) -> Option<(xdp::IoStats, xdp::IoStats)> {
+            self.0.store(true, Ordering::Relaxed);
+            let (a, b) = self.2.take()?;
+            while !b.is_finished() {
+                self.1.wake();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Some((a.join().ok()?, b.join().ok()?))
+        }
+    }
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            self.join();
+        }
+    }
+    let mut workers = Stop(stop, inbox, Some((w0, w1)));
+    for i in 0..16u16 {
+        assert!(
+            udp_roundtrip(&lab.c, v4(CLIENT, 21000 + i), v4(VIP, 7000), ANSWER),
+            "round trip {i}"
+        );
+    }
+    let (s0, s1) = workers.join().expect("workers ran");
+    drop(io);
+    assert!(s0.handed_out > 0, "some flows land on queue 0: {s0:?}");
+    assert_eq!((s1.rx, s1.tx), (16, 16), "worker 1 answered every frame, handed or its own: {s1:?}");
+    assert!(
+        s1.handoff_wakeups > 0 && s1.handoff_wakeups <= s1.sleeps,
+        "worker 1 slept and hand-offs woke it: {s1:?}"
+    );
+}
+
 /// Child half of `no_permission_is_a_clear_error`: tries to open the
 /// driver and prints the error.
 #[test]

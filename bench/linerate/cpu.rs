@@ -102,6 +102,28 @@ fn softirq_ticks(stat: &str, cpus: &[usize]) -> u64 {
         .sum()
 }
 
+/// The machine's CPU time from /proc/stat's `cpu` line, in ticks: (not
+/// idle, all). Everyone's work, the harness's and other users'.
+pub fn machine() -> Option<(u64, u64)> {
+    machine_ticks(&fs::read_to_string("/proc/stat").ok()?)
+}
+
+fn machine_ticks(stat: &str) -> Option<(u64, u64)> {
+    let l = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = l.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is in user).
+    let all: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4).unwrap_or(&0);
+    Some((all - idle, all))
+}
+
+/// The share of the machine's CPU time that was not idle between two
+/// [`machine`] readings.
+pub fn busy_share(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> Option<f64> {
+    let ((b0, t0), (b1, t1)) = (a?, b?);
+    (t1 > t0).then(|| b1.saturating_sub(b0) as f64 / (t1 - t0) as f64)
+}
+
 /// What a probe sums.
 #[derive(Clone, Debug)]
 pub enum Source {
@@ -150,6 +172,15 @@ mod tests {
         assert_eq!(softirq_ticks(stat, &[1]), 40);
         assert_eq!(softirq_ticks(stat, &[0, 1]), 70);
         assert_eq!(softirq_ticks(stat, &[2]), 0);
+    }
+
+    #[test]
+    fn machine_busy_is_all_but_idle_and_iowait() {
+        let stat = "cpu  10 0 10 70 10 0 0 0 5 0\ncpu0 1 2 3 4 5 6 30 0\n";
+        assert_eq!(machine_ticks(stat), Some((20, 100)));
+        assert_eq!(busy_share(Some((20, 100)), Some((70, 200))), Some(0.5));
+        assert_eq!(busy_share(Some((20, 100)), Some((20, 100))), None);
+        assert_eq!(machine_ticks("intr 5\n"), None);
     }
 
     #[test]

@@ -45,17 +45,19 @@ pub struct Xvs {
 }
 
 impl Xvs {
-    /// Starts `bin run` in the director's namespace with `config`, one
-    /// worker on `cpu`, polling `poll` ("adaptive" or "busy"), and waits
-    /// until it has resolved its next hop.
+    /// Starts `bin run` in the director's namespace with `config`, worker
+    /// `i` on `cpus[i]` (one worker per CPU given), polling `poll`
+    /// ("adaptive" or "busy"), and waits until it has resolved its next
+    /// hop.
     pub fn start(
         bin: &Path,
         topo: &Topo,
         config: &Path,
         poll: &str,
-        cpu: usize,
+        cpus: &[usize],
         stop: &dyn Fn() -> bool,
     ) -> Result<Xvs, String> {
+        let cores: Vec<String> = cpus.iter().map(|c| c.to_string()).collect();
         let mut child = Command::new("ip")
             .args(["netns", "exec", &topo.dir])
             .arg(bin)
@@ -65,9 +67,9 @@ impl Xvs {
             .args(["-i", &topo.dir_in, "-i", &topo.dir_out])
             .args([
                 "--workers",
-                "1",
+                &cpus.len().max(1).to_string(),
                 "--cores",
-                &cpu.to_string(),
+                &cores.join(","),
                 "--poll",
                 poll,
             ])

@@ -12,6 +12,12 @@
 //! - [`Rate::Max`] sends as fast as the TX ring drains, [`Rate::Pps`] paces
 //!   (busy-waiting on the clock), [`Rate::Off`] stops. The count of frames
 //!   queued is published for the harness to sample.
+//! - With `queues` > 1 the generator has one AF_XDP socket per TX queue
+//!   and [`Generator::set_layout`] says on how many it sends (bursts in
+//!   turn) and which flow goes on which ([`Spread`]). A veth delivers a
+//!   frame on the peer's RX queue of the sender's TX queue
+//!   (`skb_get_queue_mapping`; an AF_XDP socket transmits on the queue it
+//!   is bound to), so that is the director's RX queue too.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -54,6 +60,40 @@ impl Rate {
     }
 }
 
+/// Which flows go on which queue when the generator sends on several.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spread {
+    /// Every flow on the queue of the xvs worker that owns it (its
+    /// client's hash, `worker::shard_hash`): no hand-offs, as on a NIC
+    /// whose RSS the workers follow.
+    Owner,
+    /// Flow `i` on queue `i % queues`, whoever owns it: with two workers
+    /// about half of the frames arrive at the other worker and are handed
+    /// off (veth, or a NIC whose RSS is not followed).
+    Mixed,
+}
+
+impl Spread {
+    pub fn name(self) -> &'static str {
+        match self {
+            Spread::Owner => "owner",
+            Spread::Mixed => "mixed",
+        }
+    }
+}
+
+/// The queue template `i` (of flow `i`) goes on, for `queues` queues.
+pub fn queue_of(tpl: &[u8; FRAME_LEN], i: usize, queues: usize, spread: Spread) -> usize {
+    if queues <= 1 {
+        return 0;
+    }
+    match spread {
+        // The source address: bytes 26..30 of the frame.
+        Spread::Owner => (xvs::worker::shard_hash(&tpl[26..30]) % queues as u32) as usize,
+        Spread::Mixed => i % queues,
+    }
+}
+
 /// What the generator needs to know.
 #[derive(Clone, Debug)]
 pub struct GenConfig {
@@ -66,6 +106,8 @@ pub struct GenConfig {
     pub clients: u32,
     pub flows: u32,
     pub cpu: Option<usize>,
+    /// TX queues (AF_XDP sockets) to open, 1 or more.
+    pub queues: u32,
 }
 
 struct Shared {
@@ -74,6 +116,8 @@ struct Shared {
     epoch: AtomicU64,
     sent: AtomicU64,
     stop: AtomicBool,
+    /// Queues sent on (low 32 bits) and spread (bit 32: mixed).
+    layout: AtomicU64,
 }
 
 /// The running generator; dropping it stops the thread (which closes its
@@ -146,6 +190,7 @@ impl Generator {
             epoch: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             stop: AtomicBool::new(false),
+            layout: AtomicU64::new(1),
         });
         let (tx, rx) = std::sync::mpsc::channel();
         let sh = shared.clone();
@@ -172,6 +217,14 @@ impl Generator {
     /// Changes the rate.
     pub fn set_rate(&self, r: Rate) {
         self.shared.rate.store(r.encode(), Ordering::Relaxed);
+        self.shared.epoch.fetch_add(1, Ordering::Release);
+    }
+
+    /// Sends on the first `queues` queues (at most those opened), flows
+    /// spread by `spread`. Takes effect with the next rate change.
+    pub fn set_layout(&self, queues: u32, spread: Spread) {
+        let v = u64::from(queues.max(1)) | u64::from(spread == Spread::Mixed) << 32;
+        self.shared.layout.store(v, Ordering::Relaxed);
         self.shared.epoch.fetch_add(1, Ordering::Release);
     }
 
@@ -202,7 +255,7 @@ fn run(
         xvs::io::xdp::enter_netns(&cfg.ns).map_err(|e| format!("entering {}: {e}", cfg.ns))?;
         let xc = XdpConfig {
             interfaces: vec![cfg.iface.clone()],
-            queues: vec![0],
+            queues: (0..cfg.queues.max(1)).collect(),
             poll: PollMode::Busy,
             tx_ring: 4096,
             comp_ring: 4096,
@@ -218,9 +271,12 @@ fn run(
         }
     };
     let _ = ready.send(Ok(()));
-    let q = &mut qs[0];
     let tpl = templates(&cfg);
-    let mut next = 0usize;
+    // Template indices per queue of the current layout, the next one to
+    // send on each queue, and the queue whose turn it is.
+    let mut per_q: Vec<(usize, Vec<usize>)> = vec![(0, (0..tpl.len()).collect())];
+    let mut pos = vec![0usize; qs.len()];
+    let mut turn = 0usize;
     let mut sent = 0u64;
     let mut epoch = u64::MAX;
     let (mut t0, mut base) = (0u64, 0u64);
@@ -231,11 +287,24 @@ fn run(
             epoch = e;
             t0 = mono_ns();
             base = sent;
+            let l = sh.layout.load(Ordering::Relaxed);
+            let nq = ((l & 0xffff_ffff) as usize).clamp(1, qs.len());
+            let spread = if l >> 32 & 1 == 1 { Spread::Mixed } else { Spread::Owner };
+            per_q = (0..nq).map(|q| (q, Vec::new())).collect();
+            for (i, t) in tpl.iter().enumerate() {
+                per_q[queue_of(t, i, nq, spread)].1.push(i);
+            }
+            // A queue no flow maps to (few flows) is left out.
+            per_q.retain(|(_, v)| !v.is_empty());
+            pos = vec![0; qs.len()];
+            turn = 0;
         }
         let want = match rate {
             Rate::Off => {
                 // Reap completions, then rest.
-                q.send_new(0, 0, |_, _| false);
+                for q in qs.iter_mut() {
+                    q.send_new(0, 0, |_, _| false);
+                }
                 std::thread::sleep(Duration::from_millis(1));
                 continue;
             }
@@ -251,9 +320,13 @@ fn run(
             }
         };
         let now = mono_ns();
+        let k = turn % per_q.len();
+        turn = turn.wrapping_add(1);
+        let (qi, ids) = (per_q[k].0, &per_q[k].1);
+        let (q, next) = (&mut qs[qi], &mut pos[qi]);
         let n = q.send_new(0, want, |_, f| {
-            let t = &tpl[next];
-            next = if next + 1 == tpl.len() { 0 } else { next + 1 };
+            let t = &tpl[ids[*next]];
+            *next = if *next + 1 == ids.len() { 0 } else { *next + 1 };
             let b = &mut f.buf[f.head..f.head + FRAME_LEN];
             b.copy_from_slice(t);
             stamp(b, now);
@@ -289,6 +362,7 @@ mod tests {
             clients: 300,
             flows: 600,
             cpu: None,
+            queues: 2,
         }
     }
 
@@ -304,6 +378,23 @@ mod tests {
             assert!(seen.insert(f[26..36].to_vec()), "flow repeated");
         }
         assert_eq!(client_addr(299), Ipv4Addr::new(10, 77, 17, 46));
+    }
+
+    #[test]
+    fn flows_spread_over_queues_by_owner_or_in_turn() {
+        let t = templates(&cfg());
+        let mut per = [[0u32; 2]; 2];
+        for (i, f) in t.iter().enumerate() {
+            assert_eq!(queue_of(f, i, 1, Spread::Owner), 0);
+            let q = queue_of(f, i, 2, Spread::Owner);
+            // The owner xvs computes: the client address's shard hash.
+            let client = client_addr(i as u32 % 300).octets();
+            assert_eq!(q as u32, xvs::worker::shard_hash(&client) % 2);
+            per[0][q] += 1;
+            per[1][queue_of(f, i, 2, Spread::Mixed)] += 1;
+        }
+        assert_eq!(per[1], [300, 300]);
+        assert!(per[0][0] > 200 && per[0][1] > 200, "both workers own flows: {per:?}");
     }
 
     #[test]

@@ -26,6 +26,17 @@
 //! - `softirq` (veth's default): in the generator's `sendto`, on
 //!   `--gen-cpu`; the kernel configuration's IP work moves to `--dir-cpu`
 //!   by RPS, the AF_XDP directors get their frames copied for them.
+//!
+//! Scaling (`--workers 1,2`): both veth pairs get two queues, the
+//! generator one AF_XDP socket per TX queue, and xvs is measured with one
+//! worker (on `--dir-cpu`, the generator on queue 0 only) and with two
+//! (worker 0 on `--dir-cpu`, worker 1 on `--gen-cpu`, one queue each; the
+//! generator sends on both, each flow on its owner's queue or, with
+//! `--spread mixed`, in turn so that half are handed off). With threaded
+//! NAPI the kthread of queue `i` is pinned to worker `i`'s CPU (found by
+//! sending on queue 0 alone first). The rows give pps, CPU per frame and
+//! how busy the machine's CPUs were, so that a figure the two CPUs cap
+//! is told apart from one the workers cap.
 
 mod cpu;
 mod director;
@@ -37,7 +48,7 @@ mod topo;
 use clap::Parser;
 use director::{Method, Nft, Xvs};
 use fwd::{Forwarder, FwdConfig};
-use gen::{GenConfig, Generator, Rate};
+use gen::{GenConfig, Generator, Rate, Spread};
 use serde_json::json;
 use sink::{Counts, Sink};
 use std::path::{Path, PathBuf};
@@ -103,6 +114,15 @@ struct Args {
     /// work, a negative value starves it for the length of the run.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     nice: i32,
+    /// Worker counts to measure xvs with, e.g. `1,2` (more than 1: both
+    /// veth pairs get that many queues; see the module docs).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    workers: Vec<u32>,
+    /// How the generator spreads flows over the queues for more than one
+    /// worker: `owner` (each flow on its owner's queue: no hand-offs),
+    /// `mixed` (in turn: about half handed off).
+    #[arg(long, value_delimiter = ',', default_value = "owner")]
+    spread: Vec<String>,
     /// The xvs binary (default: target/release/xvs beside this example).
     #[arg(long)]
     xvs: Option<PathBuf>,
@@ -192,7 +212,8 @@ fn napis(args: &Args) -> Result<Vec<Napi>, String> {
 enum Target {
     Kernel,
     Ceiling(PollMode),
-    Xvs(Method, PollMode),
+    /// Workers, and the generator's spread over their queues.
+    Xvs(Method, PollMode, u32, Spread),
 }
 
 fn poll_name(p: PollMode) -> &'static str {
@@ -207,14 +228,21 @@ impl Target {
         match self {
             Target::Kernel => "kernel-nft-dnat".into(),
             Target::Ceiling(p) => format!("ceiling-{}", poll_name(*p)),
-            Target::Xvs(m, p) => format!("xvs-{}-{}", m.name().to_lowercase(), poll_name(*p)),
+            Target::Xvs(m, p, 1, _) => format!("xvs-{}-{}", m.name().to_lowercase(), poll_name(*p)),
+            Target::Xvs(m, p, w, s) => format!(
+                "xvs-{}-{}-{w}w-{}",
+                m.name().to_lowercase(),
+                poll_name(*p),
+                s.name()
+            ),
         }
     }
     fn label(&self) -> String {
         match self {
             Target::Kernel => "kernel nftables DNAT".into(),
             Target::Ceiling(p) => format!("AF_XDP do-nothing, {}", poll_name(*p)),
-            Target::Xvs(m, p) => format!("xvs {}, {}", m.name(), poll_name(*p)),
+            Target::Xvs(m, p, 1, _) => format!("xvs {}, {}", m.name(), poll_name(*p)),
+            Target::Xvs(m, p, w, s) => format!("xvs {}, {}, {w}w {}", m.name(), poll_name(*p), s.name()),
         }
     }
 }
@@ -248,6 +276,11 @@ struct Meas {
     cpu_gen: Option<f64>,
     /// Whether the NAPI figure is the NAPI kthreads' (else sampled softirq).
     napi_threaded: bool,
+    /// Saturation: share of all CPUs' time the measured threads took
+    /// (director, NAPI kthreads, generator), and the machine's non-idle
+    /// share from /proc/stat (everyone's work).
+    cpu_ours: Option<f64>,
+    cpu_machine: Option<f64>,
     /// xvs's own counters at stop (rx, tx, drops).
     xvs: Vec<(String, u64)>,
 }
@@ -266,6 +299,7 @@ impl Meas {
             "sent": self.sent, "received": self.recv, "loss": self.loss(),
             "queue_drops": self.queue_drops,
             "cpu_ns_per_frame": {"director": self.cpu_dir, "napi": self.cpu_napi, "generator": self.cpu_gen},
+            "cpu_busy_share": {"measured_threads": self.cpu_ours, "machine": self.cpu_machine},
             "saturation_latency_ns": {"p50": self.sat_p50, "p99": self.sat_p99},
             "low_rate": {"sent": self.low_sent, "received": self.low_recv, "loss": self.low_loss(),
                          "latency_ns": {"p50": self.low_p50, "p99": self.low_p99,
@@ -302,7 +336,7 @@ impl Bench<'_> {
         // left over from the previous measurement.
         let threaded = |b: &Bench| -> Result<(), String> {
             match napi {
-                Napi::Threaded => b.topo.napi_threaded(a.dir_cpu, a.nice).map(drop),
+                Napi::Threaded => b.topo.napi_threaded(&[a.dir_cpu], a.nice).map(drop),
                 Napi::Softirq => b.topo.napi_softirq(),
             }
         };
@@ -342,24 +376,34 @@ impl Bench<'_> {
                 self.measure(&mut m, &probes(cpu::threads(me, &|n| n == "xlr-fwd")))?;
                 f.stop()?;
             }
-            Target::Xvs(method, p) => {
+            Target::Xvs(method, p, nw, spread) => {
                 let cfg = self.scratch.join(format!("xvs-{}.toml", method.name()));
                 std::fs::write(&cfg, director::xvs_config(*method)).map_err(|e| e.to_string())?;
+                // Worker 0 where the lone worker runs, worker 1 on the
+                // generator's CPU: a 2-CPU machine has no other.
+                let cpus: Vec<usize> = (0..*nw as usize)
+                    .map(|i| if i % 2 == 0 { a.dir_cpu } else { a.gen_cpu })
+                    .collect();
                 let x = Xvs::start(
                     self.xvs_bin,
                     self.topo,
                     &cfg,
                     poll_name(*p),
-                    a.dir_cpu,
+                    &cpus,
                     &stopped,
                 )?;
                 threaded(self)?;
+                if *nw > 1 && napi == Napi::Threaded {
+                    self.pin_napi_per_queue(&cpus)?;
+                }
+                self.gen.set_layout(*nw, *spread);
                 let workers = cpu::threads(x.pid(), &|n| n.starts_with("xvs-worker"));
                 let r = self.measure(&mut m, &probes(workers));
+                self.gen.set_layout(1, Spread::Owner);
                 let c = x.stop()?;
                 r?;
                 let keep = |k: &str| {
-                    matches!(k, "rx_packets" | "tx_packets" | "new_conns")
+                    matches!(k, "rx_packets" | "tx_packets" | "new_conns" | "handoffs")
                         || k.starts_with("fwd_")
                         || k.starts_with("drop_")
                 };
@@ -367,6 +411,28 @@ impl Bench<'_> {
             }
         }
         Ok(m)
+    }
+
+    /// Pins the NAPI kthread of the director's RX queue `i` to `cpus[i]`.
+    /// Which kthread serves queue 0 is found by sending on queue 0 alone
+    /// for a moment (a kthread is named after its NAPI id, not its queue).
+    fn pin_napi_per_queue(&self, cpus: &[usize]) -> Result<(), String> {
+        let ths = cpu::napi_threads(&self.topo.dir_in);
+        let times = || -> Vec<u64> { ths.iter().map(|&(p, t)| cpu::thread_ns(p, t).unwrap_or(0)).collect() };
+        let t0 = times();
+        self.gen.set_layout(1, Spread::Owner);
+        self.gen.set_rate(Rate::Pps(50_000));
+        let r = nap(Duration::from_millis(300));
+        self.gen.set_rate(Rate::Off);
+        r?;
+        let busy: Vec<u64> = times().iter().zip(&t0).map(|(a, b)| a.saturating_sub(*b)).collect();
+        let q0 = (0..ths.len()).max_by_key(|&i| busy[i]).ok_or("no NAPI threads")?;
+        let mut rest = cpus.iter().skip(1).cycle();
+        for (i, &(pid, _)) in ths.iter().enumerate() {
+            let cpu = if i == q0 { cpus[0] } else { *rest.next().unwrap_or(&cpus[0]) };
+            topo::pin(pid, cpu)?;
+        }
+        Ok(())
     }
 
     fn measure(&self, m: &mut Meas, probes: &cpu::Probes) -> Result<(), String> {
@@ -380,13 +446,21 @@ impl Bench<'_> {
         gen.set_rate(Rate::Max);
         let r = (|| {
             nap(Duration::from_secs_f64(a.warmup))?;
-            let (s0, c0, t0, p0) = (gen.sent(), sink.read()?, Instant::now(), probes.read());
+            let (s0, c0, t0, p0, m0) = (gen.sent(), sink.read()?, Instant::now(), probes.read(), cpu::machine());
             nap(Duration::from_secs_f64(a.seconds))?;
-            let (s1, c1, t1, p1) = (gen.sent(), sink.read()?, Instant::now(), probes.read());
-            Ok::<_, String>((s0, c0, t0, s1, c1, t1, [0, 1, 2].map(|i| p1[i].saturating_sub(p0[i]))))
+            let (s1, c1, t1, p1, m1) = (gen.sent(), sink.read()?, Instant::now(), probes.read(), cpu::machine());
+            let busy = cpu::busy_share(m0, m1);
+            Ok::<_, String>((s0, c0, t0, s1, c1, t1, [0, 1, 2].map(|i| p1[i].saturating_sub(p0[i])), busy))
         })();
         gen.set_rate(Rate::Off);
-        let (s0, c0, t0, s1, c1, t1, cpu) = r?;
+        let (s0, c0, t0, s1, c1, t1, cpu, busy) = r?;
+        let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let wall = t1.duration_since(t0).as_nanos() as f64 * ncpu;
+        // In softirq placement the NAPI figure is inside the others.
+        let threaded = matches!(probes.napi, cpu::Source::Threads(_));
+        let ours = cpu[0] + cpu[2] + if threaded { cpu[1] } else { 0 };
+        m.cpu_ours = (wall > 0.0).then(|| ours as f64 / wall);
+        m.cpu_machine = busy;
         let frames = c1.frames - c0.frames;
         // A director that forwarded next to nothing (a busy worker starved
         // by the NAPI kthread on its CPU) has no meaningful figure.
@@ -450,6 +524,39 @@ fn targets(args: &Args) -> Result<Vec<Target>, String> {
             ));
         }
     }
+    let mut spreads = Vec::new();
+    for sp in &args.spread {
+        let x = match sp.as_str() {
+            "owner" => Spread::Owner,
+            "mixed" => Spread::Mixed,
+            _ => return Err(format!("--spread: '{sp}' is not owner or mixed")),
+        };
+        if !spreads.contains(&x) {
+            spreads.push(x);
+        }
+    }
+    let mut workers: Vec<u32> = Vec::new();
+    for &w in &args.workers {
+        if !(1..=2).contains(&w) {
+            return Err(format!("--workers: {w} (the harness measures 1 and 2)"));
+        }
+        if !workers.contains(&w) {
+            workers.push(w);
+        }
+    }
+    if workers.is_empty() || spreads.is_empty() {
+        return Err("--workers and --spread need a value".into());
+    }
+    // Each worker count (and, above one, each spread) of an xvs method.
+    let xvs = |m: Method, p: PollMode, v: &mut Vec<Target>| {
+        for &w in &workers {
+            if w == 1 {
+                v.push(Target::Xvs(m, p, 1, Spread::Owner));
+            } else {
+                v.extend(spreads.iter().map(|&s| Target::Xvs(m, p, w, s)));
+            }
+        }
+    };
     let has = |k: &str| args.only.iter().any(|o| o == k);
     let mut v = Vec::new();
     if has("kernel") {
@@ -462,10 +569,10 @@ fn targets(args: &Args) -> Result<Vec<Target>, String> {
             v.push(Target::Ceiling(p));
         }
         if has("xvs-nat") {
-            v.push(Target::Xvs(Method::Nat, p));
+            xvs(Method::Nat, p, &mut v);
         }
         if has("xvs-dr") {
-            v.push(Target::Xvs(Method::Dr, p));
+            xvs(Method::Dr, p, &mut v);
         }
     }
     if v.is_empty() {
@@ -509,9 +616,10 @@ fn print_table(title: &str, rows: &[Meas], low_rate: u64) {
         );
     }
     println!(
-        "  CPU ns per forwarded frame at saturation (threads' own time; cpu.rs):\n  {:<26} {:>9} {:>9} {:>9} {:>9}",
-        "director", "director", "NAPI", "dir+NAPI", "generator"
+        "  CPU ns per forwarded frame at saturation (threads' own time; cpu.rs), and how busy the CPUs were:\n  {:<26} {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9}",
+        "director", "director", "NAPI", "dir+NAPI", "generator", "ours %", "machine %"
     );
+    let pct = |v: Option<f64>| v.map_or("-".into(), |x| format!("{:.0}", x * 100.0));
     let ns = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.0}"));
     for m in rows {
         // In softirq placement the NAPI figure is sampled softirq time
@@ -523,12 +631,14 @@ fn print_table(title: &str, rows: &[Meas], low_rate: u64) {
             (a, None, _) => a,
         };
         println!(
-            "  {:<26} {:>9} {:>9} {:>9} {:>9}",
+            "  {:<26} {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9}",
             m.label,
             ns(m.cpu_dir),
             ns(m.cpu_napi),
             ns(both),
-            ns(m.cpu_gen)
+            ns(m.cpu_gen),
+            pct(m.cpu_ours),
+            pct(m.cpu_machine)
         );
     }
 }
@@ -587,6 +697,8 @@ fn medians(runs: &[Vec<Meas>]) -> Vec<Meas> {
                 cpu_dir: medf(&|m| m.cpu_dir),
                 cpu_napi: medf(&|m| m.cpu_napi),
                 cpu_gen: medf(&|m| m.cpu_gen),
+                cpu_ours: medf(&|m| m.cpu_ours),
+                cpu_machine: medf(&|m| m.cpu_machine),
                 napi_threaded: f.napi_threaded,
                 xvs: Vec::new(),
             }
@@ -608,6 +720,53 @@ fn ratios(rows: &[Meas]) -> Vec<String> {
             }
             if let Some(c) = get(&format!("ceiling-{poll}")).filter(|c| *c > 0.0) {
                 s += &format!(", {:.2}x the do-nothing forwarder ({poll})", x / c);
+            }
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// Two workers against one, per method and polling mode: forwarded pps,
+/// CPU per frame, and whether the machine's CPUs were the limit.
+fn scaling(rows: &[Meas]) -> Vec<String> {
+    let mut out = Vec::new();
+    for one in rows.iter().filter(|m| m.key.starts_with("xvs-") && !m.key.contains("-2w-")) {
+        for two in rows.iter().filter(|m| m.key.starts_with(&format!("{}-2w-", one.key))) {
+            if one.fwd_pps < 1.0 {
+                out.push(format!(
+                    "{}: {} Mpps; 1 worker forwarded nothing in its saturation phase (starved), no ratio",
+                    two.label,
+                    mpps(two.fwd_pps)
+                ));
+                continue;
+            }
+            let mut s = format!(
+                "{}: {} Mpps vs {} Mpps with 1 worker = {:.2}x",
+                two.label,
+                mpps(two.fwd_pps),
+                mpps(one.fwd_pps),
+                two.fwd_pps / one.fwd_pps
+            );
+            let per = |m: &Meas| match (m.cpu_dir, m.cpu_napi, m.napi_threaded) {
+                (Some(d), Some(n), true) => Some(d + n),
+                (d, _, _) => d,
+            };
+            if let (Some(a), Some(b)) = (per(one), per(two)) {
+                s += &format!("; CPU per frame {b:.0} ns vs {a:.0} ns");
+            }
+            if let Some(busy) = two.cpu_machine {
+                s += &format!("; CPUs {:.0}% busy", busy * 100.0);
+                if let Some(ours) = two.cpu_ours {
+                    s += &format!(", {:.0}% by the harness", ours * 100.0);
+                }
+                if busy > 0.9 {
+                    s += " (machine-bound: the generator, NAPI and both workers share the CPUs";
+                    if two.cpu_ours.is_some_and(|o| o < busy * 0.8) {
+                        s += " with other load";
+                    }
+                    s += ")";
+                }
             }
             out.push(s);
         }
@@ -773,7 +932,15 @@ fn real_main(args: &Args) -> Result<(), String> {
         .prefix("xvs-linerate-")
         .tempdir()
         .map_err(|e| format!("scratch directory: {e}"))?;
-    let topo = Topo::new()?;
+    let queues = list
+        .iter()
+        .map(|t| match t {
+            Target::Xvs(_, _, w, _) => *w,
+            _ => 1,
+        })
+        .max()
+        .unwrap_or(1);
+    let topo = Topo::new(queues)?;
     let sink = Sink::attach(&topo.sink, &topo.sink_if, scratch.path())?;
     let gen = Generator::start(GenConfig {
         ns: topo.gen.clone(),
@@ -785,6 +952,7 @@ fn real_main(args: &Args) -> Result<(), String> {
         clients: args.clients,
         flows: args.flows,
         cpu: Some(args.gen_cpu),
+        queues,
     })?;
     let bench = Bench {
         args,
@@ -855,6 +1023,9 @@ fn real_main(args: &Args) -> Result<(), String> {
         for s in ratios(&med) {
             println!("  {s}");
         }
+        for s in scaling(&med) {
+            println!("  scaling: {s}");
+        }
         for s in caveats(&med, args.low_rate) {
             println!("  note: {s}");
         }
@@ -863,6 +1034,7 @@ fn real_main(args: &Args) -> Result<(), String> {
             "runs": runs[pi].iter().map(|r| r.iter().map(Meas::json).collect::<Vec<_>>()).collect::<Vec<_>>(),
             "median": med.iter().map(Meas::json).collect::<Vec<_>>(),
             "ratios": ratios(&med),
+            "scaling": scaling(&med),
         }));
     }
     if let Some(path) = &args.json {
@@ -872,7 +1044,7 @@ fn real_main(args: &Args) -> Result<(), String> {
                 "seconds": args.seconds, "warmup": args.warmup, "low_rate": args.low_rate,
                 "low_seconds": args.low_seconds, "runs": args.runs, "flows": args.flows,
                 "clients": args.clients, "napi": args.napi, "nice": args.nice, "gen_cpu": args.gen_cpu,
-                "dir_cpu": args.dir_cpu,
+                "dir_cpu": args.dir_cpu, "workers": args.workers, "spread": args.spread,
             },
             "placements": summary,
         });
@@ -959,6 +1131,38 @@ mod tests {
         let a = Args::parse_from(["linerate", "--napi", "threaded", "--nice", "-5"]);
         assert_eq!(napis(&a).unwrap(), vec![Napi::Threaded]);
         assert_eq!(a.nice, -5);
+    }
+
+    #[test]
+    fn worker_counts_and_spreads_make_their_rows() {
+        let a = Args::parse_from([
+            "linerate", "--only", "xvs-dr", "--poll", "adaptive", "--workers", "1,2", "--spread", "owner,mixed",
+        ]);
+        let keys: Vec<String> = targets(&a).unwrap().iter().map(Target::key).collect();
+        assert_eq!(keys, ["xvs-dr-adaptive", "xvs-dr-adaptive-2w-owner", "xvs-dr-adaptive-2w-mixed"]);
+        let mut a = Args::parse_from(["linerate", "--workers", "3"]);
+        assert!(targets(&a).unwrap_err().contains("--workers: 3"));
+        a.workers = vec![2];
+        a.spread = vec!["rss".into()];
+        assert!(targets(&a).unwrap_err().contains("'rss'"));
+    }
+
+    #[test]
+    fn scaling_compares_two_workers_with_one_and_names_a_full_machine() {
+        let mut one = meas("xvs-dr-adaptive", 0.4e6);
+        (one.cpu_dir, one.cpu_napi, one.napi_threaded) = (Some(600.0), Some(1200.0), true);
+        let mut two = meas("xvs-dr-adaptive-2w-owner", 0.6e6);
+        (two.cpu_dir, two.cpu_napi, two.napi_threaded) = (Some(700.0), Some(1300.0), true);
+        (two.cpu_machine, two.cpu_ours) = (Some(0.97), Some(0.6));
+        let s = scaling(&[one.clone(), two.clone(), meas("kernel-nft-dnat", 1.0e6)]);
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert!(s[0].contains("= 1.50x"), "{}", s[0]);
+        assert!(s[0].contains("CPU per frame 2000 ns vs 1800 ns"), "{}", s[0]);
+        assert!(s[0].contains("97% busy, 60% by the harness (machine-bound"), "{}", s[0]);
+        assert!(s[0].ends_with("with other load)"), "{}", s[0]);
+        one.fwd_pps = 0.0;
+        let s = scaling(&[one, two]);
+        assert!(s[0].contains("1 worker forwarded nothing"), "{}", s[0]);
     }
 
     #[test]

@@ -73,8 +73,9 @@ pub struct Topo {
 }
 
 impl Topo {
-    /// Builds the topology (see the module docs).
-    pub fn new() -> Result<Topo, String> {
+    /// Builds the topology (see the module docs), both veth pairs with
+    /// `queues` RX and TX queues on each end.
+    pub fn new(queues: u32) -> Result<Topo, String> {
         let pid = std::process::id();
         let ns = |r: &str| format!("{NS_PREFIX}{pid}-{r}");
         // Interface names stay short: a threaded NAPI kthread is called
@@ -96,8 +97,8 @@ impl Topo {
             sh(&["ip", "-n", &n, "link", "set", "lo", "up"])?;
         }
         let (g, d, s) = (t.gen.clone(), t.dir.clone(), t.sink.clone());
-        t.veth(&g, &t.gen_if, &MAC_GEN, &d, &t.dir_in, &MAC_DIR_IN)?;
-        t.veth(&d, &t.dir_out, &MAC_DIR_OUT, &s, &t.sink_if, &MAC_SINK)?;
+        t.veth((&g, &t.gen_if, &MAC_GEN), (&d, &t.dir_in, &MAC_DIR_IN), queues)?;
+        t.veth((&d, &t.dir_out, &MAC_DIR_OUT), (&s, &t.sink_if, &MAC_SINK), queues)?;
         let ip = |n: &str, a: &[&str]| {
             let mut v = vec!["ip", "-n", n];
             v.extend_from_slice(a);
@@ -147,18 +148,18 @@ impl Topo {
         Ok(t)
     }
 
+    /// A veth pair between (namespace, interface, MAC) ends `a` and `b`.
     fn veth(
         &self,
-        a: &str,
-        a_if: &str,
-        a_mac: &[u8; 6],
-        b: &str,
-        b_if: &str,
-        b_mac: &[u8; 6],
+        (a, a_if, a_mac): (&str, &str, &[u8; 6]),
+        (b, b_if, b_mac): (&str, &str, &[u8; 6]),
+        queues: u32,
     ) -> Result<(), String> {
+        let q = queues.max(1).to_string();
         #[rustfmt::skip]
-        sh(&["ip", "-n", a, "link", "add", a_if, "address", &mac_str(a_mac), "type", "veth",
-             "peer", "name", b_if, "address", &mac_str(b_mac), "netns", b])?;
+        sh(&["ip", "-n", a, "link", "add", a_if, "address", &mac_str(a_mac),
+             "numtxqueues", &q, "numrxqueues", &q, "type", "veth",
+             "peer", "name", b_if, "address", &mac_str(b_mac), "numtxqueues", &q, "numrxqueues", &q, "netns", b])?;
         for (n, i) in [(a, a_if), (b, b_if)] {
             self.exec(n, &["ethtool", "-K", i, "tx", "off"])?;
             sh(&["ip", "-n", n, "link", "set", i, "up"])?;
@@ -174,16 +175,21 @@ impl Topo {
     }
 
     /// Turns on threaded NAPI for the director's generator-side veth, pins
-    /// its kthreads to `cpu` and gives them nice value `nice` (0: left
-    /// alone). Call once the veth has NAPI (GRO on, or XDP attached);
-    /// returns how many threads were pinned.
-    pub fn napi_threaded(&self, cpu: usize, nice: i32) -> Result<usize, String> {
+    /// the kthread of RX queue `i` to `cpus[i % cpus.len()]` and gives them
+    /// nice value `nice` (0: left alone). Call once the veth has NAPI (GRO
+    /// on, or XDP attached); returns how many threads were pinned.
+    ///
+    /// A kthread is named after its NAPI instance's id, not its queue;
+    /// veth adds one instance per RX queue in queue order and ids are
+    /// handed out in increasing order, so the kthreads sorted by id are
+    /// the queues in order.
+    pub fn napi_threaded(&self, cpus: &[usize], nice: i32) -> Result<usize, String> {
         let path = format!("/sys/class/net/{}/threaded", self.dir_in);
         self.exec(&self.dir, &["sh", "-c", &format!("echo 1 > {path}")])?;
         // The kthreads appear right away; give the scheduler a moment.
         std::thread::sleep(std::time::Duration::from_millis(50));
         let want = format!("napi/{}", self.dir_in);
-        let mut pinned = 0;
+        let mut found: Vec<(u64, i32)> = Vec::new();
         for e in std::fs::read_dir("/proc")
             .map_err(|e| e.to_string())?
             .flatten()
@@ -198,17 +204,22 @@ impl Topo {
                 .strip_prefix(&want)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'));
             if ours {
-                pin(pid, cpu)?;
-                if nice != 0 {
-                    renice(pid, nice)?;
-                }
-                pinned += 1;
+                // The id after the last '-' (cut off: sorts first).
+                let id = comm.rsplit_once('-').and_then(|(_, n)| n.parse().ok()).unwrap_or(0);
+                found.push((id, pid));
             }
         }
-        if pinned == 0 {
+        if found.is_empty() || cpus.is_empty() {
             return Err(format!("no NAPI thread for {} found", self.dir_in));
         }
-        Ok(pinned)
+        found.sort_unstable();
+        for (i, &(_, pid)) in found.iter().enumerate() {
+            pin(pid, cpus[i % cpus.len()])?;
+            if nice != 0 {
+                renice(pid, nice)?;
+            }
+        }
+        Ok(found.len())
     }
 
     /// Turns threaded NAPI off again for the director's generator-side
@@ -255,7 +266,7 @@ impl Topo {
 }
 
 /// Pins thread `pid` to `cpu`.
-fn pin(pid: i32, cpu: usize) -> Result<(), String> {
+pub fn pin(pid: i32, cpu: usize) -> Result<(), String> {
     // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it; the call
     // reads `size_of` bytes of it.
     let r = unsafe {

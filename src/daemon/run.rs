@@ -19,7 +19,10 @@
 //!   local port) is handed to the owner through the owner's bounded
 //!   lock-free inbox ([`INBOX`] frame descriptors, the frame itself stays
 //!   in the shared UMEM); a full inbox drops the frame, counted as
-//!   `handoff_full`.
+//!   `handoff_full`. An owner that sleeps (adaptive polling) is woken by
+//!   the hand-off: the sender checks the owner's "asleep" flag once per
+//!   burst and writes the owner's eventfd only when it is up ([`Inbox`]),
+//!   so a handed frame does not wait for the owner's sleep to time out.
 //! - Workers check the snapshot generation once per loop and switch
 //!   snapshots between bursts; they publish reports every
 //!   [`REPORT_INTERVAL`] and a last one when they stop. A loop that
@@ -44,14 +47,13 @@ use crate::ctl::snapshot::ModelError;
 use crate::ipvs::mem::Provider;
 use crate::io::xdp::kpath::{KernelMode, KernelPath, KernelPort, KernelStats, KernelTx};
 use crate::io::xdp::{
-    self, AttachMode, Attached, BindMode, Fate, Handed, PollMode, QueueIo, XdpConfig, XdpError,
-    XdpIo, MAX_BURST,
+    self, AttachMode, Attached, BindMode, Fate, Handed, Inbox, PollMode, QueueIo, XdpConfig,
+    XdpError, XdpIo, MAX_BURST,
 };
 use crate::stats::{DropReason, PassReason};
 use crate::wire::Frame;
 use crate::worker::{Verdict, Worker, BURST};
 use arrayvec::ArrayVec;
-use crossbeam::queue::ArrayQueue;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,12 +69,10 @@ const IDLE_EXPIRE_BUDGET: usize = 1024;
 const IDLE_MIGRATE_BUDGET: usize = 256;
 /// How often an idle worker runs expiry.
 const IDLE_EXPIRE_EVERY: Duration = Duration::from_millis(100);
-/// Longest sleep of an adaptive worker when other workers may hand it
-/// frames: a handed frame waits at most this long (the inbox has no
-/// wake-up of its own).
-const HANDOFF_MAX_SLEEP: Duration = Duration::from_millis(1);
-/// Longest sleep of a lone adaptive worker.
-const LONE_MAX_SLEEP: Duration = Duration::from_millis(50);
+/// Longest sleep of an adaptive worker: its timers (reports, expiry,
+/// connection listings) are checked at least this often. Frames wake it
+/// sooner: its sockets' and, with several workers, its inbox's doorbell.
+const MAX_SLEEP: Duration = Duration::from_millis(50);
 
 /// Why the director could not start.
 #[derive(Debug, thiserror::Error)]
@@ -409,8 +409,12 @@ pub fn start(model: Model, cfg: &RunConfig) -> Result<Running, RunError> {
     };
     director.set_rule_sink(Box::new(io))?;
 
-    let inboxes: Arc<Vec<ArrayQueue<Handed>>> =
-        Arc::new((0..workers).map(|_| ArrayQueue::new(INBOX)).collect());
+    let inboxes: Arc<Vec<Inbox<Handed>>> = Arc::new(
+        (0..workers)
+            .map(|_| Inbox::new(INBOX))
+            .collect::<Result<_, _>>()
+            .map_err(|e| XdpError::Sys { iface: "-".into(), op: "eventfd (hand-off inbox)", source: e })?,
+    );
     // The connection tables' memory is faulted in ahead of need by a
     // thread of its own, so that no worker waits for the kernel to zero
     // pages while its table grows (ipvs::mem). Without it the workers map
@@ -566,7 +570,7 @@ struct WorkerCtx {
     core: Option<usize>,
     io: QueueIo,
     director: Arc<Director>,
-    inboxes: Arc<Vec<ArrayQueue<Handed>>>,
+    inboxes: Arc<Vec<Inbox<Handed>>>,
     kernel: Option<KernelTx>,
     mem: Option<Provider>,
     /// By port: a NIC (`kernel::Link::nic`).
@@ -669,11 +673,6 @@ fn worker_main(mut ctx: WorkerCtx) {
     let expire_ns = IDLE_EXPIRE_EVERY.as_nanos() as u64;
     let mut next_report = clock_ns() + report_ns;
     let mut next_expire = clock_ns() + expire_ns;
-    let max_sleep = if ctx.workers > 1 {
-        HANDOFF_MAX_SLEEP
-    } else {
-        LONE_MAX_SLEEP
-    };
     let me = ctx.id as usize;
     let meta = (ctx.io.queue(), ctx.core);
     let io = &mut ctx.io;
@@ -702,11 +701,25 @@ fn worker_main(mut ctx: WorkerCtx) {
         // worker's counters learn of them, and of what the TX rings
         // refused, so that they count what really happened.
         let pass_on = |io: &mut QueueIo, refused: &mut ArrayVec<Handed, MAX_BURST>, worker: &mut Worker| {
+            // The workers this burst handed frames to, woken once each
+            // after the burst's pushes (a worker id is below 256).
+            let mut to_wake = [0u64; 4];
             io.take_handoffs(|to, h| {
-                if let Some(Err(h)) = inboxes.get(to as usize).map(|q| q.push(h)) {
-                    refused.push(h);
+                let pushed = match inboxes.get(to as usize) {
+                    Some(q) => q.push(h),
+                    None => Err(h),
+                };
+                match pushed {
+                    Ok(()) => to_wake[(to as usize >> 6) & 3] |= 1 << (to & 63),
+                    Err(h) => refused.push(h),
                 }
             });
+            for (i, mut bits) in to_wake.into_iter().enumerate() {
+                while bits != 0 {
+                    inboxes[i * 64 + bits.trailing_zeros() as usize].wake();
+                    bits &= bits - 1;
+                }
+            }
             let mut r = io.take_refused();
             for h in refused.drain(..) {
                 io.recycle_handed(h);
@@ -752,7 +765,10 @@ fn worker_main(mut ctx: WorkerCtx) {
                 panic!("test fault {}: worker 0 panics", super::fault::Fault::WorkerPanic.name());
             }
         }
-        io.idle(handled, max_sleep);
+        match inboxes.get(me).filter(|_| ctx.workers > 1) {
+            Some(inbox) => io.idle_inbox(handled, MAX_SLEEP, inbox),
+            None => io.idle(handled, MAX_SLEEP),
+        };
     }
     // Frames still waiting for this worker go back to their pools.
     if let Some(inbox) = inboxes.get(me) {

@@ -425,6 +425,7 @@ impl StatsHub {
                         ("handoff_quota", r.io.handoff_quota),
                         ("handoff_full", r.handoff_full),
                         ("sleeps", r.io.sleeps),
+                        ("handoff_wakeups", r.io.handoff_wakeups),
                         ("umem_fill", r.io.umem_fill),
                         ("umem_rx", r.io.umem_rx),
                         ("umem_completed", r.io.umem_completed),

@@ -30,6 +30,7 @@
 //! and stable, so the driver speaks it directly and uses libbpf (through
 //! libbpf-sys) only to load the program and reach its maps.
 
+pub mod inbox;
 pub mod kpath;
 pub mod queue;
 pub mod steer;
@@ -37,6 +38,7 @@ pub mod steer_model;
 mod sys;
 pub mod umem;
 
+pub use inbox::Inbox;
 pub use queue::{Fate, Handed, IoStats, PollMode, QueueIo, XskStats, MAX_BURST};
 pub use steer::{
     emergency_detach_all, AttachMode, Attached, DetachHandle, Rule, SteerStats, Steering,

@@ -18,11 +18,14 @@
 //! - The need-wakeup flags are honoured: `sendto` only when the TX ring
 //!   asks for it (copy mode always does; it then transmits inside the call,
 //!   32 frames per call), `recvfrom`/`poll` only when the fill ring asks.
-//! - [`QueueIo::idle`] implements the [`PollMode`]s.
+//! - [`QueueIo::idle`] implements the [`PollMode`]s;
+//!   [`QueueIo::idle_inbox`] also sleeps on a hand-off [`Inbox`]'s
+//!   doorbell, so frames handed to a sleeping worker wake it.
 //! - Nothing here allocates, locks or touches a shared atomic per packet;
 //!   the only atomics are the ring indices shared with the kernel and, for
 //!   handed-off frames only, the return queues.
 
+use super::inbox::Inbox;
 use super::sys::{self, Chunk, CompRing, FillRing, RxRing, TxRing};
 use super::umem::{Pool, Shared};
 use super::XdpError;
@@ -125,6 +128,8 @@ pub struct IoStats {
     pub handoff_quota: u64,
     /// Sleeps in `poll()`.
     pub sleeps: u64,
+    /// Sleeps another worker's hand-off ended ([`QueueIo::idle_inbox`]).
+    pub handoff_wakeups: u64,
     /// UMEM accounting (docs/reliability.md): chunks put on the fill
     /// rings, taken off the RX rings, reaped from the completion rings.
     /// With `tx`, the chunks this worker gave the kernel and did not take
@@ -203,10 +208,14 @@ impl QueueIo {
         pool: Pool,
         mode: PollMode,
     ) -> QueueIo {
+        // One slot more, for a hand-off inbox's doorbell (`idle_inbox`);
+        // poll() skips a negative descriptor.
         let pollfds = socks
             .iter()
-            .map(|s| libc::pollfd {
-                fd: s.fd.as_raw_fd(),
+            .map(|s| s.fd.as_raw_fd())
+            .chain([-1])
+            .map(|fd| libc::pollfd {
+                fd,
                 events: libc::POLLIN,
                 revents: 0,
             })
@@ -590,6 +599,17 @@ impl QueueIo {
     /// caller's next timer deadline) after `spin` empty iterations. Returns
     /// true when it slept.
     pub fn idle(&mut self, handled: usize, max_sleep: Duration) -> bool {
+        self.idle_then::<()>(handled, max_sleep, None)
+    }
+
+    /// [`idle`](Self::idle) for a worker that other workers hand frames to:
+    /// it sleeps only when `inbox` is empty, and a hand-off into it ends
+    /// the sleep ([`Inbox`]), so `max_sleep` is only the caller's next timer.
+    pub fn idle_inbox<T>(&mut self, handled: usize, max_sleep: Duration, inbox: &Inbox<T>) -> bool {
+        self.idle_then(handled, max_sleep, Some(inbox))
+    }
+
+    fn idle_then<T>(&mut self, handled: usize, max_sleep: Duration, inbox: Option<&Inbox<T>>) -> bool {
         if handled > 0 {
             self.empty_polls = 0;
             return false;
@@ -620,11 +640,27 @@ impl QueueIo {
             return false;
         }
         self.pool.collect_returns(&self.shared);
+        let bell = self.socks.len();
+        if let Some(ib) = inbox {
+            if !ib.arm() {
+                // Handed frames arrived since the loop looked.
+                self.empty_polls = 0;
+                return false;
+            }
+            self.pollfds[bell].fd = ib.fd();
+        }
         // poll() also does the fill-ring wakeup for zero-copy drivers.
         let ms = max_sleep.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
         self.stats.sleeps += 1;
         if sys::poll_in(&mut self.pollfds, ms).is_err() {
             self.stats.kick_errors += 1;
+        }
+        if let Some(ib) = inbox {
+            let rung = self.pollfds[bell].revents & libc::POLLIN != 0;
+            self.pollfds[bell].fd = -1;
+            if ib.disarm(rung) {
+                self.stats.handoff_wakeups += 1;
+            }
         }
         true
     }

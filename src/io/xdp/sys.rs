@@ -110,6 +110,42 @@ pub fn poll_in(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
     Ok(r as usize)
 }
 
+/// A non-blocking, close-on-exec eventfd (counter 0): a doorbell another
+/// thread rings ([`eventfd_ring`]) and a sleeper polls beside its sockets.
+pub fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; the returned descriptor is ours alone.
+    let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+    // SAFETY: `fd` was just created and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds 1 to an eventfd's counter (it becomes readable). A counter at its
+/// maximum (EAGAIN) is readable already, so that is not an error.
+pub fn eventfd_ring(fd: RawFd) -> io::Result<()> {
+    let one: u64 = 1;
+    // SAFETY: writes the 8 bytes of `one`, which lives across the call.
+    let r = unsafe { libc::write(fd, (&one as *const u64).cast(), size_of::<u64>()) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EAGAIN) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Reads (and so resets) an eventfd's counter; 0 when it was not rung.
+pub fn eventfd_take(fd: RawFd) -> io::Result<u64> {
+    let mut v: u64 = 0;
+    // SAFETY: reads at most 8 bytes into `v`, which lives across the call.
+    let r = unsafe { libc::read(fd, (&mut v as *mut u64).cast(), size_of::<u64>()) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::EAGAIN) { Ok(0) } else { Err(e) };
+    }
+    Ok(v)
+}
+
 // ---------------------------------------------------------------------------
 // Memory mappings
 
