@@ -808,13 +808,33 @@ impl<A: Ip> ConnTable<A> {
     /// [`DropReason::TableFull`] at the bound; [`DropReason::ConnClash`]
     /// when a key is already taken (the new entry is not added).
     pub fn insert(&mut self, c: Conn<A>) -> Result<u32, DropReason> {
+        self.insert_with(c, true)
+    }
+
+    /// [`ConnTable::insert`] for a new connection whose in key the caller
+    /// has just looked up and not found, with nothing added since (the
+    /// worker's new connection after its lookup missed): only the out key
+    /// is checked for a clash. The in key's search is the longest of a
+    /// table filling up (a miss walks its bucket's overflow to the end),
+    /// and the answer is known.
+    ///
+    /// # Errors
+    /// As [`ConnTable::insert`].
+    #[inline(never)]
+    pub fn insert_missed(&mut self, c: Conn<A>) -> Result<u32, DropReason> {
+        debug_assert!(self.lookup(&c.in_key()).is_none(), "insert_missed: the in key is in the table");
+        self.insert_with(c, false)
+    }
+
+    #[inline(always)]
+    fn insert_with(&mut self, c: Conn<A>, check_in: bool) -> Result<u32, DropReason> {
         if self.live >= self.max {
             return Err(DropReason::TableFull);
         }
         let ik = c.in_key();
         let ih = self.hash(&ik);
         let ok = c.out_key().map(|k| (k, self.hash(&k)));
-        if self.lookup_hashed(&ik, ih).is_some() || ok.is_some_and(|(k, h)| self.lookup_hashed(&k, h).is_some()) {
+        if (check_in && self.lookup_hashed(&ik, ih).is_some()) || ok.is_some_and(|(k, h)| self.lookup_hashed(&k, h).is_some()) {
             return Err(DropReason::ConnClash);
         }
         let expires = c.expires;
@@ -1070,6 +1090,23 @@ mod tests {
         assert_eq!(t.lookup(&ok), Some((full, Dir::Out)));
         assert!(t.get(dr).out_key().is_none());
         assert_eq!(t.len(), 3);
+    }
+
+    /// `insert_missed` adds as `insert` does and still refuses an out key
+    /// that is taken (the in key is the caller's to vouch for).
+    #[test]
+    fn insert_missed_checks_the_out_key() {
+        let mut t = ConnTable::new(8, 0);
+        let a = t.insert_missed(conn(1, 1, FwdMethod::Nat, 10)).unwrap();
+        assert_eq!(t.lookup(&t.get(a).in_key()), Some((a, Dir::In)));
+        assert_eq!(t.lookup(&t.get(a).out_key().unwrap()), Some((a, Dir::Out)));
+        // Another client's connection whose reply key is taken: the same
+        // real server and local address and port as `b`'s.
+        let b = t.insert_missed(conn(2, 1, FwdMethod::FullNat, 10)).unwrap();
+        let mut clash = conn(3, 7, FwdMethod::FullNat, 10);
+        clash.lport = t.get(b).lport;
+        assert_eq!(t.insert_missed(clash).unwrap_err(), DropReason::ConnClash);
+        assert_eq!(t.len(), 2);
     }
 
     #[test]

@@ -251,7 +251,11 @@ fn fold(mut acc: u64) -> u16 {
 /// 1624 updates add non-negative terms, so one fold of their sum equals a
 /// fold after each, including the ±0 representation; the UDP "no
 /// checksum" rules are applied the same way.
-#[inline]
+///
+/// The IPv4 fast path is inlined into each caller, where which of `src`
+/// and `dst` is given is known; every other shape takes the generic path,
+/// a call.
+#[inline(always)]
 pub fn translate<A: Ip>(f: &mut [u8], m: &mut Meta, src: Option<(A, u16)>, dst: Option<(A, u16)>) {
     if !A::V6 {
         let word = |a: A| {
@@ -263,6 +267,13 @@ pub fn translate<A: Ip>(f: &mut [u8], m: &mut Meta, src: Option<(A, u16)>, dst: 
             return;
         }
     }
+    translate_any(f, m, src, dst);
+}
+
+/// [`translate`] for any shape (IPv6, IPv4 with options, no L4 header to
+/// rewrite).
+#[inline(never)]
+fn translate_any<A: Ip>(f: &mut [u8], m: &mut Meta, src: Option<(A, u16)>, dst: Option<(A, u16)>) {
     let l3 = m.l3 as usize;
     let l4 = m.l4 as usize;
     // Terms of the IPv4 header checksum and of the L4 checksum.
@@ -329,22 +340,24 @@ pub fn translate<A: Ip>(f: &mut [u8], m: &mut Meta, src: Option<(A, u16)>, dst: 
 #[inline(always)]
 fn translate_v4(f: &mut [u8], m: &mut Meta, src: Option<(u32, u16)>, dst: Option<(u32, u16)>) -> bool {
     let (l3, l4) = (m.l3 as usize, m.l4 as usize);
-    let csum = match m.proto {
-        proto::TCP => 16,
-        proto::UDP => 6,
+    // The checksum's offset and the L4 bytes needed up to its end.
+    let (csum, need) = match m.proto {
+        proto::TCP => (16, 18),
+        proto::UDP => (6, 8),
         _ => return false,
     };
-    if m.v6 || l4 != l3 + 20 || (f.len() < l4 + 18 && (m.proto == proto::TCP || f.len() < l4 + 8)) {
+    if m.v6 || l4 != l3 + 20 || f.len() < l4 + need {
         return false;
     }
     let (head, l4b) = f.split_at_mut(l4);
     let Ok(ip) = <&mut [u8; 20]>::try_from(&mut head[l3..]) else {
         return false;
     };
-    let ttl_word = u16::from_be_bytes([ip[8], ip[9]]);
     ip[8] -= 1;
     m.ttl -= 1;
-    let mut ip_acc = (!ttl_word) as u64 + u16::from_be_bytes([ip[8], ip[9]]) as u64;
+    // The TTL's word goes from w to w - 0x100 (the TTL is at least 2), so
+    // its term `!w + (w - 0x100)` is 0xfeff whatever the TTL.
+    let mut ip_acc = 0xfeffu64;
     let mut l4_acc = 0u64;
     // Source and destination, unrolled: address word, then port.
     let mut one = |ip: &mut [u8; 20], at: usize, port_at: usize, addr: u32, port: u16| -> u16 {

@@ -1355,7 +1355,9 @@ impl Worker {
             sync_left: sync::arm(&self.sync),
             in_pkts: 0,
         };
-        let idx = match A::table(&mut self.tables).insert(c) {
+        // Both callers come here after the in key missed (or its entry was
+        // just retired), and nothing since adds a connection's key.
+        let idx = match A::table(&mut self.tables).insert_missed(c) {
             Ok(i) => i,
             Err(r) => {
                 if dest.fwd == FwdMethod::FullNat {

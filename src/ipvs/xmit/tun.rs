@@ -79,7 +79,27 @@ impl IpIds {
 /// it is (IPv4 without DF: the frame is encapsulated, to be fragmented);
 /// a drop for no headroom, no tunnel source address on the egress link,
 /// no headroom for a VLAN tag.
+///
+/// The common frame (IPv4 in IPv4, untagged in and out, DF clear or
+/// within the MTU) is encapsulated inline; every other takes a call.
+#[inline(always)]
 pub fn xmit<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link], ip_id: &mut IpIds) -> Result<u8, TunError> {
+    if !A::V6 {
+        if let Some(link) = links.get(c.dest_hop.link as usize) {
+            let too_big = m.ip_len() + 20 > link.mtu as usize;
+            if !(m.v6 || m.l3 != 14 || tagged(m, link) || too_big && m.df) {
+                if let Some(src) = link.v4 {
+                    return xmit_v4(fr, m, c, link, u32::from(src), ip_id, too_big);
+                }
+            }
+        }
+    }
+    xmit_any(fr, m, c, links, ip_id)
+}
+
+/// [`xmit`] for any frame.
+#[inline(never)]
+fn xmit_any<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link], ip_id: &mut IpIds) -> Result<u8, TunError> {
     let link = links.get(c.dest_hop.link as usize).ok_or(DropReason::NoNeighbour)?;
     let outer = A::HLEN;
     let inner_len = m.ip_len();
@@ -161,6 +181,59 @@ pub fn xmit<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]
         return Err(TunError::Fragment { port, mtu: link.mtu });
     }
     Ok(port)
+}
+
+/// [`xmit`] for an IPv4 packet to an IPv4 real server, untagged in and
+/// out (`m.l3 == 14`, no tag on the egress link): the Ethernet header is
+/// written whole (MACs and type) instead of moved, and the outer header's
+/// checksum summed from its words, with the same bytes as the generic
+/// path (both sums are non-zero, so their folds agree: RFC 1071).
+#[inline(always)]
+fn xmit_v4<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, link: &Link, src: u32, ip_id: &mut IpIds, too_big: bool) -> Result<u8, TunError> {
+    let inner_len = m.ip_len();
+    fr.truncate(m.end as usize);
+    if !fr.push_front(20) {
+        return Err(DropReason::NoHeadroom.into());
+    }
+    // Ethernet, the outer header and the inner header's first two bytes
+    // (every parsed IPv4 packet has them).
+    let Some(f) = fr.data_mut().first_chunk_mut::<36>() else {
+        return Err(DropReason::NoHeadroom.into());
+    };
+    let tos = f[35];
+    let dst = {
+        let b = c.daddr.bytes();
+        let b = b.as_ref();
+        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+    };
+    let id = if m.df { 0 } else { ip_id.take() };
+    let len = (inner_len + 20) as u16;
+    let frag = if m.df { 0x4000u16 } else { 0 };
+    let ttl_proto = u16::from_be_bytes([m.ttl, proto::IPIP]);
+    let sum = (0x4500 | tos as u32) + len as u32 + id as u32 + frag as u32 + ttl_proto as u32
+        + (src >> 16) + (src & 0xffff) + (dst >> 16) + (dst & 0xffff);
+    // Below 2^20 and non-zero: one end-around carry folds it.
+    let cs = !((sum.wrapping_add(sum.rotate_left(16)) >> 16) as u16);
+    f[..6].copy_from_slice(&c.dest_hop.mac);
+    f[6..12].copy_from_slice(&link.mac);
+    f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+    f[14] = 0x45;
+    f[15] = tos;
+    f[16..18].copy_from_slice(&len.to_be_bytes());
+    f[18..20].copy_from_slice(&id.to_be_bytes());
+    f[20..22].copy_from_slice(&frag.to_be_bytes());
+    f[22..24].copy_from_slice(&ttl_proto.to_be_bytes());
+    f[24..26].copy_from_slice(&cs.to_be_bytes());
+    f[26..30].copy_from_slice(&src.to_be_bytes());
+    f[30..34].copy_from_slice(&dst.to_be_bytes());
+    m.l3 = 14;
+    m.l4 = 34;
+    m.end = (34 + inner_len) as u16;
+    m.proto = proto::IPIP;
+    if too_big {
+        return Err(TunError::Fragment { port: link.port, mtu: link.mtu });
+    }
+    Ok(link.port)
 }
 
 /// Frames made beside the burst's own (the fragments after the first of
