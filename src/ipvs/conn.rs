@@ -333,6 +333,22 @@ impl Table {
         None
     }
 
+    /// Calls `f` with the value of every slot of the home bucket whose tag
+    /// matches.
+    #[inline]
+    fn candidates(&self, tag: u32, mut f: impl FnMut(u32)) {
+        if let Some(b) = self.buckets.get(self.home(tag)) {
+            let mut m = b.matches(tag);
+            while m != 0 {
+                let v = b.val(m.trailing_zeros() as usize);
+                m &= m - 1;
+                if v != EMPTY {
+                    f(v);
+                }
+            }
+        }
+    }
+
     /// Adds a value; some bucket must have room.
     fn place(&mut self, tag: u32, val: u32) {
         let mask = self.mask();
@@ -432,33 +448,26 @@ impl Index {
         self.cur.buckets.len() * WAYS
     }
 
+    /// Prefetches the home bucket of `tag` in the current table (the
+    /// table being drained, if any: [`Index::prefetch_old`]).
     #[inline]
     fn prefetch(&self, tag: u32) {
         prefetch(self.cur.buckets.as_ptr().wrapping_add(self.cur.home(tag)));
-        if let Some((o, _)) = &self.old {
-            prefetch(o.buckets.as_ptr().wrapping_add(o.home(tag)));
-        }
     }
 
-    /// Calls `f` with the value of every slot of the home bucket(s) whose
-    /// tag matches (the likely candidates; no confirmation).
+    /// Calls `f` with the value of every slot of the current table's home
+    /// bucket whose tag matches (the likely candidates; no confirmation).
     #[inline]
-    fn candidates(&self, tag: u32, mut f: impl FnMut(u32)) {
-        let mut each = |t: &Table| {
-            if let Some(b) = t.buckets.get(t.home(tag)) {
-                let mut m = b.matches(tag);
-                while m != 0 {
-                    let v = b.val(m.trailing_zeros() as usize);
-                    m &= m - 1;
-                    if v != EMPTY {
-                        f(v);
-                    }
-                }
-            }
-        };
-        each(&self.cur);
+    fn candidates(&self, tag: u32, f: impl FnMut(u32)) {
+        self.cur.candidates(tag, f);
+    }
+
+    /// [`Index::prefetch`] and [`Index::candidates`] in the table being
+    /// drained (none: nothing).
+    fn prefetch_old(&self, tag: u32, f: impl FnMut(u32)) {
         if let Some((o, _)) = &self.old {
-            each(o);
+            prefetch(o.buckets.as_ptr().wrapping_add(o.home(tag)));
+            o.candidates(tag, f);
         }
     }
 
@@ -736,17 +745,34 @@ impl<A: Ip> ConnTable<A> {
     }
 
     /// Starts fetching the index bucket of a key's hash (burst stage 1).
+    /// Only in the current array of the index: while it grows, the burst
+    /// asks [`ConnTable::prefetch_old`] for the one being drained too, so
+    /// that the common burst does not test for it per packet.
     #[inline]
     pub fn prefetch(&self, hash: u64) {
         self.index.prefetch(tag(hash));
     }
 
     /// Starts fetching the connections the bucket of a key's hash points at
-    /// (burst stage 2, once the bucket has arrived).
+    /// (burst stage 2, once the bucket has arrived; the current array
+    /// only, as [`ConnTable::prefetch`]).
     #[inline]
     pub fn prefetch_conn(&self, hash: u64) {
         let slab = &self.slab;
         self.index.candidates(tag(hash), |v| prefetch(slab.addr(v >> 1)));
+    }
+
+    /// Whether the index is growing: an old array is being drained, which
+    /// [`ConnTable::prefetch`] and [`ConnTable::prefetch_conn`] leave out.
+    #[inline]
+    pub fn draining(&self) -> bool {
+        self.index.old.is_some()
+    }
+
+    /// Both prefetches in the array being drained (nothing when none).
+    pub fn prefetch_old(&self, hash: u64) {
+        let slab = &self.slab;
+        self.index.prefetch_old(tag(hash), |v| prefetch(slab.addr(v >> 1)));
     }
 
     /// Finds the entry for a packet: its slab index and the direction.
@@ -1381,8 +1407,14 @@ mod tests {
         let mut mid_drain = 0;
         for i in 0..n {
             t.insert(mk(i)).unwrap();
+            assert_eq!(t.draining(), t.index.old.is_some(), "at {i}");
             if t.index.old.is_some() {
                 mid_drain += 1;
+                // The burst's prefetches, in both arrays (hints: any hash).
+                let h = t.hash(&mk(i / 2).in_key());
+                t.prefetch(h);
+                t.prefetch_conn(h);
+                t.prefetch_old(h);
                 // mid-drain: old and new keys alike
                 for j in [0, i / 2, i] {
                     let c = mk(j);
@@ -1393,6 +1425,7 @@ mod tests {
         }
         assert!(mid_drain >= 100, "only {mid_drain} inserts saw the index mid-growth");
         while t.maintain(16) {}
+        assert!(!t.draining(), "drained");
         for i in 0..n {
             assert!(t.lookup(&mk(i).in_key()).is_some());
         }

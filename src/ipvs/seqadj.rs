@@ -26,9 +26,10 @@
 //! connection's slot: [`SeqAdjTable`], chunks of 1024 entries allocated
 //! the first time a connection of their slot range uses it (a bounded
 //! number over a worker's life: the table's slots / 1024). A connection
-//! that uses it has the [`SEQ_ADJ`] bit set in `in_pkts` (whose count
-//! then saturates at 127, enough for drop_entry, which reads counts up
-//! to 8): connections without it pay one bit test per packet, and a
+//! that uses it has the [`SEQ_ADJ`] bit set in `in_pkts` (above the
+//! count, which stops at [`IN_PKTS_MAX`], enough for drop_entry, which
+//! reads counts up to 8): connections without it pay no test once their
+//! count has stopped (`Worker::forward`'s one compare), and a
 //! stale entry of a freed slot is never read (a new connection starts
 //! with the bit clear and writes its entry before setting it).
 
@@ -40,6 +41,14 @@ use crate::wire::{tcp_flags, tcpseq, Frame, Ip, Meta};
 pub const SEQ_ADJ: u8 = 0x80;
 /// `Conn::in_pkts` bits of the packet count.
 pub const IN_PKTS: u8 = 0x7f;
+/// Where the count stops: drop_entry reads counts 1 to 8 only. A
+/// connection whose `in_pkts` is exactly this (count stopped, no
+/// [`SEQ_ADJ`]) has nothing unusual left for its packets: no entry to
+/// adjust by, no SYN proxy splice pending and its next hop towards the
+/// client known (a connection whose hop is still to learn has had no
+/// client packet: its count is 0). `Worker::forward` tests that with one
+/// compare.
+pub const IN_PKTS_MAX: u8 = 9;
 
 /// One connection's offsets (16 bytes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

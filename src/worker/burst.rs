@@ -99,6 +99,20 @@ impl Worker {
         }
     }
 
+    /// The prefetches of both stages in the arrays being drained of
+    /// growing indexes (after the current arrays': a hint, later).
+    #[cold]
+    #[inline(never)]
+    fn prefetch_old(&self, pre: &[Prepared]) {
+        for p in pre {
+            match p.table {
+                V4 => self.tables.v4.prefetch_old(p.hash),
+                V6 => self.tables.v6.prefetch_old(p.hash),
+                _ => {}
+            }
+        }
+    }
+
     /// Runs up to [`BURST`] frames: prepare them all, prefetching each
     /// one's index bucket and, [`CONN_BEHIND`] frames later, the
     /// connections that bucket names; then process each in order.
@@ -120,6 +134,10 @@ impl Worker {
         }
         for p in pre.iter().take(n).skip(n.saturating_sub(CONN_BEHIND)) {
             self.prefetch_conns(p);
+        }
+        // One test per burst, not per frame, for a growing index.
+        if self.tables.v4.draining() || self.tables.v6.draining() {
+            self.prefetch_old(&pre[..n]);
         }
         for ((fr, v), p) in frames
             .iter_mut()

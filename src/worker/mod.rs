@@ -789,10 +789,36 @@ impl Worker {
     /// at a non-zero offset, which has no L4 header: no state change, and
     /// NAT/FULLNAT rewrite its IP header only (the first fragment's L4
     /// checksum covers the whole datagram and was updated with it).
+    ///
+    /// A connection whose `in_pkts` is [`seqadj::IN_PKTS_MAX`] (its count
+    /// stopped, no sequence adjustment; so its hop towards the client is
+    /// known too: a connection with a hop to learn has had no client
+    /// packet counted) takes the path without those tests: one compare
+    /// instead of four per packet. Others (a connection's first packets)
+    /// take a copy with them, out of line.
     #[inline]
     fn forward<A: Family, const LATER: bool>(&mut self, fr: &mut Frame<'_>, m: &mut Meta, idx: u32, dir: Dir) -> Verdict {
+        if A::table(&mut self.tables).get(idx).in_pkts == seqadj::IN_PKTS_MAX {
+            self.forward_as::<A, LATER, true>(fr, m, idx, dir)
+        } else {
+            self.forward_unsettled::<A, LATER>(fr, m, idx, dir)
+        }
+    }
+
+    /// [`Worker::forward`] for a connection that still counts its client's
+    /// packets, or has a sequence adjustment or a hop to learn.
+    #[cold]
+    #[inline(never)]
+    fn forward_unsettled<A: Family, const LATER: bool>(&mut self, fr: &mut Frame<'_>, m: &mut Meta, idx: u32, dir: Dir) -> Verdict {
+        self.forward_as::<A, LATER, false>(fr, m, idx, dir)
+    }
+
+    /// [`Worker::forward`]'s work; `SETTLED`: the connection's `in_pkts`
+    /// is [`seqadj::IN_PKTS_MAX`] (the caller tested it).
+    #[inline(always)]
+    fn forward_as<A: Family, const LATER: bool, const SETTLED: bool>(&mut self, fr: &mut Frame<'_>, m: &mut Meta, idx: u32, dir: Dir) -> Verdict {
         // A SYN proxy's connection before its splice takes its own way.
-        if !LATER && A::table(&mut self.tables).get_mut(idx).in_pkts & SEQ_ADJ != 0 {
+        if !SETTLED && !LATER && A::table(&mut self.tables).get_mut(idx).in_pkts & SEQ_ADJ != 0 {
             if let Some(v) = self.synproxy_pending::<A>(fr, m, idx, dir) {
                 return v;
             }
@@ -801,7 +827,8 @@ impl Worker {
         let now = self.now;
         let c = A::table(&mut self.tables).get_mut(idx);
         Self::rebind(snap, c);
-        if c.client_hop.link == Hop::LEARN.link && !sync::learn_hop(snap, c, fr, m, dir) {
+        debug_assert!(!SETTLED || c.client_hop.link != Hop::LEARN.link, "a settled connection with a hop to learn");
+        if !SETTLED && c.client_hop.link == Hop::LEARN.link && !sync::learn_hop(snap, c, fr, m, dir) {
             return Verdict::Drop(DropReason::NoNeighbour);
         }
         let was = c.state;
@@ -836,8 +863,11 @@ impl Worker {
             }
         }
         c.expires = now.wrapping_add(Self::timeout(&self.ticks, c.proto, c.state));
-        // A count to 127: the top bit says the connection is adjusted.
-        c.in_pkts += ((dir == Dir::In) & (c.in_pkts & seqadj::IN_PKTS != seqadj::IN_PKTS)) as u8;
+        // A count to IN_PKTS_MAX, under the bit that says the connection
+        // is adjusted.
+        if !SETTLED {
+            c.in_pkts += ((dir == Dir::In) & (c.in_pkts & seqadj::IN_PKTS < seqadj::IN_PKTS_MAX)) as u8;
+        }
         let mut sync_due = match &self.sync {
             Some(t) => sync::due(t, c, dir, was),
             None => false,
@@ -862,7 +892,7 @@ impl Worker {
                 // under the offsets of the fragments that follow.)
                 // (Not for a real server that takes the PROXY protocol
                 // instead: one way to say who the client is.)
-                let toa = snap.toa && c.in_pkts & SEQ_ADJ == 0 && was == TcpState::SynRecv as u8 && m.tcp_flags & (tcp_flags::ACK | tcp_flags::SYN | tcp_flags::RST) == tcp_flags::ACK && m.frag == 0;
+                let toa = snap.toa && (SETTLED || c.in_pkts & SEQ_ADJ == 0) && was == TcpState::SynRecv as u8 && m.tcp_flags & (tcp_flags::ACK | tcp_flags::SYN | tcp_flags::RST) == tcp_flags::ACK && m.frag == 0;
                 xmit::fullnat::xmit_in(fr, m, c, &snap.links, toa).map(|(p, added)| {
                     match added {
                         Some(Ok(())) => self.counters.toa_added += 1,
@@ -889,7 +919,7 @@ impl Worker {
             (FwdMethod::Dr | FwdMethod::Tun, Dir::Out) => Err(DropReason::NoConn),
         };
         let res = match res {
-            Ok(port) if c.in_pkts & SEQ_ADJ != 0 && !LATER => {
+            Ok(port) if !SETTLED && c.in_pkts & SEQ_ADJ != 0 && !LATER => {
                 Self::seq_adjust(&mut self.seqadj[A::V6 as usize], &mut self.counters, snap, fr, m, idx, c, dir).map(|news| {
                     // The server acknowledged the header: a backup hears it
                     // now rather than at the next period.

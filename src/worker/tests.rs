@@ -2092,3 +2092,25 @@ fn servers_awaiting_their_neighbour_take_no_new_connection() {
         assert_eq!((c.icmp_sent, c.tx_packets, w.conns()), (0, 0, 0), "{sched}");
     }
 }
+
+/// A connection's client count stops at `IN_PKTS_MAX` (drop_entry reads
+/// 1 to 8); its packets then take `forward`'s settled path, which still
+/// transmits them and follows the TCP state.
+#[test]
+fn the_client_count_stops_and_settled_connections_forward_as_before() {
+    let m = model(FwdMethod::Nat, "rr");
+    let mut w = worker(&m);
+    nat_established(&mut w, SEC, 1000);
+    for _ in 0..20 {
+        assert_eq!(one(&mut w, SEC, tcp4(CIP, 1000, VIP, 80, ACK, b"x")).0, TX);
+    }
+    let mut seen = Vec::new();
+    w.tables.v4.for_each(|_, c| seen.push((c.in_pkts, c.state)));
+    assert_eq!(seen, vec![(crate::ipvs::seqadj::IN_PKTS_MAX, TcpState::Established as u8)]);
+    assert_eq!(one(&mut w, SEC, tcp4(CIP, 1000, VIP, 80, FIN | ACK, b"")).0, TX);
+    let mut seen = Vec::new();
+    w.tables.v4.for_each(|_, c| seen.push((c.in_pkts, c.state)));
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].0, crate::ipvs::seqadj::IN_PKTS_MAX, "the count stays stopped");
+    assert_ne!(seen[0].1, TcpState::Established as u8, "the settled path follows the FIN");
+}

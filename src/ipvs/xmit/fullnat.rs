@@ -18,7 +18,7 @@ use crate::wire::{ip, Frame, Ip, Meta};
 ///
 /// # Errors
 /// TTL exceeded, no such egress link, no headroom for a VLAN tag.
-#[inline]
+#[inline(always)]
 pub fn xmit_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link], toa: bool) -> Result<(u8, Option<Result<(), Skip>>), DropReason> {
     trim(fr, m);
     routable(m)?;
@@ -42,7 +42,7 @@ fn add_toa<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link])
 ///
 /// # Errors
 /// TTL exceeded, no such egress link, no headroom for a VLAN tag.
-#[inline]
+#[inline(always)]
 pub fn xmit_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]) -> Result<u8, DropReason> {
     trim(fr, m);
     routable(m)?;

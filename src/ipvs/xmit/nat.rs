@@ -12,7 +12,7 @@ use crate::wire::{ip, Frame, Ip, Meta};
 ///
 /// # Errors
 /// TTL exceeded, no such egress link, no headroom for a VLAN tag.
-#[inline]
+#[inline(always)]
 pub fn xmit_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]) -> Result<u8, DropReason> {
     trim(fr, m);
     routable(m)?;
@@ -23,7 +23,7 @@ pub fn xmit_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Li
 ///
 /// # Errors
 /// TTL exceeded, no such egress link, no headroom for a VLAN tag.
-#[inline]
+#[inline(always)]
 pub fn xmit_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]) -> Result<u8, DropReason> {
     trim(fr, m);
     routable(m)?;
