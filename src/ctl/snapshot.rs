@@ -63,7 +63,7 @@ impl Snapshot {
             toa: model.toa,
             icmp_limit: (model.icmp_msgs_per_sec, model.icmp_msgs_burst),
             ports: Vec::new(),
-            links: Vec::new(),
+            links: Default::default(),
             max_conns: model.max_conns.max(1),
             expire_quiescent_template: model.expire_quiescent_template,
             sloppy_tcp: model.sloppy_tcp,

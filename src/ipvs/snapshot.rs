@@ -15,7 +15,7 @@
 //! change; uids are never reused.
 
 use super::dest::{DestEntry, Hop};
-use super::netif::{Link, Netif};
+use super::netif::{Links, Netif};
 use super::proto::Timeouts;
 use super::route::Routes;
 use super::sched::{SchedFlags, SchedKind, SchedTable};
@@ -78,8 +78,8 @@ pub struct Snapshot {
     /// second, burst); 0 a second = none ([`Model::icmp_msgs_per_sec`]).
     pub icmp_limit: (u32, u32),
     pub ports: Vec<Netif>,
-    /// Ports, then sub-interfaces ([`Link`]); [`Hop::link`] indexes it.
-    pub links: Vec<Link>,
+    /// Ports, then sub-interfaces ([`Links`]); [`Hop::link`] indexes it.
+    pub links: Links,
     pub max_conns: usize,
     /// IPVS `expire_quiescent_template`.
     pub expire_quiescent_template: bool,

@@ -4,7 +4,7 @@
 
 use super::{to_hop, trim};
 use crate::ipvs::dest::Hop;
-use crate::ipvs::netif::Link;
+use crate::ipvs::netif::Links;
 use crate::stats::DropReason;
 use crate::wire::{Frame, Meta};
 
@@ -15,7 +15,7 @@ use crate::wire::{Frame, Meta};
 /// [`DropReason::NoNeighbour`] for a hop on a link that does not exist,
 /// no headroom for a VLAN tag.
 #[inline]
-pub fn xmit(fr: &mut Frame<'_>, m: &mut Meta, hop: &Hop, links: &[Link]) -> Result<u8, DropReason> {
+pub fn xmit(fr: &mut Frame<'_>, m: &mut Meta, hop: &Hop, links: &Links) -> Result<u8, DropReason> {
     trim(fr, m);
     to_hop(fr, m, hop, links)
 }

@@ -6,7 +6,7 @@
 //! ([`crate::wire::toa`]) of the client's handshake ACK.
 
 use super::{rewrite_to_hop, routable, to_hop, trim};
-use crate::ipvs::netif::Link;
+use crate::ipvs::netif::Links;
 use crate::ipvs::conn::Conn;
 use crate::stats::DropReason;
 use crate::wire::toa::{self, Skip};
@@ -19,7 +19,7 @@ use crate::wire::{ip, Frame, Ip, Meta};
 /// # Errors
 /// TTL exceeded, no such egress link, no headroom for a VLAN tag.
 #[inline(always)]
-pub fn xmit_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link], toa: bool) -> Result<(u8, Option<Result<(), Skip>>), DropReason> {
+pub fn xmit_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &Links, toa: bool) -> Result<(u8, Option<Result<(), Skip>>), DropReason> {
     trim(fr, m);
     routable(m)?;
     let (src, dst) = (Some((c.laddr, c.lport)), Some((c.daddr, c.dport)));
@@ -33,7 +33,7 @@ pub fn xmit_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Li
 
 #[cold]
 #[inline(never)]
-fn add_toa<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]) -> Result<(), Skip> {
+fn add_toa<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &Links) -> Result<(), Skip> {
     let mtu = links.get(c.dest_hop.link as usize).map_or(0, |l| l.mtu);
     toa::insert(fr, m, c.caddr, c.cport, mtu)
 }
@@ -43,7 +43,7 @@ fn add_toa<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link])
 /// # Errors
 /// TTL exceeded, no such egress link, no headroom for a VLAN tag.
 #[inline(always)]
-pub fn xmit_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]) -> Result<u8, DropReason> {
+pub fn xmit_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &Links) -> Result<u8, DropReason> {
     trim(fr, m);
     routable(m)?;
     rewrite_to_hop(fr, m, &c.client_hop, links, |f, m| ip::translate(f, m, Some((c.vaddr, c.vport)), Some((c.caddr, c.cport))))
@@ -54,7 +54,7 @@ pub fn xmit_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[L
 /// # Errors
 /// TTL exceeded, no such egress link, no headroom for a VLAN tag.
 #[cold]
-pub fn frag_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]) -> Result<u8, DropReason> {
+pub fn frag_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &Links) -> Result<u8, DropReason> {
     trim(fr, m);
     routable(m)?;
     rewrite_to_hop(fr, m, &c.dest_hop, links, |f, m| ip::translate_l3(f, m, Some(c.laddr), Some(c.daddr)))
@@ -65,7 +65,7 @@ pub fn frag_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Li
 /// # Errors
 /// TTL exceeded, no such egress link, no headroom for a VLAN tag.
 #[cold]
-pub fn frag_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]) -> Result<u8, DropReason> {
+pub fn frag_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &Links) -> Result<u8, DropReason> {
     trim(fr, m);
     routable(m)?;
     rewrite_to_hop(fr, m, &c.client_hop, links, |f, m| ip::translate_l3(f, m, Some(c.vaddr), Some(c.caddr)))

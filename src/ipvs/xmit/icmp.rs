@@ -13,7 +13,7 @@
 
 use super::tun::{self, TunError};
 use super::{route, to_hop, trim};
-use crate::ipvs::netif::Link;
+use crate::ipvs::netif::Links;
 use crate::ipvs::conn::Conn;
 use crate::ipvs::FwdMethod;
 use crate::stats::DropReason;
@@ -30,7 +30,7 @@ pub fn relay_out<A: Ip>(
     m: &mut Meta,
     q: &mut Quoted,
     c: &Conn<A>,
-    links: &[Link],
+    links: &Links,
 ) -> Result<u8, DropReason> {
     trim(fr, m);
     let f = fr.data_mut();
@@ -66,7 +66,7 @@ pub fn relay_in<A: Ip>(
     m: &mut Meta,
     q: &mut Quoted,
     c: &Conn<A>,
-    links: &[Link],
+    links: &Links,
     ip_id: &mut tun::IpIds,
 ) -> Result<u8, TunError> {
     match c.fwd {

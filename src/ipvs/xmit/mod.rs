@@ -21,7 +21,7 @@ pub mod nat;
 pub mod tun;
 
 use crate::ipvs::dest::Hop;
-use crate::ipvs::netif::Link;
+use crate::ipvs::netif::{Egress, Link, Links, NO_LINK};
 use crate::stats::DropReason;
 use crate::wire::{ip, set_macs, set_vlan, Frame, Meta};
 
@@ -34,18 +34,36 @@ use crate::wire::{ip, set_macs, set_vlan, Frame, Meta};
 /// [`DropReason::NoNeighbour`] when the hop's link does not exist;
 /// [`DropReason::NoHeadroom`] when a tag does not fit.
 #[inline]
-pub fn to_hop(fr: &mut Frame<'_>, m: &mut Meta, hop: &Hop, links: &[Link]) -> Result<u8, DropReason> {
-    let l = links.get(hop.link as usize).ok_or(DropReason::NoNeighbour)?;
-    to_link(fr, m, hop, l)
+pub fn to_hop(fr: &mut Frame<'_>, m: &mut Meta, hop: &Hop, links: &Links) -> Result<u8, DropReason> {
+    to_egress(fr, m, hop, links.egress(hop.link))
 }
 
-/// [`to_hop`] on the hop's link `l`, already looked up by the caller.
+/// [`to_hop`] on the hop's link's entry `l`, already looked up by the
+/// caller.
+///
+/// # Errors
+/// As [`to_hop`].
+#[inline(always)]
+pub fn to_egress(fr: &mut Frame<'_>, m: &mut Meta, hop: &Hop, l: &Egress) -> Result<u8, DropReason> {
+    if tagged(m, l.vid) {
+        // A link that does not exist is caught here, off the common path.
+        if l.vid == NO_LINK {
+            return Err(DropReason::NoNeighbour);
+        }
+        set_vlan(fr, m, l.vid)?;
+    }
+    set_macs(fr.data_mut(), &hop.mac, &l.mac);
+    Ok(l.port)
+}
+
+/// [`to_hop`] on the hop's link `l` (from the list), already looked up by
+/// the caller.
 ///
 /// # Errors
 /// [`DropReason::NoHeadroom`] when a tag does not fit.
 #[inline(always)]
 pub fn to_link(fr: &mut Frame<'_>, m: &mut Meta, hop: &Hop, l: &Link) -> Result<u8, DropReason> {
-    if tagged(m, l) {
+    if tagged(m, l.vid) {
         set_vlan(fr, m, l.vid)?;
     }
     set_macs(fr.data_mut(), &hop.mac, &l.mac);
@@ -53,10 +71,11 @@ pub fn to_link(fr: &mut Frame<'_>, m: &mut Meta, hop: &Hop, l: &Link) -> Result<
 }
 
 /// Whether the frame has a tag to put in, change or take out on its way
-/// to link `l`: one test for the common untagged-in, untagged-out frame.
+/// to a link with VLAN id `vid`: one test for the common untagged-in,
+/// untagged-out frame (and true for [`NO_LINK`]).
 #[inline(always)]
-pub fn tagged(m: &Meta, l: &Link) -> bool {
-    (u16::from(m.vlan) | l.vid) != 0
+pub fn tagged(m: &Meta, vid: u16) -> bool {
+    (u16::from(m.vlan) | vid) != 0
 }
 
 /// Rewrites the frame with `edit`, then sends it towards `hop` as
@@ -71,18 +90,18 @@ pub fn rewrite_to_hop(
     fr: &mut Frame<'_>,
     m: &mut Meta,
     hop: &Hop,
-    links: &[Link],
+    links: &Links,
     edit: impl FnOnce(&mut [u8], &mut Meta),
 ) -> Result<u8, DropReason> {
     let f = fr.data_mut();
     edit(f, m);
     // The link after the edit: nothing of it is live across `edit`'s call.
-    let l = links.get(hop.link as usize).ok_or(DropReason::NoNeighbour)?;
-    if !tagged(m, l) {
+    let l = links.egress(hop.link);
+    if !tagged(m, l.vid) {
         set_macs(f, &hop.mac, &l.mac);
         return Ok(l.port);
     }
-    to_link(fr, m, hop, l)
+    to_egress(fr, m, hop, l)
 }
 
 /// Decrements TTL / hop limit as a router does before forwarding.
@@ -113,4 +132,57 @@ pub fn routable(m: &Meta) -> Result<(), DropReason> {
 #[inline]
 pub fn trim(fr: &mut Frame<'_>, m: &Meta) {
     fr.truncate(m.end as usize);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gen::packet::tcp4;
+    use crate::wire::{parse, ETHERTYPE_VLAN};
+
+    const OURS: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const THEIRS: [u8; 6] = [2, 0, 0, 0, 9, 9];
+
+    fn links() -> Links {
+        let l = |port, vid, mac| Link { port, vid, mac, mtu: 1500, v4: None, v6: None };
+        vec![l(0, 0, OURS), l(3, 20, [2, 0, 0, 0, 0, 2])].into()
+    }
+
+    /// Runs `send` on an untagged TCP frame with 4 bytes of headroom: the
+    /// result and the bytes after it.
+    fn sent(send: impl FnOnce(&mut Frame<'_>, &mut Meta) -> Result<u8, DropReason>) -> (Result<u8, DropReason>, Vec<u8>, Vec<u8>) {
+        let f = tcp4([192, 0, 2, 1], 40000, [10, 0, 0, 100], 80, 0x10, b"x");
+        let mut b = vec![0u8; 4 + f.len()];
+        b[4..].copy_from_slice(&f);
+        let mut fr = Frame::new(&mut b, 4, f.len());
+        let mut m = parse(fr.data()).unwrap();
+        let r = send(&mut fr, &mut m);
+        (r, fr.data().to_vec(), f)
+    }
+
+    /// An untagged link takes the MACs; a tagged one the tag too; an index
+    /// no link has (past the list, and `Hop::LEARN`'s) drops the frame as
+    /// `NoNeighbour` with its L2 untouched — both ways of sending.
+    #[test]
+    fn the_hops_link_decides_tag_macs_and_port_and_a_missing_one_drops() {
+        let links = links();
+        for rewrite in [false, true] {
+            let send = |link: u8| {
+                let hop = Hop { link, mac: THEIRS };
+                sent(|fr, m| if rewrite { rewrite_to_hop(fr, m, &hop, &links, |_, _| {}) } else { to_hop(fr, m, &hop, &links) })
+            };
+            let (r, out, f) = send(0);
+            assert_eq!(r, Ok(0), "rewrite {rewrite}");
+            assert_eq!((&out[..6], &out[6..12], &out[12..]), (&THEIRS[..], &OURS[..], &f[12..]), "rewrite {rewrite}");
+            let (r, out, f) = send(1);
+            assert_eq!(r, Ok(3), "rewrite {rewrite}");
+            assert_eq!((&out[..6], &out[6..12]), (&THEIRS[..], &[2, 0, 0, 0, 0, 2][..]), "rewrite {rewrite}");
+            assert_eq!((u16::from_be_bytes([out[12], out[13]]), u16::from_be_bytes([out[14], out[15]]) & 0xfff), (ETHERTYPE_VLAN, 20));
+            assert_eq!(&out[16..], &f[12..], "rewrite {rewrite}");
+            for link in [2, 200, Hop::LEARN.link] {
+                let (r, out, f) = send(link);
+                assert_eq!((r, out), (Err(DropReason::NoNeighbour), f), "rewrite {rewrite}, link {link}");
+            }
+        }
+    }
 }

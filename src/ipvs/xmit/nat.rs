@@ -3,7 +3,7 @@
 //! default route points at the director so replies come back through it.
 
 use super::{rewrite_to_hop, routable, trim};
-use crate::ipvs::netif::Link;
+use crate::ipvs::netif::Links;
 use crate::ipvs::conn::Conn;
 use crate::stats::DropReason;
 use crate::wire::{ip, Frame, Ip, Meta};
@@ -13,7 +13,7 @@ use crate::wire::{ip, Frame, Ip, Meta};
 /// # Errors
 /// TTL exceeded, no such egress link, no headroom for a VLAN tag.
 #[inline(always)]
-pub fn xmit_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]) -> Result<u8, DropReason> {
+pub fn xmit_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &Links) -> Result<u8, DropReason> {
     trim(fr, m);
     routable(m)?;
     rewrite_to_hop(fr, m, &c.dest_hop, links, |f, m| ip::translate(f, m, None, Some((c.daddr, c.dport))))
@@ -24,7 +24,7 @@ pub fn xmit_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Li
 /// # Errors
 /// TTL exceeded, no such egress link, no headroom for a VLAN tag.
 #[inline(always)]
-pub fn xmit_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]) -> Result<u8, DropReason> {
+pub fn xmit_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &Links) -> Result<u8, DropReason> {
     trim(fr, m);
     routable(m)?;
     rewrite_to_hop(fr, m, &c.client_hop, links, |f, m| ip::translate(f, m, Some((c.vaddr, c.vport)), None))
@@ -36,7 +36,7 @@ pub fn xmit_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[L
 /// # Errors
 /// TTL exceeded, no such egress link, no headroom for a VLAN tag.
 #[cold]
-pub fn frag_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]) -> Result<u8, DropReason> {
+pub fn frag_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &Links) -> Result<u8, DropReason> {
     trim(fr, m);
     routable(m)?;
     rewrite_to_hop(fr, m, &c.dest_hop, links, |f, m| ip::translate_l3(f, m, None, Some(c.daddr)))
@@ -47,7 +47,7 @@ pub fn frag_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Li
 /// # Errors
 /// TTL exceeded, no such egress link, no headroom for a VLAN tag.
 #[cold]
-pub fn frag_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]) -> Result<u8, DropReason> {
+pub fn frag_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &Links) -> Result<u8, DropReason> {
     trim(fr, m);
     routable(m)?;
     rewrite_to_hop(fr, m, &c.client_hop, links, |f, m| ip::translate_l3(f, m, Some(c.vaddr), None))

@@ -17,7 +17,7 @@
 //! burst.
 
 use super::{tagged, to_link};
-use crate::ipvs::netif::Link;
+use crate::ipvs::netif::{Egress, Links};
 use crate::ipvs::conn::Conn;
 use crate::stats::DropReason;
 use crate::wire::checksum::checksum;
@@ -83,15 +83,13 @@ impl IpIds {
 /// The common frame (IPv4 in IPv4, untagged in and out, DF clear or
 /// within the MTU) is encapsulated inline; every other takes a call.
 #[inline(always)]
-pub fn xmit<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link], ip_id: &mut IpIds) -> Result<u8, TunError> {
+pub fn xmit<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &Links, ip_id: &mut IpIds) -> Result<u8, TunError> {
     if !A::V6 {
-        if let Some(link) = links.get(c.dest_hop.link as usize) {
-            let too_big = m.ip_len() + 20 > link.mtu as usize;
-            if !(m.v6 || m.l3 != 14 || tagged(m, link) || too_big && m.df) {
-                if let Some(src) = link.v4 {
-                    return xmit_v4(fr, m, c, link, u32::from(src), ip_id, too_big);
-                }
-            }
+        // (A link that does not exist reads as tagged: the call drops it.)
+        let link = links.egress(c.dest_hop.link);
+        let too_big = m.ip_len() + 20 > link.mtu as usize;
+        if !(m.v6 || m.l3 != 14 || tagged(m, link.vid) || too_big && m.df) && link.has_v4 {
+            return xmit_v4(fr, m, c, link, u32::from_be_bytes(link.v4), ip_id, too_big);
         }
     }
     xmit_any(fr, m, c, links, ip_id)
@@ -99,7 +97,7 @@ pub fn xmit<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]
 
 /// [`xmit`] for any frame.
 #[inline(never)]
-fn xmit_any<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link], ip_id: &mut IpIds) -> Result<u8, TunError> {
+fn xmit_any<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &Links, ip_id: &mut IpIds) -> Result<u8, TunError> {
     let link = links.get(c.dest_hop.link as usize).ok_or(DropReason::NoNeighbour)?;
     let outer = A::HLEN;
     let inner_len = m.ip_len();
@@ -171,7 +169,7 @@ fn xmit_any<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]
     // to_link gives the frame the egress link's. The common frame (no tag
     // in or out) takes its MACs on the slice at hand, from the link
     // looked up above.
-    let port = if !tagged(m, link) {
+    let port = if !tagged(m, link.vid) {
         set_macs(f, &c.dest_hop.mac, &link.mac);
         link.port
     } else {
@@ -189,7 +187,7 @@ fn xmit_any<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &[Link]
 /// checksum summed from its words, with the same bytes as the generic
 /// path (both sums are non-zero, so their folds agree: RFC 1071).
 #[inline(always)]
-fn xmit_v4<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, link: &Link, src: u32, ip_id: &mut IpIds, too_big: bool) -> Result<u8, TunError> {
+fn xmit_v4<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, link: &Egress, src: u32, ip_id: &mut IpIds, too_big: bool) -> Result<u8, TunError> {
     let inner_len = m.ip_len();
     fr.truncate(m.end as usize);
     if !fr.push_front(20) {
