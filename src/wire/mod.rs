@@ -206,7 +206,7 @@ pub fn parse_nic(f: &[u8]) -> Result<Meta, Reject> {
 /// header; `None` leaves the frame to [`parse_checked`]. `PARTIAL`:
 /// test the L4 checksum for a partial one ([`parse_nic`] does not).
 #[inline(always)]
-fn parse_fast_v4<const PARTIAL: bool>(f: &[u8]) -> Option<Meta> {
+pub(crate) fn parse_fast_v4<const PARTIAL: bool>(f: &[u8]) -> Option<Meta> {
     // Ethernet + IPv4 header + the 8 bytes UDP needs, in one bounds check.
     let h: &[u8; 42] = f.get(..42)?.try_into().ok()?;
     if h[12] != 0x08 || h[13] != 0x00 || h[14] != 0x45 || f.len() > u16::MAX as usize {

@@ -10,9 +10,9 @@
 //! Prefetches are hints: what this stage computes is only the parse
 //! result and the hash, which the processing stage would compute anyway.
 
-use super::{parse, Family, Tables, Verdict, Worker, BURST};
+use super::{Family, Tables, Verdict, Worker, BURST};
 use crate::ipvs::conn::Key;
-use crate::wire::{parse_nic, proto, Frame, Meta, Reject};
+use crate::wire::{parse_checked, parse_fast_v4, proto, Frame, Meta, Reject};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// A frame's parse result and, for TCP/UDP, the hash of its key in its
@@ -53,10 +53,31 @@ fn hash_of<A: Family>(tables: &mut Tables, f: &[u8], m: &Meta) -> u64 {
 /// Parses the frame, checks its L2 (a frame the kernel would not take
 /// becomes a reject here: [`Worker::not_for_us`]) and hashes its key (no
 /// prefetch).
+///
+/// The common frame (the parser's fast path: untagged IPv4, TCP or UDP)
+/// to its port's MAC is known to be a V4 frame to hash as soon as the
+/// MAC is compared: it skips the tests of the general way ([`prepare_any`]),
+/// which gives it the same result.
 #[inline(always)]
 pub(super) fn prepare(w: &mut Worker, fr: &Frame<'_>) -> Prepared {
     let f = fr.data();
-    let mut meta = if w.nic_port[fr.port as usize] { parse_nic(f) } else { parse(f) };
+    let fast = if w.nic_port[fr.port as usize] { parse_fast_v4::<false>(f) } else { parse_fast_v4::<true>(f) };
+    if let Some(m) = fast {
+        // Untagged, to its port's MAC — read as one 8-byte load (a parsed
+        // frame is longer) shifted up over the two bytes after the MAC
+        // (the port's entry has the tag flag, clear, in the freed low bits).
+        if f.first_chunk::<8>().is_some_and(|h| u64::from_le_bytes(*h) << 16 == w.port_mac[fr.port as usize]) {
+            return Prepared { meta: Ok(m), hash: hash_of::<Ipv4Addr>(&mut w.tables, f, &m), table: V4 };
+        }
+        return prepare_any(w, fr, Ok(m));
+    }
+    prepare_any(w, fr, parse_checked(f))
+}
+
+/// [`prepare`] for any frame and its parse result `meta`.
+#[inline(always)]
+fn prepare_any(w: &mut Worker, fr: &Frame<'_>, mut meta: Result<Meta, Reject>) -> Prepared {
+    let f = fr.data();
     if let Ok(m) = &meta {
         // The common frame: untagged, to its port's MAC — read as one
         // 8-byte load (a parsed frame is longer) shifted up over the two

@@ -40,7 +40,9 @@ use crate::ipvs::xmit::{self, tun::TunError};
 use crate::ipvs::FwdMethod;
 use crate::stats::{DestStats, Dir, DropReason, PassReason, WorkerCounters};
 use crate::wire::icmp::{self, ErrorKind};
-use crate::wire::{checksum, dst_mac, tcpseq, frag_id, parse, proto, src_mac, tcp_flags, vlan_id, Frame, Ip, Meta, Reject, FRAG_LATER};
+use crate::wire::{checksum, dst_mac, tcpseq, frag_id, proto, src_mac, tcp_flags, vlan_id, Frame, Ip, Meta, Reject, FRAG_LATER};
+#[cfg(test)]
+use crate::wire::parse;
 use frag::{FragKey, FragTable, Follow};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
