@@ -1009,12 +1009,17 @@ fn a_handed_frame_wakes_its_sleeping_owner() {
                 }
             });
             q0.take_handoffs(|_, h| out.push(h));
+            // Rung only after a push, as the daemon's worker does: a
+            // wake-up worker 1 counts is then one a hand-off made.
+            let pushed = !out.is_empty();
             for h in out.drain(..) {
                 if let Err(h) = ib0.push(h) {
                     q0.recycle_handed(h);
                 }
             }
-            ib0.wake();
+            if pushed {
+                ib0.wake();
+            }
             q0.idle(got, Duration::from_millis(5));
         }
         *q0.stats()
@@ -1058,8 +1063,16 @@ fn a_handed_frame_wakes_its_sleeping_owner() {
             self.join();
         }
     }
-    let mut workers = Stop(stop, inbox, Some((w0, w1)));
+    let mut workers = Stop(stop, inbox.clone(), Some((w0, w1)));
     for i in 0..16u16 {
+        // Each request finds worker 1 asleep (its inbox armed), however
+        // long a loaded machine took to let it get there; otherwise a
+        // handed frame can find it still polling and no wake-up is due.
+        let t = Instant::now();
+        while !inbox.is_armed() {
+            assert!(t.elapsed() < Duration::from_secs(10), "worker 1 never went to sleep");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         assert!(
             udp_roundtrip(&lab.c, v4(CLIENT, 21000 + i), v4(VIP, 7000), ANSWER),
             "round trip {i}"
