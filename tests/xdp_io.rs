@@ -887,20 +887,27 @@ fn vlan_tagged_service_traffic_is_steered() {
     assert_eq!(dir.counts.verified.load(Ordering::Relaxed), 1);
 }
 
-#[test]
-fn handoff_moves_frames_between_workers_without_copies() {
-    let Some(lab) = Lab::with(
-        "handoff_moves_frames_between_workers_without_copies",
+/// A lab whose director's veth has two queues, and a configuration that
+/// opens both (the hand-off tests' set-up).
+fn two_queues(name: &str) -> Option<(Lab, XdpConfig)> {
+    let lab = Lab::with(
+        name,
         Opts {
             queues: 2,
             ..Opts::default()
         },
-    ) else {
-        return;
-    };
+    )?;
     let cfg = XdpConfig {
         queues: vec![0, 1],
         ..small_cfg()
+    };
+    Some((lab, cfg))
+}
+
+#[test]
+fn handoff_moves_frames_between_workers_without_copies() {
+    let Some((lab, cfg)) = two_queues("handoff_moves_frames_between_workers_without_copies") else {
+        return;
     };
     let free_at_start = (cfg.chunks_per_queue() - cfg.fill_ring) as usize;
     let stop = Arc::new(AtomicBool::new(false));
@@ -976,18 +983,8 @@ fn handoff_moves_frames_between_workers_without_copies() {
 /// answered within `ANSWER`, and worker 1 counts the wake-ups.
 #[test]
 fn a_handed_frame_wakes_its_sleeping_owner() {
-    let Some(lab) = Lab::with(
-        "a_handed_frame_wakes_its_sleeping_owner",
-        Opts {
-            queues: 2,
-            ..Opts::default()
-        },
-    ) else {
+    let Some((lab, cfg)) = two_queues("a_handed_frame_wakes_its_sleeping_owner") else {
         return;
-    };
-    let cfg = XdpConfig {
-        queues: vec![0, 1],
-        ..small_cfg()
     };
     let stop = Arc::new(AtomicBool::new(false));
     let inbox: Arc<xdp::Inbox<xdp::Handed>> = Arc::new(xdp::Inbox::new(1024).unwrap());
