@@ -49,8 +49,15 @@ pub fn reached(a: u32, b: u32) -> bool {
 }
 
 /// The wheel. Entries are `u32` ids (connection slab indexes).
+#[derive(Clone)]
 pub struct Wheel {
     slots: Vec<Vec<u32>>,
+    /// A bit per slot, set when an entry goes in and cleared when the
+    /// slot is seen empty: a superset of the slots holding entries, so a
+    /// look ahead ([`Wheel::evict_ahead`]) passes over a run of empty
+    /// slots a word at a time (a SYN storm's entries lie a whole SYN_RECV
+    /// timeout, 600 slots, ahead).
+    busy: [u64; SLOTS / 64],
     /// The next tick to process.
     next: u32,
     /// Position inside the slot of `next` when a budget ran out.
@@ -61,7 +68,7 @@ pub struct Wheel {
 impl Wheel {
     /// An empty wheel whose clock starts at `now` (ticks).
     pub fn new(now: u32) -> Wheel {
-        Wheel { slots: (0..SLOTS).map(|_| Vec::new()).collect(), next: now, cursor: 0, len: 0 }
+        Wheel { slots: (0..SLOTS).map(|_| Vec::new()).collect(), busy: [0; SLOTS / 64], next: now, cursor: 0, len: 0 }
     }
 
     /// Entries in the wheel.
@@ -83,7 +90,9 @@ impl Wheel {
     #[inline]
     pub fn insert(&mut self, id: u32, at: u32) {
         let at = if reached(self.next, at) { self.next } else { at };
-        self.slots[at as usize % SLOTS].push(id);
+        let s = at as usize % SLOTS;
+        self.slots[s].push(id);
+        self.busy[s / 64] |= 1 << (s % 64);
         self.len += 1;
     }
 
@@ -129,6 +138,9 @@ impl Wheel {
                     }
                 }
             }
+            if self.slots[s].is_empty() {
+                self.busy[s / 64] &= !(1 << (s % 64));
+            }
             self.next = self.next.wrapping_add(1);
             self.cursor = 0;
         }
@@ -143,8 +155,22 @@ impl Wheel {
     /// ones; see `ConnTable::evict`.)
     pub fn evict_ahead(&mut self, budget: usize, mut pick: impl FnMut(u32) -> bool) -> Option<u32> {
         let mut seen = 0;
-        for k in 0..SLOTS as u32 {
-            let s = self.next.wrapping_add(k) as usize % SLOTS;
+        let start = self.next as usize % SLOTS;
+        // `k`: slots ahead of `next`. (SLOTS is a whole number of words,
+        // so the turn's wrap falls on a word's start.)
+        let mut k = 0;
+        while k < SLOTS {
+            let s = (start + k) % SLOTS;
+            let w = self.busy[s / 64] >> (s % 64);
+            if w == 0 {
+                k += 64 - s % 64;
+                continue;
+            }
+            k += w.trailing_zeros() as usize;
+            if k >= SLOTS {
+                break;
+            }
+            let s = (start + k) % SLOTS;
             // The slot being processed: entries before the cursor were
             // visited and kept this tick; the rest may swap places freely.
             let mut i = if k == 0 { self.cursor } else { 0 };
@@ -161,6 +187,10 @@ impl Wheel {
                 }
                 i += 1;
             }
+            if self.slots[s].is_empty() {
+                self.busy[s / 64] &= !(1 << (s % 64));
+            }
+            k += 1;
         }
         None
     }
@@ -321,5 +351,76 @@ mod tests {
             w.advance(t, usize::MAX, |_| if reached(t, start.wrapping_add(5)) { out = Some(i); None } else { Some(start.wrapping_add(5)) });
         }
         assert_eq!(out, Some(5));
+    }
+
+    /// The look ahead as it was before the occupancy bits: every slot of
+    /// the turn in order.
+    fn evict_ahead_by_every_slot(w: &mut Wheel, budget: usize, mut pick: impl FnMut(u32) -> bool) -> Option<u32> {
+        let mut seen = 0;
+        for k in 0..SLOTS as u32 {
+            let s = w.next.wrapping_add(k) as usize % SLOTS;
+            let mut i = if k == 0 { w.cursor } else { 0 };
+            while i < w.slots[s].len() {
+                if seen == budget {
+                    return None;
+                }
+                seen += 1;
+                let id = w.slots[s][i];
+                if pick(id) {
+                    w.slots[s].swap_remove(i);
+                    w.len -= 1;
+                    return Some(id);
+                }
+                i += 1;
+            }
+        }
+        None
+    }
+
+    proptest::proptest! {
+        /// Passing over empty slots by their bits visits the same entries
+        /// in the same order as visiting every slot, through inserts,
+        /// advances (with budgets that stop inside a slot), look-aheads
+        /// and the wrap of the turn and of the tick counter.
+        #[test]
+        fn evict_ahead_by_bits_agrees_with_every_slot(
+            start in proptest::prop_oneof![0u32..10_000, (u32::MAX - 5000)..=u32::MAX],
+            ops in proptest::collection::vec((0u8..4, 0u32..9000, 0usize..40, 1u32..7), 1..300),
+        ) {
+            let mut w = Wheel::new(start);
+            let mut now = start;
+            let mut exp: HashMap<u32, u32> = HashMap::new();
+            let mut next_id = 0u32;
+            for (op, a, b, m) in ops {
+                match op {
+                    0 | 1 => {
+                        // an entry some ticks ahead (or just due)
+                        let at = now.wrapping_add(a % (2 * SLOTS as u32));
+                        w.insert(next_id, at);
+                        exp.insert(next_id, at);
+                        next_id += 1;
+                    }
+                    2 => {
+                        now = now.wrapping_add(a % 700);
+                        let t = now;
+                        w.advance(t, b, |id| if reached(t, exp[&id]) { None } else { Some(exp[&id]) });
+                    }
+                    _ => {
+                        let mut model = w.clone();
+                        let (mut seen, mut seen_model) = (Vec::new(), Vec::new());
+                        let got = w.evict_ahead(b, |id| { seen.push(id); id % m == 0 });
+                        let want = evict_ahead_by_every_slot(&mut model, b, |id| { seen_model.push(id); id % m == 0 });
+                        proptest::prop_assert_eq!(got, want);
+                        proptest::prop_assert_eq!(&seen, &seen_model);
+                        proptest::prop_assert_eq!(&w.slots, &model.slots);
+                        proptest::prop_assert_eq!(w.len, model.len);
+                    }
+                }
+                // the bits cover every slot that holds an entry
+                for (s, slot) in w.slots.iter().enumerate() {
+                    proptest::prop_assert!(slot.is_empty() || w.busy[s / 64] & (1 << (s % 64)) != 0, "slot {} holds entries but its bit is clear", s);
+                }
+            }
+        }
     }
 }
