@@ -801,7 +801,7 @@ impl Worker {
     #[inline]
     fn forward<A: Family, const LATER: bool>(&mut self, fr: &mut Frame<'_>, m: &mut Meta, idx: u32, dir: Dir) -> Verdict {
         if A::table(&mut self.tables).get(idx).in_pkts == seqadj::IN_PKTS_MAX {
-            self.forward_as::<A, LATER, true>(fr, m, idx, dir)
+            self.forward_as::<A, LATER, true, false>(fr, m, idx, dir)
         } else {
             self.forward_unsettled::<A, LATER>(fr, m, idx, dir)
         }
@@ -813,7 +813,7 @@ impl Worker {
     #[inline(always)]
     fn forward_inline<A: Family>(&mut self, fr: &mut Frame<'_>, m: &mut Meta, idx: u32, dir: Dir) -> Verdict {
         if A::table(&mut self.tables).get(idx).in_pkts == seqadj::IN_PKTS_MAX {
-            self.forward_as::<A, false, true>(fr, m, idx, dir)
+            self.forward_as::<A, false, true, false>(fr, m, idx, dir)
         } else {
             self.forward_unsettled::<A, false>(fr, m, idx, dir)
         }
@@ -824,15 +824,25 @@ impl Worker {
     #[cold]
     #[inline(never)]
     fn forward_unsettled<A: Family, const LATER: bool>(&mut self, fr: &mut Frame<'_>, m: &mut Meta, idx: u32, dir: Dir) -> Verdict {
-        self.forward_as::<A, LATER, false>(fr, m, idx, dir)
+        self.forward_as::<A, LATER, false, false>(fr, m, idx, dir)
+    }
+
+    /// The first packet of a connection [`Worker::new_conn`] has just made
+    /// in the state, count and expiry that packet takes it to, with its
+    /// load counted there: no sequence adjustment, no hop to learn, a
+    /// current dest. It is only transmitted and counted.
+    #[inline(always)]
+    fn forward_first<A: Family>(&mut self, fr: &mut Frame<'_>, m: &mut Meta, idx: u32) -> Verdict {
+        self.forward_as::<A, false, false, true>(fr, m, idx, Dir::In)
     }
 
     /// [`Worker::forward`]'s work; `SETTLED`: the connection's `in_pkts`
-    /// is [`seqadj::IN_PKTS_MAX`] (the caller tested it).
+    /// is [`seqadj::IN_PKTS_MAX`] (the caller tested it); `FIRST`: see
+    /// [`Worker::forward_first`].
     #[inline(always)]
-    fn forward_as<A: Family, const LATER: bool, const SETTLED: bool>(&mut self, fr: &mut Frame<'_>, m: &mut Meta, idx: u32, dir: Dir) -> Verdict {
+    fn forward_as<A: Family, const LATER: bool, const SETTLED: bool, const FIRST: bool>(&mut self, fr: &mut Frame<'_>, m: &mut Meta, idx: u32, dir: Dir) -> Verdict {
         // A SYN proxy's connection before its splice takes its own way.
-        if !SETTLED && !LATER && A::table(&mut self.tables).get_mut(idx).in_pkts & SEQ_ADJ != 0 {
+        if !FIRST && !SETTLED && !LATER && A::table(&mut self.tables).get_mut(idx).in_pkts & SEQ_ADJ != 0 {
             if let Some(v) = self.synproxy_pending::<A>(fr, m, idx, dir) {
                 return v;
             }
@@ -840,16 +850,21 @@ impl Worker {
         let snap = &self.snap;
         let now = self.now;
         let c = A::table(&mut self.tables).get_mut(idx);
-        Self::rebind(snap, c);
-        debug_assert!(!SETTLED || c.client_hop.link != Hop::LEARN.link, "a settled connection with a hop to learn");
-        if !SETTLED && c.client_hop.link == Hop::LEARN.link && !sync::learn_hop(snap, c, fr, m, dir) {
+        debug_assert!(!FIRST || (c.snap_gen == snap.generation as u32 && c.dest != NO_DEST && c.in_pkts & SEQ_ADJ == 0), "a first packet of a connection not made by new_conn's lean path");
+        if !FIRST {
+            Self::rebind(snap, c);
+        }
+        debug_assert!(!(SETTLED || FIRST) || c.client_hop.link != Hop::LEARN.link, "a settled or new connection with a hop to learn");
+        if !SETTLED && !FIRST && c.client_hop.link == Hop::LEARN.link && !sync::learn_hop(snap, c, fr, m, dir) {
             return Verdict::Drop(DropReason::NoNeighbour);
         }
-        let was = c.state;
-        if c.dest == NO_DEST && dir == Dir::In {
+        // (A new connection was made in the state its first packet takes
+        // it to, from none.)
+        let was = if FIRST { TcpState::None as u8 } else { c.state };
+        if !FIRST && c.dest == NO_DEST && dir == Dir::In {
             return self.dest_gone::<A, LATER>(fr, m, idx);
         }
-        if c.proto == proto::TCP && !LATER {
+        if !FIRST && c.proto == proto::TCP && !LATER {
             let tdir = match dir {
                 Dir::Out => TcpDir::Output,
                 Dir::In if c.flags & flags::NOOUTPUT != 0 => TcpDir::InputOnly,
@@ -876,10 +891,12 @@ impl Worker {
                 }
             }
         }
-        c.expires = now.wrapping_add(Self::timeout(&self.ticks, c.proto, c.state));
+        if !FIRST {
+            c.expires = now.wrapping_add(Self::timeout(&self.ticks, c.proto, c.state));
+        }
         // A count to IN_PKTS_MAX, under the bit that says the connection
         // is adjusted.
-        if !SETTLED {
+        if !SETTLED && !FIRST {
             c.in_pkts += ((dir == Dir::In) & (c.in_pkts & seqadj::IN_PKTS < seqadj::IN_PKTS_MAX)) as u8;
         }
         let mut sync_due = match &self.sync {
@@ -933,7 +950,7 @@ impl Worker {
             (FwdMethod::Dr | FwdMethod::Tun, Dir::Out) => Err(DropReason::NoConn),
         };
         let res = match res {
-            Ok(port) if !SETTLED && c.in_pkts & SEQ_ADJ != 0 && !LATER => {
+            Ok(port) if !SETTLED && !FIRST && c.in_pkts & SEQ_ADJ != 0 && !LATER => {
                 Self::seq_adjust(&mut self.seqadj[A::V6 as usize], &mut self.counters, snap, fr, m, idx, c, dir).map(|news| {
                     // The server acknowledged the header: a backup hears it
                     // now rather than at the next period.
@@ -1376,6 +1393,32 @@ impl Worker {
         if dest.fwd == FwdMethod::FullNat && dest.port == 0 {
             cflags |= flags::LPORT_ANY;
         }
+        // Only a connection opened by the client's SYN knows where its
+        // stream starts (a sloppy_tcp one taken over mid-stream does not:
+        // it goes unadjusted, docs/modes.md).
+        let header = dest.proxy.filter(|_| m.tcp_flags & tcp_flags::SYN != 0 && m.proto == proto::TCP && matches!(dest.fwd, FwdMethod::Nat | FwdMethod::FullNat));
+        // A connection with nothing more to set up (no PROXY protocol
+        // header, not a SYN proxy's) is made in the state, count and expiry
+        // its first packet takes it to, and counted in its dest's load
+        // where that state puts it: its first packet is then only sent
+        // (`forward_first`). The rest start from none and take the whole
+        // `forward`.
+        let lean = header.is_none() && proxied.is_none();
+        let (state, in_pkts, expires) = if lean {
+            let state = if m.proto == proto::TCP {
+                let tdir = if cflags & flags::NOOUTPUT != 0 { TcpDir::InputOnly } else { TcpDir::Input };
+                let s = tcp_next(TcpState::None, tdir, m.tcp_flags);
+                if s != TcpState::Established {
+                    cflags |= flags::INACTIVE;
+                }
+                s as u8
+            } else {
+                TcpState::None as u8
+            };
+            (state, 1, self.now.wrapping_add(Self::timeout(&self.ticks, m.proto, state)))
+        } else {
+            (TcpState::None as u8, 0, self.now.wrapping_add(timer::secs(Self::timeout(&snap.timeouts, m.proto, 0))))
+        };
         let c = Conn {
             caddr: k.saddr,
             vaddr: k.daddr,
@@ -1385,7 +1428,7 @@ impl Worker {
             vport: k.dport,
             dport: if dest.port == 0 { k.dport } else { dest.port },
             lport,
-            expires: self.now.wrapping_add(timer::secs(Self::timeout(&snap.timeouts, m.proto, 0))),
+            expires,
             dest_uid: dest.uid,
             dest: di as u32,
             snap_gen: snap.generation as u32,
@@ -1393,11 +1436,11 @@ impl Worker {
             dest_hop,
             client_hop,
             proto: m.proto,
-            state: TcpState::None as u8,
+            state,
             fwd: dest.fwd,
             flags: cflags,
             sync_left: sync::arm(&self.sync),
-            in_pkts: 0,
+            in_pkts,
         };
         // Both callers come here after the in key missed (or its entry was
         // just retired), and nothing since adds a connection's key.
@@ -1412,20 +1455,21 @@ impl Worker {
             }
         };
         let l = &mut self.load[di];
-        if udp {
+        let inactive = cflags & flags::INACTIVE != 0;
+        if inactive {
             l.inactive += 1;
         } else {
             l.active += 1;
         }
-        dest.shared.open(udp, dest.u_threshold, dest.l_threshold);
+        dest.shared.open(inactive, dest.u_threshold, dest.l_threshold);
         l.overloaded = dest.shared.overloaded();
         self.dstats[di].conns += 1;
         self.counters.new_conns += 1;
         self.counters.sloppy_conns += sloppy as u64;
-        // Only a connection opened by the client's SYN knows where its
-        // stream starts (a sloppy_tcp one taken over mid-stream does not:
-        // it goes unadjusted, docs/modes.md).
-        if let Some(v) = dest.proxy.filter(|_| m.tcp_flags & tcp_flags::SYN != 0 && m.proto == proto::TCP && matches!(dest.fwd, FwdMethod::Nat | FwdMethod::FullNat)) {
+        if lean {
+            return self.forward_first::<A>(fr, m, idx);
+        }
+        if let Some(v) = header {
             self.seq_adj_open::<A>(idx, v);
         }
         if let Some((cookie, opts)) = proxied {

@@ -406,6 +406,47 @@ fn tcp_state_drives_active_inactive_and_timeouts() {
     assert_eq!(w.counters().expired_conns, 1);
 }
 
+/// A connection made by its first packet (`new_conn`'s lean path, which
+/// makes it in its next state instead of passing it through `forward`'s
+/// state machine) is where the state machine would have put it: the
+/// state IPVS's table gives from NONE, the client packet counted, the
+/// expiry of that state, and its dest's load (this worker's and the
+/// shared one) active or inactive as that state says. Every forwarding
+/// method, a SYN, sloppy_tcp's mid-flow ACK and FIN, and UDP.
+#[test]
+fn a_first_packet_makes_its_connection_in_the_state_the_state_machine_gives() {
+    for fwd in [FwdMethod::Dr, FwdMethod::Tun, FwdMethod::Nat, FwdMethod::FullNat] {
+        for (what, flags) in [("SYN", SYN), ("ACK", ACK), ("FIN", FIN | ACK), ("UDP", 0)] {
+            let mut m = model(fwd, "rr");
+            m.sloppy_tcp = true;
+            let snap = Arc::new(Snapshot::build(&m, None).unwrap());
+            let mut w = Worker::new(0, 1, snap.clone(), SEC);
+            let now = 3 * SEC;
+            let f = if what == "UDP" { udp4(CIP, 5353, VIP, 53, b"q") } else { tcp4(CIP, 40000, VIP, 80, flags, b"") };
+            assert_eq!(one(&mut w, now, f).0, TX, "{fwd:?} {what}");
+            let mut made = Vec::new();
+            w.for_each_conn(|c| made.push(*c), |_| ());
+            let [c] = made[..] else { panic!("{fwd:?} {what}: {} connections", made.len()) };
+            let (proto, state) = if what == "UDP" {
+                (proto::UDP, TcpState::None)
+            } else {
+                let dir = if fwd.sees_replies() { TcpDir::Input } else { TcpDir::InputOnly };
+                (proto::TCP, tcp_next(TcpState::None, dir, flags))
+            };
+            assert_eq!(c.state, state as u8, "{fwd:?} {what}: state");
+            assert_eq!(c.in_pkts & seqadj::IN_PKTS, 1, "{fwd:?} {what}: the client's packet counted");
+            assert_eq!(c.expires, timer::ticks(now).wrapping_add(Worker::timeout(&w.ticks, proto, state as u8)), "{fwd:?} {what}: expiry");
+            let inactive = proto == proto::UDP || state != TcpState::Established;
+            assert_eq!(c.flags & flags::INACTIVE != 0, inactive, "{fwd:?} {what}: flag");
+            let di = c.dest as usize;
+            let want = if inactive { (0, 1) } else { (1, 0) };
+            assert_eq!((w.loads()[di].active, w.loads()[di].inactive), want, "{fwd:?} {what}: this worker's load");
+            let shared = snap.dests[di].shared.get();
+            assert_eq!((shared.active, shared.inactive), want, "{fwd:?} {what}: the shared load");
+        }
+    }
+}
+
 #[test]
 fn changed_timeouts_apply_from_the_next_packet() {
     // The worker keeps the timeouts in ticks: a snapshot switch converts them.
