@@ -938,10 +938,14 @@ impl<A: Ip> ConnTable<A> {
         let index = &mut self.index;
         let seed = &self.seed;
         let free = &mut self.free;
-        self.wheel.advance(now, budget, |idx| {
+        self.wheel.advance(now, budget, |idx, tick| {
             let c = slab.get_mut(idx);
             let dead = c.flags & flags::DEAD != 0;
-            if !dead && !reached(now, c.expires) {
+            // Due by its slot's tick, not by `now`: after a jump (a replay's
+            // gap, a budget's backlog) a connection that ended before its
+            // template's time still goes first and gives back its count,
+            // as it would have at its own time.
+            if !dead && !reached(tick, c.expires) {
                 return Some(c.expires);
             }
             // A template is never freed while connections refer to it by
@@ -1289,6 +1293,39 @@ mod tests {
         assert_eq!(t.expire(200, usize::MAX, |_| true), 0, "dead template kept while it controls a connection");
         assert_eq!(t.expire(300, usize::MAX, |_| true), 1);
         assert_eq!(t.expire(320, usize::MAX, |_| true), 1);
+        assert!(t.is_empty());
+    }
+
+    /// One run over a long gap (a replay's quiet minutes, a budget's
+    /// backlog) ends entries in the order of their times, as many short
+    /// runs would: a template used again after its connection was made
+    /// still sits in its first slot, but its connection, due earlier,
+    /// gives back its count first, so the template ends in the same run
+    /// rather than being kept another timeout.
+    #[test]
+    fn a_long_gap_ends_a_connection_before_the_template_that_outlives_it() {
+        let mut t = ConnTable::new(10, 0);
+        let mut tm = conn(1, 0, FwdMethod::Dr, 100);
+        tm.flags = flags::TEMPLATE;
+        tm.control = 1;
+        tm.proto = 0x86;
+        let ti = t.insert(tm).unwrap();
+        let mut c = conn(1, 1000, FwdMethod::Dr, 160);
+        c.control = ti + 1;
+        t.insert(c).unwrap();
+        // used again: its time moves on, its slot does not
+        t.get_mut(ti).expires = 220;
+        let mut rearmed = 0;
+        let freed = t.expire(4000, usize::MAX, |c| {
+            if c.is_template() && c.control > 0 {
+                rearmed += 1;
+                c.expires = 4000 + 120;
+                false
+            } else {
+                true
+            }
+        });
+        assert_eq!((freed, rearmed), (2, 0), "the connection (160) ended before the template (220) was looked at");
         assert!(t.is_empty());
     }
 

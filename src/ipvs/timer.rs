@@ -97,11 +97,14 @@ impl Wheel {
     }
 
     /// Processes every slot up to and including tick `now`, handing each
-    /// entry to `visit`, at most `budget` entries in all. `visit` returns
+    /// entry to `visit` with the tick of its slot, at most `budget` entries
+    /// in all, soonest first. (After a jump, an entry due at that tick
+    /// is due whatever follows it: an owner deciding by the tick rather
+    /// than by `now` ends entries in the order their time came.) `visit` returns
     /// `Some(tick)` to keep the entry (re-inserted at that tick) or `None`
     /// when it expired. Returns the number of entries visited; when the
     /// budget runs out the rest is visited by the next call.
-    pub fn advance(&mut self, now: u32, budget: usize, mut visit: impl FnMut(u32) -> Option<u32>) -> usize {
+    pub fn advance(&mut self, now: u32, budget: usize, mut visit: impl FnMut(u32, u32) -> Option<u32>) -> usize {
         let mut done = 0;
         // After a jump of more than a turn, visiting every slot once is
         // enough: each visit reads the entry's real expiry.
@@ -118,7 +121,7 @@ impl Wheel {
                 }
                 let id = self.slots[s][self.cursor];
                 done += 1;
-                match visit(id) {
+                match visit(id, self.next) {
                     None => {
                         self.slots[s].swap_remove(self.cursor);
                         self.len -= 1;
@@ -211,7 +214,7 @@ mod tests {
         }
         let mut gone = Vec::new();
         for t in 0..6000u32 {
-            w.advance(t, usize::MAX, |id| {
+            w.advance(t, usize::MAX, |id, _| {
                 if reached(t, exp[&id]) {
                     gone.push((id, t));
                     None
@@ -234,7 +237,7 @@ mod tests {
             if t == 8 {
                 exp = 50; // a packet refreshed it
             }
-            w.advance(t, usize::MAX, |_| if reached(t, exp) { expired_at = Some(t); None } else { Some(exp) });
+            w.advance(t, usize::MAX, |_, _| if reached(t, exp) { expired_at = Some(t); None } else { Some(exp) });
         }
         assert_eq!(expired_at, Some(50));
     }
@@ -263,7 +266,7 @@ mod tests {
         // the rest expires as before, the evicted never comes back
         let mut gone = Vec::new();
         for t in 0..10_000 {
-            w.advance(t, usize::MAX, |id| {
+            w.advance(t, usize::MAX, |id, _| {
                 gone.push(id);
                 None
             });
@@ -280,7 +283,7 @@ mod tests {
         }
         // tick 2: the budget runs out after two entries, both kept for a
         // later turn of the same slot (4098)
-        w.advance(2, 2, |_| Some(2 + SLOTS as u32));
+        w.advance(2, 2, |_, _| Some(2 + SLOTS as u32));
         let mut looked = Vec::new();
         w.evict_ahead(usize::MAX, |id| {
             looked.push(id);
@@ -298,9 +301,9 @@ mod tests {
             w.insert(id, 1);
         }
         let mut n = 0;
-        assert_eq!(w.advance(1, 4, |_| { n += 1; None }), 4);
+        assert_eq!(w.advance(1, 4, |_, _| { n += 1; None }), 4);
         assert_eq!(w.len(), 6);
-        assert_eq!(w.advance(1, 100, |_| { n += 1; None }), 6);
+        assert_eq!(w.advance(1, 100, |_, _| { n += 1; None }), 6);
         assert_eq!((n, w.len()), (10, 0));
     }
 
@@ -310,7 +313,7 @@ mod tests {
         w.insert(1, 100);
         w.insert(2, 9000); // beyond one turn
         let mut seen = Vec::new();
-        w.advance(20_000, usize::MAX, |id| {
+        w.advance(20_000, usize::MAX, |id, _| {
             seen.push(id);
             None
         });
@@ -323,7 +326,7 @@ mod tests {
         let mut w = Wheel::new(0);
         w.insert(1, 3);
         let mut n = 0;
-        w.advance(1_000_000_000, usize::MAX, |_| {
+        w.advance(1_000_000_000, usize::MAX, |_, _| {
             n += 1;
             None
         });
@@ -331,7 +334,7 @@ mod tests {
         // and the clock now follows the new time
         w.insert(2, 1_000_000_005);
         let mut hit = false;
-        w.advance(1_000_000_005, usize::MAX, |_| {
+        w.advance(1_000_000_005, usize::MAX, |_, _| {
             hit = true;
             None
         });
@@ -348,7 +351,7 @@ mod tests {
         let mut out = None;
         for i in 0..10u32 {
             let t = start.wrapping_add(i);
-            w.advance(t, usize::MAX, |_| if reached(t, start.wrapping_add(5)) { out = Some(i); None } else { Some(start.wrapping_add(5)) });
+            w.advance(t, usize::MAX, |_, _| if reached(t, start.wrapping_add(5)) { out = Some(i); None } else { Some(start.wrapping_add(5)) });
         }
         assert_eq!(out, Some(5));
     }
@@ -403,7 +406,7 @@ mod tests {
                     2 => {
                         now = now.wrapping_add(a % 700);
                         let t = now;
-                        w.advance(t, b, |id| if reached(t, exp[&id]) { None } else { Some(exp[&id]) });
+                        w.advance(t, b, |id, _| if reached(t, exp[&id]) { None } else { Some(exp[&id]) });
                     }
                     _ => {
                         let mut model = w.clone();
