@@ -147,6 +147,39 @@ mod tests {
         assert_eq!(r.next_hop(ip("10.8.0.1")), None, "a gateway of the other family is no way out");
     }
 
+    /// An IPv4 address in a /16 no other prefix reaches into takes the
+    /// default route without a probe; one in a /16 another prefix reaches
+    /// into is looked up by its prefixes, down to the default one. A
+    /// better default added later replaces the first.
+    #[test]
+    fn the_default_route_without_a_probe_and_the_prefixes_it_must_not_hide() {
+        let mut n = NetConf { ports: vec![port("eth0", &[("10.0.0.1", 24)], &[]), port("eth1", &[], &[])], ..NetConf::default() };
+        n.routes = vec![
+            route("0.0.0.0", 0, 20, &[("eth0", Some("10.0.0.254"))]),
+            route("172.16.0.0", 12, 0, &[("eth1", Some("10.0.1.1"))]),
+            route("192.0.2.128", 25, 0, &[("eth1", Some("10.0.1.2"))]),
+            route("0.0.0.0", 0, 10, &[("eth0", Some("10.0.0.253")), ("eth1", Some("10.0.1.253"))]),
+        ];
+        let r = Routes::build(&n);
+        let via = |h: Option<NextHop>| h.map(|h| h.addr);
+        // no other prefix in 198.51/16: the default, metric 10's ECMP pair
+        let d = via(r.next_hop(ip("198.51.100.7"))).unwrap();
+        assert!(d == ip("10.0.0.253") || d == ip("10.0.1.253"), "{d}");
+        assert_eq!(via(r.next_hop(ip("172.20.1.1"))), Some(ip("10.0.1.1")), "inside the /12 (16 /16s)");
+        assert_eq!(via(r.next_hop(ip("172.31.255.255"))), Some(ip("10.0.1.1")), "its last /16");
+        let d = via(r.next_hop(ip("172.32.0.1"))).unwrap();
+        assert!(d == ip("10.0.0.253") || d == ip("10.0.1.253"), "just past it: the default, {d}");
+        assert_eq!(via(r.next_hop(ip("192.0.2.200"))), Some(ip("10.0.1.2")), "inside the /25");
+        let d = via(r.next_hop(ip("192.0.2.1"))).unwrap();
+        assert!(d == ip("10.0.0.253") || d == ip("10.0.1.253"), "same /16 as the /25, outside it: the default, {d}");
+        assert_eq!(r.next_hop(ip("10.0.0.9")), hop(0, "10.0.0.9"), "connected");
+        // without a default route, an address no prefix covers has no hop
+        n.routes.retain(|r| r.len > 0);
+        let r = Routes::build(&n);
+        assert_eq!(r.next_hop(ip("198.51.100.7")), None);
+        assert_eq!(via(r.next_hop(ip("172.20.1.1"))), Some(ip("10.0.1.1")));
+    }
+
     proptest::proptest! {
         /// The table agrees with a plain scan: the longest matching
         /// prefix, then the lowest metric, then the first listed.
@@ -172,6 +205,8 @@ mod tests {
             // Mix in addresses inside the routes' prefixes.
             let mut all: Vec<u32> = probes.clone();
             all.extend(routes.iter().map(|(d, ..)| *d));
+            // and addresses in the routes' /16s outside their prefixes
+            all.extend(routes.iter().zip(&probes).map(|((d, ..), p)| (d & 0xffff_0000) | (p & 0xffff)));
             for p in all {
                 let best = routes
                     .iter()

@@ -102,7 +102,18 @@ pub struct Routes {
     v4: Lpm,
     v6: Lpm,
     entries: Vec<Entry>,
+    /// A bit per IPv4 /16 that a prefix other than the default one
+    /// reaches into (empty: none does). An address in a /16 whose bit is
+    /// clear takes the default route (`v4_default`) without a
+    /// probe: a client's route, looked up for every new NAT or FULLNAT
+    /// connection, is the default one on most directors.
+    v4_cover: Vec<u64>,
+    /// The entry of the IPv4 default route (`0.0.0.0/0`), if any.
+    v4_default: Option<u32>,
 }
+
+/// The words of [`Routes`]'s `v4_cover`: a bit per /16.
+const V4_COVER_WORDS: usize = (1 << 16) / 64;
 
 impl Routes {
     /// Adds a prefix with its ways out; per prefix the lowest metric wins,
@@ -112,6 +123,16 @@ impl Routes {
         let (k, width) = key(dst);
         if len > width {
             return;
+        }
+        if dst.is_ipv4() && len > 0 {
+            if self.v4_cover.is_empty() {
+                self.v4_cover = vec![0; V4_COVER_WORDS];
+            }
+            // The /16s of the prefix: one, or all of a shorter prefix's.
+            let first = (masked(k, width, len) >> 16) as usize;
+            for b in first..first + (1usize << 16u8.saturating_sub(len)) {
+                self.v4_cover[b / 64] |= 1 << (b % 64);
+            }
         }
         let lpm = if dst.is_ipv4() { &mut self.v4 } else { &mut self.v6 };
         let (pk, map) = lpm.slot(k, width, len);
@@ -123,13 +144,27 @@ impl Routes {
                 self.entries.push(Entry { metric, ways });
             }
         }
+        if dst.is_ipv4() && len == 0 {
+            self.v4_default = map.get(&pk).copied();
+        }
+    }
+
+    /// Whether a prefix other than the default one covers some of the
+    /// IPv4 /16 of `a`.
+    #[inline]
+    fn v4_covered(&self, a: u32) -> bool {
+        let b = (a >> 16) as usize;
+        self.v4_cover.get(b / 64).is_some_and(|w| w & (1 << (b % 64)) != 0)
     }
 
     /// The next hop towards `ip`; see the module docs.
     pub fn next_hop(&self, ip: IpAddr) -> Option<NextHop> {
         let (k, width) = key(ip);
-        let lpm = if ip.is_ipv4() { &self.v4 } else { &self.v6 };
-        let e = &self.entries[lpm.get(k, width)? as usize];
+        let e = match ip {
+            IpAddr::V4(_) if !self.v4_covered(k as u32) => &self.entries[self.v4_default? as usize],
+            IpAddr::V4(_) => &self.entries[self.v4.get(k, width)? as usize],
+            IpAddr::V6(_) => &self.entries[self.v6.get(k, width)? as usize],
+        };
         let w = match e.ways.len() {
             0 => return None,
             1 => e.ways[0],
