@@ -28,10 +28,11 @@
 //! number over a worker's life: the table's slots / 1024). A connection
 //! that uses it has the [`SEQ_ADJ`] bit set in `in_pkts` (above the
 //! count, which stops at [`IN_PKTS_MAX`], enough for drop_entry, which
-//! reads counts up to 8): connections without it pay no test once their
-//! count has stopped (`Worker::forward`'s one compare), and a
-//! stale entry of a freed slot is never read (a new connection starts
-//! with the bit clear and writes its entry before setting it).
+//! reads counts up to 8): connections with neither it nor
+//! [`HOP_TO_LEARN`] pay one test of those two bits per packet
+//! (`Worker::forward`), and a stale entry of a freed slot is never read
+//! (a new connection starts with the bit clear and writes its entry
+//! before setting it).
 
 use super::conn::Conn;
 use crate::wire::proxy::{self, Version};
@@ -39,15 +40,18 @@ use crate::wire::{tcp_flags, tcpseq, Frame, Ip, Meta};
 
 /// `Conn::in_pkts` bit: the connection has a [`SeqAdj`] entry.
 pub const SEQ_ADJ: u8 = 0x80;
+/// `Conn::in_pkts` bit: the connection's hop towards the client is still
+/// to learn from its next packet (a connection received by sync whose
+/// client no route names: `Hop::LEARN`). Cleared once the hop is known;
+/// set only with the hop to learn (a hop is never unlearnt).
+pub const HOP_TO_LEARN: u8 = 0x40;
+/// The bits that send a connection's packets the long way
+/// (`Worker::forward_unsettled`): a sequence adjustment or a SYN proxy's
+/// splice pending, a hop to learn.
+pub const UNUSUAL: u8 = SEQ_ADJ | HOP_TO_LEARN;
 /// `Conn::in_pkts` bits of the packet count.
-pub const IN_PKTS: u8 = 0x7f;
-/// Where the count stops: drop_entry reads counts 1 to 8 only. A
-/// connection whose `in_pkts` is exactly this (count stopped, no
-/// [`SEQ_ADJ`]) has nothing unusual left for its packets: no entry to
-/// adjust by, no SYN proxy splice pending and its next hop towards the
-/// client known (a connection whose hop is still to learn has had no
-/// client packet: its count is 0). `Worker::forward` tests that with one
-/// compare.
+pub const IN_PKTS: u8 = 0x3f;
+/// Where the count stops: drop_entry reads counts 1 to 8 only.
 pub const IN_PKTS_MAX: u8 = 9;
 
 /// One connection's offsets (16 bytes).

@@ -31,7 +31,7 @@ use crate::ipvs::laddr::{port_owner, LocalPorts, PoolKey};
 use crate::ipvs::mem::{Provider, ReserveStats};
 use crate::ipvs::proto::{tcp_next, TcpDir, TcpState, Timeouts};
 use crate::ipvs::sched::{SchedCtx, SchedState};
-use crate::ipvs::seqadj::{self, SeqAdjTable, SEQ_ADJ};
+use crate::ipvs::seqadj::{self, SeqAdjTable, HOP_TO_LEARN, SEQ_ADJ};
 use crate::ipvs::synproxy::{self, SynOpts};
 use crate::ipvs::service::{Persistence, ServiceKey};
 use crate::ipvs::snapshot::Snapshot;
@@ -792,15 +792,14 @@ impl Worker {
     /// NAT/FULLNAT rewrite its IP header only (the first fragment's L4
     /// checksum covers the whole datagram and was updated with it).
     ///
-    /// A connection whose `in_pkts` is [`seqadj::IN_PKTS_MAX`] (its count
-    /// stopped, no sequence adjustment; so its hop towards the client is
-    /// known too: a connection with a hop to learn has had no client
-    /// packet counted) takes the path without those tests: one compare
-    /// instead of four per packet. Others (a connection's first packets)
-    /// take a copy with them, out of line.
+    /// A connection with none of [`seqadj::UNUSUAL`]'s bits in `in_pkts`
+    /// (no sequence adjustment or SYN proxy splice, its hop towards the
+    /// client known) takes the path without those tests: one test instead
+    /// of four per packet, from its first packet on. Others take a copy
+    /// with them, out of line.
     #[inline]
     fn forward<A: Family, const LATER: bool>(&mut self, fr: &mut Frame<'_>, m: &mut Meta, idx: u32, dir: Dir) -> Verdict {
-        if A::table(&mut self.tables).get(idx).in_pkts == seqadj::IN_PKTS_MAX {
+        if A::table(&mut self.tables).get(idx).in_pkts & seqadj::UNUSUAL == 0 {
             self.forward_as::<A, LATER, true, false>(fr, m, idx, dir)
         } else {
             self.forward_unsettled::<A, LATER>(fr, m, idx, dir)
@@ -812,15 +811,15 @@ impl Worker {
     /// prologue saving registers, per packet.
     #[inline(always)]
     fn forward_inline<A: Family>(&mut self, fr: &mut Frame<'_>, m: &mut Meta, idx: u32, dir: Dir) -> Verdict {
-        if A::table(&mut self.tables).get(idx).in_pkts == seqadj::IN_PKTS_MAX {
+        if A::table(&mut self.tables).get(idx).in_pkts & seqadj::UNUSUAL == 0 {
             self.forward_as::<A, false, true, false>(fr, m, idx, dir)
         } else {
             self.forward_unsettled::<A, false>(fr, m, idx, dir)
         }
     }
 
-    /// [`Worker::forward`] for a connection that still counts its client's
-    /// packets, or has a sequence adjustment or a hop to learn.
+    /// [`Worker::forward`] for a connection with a sequence adjustment, a
+    /// SYN proxy's splice pending or a hop to learn.
     #[cold]
     #[inline(never)]
     fn forward_unsettled<A: Family, const LATER: bool>(&mut self, fr: &mut Frame<'_>, m: &mut Meta, idx: u32, dir: Dir) -> Verdict {
@@ -837,7 +836,7 @@ impl Worker {
     }
 
     /// [`Worker::forward`]'s work; `SETTLED`: the connection's `in_pkts`
-    /// is [`seqadj::IN_PKTS_MAX`] (the caller tested it); `FIRST`: see
+    /// has none of [`seqadj::UNUSUAL`]'s bits (the caller tested it); `FIRST`: see
     /// [`Worker::forward_first`].
     #[inline(always)]
     fn forward_as<A: Family, const LATER: bool, const SETTLED: bool, const FIRST: bool>(&mut self, fr: &mut Frame<'_>, m: &mut Meta, idx: u32, dir: Dir) -> Verdict {
@@ -855,8 +854,12 @@ impl Worker {
             Self::rebind(snap, c);
         }
         debug_assert!(!(SETTLED || FIRST) || c.client_hop.link != Hop::LEARN.link, "a settled or new connection with a hop to learn");
-        if !SETTLED && !FIRST && c.client_hop.link == Hop::LEARN.link && !sync::learn_hop(snap, c, fr, m, dir) {
-            return Verdict::Drop(DropReason::NoNeighbour);
+        if !SETTLED && !FIRST && c.in_pkts & HOP_TO_LEARN != 0 {
+            // (rebind may have found the route since.)
+            if c.client_hop.link == Hop::LEARN.link && !sync::learn_hop(snap, c, fr, m, dir) {
+                return Verdict::Drop(DropReason::NoNeighbour);
+            }
+            c.in_pkts &= !HOP_TO_LEARN;
         }
         // (A new connection was made in the state its first packet takes
         // it to, from none.)
@@ -894,10 +897,11 @@ impl Worker {
         if !FIRST {
             c.expires = now.wrapping_add(Self::timeout(&self.ticks, c.proto, c.state));
         }
-        // A count to IN_PKTS_MAX, under the bit that says the connection
-        // is adjusted.
-        if !SETTLED && !FIRST {
-            c.in_pkts += ((dir == Dir::In) & (c.in_pkts & seqadj::IN_PKTS < seqadj::IN_PKTS_MAX)) as u8;
+        // A count to IN_PKTS_MAX, under the bits of `UNUSUAL` (none on the
+        // settled path).
+        if !FIRST {
+            let n = if SETTLED { c.in_pkts } else { c.in_pkts & seqadj::IN_PKTS };
+            c.in_pkts += ((dir == Dir::In) & (n < seqadj::IN_PKTS_MAX)) as u8;
         }
         let mut sync_due = match &self.sync {
             Some(t) => sync::due(t, c, dir, was),

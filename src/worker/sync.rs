@@ -30,7 +30,7 @@ use crate::ipvs::conn::{flags, Conn, Key};
 use crate::ipvs::dest::Hop;
 use crate::ipvs::laddr::{port_owner, PoolKey};
 use crate::ipvs::proto::TcpState;
-use crate::ipvs::seqadj::{SeqAdjTable, SEQ_ADJ};
+use crate::ipvs::seqadj::{SeqAdjTable, HOP_TO_LEARN, SEQ_ADJ};
 use crate::ipvs::service::ServiceKey;
 use crate::ipvs::snapshot::Snapshot;
 use crate::ipvs::timer::{self, TICKS_PER_SEC};
@@ -368,7 +368,9 @@ impl Worker {
             fwd,
             flags: cflags,
             sync_left: arm(&self.sync),
-            in_pkts: 0,
+            // No client packet counted yet; a hop to learn takes its next
+            // packet the long way.
+            in_pkts: if client_hop.link == Hop::LEARN.link { HOP_TO_LEARN } else { 0 },
         };
         let idx = match A::table(&mut self.tables).insert(c) {
             Ok(idx) => idx,
