@@ -40,7 +40,7 @@ use super::dest::Hop;
 use crate::stats::{Dir, DropReason};
 use crate::wire::Ip;
 use std::hash::BuildHasher;
-use std::hint::select_unpredictable;
+use crate::wire::select_unpredictable;
 
 /// Connection flags.
 pub mod flags {

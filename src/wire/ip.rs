@@ -8,10 +8,9 @@
 //! ICMPv6 — the ones covering a pseudo header or the field) valid by RFC 1624.
 
 use super::checksum::{update16, update_bytes};
-use super::{be16, fold_ne, proto, put16, Meta};
+use super::{be16, fold_ne, proto, put16, select_unpredictable, Meta};
 use std::fmt::Debug;
 use std::hash::Hash;
-use std::hint::select_unpredictable;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// An IP address family as the data path sees it.

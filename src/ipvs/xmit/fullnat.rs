@@ -11,7 +11,7 @@ use crate::ipvs::conn::Conn;
 use crate::stats::{Dir, DropReason};
 use crate::wire::toa::{self, Skip};
 use crate::wire::{ip, Frame, Ip, Meta};
-use std::hint::select_unpredictable;
+use crate::wire::select_unpredictable;
 
 /// Either direction: client → real server (`Dir::In`) becomes
 /// LIP:lport → RIP:rport, real server → client (`Dir::Out`) VIP:vport →

@@ -7,7 +7,7 @@ use crate::ipvs::netif::Links;
 use crate::ipvs::conn::Conn;
 use crate::stats::{Dir, DropReason};
 use crate::wire::{ip, Frame, Ip, Meta};
-use std::hint::select_unpredictable;
+use crate::wire::select_unpredictable;
 
 /// Either direction: client → real server (`Dir::In`), the destination
 /// becomes RIP:rport; real server → client (`Dir::Out`), the source
