@@ -40,6 +40,7 @@ use super::dest::Hop;
 use crate::stats::{Dir, DropReason};
 use crate::wire::Ip;
 use std::hash::BuildHasher;
+use crate::wire::select_unpredictable;
 
 /// Connection flags.
 pub mod flags {
@@ -640,18 +641,25 @@ pub struct ConnTable<A: Ip> {
 }
 
 /// The key a value of the index stands for, compared with `k`.
+///
+/// A connection whose replies we see (NAT, FULLNAT) has its fields
+/// picked by selects on the value's direction bit, not a branch: in their
+/// mixes requests and replies come in no order a branch predictor could
+/// learn. DR and TUN connections have in keys only: one predictable test
+/// of the method keeps their compare as it was.
 #[inline(always)]
 fn same_key<A: Ip>(c: &Conn<A>, val: u32, k: &Key<A>) -> bool {
-    if val & 1 == 0 {
-        c.caddr == k.saddr && c.cport == k.sport && c.vaddr == k.daddr && c.vport == k.dport && c.proto == k.proto
-    } else {
-        // An out key is only ever filed for a NAT or FULLNAT connection
-        // (never a template: `out_key`), so its fields are compared
-        // directly, the reply's destination picked without a branch.
-        let fullnat = c.fwd == FwdMethod::FullNat;
-        let (a, p) = if fullnat { (c.laddr, c.lport) } else { (c.caddr, c.cport) };
-        c.daddr == k.saddr && c.dport == k.sport && a == k.daddr && p == k.dport && c.proto == k.proto
+    if !c.fwd.sees_replies() {
+        return c.caddr == k.saddr && c.cport == k.sport && c.vaddr == k.daddr && c.vport == k.dport && c.proto == k.proto;
     }
+    let out = val & 1 != 0;
+    // An out key is only ever filed for a NAT or FULLNAT connection
+    // (never a template: `out_key`): the real server is its source, and
+    // its destination the client (NAT) or the local address (FULLNAT).
+    let (oa, op) = if c.fwd == FwdMethod::FullNat { (c.laddr, c.lport) } else { (c.caddr, c.cport) };
+    let (sa, sp) = select_unpredictable(out, (c.daddr, c.dport), (c.caddr, c.cport));
+    let (da, dp) = select_unpredictable(out, (oa, op), (c.vaddr, c.vport));
+    (sa == k.saddr) & (sp == k.sport) & (da == k.daddr) & (dp == k.dport) & (c.proto == k.proto)
 }
 
 impl<A: Ip> ConnTable<A> {
@@ -1120,6 +1128,43 @@ mod tests {
         assert_eq!(t.lookup(&ok), Some((full, Dir::Out)));
         assert!(t.get(dr).out_key().is_none());
         assert_eq!(t.len(), 3);
+    }
+
+    /// `same_key` (selects on the direction bit for NAT/FULLNAT, a
+    /// plain compare for DR/TUN) answers as the keys themselves do: a
+    /// connection's in and out keys match their own value (in: even, out:
+    /// odd) and not the other's, and a key with any one field changed
+    /// matches neither.
+    #[test]
+    fn same_key_is_the_keys_equality() {
+        for fwd in FwdMethod::ALL {
+            let mut c = conn(7, 1234, fwd, 10);
+            c.laddr = Ipv4Addr::new(10, 9, 9, 9);
+            c.lport = 40001;
+            let keys = [Some(c.in_key()), c.out_key()];
+            assert_eq!(keys[1].is_some(), fwd.sees_replies(), "{fwd:?}");
+            for (bit, k) in keys.iter().enumerate() {
+                let Some(k) = *k else { continue };
+                let other = keys[1 - bit];
+                let val = 40 << 1 | bit as u32;
+                assert!(same_key(&c, val, &k), "{fwd:?} own key {bit}");
+                if let Some(o) = other.filter(|o| *o != k) {
+                    assert!(!same_key(&c, val, &o), "{fwd:?} key {bit} given the other");
+                }
+                let one = Ipv4Addr::from(1);
+                let x = |a: Ipv4Addr| Ipv4Addr::from(u32::from(a) ^ u32::from(one));
+                for changed in [
+                    Key { saddr: x(k.saddr), ..k },
+                    Key { daddr: x(k.daddr), ..k },
+                    Key { sport: k.sport ^ 1, ..k },
+                    Key { dport: k.dport ^ 1, ..k },
+                    Key { proto: k.proto ^ 1, ..k },
+                ] {
+                    assert!(!same_key(&c, val, &changed), "{fwd:?} key {bit}: {changed:?}");
+                    assert!(!same_key(&c, val ^ 1, &changed), "{fwd:?} key {bit} as the other: {changed:?}");
+                }
+            }
+        }
     }
 
     /// `insert_missed` adds as `insert` does and still refuses an out key

@@ -8,7 +8,7 @@
 //! ICMPv6 — the ones covering a pseudo header or the field) valid by RFC 1624.
 
 use super::checksum::{update16, update_bytes};
-use super::{be16, fold_ne, proto, put16, Meta};
+use super::{be16, fold_ne, proto, put16, select_unpredictable, Meta};
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -261,7 +261,7 @@ pub fn translate<A: Ip>(f: &mut [u8], m: &mut Meta, src: Option<(A, u16)>, dst: 
         let word = |a: A| {
             let b = a.bytes();
             let b = b.as_ref();
-            u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+            u32::from_ne_bytes([b[0], b[1], b[2], b[3]])
         };
         if translate_v4(f, m, src.map(|(a, p)| (word(a), p)), dst.map(|(a, p)| (word(a), p))) {
             return;
@@ -330,72 +330,136 @@ fn translate_any<A: Ip>(f: &mut [u8], m: &mut Meta, src: Option<(A, u16)>, dst: 
     }
 }
 
-/// [`translate`] for an IPv4 TCP/UDP packet without IP options, on
-/// fixed-size views of the two headers (no per-field bounds checks) and
-/// with the addresses as 32-bit words. One's complement sums are
-/// congruent mod 0xffff whatever the word width, and neither sum can be
-/// zero, so the bytes are exactly those of the generic path. Returns
-/// `false`, changing nothing, for any other shape (the generic path then
-/// handles it).
+/// The headers of an IPv4 TCP/UDP packet without IP options as
+/// fixed-size arrays (one length check): the IP header and the L4 bytes
+/// up to TCP's checksum, and the L4 checksum's offset in them. `None` for
+/// any other shape, and for a UDP datagram with fewer than 10 bytes of
+/// payload (the generic path takes them).
 #[inline(always)]
-fn translate_v4(f: &mut [u8], m: &mut Meta, src: Option<(u32, u16)>, dst: Option<(u32, u16)>) -> bool {
+fn v4_headers<'a>(f: &'a mut [u8], m: &Meta) -> Option<(&'a mut [u8; 20], &'a mut [u8; 18], usize)> {
     let (l3, l4) = (m.l3 as usize, m.l4 as usize);
-    // The checksum's offset and the L4 bytes needed up to its end.
-    let (csum, need) = match m.proto {
-        proto::TCP => (16, 18),
-        proto::UDP => (6, 8),
-        _ => return false,
-    };
-    if m.v6 || l4 != l3 + 20 || f.len() < l4 + need {
-        return false;
+    let udp = m.proto == proto::UDP;
+    // An IPv6 header is 40 bytes: L4 20 bytes after L3 is IPv4 without
+    // options.
+    if l4 != l3 + 20 || !(udp | (m.proto == proto::TCP)) {
+        return None;
     }
-    let (head, l4b) = f.split_at_mut(l4);
-    let Ok(ip) = <&mut [u8; 20]>::try_from(&mut head[l3..]) else {
-        return false;
-    };
+    debug_assert!(!m.v6);
+    let (ip, l4b) = f.get_mut(l3..)?.split_first_chunk_mut::<20>()?;
+    Some((ip, l4b.first_chunk_mut::<18>()?, if udp { 6 } else { 16 }))
+}
+
+/// A 16-bit field in memory order.
+#[inline(always)]
+fn word_ne(b: &[u8], at: usize) -> u16 {
+    u16::from_ne_bytes([b[at], b[at + 1]])
+}
+
+/// Writes `addr` (in memory order) at `at` of the IP header and `port` at
+/// `port_at` of the L4 header. Returns the checksum terms, in memory
+/// order: the address's (both checksums) and the port's (L4 only).
+#[inline(always)]
+fn put_v4(ip: &mut [u8; 20], l4b: &mut [u8; 18], at: usize, port_at: usize, addr: u32, port: u16) -> (u64, u64) {
+    let old = u32::from_ne_bytes([ip[at], ip[at + 1], ip[at + 2], ip[at + 3]]);
+    ip[at..at + 4].copy_from_slice(&addr.to_ne_bytes());
+    let old_port = word_ne(l4b, port_at);
+    let new_port = port.to_be_bytes();
+    l4b[port_at..port_at + 2].copy_from_slice(&new_port);
+    // An unchanged port adds 0xffff, which is 0 to a one's complement sum.
+    ((!old) as u64 + addr as u64, (!old_port) as u64 + u16::from_ne_bytes(new_port) as u64)
+}
+
+/// Decrements the TTL (at least 2) and updates both checksums by the
+/// address terms `addrs` and the port terms `ports` (memory order).
+#[inline(always)]
+fn finish_v4(ip: &mut [u8; 20], l4b: &mut [u8; 18], csum: usize, m: &mut Meta, addrs: u64, ports: u64) {
     ip[8] -= 1;
     m.ttl -= 1;
     // The TTL's word goes from w to w - 0x100 (the TTL is at least 2), so
-    // its term `!w + (w - 0x100)` is 0xfeff whatever the TTL.
-    let mut ip_acc = 0xfeffu64;
-    let mut l4_acc = 0u64;
-    // Source and destination, unrolled: address word, then port.
-    let mut one = |ip: &mut [u8; 20], at: usize, port_at: usize, addr: u32, port: u16| -> u16 {
-        let old = u32::from_be_bytes([ip[at], ip[at + 1], ip[at + 2], ip[at + 3]]);
-        ip[at..at + 4].copy_from_slice(&addr.to_be_bytes());
-        let d = (!old) as u64 + addr as u64;
-        ip_acc += d;
-        l4_acc += d;
-        let old_port = u16::from_be_bytes([l4b[port_at], l4b[port_at + 1]]);
-        l4b[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
-        // An unchanged port adds 0xffff, which is 0 to a one's complement sum.
-        l4_acc += (!old_port) as u64 + port as u64;
-        port
+    // its term `!w + (w - 0x100)` is 0xfeff whatever the TTL: in memory
+    // order, 0xfeff's bytes read as a native word.
+    let ttl = u16::from_ne_bytes(0xfeffu16.to_be_bytes()) as u64;
+    // (`fold_ne`: Linux's csum_fold, fewer steps than `fold` and the same
+    // value for any sum below 2^48; these are below 2^36.)
+    let hc = word_ne(ip, 10);
+    ip[10..12].copy_from_slice(&(!fold_ne((!hc) as u64 + ttl + addrs)).to_ne_bytes());
+    let udp = m.proto == proto::UDP;
+    let hc = word_ne(l4b, csum);
+    // An IPv4 UDP checksum of zero means "none": leave it so (zero and
+    // 0xffff are the same in either byte order).
+    if udp && hc == 0 {
+        return;
+    }
+    let mut c = !fold_ne((!hc) as u64 + addrs + ports);
+    if udp && c == 0 {
+        c = 0xffff;
+    }
+    l4b[csum..csum + 2].copy_from_slice(&c.to_ne_bytes());
+}
+
+/// [`translate`] for an IPv4 TCP/UDP packet without IP options, on
+/// fixed-size views of the headers ([`v4_headers`]) and with the
+/// addresses as 32-bit words, every field and checksum read and written
+/// in memory order (`src`/`dst` addresses are given so: `from_ne_bytes`
+/// of their octets). A one's complement sum of byte-swapped words is the
+/// byte-swapped sum (RFC 1071 2(B)), so summing in memory order needs no
+/// byte swap per field; one's complement sums are congruent mod 0xffff
+/// whatever the word width, and neither sum can be zero, so the bytes are
+/// exactly those of the generic path. Returns `false`, changing nothing,
+/// for any other shape (the generic path then handles it). At least one
+/// of `src` and `dst` is given.
+#[inline(always)]
+fn translate_v4(f: &mut [u8], m: &mut Meta, src: Option<(u32, u16)>, dst: Option<(u32, u16)>) -> bool {
+    debug_assert!(src.is_some() || dst.is_some());
+    let Some((ip, l4b, csum)) = v4_headers(f, m) else {
+        return false;
     };
-    let touched = src.is_some() || dst.is_some();
+    let (mut addrs, mut ports) = (0, 0);
     if let Some((a, p)) = src {
-        m.sport = one(ip, 12, 0, a, p);
+        (addrs, ports) = put_v4(ip, l4b, 12, 0, a, p);
+        m.sport = p;
     }
     if let Some((a, p)) = dst {
-        m.dport = one(ip, 16, 2, a, p);
+        let (x, y) = put_v4(ip, l4b, 16, 2, a, p);
+        (addrs, ports) = (addrs + x, ports + y);
+        m.dport = p;
     }
-    // (`fold_ne`: Linux's csum_fold, fewer steps than `fold` and the same
-    // value for any sum below 2^48; these are below 2^20.)
-    let hc = u16::from_be_bytes([ip[10], ip[11]]);
-    ip[10..12].copy_from_slice(&(!fold_ne((!hc) as u64 + ip_acc)).to_be_bytes());
-    if touched {
-        let hc = u16::from_be_bytes([l4b[csum], l4b[csum + 1]]);
-        // An IPv4 UDP checksum of zero means "none": leave it so.
-        if m.proto == proto::UDP && hc == 0 {
-            return true;
-        }
-        let mut c = !fold_ne((!hc) as u64 + l4_acc);
-        if m.proto == proto::UDP && c == 0 {
-            c = 0xffff;
-        }
-        l4b[csum..csum + 2].copy_from_slice(&c.to_be_bytes());
-    }
+    finish_v4(ip, l4b, csum, m, addrs, ports);
     true
+}
+
+/// [`translate`] of one side, chosen by a flag rather than by the
+/// caller's code: the source (`src_side`) or the destination becomes
+/// `addr`:`port`. For NAT, whose two directions rewrite opposite sides:
+/// a packet's direction is data, and one path for both (the side picked
+/// by selects, not branches) does not mispredict when requests and
+/// replies alternate. The same bytes as `translate` with `(addr, port)`
+/// as `src` or as `dst` (a test compares them).
+#[inline(always)]
+pub fn translate_side<A: Ip>(f: &mut [u8], m: &mut Meta, src_side: bool, addr: A, port: u16) {
+    if !A::V6 {
+        if let Some((ip, l4b, csum)) = v4_headers(f, m) {
+            let b = addr.bytes();
+            let b = b.as_ref();
+            let a = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+            let (at, port_at) = select_unpredictable(src_side, (12, 0), (16, 2));
+            let (addrs, ports) = put_v4(ip, l4b, at, port_at, a, port);
+            (m.sport, m.dport) = select_unpredictable(src_side, (port, m.dport), (m.sport, port));
+            finish_v4(ip, l4b, csum, m, addrs, ports);
+            return;
+        }
+    }
+    translate_side_any(f, m, src_side, addr, port);
+}
+
+/// [`translate_side`] for any shape, a call.
+#[inline(never)]
+fn translate_side_any<A: Ip>(f: &mut [u8], m: &mut Meta, src_side: bool, addr: A, port: u16) {
+    if src_side {
+        translate_any(f, m, Some((addr, port)), None);
+    } else {
+        translate_any(f, m, None, Some((addr, port)));
+    }
 }
 
 #[cfg(test)]
@@ -481,6 +545,77 @@ mod tests {
             let (a, b) = pick(which, (Ipv6Addr::from(s6), sp), (Ipv6Addr::from(d6), dp));
             same_as_sequential(&tcp6(V6A, 1000, V6B, 80, tcp_flags::SYN, &payload), a, b, csum)?;
             same_as_sequential(&udp6(V6A, 1000, V6B, 80, &payload), a, b, csum)?;
+        }
+
+        /// `translate_side` (the side a flag, picked by selects) gives the
+        /// bytes and meta of `translate` with the same address and port as
+        /// `src` or as `dst`: IPv4 and IPv6, TCP and UDP, short and long
+        /// payloads (a UDP datagram too short for the IPv4 fast path takes
+        /// the generic one), checksums of 0 / 0xffff.
+        #[test]
+        fn translate_side_equals_translate(a4 in any::<[u8; 4]>(), a6 in any::<[u8; 16]>(),
+                                           port in prop_oneof![Just(80u16), Just(1000), Just(0), Just(0xffff), any::<u16>()],
+                                           src_side in any::<bool>(),
+                                           csum in prop_oneof![Just(None), Just(Some(0u16)), Just(Some(0xffff)), any::<u16>().prop_map(Some)],
+                                           payload in proptest::collection::vec(any::<u8>(), 0..32)) {
+            fn check<A: Ip>(f: &[u8], src_side: bool, addr: A, port: u16, csum: Option<u16>) -> Result<(), TestCaseError> {
+                let mut a = f.to_vec();
+                let m0 = parse(&a).unwrap();
+                if let (Some(c), Some(co)) = (csum, m0.l4_csum_off()) {
+                    put16(&mut a, co, c);
+                }
+                let mut b = a.clone();
+                let (mut ma, mut mb) = (m0, m0);
+                translate_side(&mut a, &mut ma, src_side, addr, port);
+                let (s, d) = if src_side { (Some((addr, port)), None) } else { (None, Some((addr, port))) };
+                translate(&mut b, &mut mb, s, d);
+                prop_assert_eq!(&a, &b);
+                prop_assert_eq!(ma, mb);
+                Ok(())
+            }
+            check(&tcp4([10, 0, 0, 1], 1000, [10, 0, 0, 2], 80, tcp_flags::ACK, &payload), src_side, Ipv4Addr::from(a4), port, csum)?;
+            check(&udp4([10, 0, 0, 1], 1000, [10, 0, 0, 2], 80, &payload), src_side, Ipv4Addr::from(a4), port, csum)?;
+            check(&tcp6(V6A, 1000, V6B, 80, tcp_flags::ACK, &payload), src_side, Ipv6Addr::from(a6), port, csum)?;
+            check(&udp6(V6A, 1000, V6B, 80, &payload), src_side, Ipv6Addr::from(a6), port, csum)?;
+        }
+
+        /// The IPv4 fast path (fields and checksums summed in memory order,
+        /// the TTL's term a constant) writes exactly the bytes of the
+        /// generic path, and takes every TCP segment and every UDP datagram
+        /// with 10 bytes of payload or more.
+        #[test]
+        fn the_v4_fast_path_equals_the_generic_path(s in any::<[u8; 4]>(), d in any::<[u8; 4]>(),
+                                                    sp in any::<u16>(), dp in any::<u16>(), which in 0u8..3,
+                                                    ttl in 2u8..=255,
+                                                    csum in prop_oneof![Just(None), Just(Some(0u16)), Just(Some(0xffff)), any::<u16>().prop_map(Some)],
+                                                    payload in proptest::collection::vec(any::<u8>(), 0..32)) {
+            let src = (which != 1).then_some((Ipv4Addr::from(s), sp));
+            let dst = (which != 0).then_some((Ipv4Addr::from(d), dp));
+            let word = |x: Option<(Ipv4Addr, u16)>| x.map(|(a, p)| (u32::from_ne_bytes(a.octets()), p));
+            for (f, udp) in [(tcp4([10, 0, 0, 1], 1000, [10, 0, 0, 2], 80, tcp_flags::ACK, &payload), false),
+                             (udp4([10, 0, 0, 1], 1000, [10, 0, 0, 2], 80, &payload), true)] {
+                let m0 = parse(&f).unwrap();
+                let mut a = f.clone();
+                a[22] = ttl;
+                put16(&mut a, 24, 0);
+                let hc = !super::super::checksum::fold(super::super::checksum::sum(0, &a[14..34]));
+                put16(&mut a, 24, hc);
+                if let (Some(c), Some(co)) = (csum, m0.l4_csum_off()) {
+                    put16(&mut a, co, c);
+                }
+                let m0 = Meta { ttl, ..m0 };
+                let mut b = a.clone();
+                let (mut ma, mut mb) = (m0, m0);
+                let fast = translate_v4(&mut a, &mut ma, word(src), word(dst));
+                prop_assert_eq!(fast, !udp || payload.len() >= 10);
+                if !fast {
+                    prop_assert_eq!(&a, &b);
+                    continue;
+                }
+                translate_any(&mut b, &mut mb, src, dst);
+                prop_assert_eq!(&a, &b);
+                prop_assert_eq!(ma, mb);
+            }
         }
 
         /// Rewriting every field leaves all checksums equal to a from-scratch

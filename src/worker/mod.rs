@@ -917,9 +917,8 @@ impl Worker {
             (FwdMethod::Nat, Dir::Out) if LATER => xmit::nat::frag_out(fr, m, c, &snap.links),
             (FwdMethod::FullNat, Dir::In) if LATER => xmit::fullnat::frag_in(fr, m, c, &snap.links),
             (FwdMethod::FullNat, Dir::Out) if LATER => xmit::fullnat::frag_out(fr, m, c, &snap.links),
-            (FwdMethod::Nat, Dir::In) => xmit::nat::xmit_in(fr, m, c, &snap.links),
-            (FwdMethod::Nat, Dir::Out) => xmit::nat::xmit_out(fr, m, c, &snap.links),
-            (FwdMethod::FullNat, Dir::In) => {
+            (FwdMethod::Nat, _) => xmit::nat::xmit(fr, m, c, &snap.links, dir),
+            (FwdMethod::FullNat, _) => {
                 // TOA rides on the client's handshake ACK: the segment that
                 // takes the connection out of SYN_RECV, the one the
                 // server's `toa` module reads.
@@ -927,8 +926,8 @@ impl Worker {
                 // under the offsets of the fragments that follow.)
                 // (Not for a real server that takes the PROXY protocol
                 // instead: one way to say who the client is.)
-                let toa = snap.toa && (SETTLED || c.in_pkts & SEQ_ADJ == 0) && was == TcpState::SynRecv as u8 && m.tcp_flags & (tcp_flags::ACK | tcp_flags::SYN | tcp_flags::RST) == tcp_flags::ACK && m.frag == 0;
-                xmit::fullnat::xmit_in(fr, m, c, &snap.links, toa).map(|(p, added)| {
+                let toa = snap.toa && dir == Dir::In && (SETTLED || c.in_pkts & SEQ_ADJ == 0) && was == TcpState::SynRecv as u8 && m.tcp_flags & (tcp_flags::ACK | tcp_flags::SYN | tcp_flags::RST) == tcp_flags::ACK && m.frag == 0;
+                xmit::fullnat::xmit(fr, m, c, &snap.links, dir, toa).map(|(p, added)| {
                     match added {
                         Some(Ok(())) => self.counters.toa_added += 1,
                         Some(Err(_)) => self.counters.toa_skipped += 1,
@@ -937,7 +936,6 @@ impl Worker {
                     p
                 })
             }
-            (FwdMethod::FullNat, Dir::Out) => xmit::fullnat::xmit_out(fr, m, c, &snap.links),
             (FwdMethod::Tun, Dir::In) => match xmit::tun::xmit(fr, m, c, &snap.links, &mut self.ip_id) {
                 Ok(p) => Ok(p),
                 Err(TunError::Drop(r)) => Err(r),

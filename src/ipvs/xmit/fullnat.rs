@@ -8,9 +8,36 @@
 use super::{rewrite_to_hop, routable, to_hop, trim};
 use crate::ipvs::netif::Links;
 use crate::ipvs::conn::Conn;
-use crate::stats::DropReason;
+use crate::stats::{Dir, DropReason};
 use crate::wire::toa::{self, Skip};
 use crate::wire::{ip, Frame, Ip, Meta};
+use crate::wire::select_unpredictable;
+
+/// Either direction: client → real server (`Dir::In`) becomes
+/// LIP:lport → RIP:rport, real server → client (`Dir::Out`) VIP:vport →
+/// CIP:cport. With `toa` (a client packet only), the client's address and
+/// port are added in a TOA option. Returns the egress port and, when
+/// `toa` was asked for, whether the option went in.
+///
+/// The direction picks the addresses, the ports and the hop by selects,
+/// not branches (as [`super::nat::xmit`]): requests and replies come in
+/// no order a branch predictor could learn.
+///
+/// # Errors
+/// TTL exceeded, no such egress link, no headroom for a VLAN tag.
+#[inline(always)]
+pub fn xmit<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &Links, dir: Dir, toa: bool) -> Result<(u8, Option<Result<(), Skip>>), DropReason> {
+    if toa {
+        debug_assert!(dir == Dir::In, "TOA on a reply");
+        return xmit_in(fr, m, c, links, true);
+    }
+    trim(fr, m);
+    routable(m)?;
+    let out = dir == Dir::Out;
+    let (src, dst) = select_unpredictable(out, ((c.vaddr, c.vport), (c.caddr, c.cport)), ((c.laddr, c.lport), (c.daddr, c.dport)));
+    let hop = select_unpredictable(out, &c.client_hop, &c.dest_hop);
+    rewrite_to_hop(fr, m, hop, links, #[inline(always)] |f, m| ip::translate(f, m, Some(src), Some(dst))).map(|p| (p, None))
+}
 
 /// Client → real server; with `toa`, the client's address and port are
 /// added in a TOA option. Returns the egress port and, when `toa` was
@@ -18,17 +45,16 @@ use crate::wire::{ip, Frame, Ip, Meta};
 ///
 /// # Errors
 /// TTL exceeded, no such egress link, no headroom for a VLAN tag.
-#[inline(always)]
+#[inline]
 pub fn xmit_in<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &Links, toa: bool) -> Result<(u8, Option<Result<(), Skip>>), DropReason> {
+    if !toa {
+        return xmit(fr, m, c, links, Dir::In, false);
+    }
     trim(fr, m);
     routable(m)?;
-    let (src, dst) = (Some((c.laddr, c.lport)), Some((c.daddr, c.dport)));
-    if toa {
-        ip::translate(fr.data_mut(), m, src, dst);
-        let added = add_toa(fr, m, c, links);
-        return to_hop(fr, m, &c.dest_hop, links).map(|p| (p, Some(added)));
-    }
-    rewrite_to_hop(fr, m, &c.dest_hop, links, |f, m| ip::translate(f, m, src, dst)).map(|p| (p, None))
+    ip::translate(fr.data_mut(), m, Some((c.laddr, c.lport)), Some((c.daddr, c.dport)));
+    let added = add_toa(fr, m, c, links);
+    to_hop(fr, m, &c.dest_hop, links).map(|p| (p, Some(added)))
 }
 
 #[cold]
@@ -42,11 +68,9 @@ fn add_toa<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &Links) 
 ///
 /// # Errors
 /// TTL exceeded, no such egress link, no headroom for a VLAN tag.
-#[inline(always)]
+#[inline]
 pub fn xmit_out<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &Links) -> Result<u8, DropReason> {
-    trim(fr, m);
-    routable(m)?;
-    rewrite_to_hop(fr, m, &c.client_hop, links, |f, m| ip::translate(f, m, Some((c.vaddr, c.vport)), Some((c.caddr, c.cport))))
+    xmit(fr, m, c, links, Dir::Out, false).map(|(p, _)| p)
 }
 
 /// A later fragment (no L4 header), client → real server: LIP → RIP.

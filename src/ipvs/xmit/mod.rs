@@ -185,4 +185,74 @@ mod tests {
             }
         }
     }
+
+    /// `nat::xmit` and `fullnat::xmit` (the direction picks the rewrite
+    /// and the hop by selects) send what the rewrite each direction
+    /// stands for sends: client → real server to the dest's hop, the
+    /// reply to the client's, NAT's one side or FULLNAT's both rewritten;
+    /// same bytes, port and meta, on either link (tagged or not).
+    #[test]
+    fn nat_and_fullnat_xmit_rewrite_each_direction_to_its_hop() {
+        use crate::ipvs::conn::Conn;
+        use crate::ipvs::FwdMethod;
+        use crate::stats::Dir;
+        use std::net::Ipv4Addr;
+        let links = links();
+        for (dest_link, client_link) in [(0, 1), (1, 0), (0, 0)] {
+            let c = Conn {
+                caddr: Ipv4Addr::new(192, 0, 2, 1),
+                vaddr: Ipv4Addr::new(10, 0, 0, 100),
+                daddr: Ipv4Addr::new(10, 0, 1, 1),
+                laddr: Ipv4Addr::new(10, 0, 0, 200),
+                cport: 40000,
+                vport: 80,
+                dport: 8080,
+                lport: 5001,
+                expires: 0,
+                dest_uid: 1,
+                dest: 0,
+                snap_gen: 1,
+                control: 0,
+                dest_hop: Hop { link: dest_link, mac: [2, 0, 0, 0, 7, 7] },
+                client_hop: Hop { link: client_link, mac: THEIRS },
+                proto: 6,
+                state: 0,
+                fwd: FwdMethod::Nat,
+                flags: 0,
+                sync_left: 0,
+                in_pkts: 1,
+            };
+            // A client's segment and a real server's reply, each as the
+            // direction's lookup found it.
+            let frames = [
+                (Dir::In, tcp4([192, 0, 2, 1], 40000, [10, 0, 0, 100], 80, 0x10, b"x")),
+                (Dir::Out, tcp4([10, 0, 1, 1], 8080, [192, 0, 2, 1], 40000, 0x10, b"yy")),
+                (Dir::Out, tcp4([10, 0, 1, 1], 8080, [10, 0, 0, 200], 5001, 0x10, b"zzz")),
+            ];
+            for (dir, f) in frames {
+                type Rw = Option<(Ipv4Addr, u16)>;
+                let run = |send: &dyn Fn(&mut Frame<'_>, &mut Meta) -> Result<u8, DropReason>| {
+                    let mut b = vec![0u8; 4 + f.len()];
+                    b[4..].copy_from_slice(&f);
+                    let mut fr = Frame::new(&mut b, 4, f.len());
+                    let mut m = parse(fr.data()).unwrap();
+                    let r = send(&mut fr, &mut m);
+                    (r, fr.data().to_vec(), m)
+                };
+                let want = |hop: &Hop, src: Rw, dst: Rw| run(&|fr, m| rewrite_to_hop(fr, m, hop, &links, |f, m| ip::translate(f, m, src, dst)));
+                let (nat_want, full_want) = match dir {
+                    Dir::In => (want(&c.dest_hop, None, Some((c.daddr, c.dport))), want(&c.dest_hop, Some((c.laddr, c.lport)), Some((c.daddr, c.dport)))),
+                    Dir::Out => (want(&c.client_hop, Some((c.vaddr, c.vport)), None), want(&c.client_hop, Some((c.vaddr, c.vport)), Some((c.caddr, c.cport)))),
+                };
+                let nat = run(&|fr, m| nat::xmit(fr, m, &c, &links, dir));
+                assert_eq!(nat, nat_want, "NAT {dir:?}, links {dest_link}/{client_link}");
+                let c = Conn { fwd: FwdMethod::FullNat, ..c };
+                let full = run(&|fr, m| fullnat::xmit(fr, m, &c, &links, dir, false).map(|(p, added)| {
+                    assert_eq!(added, None);
+                    p
+                }));
+                assert_eq!(full, full_want, "FULLNAT {dir:?}, links {dest_link}/{client_link}");
+            }
+        }
+    }
 }
