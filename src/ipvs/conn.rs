@@ -40,7 +40,7 @@ use super::dest::Hop;
 use crate::stats::{Dir, DropReason};
 use crate::wire::Ip;
 use std::hash::BuildHasher;
-use crate::wire::select_unpredictable;
+use crate::wire::pick;
 
 /// Connection flags.
 pub mod flags {
@@ -643,9 +643,9 @@ pub struct ConnTable<A: Ip> {
 /// The key a value of the index stands for, compared with `k`.
 ///
 /// A connection whose replies we see (NAT, FULLNAT) has its fields
-/// picked by selects on the value's direction bit, not a branch: in their
-/// mixes requests and replies come in no order a branch predictor could
-/// learn. DR and TUN connections have in keys only: one predictable test
+/// picked as one choice on the value's direction bit, not a branch per
+/// field: in their mixes requests and replies come in no order a branch
+/// predictor could learn. DR and TUN connections have in keys only: one predictable test
 /// of the method keeps their compare as it was.
 #[inline(always)]
 fn same_key<A: Ip>(c: &Conn<A>, val: u32, k: &Key<A>) -> bool {
@@ -657,8 +657,8 @@ fn same_key<A: Ip>(c: &Conn<A>, val: u32, k: &Key<A>) -> bool {
     // (never a template: `out_key`): the real server is its source, and
     // its destination the client (NAT) or the local address (FULLNAT).
     let (oa, op) = if c.fwd == FwdMethod::FullNat { (c.laddr, c.lport) } else { (c.caddr, c.cport) };
-    let (sa, sp) = select_unpredictable(out, (c.daddr, c.dport), (c.caddr, c.cport));
-    let (da, dp) = select_unpredictable(out, (oa, op), (c.vaddr, c.vport));
+    let (sa, sp) = pick(out, (c.daddr, c.dport), (c.caddr, c.cport));
+    let (da, dp) = pick(out, (oa, op), (c.vaddr, c.vport));
     (sa == k.saddr) & (sp == k.sport) & (da == k.daddr) & (dp == k.dport) & (c.proto == k.proto)
 }
 

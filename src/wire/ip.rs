@@ -8,7 +8,7 @@
 //! ICMPv6 — the ones covering a pseudo header or the field) valid by RFC 1624.
 
 use super::checksum::{update16, update_bytes};
-use super::{be16, fold_ne, proto, put16, select_unpredictable, Meta};
+use super::{be16, fold_ne, proto, put16, pick, Meta};
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -432,7 +432,7 @@ fn translate_v4(f: &mut [u8], m: &mut Meta, src: Option<(u32, u16)>, dst: Option
 /// caller's code: the source (`src_side`) or the destination becomes
 /// `addr`:`port`. For NAT, whose two directions rewrite opposite sides:
 /// a packet's direction is data, and one path for both (the side picked
-/// by selects, not branches) does not mispredict when requests and
+/// as one choice, not a branch per field) mispredicts less when requests and
 /// replies alternate. The same bytes as `translate` with `(addr, port)`
 /// as `src` or as `dst` (a test compares them).
 #[inline(always)]
@@ -442,9 +442,9 @@ pub fn translate_side<A: Ip>(f: &mut [u8], m: &mut Meta, src_side: bool, addr: A
             let b = addr.bytes();
             let b = b.as_ref();
             let a = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
-            let (at, port_at) = select_unpredictable(src_side, (12, 0), (16, 2));
+            let (at, port_at) = pick(src_side, (12, 0), (16, 2));
             let (addrs, ports) = put_v4(ip, l4b, at, port_at, a, port);
-            (m.sport, m.dport) = select_unpredictable(src_side, (port, m.dport), (m.sport, port));
+            (m.sport, m.dport) = pick(src_side, (port, m.dport), (m.sport, port));
             finish_v4(ip, l4b, csum, m, addrs, ports);
             return;
         }
@@ -547,7 +547,7 @@ mod tests {
             same_as_sequential(&udp6(V6A, 1000, V6B, 80, &payload), a, b, csum)?;
         }
 
-        /// `translate_side` (the side a flag, picked by selects) gives the
+        /// `translate_side` (the side a flag) gives the
         /// bytes and meta of `translate` with the same address and port as
         /// `src` or as `dst`: IPv4 and IPv6, TCP and UDP, short and long
         /// payloads (a UDP datagram too short for the IPv4 fast path takes

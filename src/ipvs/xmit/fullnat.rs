@@ -11,7 +11,7 @@ use crate::ipvs::conn::Conn;
 use crate::stats::{Dir, DropReason};
 use crate::wire::toa::{self, Skip};
 use crate::wire::{ip, Frame, Ip, Meta};
-use crate::wire::select_unpredictable;
+use crate::wire::pick;
 
 /// Either direction: client → real server (`Dir::In`) becomes
 /// LIP:lport → RIP:rport, real server → client (`Dir::Out`) VIP:vport →
@@ -19,9 +19,9 @@ use crate::wire::select_unpredictable;
 /// port are added in a TOA option. Returns the egress port and, when
 /// `toa` was asked for, whether the option went in.
 ///
-/// The direction picks the addresses, the ports and the hop by selects,
-/// not branches (as [`super::nat::xmit`]): requests and replies come in
-/// no order a branch predictor could learn.
+/// The direction picks the addresses, the ports and the hop as one
+/// choice, not a branch for each (as [`super::nat::xmit`]): requests and
+/// replies come in no order a branch predictor could learn.
 ///
 /// # Errors
 /// TTL exceeded, no such egress link, no headroom for a VLAN tag.
@@ -34,8 +34,8 @@ pub fn xmit<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &Links,
     trim(fr, m);
     routable(m)?;
     let out = dir == Dir::Out;
-    let (src, dst) = select_unpredictable(out, ((c.vaddr, c.vport), (c.caddr, c.cport)), ((c.laddr, c.lport), (c.daddr, c.dport)));
-    let hop = select_unpredictable(out, &c.client_hop, &c.dest_hop);
+    let (src, dst) = pick(out, ((c.vaddr, c.vport), (c.caddr, c.cport)), ((c.laddr, c.lport), (c.daddr, c.dport)));
+    let hop = pick(out, &c.client_hop, &c.dest_hop);
     rewrite_to_hop(fr, m, hop, links, #[inline(always)] |f, m| ip::translate(f, m, Some(src), Some(dst))).map(|p| (p, None))
 }
 

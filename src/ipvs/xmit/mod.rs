@@ -187,7 +187,7 @@ mod tests {
     }
 
     /// `nat::xmit` and `fullnat::xmit` (the direction picks the rewrite
-    /// and the hop by selects) send what the rewrite each direction
+    /// and the hop as one choice) send what the rewrite each direction
     /// stands for sends: client → real server to the dest's hop, the
     /// reply to the client's, NAT's one side or FULLNAT's both rewritten;
     /// same bytes, port and meta, on either link (tagged or not).

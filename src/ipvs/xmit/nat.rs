@@ -7,16 +7,16 @@ use crate::ipvs::netif::Links;
 use crate::ipvs::conn::Conn;
 use crate::stats::{Dir, DropReason};
 use crate::wire::{ip, Frame, Ip, Meta};
-use crate::wire::select_unpredictable;
+use crate::wire::pick;
 
 /// Either direction: client → real server (`Dir::In`), the destination
 /// becomes RIP:rport; real server → client (`Dir::Out`), the source
 /// becomes VIP:vport.
 ///
-/// The direction picks the side, the address, the port and the hop by
-/// selects, not branches: requests and replies come in no order a branch
-/// predictor could learn, and a mispredicted branch costs more than the
-/// whole rewrite.
+/// The direction picks the side, the address, the port and the hop as
+/// one choice ([`crate::wire::pick`]), not a branch for each: requests and
+/// replies come in no order a branch predictor could learn, and a
+/// mispredicted branch costs more than the whole rewrite.
 ///
 /// # Errors
 /// TTL exceeded, no such egress link, no headroom for a VLAN tag.
@@ -25,8 +25,8 @@ pub fn xmit<A: Ip>(fr: &mut Frame<'_>, m: &mut Meta, c: &Conn<A>, links: &Links,
     trim(fr, m);
     routable(m)?;
     let out = dir == Dir::Out;
-    let (addr, port) = select_unpredictable(out, (c.vaddr, c.vport), (c.daddr, c.dport));
-    let hop = select_unpredictable(out, &c.client_hop, &c.dest_hop);
+    let (addr, port) = pick(out, (c.vaddr, c.vport), (c.daddr, c.dport));
+    let hop = pick(out, &c.client_hop, &c.dest_hop);
     rewrite_to_hop(fr, m, hop, links, #[inline(always)] |f, m| ip::translate_side(f, m, out, addr, port))
 }
 
