@@ -1058,6 +1058,22 @@ mod tests {
     use super::*;
     use std::net::Ipv4Addr;
 
+    /// A persistence template for client `c` (expiring at
+    /// `template_expires`) and one connection of that client, from `cport`,
+    /// that it controls (expiring at `conn_expires`), both inserted;
+    /// returns the template's slot.
+    fn template_and_its_connection(t: &mut ConnTable<Ipv4Addr>, c: u8, fwd: FwdMethod, template_expires: u32, cport: u16, conn_expires: u32) -> u32 {
+        let mut tm = conn(c, 0, fwd, template_expires);
+        tm.flags = flags::TEMPLATE;
+        tm.control = 1;
+        tm.proto = 0x86;
+        let ti = t.insert(tm).unwrap();
+        let mut cn = conn(c, cport, fwd, conn_expires);
+        cn.control = ti + 1;
+        t.insert(cn).unwrap();
+        ti
+    }
+
     fn conn(c: u8, cport: u16, fwd: FwdMethod, expires: u32) -> Conn<Ipv4Addr> {
         Conn {
             caddr: Ipv4Addr::new(192, 0, 2, c),
@@ -1225,13 +1241,7 @@ mod tests {
         assert_eq!((got.caddr.octets()[3], live, seen, t.len()), (5, false, 1, 0));
         assert_eq!(t.expire(1000, usize::MAX, |_| true), 0, "the wheel no longer holds it");
         // but never a dead template that connections still refer to
-        let mut tm = conn(6, 0, FwdMethod::Nat, 100);
-        tm.flags = flags::TEMPLATE;
-        tm.control = 1;
-        let ti = t.insert(tm).unwrap();
-        let mut c = conn(6, 1, FwdMethod::Nat, 500);
-        c.control = ti + 1;
-        t.insert(c).unwrap();
+        let ti = template_and_its_connection(&mut t, 6, FwdMethod::Nat, 100, 1, 500);
         t.unlink(ti);
         assert!(t.evict(10, |_| false, |_| ()).is_none());
         let _ = a;
@@ -1311,14 +1321,7 @@ mod tests {
     #[test]
     fn templates_outlive_their_connections() {
         let mut t = ConnTable::new(10, 0);
-        let mut tm = conn(1, 0, FwdMethod::Dr, 10);
-        tm.flags = flags::TEMPLATE;
-        tm.control = 1;
-        tm.proto = 0x86;
-        let ti = t.insert(tm).unwrap();
-        let mut c = conn(1, 1000, FwdMethod::Dr, 50);
-        c.control = ti + 1;
-        t.insert(c).unwrap();
+        let ti = template_and_its_connection(&mut t, 1, FwdMethod::Dr, 10, 1000, 50);
         // the template's own time comes first; the owner keeps it
         assert_eq!(t.expire(10, usize::MAX, |c| if c.is_template() && c.control > 0 { c.expires = 60; false } else { true }), 0);
         // the connection goes at 50 and releases the template
@@ -1327,13 +1330,7 @@ mod tests {
         assert_eq!(t.expire(60, usize::MAX, |c| c.control == 0), 1);
         assert!(t.is_empty());
         // an unlinked template with live connections waits for them
-        let mut tm = conn(2, 0, FwdMethod::Dr, 100);
-        tm.flags = flags::TEMPLATE;
-        tm.control = 1;
-        let ti = t.insert(tm).unwrap();
-        let mut c = conn(2, 1000, FwdMethod::Dr, 300);
-        c.control = ti + 1;
-        t.insert(c).unwrap();
+        let ti = template_and_its_connection(&mut t, 2, FwdMethod::Dr, 100, 1000, 300);
         t.unlink(ti);
         assert_eq!(t.expire(200, usize::MAX, |_| true), 0, "dead template kept while it controls a connection");
         assert_eq!(t.expire(300, usize::MAX, |_| true), 1);
@@ -1350,14 +1347,7 @@ mod tests {
     #[test]
     fn a_long_gap_ends_a_connection_before_the_template_that_outlives_it() {
         let mut t = ConnTable::new(10, 0);
-        let mut tm = conn(1, 0, FwdMethod::Dr, 100);
-        tm.flags = flags::TEMPLATE;
-        tm.control = 1;
-        tm.proto = 0x86;
-        let ti = t.insert(tm).unwrap();
-        let mut c = conn(1, 1000, FwdMethod::Dr, 160);
-        c.control = ti + 1;
-        t.insert(c).unwrap();
+        let ti = template_and_its_connection(&mut t, 1, FwdMethod::Dr, 100, 1000, 160);
         // used again: its time moves on, its slot does not
         t.get_mut(ti).expires = 220;
         let mut rearmed = 0;
