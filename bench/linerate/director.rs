@@ -91,7 +91,10 @@ impl Xvs {
         let mut x = Xvs { child, log, stdout };
         let t0 = Instant::now();
         loop {
-            if x.log().contains("all next hops resolved") {
+            // Next hops resolved and every worker forwarding (its index
+            // faulted in first).
+            let log = x.log();
+            if log.contains("all next hops resolved") && log.contains("worker(s) forwarding") {
                 return Ok(x);
             }
             if let Ok(Some(st)) = x.child.try_wait() {

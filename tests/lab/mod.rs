@@ -164,6 +164,9 @@ pub fn udp_bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     Ok(s)
 }
 
+/// What `xvs run` logs once every worker forwards (`daemon::notify`).
+pub const READY: &str = "worker(s) forwarding";
+
 /// The lab. See the module docs.
 pub struct Lab {
     base: String,
@@ -372,6 +375,11 @@ impl Lab {
         });
         let i = self.xvs.len() - 1;
         self.wait_log(i, ready, Duration::from_secs(10));
+        // And until every worker runs its loop (what READY=1 tells
+        // systemd): each faults its presized connection index in first,
+        // which takes seconds when several labs start at once, and a SYN
+        // sent before then waits in the RX ring past the client's timeout.
+        self.wait_log(i, READY, Duration::from_secs(30));
         i
     }
 
