@@ -1335,6 +1335,14 @@ impl Worker {
             untmpl(self);
             return Verdict::Drop(DropReason::NoNeighbour);
         };
+        let dport = if dest.port == 0 { k.dport } else { dest.port };
+        // The reply key's index bucket is a miss in a big table that
+        // `insert_missed` would wait for: asked for now, it arrives while
+        // the route, the state and the entry are made.
+        if dest.fwd == FwdMethod::Nat {
+            let t = A::table(&mut self.tables);
+            t.prefetch(t.hash(&Key { saddr: daddr_rs, daddr: k.saddr, sport: dport, dport: k.sport, proto: m.proto }));
+        }
         // A packet its transmit would drop makes no connection.
         if let Err(r) = dest.fwd.check_ttl(m.ttl) {
             untmpl(self);
@@ -1375,7 +1383,11 @@ impl Worker {
                 None => None,
             };
             match got.and_then(|(a, p)| A::from_ip(a).map(|a| (a, p))) {
-                Some(x) => x,
+                Some((laddr, lport)) => {
+                    let t = A::table(&mut self.tables);
+                    t.prefetch(t.hash(&Key { saddr: daddr_rs, daddr: laddr, sport: dport, dport: lport, proto: m.proto }));
+                    (laddr, lport)
+                }
                 None => {
                     untmpl(self);
                     return Verdict::Drop(DropReason::NoLocalPort);
@@ -1428,7 +1440,7 @@ impl Worker {
             laddr,
             cport: k.sport,
             vport: k.dport,
-            dport: if dest.port == 0 { k.dport } else { dest.port },
+            dport,
             lport,
             expires,
             dest_uid: dest.uid,
