@@ -142,5 +142,6 @@ fn ctx(d: &[DestEntry], k: u32) -> SchedCtx<'_> {
         daddr: IpAddr::V4(Ipv4Addr::new(198, 51, 100, (k % 8) as u8)),
         dport: 80,
         now: k as u64 * 1_000_000,
+        due: &[],
     }
 }

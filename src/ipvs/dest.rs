@@ -97,7 +97,10 @@ pub struct SharedLoad {
     /// `active << 32 | inactive`.
     conns: AtomicU64,
     persist: AtomicU32,
-    overloaded: AtomicBool,
+    /// On a line of its own: rr, wrr and the hashing schedulers read it
+    /// for every decision, and it changes only at a threshold, while the
+    /// counts' line changes with every worker's burst.
+    overloaded: crossbeam::utils::CachePadded<AtomicBool>,
 }
 
 const ACTIVE: u64 = 1 << 32;
@@ -150,6 +153,43 @@ impl SharedLoad {
         let d = if inactive { 1 } else { ACTIVE };
         let c = self.conns.fetch_add(d, Relaxed).wrapping_add(d);
         self.overload(c, upper, lower);
+    }
+
+    /// A change of the counts added at once (`delta`: `active << 32 |
+    /// inactive`, wrapping, as [`SharedLoad::opened`], [`SharedLoad::TO_ACTIVE`]
+    /// and [`SharedLoad::TO_INACTIVE`] and their sums), with the
+    /// server's thresholds.
+    #[inline]
+    pub fn add(&self, delta: u64, upper: u32, lower: u32) {
+        let c = self.conns.fetch_add(delta, Relaxed).wrapping_add(delta);
+        self.overload(c, upper, lower);
+    }
+
+    /// The change a connection bound to the server makes.
+    #[inline]
+    pub const fn opened(inactive: bool) -> u64 {
+        if inactive {
+            1
+        } else {
+            ACTIVE
+        }
+    }
+
+    /// The change of a connection moving from inactive to active.
+    pub const TO_ACTIVE: u64 = ACTIVE - 1;
+    /// The change of a connection moving from active to inactive.
+    pub const TO_INACTIVE: u64 = 1u64.wrapping_sub(ACTIVE);
+
+    /// The counts now with `due` (a change not added yet) added.
+    #[inline]
+    pub fn get_with(&self, due: u64) -> DestLoad {
+        let c = self.conns.load(Relaxed).wrapping_add(due);
+        DestLoad {
+            active: (c >> 32) as u32,
+            inactive: c as u32,
+            persist: self.persist.load(Relaxed),
+            overloaded: self.overloaded.load(Relaxed),
+        }
     }
 
     /// A connection unbound from the server.
@@ -267,7 +307,32 @@ mod tests {
         assert_eq!(s.get(), DestLoad { active: 3, inactive: 0, persist: 1, overloaded: false });
         s.set(&DestLoad { active: 7, inactive: 9, persist: 0, overloaded: true });
         assert_eq!(s.get(), DestLoad { active: 7, inactive: 9, persist: 0, overloaded: true });
-        assert_eq!(std::mem::align_of::<SharedLoad>(), 64);
+        assert!(std::mem::align_of::<SharedLoad>() >= 64);
+        // The flag on another line than the counts.
+        let flag = &*s.overloaded as *const AtomicBool as isize;
+        let conns = &s.conns as *const AtomicU64 as isize;
+        assert!((flag - conns).unsigned_abs() >= 64);
+        // A worker's summed changes added at once are the same changes.
+        let (a, b) = (SharedLoad::default(), SharedLoad::default());
+        for inactive in [true, true, false] {
+            a.open(inactive, 0, 0);
+        }
+        a.moved(false);
+        a.moved(true);
+        a.moved(true);
+        let sum = SharedLoad::opened(true)
+            .wrapping_add(SharedLoad::opened(true))
+            .wrapping_add(SharedLoad::opened(false))
+            .wrapping_add(SharedLoad::TO_ACTIVE)
+            .wrapping_add(SharedLoad::TO_INACTIVE)
+            .wrapping_add(SharedLoad::TO_INACTIVE);
+        b.add(sum, 0, 0);
+        assert_eq!(a.get(), b.get());
+        assert_eq!(b.get(), DestLoad { active: 0, inactive: 3, persist: 0, overloaded: false });
+        assert_eq!(b.get_with(SharedLoad::TO_ACTIVE), DestLoad { active: 1, inactive: 2, persist: 0, overloaded: false });
+        b.add(SharedLoad::opened(false), 4, 0);
+        b.add(SharedLoad::opened(false), 4, 0);
+        assert!(b.overloaded(), "the sum reaches the upper threshold");
     }
 
     #[test]

@@ -26,7 +26,7 @@
 
 use crate::ipvs::dest::Hop;
 use crate::ipvs::conn::{flags, Conn, ConnTable, Key};
-use crate::ipvs::dest::DestLoad;
+use crate::ipvs::dest::{DestLoad, SharedLoad};
 use crate::ipvs::laddr::{port_owner, LocalPorts, PoolKey};
 use crate::ipvs::mem::{Provider, ReserveStats};
 use crate::ipvs::proto::{tcp_next, TcpDir, TcpState, Timeouts};
@@ -152,8 +152,20 @@ pub struct Worker {
     /// load is this worker's share (reports add the workers'); every
     /// change is also made to the director-wide count
     /// ([`DestEntry::shared`](crate::ipvs::dest::DestEntry::shared)),
-    /// which is what the schedulers and the thresholds see.
+    /// which is what the schedulers and the thresholds see, once per
+    /// burst (`shared`, [`SharedDue`]).
     load: Vec<DestLoad>,
+    /// Per dest: changes to the director-wide count not added yet
+    /// (`active << 32 | inactive`, wrapping), and the dests that have
+    /// one. Opening a connection and moving it between active and
+    /// inactive add here; the burst's end adds each dest's sum to the
+    /// shared count with one atomic add ([`Worker::flush_shared`]): two
+    /// workers opening connections to the same servers then exchange the
+    /// count's cache line once per burst, not once per connection. This
+    /// worker's schedulers see the sum with its own changes (`SchedCtx`),
+    /// the other workers' at most one burst late. A server with an upper
+    /// threshold is counted at once.
+    shared: SharedDue,
     dstats: Vec<DestStats>,
     lports: LocalPorts,
     counters: WorkerCounters,
@@ -205,6 +217,54 @@ fn mac48(m: &[u8; 6]) -> u64 {
     u64::from_le_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
 }
 
+/// Per dest (snapshot index): changes to the director-wide count not
+/// added yet (`active << 32 | inactive`, wrapping), and the dests that
+/// have one. Opening a connection and moving it between active and
+/// inactive add here; the burst's end adds each dest's sum to the shared
+/// count with one atomic add: two workers opening connections to the same
+/// servers then exchange the count's cache line once per burst, not once
+/// per connection. This worker's schedulers see the count with its own
+/// changes added (`SchedCtx::due`), the other workers' at most one burst
+/// late (IPVS's, too, may pass a threshold by one connection per other
+/// CPU). A server with an upper threshold is counted at once.
+#[derive(Debug, Default)]
+struct SharedDue {
+    due: Vec<u64>,
+    dirty: Vec<u32>,
+}
+
+impl SharedDue {
+    /// Adds `delta` to dest `di`'s pending change.
+    #[inline]
+    fn add(&mut self, di: usize, delta: u64, snap: &Snapshot, load: &mut [DestLoad]) {
+        let Some(&p) = self.due.get(di) else {
+            return;
+        };
+        if p == 0 {
+            if self.dirty.len() == self.dirty.capacity() {
+                // A dest back to zero and changed again, listed twice:
+                // adding now keeps the list from growing.
+                self.flush(snap, load);
+            }
+            self.dirty.push(di as u32);
+        }
+        self.due[di] = self.due[di].wrapping_add(delta);
+    }
+
+    /// One atomic add per dest changed, its overloaded flag evaluated as
+    /// IPVS does when it binds or unbinds a connection.
+    fn flush(&mut self, snap: &Snapshot, load: &mut [DestLoad]) {
+        for di in self.dirty.drain(..) {
+            let di = di as usize;
+            let delta = std::mem::take(&mut self.due[di]);
+            if let (true, Some(d), Some(l)) = (delta != 0, snap.dests.get(di), load.get_mut(di)) {
+                d.shared.add(delta, d.u_threshold, d.l_threshold);
+                l.overloaded = d.shared.overloaded();
+            }
+        }
+    }
+}
+
 impl Worker {
     /// Worker `id` of `workers`, forwarding with `snap`, its clock at
     /// `now_ns` (monotonic nanoseconds).
@@ -216,6 +276,7 @@ impl Worker {
             tables: Tables { v4: ConnTable::new(snap.max_conns, now), v6: ConnTable::new(snap.max_conns, now) },
             sched: Vec::new(),
             load: Vec::new(),
+            shared: SharedDue::default(),
             dstats: Vec::new(),
             lports: LocalPorts::new(id, workers.max(1)),
             counters: WorkerCounters::default(),
@@ -260,6 +321,8 @@ impl Worker {
     /// scheduler states follow their services and dests by uid;
     /// connections re-bind lazily on their next packet.
     pub fn set_snapshot(&mut self, new: Arc<Snapshot>) {
+        // Pending changes are by the old snapshot's dest indexes.
+        self.flush_shared();
         let old = std::mem::replace(&mut self.snap, new);
         let new = &self.snap;
         let mut load = vec![DestLoad::default(); new.dests.len()];
@@ -303,6 +366,7 @@ impl Worker {
             });
         }
         self.load = load;
+        self.shared = SharedDue { due: vec![0; self.snap.dests.len()], dirty: Vec::with_capacity(self.snap.dests.len().max(1)) };
         self.dstats = dstats;
         self.sched = sched;
         // One port pool per (local address, real server address and
@@ -462,6 +526,14 @@ impl Worker {
         for (fr, v) in frames.chunks_mut(BURST).zip(verdicts.chunks_mut(BURST)) {
             self.run_burst(fr, v);
         }
+        self.flush_shared();
+    }
+
+    /// Adds the pending changes to the director-wide counts (see
+    /// `SharedDue`). Done at the end of every burst and of
+    /// [`Worker::process`], and before a snapshot changes.
+    pub fn flush_shared(&mut self) {
+        self.shared.flush(&self.snap, &mut self.load);
     }
 
     /// Gives the frames the last burst made beside its own (the fragments
@@ -531,6 +603,7 @@ impl Worker {
     /// Expires due connections, looking at most at `budget` entries per
     /// family. Returns how many were freed.
     pub fn expire(&mut self, budget: usize) -> usize {
+        self.flush_shared();
         let now = self.now;
         let snap = &self.snap;
         let load = &mut self.load;
@@ -545,7 +618,9 @@ impl Worker {
     #[inline]
     pub fn process(&mut self, fr: &mut Frame<'_>) -> Verdict {
         let p = burst::prepare(self, fr);
-        self.process_prepared(fr, &p)
+        let v = self.process_prepared(fr, &p);
+        self.flush_shared();
+        v
     }
 
     /// Processes a frame parsed and hashed by the burst's first stage.
@@ -711,6 +786,8 @@ impl Worker {
         if !(no_dest || over) {
             return false;
         }
+        // The counts it takes back include this burst's changes.
+        self.shared.flush(snap, &mut self.load);
         release(c, self.now, snap, &mut self.load, &mut self.lports, &mut self.counters);
         c.flags |= flags::RELEASED;
         A::table(&mut self.tables).retire(idx);
@@ -736,6 +813,7 @@ impl Worker {
         let snap = &*self.snap;
         let c = A::table(&mut self.tables).get_mut(idx);
         let key = c.in_key();
+        self.shared.flush(snap, &mut self.load);
         release(c, self.now, snap, &mut self.load, &mut self.lports, &mut self.counters);
         c.flags |= flags::RELEASED;
         A::table(&mut self.tables).retire(idx);
@@ -877,19 +955,19 @@ impl Worker {
             if new as u8 != c.state {
                 c.state = new as u8;
                 if c.flags & flags::BOUND != 0 && c.dest != NO_DEST {
-                    let l = &mut self.load[c.dest as usize];
-                    let shared = &self.snap.dests[c.dest as usize].shared;
+                    let di = c.dest as usize;
+                    let l = &mut self.load[di];
                     let inactive = c.flags & flags::INACTIVE != 0;
                     if !inactive && new != TcpState::Established {
                         l.active = l.active.saturating_sub(1);
                         l.inactive += 1;
-                        shared.moved(true);
                         c.flags |= flags::INACTIVE;
+                        self.shared.add(di, SharedLoad::TO_INACTIVE, &self.snap, &mut self.load);
                     } else if inactive && new == TcpState::Established {
                         l.inactive = l.inactive.saturating_sub(1);
                         l.active += 1;
-                        shared.moved(false);
                         c.flags &= !flags::INACTIVE;
+                        self.shared.add(di, SharedLoad::TO_ACTIVE, &self.snap, &mut self.load);
                     }
                 }
             }
@@ -1304,7 +1382,7 @@ impl Worker {
             }
         }
         let picked = match self.snap.services[si as usize].persistence {
-            None => schedule(&self.snap, &mut self.sched, self.now_ns, si, k).map(|di| (di, None)).ok_or(DropReason::NoDest),
+            None => schedule(&self.snap, &mut self.sched, &self.shared.due, self.now_ns, si, k).map(|di| (di, None)).ok_or(DropReason::NoDest),
             Some(p) => self.persist::<A>(si, k, p, m.ttl),
         };
         // A borrow, not a clone: the refcount is shared with every worker,
@@ -1369,17 +1447,20 @@ impl Worker {
             let got = match self.lports.alloc(di) {
                 Some(x) => Some(x),
                 // A full pool: the real server's own drop_entry.
-                None if snap.drop_entry => Self::make_port_room::<A>(
-                    snap,
-                    &mut self.tables,
-                    &mut self.lports,
-                    &mut self.load,
-                    &mut self.counters,
-                    &mut self.todrop,
-                    &mut self.port_evict_miss,
-                    self.now,
-                    di,
-                ),
+                None if snap.drop_entry => {
+                    self.shared.flush(snap, &mut self.load);
+                    Self::make_port_room::<A>(
+                        snap,
+                        &mut self.tables,
+                        &mut self.lports,
+                        &mut self.load,
+                        &mut self.counters,
+                        &mut self.todrop,
+                        &mut self.port_evict_miss,
+                        self.now,
+                        di,
+                    )
+                }
                 None => None,
             };
             match got.and_then(|(a, p)| A::from_ip(a).map(|a| (a, p))) {
@@ -1475,8 +1556,12 @@ impl Worker {
         } else {
             l.active += 1;
         }
-        dest.shared.open(inactive, dest.u_threshold, dest.l_threshold);
-        l.overloaded = dest.shared.overloaded();
+        if dest.u_threshold == 0 {
+            self.shared.add(di, SharedLoad::opened(inactive), snap, &mut self.load);
+        } else {
+            dest.shared.open(inactive, dest.u_threshold, dest.l_threshold);
+            l.overloaded = dest.shared.overloaded();
+        }
         self.dstats[di].conns += 1;
         self.counters.new_conns += 1;
         self.counters.sloppy_conns += sloppy as u64;
@@ -1528,6 +1613,8 @@ impl Worker {
         if self.evict_miss == self.now {
             return;
         }
+        // The counts it takes back include this burst's changes.
+        self.flush_shared();
         let snap = &*self.snap;
         let now = self.now;
         let (load, lports, counters, rate) = (&mut self.load, &mut self.lports, &mut self.counters, &mut self.todrop);
@@ -1629,7 +1716,7 @@ impl Worker {
             }
             table.unlink(ti);
         }
-        let di = schedule(snap, &mut self.sched, self.now_ns, si, k).ok_or(DropReason::NoDest)?;
+        let di = schedule(snap, &mut self.sched, &self.shared.due, self.now_ns, si, k).ok_or(DropReason::NoDest)?;
         let d = &snap.dests[di];
         let daddr = A::from_ip(d.addr).ok_or(DropReason::FamilyMismatch)?;
         let hop = d.hop.ok_or(DropReason::NoNeighbour)?;
@@ -1914,7 +2001,7 @@ fn usable_mac(snap: &Snapshot, mac: [u8; 6]) -> bool {
 /// snapshot. (A function of the worker's parts, not a method, so that
 /// callers may hold a borrow of the snapshot.)
 #[inline]
-fn schedule<A: Ip>(snap: &Snapshot, sched: &mut [SchedState], now_ns: u64, si: u32, k: &Key<A>) -> Option<usize> {
+fn schedule<A: Ip>(snap: &Snapshot, sched: &mut [SchedState], due: &[u64], now_ns: u64, si: u32, k: &Key<A>) -> Option<usize> {
     let svc = &snap.services[si as usize];
     let ctx = SchedCtx {
         dests: &snap.dests[svc.dests.clone()],
@@ -1923,6 +2010,7 @@ fn schedule<A: Ip>(snap: &Snapshot, sched: &mut [SchedState], now_ns: u64, si: u
         daddr: k.daddr.into(),
         dport: k.dport,
         now: now_ns,
+        due: due.get(svc.dests.clone()).unwrap_or(&[]),
     };
     svc.table.schedule(&mut sched[si as usize], &ctx).map(|i| svc.dests.start + i)
 }

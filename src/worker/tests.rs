@@ -2048,6 +2048,43 @@ fn least_connection_counts_are_global_across_workers() {
     assert_eq!(snap.dests[0].shared.get(), DestLoad::default(), "released");
 }
 
+/// A worker adds its changes to the shared counts once per burst, not
+/// per connection (`SharedDue`): its own decisions within the burst still
+/// see them (lc alternates between two idle servers instead of sending
+/// the whole burst to the first), the shared counts hold them all once
+/// the burst ends, and the other worker's lc decides by them.
+#[test]
+fn a_burst_sees_its_own_new_connections_and_publishes_them_at_its_end() {
+    let mut m = model(FwdMethod::Dr, "lc");
+    m.services[0].dests[1].weight = 1;
+    let (mut ws, mine) = two_workers(&m, 7);
+    let syns: Vec<Vec<u8>> = mine[0][..6].iter().map(|&c| tcp4(c, 1000, VIP, 80, SYN, b"")).collect();
+    let picks: Vec<[u8; 6]> = run(&mut ws[0], SEC, &syns).iter().map(|(_, f)| dst_mac(f)).collect();
+    assert_eq!(picks, [RS1_MAC, RS2_MAC].repeat(3), "one burst");
+    let snap = ws[0].snap.clone();
+    let counts = |i: usize| {
+        let l = snap.dests[i].shared.get();
+        (l.active, l.inactive)
+    };
+    assert_eq!((counts(0), counts(1)), ((0, 3), (0, 3)), "all six, SYN_RECV, in the shared counts");
+    // Worker 0's seventh goes to rs1 (3 and 3: the first); worker 1 then
+    // sees 4 and 3 and picks rs2.
+    assert_eq!(dst_mac(&one(&mut ws[0], SEC, tcp4(mine[0][6], 1000, VIP, 80, SYN, b"")).1), RS1_MAC);
+    assert_eq!(dst_mac(&one(&mut ws[1], SEC, tcp4(mine[1][0], 1000, VIP, 80, SYN, b"")).1), RS2_MAC);
+    // Established, then ended: moves and ends reach the shared counts.
+    let acks: Vec<Vec<u8>> = mine[0][..6].iter().map(|&c| tcp4(c, 1000, VIP, 80, ACK, b"")).collect();
+    run(&mut ws[0], SEC, &acks);
+    assert_eq!((counts(0), counts(1)), ((3, 1), (3, 1)), "six established, two still SYN_RECV");
+    let rsts: Vec<Vec<u8>> = mine[0][..6].iter().map(|&c| tcp4(c, 1000, VIP, 80, RST, b"")).collect();
+    run(&mut ws[0], SEC, &rsts);
+    assert_eq!((counts(0), counts(1)), ((0, 4), (0, 4)), "reset: CLOSE is inactive");
+    ws[0].set_clock(1000 * SEC);
+    ws[0].expire(usize::MAX);
+    ws[1].set_clock(1000 * SEC);
+    ws[1].expire(usize::MAX);
+    assert_eq!((counts(0), counts(1)), ((0, 0), (0, 0)), "all ended");
+}
+
 /// IPVS's `sloppy_tcp` (`tcp_conn_schedule`): a mid-connection packet of a
 /// flow this director does not know — ECMP moved it here — is scheduled
 /// instead of dropped, in the state IPVS's table gives it; RST never is.

@@ -109,6 +109,10 @@ pub struct SchedCtx<'a> {
     /// The worker's clock (monotonic nanoseconds, read once per burst), for
     /// schedulers whose state ages (lblc, lblcr).
     pub now: u64,
+    /// Per dest of `dests` (or empty): the deciding worker's changes to
+    /// the counts not yet added to the shared ones, which its decisions
+    /// must see (`worker::SharedDue`).
+    pub due: &'a [u64],
 }
 
 impl SchedCtx<'_> {
@@ -124,7 +128,7 @@ impl SchedCtx<'_> {
     /// [`SchedCtx::overloaded`]).
     #[inline]
     pub fn load(&self, i: usize) -> DestLoad {
-        util::load(&self.dests[i])
+        util::load(&self.dests[i], self.due.get(i).copied().unwrap_or(0))
     }
     /// Dest `i` takes no new connection for now: flagged overloaded
     /// (connection thresholds), or its next hop is not resolved yet (a
@@ -314,6 +318,7 @@ pub(crate) mod testutil {
             daddr: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)),
             dport: 80,
             now: 0,
+            due: &[],
         }
     }
 

@@ -34,14 +34,15 @@ pub fn conn_overhead(ctx: &SchedCtx<'_>, i: usize) -> i64 {
 pub fn dests_loads<'a>(
     ctx: &SchedCtx<'a>,
 ) -> impl Iterator<Item = (usize, &'a DestEntry, DestLoad)> + 'a {
-    ctx.dests.iter().enumerate().map(|(i, d)| (i, d, load(d)))
+    let due = ctx.due;
+    ctx.dests.iter().enumerate().map(move |(i, d)| (i, d, load(d, due.get(i).copied().unwrap_or(0))))
 }
 
 /// A dest's director-wide load as the schedulers see it: without a next
 /// hop it reads as overloaded ([`SchedCtx::overloaded`]).
 #[inline]
-pub fn load(d: &DestEntry) -> DestLoad {
-    let mut l = d.shared.get();
+pub fn load(d: &DestEntry, due: u64) -> DestLoad {
+    let mut l = d.shared.get_with(due);
     l.overloaded |= d.hop.is_none();
     l
 }
