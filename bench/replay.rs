@@ -101,6 +101,15 @@ struct Args {
     /// director's are (`Worker::set_nic_port`), and the test is skipped.
     #[arg(long)]
     veth: bool,
+    /// Storms and floods run on a table that held as many connections
+    /// before: the same number of other clients' SYNs are sent untimed
+    /// and their connections expired (the clock moved past their
+    /// timeout), so the table's memory is in use already, as on a
+    /// director that has run at that size (freed entries are reused,
+    /// never given back). The storm then times the worker, not the first
+    /// touch of fresh pages (which on a VM can be the host's fault).
+    #[arg(long)]
+    used_table: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -356,11 +365,17 @@ struct Drive {
 }
 
 /// A virtual clock that follows real time from CLOCK0.
-struct Clock(Instant);
+/// The workers' clock: real time since the start, plus the time skipped
+/// ([`Clock::skip`]) to expire a used table's connections.
+struct Clock(Instant, std::cell::Cell<u64>);
 
 impl Clock {
     fn now_ns(&self) -> u64 {
-        CLOCK0 + self.0.elapsed().as_nanos() as u64
+        CLOCK0 + self.1.get() + self.0.elapsed().as_nanos() as u64
+    }
+
+    fn skip(&self, d: Duration) {
+        self.1.set(self.1.get() + d.as_nanos() as u64);
     }
 }
 
@@ -374,6 +389,9 @@ static NO_PRESIZE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool
 fn no_presize() -> bool {
     NO_PRESIZE.load(std::sync::atomic::Ordering::Relaxed)
 }
+
+/// Whether storms run on a used table (`--used-table`).
+static USED_TABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Whether the ports are virtual devices (`--veth`).
 static VETH: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -590,7 +608,7 @@ fn run_worker(
         worker.set_nic_port(p as u8, nic);
     }
     let mut arena = Arena::new();
-    let clock = Clock(Instant::now());
+    let clock = Clock(Instant::now(), std::cell::Cell::new(0));
     let mut prog = Progress::new();
     let show = w == 0;
     let t_setup = Instant::now();
@@ -634,12 +652,30 @@ fn run_worker(
             }
         }
     }
+    let limit = s.packets / s.workers as u64;
+    // The used table's connections: made and expired, not timed.
+    let mut untimed = (0, 0);
+    if s.what == What::Storm && USED_TABLE.load(Ordering::Relaxed) {
+        // Other clients (ids from `limit` on) fill the table untimed;
+        // past their timeout, the expiry frees every entry.
+        let mut src = Storm::new(flows, limit as u32, limit, w, s.workers, s.sizes, seed ^ 0x5eed);
+        let mut p = |n: u64| {
+            if show {
+                prog.show(&s.name, "used table", n, limit)
+            }
+        };
+        drive(&mut worker, &mut src, limit, s.mode, false, &clock, &mut arena, None, &mut p);
+        clock.skip(Duration::from_secs(3600));
+        worker.set_clock(clock.now_ns());
+        while worker.expire(usize::MAX) > 0 {}
+        assert_eq!(worker.conns(), 0, "{}: the used table's connections did not all expire", s.name);
+        untimed = (worker.counters().new_conns, worker.counters().expired_conns);
+    }
     let setup = t_setup.elapsed();
     ready.wait();
     go.wait();
     let mut hist =
         Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
-    let limit = s.packets / s.workers as u64;
     let seed_w = seed ^ ((w as u64 + 1) << 40);
     let mut p = |n: u64| {
         if show {
@@ -727,7 +763,12 @@ fn run_worker(
         timed,
         wall,
         hist,
-        counters: worker.counters().clone(),
+        counters: {
+            let mut c = worker.counters().clone();
+            c.new_conns -= untimed.0;
+            c.expired_conns -= untimed.1;
+            c
+        },
         conns: worker.conns(),
         conn_memory: worker.conn_memory(),
     };
@@ -1397,6 +1438,7 @@ fn main() {
         CPU_TIME.store(args.cpu_time, std::sync::atomic::Ordering::Relaxed);
         NO_PRESIZE.store(args.no_presize, std::sync::atomic::Ordering::Relaxed);
         VETH.store(args.veth, std::sync::atomic::Ordering::Relaxed);
+        USED_TABLE.store(args.used_table, std::sync::atomic::Ordering::Relaxed);
         let r = run(s, args.seed, !args.no_mem_provider);
         print_cells(&cells(&r));
         let _ = std::io::stdout().flush();
