@@ -1054,7 +1054,7 @@ impl<A: Ip> ConnTable<A> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::net::Ipv4Addr;
 
@@ -1074,7 +1074,10 @@ mod tests {
         ti
     }
 
-    fn conn(c: u8, cport: u16, fwd: FwdMethod, expires: u32) -> Conn<Ipv4Addr> {
+    /// An IPv4 connection from 192.0.2.`c`:`cport` to 10.0.0.100:80,
+    /// real server 10.0.1.1:8080, local address 10.0.0.200:5000+`cport`
+    /// (the tests of other modules start from it too).
+    pub(crate) fn conn(c: u8, cport: u16, fwd: FwdMethod, expires: u32) -> Conn<Ipv4Addr> {
         Conn {
             caddr: Ipv4Addr::new(192, 0, 2, c),
             vaddr: Ipv4Addr::new(10, 0, 0, 100),

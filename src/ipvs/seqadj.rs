@@ -259,30 +259,8 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn conn4() -> Conn<Ipv4Addr> {
-        use crate::ipvs::{dest::Hop, FwdMethod};
-        Conn {
-            caddr: Ipv4Addr::new(192, 0, 2, 7),
-            vaddr: Ipv4Addr::new(10, 0, 0, 100),
-            daddr: Ipv4Addr::new(10, 0, 1, 1),
-            laddr: Ipv4Addr::new(10, 0, 0, 200),
-            cport: 40000,
-            vport: 80,
-            dport: 8080,
-            lport: 5000,
-            expires: 0,
-            dest_uid: 1,
-            dest: 0,
-            snap_gen: 1,
-            control: 0,
-            dest_hop: Hop { link: 0, mac: [0; 6] },
-            client_hop: Hop { link: 0, mac: [0; 6] },
-            proto: 6,
-            state: 0,
-            fwd: FwdMethod::FullNat,
-            flags: 0,
-            sync_left: 0,
-            in_pkts: SEQ_ADJ,
-        }
+        use crate::ipvs::FwdMethod;
+        Conn { lport: 5000, in_pkts: SEQ_ADJ, ..crate::ipvs::conn::tests::conn(7, 40000, FwdMethod::FullNat, 0) }
     }
 
     #[test]

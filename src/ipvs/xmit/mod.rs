@@ -200,27 +200,10 @@ mod tests {
         let links = links();
         for (dest_link, client_link) in [(0, 1), (1, 0), (0, 0)] {
             let c = Conn {
-                caddr: Ipv4Addr::new(192, 0, 2, 1),
-                vaddr: Ipv4Addr::new(10, 0, 0, 100),
-                daddr: Ipv4Addr::new(10, 0, 1, 1),
-                laddr: Ipv4Addr::new(10, 0, 0, 200),
-                cport: 40000,
-                vport: 80,
-                dport: 8080,
                 lport: 5001,
-                expires: 0,
-                dest_uid: 1,
-                dest: 0,
-                snap_gen: 1,
-                control: 0,
                 dest_hop: Hop { link: dest_link, mac: [2, 0, 0, 0, 7, 7] },
                 client_hop: Hop { link: client_link, mac: THEIRS },
-                proto: 6,
-                state: 0,
-                fwd: FwdMethod::Nat,
-                flags: 0,
-                sync_left: 0,
-                in_pkts: 1,
+                ..crate::ipvs::conn::tests::conn(1, 40000, FwdMethod::Nat, 0)
             };
             // A client's segment and a real server's reply, each as the
             // direction's lookup found it.
