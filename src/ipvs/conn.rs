@@ -120,6 +120,15 @@ pub struct Conn<A: Ip> {
     pub in_pkts: u8,
 }
 
+impl<A: Ip> Key<A> {
+    /// The key of a real server's reply: from `rs` (address, port) to
+    /// `to`, the client (NAT) or the local address (FULLNAT).
+    #[inline]
+    pub fn reply(rs: (A, u16), to: (A, u16), proto: u8) -> Key<A> {
+        Key { saddr: rs.0, daddr: to.0, sport: rs.1, dport: to.1, proto }
+    }
+}
+
 impl<A: Ip> Conn<A> {
     /// The key of client → VIP packets.
     #[inline]
@@ -134,12 +143,8 @@ impl<A: Ip> Conn<A> {
             return None;
         }
         match self.fwd {
-            FwdMethod::Nat => {
-                Some(Key { saddr: self.daddr, daddr: self.caddr, sport: self.dport, dport: self.cport, proto: self.proto })
-            }
-            FwdMethod::FullNat => {
-                Some(Key { saddr: self.daddr, daddr: self.laddr, sport: self.dport, dport: self.lport, proto: self.proto })
-            }
+            FwdMethod::Nat => Some(Key::reply((self.daddr, self.dport), (self.caddr, self.cport), self.proto)),
+            FwdMethod::FullNat => Some(Key::reply((self.daddr, self.dport), (self.laddr, self.lport), self.proto)),
             FwdMethod::Dr | FwdMethod::Tun => None,
         }
     }

@@ -153,18 +153,10 @@ pub struct Worker {
     /// change is also made to the director-wide count
     /// ([`DestEntry::shared`](crate::ipvs::dest::DestEntry::shared)),
     /// which is what the schedulers and the thresholds see, once per
-    /// burst (`shared`, [`SharedDue`]).
+    /// burst (`shared`).
     load: Vec<DestLoad>,
-    /// Per dest: changes to the director-wide count not added yet
-    /// (`active << 32 | inactive`, wrapping), and the dests that have
-    /// one. Opening a connection and moving it between active and
-    /// inactive add here; the burst's end adds each dest's sum to the
-    /// shared count with one atomic add ([`Worker::flush_shared`]): two
-    /// workers opening connections to the same servers then exchange the
-    /// count's cache line once per burst, not once per connection. This
-    /// worker's schedulers see the sum with its own changes (`SchedCtx`),
-    /// the other workers' at most one burst late. A server with an upper
-    /// threshold is counted at once.
+    /// This burst's changes to the director-wide counts, added at its
+    /// end ([`SharedDue`], [`Worker::flush_shared`]).
     shared: SharedDue,
     dstats: Vec<DestStats>,
     lports: LocalPorts,
@@ -1419,7 +1411,7 @@ impl Worker {
         // the route, the state and the entry are made.
         if dest.fwd == FwdMethod::Nat {
             let t = A::table(&mut self.tables);
-            t.prefetch(t.hash(&Key { saddr: daddr_rs, daddr: k.saddr, sport: dport, dport: k.sport, proto: m.proto }));
+            t.prefetch(t.hash(&Key::reply((daddr_rs, dport), (k.saddr, k.sport), m.proto)));
         }
         // A packet its transmit would drop makes no connection.
         if let Err(r) = dest.fwd.check_ttl(m.ttl) {
@@ -1466,7 +1458,7 @@ impl Worker {
             match got.and_then(|(a, p)| A::from_ip(a).map(|a| (a, p))) {
                 Some((laddr, lport)) => {
                     let t = A::table(&mut self.tables);
-                    t.prefetch(t.hash(&Key { saddr: daddr_rs, daddr: laddr, sport: dport, dport: lport, proto: m.proto }));
+                    t.prefetch(t.hash(&Key::reply((daddr_rs, dport), (laddr, lport), m.proto)));
                     (laddr, lport)
                 }
                 None => {
