@@ -109,13 +109,7 @@ impl SharedLoad {
     /// The counts now.
     #[inline]
     pub fn get(&self) -> DestLoad {
-        let c = self.conns.load(Relaxed);
-        DestLoad {
-            active: (c >> 32) as u32,
-            inactive: c as u32,
-            persist: self.persist.load(Relaxed),
-            overloaded: self.overloaded.load(Relaxed),
-        }
+        self.get_with(0)
     }
 
     /// Whether the server is flagged overloaded.
@@ -150,9 +144,7 @@ impl SharedLoad {
     /// thresholds.
     #[inline]
     pub fn open(&self, inactive: bool, upper: u32, lower: u32) {
-        let d = if inactive { 1 } else { ACTIVE };
-        let c = self.conns.fetch_add(d, Relaxed).wrapping_add(d);
-        self.overload(c, upper, lower);
+        self.add(Self::opened(inactive), upper, lower);
     }
 
     /// A change of the counts added at once (`delta`: `active << 32 |
@@ -175,7 +167,10 @@ impl SharedLoad {
         }
     }
 
-    /// The change of a connection moving from inactive to active.
+    /// The change of a connection moving from inactive to active: one
+    /// more active and one less inactive in one add (with the counts
+    /// never below zero, no borrow crosses the halves; the total, and so
+    /// the thresholds, do not change).
     pub const TO_ACTIVE: u64 = ACTIVE - 1;
     /// The change of a connection moving from active to inactive.
     pub const TO_INACTIVE: u64 = 1u64.wrapping_sub(ACTIVE);
@@ -195,23 +190,7 @@ impl SharedLoad {
     /// A connection unbound from the server.
     #[inline]
     pub fn close(&self, inactive: bool, upper: u32, lower: u32) {
-        let d = if inactive { 1 } else { ACTIVE };
-        let c = self.conns.fetch_sub(d, Relaxed).wrapping_sub(d);
-        self.overload(c, upper, lower);
-    }
-
-    /// A connection moved between active and inactive (the total, and so
-    /// the thresholds, do not change).
-    #[inline]
-    pub fn moved(&self, to_inactive: bool) {
-        // active - 1, inactive + 1 (or the reverse) in one add: with the
-        // counts never below zero, no borrow crosses the halves.
-        let d = ACTIVE.wrapping_sub(1);
-        if to_inactive {
-            self.conns.fetch_sub(d, Relaxed);
-        } else {
-            self.conns.fetch_add(d, Relaxed);
-        }
+        self.add(Self::opened(inactive).wrapping_neg(), upper, lower);
     }
 
     /// A persistence template pointing at the server made (`+1`) or gone.
@@ -284,10 +263,10 @@ mod tests {
         s.open(true, 3, 0);
         s.open(false, 3, 0);
         assert_eq!(s.get(), DestLoad { active: 1, inactive: 1, ..DestLoad::default() });
-        s.moved(true);
+        s.add(SharedLoad::TO_INACTIVE, 3, 0);
         assert_eq!((s.get().active, s.get().inactive), (0, 2));
-        s.moved(false);
-        s.moved(false);
+        s.add(SharedLoad::TO_ACTIVE, 3, 0);
+        s.add(SharedLoad::TO_ACTIVE, 3, 0);
         assert_eq!((s.get().active, s.get().inactive), (2, 0));
         s.open(false, 4, 0);
         assert!(!s.overloaded(), "3 is under the upper threshold");
@@ -317,9 +296,9 @@ mod tests {
         for inactive in [true, true, false] {
             a.open(inactive, 0, 0);
         }
-        a.moved(false);
-        a.moved(true);
-        a.moved(true);
+        a.add(SharedLoad::TO_ACTIVE, 0, 0);
+        a.add(SharedLoad::TO_INACTIVE, 0, 0);
+        a.add(SharedLoad::TO_INACTIVE, 0, 0);
         let sum = SharedLoad::opened(true)
             .wrapping_add(SharedLoad::opened(true))
             .wrapping_add(SharedLoad::opened(false))
@@ -345,7 +324,7 @@ mod tests {
                     for i in 0..10_000u32 {
                         // even: opened inactive, made active; odd: the reverse
                         s.open(i % 2 == 0, 0, 0);
-                        s.moved(i % 2 == 1);
+                        s.add(if i % 2 == 1 { SharedLoad::TO_INACTIVE } else { SharedLoad::TO_ACTIVE }, 0, 0);
                         if i % 6 == 0 {
                             s.close(false, 0, 0);
                         }
