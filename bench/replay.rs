@@ -191,6 +191,11 @@ struct Scenario {
     /// The TCP service is a SYN proxy (`synproxy = true`): a storm's
     /// SYNs are answered with cookies, nothing kept.
     synproxy: bool,
+    /// Every burst in the source's order, requests and replies
+    /// interleaved, as one RX ring delivers them to a one-arm director;
+    /// otherwise from one port's ring at a time, as the driver drains a
+    /// two-arm director's (`Arena::rings`).
+    mixed: bool,
 }
 
 fn scenarios(quick: bool, packets: Option<u64>) -> Vec<Scenario> {
@@ -235,6 +240,7 @@ fn scenarios(quick: bool, packets: Option<u64>) -> Vec<Scenario> {
             sync: None,
             proxy: false,
             synproxy: false,
+            mixed: false,
         }
     };
     for flows in [k64, m1, m10] {
@@ -251,6 +257,14 @@ fn scenarios(quick: bool, packets: Option<u64>) -> Vec<Scenario> {
         1,
     ));
     v.push(est(FwdMethod::Nat, k64, Popularity::Uniform, Sizes::Max, 1));
+    // A one-arm director: requests and replies in every burst, in no
+    // order (the branches on a packet's direction mispredict).
+    for mode in [FwdMethod::Nat, FwdMethod::FullNat] {
+        let mut sc = est(mode, k64, Popularity::Uniform, Sizes::Min, 1);
+        sc.name += "-mixed";
+        sc.mixed = true;
+        v.push(sc);
+    }
     for mode in [FwdMethod::Dr, FwdMethod::Nat, FwdMethod::FullNat] {
         v.push(Scenario {
             name: format!("storm-{}", mode.name()),
@@ -267,6 +281,7 @@ fn scenarios(quick: bool, packets: Option<u64>) -> Vec<Scenario> {
             sync: None,
             proxy: false,
             synproxy: false,
+            mixed: false,
         });
     }
     // The SYN proxy's cookie path: storm-nat with synproxy on (every SYN
@@ -296,6 +311,7 @@ fn scenarios(quick: bool, packets: Option<u64>) -> Vec<Scenario> {
         sync: None,
         proxy: false,
         synproxy: false,
+        mixed: false,
     });
     // The PROXY protocol's sequence offset on established FULLNAT and NAT
     // connections: against est-fullnat-64k / est-nat-64k.
@@ -343,6 +359,82 @@ struct Arena {
     buf: Vec<u8>,
     emitted: [Option<Emitted>; BURST],
     verdicts: [Verdict; BURST],
+    /// Builds each burst as the driver does from one RX ring per port
+    /// (`QueueIo::burst`): up to a burst from one port's ring, the room
+    /// left from the next port's, the first port taken in turn; every
+    /// ring with frames waiting, as on a loaded director. A two-arm
+    /// director's worker so sees requests and replies in bursts of their
+    /// own. `None`: the frames in the source's order, every port's
+    /// interleaved, as one ring delivers them to a one-arm director
+    /// (`-mixed`).
+    rings: Option<Rings>,
+}
+
+/// Frames the source made, waiting per port for their burst (copies of
+/// the source's bytes: made and copied outside the timed burst).
+struct Rings {
+    /// Per port: `RING` frames of `STRIDE` bytes, a FIFO from `head`.
+    buf: Vec<Vec<u8>>,
+    emitted: Vec<[Option<Emitted>; RING]>,
+    head: Vec<usize>,
+    len: Vec<usize>,
+    /// The port the next burst starts with.
+    next: usize,
+}
+
+/// Frames a port's ring holds in the replay.
+const RING: usize = 4 * BURST;
+
+impl Rings {
+    fn new() -> Rings {
+        Rings { buf: Vec::new(), emitted: Vec::new(), head: Vec::new(), len: Vec::new(), next: 0 }
+    }
+
+    fn ensure(&mut self, port: usize) {
+        while self.buf.len() <= port {
+            self.buf.push(vec![0u8; STRIDE * RING]);
+            self.emitted.push([None; RING]);
+            self.head.push(0);
+            self.len.push(0);
+        }
+    }
+
+    /// Moves the source's frames into their ports' rings until the port
+    /// whose turn it is holds `want`, a ring is full or the source ends;
+    /// then takes up to `want` frames for the burst into `arena`'s
+    /// buffers, from that port first and the next ones after it.
+    /// Returns how many.
+    fn fill(&mut self, src: &mut dyn Source, want: usize, scratch: &mut [u8], buf: &mut [u8], emitted: &mut [Option<Emitted>; BURST]) -> usize {
+        self.ensure(self.next);
+        while self.len[self.next] < want && self.len.iter().all(|&l| l < RING) {
+            let Some(e) = src.next_into(&mut scratch[HEADROOM..]) else { break };
+            let p = e.port as usize;
+            self.ensure(p);
+            let slot = (self.head[p] + self.len[p]) % RING;
+            let at = slot * STRIDE + HEADROOM;
+            self.buf[p][at..at + e.len].copy_from_slice(&scratch[HEADROOM..HEADROOM + e.len]);
+            self.emitted[p][slot] = Some(e);
+            self.len[p] += 1;
+        }
+        let ports = self.buf.len();
+        let mut n = 0;
+        for k in 0..ports {
+            let p = (self.next + k) % ports;
+            while n < want && self.len[p] > 0 {
+                let slot = self.head[p];
+                let e = self.emitted[p][slot].take().expect("a queued frame");
+                let from = slot * STRIDE + HEADROOM;
+                let to = n * STRIDE + HEADROOM;
+                buf[to..to + e.len].copy_from_slice(&self.buf[p][from..from + e.len]);
+                emitted[n] = Some(e);
+                self.head[p] = (slot + 1) % RING;
+                self.len[p] -= 1;
+                n += 1;
+            }
+        }
+        self.next = (self.next + 1) % ports;
+        n
+    }
 }
 
 impl Arena {
@@ -351,7 +443,26 @@ impl Arena {
             buf: vec![0u8; STRIDE * BURST],
             emitted: [None; BURST],
             verdicts: [Verdict::Drop(DropReason::Truncated); BURST],
+            rings: None,
         }
+    }
+
+    /// Takes the next burst's frames (at most `want`) from `src` into the
+    /// buffers: `emitted[i]` says what buffer `i` holds. Returns how many.
+    fn fill(&mut self, src: &mut dyn Source, want: usize) -> usize {
+        if let Some(r) = &mut self.rings {
+            let mut scratch = [0u8; STRIDE];
+            return r.fill(src, want, &mut scratch, &mut self.buf, &mut self.emitted);
+        }
+        let mut n = 0;
+        for (i, chunk) in self.buf.chunks_exact_mut(STRIDE).take(want).enumerate() {
+            self.emitted[i] = src.next_into(&mut chunk[HEADROOM..]);
+            if self.emitted[i].is_none() {
+                break;
+            }
+            n += 1;
+        }
+        n
     }
 }
 
@@ -432,14 +543,7 @@ fn drive(
     let mut next_report = 1u64 << 20;
     while d.packets < limit {
         let want = (limit - d.packets).min(BURST as u64) as usize;
-        let mut n = 0;
-        for (i, chunk) in arena.buf.chunks_exact_mut(STRIDE).take(want).enumerate() {
-            arena.emitted[i] = src.next_into(&mut chunk[HEADROOM..]);
-            if arena.emitted[i].is_none() {
-                break;
-            }
-            n += 1;
-        }
+        let n = arena.fill(src, want);
         if n == 0 {
             break;
         }
@@ -685,6 +789,9 @@ fn run_worker(
     let t = Instant::now();
     let timed = match s.what {
         What::Established => {
+            // (Set-up above in the source's order: each step's frames
+            // come from one side.)
+            arena.rings = (!s.mixed).then(Rings::new);
             let mut src = Established::new(
                 flows,
                 &ids,
@@ -1230,6 +1337,18 @@ fn targets(rows: &[Row], quick: bool) -> Vec<(String, String, String, bool)> {
                     ratio >= 0.8,
                 ));
             }
+        }
+    }
+    // A one-arm director: requests and replies interleaved in its bursts.
+    for mode in ["nat", "fullnat"] {
+        if let (Some(dr), Some(r)) = (get(&format!("est-dr-{k64}")), get(&format!("est-{mode}-{k64}-mixed"))) {
+            let ratio = r.mpps_per_core / dr.mpps_per_core.max(1e-9);
+            v.push((
+                format!("{} / DR, {k64} flows, one arm (mixed)", mode.to_uppercase()),
+                format!("{:.1}%", ratio * 100.0),
+                ">= 80%".into(),
+                ratio >= 0.8,
+            ));
         }
     }
     if let Some(r) = get("storm-dr") {
