@@ -106,8 +106,15 @@ fn prepare_any(w: &mut Worker, fr: &Frame<'_>, mut meta: Result<Meta, Reject>) -
 
 /// How many frames behind the one being prepared the connections are
 /// prefetched: the bucket that names them was prefetched that many frames
-/// earlier (about 15 ns each), long enough for most misses to complete.
-const CONN_BEHIND: usize = 12;
+/// earlier, long enough for a miss to memory to complete before stage 2
+/// reads the bucket (a demand load: a bucket not there yet stalls it).
+/// The first stage got cheaper (the parser's fast path) and 12 frames of
+/// it no longer covered a miss to memory: 24 made est-dr-1m 12 % faster,
+/// every other scenario 2–6 % (docs/performance.md, 2026-12-06); 8 made
+/// est-dr-1m 7 % slower. The last `CONN_BEHIND` frames' connections are
+/// asked for when the burst's first stage ends, ahead of their turn in
+/// the second.
+const CONN_BEHIND: usize = 24;
 
 impl Worker {
     /// Prefetches the connections frame `p`'s bucket points at.
