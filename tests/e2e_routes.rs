@@ -230,7 +230,7 @@ fn a_router_s_fragmentation_needed_about_our_tunnel_reaches_the_client() {
         t.addr(0, 100),
         t.addr(9, 11)
     );
-    let x = lab.xvs_until(&t.director, &config, &["-i", "d0", "-i", "d1"], "all next hops resolved");
+    let x = lab.xvs_until(&t.director, &config, &["-i", "d0", "-i", "d1"], xvs::daemon::LOG_HOPS_RESOLVED);
     let vip = t.sock(0, 100, 5000);
     // 1450 bytes of IP with DF: 1470 once encapsulated, over the router's
     // 1400. Sent until the client's kernel has the path MTU (the first

@@ -57,7 +57,7 @@ fn starts_empty_and_xvsadm_fills_the_table() {
         return;
     };
     let t = lan_with_servers(&mut lab, 61);
-    let x = lab.xvs_with(&t.director, None, &["-i", "d0"], &[], "all next hops resolved");
+    let x = lab.xvs_with(&t.director, None, &["-i", "d0"], &[], xvs::daemon::LOG_HOPS_RESOLVED);
     let sock = lab.socket(x).to_path_buf();
     let (code, out, err) = xvsadm(&sock, "-L -n");
     assert_eq!(code, 0, "{err}");
@@ -109,7 +109,7 @@ fn a_panicking_control_request_leaves_forwarding_intact() {
     };
     let t = lan_with_servers(&mut lab, 62);
     let env = [(xvs::daemon::fault::ENV, xvs::daemon::fault::Fault::ControlPanic.name())];
-    let x = lab.xvs_with(&t.director, Some(&config(62)), &["-i", "d0"], &env, "all next hops resolved");
+    let x = lab.xvs_with(&t.director, Some(&config(62)), &["-i", "d0"], &env, xvs::daemon::LOG_HOPS_RESOLVED);
     let sock = lab.socket(x).to_path_buf();
     let vip = t.sock(0, 100, 80);
     // Traffic before, during and after the panic.
@@ -167,7 +167,7 @@ fn a_dead_worker_ends_the_process_with_xdp_detached() {
     };
     let t = lan_with_servers(&mut lab, 63);
     let env = [(xvs::daemon::fault::ENV, xvs::daemon::fault::Fault::WorkerPanic.name())];
-    let x = lab.xvs_with(&t.director, Some(&config(63)), &["-i", "d0"], &env, "all next hops resolved");
+    let x = lab.xvs_with(&t.director, Some(&config(63)), &["-i", "d0"], &env, xvs::daemon::LOG_HOPS_RESOLVED);
     assert!(lab.xdp_attached(&t.director, "d0"));
     // The first frames the worker handles kill it; the fetch may fail.
     let _ = http_gets_from(&t.client, t.clients(), t.sock(0, 100, 80), 1);

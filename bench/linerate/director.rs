@@ -94,7 +94,7 @@ impl Xvs {
             // Next hops resolved and every worker forwarding (its index
             // faulted in first).
             let log = x.log();
-            if log.contains("all next hops resolved") && log.contains("worker(s) forwarding") {
+            if log.contains(xvs::daemon::LOG_HOPS_RESOLVED) && log.contains(xvs::daemon::LOG_READY) {
                 return Ok(x);
             }
             if let Ok(Some(st)) = x.child.try_wait() {

@@ -17,6 +17,13 @@
 //!   notification and every second) and prompts the kernel to resolve the
 //!   next hops nobody knows yet.
 
+/// What the daemon logs once every next hop its snapshot names has a
+/// MAC (the labs, the demo and the line-rate harness wait for it).
+pub const LOG_HOPS_RESOLVED: &str = "all next hops resolved";
+/// What the daemon logs, after the worker count, when every worker has
+/// forwarded its first burst loop (and it tells systemd READY=1).
+pub const LOG_READY: &str = "worker(s) forwarding";
+
 pub mod announce;
 pub mod conns;
 pub mod control;

@@ -179,7 +179,7 @@ impl Service {
                 self.ready = true;
                 self.notifier.ready(&self.status);
                 self.watchdog = self.notifier.watchdog.map(|i| Watchdog::new(i, now, &seqs));
-                log::info!("ready: {} worker(s) forwarding", seqs.len());
+                log::info!("ready: {} {}", seqs.len(), super::LOG_READY);
             }
             return;
         }

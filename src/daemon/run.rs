@@ -831,7 +831,7 @@ fn watch(director: Arc<Director>, mut rtnl: Rtnl, stop: Arc<AtomicBool>) {
         let _ = rtnl.prompt(u.index, u.addr);
     }
     if pending.is_empty() {
-        log::info!("all next hops resolved");
+        log::info!("{}", super::LOG_HOPS_RESOLVED);
     }
     // A publication (xvsadm, a reload, the health checker) may bring a
     // real server whose neighbour nobody asked for yet: it is asked for
@@ -882,7 +882,7 @@ fn watch(director: Arc<Director>, mut rtnl: Rtnl, stop: Arc<AtomicBool>) {
                     log::info!("next hop {} on {} resolved", u.addr, u.iface);
                 }
                 if unresolved.is_empty() && !pending.is_empty() {
-                    log::info!("all next hops resolved");
+                    log::info!("{}", super::LOG_HOPS_RESOLVED);
                 }
                 pending = unresolved;
                 for u in todo {

@@ -81,7 +81,8 @@ step "xvs run --config $CONFIG --workers 1 (in $D)"
 ip netns exec "$D" "$XVS" run --config "$CONFIG" --workers 1 >"$TMP/counters" 2>"$TMP/log" &
 XVS_PID=$!
 for _ in $(seq 300); do
-  # Next hops resolved and every worker forwarding (READY=1 for systemd).
+  # Next hops resolved and every worker forwarding (READY=1 for systemd):
+  # the lines of xvs::daemon::LOG_HOPS_RESOLVED and LOG_READY.
   grep -q "all next hops resolved" "$TMP/log" 2>/dev/null &&
     grep -q "worker(s) forwarding" "$TMP/log" 2>/dev/null && break
   kill -0 "$XVS_PID" 2>/dev/null || { cat "$TMP/log" >&2; die "xvs exited"; }

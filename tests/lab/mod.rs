@@ -165,7 +165,7 @@ pub fn udp_bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 }
 
 /// What `xvs run` logs once every worker forwards (`daemon::notify`).
-pub const READY: &str = "worker(s) forwarding";
+pub const READY: &str = xvs::daemon::LOG_READY;
 
 /// The lab. See the module docs.
 pub struct Lab {
@@ -320,7 +320,7 @@ impl Lab {
     /// Starts `xvs run` in `ns` with `config` (TOML text) and `args`, and
     /// waits until it runs and has resolved every next hop.
     pub fn xvs(&mut self, ns: &str, config: &str, args: &[&str]) -> usize {
-        self.xvs_until(ns, config, args, "all next hops resolved")
+        self.xvs_until(ns, config, args, xvs::daemon::LOG_HOPS_RESOLVED)
     }
 
     /// As [`Lab::xvs`], waiting for a log line containing `ready`.
