@@ -580,9 +580,12 @@ impl Worker {
     /// Sizes both families' connection indexes for the snapshot's
     /// `max_conns` now, their memory faulted in ([`ConnTable::presize`]):
     /// called once at start, so that a SYN storm filling the tables never
-    /// grows an index inside a burst. Returns the indexes' bytes.
+    /// grows an index inside a burst. Two keys a connection when a real
+    /// server is NAT or FULLNAT (the reply's key), else one. Returns the
+    /// indexes' bytes.
     pub fn presize_tables(&mut self) -> usize {
-        self.tables.v4.presize() + self.tables.v6.presize()
+        let keys = if self.snap.dests.iter().any(|d| matches!(d.fwd, FwdMethod::Nat | FwdMethod::FullNat)) { 2 } else { 1 };
+        self.tables.v4.presize(keys) + self.tables.v6.presize(keys)
     }
 
     /// Blocks of table memory taken ready from the provider, and mapped by

@@ -2192,3 +2192,21 @@ fn the_client_count_stops_and_settled_connections_forward_as_before() {
     assert_eq!(seen[0].0, crate::ipvs::seqadj::IN_PKTS_MAX, "the count stays stopped");
     assert_ne!(seen[0].1, TcpState::Established as u8, "the settled path follows the FIN");
 }
+
+/// A NAT or FULLNAT director's index is sized for two keys a connection
+/// (the reply's too), a DR or TUN one's for one: the same bound takes
+/// twice the index bytes with NAT, and both stay at most 7/16 full.
+#[test]
+fn presized_indexes_count_the_reply_keys_of_nat() {
+    let bytes = |fwd| {
+        let mut m = model(fwd, "rr");
+        m.max_conns = 100_000;
+        worker(&m).presize_tables()
+    };
+    let (dr, tun, nat, fnat) = (bytes(FwdMethod::Dr), bytes(FwdMethod::Tun), bytes(FwdMethod::Nat), bytes(FwdMethod::FullNat));
+    assert_eq!(dr, tun);
+    assert_eq!(nat, fnat);
+    assert_eq!(nat, 2 * dr, "NAT's index: twice DR's for the same max_conns");
+    // Both families' indexes, 64-byte buckets of 7 keys each.
+    assert!(dr / 2 / 64 * 7 * 7 >= 100_000 * 16, "DR at most 7/16 full");
+}
