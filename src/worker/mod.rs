@@ -625,8 +625,13 @@ impl Worker {
         self.counters.rx_bytes += fr.len as u64;
         let v = match p.meta {
             Ok(m) if m.frag != 0 => self.fragment(fr, m, p.hash),
-            Ok(m) if m.v6 => self.process_af::<Ipv6Addr>(fr, m, p.hash),
-            Ok(m) => self.process_af::<Ipv4Addr>(fr, m, p.hash),
+            Ok(m) if m.v6 => {
+                let key = burst::key_of(fr.data(), &m);
+                self.process_af::<Ipv6Addr>(fr, m, p.hash, key)
+            }
+            // (A V4 TCP/UDP frame's key from the first stage; any other
+            // frame's is not read.)
+            Ok(m) => self.process_af::<Ipv4Addr>(fr, m, p.hash, p.key4),
             Err(Reject::Drop(r)) => Verdict::Drop(r),
             Err(Reject::Pass(r)) => Verdict::Pass(r),
         };
@@ -704,10 +709,11 @@ impl Worker {
         (shard_hash(client.mask(bits).bytes().as_ref()) % n as u32) as u16
     }
 
-    /// Steps 2 to 7 for a parsed frame; `hash` is its key's hash in `A`'s
-    /// table (TCP/UDP).
+    /// Steps 2 to 7 for a parsed frame; `key` is its connection key and
+    /// `hash` the key's hash in `A`'s table (TCP/UDP; for other frames
+    /// neither is read).
     #[inline(always)]
-    fn process_af<A: Family>(&mut self, fr: &mut Frame<'_>, mut m: Meta, hash: u64) -> Verdict {
+    fn process_af<A: Family>(&mut self, fr: &mut Frame<'_>, mut m: Meta, hash: u64, key: Key<A>) -> Verdict {
         if m.proto != proto::TCP && m.proto != proto::UDP {
             if m.is_icmp_error() {
                 return self.icmp_error::<A>(fr, m);
@@ -724,8 +730,6 @@ impl Worker {
             self.counters.csum_completed += 1;
             checksum::complete(fr.data_mut(), &m);
         }
-        let f = fr.data();
-        let key = Key { saddr: A::src(f, &m), daddr: A::dst(f, &m), sport: m.sport, dport: m.dport, proto: m.proto };
         // Lookup before ownership: only the owner ever inserts a flow's
         // keys, so a hit is ours, and the common case skips the ownership
         // rule's VIP / local address lookups.
@@ -1293,7 +1297,8 @@ impl Worker {
             let v = if !tcp_udp && m.is_icmp_error() {
                 Verdict::Pass(PassReason::Icmp)
             } else {
-                self.process_af::<A>(fr, m, hash)
+                let key = burst::key_of(fr.data(), &m);
+                self.process_af::<A>(fr, m, hash, key)
             };
             let what = match v {
                 // (Only TCP/UDP heads are ever transmitted: other
