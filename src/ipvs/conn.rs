@@ -423,11 +423,14 @@ struct Index {
     len: usize,
     /// The size (bits) last asked of the reserve.
     asked: u32,
+    /// Changes with every key added or removed: a value read from the
+    /// index is still where it was while this has not changed.
+    epoch: u32,
 }
 
 impl Index {
     fn new() -> Index {
-        Index { cur: Table::zeroed(MIN_BITS, None), old: None, len: 0, asked: 0 }
+        Index { cur: Table::zeroed(MIN_BITS, None), old: None, len: 0, asked: 0, epoch: 0 }
     }
 
     /// An empty index whose first table holds `keys` keys without growing
@@ -438,7 +441,7 @@ impl Index {
         let bits = Index::presized_bits(keys);
         let mut block = Block::zeroed(HugeArray::<Bucket>::bytes(1 << bits), 64);
         block.prefault();
-        Index { cur: Table::zeroed(bits, Some(block)), old: None, len: 0, asked: bits }
+        Index { cur: Table::zeroed(bits, Some(block)), old: None, len: 0, asked: bits, epoch: 0 }
     }
 
     /// The bits of [`Index::presized`]'s table for `keys` keys.
@@ -462,10 +465,18 @@ impl Index {
     }
 
     /// Calls `f` with the value of every slot of the current table's home
-    /// bucket whose tag matches (the likely candidates; no confirmation).
+    /// bucket whose tag matches (the likely candidates; no confirmation),
+    /// and returns the first (`EMPTY`: none).
     #[inline]
-    fn candidates(&self, tag: u32, f: impl FnMut(u32)) {
-        self.cur.candidates(tag, f);
+    fn first_candidate(&self, tag: u32, mut f: impl FnMut(u32)) -> u32 {
+        let mut first = EMPTY;
+        self.cur.candidates(tag, |v| {
+            if first == EMPTY {
+                first = v;
+            }
+            f(v)
+        });
+        first
     }
 
     /// [`Index::prefetch`] and [`Index::candidates`] in the table being
@@ -502,6 +513,7 @@ impl Index {
         }
         self.cur.place(tag, val);
         self.len += 1;
+        self.epoch = self.epoch.wrapping_add(1);
     }
 
     /// Above 5/8 load: asks for the next table; above 7/8: switches to it
@@ -565,6 +577,7 @@ impl Index {
         let gone = self.cur.remove(tag, val) || self.old.as_mut().is_some_and(|(o, _)| o.remove(tag, val));
         if gone {
             self.len -= 1;
+            self.epoch = self.epoch.wrapping_add(1);
         }
         gone
     }
@@ -643,6 +656,9 @@ pub struct ConnTable<A: Ip> {
     max: usize,
     /// Where new memory comes from ([`ConnTable::set_reserve`]).
     reserve: Reserve,
+    /// The index's epoch when the burst's candidates were read
+    /// ([`ConnTable::seal`]).
+    sealed: u32,
 }
 
 /// The key a value of the index stands for, compared with `k`.
@@ -683,6 +699,7 @@ impl<A: Ip> ConnTable<A> {
             live: 0,
             max: max.clamp(1, MAX_ENTRIES),
             reserve: Reserve::none(),
+            sealed: u32::MAX,
         }
     }
 
@@ -723,7 +740,9 @@ impl<A: Ip> ConnTable<A> {
             let keys = self.max.saturating_mul(keys_per_entry).saturating_mul(2);
             let want = Index::presized_bits(keys);
             if want > self.index.cur.bits {
+                let epoch = self.index.epoch.wrapping_add(1);
                 self.index = Index::presized(keys);
+                self.index.epoch = epoch;
             }
         }
         self.index.memory()
@@ -778,10 +797,38 @@ impl<A: Ip> ConnTable<A> {
     /// Starts fetching the connections the bucket of a key's hash points at
     /// (burst stage 2, once the bucket has arrived; the current array
     /// only, as [`ConnTable::prefetch`]).
+    ///
+    /// Returns the first of them (`u32::MAX`: none) for
+    /// [`ConnTable::lookup_candidate`], valid until the index changes
+    /// ([`ConnTable::seal`]).
     #[inline]
-    pub fn prefetch_conn(&self, hash: u64) {
+    pub fn prefetch_conn(&self, hash: u64) -> u32 {
         let slab = &self.slab;
-        self.index.candidates(tag(hash), |v| prefetch(slab.addr(v >> 1)));
+        self.index.first_candidate(tag(hash), |v| prefetch(slab.addr(v >> 1)))
+    }
+
+    /// Marks the candidates [`ConnTable::prefetch_conn`] returned so far as
+    /// current: [`ConnTable::lookup_candidate`] trusts them until a key is
+    /// added to the index or removed from it (burst stage 2's end).
+    #[inline]
+    pub fn seal(&mut self) {
+        self.sealed = self.index.epoch;
+    }
+
+    /// [`ConnTable::lookup_hashed`], trying first the value `cand` the
+    /// burst's second stage read for this hash (the home bucket's first
+    /// tag match). While no key was added or removed since
+    /// [`ConnTable::seal`], `cand` is still in the index and its slot still
+    /// holds the entry it was filed for; a key appears in the index once at
+    /// most, so if that entry has key `k`, it is what the search would
+    /// find: the bucket is not searched again (nor its line read, which
+    /// by then may have left the L1 cache). Otherwise the search runs.
+    #[inline(always)]
+    pub fn lookup_candidate(&self, k: &Key<A>, hash: u64, cand: u32) -> Option<(u32, Dir)> {
+        if cand != EMPTY && self.sealed == self.index.epoch && same_key(self.slab.get(cand >> 1), cand, k) {
+            return Some((cand >> 1, if cand & 1 == 0 { Dir::In } else { Dir::Out }));
+        }
+        self.lookup_hashed(k, hash)
     }
 
     /// Whether the index is growing: an old array is being drained, which
@@ -1316,6 +1363,40 @@ pub(crate) mod tests {
         assert_eq!(t.expire(505, usize::MAX, |c| { c.expires = 509; false }), 0);
         assert!(t.lookup(&t.get(b).in_key()).is_some());
         assert_eq!(t.expire(509, usize::MAX, |_| true), 1);
+    }
+
+    /// The second stage's candidate is trusted while the index has not
+    /// changed since the seal, for both keys of a NAT entry; a key it is
+    /// not searches; once the entry's keys are gone (unlinked: its slot
+    /// still holds it) or any key was added, the candidate is searched
+    /// past, and the lookup answers as the index does.
+    #[test]
+    fn a_candidate_is_trusted_only_while_the_index_is_unchanged() {
+        let mut t = ConnTable::<Ipv4Addr>::new(10, 0);
+        let a = conn(1, 1000, FwdMethod::Nat, 500);
+        let ia = t.insert(a).unwrap();
+        let (ki, ko) = (a.in_key(), a.out_key().unwrap());
+        let (hi, ho) = (t.hash(&ki), t.hash(&ko));
+        let (ci, co) = (t.prefetch_conn(hi), t.prefetch_conn(ho));
+        assert_eq!((ci >> 1, co >> 1), (ia, ia));
+        t.seal();
+        assert_eq!(t.lookup_candidate(&ki, hi, ci), Some((ia, Dir::In)));
+        assert_eq!(t.lookup_candidate(&ko, ho, co), Some((ia, Dir::Out)));
+        let other = conn(2, 1000, FwdMethod::Nat, 500).in_key();
+        assert_eq!(t.lookup_candidate(&other, t.hash(&other), ci), None, "a key the candidate's entry does not have");
+        assert_eq!(t.lookup_candidate(&ki, hi, u32::MAX), Some((ia, Dir::In)), "no candidate: the search");
+        // Another entry added: the candidates are searched past, and
+        // still found by the search.
+        let ib = t.insert(conn(2, 1000, FwdMethod::Nat, 500)).unwrap();
+        assert_eq!(t.lookup_candidate(&ki, hi, ci), Some((ia, Dir::In)));
+        assert_eq!(t.lookup_candidate(&other, t.hash(&other), ci), Some((ib, Dir::In)));
+        // Unlinked: the slot still holds the entry, whose key the
+        // candidate would confirm; the index no longer has it.
+        t.seal();
+        t.unlink(ia);
+        assert_eq!(t.lookup_candidate(&ki, hi, ci), None);
+        assert_eq!(t.lookup_candidate(&ko, ho, co), None);
+        assert_eq!(t.lookup_candidate(&other, t.hash(&other), ci), Some((ib, Dir::In)));
     }
 
     #[test]

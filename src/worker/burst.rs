@@ -34,6 +34,10 @@ pub(super) struct Prepared {
     /// here, every replay scenario ran 1–7 % faster (est-dr-64k 2.5 %,
     /// est-nat-1m 7 %; docs/performance.md, 2026-12-06).
     pub key4: Key<Ipv4Addr>,
+    /// The first value of the key's home bucket whose tag matches, found
+    /// by the second stage (`u32::MAX`: none, or no second stage):
+    /// [`ConnTable::lookup_candidate`](crate::ipvs::conn::ConnTable::lookup_candidate).
+    pub cand: u32,
 }
 
 pub(super) const NO_TABLE: u8 = 0;
@@ -46,6 +50,7 @@ impl Prepared {
         hash: 0,
         table: NO_TABLE,
         key4: Key { saddr: Ipv4Addr::UNSPECIFIED, daddr: Ipv4Addr::UNSPECIFIED, sport: 0, dport: 0, proto: 0 },
+        cand: u32::MAX,
     };
 }
 
@@ -59,7 +64,7 @@ pub(super) fn key_of<A: Ip>(f: &[u8], m: &Meta) -> Key<A> {
 #[inline(always)]
 fn prepared_v4(tables: &mut Tables, f: &[u8], m: Meta) -> Prepared {
     let key4 = key_of(f, &m);
-    Prepared { meta: Ok(m), hash: tables.v4.hash(&key4), table: V4, key4 }
+    Prepared { meta: Ok(m), hash: tables.v4.hash(&key4), table: V4, key4, cand: u32::MAX }
 }
 
 /// Parses the frame, checks its L2 (a frame the kernel would not take
@@ -106,7 +111,7 @@ fn prepare_any(w: &mut Worker, fr: &Frame<'_>, mut meta: Result<Meta, Reject>) -
     match meta {
         Ok(m) if m.proto == proto::TCP || m.proto == proto::UDP => {
             if m.v6 {
-                Prepared { meta, hash: tables.v6.hash(&key_of(f, &m)), table: V6, key4: Prepared::NONE.key4 }
+                Prepared { meta, hash: tables.v6.hash(&key_of(f, &m)), table: V6, ..Prepared::NONE }
             } else {
                 prepared_v4(tables, f, m)
             }
@@ -128,14 +133,15 @@ fn prepare_any(w: &mut Worker, fr: &Frame<'_>, mut meta: Result<Meta, Reject>) -
 const CONN_BEHIND: usize = 24;
 
 impl Worker {
-    /// Prefetches the connections frame `p`'s bucket points at.
+    /// Prefetches the connections frame `p`'s bucket points at, and
+    /// notes the first in `p.cand`.
     #[inline(always)]
-    fn prefetch_conns(&self, p: &Prepared) {
-        match p.table {
+    fn prefetch_conns(&self, p: &mut Prepared) {
+        p.cand = match p.table {
             V4 => self.tables.v4.prefetch_conn(p.hash),
             V6 => self.tables.v6.prefetch_conn(p.hash),
-            _ => {}
-        }
+            _ => u32::MAX,
+        };
     }
 
     /// The prefetches of both stages in the arrays being drained of
@@ -168,12 +174,14 @@ impl Worker {
                 _ => {}
             }
             if i >= CONN_BEHIND {
-                self.prefetch_conns(&pre[i - CONN_BEHIND]);
+                self.prefetch_conns(&mut pre[i - CONN_BEHIND]);
             }
         }
-        for p in pre.iter().take(n).skip(n.saturating_sub(CONN_BEHIND)) {
+        for p in pre.iter_mut().take(n).skip(n.saturating_sub(CONN_BEHIND)) {
             self.prefetch_conns(p);
         }
+        self.tables.v4.seal();
+        self.tables.v6.seal();
         // One test per burst, not per frame, for a growing index.
         if self.tables.v4.draining() || self.tables.v6.draining() {
             self.prefetch_old(&pre[..n]);
@@ -268,6 +276,42 @@ mod tests {
         );
         assert_eq!(one.counters().new_conns, burst.counters().new_conns);
         assert_eq!(burst.conns(), 3);
+    }
+
+    /// A connection the second stage read as a candidate ends mid-burst
+    /// (a SYN on it once it is closed: IPVS's port reuse) and a new one,
+    /// to the other real server, takes its key: the burst's later frames
+    /// of the flow follow the new connection, as one at a time.
+    #[test]
+    fn a_candidate_that_ends_mid_burst_is_not_followed() {
+        let m = crate::worker::tests::model(FwdMethod::Nat, "rr");
+        let snap = Arc::new(Snapshot::build(&m, None).unwrap());
+        let mut one = Worker::new(0, 1, snap.clone(), 1_000_000_000);
+        let mut burst = Worker::new(0, 1, snap, 1_000_000_000);
+        // Opened to rs1 (rr's first pick) and closed: TIME_WAIT.
+        let setup = [
+            tcp4(CIP, 40000, VIP, 80, SYN, b""),
+            tcp4(RS1, 8080, CIP, 40000, SYN | ACK, b""),
+            tcp4(CIP, 40000, VIP, 80, ACK, b""),
+            tcp4(CIP, 40000, VIP, 80, FIN | ACK, b""),
+            tcp4(RS1, 8080, CIP, 40000, FIN | ACK, b""),
+            tcp4(CIP, 40000, VIP, 80, ACK, b""),
+        ];
+        same_as_one_by_one(&mut one, &mut burst, &setup, "set-up");
+        let frames = [
+            tcp4(CIP, 40000, VIP, 80, SYN, b""),
+            tcp4(CIP, 40000, VIP, 80, ACK, b"x"),
+            tcp4(CIP, 40000, VIP, 80, ACK, b"y"),
+        ];
+        let verdicts = same_as_one_by_one(&mut one, &mut burst, &frames, "reuse");
+        assert_eq!(burst.counters().reused_conns, 1, "the SYN ended the closed connection");
+        assert!(verdicts.iter().all(|v| matches!(v, Verdict::Tx { .. })), "{verdicts:?}");
+        let mut probe = tcp4(CIP, 40000, VIP, 80, ACK, b"z");
+        probe.splice(0..0, [0u8; HEADROOM]);
+        let len = probe.len() - HEADROOM;
+        let mut fr = Frame::new(&mut probe, HEADROOM, len);
+        burst.process(&mut fr);
+        assert_eq!(fr.data()[30..34], [10, 0, 1, 2], "the flow is rs2's now");
     }
 
     /// With two workers and persistence (so the shard prefix is the

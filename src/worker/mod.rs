@@ -627,11 +627,11 @@ impl Worker {
             Ok(m) if m.frag != 0 => self.fragment(fr, m, p.hash),
             Ok(m) if m.v6 => {
                 let key = burst::key_of(fr.data(), &m);
-                self.process_af::<Ipv6Addr>(fr, m, p.hash, key)
+                self.process_af::<Ipv6Addr>(fr, m, p.hash, key, p.cand)
             }
             // (A V4 TCP/UDP frame's key from the first stage; any other
             // frame's is not read.)
-            Ok(m) => self.process_af::<Ipv4Addr>(fr, m, p.hash, p.key4),
+            Ok(m) => self.process_af::<Ipv4Addr>(fr, m, p.hash, p.key4, p.cand),
             Err(Reject::Drop(r)) => Verdict::Drop(r),
             Err(Reject::Pass(r)) => Verdict::Pass(r),
         };
@@ -713,7 +713,7 @@ impl Worker {
     /// `hash` the key's hash in `A`'s table (TCP/UDP; for other frames
     /// neither is read).
     #[inline(always)]
-    fn process_af<A: Family>(&mut self, fr: &mut Frame<'_>, mut m: Meta, hash: u64, key: Key<A>) -> Verdict {
+    fn process_af<A: Family>(&mut self, fr: &mut Frame<'_>, mut m: Meta, hash: u64, key: Key<A>, cand: u32) -> Verdict {
         if m.proto != proto::TCP && m.proto != proto::UDP {
             if m.is_icmp_error() {
                 return self.icmp_error::<A>(fr, m);
@@ -733,7 +733,7 @@ impl Worker {
         // Lookup before ownership: only the owner ever inserts a flow's
         // keys, so a hit is ours, and the common case skips the ownership
         // rule's VIP / local address lookups.
-        if let Some((idx, dir)) = A::table(&mut self.tables).lookup_hashed(&key, hash) {
+        if let Some((idx, dir)) = A::table(&mut self.tables).lookup_candidate(&key, hash, cand) {
             // One flag test keeps SYNs off the common path (UDP has no
             // flags). A SYN with FIN or RST is no segment a stack sends;
             // a SYN on a connection that is over starts a new one (IPVS's
@@ -1298,7 +1298,7 @@ impl Worker {
                 Verdict::Pass(PassReason::Icmp)
             } else {
                 let key = burst::key_of(fr.data(), &m);
-                self.process_af::<A>(fr, m, hash, key)
+                self.process_af::<A>(fr, m, hash, key, u32::MAX)
             };
             let what = match v {
                 // (Only TCP/UDP heads are ever transmitted: other
