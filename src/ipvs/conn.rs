@@ -211,6 +211,9 @@ fn tag(hash: u64) -> u32 {
 const WAYS: usize = 7;
 /// An empty slot's value.
 const EMPTY: u32 = u32::MAX;
+/// No candidate ([`ConnTable::prefetch_conn`] found no tag match, or the
+/// caller has none): [`ConnTable::lookup_candidate`] searches.
+pub const NO_CANDIDATE: u32 = EMPTY;
 /// The smallest index: 16 buckets (112 keys, 1 KiB).
 const MIN_BITS: u32 = 4;
 /// Old buckets moved to the new array per key added while the index grows:
@@ -479,7 +482,7 @@ impl Index {
         first
     }
 
-    /// [`Index::prefetch`] and [`Index::candidates`] in the table being
+    /// [`Index::prefetch`] and [`Index::first_candidate`] in the table being
     /// drained (none: nothing).
     fn prefetch_old(&self, tag: u32, f: impl FnMut(u32)) {
         if let Some((o, _)) = &self.old {
@@ -798,7 +801,7 @@ impl<A: Ip> ConnTable<A> {
     /// (burst stage 2, once the bucket has arrived; the current array
     /// only, as [`ConnTable::prefetch`]).
     ///
-    /// Returns the first of them (`u32::MAX`: none) for
+    /// Returns the first of them ([`NO_CANDIDATE`]: none) for
     /// [`ConnTable::lookup_candidate`], valid until the index changes
     /// ([`ConnTable::seal`]).
     #[inline]
@@ -825,7 +828,7 @@ impl<A: Ip> ConnTable<A> {
     /// by then may have left the L1 cache). Otherwise the search runs.
     #[inline(always)]
     pub fn lookup_candidate(&self, k: &Key<A>, hash: u64, cand: u32) -> Option<(u32, Dir)> {
-        if cand != EMPTY && self.sealed == self.index.epoch && same_key(self.slab.get(cand >> 1), cand, k) {
+        if cand != NO_CANDIDATE && self.sealed == self.index.epoch && same_key(self.slab.get(cand >> 1), cand, k) {
             return Some((cand >> 1, if cand & 1 == 0 { Dir::In } else { Dir::Out }));
         }
         self.lookup_hashed(k, hash)
@@ -1384,7 +1387,7 @@ pub(crate) mod tests {
         assert_eq!(t.lookup_candidate(&ko, ho, co), Some((ia, Dir::Out)));
         let other = conn(2, 1000, FwdMethod::Nat, 500).in_key();
         assert_eq!(t.lookup_candidate(&other, t.hash(&other), ci), None, "a key the candidate's entry does not have");
-        assert_eq!(t.lookup_candidate(&ki, hi, u32::MAX), Some((ia, Dir::In)), "no candidate: the search");
+        assert_eq!(t.lookup_candidate(&ki, hi, NO_CANDIDATE), Some((ia, Dir::In)), "no candidate: the search");
         // Another entry added: the candidates are searched past, and
         // still found by the search.
         let ib = t.insert(conn(2, 1000, FwdMethod::Nat, 500)).unwrap();

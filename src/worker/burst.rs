@@ -12,7 +12,7 @@
 //! anyway.
 
 use super::{Tables, Verdict, Worker, BURST};
-use crate::ipvs::conn::Key;
+use crate::ipvs::conn::{Key, NO_CANDIDATE};
 use crate::wire::{parse_checked, parse_fast_v4, proto, Frame, Ip, Meta, Reject};
 use std::net::Ipv4Addr;
 
@@ -35,7 +35,7 @@ pub(super) struct Prepared {
     /// est-nat-1m 7 %; docs/performance.md, 2026-12-06).
     pub key4: Key<Ipv4Addr>,
     /// The first value of the key's home bucket whose tag matches, found
-    /// by the second stage (`u32::MAX`: none, or no second stage):
+    /// by the second stage ([`NO_CANDIDATE`]: none, or no second stage):
     /// [`ConnTable::lookup_candidate`](crate::ipvs::conn::ConnTable::lookup_candidate).
     pub cand: u32,
 }
@@ -50,7 +50,7 @@ impl Prepared {
         hash: 0,
         table: NO_TABLE,
         key4: Key { saddr: Ipv4Addr::UNSPECIFIED, daddr: Ipv4Addr::UNSPECIFIED, sport: 0, dport: 0, proto: 0 },
-        cand: u32::MAX,
+        cand: NO_CANDIDATE,
     };
 }
 
@@ -64,7 +64,7 @@ pub(super) fn key_of<A: Ip>(f: &[u8], m: &Meta) -> Key<A> {
 #[inline(always)]
 fn prepared_v4(tables: &mut Tables, f: &[u8], m: Meta) -> Prepared {
     let key4 = key_of(f, &m);
-    Prepared { meta: Ok(m), hash: tables.v4.hash(&key4), table: V4, key4, cand: u32::MAX }
+    Prepared { meta: Ok(m), hash: tables.v4.hash(&key4), table: V4, key4, ..Prepared::NONE }
 }
 
 /// Parses the frame, checks its L2 (a frame the kernel would not take
@@ -140,7 +140,7 @@ impl Worker {
         p.cand = match p.table {
             V4 => self.tables.v4.prefetch_conn(p.hash),
             V6 => self.tables.v6.prefetch_conn(p.hash),
-            _ => u32::MAX,
+            _ => NO_CANDIDATE,
         };
     }
 

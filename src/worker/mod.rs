@@ -25,7 +25,7 @@
 //! a big table overlap ([`burst`]).
 
 use crate::ipvs::dest::Hop;
-use crate::ipvs::conn::{flags, Conn, ConnTable, Key};
+use crate::ipvs::conn::{flags, Conn, ConnTable, Key, NO_CANDIDATE};
 use crate::ipvs::dest::{DestLoad, SharedLoad};
 use crate::ipvs::laddr::{port_owner, LocalPorts, PoolKey};
 use crate::ipvs::mem::{Provider, ReserveStats};
@@ -1298,7 +1298,7 @@ impl Worker {
                 Verdict::Pass(PassReason::Icmp)
             } else {
                 let key = burst::key_of(fr.data(), &m);
-                self.process_af::<A>(fr, m, hash, key, u32::MAX)
+                self.process_af::<A>(fr, m, hash, key, NO_CANDIDATE)
             };
             let what = match v {
                 // (Only TCP/UDP heads are ever transmitted: other
