@@ -1056,7 +1056,10 @@ impl<A: Ip> ConnTable<A> {
 
     /// Table pressure (IPVS's `drop_entry` defense): ends, before its
     /// time, the entry due soonest that `pick` accepts, looking at no more
-    /// than `budget` entries; an unlinked entry met on the way (already
+    /// than `budget` entries, from where the last search took one (the
+    /// entries due before it were refused:
+    /// [`Wheel::evict_ahead`](crate::ipvs::timer::Wheel::evict_ahead));
+    /// an unlinked entry met on the way (already
     /// ended, waiting for the wheel) is freed instead, unless it is a
     /// template that connections still refer to. `on_evict` releases what
     /// the entry holds; then its keys leave the index and its slot is free
@@ -1616,7 +1619,8 @@ pub(crate) mod tests {
         Insert { c: u8, p: u16, ttl: u16 },
         /// Unlinks the `n`-th live entry (by client order).
         Unlink(u16),
-        /// Evicts the soonest entry whose client is odd.
+        /// Evicts an entry whose client is odd (the soonest from where the
+        /// last eviction took one).
         EvictOdd,
         /// Moves the clock on by `dt` ticks and expires, `budget` at most.
         Advance { dt: u16, budget: u8 },

@@ -62,13 +62,20 @@ pub struct Wheel {
     next: u32,
     /// Position inside the slot of `next` when a budget ran out.
     cursor: usize,
+    /// Where the next [`Wheel::evict_ahead`] starts: the tick of a slot
+    /// and the position in it; and whether the searches since the last
+    /// entry taken began at the next tick (`false`: they went on from an
+    /// entry taken).
+    hunt: u32,
+    hunt_i: usize,
+    hunt_front: bool,
     len: usize,
 }
 
 impl Wheel {
     /// An empty wheel whose clock starts at `now` (ticks).
     pub fn new(now: u32) -> Wheel {
-        Wheel { slots: (0..SLOTS).map(|_| Vec::new()).collect(), busy: [0; SLOTS / 64], next: now, cursor: 0, len: 0 }
+        Wheel { slots: (0..SLOTS).map(|_| Vec::new()).collect(), busy: [0; SLOTS / 64], next: now, cursor: 0, hunt: now, hunt_i: 0, hunt_front: true, len: 0 }
     }
 
     /// Entries in the wheel.
@@ -151,34 +158,69 @@ impl Wheel {
     }
 
     /// Looks ahead for one entry to end before its time: visits the
-    /// entries of the slots from the next tick on, soonest first (at most
-    /// one turn and `budget` entries), until `pick` accepts one, which is
-    /// taken out of the wheel and returned. Nothing else moves. (Table
-    /// pressure: the connections due soonest are the oldest embryonic
-    /// ones; see `ConnTable::evict`.)
+    /// entries of the slots ahead, soonest first (at most one turn and
+    /// `budget` entries), until `pick` accepts one, which is taken out of
+    /// the wheel and returned. Nothing else moves. (Table pressure: the
+    /// connections due soonest are the oldest embryonic ones; see
+    /// `ConnTable::evict`.)
+    ///
+    /// A search goes on from the entry the last one took: the entries
+    /// before it were refused or taken. One whose budget runs out without
+    /// taking any sends the next back to the next tick, since what it
+    /// passed over lay beyond the entries to take (a SYN flood's embryonic
+    /// connections, filed one SYN_RECV timeout ahead, are followed by
+    /// established and UDP ones filed further); unless the searches since
+    /// the last entry taken all began at the next tick: then the next goes
+    /// on from where it stopped, and so gets past more entries to refuse
+    /// than one budget looks at. Started from the next tick every time, a
+    /// search never got past the first `budget` such entries: a
+    /// director's closing connections (CLOSE 10 s, TIME_WAIT) are due
+    /// before its embryonic ones (SYN_RECV 60 s), and a hundred of them
+    /// kept a SYN flood's entries from being evicted (`tests/e2e_flood.rs`:
+    /// 3 % of the flood's SYNs made room, the rest were dropped as
+    /// `table_full`, legitimate clients' too).
     pub fn evict_ahead(&mut self, budget: usize, mut pick: impl FnMut(u32) -> bool) -> Option<u32> {
         let mut seen = 0;
-        let start = self.next as usize % SLOTS;
         // `k`: slots ahead of `next`. (SLOTS is a whole number of words,
-        // so the turn's wrap falls on a word's start.)
-        let mut k = 0;
-        while k < SLOTS {
-            let s = (start + k) % SLOTS;
+        // so the turn's wrap falls on a word's start.) `k0`, `i0`: where
+        // the last search stopped, while it is still ahead in this turn.
+        let base = self.next as usize % SLOTS;
+        let ahead = self.hunt.wrapping_sub(self.next) as usize;
+        let (k0, i0, front) = if ahead < SLOTS { (ahead, self.hunt_i, self.hunt_front) } else { (0, 0, true) };
+        let mut k = k0;
+        // Past the turn's end, from the next tick up to `k0` again.
+        let mut wrapped = false;
+        loop {
+            if k >= SLOTS {
+                if wrapped || k0 == 0 && i0 == 0 {
+                    break;
+                }
+                wrapped = true;
+                k = 0;
+            }
+            if wrapped && k > k0 {
+                break;
+            }
+            let s = (base + k) % SLOTS;
             let w = self.busy[s / 64] >> (s % 64);
             if w == 0 {
                 k += 64 - s % 64;
                 continue;
             }
             k += w.trailing_zeros() as usize;
-            if k >= SLOTS {
-                break;
+            if k >= SLOTS || wrapped && k > k0 {
+                continue;
             }
-            let s = (start + k) % SLOTS;
+            let s = (base + k) % SLOTS;
             // The slot being processed: entries before the cursor were
             // visited and kept this tick; the rest may swap places freely.
-            let mut i = if k == 0 { self.cursor } else { 0 };
-            while i < self.slots[s].len() {
+            let first = if k == 0 { self.cursor } else { 0 };
+            let mut i = if k == k0 && !wrapped { first.max(i0) } else { first };
+            let end = if k == k0 && wrapped { i0.min(self.slots[s].len()) } else { usize::MAX };
+            while i < self.slots[s].len() && i < end {
                 if seen == budget {
+                    (self.hunt, self.hunt_i) = if front { (self.next.wrapping_add(k as u32), i) } else { (self.next, 0) };
+                    self.hunt_front = true;
                     return None;
                 }
                 seen += 1;
@@ -186,6 +228,7 @@ impl Wheel {
                 if pick(id) {
                     self.slots[s].swap_remove(i);
                     self.len -= 1;
+                    (self.hunt, self.hunt_i, self.hunt_front) = (self.next.wrapping_add(k as u32), i, false);
                     return Some(id);
                 }
                 i += 1;
@@ -193,8 +236,14 @@ impl Wheel {
             if self.slots[s].is_empty() {
                 self.busy[s / 64] &= !(1 << (s % 64));
             }
+            if wrapped && k == k0 {
+                break;
+            }
             k += 1;
         }
+        // Round once and nothing taken: the next search starts at the
+        // next tick.
+        (self.hunt, self.hunt_i, self.hunt_front) = (self.next, 0, true);
         None
     }
 }
@@ -257,12 +306,28 @@ mod tests {
         assert_eq!(got, Some(5));
         assert_eq!(looked[..2].iter().copied().collect::<std::collections::HashSet<_>>(), [2, 3].into());
         assert_eq!(w.len(), 4);
-        // the budget bounds the search
-        assert_eq!(w.evict_ahead(2, |id| id == 1), None);
-        assert_eq!(w.evict_ahead(3, |id| id == 1), Some(1));
+        // the next search goes on from there: 1 (tick 30) at the first look
+        let mut looked = Vec::new();
+        let got = w.evict_ahead(1, |id| {
+            looked.push(id);
+            id == 1
+        });
+        assert_eq!((got, looked), (Some(1), vec![1]));
+        // the budget bounds the search: 4 (tick 808) looked at, then the
+        // turn's end, and the search stops at 2 (tick 5) with its budget;
+        // having found nothing past an entry taken, it sends the next
+        // search to the next tick
+        assert_eq!(w.evict_ahead(1, |id| id == 3), None);
+        let mut looked = Vec::new();
+        let got = w.evict_ahead(2, |id| {
+            looked.push(id);
+            id == 3
+        });
+        assert_eq!(got, Some(3));
+        assert!(looked.contains(&2) && !looked.contains(&4), "{looked:?}");
         // nothing accepted: nothing taken
         assert_eq!(w.evict_ahead(usize::MAX, |_| false), None);
-        assert_eq!(w.len(), 3);
+        assert_eq!(w.len(), 2);
         // the rest expires as before, the evicted never comes back
         let mut gone = Vec::new();
         for t in 0..10_000 {
@@ -272,7 +337,45 @@ mod tests {
             });
         }
         gone.sort();
-        assert_eq!(gone, vec![2, 3, 4]);
+        assert_eq!(gone, vec![2, 4]);
+    }
+
+    /// Entries a search may not take (a director's closing connections,
+    /// due first) are passed once per turn, not by every search: more of
+    /// them than a search's budget do not hide the entries behind them.
+    #[test]
+    fn evict_ahead_gets_past_more_refused_entries_than_its_budget() {
+        let mut w = Wheel::new(0);
+        for id in 0..100 {
+            w.insert(id, 5 + id % 3);
+        }
+        for id in 1000..1010 {
+            w.insert(id, 50);
+        }
+        let take = |id: u32| id >= 1000;
+        let mut looked = 0;
+        assert_eq!(w.evict_ahead(64, |id| { looked += 1; take(id) }), None);
+        assert_eq!(looked, 64);
+        // the next search looks at the other 36, then takes one
+        looked = 0;
+        assert!(w.evict_ahead(64, |id| { looked += 1; take(id) }).is_some_and(take));
+        assert_eq!(looked, 37);
+        // and the ones after it at the first look
+        for _ in 0..9 {
+            looked = 0;
+            assert!(w.evict_ahead(64, |id| { looked += 1; take(id) }).is_some_and(take));
+            assert_eq!(looked, 1);
+        }
+        // none left to take: round once (100 looks) and nothing taken;
+        // the search after starts from the next tick again
+        looked = 0;
+        assert_eq!(w.evict_ahead(usize::MAX, |id| { looked += 1; take(id) }), None);
+        assert_eq!(looked, 100);
+        w.insert(2000, 3);
+        let mut first = None;
+        assert_eq!(w.evict_ahead(usize::MAX, |id| { first.get_or_insert(id); id == 2000 }), Some(2000));
+        assert_eq!(first, Some(2000), "due first, looked at first");
+        assert_eq!(w.len(), 100);
     }
 
     #[test]
@@ -359,30 +462,50 @@ mod tests {
     /// The look ahead as it was before the occupancy bits: every slot of
     /// the turn in order.
     fn evict_ahead_by_every_slot(w: &mut Wheel, budget: usize, mut pick: impl FnMut(u32) -> bool) -> Option<u32> {
-        let mut seen = 0;
-        for k in 0..SLOTS as u32 {
-            let s = w.next.wrapping_add(k) as usize % SLOTS;
-            let mut i = if k == 0 { w.cursor } else { 0 };
-            while i < w.slots[s].len() {
-                if seen == budget {
-                    return None;
-                }
-                seen += 1;
-                let id = w.slots[s][i];
-                if pick(id) {
-                    w.slots[s].swap_remove(i);
-                    w.len -= 1;
-                    return Some(id);
-                }
-                i += 1;
+        // Every position in the order a search visits them: from where the
+        // last one stopped to the turn's end, then from the next tick.
+        let ahead = w.hunt.wrapping_sub(w.next) as usize;
+        let (k0, i0, front) = if ahead < SLOTS { (ahead, w.hunt_i, w.hunt_front) } else { (0, 0, true) };
+        let slot = |k: usize| w.next.wrapping_add(k as u32) as usize % SLOTS;
+        let first = |k: usize| if k == 0 { w.cursor } else { 0 };
+        let mut order = Vec::new();
+        for k in k0..SLOTS {
+            let from = if k == k0 { first(k).max(i0) } else { first(k) };
+            order.extend((from..w.slots[slot(k)].len()).map(|i| (k, i)));
+        }
+        if k0 != 0 || i0 != 0 {
+            for k in 0..=k0 {
+                let to = if k == k0 { i0.min(w.slots[slot(k)].len()) } else { w.slots[slot(k)].len() };
+                order.extend((first(k)..to).map(|i| (k, i)));
             }
         }
+        let mut seen = 0;
+        for (k, i) in order {
+            let s = slot(k);
+            if seen == budget {
+                // Gone past the entries to take: back to the next tick;
+                // still getting past the first ones refused: on from here.
+                (w.hunt, w.hunt_i) = if front { (w.next.wrapping_add(k as u32), i) } else { (w.next, 0) };
+                w.hunt_front = true;
+                return None;
+            }
+            seen += 1;
+            let id = w.slots[s][i];
+            if pick(id) {
+                w.slots[s].swap_remove(i);
+                w.len -= 1;
+                (w.hunt, w.hunt_i, w.hunt_front) = (w.next.wrapping_add(k as u32), i, false);
+                return Some(id);
+            }
+        }
+        (w.hunt, w.hunt_i, w.hunt_front) = (w.next, 0, true);
         None
     }
 
     proptest::proptest! {
         /// Passing over empty slots by their bits visits the same entries
-        /// in the same order as visiting every slot, through inserts,
+        /// in the same order as visiting every slot (from where the last
+        /// search stopped, round the turn), through inserts,
         /// advances (with budgets that stop inside a slot), look-aheads
         /// and the wrap of the turn and of the tick counter.
         #[test]
@@ -417,6 +540,7 @@ mod tests {
                         proptest::prop_assert_eq!(&seen, &seen_model);
                         proptest::prop_assert_eq!(&w.slots, &model.slots);
                         proptest::prop_assert_eq!(w.len, model.len);
+                        proptest::prop_assert_eq!((w.hunt, w.hunt_i, w.hunt_front), (model.hunt, model.hunt_i, model.hunt_front));
                     }
                 }
                 // the bits cover every slot that holds an entry

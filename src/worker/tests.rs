@@ -1234,6 +1234,39 @@ fn a_full_table_evicts_the_oldest_embryonic_connection_for_a_new_one() {
     assert_eq!(w2.counters().evicted_conns, 0);
 }
 
+/// A director's closing connections are due before its embryonic ones
+/// (CLOSE 10 s against SYN_RECV 60 s): more of them than one eviction
+/// search looks at (64) must not keep a flood's entries from being
+/// evicted. The first search is spent on them (that SYN is dropped, and
+/// none is made again in its tick); the next goes on past them.
+#[test]
+fn closing_connections_due_first_do_not_hide_the_embryonic_ones() {
+    let mut m = model(FwdMethod::Nat, "rr");
+    m.max_conns = 100;
+    let mut w = worker(&m);
+    for p in 0..70 {
+        nat_established(&mut w, SEC, 1000 + p);
+        assert_eq!(one(&mut w, SEC, tcp4(CIP, 1000 + p, VIP, 80, RST | ACK, b"")).0, TX);
+    }
+    for i in 0..30u16 {
+        let spoofed = tcp4([198, 51, 100, (i % 250) as u8 + 1], 5000 + i, VIP, 80, SYN, b"");
+        assert_eq!(one(&mut w, 2 * SEC, spoofed).0, TX);
+    }
+    assert_eq!(w.conns(), 100);
+    let syn = |p: u16| tcp4(CIP, p, VIP, 80, SYN, b"");
+    assert_eq!(one(&mut w, 3 * SEC, syn(3000)).0, Verdict::Drop(DropReason::TableFull), "64 closing connections looked at");
+    assert_eq!(one(&mut w, 3 * SEC, syn(3001)).0, Verdict::Drop(DropReason::TableFull), "no second search in a tick");
+    // the next tick: every SYN gets in, each in place of an embryonic entry
+    for p in 3002..3030 {
+        assert_eq!(one(&mut w, 3 * SEC + 100_000_000, syn(p)).0, TX, "client port {p}");
+    }
+    assert_eq!((w.conns(), w.counters().evicted_conns), (100, 28));
+    // never a closing connection (they end at their time): the spoofed
+    // entries were the ones to go
+    let left = (0..30u16).filter(|&i| one(&mut w, 3 * SEC + 100_000_000, tcp4([198, 51, 100, (i % 250) as u8 + 1], 5000 + i, VIP, 80, ACK, b"")).0 == TX).count();
+    assert_eq!(left, 2);
+}
+
 #[test]
 fn drop_entry_off_udp_and_persistence() {
     // off: a full table drops the SYN even with embryonic entries in it
@@ -2210,3 +2243,4 @@ fn presized_indexes_count_the_reply_keys_of_nat() {
     // Both families' indexes, 64-byte buckets of 7 keys each.
     assert!(dr / 2 / 64 * 7 * 7 >= 100_000 * 16, "DR at most 7/16 full");
 }
+
