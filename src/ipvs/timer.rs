@@ -479,8 +479,7 @@ mod tests {
                 order.extend((first(k)..to).map(|i| (k, i)));
             }
         }
-        let mut seen = 0;
-        for (k, i) in order {
+        for (seen, (k, i)) in order.into_iter().enumerate() {
             let s = slot(k);
             if seen == budget {
                 // Gone past the entries to take: back to the next tick;
@@ -489,7 +488,6 @@ mod tests {
                 w.hunt_front = true;
                 return None;
             }
-            seen += 1;
             let id = w.slots[s][i];
             if pick(id) {
                 w.slots[s].swap_remove(i);
