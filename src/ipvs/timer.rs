@@ -15,6 +15,9 @@ pub const TICKS_PER_SEC: u32 = (1_000_000_000 / TICK_NS) as u32;
 /// Slots in the wheel (a power of two): 4096 ticks = 409.6 s per turn.
 const SLOTS: usize = 4096;
 
+/// Entries an empty slot keeps room for (see [`Wheel::emptied`]).
+const SLOT_KEEP: usize = 256;
+
 /// How far ahead an expiry may lie: tick numbers are `u32` compared with
 /// wrapping arithmetic ([`reached`]), so a time more than 2^31 ticks
 /// (6.8 years) ahead reads as already past — a timeout that long would
@@ -103,6 +106,19 @@ impl Wheel {
         self.len += 1;
     }
 
+    /// Slot `s` was seen empty: its bit is cleared, and a big array it
+    /// grew to is given back. A slot's array grows to the entries filed at
+    /// one tick (under a SYN flood with drop_entry making room, a tick's
+    /// worth of SYNs: thousands); kept, every slot of the turn would in
+    /// time hold that much room, and the wheel's memory would not be
+    /// bounded by the table's (`tests/e2e_flood.rs`: +67 MB in 55 s).
+    fn emptied(&mut self, s: usize) {
+        self.busy[s / 64] &= !(1 << (s % 64));
+        if self.slots[s].capacity() > SLOT_KEEP {
+            self.slots[s] = Vec::new();
+        }
+    }
+
     /// Processes every slot up to and including tick `now`, handing each
     /// entry to `visit` with the tick of its slot, at most `budget` entries
     /// in all, soonest first. (After a jump, an entry due at that tick
@@ -149,7 +165,7 @@ impl Wheel {
                 }
             }
             if self.slots[s].is_empty() {
-                self.busy[s / 64] &= !(1 << (s % 64));
+                self.emptied(s);
             }
             self.next = self.next.wrapping_add(1);
             self.cursor = 0;
@@ -234,7 +250,7 @@ impl Wheel {
                 i += 1;
             }
             if self.slots[s].is_empty() {
-                self.busy[s / 64] &= !(1 << (s % 64));
+                self.emptied(s);
             }
             if wrapped && k == k0 {
                 break;
@@ -376,6 +392,30 @@ mod tests {
         assert_eq!(w.evict_ahead(usize::MAX, |id| { first.get_or_insert(id); id == 2000 }), Some(2000));
         assert_eq!(first, Some(2000), "due first, looked at first");
         assert_eq!(w.len(), 100);
+    }
+
+    /// A slot that held many entries gives their room back once empty,
+    /// by expiry or by eviction: the wheel's memory follows its entries.
+    #[test]
+    fn an_emptied_slot_gives_its_room_back() {
+        let mut w = Wheel::new(0);
+        let small = w.memory();
+        for id in 0..10_000 {
+            w.insert(id, 5);
+            w.insert(100_000 + id, 9);
+        }
+        assert!(w.memory() >= small + 2 * 10_000 * 4);
+        w.advance(5, usize::MAX, |_, _| None);
+        while w.evict_ahead(usize::MAX, |_| true).is_some() {}
+        assert!(w.is_empty());
+        assert_eq!(w.memory(), small, "room for 20 000 entries kept by empty slots");
+        // a small slot keeps its room: no allocation per tick
+        for id in 0..100 {
+            w.insert(id, 20);
+        }
+        let cap = w.memory();
+        w.advance(20, usize::MAX, |_, _| None);
+        assert_eq!(w.memory(), cap);
     }
 
     #[test]
