@@ -110,8 +110,9 @@ impl Wheel {
     /// grew to is given back. A slot's array grows to the entries filed at
     /// one tick (under a SYN flood with drop_entry making room, a tick's
     /// worth of SYNs: thousands); kept, every slot of the turn would in
-    /// time hold that much room, and the wheel's memory would not be
-    /// bounded by the table's (`tests/e2e_flood.rs`: +67 MB in 55 s).
+    /// time hold that much room, more than the table's entries need.
+    /// (It is not what grew the daemon's memory in `tests/e2e_flood.rs`:
+    /// docs/reliability.md.)
     fn emptied(&mut self, s: usize) {
         self.busy[s / 64] &= !(1 << (s % 64));
         if self.slots[s].capacity() > SLOT_KEEP {
@@ -171,6 +172,27 @@ impl Wheel {
             self.cursor = 0;
         }
         done
+    }
+
+    /// [`Wheel::evict_ahead`] took the entry at position `i` of the slot
+    /// `k` ticks ahead: the next search starts there.
+    fn hunt_took(&mut self, k: usize, i: usize) {
+        (self.hunt, self.hunt_i, self.hunt_front) = (self.next.wrapping_add(k as u32), i, false);
+    }
+
+    /// [`Wheel::evict_ahead`]'s budget ran out at position `i` of the slot
+    /// `k` ticks ahead, in a search that began at the next tick (`front`)
+    /// or went on from an entry taken: the next search goes on from here,
+    /// or starts at the next tick.
+    fn hunt_stopped(&mut self, k: usize, i: usize, front: bool) {
+        (self.hunt, self.hunt_i) = if front { (self.next.wrapping_add(k as u32), i) } else { (self.next, 0) };
+        self.hunt_front = true;
+    }
+
+    /// [`Wheel::evict_ahead`] went round the turn and took nothing: the
+    /// next search starts at the next tick.
+    fn hunt_round(&mut self) {
+        (self.hunt, self.hunt_i, self.hunt_front) = (self.next, 0, true);
     }
 
     /// Looks ahead for one entry to end before its time: visits the
@@ -235,8 +257,7 @@ impl Wheel {
             let end = if k == k0 && wrapped { i0.min(self.slots[s].len()) } else { usize::MAX };
             while i < self.slots[s].len() && i < end {
                 if seen == budget {
-                    (self.hunt, self.hunt_i) = if front { (self.next.wrapping_add(k as u32), i) } else { (self.next, 0) };
-                    self.hunt_front = true;
+                    self.hunt_stopped(k, i, front);
                     return None;
                 }
                 seen += 1;
@@ -244,7 +265,7 @@ impl Wheel {
                 if pick(id) {
                     self.slots[s].swap_remove(i);
                     self.len -= 1;
-                    (self.hunt, self.hunt_i, self.hunt_front) = (self.next.wrapping_add(k as u32), i, false);
+                    self.hunt_took(k, i);
                     return Some(id);
                 }
                 i += 1;
@@ -257,9 +278,7 @@ impl Wheel {
             }
             k += 1;
         }
-        // Round once and nothing taken: the next search starts at the
-        // next tick.
-        (self.hunt, self.hunt_i, self.hunt_front) = (self.next, 0, true);
+        self.hunt_round();
         None
     }
 }
@@ -522,21 +541,18 @@ mod tests {
         for (seen, (k, i)) in order.into_iter().enumerate() {
             let s = slot(k);
             if seen == budget {
-                // Gone past the entries to take: back to the next tick;
-                // still getting past the first ones refused: on from here.
-                (w.hunt, w.hunt_i) = if front { (w.next.wrapping_add(k as u32), i) } else { (w.next, 0) };
-                w.hunt_front = true;
+                w.hunt_stopped(k, i, front);
                 return None;
             }
             let id = w.slots[s][i];
             if pick(id) {
                 w.slots[s].swap_remove(i);
                 w.len -= 1;
-                (w.hunt, w.hunt_i, w.hunt_front) = (w.next.wrapping_add(k as u32), i, false);
+                w.hunt_took(k, i);
                 return Some(id);
             }
         }
-        (w.hunt, w.hunt_i, w.hunt_front) = (w.next, 0, true);
+        w.hunt_round();
         None
     }
 
